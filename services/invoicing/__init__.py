@@ -1,0 +1,1 @@
+"""Invoicing: customers, payment terms, credit limits, invoices and credit memos."""

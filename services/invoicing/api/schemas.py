@@ -1,0 +1,76 @@
+"""Request and response bodies. Amounts are decimal strings."""
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from shared.money import Amount, CurrencyCode, MoneyError, exact_amount
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class RegisterCustomerRequest(_Request):
+    customer_id: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$",
+                                    description="Your own customer number; generated when omitted")
+    name: str = Field(min_length=1, max_length=200)
+    currency: CurrencyCode
+    payment_terms_days: int = Field(default=30, ge=0, le=365, description="Net-N terms: days from issue to due")
+    credit_limit: Amount = Field(description="Decimal string in the customer's currency")
+    registered_on: date | None = None
+
+    @model_validator(mode="after")
+    def _limit_in_currency(self) -> "RegisterCustomerRequest":
+        try:
+            self.credit_limit = exact_amount(self.credit_limit, self.currency)
+        except MoneyError as exc:
+            raise ValueError(f"credit_limit: {exc}") from exc
+        if self.credit_limit < 0:
+            raise ValueError("credit_limit: cannot be negative")
+        return self
+
+
+class InvoiceLineRequest(_Request):
+    description: str = Field(min_length=1, max_length=500)
+    quantity: Amount = Field(description="Decimal string, e.g. \"1\" or \"2.5\"")
+    unit_price: Amount
+
+
+class IssueInvoiceRequest(_Request):
+    invoice_id: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")
+    invoice_number: str | None = Field(default=None, min_length=1, max_length=64)
+    customer_id: str = Field(min_length=1, max_length=64)
+    currency: CurrencyCode | None = Field(default=None, description="Defaults to the customer's currency")
+    issue_date: date
+    due_date: date | None = Field(default=None, description="Defaults to issue date + the customer's terms")
+    lines: list[InvoiceLineRequest] = Field(min_length=1, max_length=1000)
+
+    @model_validator(mode="after")
+    def _prices_in_currency(self) -> "IssueInvoiceRequest":
+        if self.currency:
+            for i, line in enumerate(self.lines):
+                try:
+                    exact_amount(line.unit_price, self.currency)
+                except MoneyError as exc:
+                    raise ValueError(f"lines.{i}.unit_price: {exc}") from exc
+        return self
+
+
+class IssueCreditMemoRequest(_Request):
+    amount: Amount
+    issue_date: date
+    reason: str = Field(min_length=1, max_length=500)
+
+
+def money_out(data: dict[str, Any], *names: str) -> dict[str, Any]:
+    """Decimal columns -> strings at the currency's minor unit."""
+    from shared.money import quantize, to_str
+
+    out = dict(data)
+    for name in names:
+        if out.get(name) is not None:
+            out[name] = to_str(quantize(out[name], out["currency"].strip()))
+    return out

@@ -1,0 +1,141 @@
+"""Command handlers and process managers: plain functions of (connection, command, metadata).
+The caller owns the transaction."""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared import aggregate
+from shared.consumer import ReceivedEvent
+from shared.contracts import DisputeResolved, PaymentApplied, UnknownEvent, registry
+from shared.eventstore import utc_midnight
+from shared.problems import Conflict, NotFound, Unprocessable
+from services.invoicing.adapters import repository as repo
+from services.invoicing.domain.model import Customer, Invoice, InvoicingRuleViolation
+
+
+def _rule(exc: InvoicingRuleViolation) -> Unprocessable:
+    return Unprocessable(str(exc), field=exc.field)
+
+
+@dataclass(frozen=True)
+class RegisterCustomer:
+    customer_id: str
+    name: str
+    currency: str
+    payment_terms_days: int
+    credit_limit: Decimal
+    registered_on: date
+
+
+async def register_customer(conn: AsyncConnection, cmd: RegisterCustomer, meta: dict[str, Any], now: datetime) -> dict[str, Any]:
+    customer = await aggregate.load(conn, Customer, cmd.customer_id)
+    if customer.exists:
+        raise Conflict(f"customer {cmd.customer_id} is already registered", field="customer_id")
+    try:
+        customer.register(cmd.name, cmd.currency, cmd.payment_terms_days, cmd.credit_limit, cmd.registered_on, now)
+    except InvoicingRuleViolation as exc:
+        raise _rule(exc) from exc
+    await aggregate.save(conn, customer, meta)
+    customer.registered_on = cmd.registered_on
+    await repo.insert_customer(conn, customer, customer.version)
+    return await repo.get_customer(conn, cmd.customer_id)
+
+
+@dataclass(frozen=True)
+class IssueInvoice:
+    invoice_id: str
+    invoice_number: str | None
+    customer_id: str
+    currency: str | None
+    issue_date: date
+    due_date: date | None
+    lines: list[tuple[str, Decimal, Decimal]]
+
+
+async def issue_invoice(conn: AsyncConnection, cmd: IssueInvoice, meta: dict[str, Any]) -> dict[str, Any]:
+    customer = await aggregate.load(conn, Customer, cmd.customer_id)
+    if not customer.exists:
+        raise Unprocessable(f"customer {cmd.customer_id} is not registered", field="customer_id")
+    number = cmd.invoice_number or f"INV-{cmd.invoice_id[:8].upper()}"
+    if await repo.invoice_number_taken(conn, number):
+        raise Conflict(f"invoice number {number} is already used", field="invoice_number")
+    invoice = await aggregate.load(conn, Invoice, cmd.invoice_id)
+    try:
+        invoice.issue(invoice_number=number, customer=customer, currency=cmd.currency or customer.currency,
+                      issue_date=cmd.issue_date, due_date=cmd.due_date, lines=cmd.lines,
+                      at=utc_midnight(cmd.issue_date))
+    except InvoicingRuleViolation as exc:
+        raise _rule(exc) from exc
+    issued = invoice.pending[0][0]
+    await aggregate.save(conn, invoice, meta)
+    await repo.insert_invoice(conn, invoice, [line.model_dump(mode="json") for line in issued.lines], invoice.version)
+    return await repo.get_invoice(conn, invoice.id)
+
+
+@dataclass(frozen=True)
+class IssueCreditMemo:
+    invoice_id: str
+    amount: Decimal
+    issue_date: date
+    reason: str
+    expected_version: int | None = None
+    dispute_id: str | None = None
+    credit_memo_id: str | None = None
+
+
+async def issue_credit_memo(conn: AsyncConnection, cmd: IssueCreditMemo, meta: dict[str, Any]) -> dict[str, Any]:
+    invoice = await aggregate.load(conn, Invoice, cmd.invoice_id)
+    if not invoice.exists:
+        raise NotFound(f"invoice {cmd.invoice_id} does not exist", field="invoice_id")
+    if cmd.expected_version is not None and cmd.expected_version != invoice.version:
+        from shared.eventstore import ConcurrencyError
+
+        raise ConcurrencyError(f"invoice {cmd.invoice_id} is at version {invoice.version}, not {cmd.expected_version}",
+                               field="If-Match")
+    memo_id = cmd.credit_memo_id or str(uuid.uuid4())
+    paid = await repo.paid_amount(conn, invoice.id)
+    try:
+        invoice.issue_credit_memo(credit_memo_id=memo_id, amount=cmd.amount, issue_date=cmd.issue_date,
+                                  reason=cmd.reason, paid_amount=paid, at=utc_midnight(cmd.issue_date),
+                                  dispute_id=cmd.dispute_id)
+    except InvoicingRuleViolation as exc:
+        raise _rule(exc) from exc
+    if not invoice.pending:
+        return {"credit_memo_id": memo_id, "invoice_id": invoice.id, "already_issued": True}
+    memo = invoice.pending[0][0].to_payload()
+    await aggregate.save(conn, invoice, meta)
+    await repo.record_credit_memo(conn, {**memo, "amount": Decimal(memo["amount"]),
+                                         "issue_date": cmd.issue_date}, invoice.credited_amount, invoice.version)
+    return {**memo, "invoice_version": invoice.version}
+
+
+def credit_memo_id_for_dispute(dispute_id: str) -> str:
+    """Deterministic, so a resolution handled twice can only ever grant one credit memo."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"ledgerline:dispute-credit:{dispute_id}"))
+
+
+async def on_external_event(conn: AsyncConnection, event: ReceivedEvent) -> None:
+    """Invoicing's consumer: payments applied (for open balances) and dispute resolutions
+    (choreography: a resolved dispute with a credit is granted as a credit memo)."""
+    try:
+        contract = registry.parse(event.event_type, event.schema_version, event.data)
+    except UnknownEvent:
+        return
+    if isinstance(contract, PaymentApplied):
+        await repo.record_payment_applied(conn, contract.payment_id, contract.invoice_id, contract.amount,
+                                          contract.value_date)
+    elif isinstance(contract, DisputeResolved) and contract.credit_amount > 0:
+        meta = {"causation_id": event.event_id, "actor": "invoicing:dispute-credit",
+                "correlation_id": event.headers.get("ce_correlationid", event.event_id)}
+        if event.traceparent:
+            meta["traceparent"] = event.traceparent
+        await issue_credit_memo(conn, IssueCreditMemo(
+            invoice_id=contract.invoice_id, amount=contract.credit_amount, issue_date=contract.resolved_on,
+            reason=f"dispute {contract.dispute_id} resolved: {contract.resolution}",
+            dispute_id=contract.dispute_id, credit_memo_id=credit_memo_id_for_dispute(contract.dispute_id)), meta)

@@ -1,0 +1,25 @@
+"""Builds the invoicing service: its routers, consumers and migrations on the shared shell."""
+from __future__ import annotations
+
+from shared.clock import SystemClock
+from shared.contracts import topic_for
+from shared.service import ConsumerSpec, ServiceDefinition, build_app
+from services.invoicing.api.routes import router
+from services.invoicing.application.handlers import on_external_event
+from services.invoicing.settings import InvoicingSettings
+
+
+def definition(settings: InvoicingSettings | None = None) -> ServiceDefinition:
+    return ServiceDefinition(
+        context="invoicing",
+        title="Ledgerline invoicing",
+        settings=settings or InvoicingSettings(),
+        migrations_package="services.invoicing.adapters.migrations",
+        routers=[router],
+        consumers=[ConsumerSpec("invoicing", [topic_for("cash_application"), topic_for("disputes")], on_external_event)],
+        state={"clock": SystemClock()},
+    )
+
+
+def create_app():
+    return build_app(definition())

@@ -1,0 +1,10 @@
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import LOCAL_DB, ServiceSettings
+
+
+class InvoicingSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="LEDGERLINE_INVOICING_", extra="ignore")
+
+    database_url: str = LOCAL_DB.format(context="invoicing")
+    port: int = 8101

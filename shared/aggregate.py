@@ -1,0 +1,72 @@
+"""Event-sourced aggregate mechanism: state changes only by applying events; an aggregate is
+rebuilt from its stream; saving appends its new events with the version it was loaded at."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared import eventstore
+from shared.contracts import EventContract, registry
+
+A = TypeVar("A", bound="Aggregate")
+
+
+class Aggregate:
+    stream_type: ClassVar[str]
+
+    def __init__(self, aggregate_id: str) -> None:
+        self.id = aggregate_id
+        self.version = 0
+        self.pending: list[tuple[EventContract, datetime]] = []
+
+    @classmethod
+    def stream_id_for(cls, aggregate_id: str) -> str:
+        return f"{cls.stream_type}-{aggregate_id}"
+
+    @property
+    def stream_id(self) -> str:
+        return self.stream_id_for(self.id)
+
+    @property
+    def exists(self) -> bool:
+        return self.version > 0 or bool(self.pending)
+
+    def trigger(self, event: EventContract, occurred_at: datetime) -> None:
+        """Record a new event after the caller's rule checks passed, and apply it."""
+        self.apply(event)
+        self.pending.append((event, occurred_at))
+
+    def apply(self, event: EventContract) -> None:
+        method = getattr(self, f"when_{event.event_type}", None)
+        if method is None:
+            raise TypeError(f"{type(self).__name__} does not apply {event.event_type}")
+        method(event)
+
+
+async def load(conn: AsyncConnection, cls: type[A], aggregate_id: str) -> A:
+    aggregate = cls(aggregate_id)
+    for stored in await eventstore.read_stream(conn, cls.stream_id_for(aggregate_id)):
+        aggregate.apply(registry.parse(stored.event_type, stored.schema_version, stored.payload))
+        aggregate.version = stored.version
+    return aggregate
+
+
+async def save(conn: AsyncConnection, aggregate: Aggregate, metadata: dict[str, Any]) -> list[eventstore.NewEvent]:
+    """Append the aggregate's pending events, expecting the version it was loaded at."""
+    new_events = [
+        eventstore.NewEvent(
+            event_type=event.event_type,
+            schema_version=event.schema_version,
+            payload=event.to_payload(),
+            occurred_at=occurred_at,
+            metadata=metadata,
+        )
+        for event, occurred_at in aggregate.pending
+    ]
+    aggregate.version = await eventstore.append(
+        conn, aggregate.stream_id, aggregate.stream_type, aggregate.version, new_events
+    )
+    aggregate.pending.clear()
+    return new_events

@@ -1,0 +1,29 @@
+"""Public event schemas of every Ledgerline context, in one place, versioned.
+
+Producers build these models and store `to_payload()`; consumers call `registry.parse()` with
+the event type and schema version from the message headers (upcasting older versions)."""
+from shared.contracts import cash_application, collections, disputes, invoicing  # noqa: F401
+from shared.contracts.base import (
+    ContractRegistry,
+    EventContract,
+    UnknownEvent,
+    registry,
+    topic_for,
+)
+from shared.contracts.cash_application import (
+    PaymentApplied,
+    PaymentReceived,
+    ShortPayDetected,
+    UnappliedCashRecorded,
+)
+from shared.contracts.collections import PromiseBroken, PromiseKept, PromiseToPayMade
+from shared.contracts.disputes import DeductionOpened, DisputeOpened, DisputeResolved
+from shared.contracts.invoicing import CreditMemoIssued, CustomerRegistered, InvoiceIssued, InvoiceLine
+
+__all__ = [
+    "ContractRegistry", "EventContract", "UnknownEvent", "registry", "topic_for",
+    "CustomerRegistered", "InvoiceIssued", "InvoiceLine", "CreditMemoIssued",
+    "PaymentReceived", "PaymentApplied", "ShortPayDetected", "UnappliedCashRecorded",
+    "DisputeOpened", "DeductionOpened", "DisputeResolved",
+    "PromiseToPayMade", "PromiseKept", "PromiseBroken",
+]

@@ -1,0 +1,104 @@
+"""The published language: versioned event contracts, a registry and upcasting.
+
+Each event class declares its `event_type`, `schema_version` and the context that publishes it.
+Old payload versions are upcast on read by registered functions, never rewritten in a store."""
+from __future__ import annotations
+
+from typing import Any, Callable, ClassVar
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from shared.money import quantize
+
+
+class EventContract(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_type: ClassVar[str]
+    schema_version: ClassVar[int] = 1
+    context: ClassVar[str]
+
+    # Money fields are quantised to the event's currency (every money event has one).
+    money_fields: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="after")
+    def _quantise_money(self) -> "EventContract":
+        currency = getattr(self, "currency", None)
+        if currency:
+            for name in self.money_fields:
+                value = getattr(self, name)
+                if value is None:
+                    continue
+                exact = quantize(value, currency)
+                if exact != value:
+                    raise ValueError(f"{name} {value} has more decimals than {currency} allows")
+                # "10.5" becomes "10.50": amounts travel at the currency's minor unit.
+                object.__setattr__(self, name, exact)
+        return self
+
+    def to_payload(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class ContractRegistry:
+    def __init__(self) -> None:
+        self._latest: dict[str, type[EventContract]] = {}
+        self._upcasters: dict[tuple[str, int], Upcaster] = {}
+
+    def register(self, cls: type[EventContract]) -> type[EventContract]:
+        existing = self._latest.get(cls.event_type)
+        if existing is not None and existing is not cls:
+            raise ValueError(f"event type {cls.event_type} registered twice")
+        self._latest[cls.event_type] = cls
+        return cls
+
+    def upcaster(self, event_type: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
+        """Register a function turning a payload of from_version into from_version + 1."""
+
+        def decorate(fn: Upcaster) -> Upcaster:
+            self._upcasters[(event_type, from_version)] = fn
+            return fn
+
+        return decorate
+
+    def contract(self, event_type: str) -> type[EventContract] | None:
+        return self._latest.get(event_type)
+
+    def all(self) -> list[type[EventContract]]:
+        return sorted(self._latest.values(), key=lambda c: (c.context, c.event_type))
+
+    def parse(self, event_type: str, schema_version: int, payload: dict[str, Any]) -> EventContract:
+        cls = self._latest.get(event_type)
+        if cls is None:
+            raise UnknownEvent(event_type)
+        if schema_version > cls.schema_version:
+            raise ValueError(
+                f"{event_type} v{schema_version} is newer than this code knows (v{cls.schema_version})"
+            )
+        data = dict(payload)
+        version = schema_version
+        while version < cls.schema_version:
+            step = self._upcasters.get((event_type, version))
+            if step is None:
+                raise ValueError(f"no upcaster for {event_type} v{version}")
+            data = step(data)
+            version += 1
+        return cls.model_validate(data)
+
+
+class UnknownEvent(LookupError):
+    """An event type this code has no contract for (consumers skip it)."""
+
+
+registry = ContractRegistry()
+
+
+def event(cls: type[EventContract]) -> type[EventContract]:
+    return registry.register(cls)
+
+
+def topic_for(context: str) -> str:
+    return f"ledgerline.{context}.events"

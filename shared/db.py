@@ -1,0 +1,83 @@
+"""Database engine and migrations. SQLAlchemy 2 async (Core) on asyncpg.
+
+A request or a handled event is one transaction: `async with engine.begin() as conn` at the
+edge (route or consumer runner); domain and application code never commit."""
+from __future__ import annotations
+
+import hashlib
+import logging
+from importlib import resources
+from typing import Iterable
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+log = logging.getLogger(__name__)
+
+
+def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> AsyncEngine:
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_pre_ping=True,
+        # Transactions are short; READ COMMITTED is the PostgreSQL default and what the
+        # event store's visibility rule (pg_snapshot_xmin) is written for.
+    )
+
+
+def sql_files(package: str, folder: str = "migrations") -> list[tuple[str, str]]:
+    """(name, sql) of the package's migration files, in name order."""
+    root = resources.files(package).joinpath(folder)
+    files = sorted((p.name, p.read_text()) for p in root.iterdir() if p.name.endswith(".sql"))
+    return files
+
+
+async def apply_migrations(engine: AsyncEngine, migrations: Iterable[tuple[str, str]]) -> list[str]:
+    """Apply migrations not yet applied, each in its own transaction, under an advisory lock so
+    that several replicas (or a Job and a pod) starting together do not race. Returns the names
+    applied now."""
+    applied_now: list[str] = []
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT pg_advisory_lock(hashtext('ledgerline:migrations'))"))
+        try:
+            await conn.execute(
+                text(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                    " name text PRIMARY KEY, checksum text NOT NULL,"
+                    " applied_at timestamptz NOT NULL DEFAULT now())"
+                )
+            )
+            await conn.commit()
+            done = {
+                row.name: row.checksum
+                for row in (await conn.execute(text("SELECT name, checksum FROM schema_migrations")))
+            }
+            await conn.commit()
+            for name, sql in migrations:
+                checksum = hashlib.sha256(sql.encode()).hexdigest()
+                if name in done:
+                    if done[name] != checksum:
+                        raise RuntimeError(
+                            f"migration {name} was changed after it was applied; add a new one instead"
+                        )
+                    continue
+                async with conn.begin():
+                    # The INSERT opens the transaction; the script then runs inside it (asyncpg
+                    # runs a parameterless multi-statement script in one call).
+                    await conn.execute(
+                        text("INSERT INTO schema_migrations (name, checksum) VALUES (:n, :c)"),
+                        {"n": name, "c": checksum},
+                    )
+                    raw = await conn.get_raw_connection()
+                    await raw.driver_connection.execute(sql)
+                applied_now.append(name)
+                log.info("applied migration %s", name)
+        finally:
+            await conn.execute(text("SELECT pg_advisory_unlock(hashtext('ledgerline:migrations'))"))
+            await conn.commit()
+    return applied_now
+
+
+async def scalar(conn: AsyncConnection, sql: str, **params):  # small helper for tests and CLIs
+    return (await conn.execute(text(sql), params)).scalar()

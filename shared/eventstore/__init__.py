@@ -1,0 +1,212 @@
+"""Append-only event store on PostgreSQL; also each context's outbox.
+
+- append() takes the stream's expected version: a lost race is ConcurrencyError (HTTP 409).
+- read_all() returns committed events after a position and never skips one that commits
+  later: rows carry their transaction id and a reader only takes rows whose transaction id is
+  below pg_snapshot_xmin(pg_current_snapshot()), in (transaction_id, global_position) order.
+  Every transaction that can still add a row has an id at or above that horizon.
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from typing import Any, Sequence
+
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.problems import ConcurrencyConflict
+
+Position = tuple[int, int]
+"""(transaction_id, global_position): the total order in which committed events are read."""
+START: Position = (0, 0)
+
+
+class ConcurrencyError(ConcurrencyConflict):
+    """The stream moved on since the caller read it."""
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, default=_json_default, separators=(",", ":"))
+
+
+def utc_midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    event_type: str
+    schema_version: int
+    payload: dict[str, Any]
+    occurred_at: datetime
+    metadata: dict[str, Any] = field(default_factory=dict)
+    event_id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    global_position: int
+    transaction_id: int
+    stream_id: str
+    stream_type: str
+    version: int
+    event_id: uuid.UUID
+    event_type: str
+    schema_version: int
+    occurred_at: datetime
+    recorded_at: datetime
+    payload: dict[str, Any]
+    metadata: dict[str, Any]
+
+    @property
+    def position(self) -> Position:
+        return (self.transaction_id, self.global_position)
+
+
+_COLUMNS = (
+    "global_position, transaction_id::text::bigint AS transaction_id, stream_id, stream_type, "
+    "version, event_id, event_type, schema_version, occurred_at, recorded_at, payload, metadata"
+)
+
+
+def _row_to_event(row: Any) -> StoredEvent:
+    payload = row.payload if isinstance(row.payload, dict) else json.loads(row.payload)
+    metadata = row.metadata if isinstance(row.metadata, dict) else json.loads(row.metadata)
+    return StoredEvent(
+        global_position=row.global_position,
+        transaction_id=row.transaction_id,
+        stream_id=row.stream_id,
+        stream_type=row.stream_type,
+        version=row.version,
+        event_id=row.event_id,
+        event_type=row.event_type,
+        schema_version=row.schema_version,
+        occurred_at=row.occurred_at,
+        recorded_at=row.recorded_at,
+        payload=payload,
+        metadata=metadata,
+    )
+
+
+_INSERT = text(
+    "INSERT INTO events (stream_id, stream_type, version, event_id, event_type, schema_version,"
+    " occurred_at, payload, metadata) VALUES (:stream_id, :stream_type, :version, :event_id,"
+    " :event_type, :schema_version, :occurred_at, CAST(:payload AS jsonb), CAST(:metadata AS jsonb))"
+)
+
+
+async def stream_version(conn: AsyncConnection, stream_id: str) -> int:
+    result = await conn.execute(
+        text("SELECT coalesce(max(version), 0) FROM events WHERE stream_id = :s"), {"s": stream_id}
+    )
+    return int(result.scalar_one())
+
+
+async def append(
+    conn: AsyncConnection,
+    stream_id: str,
+    stream_type: str,
+    expected_version: int | None,
+    events: Sequence[NewEvent],
+) -> int:
+    """Append events to a stream inside the caller's transaction; returns the new version.
+
+    expected_version: the version the caller's decision was based on (0 for a new stream), or
+    None to append at the end without a check (used only where the stream is private to one
+    writer, e.g. a projection's own log)."""
+    if not events:
+        return await stream_version(conn, stream_id)
+    current = await stream_version(conn, stream_id)
+    if expected_version is not None and current != expected_version:
+        raise ConcurrencyError(
+            f"stream {stream_id} is at version {current}, not the expected {expected_version}",
+            extra={"stream_id": stream_id, "current_version": current},
+        )
+    rows = [
+        {
+            "stream_id": stream_id,
+            "stream_type": stream_type,
+            "version": current + i + 1,
+            "event_id": e.event_id,
+            "event_type": e.event_type,
+            "schema_version": e.schema_version,
+            "occurred_at": e.occurred_at,
+            "payload": dumps(e.payload),
+            "metadata": dumps(e.metadata),
+        }
+        for i, e in enumerate(events)
+    ]
+    try:
+        # A savepoint keeps the caller's transaction usable so it can answer 409 cleanly.
+        async with conn.begin_nested():
+            await conn.execute(_INSERT, rows)
+    except IntegrityError as exc:
+        if "events_stream_id_version_key" in str(exc.orig):
+            raise ConcurrencyError(
+                f"stream {stream_id} was appended to concurrently",
+                extra={"stream_id": stream_id},
+            ) from exc
+        raise
+    return current + len(events)
+
+
+async def read_stream(conn: AsyncConnection, stream_id: str, after_version: int = 0) -> list[StoredEvent]:
+    result = await conn.execute(
+        text(f"SELECT {_COLUMNS} FROM events WHERE stream_id = :s AND version > :v ORDER BY version"),
+        {"s": stream_id, "v": after_version},
+    )
+    return [_row_to_event(r) for r in result]
+
+
+async def read_all(conn: AsyncConnection, after: Position = START, limit: int = 1000) -> list[StoredEvent]:
+    """Committed events after `after`, in commit-safe order. Never returns an event that is
+    ordered before one it returned earlier (given the reader keeps the last position)."""
+    result = await conn.execute(
+        text(
+            f"SELECT {_COLUMNS} FROM events"
+            " WHERE (transaction_id, global_position) > (CAST(:tx AS text)::xid8, :pos)"
+            " AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
+            " ORDER BY transaction_id, global_position LIMIT :limit"
+        ),
+        {"tx": str(after[0]), "pos": after[1], "limit": limit},
+    )
+    return [_row_to_event(r) for r in result]
+
+
+async def load_checkpoint(conn: AsyncConnection, name: str) -> Position:
+    result = await conn.execute(
+        text(
+            "SELECT transaction_id::text::bigint AS tx, global_position FROM event_checkpoints"
+            " WHERE name = :n"
+        ),
+        {"n": name},
+    )
+    row = result.first()
+    return (row.tx, row.global_position) if row else START
+
+
+async def save_checkpoint(conn: AsyncConnection, name: str, position: Position) -> None:
+    await conn.execute(
+        text(
+            "INSERT INTO event_checkpoints (name, transaction_id, global_position)"
+            " VALUES (:n, CAST(:tx AS text)::xid8, :pos)"
+            " ON CONFLICT (name) DO UPDATE SET transaction_id = excluded.transaction_id,"
+            " global_position = excluded.global_position, updated_at = now()"
+        ),
+        {"n": name, "tx": str(position[0]), "pos": position[1]},
+    )

@@ -1,0 +1,256 @@
+"""The process shell every service shares: engine, outbox relay, consumers, the FastAPI app with
+health, readiness, metrics, tracing and problem details, and the CLI (serve, migrate, relay,
+worker, plus a service's own commands). A service supplies only its routers, handlers and
+migrations."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import uuid
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Sequence
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.consumer import ConsumerRunner, Handler
+from shared.db import apply_migrations, make_engine, sql_files
+from shared.problems import install_problem_handlers
+from shared.relay import OutboxRelay
+from shared.settings import ServiceSettings
+from shared.telemetry import current_traceparent, setup_tracing, tracer
+
+log = logging.getLogger(__name__)
+
+REQUESTS = Counter("ledgerline_http_requests_total", "HTTP requests", ["service", "method", "route", "status"])
+LATENCY = Histogram("ledgerline_http_request_seconds", "HTTP request latency", ["service", "method", "route"])
+
+
+@dataclass
+class ConsumerSpec:
+    name: str
+    topics: Sequence[str]
+    handler: Handler
+
+
+@dataclass
+class ServiceDefinition:
+    context: str
+    title: str
+    settings: ServiceSettings
+    migrations_package: str
+    routers: Sequence[APIRouter] = ()
+    publishes: bool = True
+    consumers: Sequence[ConsumerSpec] = ()
+    # extra CLI commands: name -> (help, add_arguments, async run(runtime, args))
+    commands: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[["Runtime", argparse.Namespace], Awaitable[int]]]] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)  # service-specific objects (clock, ...)
+
+
+class Runtime:
+    """What a running process of one service holds."""
+
+    def __init__(self, definition: ServiceDefinition) -> None:
+        self.definition = definition
+        self.settings = definition.settings
+        self.engine: AsyncEngine = make_engine(self.settings.database_url, pool_size=self.settings.db_pool_size)
+        self.relay: OutboxRelay | None = None
+        self.consumers: list[ConsumerRunner] = []
+        self._tasks: list[asyncio.Task] = []
+
+    async def migrate(self) -> list[str]:
+        files = sql_files("shared.migrations", ".") + sql_files(self.definition.migrations_package, ".")
+        return await apply_migrations(self.engine, files)
+
+    def start_workers(self) -> None:
+        if self.definition.publishes:
+            self.relay = OutboxRelay(self.engine, self.settings.kafka_bootstrap_servers, self.definition.context)
+            self._tasks.append(asyncio.create_task(self.relay.run(), name="relay"))
+        for spec in self.definition.consumers:
+            runner = ConsumerRunner(
+                self.engine,
+                self.settings.kafka_bootstrap_servers,
+                spec.name,
+                spec.topics,
+                spec.handler,
+                max_attempts=self.settings.consumer_max_attempts,
+            )
+            self.consumers.append(runner)
+            self._tasks.append(asyncio.create_task(runner.run(), name=f"consumer:{spec.name}"))
+
+    async def stop_workers(self) -> None:
+        if self.relay:
+            self.relay.stop()
+        for runner in self.consumers:
+            runner.stop()
+        if self._tasks:
+            done, pending = await asyncio.wait(self._tasks, timeout=15)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        self._tasks.clear()
+
+    async def readiness(self) -> tuple[bool, dict[str, Any]]:
+        checks: dict[str, Any] = {}
+        ok = True
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as exc:  # reported, not raised: this is the probe
+            checks["database"] = f"unreachable: {exc.__class__.__name__}"
+            ok = False
+        if self.settings.role in ("all", "worker"):
+            if self.relay is not None:
+                alive = any(t.get_name() == "relay" and not t.done() for t in self._tasks)
+                checks["relay"] = {"running": alive, "leader": self.relay.is_leader,
+                                   "published": self.relay.published, "last_error": self.relay.last_error}
+                ok = ok and alive
+            for runner in self.consumers:
+                checks[f"consumer:{runner.name}"] = {"healthy": runner.healthy, "handled": runner.handled,
+                                                     "parked": runner.parked, "last_error": runner.last_error}
+                ok = ok and runner.healthy
+        return ok, checks
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def request_metadata(request: Request) -> dict[str, Any]:
+    """Event metadata for a command: who, which request, and the trace it belongs to."""
+    correlation = request.headers.get("X-Correlation-ID") or request.headers.get("X-Request-ID") or str(uuid.uuid4())
+    meta: dict[str, Any] = {
+        "correlation_id": correlation,
+        "actor": request.headers.get("X-Actor", "api"),
+    }
+    traceparent = current_traceparent()
+    if traceparent:
+        meta["traceparent"] = traceparent
+    return meta
+
+
+def get_runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+def build_app(definition: ServiceDefinition) -> FastAPI:
+    settings = definition.settings
+    setup_tracing(f"ledgerline-{definition.context}")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        runtime = Runtime(definition)
+        app.state.runtime = runtime
+        if settings.migrate_on_start:
+            await runtime.migrate()
+        if settings.role in ("all", "worker"):
+            runtime.start_workers()
+        try:
+            yield
+        finally:
+            await runtime.stop_workers()
+            await runtime.dispose()
+
+    app = FastAPI(title=definition.title, version="1.0.0", lifespan=lifespan,
+                  openapi_url="/v1/openapi.json", docs_url="/docs")
+    install_problem_handlers(app)
+    http_tracer = tracer(f"ledgerline.{definition.context}.http")
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next):
+        from opentelemetry.trace import SpanKind
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        ctx = TraceContextTextMapPropagator().extract(dict(request.headers))
+        route = request.url.path
+        with http_tracer.start_as_current_span(f"{request.method} {route}", context=ctx, kind=SpanKind.SERVER):
+            with LATENCY.labels(definition.context, request.method, route).time():
+                response = await call_next(request)
+        matched = request.scope.get("route")
+        REQUESTS.labels(definition.context, request.method, getattr(matched, "path", "unmatched"), response.status_code).inc()
+        return response
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz(request: Request) -> JSONResponse:
+        ok, checks = await request.app.state.runtime.readiness()
+        return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks}, status_code=200 if ok else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    for router in definition.routers:
+        app.include_router(router)
+    return app
+
+
+async def _run_workers(definition: ServiceDefinition, relay_only: bool = False) -> None:
+    runtime = Runtime(definition)
+    if definition.settings.migrate_on_start:
+        await runtime.migrate()
+    if relay_only:
+        definition = ServiceDefinition(**{**definition.__dict__, "consumers": ()})
+        runtime.definition = definition
+    runtime.start_workers()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runtime.stop_workers()
+    await runtime.dispose()
+
+
+def cli(definition_factory: Callable[[], ServiceDefinition], argv: list[str] | None = None) -> int:
+    definition = definition_factory()
+    settings = definition.settings
+    parser = argparse.ArgumentParser(prog=f"python -m services.{definition.context}", description=definition.title)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="HTTP API (and, with role=all, the relay and consumers)")
+    sub.add_parser("migrate", help="apply database migrations and exit")
+    sub.add_parser("worker", help="relay and consumers only, no HTTP")
+    sub.add_parser("relay", help="outbox relay only")
+    for name, (help_text, add_args, _) in definition.commands.items():
+        add_args(sub.add_parser(name, help=help_text))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    if args.command == "serve":
+        import uvicorn
+
+        app = build_app(definition)
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
+                    access_log=False, lifespan="on")
+        return 0
+    if args.command == "migrate":
+        async def _migrate() -> None:
+            runtime = Runtime(definition)
+            try:
+                applied = await runtime.migrate()
+                print(f"{definition.context}: applied {len(applied)} migration(s) {applied}")
+            finally:
+                await runtime.dispose()
+        asyncio.run(_migrate())
+        return 0
+    if args.command in ("worker", "relay"):
+        asyncio.run(_run_workers(definition, relay_only=args.command == "relay"))
+        return 0
+    _, _, run = definition.commands[args.command]
+
+    async def _command() -> int:
+        runtime = Runtime(definition)
+        try:
+            return await run(runtime, args)
+        finally:
+            await runtime.dispose()
+    return asyncio.run(_command())

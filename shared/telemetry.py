@@ -1,0 +1,64 @@
+"""OpenTelemetry tracing: one tracer provider per process, W3C traceparent carried from HTTP
+into event metadata, Kafka headers and the consumers' spans.
+
+Spans are exported over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set and the exporter
+package is installed, to the console when LEDGERLINE_TRACE_CONSOLE=1, otherwise kept in-process
+(the trace ids still propagate, so a collector added later sees whole traces)."""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from typing import Iterator, Mapping
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+_propagator = TraceContextTextMapPropagator()
+_configured = False
+
+
+def setup_tracing(service_name: str) -> None:
+    global _configured
+    if _configured:
+        return
+    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        try:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        except ImportError:  # exporter is optional; tracing context still propagates
+            pass
+        else:
+            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    if os.environ.get("LEDGERLINE_TRACE_CONSOLE") == "1":
+        provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+    trace.set_tracer_provider(provider)
+    _configured = True
+
+
+def tracer(name: str) -> trace.Tracer:
+    return trace.get_tracer(name)
+
+
+def current_traceparent() -> str | None:
+    carrier: dict[str, str] = {}
+    _propagator.inject(carrier)
+    return carrier.get("traceparent")
+
+
+@contextmanager
+def span_from_traceparent(name: str, traceparent: str | None, attributes: Mapping[str, str] | None = None) -> Iterator[trace.Span]:
+    """Start a span whose parent is the remote span named by a traceparent header."""
+    ctx = _propagator.extract({"traceparent": traceparent}) if traceparent else None
+    token = otel_context.attach(ctx) if ctx is not None else None
+    try:
+        with trace.get_tracer("ledgerline").start_as_current_span(
+            name, kind=trace.SpanKind.CONSUMER, attributes=dict(attributes or {})
+        ) as span:
+            yield span
+    finally:
+        if token is not None:
+            otel_context.detach(token)

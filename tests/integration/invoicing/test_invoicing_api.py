@@ -1,0 +1,186 @@
+"""Invoicing over HTTP on a real PostgreSQL database."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from sqlalchemy import text
+
+from services.invoicing.main import definition
+from services.invoicing.settings import InvoicingSettings
+from shared.consumer import ReceivedEvent
+from shared.contracts import DisputeResolved, PaymentApplied
+from services.invoicing.application.handlers import on_external_event
+from tests.support.infra import idem, service_client
+
+
+@pytest.fixture
+async def invoicing():
+    async with service_client(lambda url: definition(InvoicingSettings(database_url=url))) as (client, app):
+        yield client, app
+
+
+async def _customer(client, terms=30, currency="USD", customer_id=None):
+    body = {"name": "Acme Wholesale", "currency": currency, "payment_terms_days": terms, "credit_limit": "50000.00"}
+    if customer_id:
+        body["customer_id"] = customer_id
+    r = await client.post("/v1/customers", json=body, headers=idem())
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def _received(contract, event_id=None) -> ReceivedEvent:
+    return ReceivedEvent(event_id=event_id or str(uuid.uuid4()), event_type=contract.event_type,
+                         schema_version=contract.schema_version, source="test", subject="s", occurred_at=None,
+                         data=contract.to_payload(), headers={}, topic="t", partition=0, offset=0)
+
+
+async def test_invoice_due_date_from_terms_and_open_balance(invoicing):
+    client, _ = invoicing
+    customer = await _customer(client, terms=45)
+    r = await client.post("/v1/invoices", headers=idem(), json={
+        "customer_id": customer["customer_id"], "issue_date": "2024-03-01", "invoice_number": "INV-1001",
+        "lines": [{"description": "Widgets", "quantity": "3", "unit_price": "19.99"},
+                  {"description": "Freight", "quantity": "1", "unit_price": "12.50"}]})
+    assert r.status_code == 201, r.text
+    invoice = r.json()
+    assert invoice["due_date"] == "2024-04-15"
+    assert invoice["total_amount"] == "72.47"
+    assert invoice["open_balance"] == "72.47"
+    got = await client.get(f"/v1/invoices/{invoice['invoice_id']}")
+    assert got.status_code == 200
+    assert got.headers["ETag"] == '"1"'
+    assert got.json()["open_balance"] == "72.47"
+
+
+async def test_idempotency_key_replays_and_rejects_other_body(invoicing):
+    client, app = invoicing
+    customer = await _customer(client)
+    body = {"customer_id": customer["customer_id"], "issue_date": "2024-03-01",
+            "lines": [{"description": "Service", "quantity": "1", "unit_price": "100.00"}]}
+    key = {"Idempotency-Key": "issue-42"}
+    first = await client.post("/v1/invoices", json=body, headers=key)
+    again = await client.post("/v1/invoices", json=body, headers=key)
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json()
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    other = await client.post("/v1/invoices", json={**body, "lines": [{"description": "x", "quantity": "2", "unit_price": "1.00"}]}, headers=key)
+    assert other.status_code == 422
+    assert other.json()["errors"][0]["field"] == "Idempotency-Key"
+    async with app.state.runtime.engine.connect() as conn:
+        count = (await conn.execute(text("SELECT count(*) FROM events WHERE event_type = 'InvoiceIssued'"))).scalar()
+    assert count == 1
+
+
+async def test_concurrent_retries_with_one_key_append_once(invoicing):
+    client, app = invoicing
+    customer = await _customer(client)
+    body = {"customer_id": customer["customer_id"], "issue_date": "2024-03-01",
+            "lines": [{"description": "Service", "quantity": "1", "unit_price": "10.00"}]}
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+    results = await asyncio.gather(*[client.post("/v1/invoices", json=body, headers=key) for _ in range(5)])
+    assert {r.status_code for r in results} == {201}
+    assert len({r.json()["invoice_id"] for r in results}) == 1
+    async with app.state.runtime.engine.connect() as conn:
+        count = (await conn.execute(text("SELECT count(*) FROM events WHERE event_type = 'InvoiceIssued'"))).scalar()
+    assert count == 1
+
+
+@pytest.mark.parametrize("payload, field", [
+    ({"unit_price": 10.5}, "lines.0.unit_price"),
+    ({"unit_price": "10.505"}, "lines.0.unit_price"),
+    ({"unit_price": "abc"}, "lines.0.unit_price"),
+])
+async def test_bad_money_is_a_problem_naming_the_field(invoicing, payload, field):
+    client, app = invoicing
+    customer = await _customer(client)
+    line = {"description": "x", "quantity": "1", "unit_price": "1.00", **payload}
+    r = await client.post("/v1/invoices", headers=idem(), json={
+        "customer_id": customer["customer_id"], "currency": "USD", "issue_date": "2024-03-01", "lines": [line]})
+    assert r.status_code == 422
+    assert r.headers["content-type"].startswith("application/problem+json")
+    problem = r.json()
+    assert any(e["field"] in (field, "body") or e["field"].startswith(field) for e in problem["errors"]), problem
+    async with app.state.runtime.engine.connect() as conn:
+        assert (await conn.execute(text("SELECT count(*) FROM events WHERE event_type='InvoiceIssued'"))).scalar() == 0
+
+
+async def test_missing_idempotency_key_and_unknown_customer(invoicing):
+    client, _ = invoicing
+    r = await client.post("/v1/customers", json={"name": "x", "currency": "USD", "credit_limit": "1.00"})
+    assert r.status_code == 400
+    assert r.json()["errors"][0]["field"] == "Idempotency-Key"
+    r = await client.post("/v1/invoices", headers=idem(), json={
+        "customer_id": "nobody", "issue_date": "2024-01-01", "lines": [{"description": "x", "quantity": "1", "unit_price": "1.00"}]})
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["field"] == "customer_id"
+
+
+async def test_credit_memo_reduces_balance_and_cannot_exceed_it(invoicing):
+    client, app = invoicing
+    customer = await _customer(client, currency="JPY")
+    inv = (await client.post("/v1/invoices", headers=idem(), json={
+        "customer_id": customer["customer_id"], "issue_date": "2024-01-10",
+        "lines": [{"description": "Goods", "quantity": "1", "unit_price": "10000"}]})).json()
+    assert inv["total_amount"] == "10000" and inv["currency"] == "JPY"
+    r = await client.post(f"/v1/invoices/{inv['invoice_id']}/credit-memos", headers={**idem(), "If-Match": '"1"'},
+                          json={"amount": "2500", "issue_date": "2024-01-20", "reason": "damaged"})
+    assert r.status_code == 201, r.text
+    stale = await client.post(f"/v1/invoices/{inv['invoice_id']}/credit-memos", headers={**idem(), "If-Match": '"1"'},
+                              json={"amount": "1", "issue_date": "2024-01-20", "reason": "again"})
+    assert stale.status_code == 409
+    too_much = await client.post(f"/v1/invoices/{inv['invoice_id']}/credit-memos", headers=idem(),
+                                 json={"amount": "7501", "issue_date": "2024-01-20", "reason": "too much"})
+    assert too_much.status_code == 422 and too_much.json()["errors"][0]["field"] == "amount"
+    got = (await client.get(f"/v1/invoices/{inv['invoice_id']}")).json()
+    assert got["open_balance"] == "7500" and len(got["credit_memos"]) == 1
+
+
+async def test_payments_and_dispute_resolution_from_events(invoicing):
+    client, app = invoicing
+    customer = await _customer(client)
+    inv = (await client.post("/v1/invoices", headers=idem(), json={
+        "customer_id": customer["customer_id"], "issue_date": "2024-01-10",
+        "lines": [{"description": "Goods", "quantity": "1", "unit_price": "1000.00"}]})).json()
+    engine = app.state.runtime.engine
+    paid = PaymentApplied(payment_id="p1", invoice_id=inv["invoice_id"], customer_id=customer["customer_id"],
+                          amount="900.00", currency="USD", value_date="2024-02-01")
+    resolved = DisputeResolved(dispute_id="d1", invoice_id=inv["invoice_id"], customer_id=customer["customer_id"],
+                               currency="USD", credit_amount="100.00", resolution="credit granted",
+                               resolved_on="2024-02-10")
+    for contract in (paid, resolved):
+        async with engine.begin() as conn:
+            await on_external_event(conn, _received(contract))
+    got = (await client.get(f"/v1/invoices/{inv['invoice_id']}")).json()
+    assert got["paid_amount"] == "900.00"
+    assert got["credited_amount"] == "100.00"
+    assert got["open_balance"] == "0.00" and got["status"] == "closed"
+    # The same resolution handled again (different delivery) grants no second credit memo.
+    async with engine.begin() as conn:
+        await on_external_event(conn, _received(resolved))
+    got = (await client.get(f"/v1/invoices/{inv['invoice_id']}")).json()
+    assert got["credited_amount"] == "100.00" and len(got["credit_memos"]) == 1
+
+
+async def test_invoice_listing_paginates_and_filters(invoicing):
+    client, _ = invoicing
+    customer = await _customer(client)
+    for i in range(5):
+        r = await client.post("/v1/invoices", headers=idem(), json={
+            "customer_id": customer["customer_id"], "issue_date": f"2024-01-0{i + 1}",
+            "lines": [{"description": "x", "quantity": "1", "unit_price": "1.00"}]})
+        assert r.status_code == 201
+    seen, cursor = [], None
+    while True:
+        params = {"customer_id": customer["customer_id"], "limit": 2}
+        if cursor:
+            params["cursor"] = cursor
+        body = (await client.get("/v1/invoices", params=params)).json()
+        seen += [i["issue_date"] for i in body["data"]]
+        cursor = body["next_cursor"]
+        if not cursor:
+            break
+    assert seen == [f"2024-01-0{i + 1}" for i in range(5)]
+    bad = await client.get("/v1/invoices", params={"cursor": "!!"})
+    assert bad.status_code == 400 and bad.json()["errors"][0]["field"] == "cursor"
