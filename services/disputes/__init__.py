@@ -1,0 +1,1 @@
+"""Disputes: customer disputes and short-pay deductions, their reason codes and resolution."""

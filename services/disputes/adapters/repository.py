@@ -1,0 +1,71 @@
+"""SQL for disputes' read models: the invoice reference model and the disputes list."""
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+
+async def record_invoice_reference(conn: AsyncConnection, *, invoice_id: str, customer_id: str, currency: str,
+                                   total_amount: Decimal, issue_date: date, due_date: date) -> None:
+    await conn.execute(
+        text("INSERT INTO invoice_references (invoice_id, customer_id, currency, total_amount, issue_date, due_date)"
+             " VALUES (:i, :c, :cur, :t, :issue, :due) ON CONFLICT (invoice_id) DO NOTHING"),
+        {"i": invoice_id, "c": customer_id, "cur": currency, "t": total_amount, "issue": issue_date, "due": due_date},
+    )
+
+
+async def get_invoice_reference(conn: AsyncConnection, invoice_id: str) -> dict[str, Any] | None:
+    row = (await conn.execute(text("SELECT * FROM invoice_references WHERE invoice_id = :i"),
+                              {"i": invoice_id})).mappings().first()
+    return dict(row) if row else None
+
+
+async def amount_in_dispute(conn: AsyncConnection, invoice_id: str) -> Decimal:
+    """What the invoice's disputes already hold: open amounts plus credits granted."""
+    value = (await conn.execute(
+        text("SELECT coalesce(sum(CASE WHEN status = 'open' THEN amount ELSE credit_amount END), 0)"
+             " FROM disputes WHERE invoice_id = :i"), {"i": invoice_id})).scalar_one()
+    return Decimal(value)
+
+
+async def insert_dispute(conn: AsyncConnection, row: dict[str, Any]) -> None:
+    await conn.execute(
+        text("INSERT INTO disputes (dispute_id, kind, invoice_id, customer_id, payment_id, currency, amount,"
+             " reason_code, description, opened_on, status, version) VALUES (:dispute_id, :kind, :invoice_id,"
+             " :customer_id, :payment_id, :currency, :amount, :reason_code, :description, :opened_on, 'open',"
+             " :version)"),
+        row,
+    )
+
+
+async def record_resolution(conn: AsyncConnection, *, dispute_id: str, resolution: str, credit_amount: Decimal,
+                            resolved_on: date, note: str | None, version: int) -> None:
+    await conn.execute(
+        text("UPDATE disputes SET status = 'resolved', resolution = :r, credit_amount = :c, resolved_on = :on,"
+             " resolution_note = :n, version = :v WHERE dispute_id = :d"),
+        {"r": resolution, "c": credit_amount, "on": resolved_on, "n": note, "v": version, "d": dispute_id},
+    )
+
+
+async def get_dispute(conn: AsyncConnection, dispute_id: str) -> dict[str, Any] | None:
+    row = (await conn.execute(text("SELECT * FROM disputes WHERE dispute_id = :d"),
+                              {"d": dispute_id})).mappings().first()
+    return dict(row) if row else None
+
+
+async def list_disputes(conn: AsyncConnection, *, customer_id: str | None, invoice_id: str | None,
+                        status: str | None, kind: str | None, after: int | None, limit: int) -> list[dict[str, Any]]:
+    rows = await conn.execute(
+        text("SELECT * FROM disputes WHERE (CAST(:c AS text) IS NULL OR customer_id = :c)"
+             " AND (CAST(:i AS text) IS NULL OR invoice_id = :i)"
+             " AND (CAST(:s AS text) IS NULL OR status = :s)"
+             " AND (CAST(:k AS text) IS NULL OR kind = :k)"
+             " AND (CAST(:after AS bigint) IS NULL OR created_seq > :after)"
+             " ORDER BY created_seq LIMIT :limit"),
+        {"c": customer_id, "i": invoice_id, "s": status, "k": kind, "after": after, "limit": limit},
+    )
+    return [dict(r) for r in rows.mappings()]

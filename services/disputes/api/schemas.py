@@ -1,0 +1,65 @@
+"""Request bodies and response shaping. Amounts are decimal strings."""
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from shared.money import Amount, quantize, to_str
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class OpenDisputeRequest(_Request):
+    dispute_id: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$",
+                                   description="Your own reference; generated when omitted")
+    invoice_id: str = Field(min_length=1, max_length=64)
+    amount: Amount = Field(description="Disputed amount in the invoice's currency, e.g. \"120.00\"")
+    reason_code: str = Field(min_length=1, max_length=40, description="One of GET /v1/reason-codes")
+    description: str | None = Field(default=None, max_length=2000)
+    opened_on: date | None = Field(default=None, description="Defaults to today")
+
+    @field_validator("reason_code")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        return value.upper()
+
+
+class ResolveDisputeRequest(_Request):
+    resolution: Literal["credit", "rejected", "partial_credit"]
+    credit_amount: Amount | None = Field(
+        default=None,
+        description="Credit granted: the disputed amount for credit (may be omitted), less for partial_credit, "
+                    "0 (or omitted) for rejected")
+    resolved_on: date | None = Field(default=None, description="Defaults to today")
+    note: str | None = Field(default=None, max_length=2000)
+
+
+def dispute_out(row: dict[str, Any]) -> dict[str, Any]:
+    currency = row["currency"].strip()
+
+    def money(value: Any) -> str | None:
+        return None if value is None else to_str(quantize(Decimal(value), currency))
+
+    return {
+        "dispute_id": row["dispute_id"],
+        "kind": row["kind"],
+        "invoice_id": row["invoice_id"],
+        "customer_id": row["customer_id"],
+        "payment_id": row["payment_id"],
+        "currency": currency,
+        "amount": money(row["amount"]),
+        "reason_code": row["reason_code"],
+        "description": row["description"],
+        "opened_on": row["opened_on"].isoformat(),
+        "status": row["status"],
+        "resolution": row["resolution"],
+        "credit_amount": money(row["credit_amount"]),
+        "resolved_on": row["resolved_on"].isoformat() if row["resolved_on"] else None,
+        "resolution_note": row["resolution_note"],
+        "version": row["version"],
+    }

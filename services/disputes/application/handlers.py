@@ -1,0 +1,147 @@
+"""Command handlers and the consumer: plain functions of (connection, command, metadata).
+The caller owns the transaction."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared import aggregate
+from shared.consumer import ReceivedEvent
+from shared.contracts import InvoiceIssued, ShortPayDetected, UnknownEvent, registry
+from shared.eventstore import utc_midnight
+from shared.problems import Conflict, NotFound, Unprocessable
+from services.disputes.adapters import repository as repo
+from services.disputes.domain.model import (
+    Dispute,
+    DisputeAlreadyResolved,
+    DisputeRuleViolation,
+    InvoiceReference,
+    deduction_id,
+)
+from services.disputes.domain.reason_codes import deduction_reason_code
+from services.disputes.projections.invoice_references import on_invoice_issued
+
+
+def _rule(exc: DisputeRuleViolation) -> Unprocessable:
+    return Unprocessable(str(exc), field=exc.field)
+
+
+@dataclass(frozen=True)
+class OpenDispute:
+    dispute_id: str
+    invoice_id: str
+    amount: Decimal
+    reason_code: str
+    opened_on: date
+    description: str | None = None
+
+
+async def open_dispute(conn: AsyncConnection, cmd: OpenDispute, meta: dict[str, Any]) -> dict[str, Any]:
+    ref = await repo.get_invoice_reference(conn, cmd.invoice_id)
+    if ref is None:
+        raise Unprocessable(f"invoice {cmd.invoice_id} is not known to disputes", field="invoice_id")
+    invoice = InvoiceReference(invoice_id=ref["invoice_id"], customer_id=ref["customer_id"],
+                               currency=ref["currency"].strip(), total_amount=Decimal(ref["total_amount"]),
+                               issue_date=ref["issue_date"])
+    dispute = await aggregate.load(conn, Dispute, cmd.dispute_id)
+    if dispute.exists:
+        raise Conflict(f"dispute {cmd.dispute_id} already exists", field="dispute_id")
+    try:
+        dispute.open(invoice=invoice, amount=cmd.amount, reason_code=cmd.reason_code, opened_on=cmd.opened_on,
+                     description=cmd.description, already_disputed=await repo.amount_in_dispute(conn, invoice.invoice_id),
+                     at=utc_midnight(cmd.opened_on))
+    except DisputeRuleViolation as exc:
+        raise _rule(exc) from exc
+    await aggregate.save(conn, dispute, meta)
+    await repo.insert_dispute(conn, _row(dispute, description=cmd.description))
+    return await repo.get_dispute(conn, dispute.id)
+
+
+@dataclass(frozen=True)
+class ResolveDispute:
+    dispute_id: str
+    resolution: str
+    credit_amount: Decimal | None
+    resolved_on: date
+    note: str | None = None
+    expected_version: int | None = None
+
+
+async def resolve_dispute(conn: AsyncConnection, cmd: ResolveDispute, meta: dict[str, Any]) -> dict[str, Any]:
+    dispute = await aggregate.load(conn, Dispute, cmd.dispute_id)
+    if not dispute.exists:
+        raise NotFound(f"dispute {cmd.dispute_id} does not exist", field="dispute_id")
+    if cmd.expected_version is not None and cmd.expected_version != dispute.version:
+        from shared.eventstore import ConcurrencyError
+
+        raise ConcurrencyError(f"dispute {cmd.dispute_id} is at version {dispute.version}, not {cmd.expected_version}",
+                               field="If-Match")
+    try:
+        dispute.resolve(resolution=cmd.resolution, credit_amount=cmd.credit_amount, resolved_on=cmd.resolved_on,
+                        at=utc_midnight(cmd.resolved_on))
+    except DisputeAlreadyResolved as exc:
+        raise Conflict(str(exc), field=exc.field, type_name="dispute-already-resolved",
+                       title="The dispute is already resolved") from exc
+    except DisputeRuleViolation as exc:
+        raise _rule(exc) from exc
+    # The published contract has no note; it travels in the event's metadata (the audit trail).
+    await aggregate.save(conn, dispute, {**meta, **({"note": cmd.note} if cmd.note else {})})
+    await repo.record_resolution(conn, dispute_id=dispute.id, resolution=cmd.resolution,
+                                 credit_amount=dispute.credit_amount, resolved_on=cmd.resolved_on, note=cmd.note,
+                                 version=dispute.version)
+    return await repo.get_dispute(conn, dispute.id)
+
+
+async def open_deduction(conn: AsyncConnection, short_pay: ShortPayDetected, meta: dict[str, Any]) -> bool:
+    """Open the deduction for a short pay; returns False when it was already open (redelivery)."""
+    dispute = await aggregate.load(conn, Dispute, deduction_id(short_pay.payment_id, short_pay.invoice_id))
+    if dispute.exists:
+        return False
+    reason_code = deduction_reason_code(short_pay.reason_code)
+    if short_pay.reason_code and reason_code != short_pay.reason_code:
+        meta = {**meta, "remittance_reason_code": short_pay.reason_code}
+    try:
+        dispute.open_deduction(invoice_id=short_pay.invoice_id, customer_id=short_pay.customer_id,
+                               payment_id=short_pay.payment_id, currency=short_pay.currency,
+                               shortfall=short_pay.shortfall, reason_code=reason_code,
+                               opened_on=short_pay.value_date, at=utc_midnight(short_pay.value_date))
+    except DisputeRuleViolation as exc:
+        # A malformed short pay (no shortfall) is parked by the runner: worth an alert.
+        raise ValueError(f"ShortPayDetected for payment {short_pay.payment_id} cannot open a deduction: {exc}") from exc
+    # A concurrent twin loses on the stream version (ConcurrencyError); the runner retries it
+    # and the retry finds the deduction open.
+    await aggregate.save(conn, dispute, meta)
+    await repo.insert_dispute(conn, _row(dispute, payment_id=short_pay.payment_id))
+    return True
+
+
+def _row(dispute: Dispute, *, description: str | None = None, payment_id: str | None = None) -> dict[str, Any]:
+    return {"dispute_id": dispute.id, "kind": dispute.kind, "invoice_id": dispute.invoice_id,
+            "customer_id": dispute.customer_id, "payment_id": payment_id, "currency": dispute.currency,
+            "amount": dispute.amount, "reason_code": dispute.reason_code, "description": description,
+            "opened_on": dispute.opened_on, "version": dispute.version}
+
+
+def _consumer_metadata(event: ReceivedEvent, actor: str) -> dict[str, Any]:
+    meta = {"causation_id": event.event_id, "actor": actor,
+            "correlation_id": event.headers.get("ce_correlationid", event.event_id)}
+    if event.traceparent:
+        meta["traceparent"] = event.traceparent
+    return meta
+
+
+async def on_external_event(conn: AsyncConnection, event: ReceivedEvent) -> None:
+    """Disputes' consumer: invoices (the reference model API disputes are checked against) and
+    short pays (each opens a deduction)."""
+    try:
+        contract = registry.parse(event.event_type, event.schema_version, event.data)
+    except UnknownEvent:
+        return
+    if isinstance(contract, InvoiceIssued):
+        await on_invoice_issued(conn, contract)
+    elif isinstance(contract, ShortPayDetected):
+        await open_deduction(conn, contract, _consumer_metadata(event, "disputes:short-pay"))

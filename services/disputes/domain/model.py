@@ -1,0 +1,177 @@
+"""The Dispute aggregate: a disputed or deducted amount on one invoice, open until resolved.
+Rules are checked in the command methods; state changes only in when_*."""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Literal
+
+from shared.aggregate import Aggregate
+from shared.contracts import DeductionOpened, DisputeOpened, DisputeResolved
+from shared.money import ZERO, quantize
+from services.disputes.domain.reason_codes import BY_CODE, is_selectable
+
+Resolution = Literal["credit", "rejected", "partial_credit"]
+RESOLUTIONS: tuple[str, ...] = ("credit", "rejected", "partial_credit")
+
+
+class DisputeRuleViolation(ValueError):
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class DisputeAlreadyResolved(DisputeRuleViolation):
+    """Resolving a resolved dispute: a conflict with its current state, not a bad request."""
+
+
+@dataclass(frozen=True)
+class InvoiceReference:
+    """What disputes knows of an invoice (from InvoiceIssued)."""
+
+    invoice_id: str
+    customer_id: str
+    currency: str
+    total_amount: Decimal
+    issue_date: date
+
+
+def deduction_id(payment_id: str, invoice_id: str) -> str:
+    """Deterministic: a short pay redelivered (even under a new event id) opens one deduction."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"ledgerline:deduction:{payment_id}:{invoice_id}"))
+
+
+class Dispute(Aggregate):
+    stream_type = "dispute"
+
+    def __init__(self, aggregate_id: str) -> None:
+        super().__init__(aggregate_id)
+        self.kind: Literal["dispute", "deduction"] | None = None
+        self.invoice_id = ""
+        self.customer_id = ""
+        self.currency = ""
+        self.amount = ZERO
+        self.reason_code = ""
+        self.opened_on: date | None = None
+        self.payment_id: str | None = None
+        self.status: Literal["open", "resolved"] | None = None
+        self.resolution: str | None = None
+        self.credit_amount: Decimal | None = None
+        self.resolved_on: date | None = None
+
+    # -- commands -------------------------------------------------------------------------
+
+    def open(self, *, invoice: InvoiceReference, amount: Decimal, reason_code: str, opened_on: date,
+             description: str | None, already_disputed: Decimal, at: datetime) -> None:
+        """A customer disputes part or all of an invoice. already_disputed: what other disputes
+        on the invoice hold (open amounts plus credits granted), so the invoice is never
+        disputed for more than it is worth."""
+        if self.exists:
+            raise DisputeRuleViolation(f"dispute {self.id} already exists", "dispute_id")
+        if not is_selectable(reason_code):
+            known = ", ".join(code for code in BY_CODE if is_selectable(code))
+            raise DisputeRuleViolation(f"reason code {reason_code!r} is not one of {known}", "reason_code")
+        self._check_amount(amount, invoice.currency, "amount")
+        disputable = invoice.total_amount - already_disputed
+        if amount > disputable:
+            raise DisputeRuleViolation(
+                f"amount {amount} exceeds what is left to dispute on invoice {invoice.invoice_id}"
+                f" ({disputable} of {invoice.total_amount})", "amount")
+        if opened_on < invoice.issue_date:
+            raise DisputeRuleViolation("a dispute cannot be opened before its invoice was issued", "opened_on")
+        self.trigger(DisputeOpened(dispute_id=self.id, invoice_id=invoice.invoice_id, customer_id=invoice.customer_id,
+                                   currency=invoice.currency, amount=amount, reason_code=reason_code,
+                                   opened_on=opened_on, description=description), at)
+
+    def open_deduction(self, *, invoice_id: str, customer_id: str, payment_id: str, currency: str,
+                       shortfall: Decimal, reason_code: str, opened_on: date, at: datetime) -> None:
+        """A short pay becomes a deduction to work. Opening one that exists changes nothing."""
+        if self.exists:
+            return
+        if reason_code not in BY_CODE:
+            raise DisputeRuleViolation(f"reason code {reason_code!r} is not in the catalogue", "reason_code")
+        self._check_amount(shortfall, currency, "shortfall")
+        self.trigger(DeductionOpened(dispute_id=self.id, invoice_id=invoice_id, customer_id=customer_id,
+                                     payment_id=payment_id, currency=currency, amount=shortfall,
+                                     reason_code=reason_code, opened_on=opened_on), at)
+
+    def resolve(self, *, resolution: str, credit_amount: Decimal | None, resolved_on: date, at: datetime) -> None:
+        """Close the dispute. credit: the whole disputed amount is credited (credit_amount may be
+        omitted); partial_credit: more than nothing and less than the whole; rejected: nothing."""
+        if not self.exists:
+            raise DisputeRuleViolation(f"dispute {self.id} does not exist", "dispute_id")
+        if self.status == "resolved":
+            raise DisputeAlreadyResolved(
+                f"dispute {self.id} was already resolved ({self.resolution}) on {self.resolved_on}", "dispute_id")
+        if resolution not in RESOLUTIONS:
+            raise DisputeRuleViolation(f"resolution must be one of {', '.join(RESOLUTIONS)}", "resolution")
+        credit = resolution_credit(resolution, credit_amount, self.amount)
+        if credit != ZERO:
+            self._check_amount(credit, self.currency, "credit_amount")
+        if self.opened_on and resolved_on < self.opened_on:
+            raise DisputeRuleViolation("a dispute cannot be resolved before it was opened", "resolved_on")
+        self.trigger(DisputeResolved(dispute_id=self.id, invoice_id=self.invoice_id, customer_id=self.customer_id,
+                                     currency=self.currency, credit_amount=quantize(credit, self.currency),
+                                     resolution=resolution, resolved_on=resolved_on), at)
+
+    @staticmethod
+    def _check_amount(amount: Decimal, currency: str, field: str) -> None:
+        if amount <= 0:
+            raise DisputeRuleViolation(f"{field} must be positive", field)
+        if quantize(amount, currency) != amount:
+            raise DisputeRuleViolation(f"{currency} amounts have at most its minor unit's decimals", field)
+
+    # -- state ----------------------------------------------------------------------------
+
+    def when_DisputeOpened(self, e: DisputeOpened) -> None:
+        self._opened("dispute", e.invoice_id, e.customer_id, e.currency, e.amount, e.reason_code, e.opened_on)
+
+    def when_DeductionOpened(self, e: DeductionOpened) -> None:
+        self._opened("deduction", e.invoice_id, e.customer_id, e.currency, e.amount, e.reason_code, e.opened_on)
+        self.payment_id = e.payment_id
+
+    def _opened(self, kind, invoice_id, customer_id, currency, amount, reason_code, opened_on) -> None:
+        self.kind = kind
+        self.invoice_id = invoice_id
+        self.customer_id = customer_id
+        self.currency = currency
+        self.amount = amount
+        self.reason_code = reason_code
+        self.opened_on = opened_on
+        self.status = "open"
+
+    def when_DisputeResolved(self, e: DisputeResolved) -> None:
+        self.status = "resolved"
+        self.resolution = e.resolution
+        self.credit_amount = e.credit_amount
+        self.resolved_on = e.resolved_on
+
+
+def resolution_credit(resolution: str, credit_amount: Decimal | None, disputed_amount: Decimal) -> Decimal:
+    """The credit a resolution grants, checked against the disputed amount."""
+    if resolution == "rejected":
+        if credit_amount not in (None, ZERO):
+            raise DisputeRuleViolation("a rejected dispute grants no credit: credit_amount must be 0", "credit_amount")
+        return ZERO
+    if resolution == "credit":
+        if credit_amount is None:
+            return disputed_amount
+        if credit_amount != disputed_amount:
+            raise DisputeRuleViolation(
+                f"a full credit grants the disputed amount {disputed_amount}; use partial_credit for less",
+                "credit_amount")
+        return credit_amount
+    if resolution == "partial_credit":
+        if credit_amount is None:
+            raise DisputeRuleViolation("a partial credit needs a credit_amount", "credit_amount")
+        if credit_amount <= 0:
+            raise DisputeRuleViolation("a partial credit must be positive; use rejected for none", "credit_amount")
+        if credit_amount > disputed_amount:
+            raise DisputeRuleViolation(
+                f"credit {credit_amount} exceeds the disputed amount {disputed_amount}", "credit_amount")
+        if credit_amount == disputed_amount:
+            raise DisputeRuleViolation("a partial credit is less than the disputed amount; use credit", "credit_amount")
+        return credit_amount
+    raise DisputeRuleViolation(f"resolution must be one of {', '.join(RESOLUTIONS)}", "resolution")

@@ -1,0 +1,26 @@
+"""Builds the disputes service: its routers, consumer and migrations on the shared shell."""
+from __future__ import annotations
+
+from shared.clock import Clock, SystemClock
+from shared.contracts import topic_for
+from shared.service import ConsumerSpec, ServiceDefinition, build_app
+from services.disputes.api.routes import router
+from services.disputes.application.handlers import on_external_event
+from services.disputes.settings import DisputesSettings
+
+
+def definition(settings: DisputesSettings | None = None, clock: Clock | None = None) -> ServiceDefinition:
+    return ServiceDefinition(
+        context="disputes",
+        title="Ledgerline disputes",
+        settings=settings or DisputesSettings(),
+        migrations_package="services.disputes.adapters.migrations",
+        routers=[router],
+        consumers=[ConsumerSpec("disputes", [topic_for("cash_application"), topic_for("invoicing")],
+                                on_external_event)],
+        state={"clock": clock or SystemClock()},
+    )
+
+
+def create_app():
+    return build_app(definition())

@@ -1,0 +1,13 @@
+"""Projection of invoicing's events into disputes' invoice reference model."""
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.contracts import InvoiceIssued
+from services.disputes.adapters import repository as repo
+
+
+async def on_invoice_issued(conn: AsyncConnection, e: InvoiceIssued) -> None:
+    await repo.record_invoice_reference(conn, invoice_id=e.invoice_id, customer_id=e.customer_id,
+                                        currency=e.currency, total_amount=e.total_amount,
+                                        issue_date=e.issue_date, due_date=e.due_date)
