@@ -1,0 +1,137 @@
+"""SQL for collections' read models: receivables facts and promises."""
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Any, Sequence
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+# Serialises promise evaluations (API, CLI, consumer) across replicas: a second evaluation
+# waits, then sees the first one's outcomes and decides nothing twice.
+EVALUATION_LOCK = "SELECT pg_advisory_xact_lock(hashtext('ledgerline:collections:promise-evaluation'))"
+
+
+async def record_invoice(conn: AsyncConnection, *, invoice_id: str, customer_id: str, currency: str,
+                         total_amount: Decimal, issue_date: date, due_date: date) -> None:
+    await conn.execute(
+        text("INSERT INTO invoices (invoice_id, customer_id, currency, total_amount, issue_date, due_date)"
+             " VALUES (:i, :c, :cur, :t, :issue, :due) ON CONFLICT (invoice_id) DO NOTHING"),
+        {"i": invoice_id, "c": customer_id, "cur": currency, "t": total_amount, "issue": issue_date, "due": due_date},
+    )
+
+
+async def record_payment_applied(conn: AsyncConnection, *, event_id: str, payment_id: str, invoice_id: str,
+                                 customer_id: str, currency: str, amount: Decimal, value_date: date) -> bool:
+    inserted = (await conn.execute(
+        text("INSERT INTO payments_applied (event_id, payment_id, invoice_id, customer_id, currency, amount,"
+             " value_date) VALUES (:e, :p, :i, :c, :cur, :a, :d) ON CONFLICT (event_id) DO NOTHING RETURNING 1"),
+        {"e": event_id, "p": payment_id, "i": invoice_id, "c": customer_id, "cur": currency, "a": amount,
+         "d": value_date},
+    )).first()
+    return inserted is not None
+
+
+async def record_credit_memo(conn: AsyncConnection, *, credit_memo_id: str, invoice_id: str, amount: Decimal,
+                             issue_date: date) -> None:
+    await conn.execute(
+        text("INSERT INTO credit_memos (credit_memo_id, invoice_id, amount, issue_date)"
+             " VALUES (:m, :i, :a, :d) ON CONFLICT (credit_memo_id) DO NOTHING"),
+        {"m": credit_memo_id, "i": invoice_id, "a": amount, "d": issue_date},
+    )
+
+
+async def invoices_with_open_balance(conn: AsyncConnection, invoice_ids: Sequence[str],
+                                     at_start_of: date) -> dict[str, dict[str, Any]]:
+    """The invoices with what was owed on them at the start of a day: payments valued and
+    credit memos issued before it are taken off."""
+    rows = await conn.execute(
+        text("SELECT i.invoice_id, i.customer_id, i.currency, i.total_amount, i.total_amount"
+             " - coalesce((SELECT sum(amount) FROM payments_applied p"
+             "             WHERE p.invoice_id = i.invoice_id AND p.value_date < :d), 0)"
+             " - coalesce((SELECT sum(amount) FROM credit_memos m"
+             "             WHERE m.invoice_id = i.invoice_id AND m.issue_date < :d), 0) AS open_balance"
+             " FROM invoices i WHERE i.invoice_id = ANY(:ids)"),
+        {"ids": list(invoice_ids), "d": at_start_of},
+    )
+    return {r.invoice_id: dict(r._mapping) for r in rows}
+
+
+async def payments_on(conn: AsyncConnection, invoice_ids: Sequence[str]) -> list[tuple[Decimal, date]]:
+    rows = await conn.execute(
+        text("SELECT amount, value_date FROM payments_applied WHERE invoice_id = ANY(:ids) ORDER BY value_date"),
+        {"ids": list(invoice_ids)},
+    )
+    return [(Decimal(r.amount), r.value_date) for r in rows]
+
+
+async def insert_promise(conn: AsyncConnection, row: dict[str, Any], invoice_ids: Sequence[str]) -> None:
+    await conn.execute(
+        text("INSERT INTO promises (promise_id, customer_id, currency, amount, promise_date, made_on, grace_days,"
+             " status, version) VALUES (:promise_id, :customer_id, :currency, :amount, :promise_date, :made_on,"
+             " :grace_days, 'open', :version)"),
+        row,
+    )
+    await conn.execute(
+        text("INSERT INTO promise_invoices (promise_id, invoice_id, position) VALUES (:p, :i, :n)"),
+        [{"p": row["promise_id"], "i": invoice_id, "n": n} for n, invoice_id in enumerate(invoice_ids)],
+    )
+
+
+async def record_outcome(conn: AsyncConnection, *, promise_id: str, status: str, paid_amount: Decimal,
+                         shortfall: Decimal | None, kept_on: date | None, broken_on: date | None,
+                         version: int) -> None:
+    await conn.execute(
+        text("UPDATE promises SET status = :s, paid_amount = :paid, shortfall = :short, kept_on = :kept,"
+             " broken_on = :broken, version = :v WHERE promise_id = :p"),
+        {"s": status, "paid": paid_amount, "short": shortfall, "kept": kept_on, "broken": broken_on,
+         "v": version, "p": promise_id},
+    )
+
+
+async def open_promise_ids(conn: AsyncConnection, *, made_by: date) -> list[str]:
+    rows = await conn.execute(
+        text("SELECT promise_id FROM promises WHERE status = 'open' AND made_on <= :d ORDER BY created_seq"),
+        {"d": made_by},
+    )
+    return [r.promise_id for r in rows]
+
+
+async def open_promise_ids_for_invoice(conn: AsyncConnection, invoice_id: str) -> list[str]:
+    rows = await conn.execute(
+        text("SELECT p.promise_id FROM promises p JOIN promise_invoices pi USING (promise_id)"
+             " WHERE pi.invoice_id = :i AND p.status = 'open' ORDER BY p.created_seq"),
+        {"i": invoice_id},
+    )
+    return [r.promise_id for r in rows]
+
+
+_PROMISE_SELECT = (
+    "SELECT p.*, (SELECT array_agg(pi.invoice_id ORDER BY pi.position) FROM promise_invoices pi"
+    " WHERE pi.promise_id = p.promise_id) AS invoice_ids FROM promises p"
+)
+
+
+async def get_promise(conn: AsyncConnection, promise_id: str) -> dict[str, Any] | None:
+    row = (await conn.execute(text(f"{_PROMISE_SELECT} WHERE p.promise_id = :p"),
+                              {"p": promise_id})).mappings().first()
+    return dict(row) if row else None
+
+
+async def get_promises(conn: AsyncConnection, promise_ids: Sequence[str]) -> list[dict[str, Any]]:
+    rows = await conn.execute(text(f"{_PROMISE_SELECT} WHERE p.promise_id = ANY(:ids) ORDER BY p.created_seq"),
+                              {"ids": list(promise_ids)})
+    return [dict(r) for r in rows.mappings()]
+
+
+async def list_promises(conn: AsyncConnection, *, customer_id: str | None, status: str | None,
+                        after: int | None, limit: int) -> list[dict[str, Any]]:
+    rows = await conn.execute(
+        text(f"{_PROMISE_SELECT} WHERE (CAST(:c AS text) IS NULL OR p.customer_id = :c)"
+             " AND (CAST(:s AS text) IS NULL OR p.status = :s)"
+             " AND (CAST(:after AS bigint) IS NULL OR p.created_seq > :after)"
+             " ORDER BY p.created_seq LIMIT :limit"),
+        {"c": customer_id, "s": status, "after": after, "limit": limit},
+    )
+    return [dict(r) for r in rows.mappings()]

@@ -1,0 +1,153 @@
+"""Command handlers and the consumer: plain functions of (connection, command, metadata).
+The caller owns the transaction."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared import aggregate
+from shared.consumer import ReceivedEvent
+from shared.contracts import CreditMemoIssued, InvoiceIssued, PaymentApplied, UnknownEvent, registry
+from shared.eventstore import utc_midnight
+from shared.problems import Conflict, Unprocessable
+from services.collections.adapters import repository as repo
+from services.collections.domain.model import CollectionsRuleViolation, Promise, PromisedInvoice, evaluation_date
+from services.collections.domain.promise_rule import AppliedPayment, Broken, Kept
+from services.collections.projections import receivables
+
+
+def _rule(exc: CollectionsRuleViolation) -> Unprocessable:
+    return Unprocessable(str(exc), field=exc.field)
+
+
+@dataclass(frozen=True)
+class MakePromise:
+    promise_id: str
+    customer_id: str
+    invoice_ids: list[str]
+    amount: Decimal
+    currency: str
+    promise_date: date
+    made_on: date
+    grace_days: int
+
+
+async def make_promise(conn: AsyncConnection, cmd: MakePromise, meta: dict[str, Any]) -> dict[str, Any]:
+    known = await repo.invoices_with_open_balance(conn, cmd.invoice_ids, at_start_of=cmd.made_on)
+    invoices = []
+    for i, invoice_id in enumerate(cmd.invoice_ids):
+        row = known.get(invoice_id)
+        if row is None:
+            raise Unprocessable(f"invoice {invoice_id} is not known to collections", field=f"invoice_ids.{i}")
+        invoices.append(PromisedInvoice(invoice_id=invoice_id, customer_id=row["customer_id"],
+                                        currency=row["currency"].strip(), open_balance=Decimal(row["open_balance"])))
+    promise = await aggregate.load(conn, Promise, cmd.promise_id)
+    if promise.exists:
+        raise Conflict(f"promise {cmd.promise_id} already exists", field="promise_id")
+    try:
+        promise.make(customer_id=cmd.customer_id, invoices=invoices, amount=cmd.amount, currency=cmd.currency,
+                     promise_date=cmd.promise_date, made_on=cmd.made_on, grace_days=cmd.grace_days,
+                     at=utc_midnight(cmd.made_on))
+    except CollectionsRuleViolation as exc:
+        raise _rule(exc) from exc
+    await aggregate.save(conn, promise, meta)
+    await repo.insert_promise(conn, {"promise_id": promise.id, "customer_id": promise.customer_id,
+                                     "currency": promise.currency, "amount": promise.amount,
+                                     "promise_date": promise.promise_date, "made_on": promise.made_on,
+                                     "grace_days": promise.grace_days, "version": promise.version},
+                              promise.invoice_ids)
+    return await repo.get_promise(conn, promise.id)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    as_of: date
+    kept: list[dict[str, Any]]
+    broken: list[dict[str, Any]]
+
+
+async def _evaluate_one(conn: AsyncConnection, promise: Promise, as_of: date, meta: dict[str, Any],
+                        *, keep_only: bool = False) -> Kept | Broken | None:
+    payments = [AppliedPayment(amount, value_date) for amount, value_date in await repo.payments_on(conn, promise.invoice_ids)]
+    outcome = promise.evaluate(payments, as_of, keep_only=keep_only)
+    if outcome is None:
+        return None
+    await aggregate.save(conn, promise, meta)
+    if isinstance(outcome, Kept):
+        await repo.record_outcome(conn, promise_id=promise.id, status="kept", paid_amount=outcome.paid_amount,
+                                  shortfall=None, kept_on=outcome.kept_on, broken_on=None, version=promise.version)
+    else:
+        await repo.record_outcome(conn, promise_id=promise.id, status="broken", paid_amount=outcome.paid_amount,
+                                  shortfall=outcome.shortfall, kept_on=None, broken_on=outcome.broken_on,
+                                  version=promise.version)
+    return outcome
+
+
+async def evaluate_promises(conn: AsyncConnection, as_of: date | None, today: date,
+                            meta: dict[str, Any]) -> Evaluation:
+    """Decide every open promise made by as_of (default today): kept, broken, or still open.
+    Promises already decided are not open, so running this twice (or for an earlier date)
+    emits nothing new."""
+    try:
+        as_of = evaluation_date(as_of, today)
+    except CollectionsRuleViolation as exc:
+        raise _rule(exc) from exc
+    await conn.execute(text(repo.EVALUATION_LOCK))
+    kept, broken = [], []
+    for promise_id in await repo.open_promise_ids(conn, made_by=as_of):
+        outcome = await _evaluate_one(conn, await aggregate.load(conn, Promise, promise_id), as_of, meta)
+        if isinstance(outcome, Kept):
+            kept.append(promise_id)
+        elif isinstance(outcome, Broken):
+            broken.append(promise_id)
+    return Evaluation(as_of=as_of, kept=await repo.get_promises(conn, kept),
+                      broken=await repo.get_promises(conn, broken))
+
+
+async def keep_promises_paid_by(conn: AsyncConnection, invoice_id: str, meta: dict[str, Any]) -> list[str]:
+    """A payment applied to a promised invoice keeps the promise at once when the amount is
+    reached. It considers every known payment in the promise window (a payment applied late for
+    an earlier value date counts on its value date); it never breaks a promise: that is the
+    evaluation's job, against the clock."""
+    promise_ids = await repo.open_promise_ids_for_invoice(conn, invoice_id)
+    if not promise_ids:
+        return []
+    await conn.execute(text(repo.EVALUATION_LOCK))
+    kept = []
+    for promise_id in promise_ids:
+        promise = await aggregate.load(conn, Promise, promise_id)
+        if promise.status != "open":
+            continue
+        if isinstance(await _evaluate_one(conn, promise, promise.terms.window_ends_on, meta, keep_only=True), Kept):
+            kept.append(promise_id)
+    return kept
+
+
+def _consumer_metadata(event: ReceivedEvent, actor: str) -> dict[str, Any]:
+    meta = {"causation_id": event.event_id, "actor": actor,
+            "correlation_id": event.headers.get("ce_correlationid", event.event_id)}
+    if event.traceparent:
+        meta["traceparent"] = event.traceparent
+    return meta
+
+
+async def on_external_event(conn: AsyncConnection, event: ReceivedEvent) -> None:
+    """Collections' consumer: receivables facts from invoicing and cash_application, and a
+    payment that reaches a promised amount keeps the promise."""
+    try:
+        contract = registry.parse(event.event_type, event.schema_version, event.data)
+    except UnknownEvent:
+        return
+    if isinstance(contract, InvoiceIssued):
+        await receivables.on_invoice_issued(conn, contract)
+    elif isinstance(contract, CreditMemoIssued):
+        await receivables.on_credit_memo_issued(conn, contract)
+    elif isinstance(contract, PaymentApplied):
+        if await receivables.on_payment_applied(conn, event.event_id, contract):
+            await keep_promises_paid_by(conn, contract.invoice_id,
+                                        _consumer_metadata(event, "collections:promise-rule"))

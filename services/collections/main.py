@@ -1,0 +1,57 @@
+"""Builds the collections service: its routers, consumer, commands and migrations on the
+shared shell."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import date
+
+from shared.clock import Clock, SystemClock
+from shared.contracts import topic_for
+from shared.problems import Problem
+from shared.service import ConsumerSpec, Runtime, ServiceDefinition, build_app
+from services.collections.api.routes import router
+from services.collections.api.schemas import evaluation_out
+from services.collections.application.handlers import evaluate_promises, on_external_event
+from services.collections.settings import CollectionsSettings
+
+
+def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--as-of", type=date.fromisoformat, default=None, metavar="YYYY-MM-DD",
+                        help="judge promises as of this day (default: today)")
+
+
+async def _evaluate_command(runtime: Runtime, args: argparse.Namespace) -> int:
+    """python -m services.collections evaluate-promises [--as-of DATE]: prints the outcome as JSON."""
+    if runtime.settings.migrate_on_start:
+        await runtime.migrate()
+    today = runtime.definition.state["clock"].today()
+    meta = {"actor": "cli:evaluate-promises", "correlation_id": f"evaluate-promises:{args.as_of or today}"}
+    try:
+        async with runtime.engine.begin() as conn:
+            evaluation = await evaluate_promises(conn, args.as_of, today, meta)
+    except Problem as exc:
+        print(json.dumps(exc.body()), file=sys.stderr)
+        return 2
+    print(json.dumps(evaluation_out(evaluation), indent=2))
+    return 0
+
+
+def definition(settings: CollectionsSettings | None = None, clock: Clock | None = None) -> ServiceDefinition:
+    return ServiceDefinition(
+        context="collections",
+        title="Ledgerline collections",
+        settings=settings or CollectionsSettings(),
+        migrations_package="services.collections.adapters.migrations",
+        routers=[router],
+        consumers=[ConsumerSpec("collections", [topic_for("invoicing"), topic_for("cash_application")],
+                                on_external_event)],
+        commands={"evaluate-promises": ("judge open promises to pay as of a day: kept, broken or still open",
+                                        _evaluate_arguments, _evaluate_command)},
+        state={"clock": clock or SystemClock()},
+    )
+
+
+def create_app():
+    return build_app(definition())
