@@ -1,0 +1,204 @@
+"""SQL for cash_application's read models: open items and payments."""
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Any, Sequence
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.cash_application.domain.model import OpenItem
+
+# ---------------------------------------------------------------- open items
+
+_OPEN_BALANCE = "(total_amount - credited_amount - applied_amount)"
+_OPEN_ITEM_SELECT = f"SELECT *, {_OPEN_BALANCE} AS open_balance FROM open_items"
+
+
+async def lock_open_items(conn: AsyncConnection, customer_id: str, invoice_ids: Sequence[str],
+                          invoice_numbers: Sequence[str]) -> list[OpenItem]:
+    """The customer's issued invoices named by id or number, locked FOR UPDATE until commit.
+
+    Locks are taken in invoice_id order (PostgreSQL locks rows after the sort), so two payments
+    naming the same invoices queue up instead of deadlocking; the one that waits then reads the
+    balance the first one left."""
+    if not invoice_ids and not invoice_numbers:
+        return []
+    rows = await conn.execute(
+        text(f"{_OPEN_ITEM_SELECT} WHERE customer_id = :c AND total_amount IS NOT NULL"
+             " AND (invoice_id = ANY(CAST(:ids AS text[])) OR invoice_number = ANY(CAST(:nums AS text[])))"
+             " ORDER BY invoice_id FOR UPDATE"),
+        {"c": customer_id, "ids": list(invoice_ids), "nums": list(invoice_numbers)},
+    )
+    return [
+        OpenItem(invoice_id=r.invoice_id, invoice_number=r.invoice_number or "", customer_id=r.customer_id,
+                 currency=r.currency.strip(), open_balance=Decimal(r.open_balance))
+        for r in rows
+    ]
+
+
+async def get_open_item(conn: AsyncConnection, invoice_id: str) -> dict[str, Any] | None:
+    """An issued invoice's open item (None until its InvoiceIssued has arrived)."""
+    row = (await conn.execute(text(f"{_OPEN_ITEM_SELECT} WHERE invoice_id = :i AND total_amount IS NOT NULL"),
+                              {"i": invoice_id})).mappings().first()
+    return dict(row) if row else None
+
+
+async def list_open_items(conn: AsyncConnection, *, customer_id: str | None, status: str | None,
+                          after: tuple[date, str] | None, limit: int) -> list[dict[str, Any]]:
+    """Issued open items, oldest due date first (the order a collector works them)."""
+    rows = await conn.execute(
+        text(f"{_OPEN_ITEM_SELECT} WHERE total_amount IS NOT NULL"
+             " AND (CAST(:c AS text) IS NULL OR customer_id = :c)"
+             f" AND (CAST(:status AS text) IS NULL OR (:status = 'open' AND {_OPEN_BALANCE} > 0)"
+             f"      OR (:status = 'closed' AND {_OPEN_BALANCE} <= 0))"
+             " AND (CAST(:after_due AS date) IS NULL OR (due_date, invoice_id) > (CAST(:after_due AS date), :after_id))"
+             " ORDER BY due_date, invoice_id LIMIT :limit"),
+        {"c": customer_id, "status": status, "after_due": after[0] if after else None,
+         "after_id": after[1] if after else None, "limit": limit},
+    )
+    return [dict(r) for r in rows.mappings()]
+
+
+async def record_invoice_issued(conn: AsyncConnection, *, invoice_id: str, invoice_number: str, customer_id: str,
+                                currency: str, total_amount: Decimal, issue_date: date, due_date: date) -> None:
+    """Upsert: the row may already hold credits (or applications) that arrived first."""
+    await conn.execute(
+        text("INSERT INTO open_items (invoice_id, invoice_number, customer_id, currency, total_amount, issue_date,"
+             " due_date, issued_seen_at) VALUES (:i, :n, :c, :cur, :t, :issue, :due, now())"
+             " ON CONFLICT (invoice_id) DO UPDATE SET invoice_number = excluded.invoice_number,"
+             " customer_id = excluded.customer_id, currency = excluded.currency,"
+             " total_amount = excluded.total_amount, issue_date = excluded.issue_date,"
+             " due_date = excluded.due_date,"
+             " issued_seen_at = coalesce(open_items.issued_seen_at, excluded.issued_seen_at)"),
+        {"i": invoice_id, "n": invoice_number, "c": customer_id, "cur": currency, "t": total_amount,
+         "issue": issue_date, "due": due_date},
+    )
+
+
+async def record_credit_memo(conn: AsyncConnection, *, credit_memo_id: str, invoice_id: str, customer_id: str,
+                             currency: str, amount: Decimal, issue_date: date, reason: str) -> bool:
+    """Store the credit as a fact keyed by credit_memo_id; add it to the open item once.
+    Returns False when this credit memo was already recorded."""
+    inserted = (await conn.execute(
+        text("INSERT INTO open_item_credits (credit_memo_id, invoice_id, customer_id, currency, amount, issue_date,"
+             " reason) VALUES (:m, :i, :c, :cur, :a, :d, :r) ON CONFLICT (credit_memo_id) DO NOTHING RETURNING 1"),
+        {"m": credit_memo_id, "i": invoice_id, "c": customer_id, "cur": currency, "a": amount, "d": issue_date,
+         "r": reason},
+    )).first()
+    if inserted is None:
+        return False
+    # `credited_amount + excluded` runs on the latest row version under its lock, so it composes
+    # with a payment that holds the row FOR UPDATE.
+    await conn.execute(
+        text("INSERT INTO open_items (invoice_id, customer_id, currency, credited_amount) VALUES (:i, :c, :cur, :a)"
+             " ON CONFLICT (invoice_id) DO UPDATE SET credited_amount = open_items.credited_amount + excluded.credited_amount"),
+        {"i": invoice_id, "c": customer_id, "cur": currency, "a": amount},
+    )
+    return True
+
+
+async def add_applied_to_open_item(conn: AsyncConnection, invoice_id: str, amount: Decimal) -> None:
+    await conn.execute(
+        text("UPDATE open_items SET applied_amount = applied_amount + :a WHERE invoice_id = :i"),
+        {"a": amount, "i": invoice_id},
+    )
+
+
+# ---------------------------------------------------------------- payments
+
+async def insert_payment(conn: AsyncConnection, *, payment_id: str, customer_id: str, currency: str, amount: Decimal,
+                         value_date: date, method: str, reference: str | None, version: int) -> None:
+    await conn.execute(
+        text("INSERT INTO payments (payment_id, customer_id, currency, amount, value_date, method, reference, version)"
+             " VALUES (:p, :c, :cur, :a, :d, :m, :r, :v) ON CONFLICT (payment_id) DO NOTHING"),
+        {"p": payment_id, "c": customer_id, "cur": currency, "a": amount, "d": value_date, "m": method,
+         "r": reference, "v": version},
+    )
+
+
+async def insert_application(conn: AsyncConnection, *, event_id: Any, payment_id: str, invoice_id: str,
+                             customer_id: str, currency: str, amount: Decimal, value_date: date, rule: str,
+                             confidence: Decimal, stream_version: int) -> bool:
+    """Returns False when this PaymentApplied event was already projected."""
+    inserted = (await conn.execute(
+        text("INSERT INTO payment_applications (event_id, payment_id, invoice_id, customer_id, currency, amount,"
+             " value_date, rule, confidence, stream_version) VALUES (:e, :p, :i, :c, :cur, :a, :d, :rule, :conf, :v)"
+             " ON CONFLICT (event_id) DO NOTHING RETURNING 1"),
+        {"e": event_id, "p": payment_id, "i": invoice_id, "c": customer_id, "cur": currency, "a": amount,
+         "d": value_date, "rule": rule, "conf": confidence, "v": stream_version},
+    )).first()
+    if inserted is None:
+        return False
+    await conn.execute(
+        text("UPDATE payments SET applied_amount = applied_amount + :a WHERE payment_id = :p"),
+        {"a": amount, "p": payment_id},
+    )
+    return True
+
+
+async def insert_short_pay(conn: AsyncConnection, *, event_id: Any, payment_id: str, invoice_id: str, customer_id: str,
+                           currency: str, open_amount: Decimal, paid_amount: Decimal, shortfall: Decimal,
+                           reason_code: str | None, value_date: date, stream_version: int) -> None:
+    await conn.execute(
+        text("INSERT INTO short_pays (event_id, payment_id, invoice_id, customer_id, currency, open_amount,"
+             " paid_amount, shortfall, reason_code, value_date, stream_version) VALUES (:e, :p, :i, :c, :cur, :o,"
+             " :paid, :s, :rc, :d, :v) ON CONFLICT (event_id) DO NOTHING"),
+        {"e": event_id, "p": payment_id, "i": invoice_id, "c": customer_id, "cur": currency, "o": open_amount,
+         "paid": paid_amount, "s": shortfall, "rc": reason_code, "d": value_date, "v": stream_version},
+    )
+
+
+async def set_unapplied_reason(conn: AsyncConnection, payment_id: str, reason: str) -> None:
+    await conn.execute(text("UPDATE payments SET unapplied_reason = :r WHERE payment_id = :p"),
+                       {"r": reason, "p": payment_id})
+
+
+async def set_payment_version(conn: AsyncConnection, payment_id: str, version: int) -> None:
+    await conn.execute(text("UPDATE payments SET version = greatest(version, :v) WHERE payment_id = :p"),
+                       {"v": version, "p": payment_id})
+
+
+async def get_payment(conn: AsyncConnection, payment_id: str) -> dict[str, Any] | None:
+    row = (await conn.execute(text("SELECT * FROM payments WHERE payment_id = :p"), {"p": payment_id})).mappings().first()
+    if row is None:
+        return None
+    payment = dict(row)
+    (payment["applications"],), (payment["short_pays"],) = await _details(conn, [payment_id])
+    return payment
+
+
+async def list_payments(conn: AsyncConnection, *, customer_id: str | None, unapplied_only: bool,
+                        after: int | None, limit: int) -> list[dict[str, Any]]:
+    rows = await conn.execute(
+        text("SELECT * FROM payments WHERE (CAST(:c AS text) IS NULL OR customer_id = :c)"
+             " AND (NOT :unapplied OR unapplied_amount > 0)"
+             " AND (CAST(:after AS bigint) IS NULL OR received_seq > :after)"
+             " ORDER BY received_seq LIMIT :limit"),
+        {"c": customer_id, "unapplied": unapplied_only, "after": after, "limit": limit},
+    )
+    payments = [dict(r) for r in rows.mappings()]
+    if payments:
+        applications, short_pays = await _details(conn, [p["payment_id"] for p in payments])
+        for payment, apps, shorts in zip(payments, applications, short_pays):
+            payment["applications"], payment["short_pays"] = apps, shorts
+    return payments
+
+
+async def _details(conn: AsyncConnection, payment_ids: list[str]) -> tuple[list[list[dict]], list[list[dict]]]:
+    """Applications and short pays of each payment, in the order they were decided."""
+    params = {"ids": payment_ids}
+    apps = await conn.execute(
+        text("SELECT * FROM payment_applications WHERE payment_id = ANY(CAST(:ids AS text[]))"
+             " ORDER BY payment_id, stream_version"), params)
+    shorts = await conn.execute(
+        text("SELECT * FROM short_pays WHERE payment_id = ANY(CAST(:ids AS text[]))"
+             " ORDER BY payment_id, stream_version"), params)
+    by_payment_apps: dict[str, list[dict]] = {p: [] for p in payment_ids}
+    by_payment_shorts: dict[str, list[dict]] = {p: [] for p in payment_ids}
+    for r in apps.mappings():
+        by_payment_apps[r["payment_id"]].append(dict(r))
+    for r in shorts.mappings():
+        by_payment_shorts[r["payment_id"]].append(dict(r))
+    return [by_payment_apps[p] for p in payment_ids], [by_payment_shorts[p] for p in payment_ids]

@@ -1,0 +1,122 @@
+"""Request bodies and response shapes. Amounts travel as decimal strings at the currency's
+minor unit; a JSON number is refused."""
+from __future__ import annotations
+
+from datetime import date
+from typing import Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from shared.money import Amount, CurrencyCode, MoneyError, exact_amount, quantize, to_str
+from shared.problems import ValidationFailed
+from services.cash_application.domain.model import PAYMENT_METHODS
+
+PaymentMethod = Literal["ach", "wire", "check", "card", "cash", "other"]
+assert set(get_args(PaymentMethod)) == set(PAYMENT_METHODS)  # the API offers exactly the domain's methods
+
+_ID = r"^[A-Za-z0-9._:-]+$"
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class RemittanceLineRequest(_Request):
+    invoice_id: str | None = Field(default=None, min_length=1, max_length=64)
+    invoice_number: str | None = Field(default=None, min_length=1, max_length=64,
+                                       description="The invoice number as printed; used when invoice_id is absent")
+    amount: Amount = Field(description="What the customer pays on this invoice, decimal string")
+    reason_code: str | None = Field(default=None, min_length=1, max_length=64,
+                                    description="The customer's reason for paying less (travels with the short pay)")
+
+    @model_validator(mode="after")
+    def _names_an_invoice(self) -> "RemittanceLineRequest":
+        if not self.invoice_id and not self.invoice_number:
+            raise ValueError("a remittance line names an invoice_id or an invoice_number")
+        return self
+
+
+class ReceivePaymentRequest(_Request):
+    payment_id: str | None = Field(default=None, min_length=1, max_length=64, pattern=_ID,
+                                   description="Your own payment id; generated when omitted")
+    customer_id: str = Field(min_length=1, max_length=64)
+    amount: Amount = Field(description="Decimal string in the payment's currency")
+    currency: CurrencyCode
+    value_date: date
+    method: PaymentMethod
+    reference: str | None = Field(default=None, min_length=1, max_length=200,
+                                  description="Check number, wire reference, ...")
+    remittance: list[RemittanceLineRequest] = Field(default_factory=list, max_length=1000)
+
+    def check_amounts(self) -> None:
+        """Amounts must be positive and exact in the payment's currency; every offending field
+        is named (the currency is only known once the body parsed, hence not a field validator)."""
+        errors: list[dict[str, str]] = []
+
+        def check(value: Any, field: str) -> None:
+            try:
+                exact = exact_amount(value, self.currency)
+            except MoneyError as exc:
+                errors.append({"field": field, "reason": str(exc)})
+                return
+            if exact <= 0:
+                errors.append({"field": field, "reason": "amount must be positive"})
+
+        check(self.amount, "amount")
+        for i, line in enumerate(self.remittance):
+            check(line.amount, f"remittance.{i}.amount")
+        if errors:
+            detail = "; ".join(f"{e['field']}: {e['reason']}" for e in errors)
+            raise ValidationFailed(detail, extra={"errors": errors})
+
+
+def money(value: Any, currency: str) -> str:
+    return to_str(quantize(value, currency.strip()))
+
+
+def open_item_out(row: dict[str, Any]) -> dict[str, Any]:
+    currency = row["currency"].strip()
+    open_balance = row["open_balance"]
+    return {
+        "invoice_id": row["invoice_id"],
+        "invoice_number": row["invoice_number"],
+        "customer_id": row["customer_id"],
+        "currency": currency,
+        "issue_date": row["issue_date"].isoformat(),
+        "due_date": row["due_date"].isoformat(),
+        "total_amount": money(row["total_amount"], currency),
+        "credited_amount": money(row["credited_amount"], currency),
+        "applied_amount": money(row["applied_amount"], currency),
+        "open_balance": money(open_balance, currency),
+        "status": "open" if open_balance > 0 else "closed",
+    }
+
+
+def payment_out(row: dict[str, Any]) -> dict[str, Any]:
+    currency = row["currency"].strip()
+    applied, unapplied = row["applied_amount"], row["unapplied_amount"]
+    return {
+        "payment_id": row["payment_id"],
+        "customer_id": row["customer_id"],
+        "amount": money(row["amount"], currency),
+        "currency": currency,
+        "value_date": row["value_date"].isoformat(),
+        "method": row["method"],
+        "reference": row["reference"],
+        "status": "unapplied" if applied == 0 else ("applied" if unapplied == 0 else "partially_applied"),
+        "applied_amount": money(applied, currency),
+        "unapplied_amount": money(unapplied, currency),
+        "unapplied_reason": row["unapplied_reason"],
+        "applications": [
+            {"invoice_id": a["invoice_id"], "amount": money(a["amount"], currency), "rule": a["rule"],
+             "confidence": to_str(a["confidence"])}
+            for a in row["applications"]
+        ],
+        "short_pays": [
+            {"invoice_id": s["invoice_id"], "open_amount": money(s["open_amount"], currency),
+             "paid_amount": money(s["paid_amount"], currency), "shortfall": money(s["shortfall"], currency),
+             "reason_code": s["reason_code"]}
+            for s in row["short_pays"]
+        ],
+        "version": row["version"],
+    }

@@ -1,0 +1,243 @@
+"""The Payment aggregate and the rules for applying remittance to open items.
+
+A payment arrives with a remittance advice: lines that name an invoice (by id or by number) and
+the amount the customer says it pays on it. Applying a line against the invoice's open balance:
+- full: the line pays the open balance exactly, the invoice closes;
+- short: the line pays less, the rest stays open and a short pay is detected (the customer's
+  reason code travels with it, so disputes can open a deduction);
+- over: the line pays more, the open balance is applied and the excess stays unapplied.
+A line naming no open item of the payment's customer and currency applies nothing. Whatever the
+remittance does not apply is recorded as unapplied cash, so applied + unapplied = the payment.
+
+Rules are checked here; state changes only in the when_* methods. No I/O: the caller passes in
+the open items it locked, and those balances are what the decisions are based on.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Iterable, Sequence
+
+from shared.aggregate import Aggregate
+from shared.contracts import PaymentApplied, PaymentReceived, ShortPayDetected, UnappliedCashRecorded
+from shared.money import ZERO, MoneyError, exact_amount, quantize, to_str, validate_currency
+
+PAYMENT_METHODS = ("ach", "wire", "check", "card", "cash", "other")
+
+# How an application was decided. Remittance advice is the customer's own instruction, hence
+# full confidence; the auto-matching rules that come later will carry lower ones.
+RULE_REMITTANCE = "remittance"
+REMITTANCE_CONFIDENCE = Decimal("1.00")
+
+NO_REMITTANCE = "no remittance"
+
+
+class CashApplicationRuleViolation(ValueError):
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class OpenItem:
+    """An invoice as the deciding transaction sees it (locked, so the balance holds until commit)."""
+
+    invoice_id: str
+    invoice_number: str
+    customer_id: str
+    currency: str
+    open_balance: Decimal
+
+
+@dataclass(frozen=True)
+class RemittanceLine:
+    amount: Decimal
+    invoice_id: str | None = None
+    invoice_number: str | None = None
+    reason_code: str | None = None
+
+    @property
+    def named_as(self) -> str:
+        """The invoice as the customer named it, for messages a collector reads."""
+        return self.invoice_number or self.invoice_id or "?"
+
+
+@dataclass(frozen=True)
+class RemittanceOutcome:
+    applied: Decimal
+    shortfall: Decimal  # left open on the invoice when the customer paid less than its balance
+    excess: Decimal  # paid beyond the open balance: stays unapplied on the payment
+
+
+def apply_remittance(remitted: Decimal, open_balance: Decimal, currency: str) -> RemittanceOutcome:
+    """Apply what the customer remitted against an invoice's open balance.
+
+    Both amounts must already be exact in the currency's minor unit (a float or an extra decimal
+    is refused, never rounded), so the results are exact too: no rounding happens here."""
+    remitted = exact_amount(remitted, currency)
+    open_balance = exact_amount(open_balance, currency)
+    if remitted < 0:
+        raise MoneyError("a remitted amount cannot be negative")
+    nothing = quantize(ZERO, currency)
+    if open_balance <= 0:
+        return RemittanceOutcome(applied=nothing, shortfall=nothing, excess=remitted)
+    applied = min(remitted, open_balance)
+    return RemittanceOutcome(applied=applied, shortfall=open_balance - applied, excess=remitted - applied)
+
+
+def resolve_line(line: RemittanceLine, customer_id: str, currency: str,
+                 items: Sequence[OpenItem]) -> OpenItem | str:
+    """The open item a remittance line names, or why it names none."""
+    by_id = {item.invoice_id: item for item in items}
+    by_number: dict[str, OpenItem] = {}
+    for item in sorted(items, key=lambda i: i.invoice_id):
+        by_number.setdefault(item.invoice_number, item)
+    item = by_id.get(line.invoice_id) if line.invoice_id else by_number.get(line.invoice_number or "")
+    if item is None or item.customer_id != customer_id:
+        return f"invoice {line.named_as} not found"
+    if line.invoice_id and line.invoice_number and item.invoice_number != line.invoice_number:
+        return f"invoice_id {line.invoice_id} and invoice_number {line.invoice_number} name different invoices"
+    if item.currency != currency:
+        return f"invoice {line.named_as} is in {item.currency}, the payment in {currency}"
+    return item
+
+
+def describe_unapplied(parts: list[tuple[str, Decimal]]) -> str:
+    """One reason for the unapplied cash; with several causes each names its amount."""
+    merged: dict[str, Decimal] = {}
+    for reason, amount in parts:
+        merged[reason] = merged.get(reason, ZERO) + amount
+    if len(merged) == 1:
+        return next(iter(merged))
+    return "; ".join(f"{reason}: {to_str(amount)}" for reason, amount in merged.items())
+
+
+@dataclass
+class _Instruction:
+    """All lines of one remittance that name the same invoice: one instruction to pay it."""
+
+    item: OpenItem
+    named_as: str
+    remitted: Decimal
+    reason_code: str | None
+
+
+class Payment(Aggregate):
+    stream_type = "payment"
+
+    def __init__(self, aggregate_id: str) -> None:
+        super().__init__(aggregate_id)
+        self.customer_id = ""
+        self.currency = ""
+        self.amount = ZERO
+        self.value_date: date | None = None
+        self.method = ""
+        self.reference: str | None = None
+        self.applications: dict[str, Decimal] = {}
+        self.short_pays: dict[str, ShortPayDetected] = {}
+        self.unapplied_reasons: list[str] = []
+
+    @property
+    def applied_amount(self) -> Decimal:
+        return sum(self.applications.values(), ZERO)
+
+    @property
+    def unapplied_amount(self) -> Decimal:
+        return self.amount - self.applied_amount
+
+    def receive(self, *, customer_id: str, amount: Decimal, currency: str, value_date: date, method: str,
+                reference: str | None, remittance: Sequence[RemittanceLine], open_items: Iterable[OpenItem],
+                at: datetime) -> None:
+        """Receive the payment and apply it as its remittance says, against the given open items."""
+        if self.exists:
+            raise CashApplicationRuleViolation(f"payment {self.id} was already received", "payment_id")
+        try:
+            currency = validate_currency(currency)
+        except MoneyError as exc:
+            raise CashApplicationRuleViolation(str(exc), "currency") from exc
+        if method not in PAYMENT_METHODS:
+            raise CashApplicationRuleViolation(f"method must be one of {', '.join(PAYMENT_METHODS)}", "method")
+        amount = self._money(amount, currency, "amount")
+        lines = []
+        for i, line in enumerate(remittance):
+            if not (line.invoice_id or line.invoice_number):
+                raise CashApplicationRuleViolation("a remittance line names an invoice_id or an invoice_number",
+                                                   f"remittance.{i}")
+            lines.append((line, self._money(line.amount, currency, f"remittance.{i}.amount")))
+        remitted_total = sum((line_amount for _, line_amount in lines), ZERO)
+        if remitted_total > amount:
+            raise CashApplicationRuleViolation(
+                f"remittance lines total {to_str(remitted_total)}, more than the payment's {to_str(amount)}",
+                "remittance")
+
+        items = list(open_items)
+        instructions: dict[str, _Instruction] = {}
+        unapplied: list[tuple[str, Decimal]] = []
+        for line, line_amount in lines:
+            target = resolve_line(line, customer_id, currency, items)
+            if isinstance(target, str):
+                unapplied.append((target, line_amount))
+                continue
+            instruction = instructions.get(target.invoice_id)
+            if instruction is None:
+                instructions[target.invoice_id] = _Instruction(target, target.invoice_number or line.named_as,
+                                                               line_amount, line.reason_code)
+            else:
+                instruction.remitted += line_amount
+                instruction.reason_code = instruction.reason_code or line.reason_code
+
+        self.trigger(PaymentReceived(payment_id=self.id, customer_id=customer_id, amount=amount, currency=currency,
+                                     value_date=value_date, method=method, reference=reference), at)
+        for instruction in instructions.values():
+            item = instruction.item
+            if item.open_balance <= 0:
+                unapplied.append((f"invoice {instruction.named_as} is closed", instruction.remitted))
+                continue
+            outcome = apply_remittance(instruction.remitted, item.open_balance, currency)
+            self.trigger(PaymentApplied(payment_id=self.id, invoice_id=item.invoice_id, customer_id=customer_id,
+                                        amount=outcome.applied, currency=currency, value_date=value_date), at)
+            if outcome.shortfall > 0:
+                self.trigger(ShortPayDetected(payment_id=self.id, invoice_id=item.invoice_id, customer_id=customer_id,
+                                              currency=currency, open_amount=item.open_balance,
+                                              paid_amount=outcome.applied, shortfall=outcome.shortfall,
+                                              value_date=value_date, reason_code=instruction.reason_code), at)
+            if outcome.excess > 0:
+                unapplied.append((f"overpayment of invoice {instruction.named_as}", outcome.excess))
+        if amount > remitted_total:
+            unapplied.append((NO_REMITTANCE, amount - remitted_total))
+        unapplied_total = sum((part for _, part in unapplied), ZERO)
+        if unapplied_total > 0:
+            self.trigger(UnappliedCashRecorded(payment_id=self.id, customer_id=customer_id, amount=unapplied_total,
+                                               currency=currency, value_date=value_date,
+                                               reason=describe_unapplied(unapplied)), at)
+        if self.applied_amount + unapplied_total != amount:  # every cent applied or unapplied, none lost
+            raise AssertionError(f"payment {self.id}: applied {self.applied_amount} + unapplied {unapplied_total}"
+                                 f" != {amount}")
+
+    @staticmethod
+    def _money(value: Decimal, currency: str, field: str) -> Decimal:
+        try:
+            exact = exact_amount(value, currency)
+        except MoneyError as exc:
+            raise CashApplicationRuleViolation(str(exc), field) from exc
+        if exact <= 0:
+            raise CashApplicationRuleViolation("amount must be positive", field)
+        return exact
+
+    def when_PaymentReceived(self, e: PaymentReceived) -> None:
+        self.customer_id = e.customer_id
+        self.currency = e.currency
+        self.amount = e.amount
+        self.value_date = e.value_date
+        self.method = e.method
+        self.reference = e.reference
+
+    def when_PaymentApplied(self, e: PaymentApplied) -> None:
+        self.applications[e.invoice_id] = self.applications.get(e.invoice_id, ZERO) + e.amount
+
+    def when_ShortPayDetected(self, e: ShortPayDetected) -> None:
+        self.short_pays[e.invoice_id] = e
+
+    def when_UnappliedCashRecorded(self, e: UnappliedCashRecorded) -> None:
+        self.unapplied_reasons.append(e.reason)

@@ -1,0 +1,26 @@
+"""Builds the cash_application service: its routers, consumers and migrations on the shared shell."""
+from __future__ import annotations
+
+from shared.clock import SystemClock
+from shared.contracts import topic_for
+from shared.service import ConsumerSpec, ServiceDefinition, build_app
+from services.cash_application.api.routes import router
+from services.cash_application.projections.open_items import on_invoicing_event
+from services.cash_application.settings import CashApplicationSettings
+
+
+def definition(settings: CashApplicationSettings | None = None) -> ServiceDefinition:
+    return ServiceDefinition(
+        context="cash_application",
+        title="Ledgerline cash application",
+        settings=settings or CashApplicationSettings(),
+        migrations_package="services.cash_application.adapters.migrations",
+        routers=[router],
+        publishes=True,
+        consumers=[ConsumerSpec("cash_application", [topic_for("invoicing")], on_invoicing_event)],
+        state={"clock": SystemClock()},
+    )
+
+
+def create_app():
+    return build_app(definition())

@@ -1,0 +1,31 @@
+"""Open items fed by invoicing's events: the invoices cash can be applied to.
+
+Facts are stored keyed by what they refer to (the invoice, the credit memo), so the model
+converges whatever the order: a CreditMemoIssued that arrives before its InvoiceIssued leaves a
+row holding only the credit, which InvoiceIssued completes. Redeliveries are stopped by the
+consumer runner's inbox, and the keyed upserts make them harmless anyway."""
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.consumer import ReceivedEvent
+from shared.contracts import CreditMemoIssued, InvoiceIssued, UnknownEvent, registry
+from services.cash_application.adapters import repository as repo
+
+
+async def on_invoicing_event(conn: AsyncConnection, event: ReceivedEvent) -> None:
+    """The cash_application consumer's handler (topic ledgerline.invoicing.events)."""
+    try:
+        contract = registry.parse(event.event_type, event.schema_version, event.data)
+    except UnknownEvent:
+        return  # an event type this version does not know: nothing to do with it
+    if isinstance(contract, InvoiceIssued):
+        await repo.record_invoice_issued(
+            conn, invoice_id=contract.invoice_id, invoice_number=contract.invoice_number,
+            customer_id=contract.customer_id, currency=contract.currency, total_amount=contract.total_amount,
+            issue_date=contract.issue_date, due_date=contract.due_date)
+    elif isinstance(contract, CreditMemoIssued):
+        await repo.record_credit_memo(
+            conn, credit_memo_id=contract.credit_memo_id, invoice_id=contract.invoice_id,
+            customer_id=contract.customer_id, currency=contract.currency, amount=contract.amount,
+            issue_date=contract.issue_date, reason=contract.reason)
