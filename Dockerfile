@@ -1,0 +1,76 @@
+# syntax=docker/dockerfile:1
+#
+# One image for all five Ledgerline services. The command picks the service and what it does:
+#
+#   docker run ledgerline services.invoicing serve      # HTTP API (+ relay/consumers by ROLE)
+#   docker run ledgerline services.invoicing migrate    # apply the context's migrations, exit
+#
+# Build:  docker build -t ledgerline:dev .
+# No HEALTHCHECK: Kubernetes probes /healthz and /readyz, and docker-compose.yml declares its own.
+
+# Both stages must use the same interpreter: the virtualenv built in the first is copied into the
+# second, and its bin/python links to /usr/local/bin/python3.11. Pin a digest in CI for
+# reproducible builds (python:3.11-slim@sha256:...).
+ARG PYTHON_IMAGE=python:3.11-slim
+
+# ---------------------------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE} AS build
+
+# The pinned, complete dependency set (see requirements.in). Every package in it ships a
+# manylinux wheel for x86_64 and aarch64, so this stage needs no compiler.
+ARG REQUIREMENTS=requirements.lock
+
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PYTHONDONTWRITEBYTECODE=1
+
+RUN python -m venv /opt/ledgerline
+ENV PATH=/opt/ledgerline/bin:$PATH
+
+WORKDIR /src
+
+# Dependencies first, in their own layer: it is rebuilt only when the lock file changes.
+COPY ${REQUIREMENTS} /src/requirements.lock
+RUN pip install --require-virtualenv -r /src/requirements.lock
+
+# Then the project itself, as a regular (non-editable) install into site-packages, with no
+# dependency resolution: the lock above is the whole set. pip compiles the .pyc files here,
+# because the runtime container's root filesystem is read-only.
+COPY pyproject.toml /src/
+COPY shared /src/shared
+COPY services /src/services
+RUN pip install --require-virtualenv --no-deps /src \
+    # pip and setuptools are not needed to run the services; leave them behind.
+    && pip uninstall --yes --require-virtualenv pip setuptools wheel
+
+# ---------------------------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE} AS runtime
+
+LABEL org.opencontainers.image.title="ledgerline" \
+      org.opencontainers.image.description="Ledgerline accounts-receivable services (invoicing, cash_application, collections, disputes, reporting)" \
+      org.opencontainers.image.licenses="Apache-2.0"
+
+# The base image's own pip/setuptools/wheel are packaging tools the services never use.
+RUN python -m pip uninstall --yes --no-cache-dir pip setuptools wheel \
+    && groupadd --system --gid 10001 ledgerline \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home \
+       --home-dir /nonexistent --shell /usr/sbin/nologin ledgerline
+
+COPY --from=build /opt/ledgerline /opt/ledgerline
+
+ENV PATH=/opt/ledgerline/bin:$PATH \
+    VIRTUAL_ENV=/opt/ledgerline \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PYTHONFAULTHANDLER=1
+
+# An empty working directory: `python -m` puts the current directory first on sys.path.
+WORKDIR /app
+
+# Numeric user, so Kubernetes can verify runAsNonRoot without looking up a name.
+USER 10001:10001
+
+EXPOSE 8000
+
+ENTRYPOINT ["python", "-m"]
+CMD ["services.invoicing", "serve"]

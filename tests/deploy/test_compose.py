@@ -1,0 +1,215 @@
+"""docker-compose.yml, as Docker Compose's own loader (compose-go, via tools/deploycheck) resolves
+it: valid against the Compose Specification schema, and wired the way the services expect."""
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.deploy.support import (
+    CONTAINER_PORT,
+    CONTEXTS,
+    HOST_PORTS,
+    PUBLISHING_CONTEXTS,
+    REPO,
+    env_prefix,
+    k8s_name,
+    topic,
+)
+
+KAFKA_IMAGE = "apache/kafka:4.1.1"
+POSTGRES_IMAGE = "postgres:17"
+INFRASTRUCTURE = {"postgres", "kafka", "kafka-init"}
+
+
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return compose["services"]
+
+
+def app_services(compose):
+    return {c: services(compose)[k8s_name(c)] for c in CONTEXTS}
+
+
+def depends(service: dict[str, Any]) -> dict[str, str]:
+    return {name: dep["condition"] for name, dep in (service.get("depends_on") or {}).items()}
+
+
+# --- the validator itself ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "broken, message",
+    [
+        ("services:\n  a:\n    image: x\n    depends_on: [nowhere]\n", "nowhere"),
+        ("services:\n  a:\n    image: x\n    restart_policy: always\n", "restart_policy"),
+        ("services:\n  a:\n    image: x\n    ports: ['8101:8000:1:2']\n", "address"),
+        ("services:\n  a:\n    image: x\n    depends_on: [b]\n  b:\n    image: x\n    depends_on: [a]\n", "cycle"),
+    ],
+    ids=["unknown-dependency", "unknown-key", "bad-port", "cycle"],
+)
+def test_the_loader_rejects_what_docker_compose_rejects(deploycheck, tmp_path: Path, broken, message):
+    (tmp_path / "compose.yml").write_text(broken)
+    proc = subprocess.run([deploycheck, "compose", "-project-dir", str(tmp_path), "compose.yml"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode != 0, proc.stdout
+    assert message in proc.stderr.lower()
+
+
+# --- what runs --------------------------------------------------------------------------------
+
+
+def test_the_platform_services(compose):
+    expected = INFRASTRUCTURE | {k8s_name(c) for c in CONTEXTS} | {f"{k8s_name(c)}-migrate" for c in CONTEXTS}
+    assert set(services(compose)) == expected
+
+
+def test_official_kafka_and_postgres_images(compose):
+    svc = services(compose)
+    assert svc["kafka"]["image"] == KAFKA_IMAGE
+    assert svc["kafka-init"]["image"] == KAFKA_IMAGE
+    assert svc["postgres"]["image"] == POSTGRES_IMAGE
+
+
+def test_the_services_and_migrations_share_one_image_built_from_the_dockerfile(compose):
+    ledgerline = {n: s for n, s in services(compose).items() if n not in INFRASTRUCTURE}
+    assert len({s["image"] for s in ledgerline.values()}) == 1
+    for name, s in ledgerline.items():
+        assert Path(s["build"]["context"]) == REPO, name
+        assert s["build"]["dockerfile"] == "Dockerfile", name
+        assert s.get("user") in (None, "10001", "10001:10001"), name  # the image's non-root user
+        assert s["read_only"] is True, name
+        assert s["cap_drop"] == ["ALL"], name
+
+
+@pytest.mark.parametrize("context", CONTEXTS)
+def test_commands_ports_and_roles(compose, context):
+    svc = services(compose)
+    app, migrate = svc[k8s_name(context)], svc[f"{k8s_name(context)}-migrate"]
+    prefix = env_prefix(context)
+    assert app["command"] == [f"services.{context}", "serve"]
+    assert migrate["command"] == [f"services.{context}", "migrate"]
+    assert migrate["restart"] == "no"
+
+    (port,) = app["ports"]
+    assert int(port["published"]) == HOST_PORTS[context]
+    assert port["target"] == CONTAINER_PORT
+    env = app["environment"]
+    assert env[f"{prefix}ROLE"] == "all"
+    assert int(env[f"{prefix}PORT"]) == CONTAINER_PORT
+    assert env[f"{prefix}HOST"] == "0.0.0.0"
+
+
+@pytest.mark.parametrize("context", CONTEXTS)
+def test_env_names_use_the_service_prefix(compose, context):
+    prefix = env_prefix(context)
+    svc = services(compose)
+    for name in (k8s_name(context), f"{k8s_name(context)}-migrate"):
+        env = svc[name]["environment"]
+        assert {f"{prefix}DATABASE_URL", f"{prefix}KAFKA_BOOTSTRAP_SERVERS"} <= env.keys(), name
+        stray = [k for k in env if k.startswith("LEDGERLINE_") and not k.startswith(prefix)]
+        assert stray == [], f"{name} sets another service's settings: {stray}"
+        assert env[f"{prefix}KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092", name
+
+
+def test_the_env_names_are_settings_the_services_read(compose):
+    from shared.settings import ServiceSettings
+
+    fields = {f.upper() for f in ServiceSettings.model_fields}
+    for context, svc in app_services(compose).items():
+        for key in svc["environment"]:
+            if key.startswith("LEDGERLINE_"):
+                assert key.removeprefix(env_prefix(context)) in fields, key
+
+
+# --- infrastructure ---------------------------------------------------------------------------
+
+
+def test_kafka_runs_kraft_combined_mode_on_one_node(compose):
+    env = {k: str(v) for k, v in services(compose)["kafka"]["environment"].items()}
+    assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
+    node_id = env["KAFKA_NODE_ID"]
+    voters = env["KAFKA_CONTROLLER_QUORUM_VOTERS"]
+    assert re.fullmatch(rf"{node_id}@kafka:\d+", voters), voters
+    voter_port = voters.rsplit(":", 1)[1]
+
+    listeners = dict(reversed(item.split("://")) for item in env["KAFKA_LISTENERS"].split(","))
+    protocols = dict(item.split(":") for item in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    controller = env["KAFKA_CONTROLLER_LISTENER_NAMES"]
+    assert listeners.get(f":{voter_port}") == controller
+    assert set(listeners.values()) <= set(protocols)
+    advertised = dict(item.split("://") for item in env["KAFKA_ADVERTISED_LISTENERS"].split(","))
+    assert advertised[env["KAFKA_INTER_BROKER_LISTENER_NAME"]] == "kafka:9092"
+    assert controller not in advertised
+
+    # One broker: every internal topic must accept replication factor 1.
+    for key in ("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
+                "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "KAFKA_DEFAULT_REPLICATION_FACTOR"):
+        assert env[key] == "1", key
+    assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+    assert re.fullmatch(r"[A-Za-z0-9_-]{22}", env["CLUSTER_ID"])  # a base64url UUID
+    assert any(v["target"] == env["KAFKA_LOG_DIRS"] for v in services(compose)["kafka"]["volumes"])
+
+
+def test_kafka_init_creates_the_four_topics(compose):
+    init = services(compose)["kafka-init"]
+    env = init["environment"]
+    assert env["TOPICS"].split() == [topic(c) for c in PUBLISHING_CONTEXTS]
+    assert env["PARTITIONS"] == "3"
+    assert env["BOOTSTRAP_SERVERS"] == "kafka:9092"
+    (script,) = [v for v in init["volumes"] if v["target"] == init["entrypoint"][-1]]
+    assert Path(script["source"]).is_file()
+    assert script["read_only"] is True
+    assert init["restart"] == "no"
+
+
+def test_postgres_creates_the_five_databases_the_services_use(compose):
+    pg = services(compose)["postgres"]
+    (initdb,) = [v for v in pg["volumes"] if v["target"] == "/docker-entrypoint-initdb.d"]
+    scripts = sorted(Path(initdb["source"]).glob("*.sql"))
+    assert scripts, "no init script"
+    created = set(re.findall(r"CREATE DATABASE (\w+)", "\n".join(s.read_text() for s in scripts)))
+    assert created == {f"ledgerline_{c}" for c in CONTEXTS}
+
+    user, password = pg["environment"]["POSTGRES_USER"], pg["environment"]["POSTGRES_PASSWORD"]
+    svc = services(compose)
+    for context in CONTEXTS:
+        for name in (k8s_name(context), f"{k8s_name(context)}-migrate"):
+            url = svc[name]["environment"][f"{env_prefix(context)}DATABASE_URL"]
+            assert url == f"postgresql+asyncpg://{user}:{password}@postgres:5432/ledgerline_{context}", name
+
+
+# --- start-up order ---------------------------------------------------------------------------
+
+
+def test_the_depends_on_graph(compose):
+    svc = services(compose)
+    assert depends(svc["kafka-init"]) == {"kafka": "service_healthy"}
+    for context in CONTEXTS:
+        name = k8s_name(context)
+        assert depends(svc[f"{name}-migrate"]) == {"postgres": "service_healthy"}
+        assert depends(svc[name]) == {
+            "postgres": "service_healthy",
+            "kafka": "service_healthy",
+            f"{name}-migrate": "service_completed_successfully",
+            "kafka-init": "service_completed_successfully",
+        }
+
+
+def test_every_awaited_condition_can_be_met(compose):
+    svc = services(compose)
+    for name, s in svc.items():
+        for dependency, condition in depends(s).items():
+            if condition == "service_healthy":
+                test = svc[dependency].get("healthcheck", {}).get("test")
+                assert test and test[0] in ("CMD", "CMD-SHELL"), f"{name} waits for {dependency} to be healthy"
+            if condition == "service_completed_successfully":
+                assert svc[dependency]["restart"] == "no", f"{dependency} must exit for {name} to start"
+
+
+def test_the_services_are_healthy_only_when_ready(compose):
+    for context, s in app_services(compose).items():
+        test = " ".join(s["healthcheck"]["test"])
+        assert f"127.0.0.1:{CONTAINER_PORT}/readyz" in test, context

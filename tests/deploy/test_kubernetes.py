@@ -1,0 +1,327 @@
+"""deploy/k8s base and overlays: they render with kustomize, every document validates (strict)
+against the Kubernetes OpenAPI schemas kubernetes-validate ships, and they keep the promises
+the services and the operators rely on."""
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+import kubernetes_validate
+import pytest
+from kubernetes_validate.utils import all_versions
+
+from tests.deploy.support import (
+    CONTAINER_PORT,
+    CONTEXTS,
+    K8S,
+    UID,
+    containers,
+    env_map,
+    env_prefix,
+    find,
+    k8s_name,
+    of_kind,
+    pod_templates,
+)
+
+TARGETS = ("base", "overlays/dev", "overlays/production")
+OVERLAYS = ("overlays/dev", "overlays/production")
+# The oldest Kubernetes the manifests support (the kubectl on the development machines), and
+# the newest schema the installed kubernetes-validate ships, to catch removed APIs early.
+KUBERNETES_VERSIONS = ("1.32.0", all_versions()[-1])
+CNPG_APP_SECRET_KEYS = {"username", "user", "password", "dbname", "host", "port", "pgpass", "uri",
+                        "jdbc-uri", "fqdn-uri", "fqdn-jdbc-uri"}
+
+
+def validation_errors(docs: list[dict[str, Any]], version: str) -> list[str]:
+    errors = []
+    for doc in docs:
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            path = ".".join(str(p) for p in exc.path)
+            errors.append(f"{doc['kind']}/{doc['metadata'].get('name')}: {path}: {exc.message}")
+        except kubernetes_validate.SchemaNotFoundError as exc:
+            errors.append(exc.message)
+    return errors
+
+
+# --- schema validation ------------------------------------------------------------------------
+
+
+def test_the_schemas_for_the_supported_versions_are_installed():
+    assert "1.32.0" in all_versions()
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_document_validates_strictly(render, target, version):
+    docs = render(target)
+    assert docs, f"{target} rendered nothing"
+    assert validation_errors(docs, version) == []
+
+
+def test_strict_validation_rejects_an_unknown_field(render):
+    """The validator is not a no-op: a misspelt field (a typo kubectl would reject) fails."""
+    deployment = copy.deepcopy(find(render("base"), "Deployment", "invoicing-api"))
+    deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGett"] = {"path": "/readyz"}
+    assert validation_errors([deployment], KUBERNETES_VERSIONS[0])
+
+
+# --- what each service gets -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("context", CONTEXTS)
+def test_each_service_has_its_objects(render, target, context):
+    docs = render(target)
+    name = k8s_name(context)
+    find(docs, "ServiceAccount", name)
+    api = find(docs, "Deployment", f"{name}-api")
+    worker = find(docs, "Deployment", f"{name}-worker")
+    service = find(docs, "Service", name)
+    pdb = find(docs, "PodDisruptionBudget", f"{name}-api")
+    job = find(docs, "Job", f"{name}-migrate")
+
+    api_labels = api["spec"]["template"]["metadata"]["labels"]
+    worker_labels = worker["spec"]["template"]["metadata"]["labels"]
+
+    def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+        return all(labels.get(k) == v for k, v in selector.items())
+
+    # The Service and the PDB cover the API pods and only them.
+    assert selects(service["spec"]["selector"], api_labels)
+    assert not selects(service["spec"]["selector"], worker_labels)
+    assert selects(pdb["spec"]["selector"]["matchLabels"], api_labels)
+    assert not selects(pdb["spec"]["selector"]["matchLabels"], worker_labels)
+    assert selects(api["spec"]["selector"]["matchLabels"], api_labels)
+    assert selects(worker["spec"]["selector"]["matchLabels"], worker_labels)
+
+    # The Service's target port is the container's named port, 8000.
+    ports = {p["name"]: p["containerPort"] for p in api["spec"]["template"]["spec"]["containers"][0]["ports"]}
+    target_port = service["spec"]["ports"][0]["targetPort"]
+    assert ports[target_port] == CONTAINER_PORT
+
+    for workload in (api, worker, job):
+        assert workload["spec"]["template"]["spec"]["serviceAccountName"] == name
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("context", CONTEXTS)
+def test_roles_commands_and_env_prefix(render, target, context):
+    docs = render(target)
+    name, prefix = k8s_name(context), env_prefix(context)
+    for role in ("api", "worker"):
+        deployment = find(docs, "Deployment", f"{name}-{role}")
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        env = env_map(container)
+        assert container["args"] == [f"services.{context}", "serve"]
+        assert env[f"{prefix}ROLE"]["value"] == role
+        # The service's default host is loopback: in a pod it must listen on every interface.
+        assert env[f"{prefix}HOST"]["value"] == "0.0.0.0"
+        assert int(env[f"{prefix}PORT"]["value"]) == container["ports"][0]["containerPort"] == CONTAINER_PORT
+    job = find(docs, "Job", f"{name}-migrate")
+    (migrate,) = job["spec"]["template"]["spec"]["containers"]
+    assert migrate["args"] == [f"services.{context}", "migrate"]
+    assert job["spec"]["template"]["spec"]["restartPolicy"] in ("Never", "OnFailure")
+
+    for kind_name, template in pod_templates(docs):
+        if template["metadata"]["labels"].get("app.kubernetes.io/name") != name:
+            continue
+        for c in containers(template):
+            env = env_map(c)
+            assert {f"{prefix}DATABASE_URL", f"{prefix}KAFKA_BOOTSTRAP_SERVERS"} <= env.keys(), kind_name
+            stray = [k for k in env if k.startswith("LEDGERLINE_") and not k.startswith(prefix)]
+            assert stray == [], f"{kind_name} sets another service's settings: {stray}"
+
+
+def test_the_env_names_are_settings_the_services_read(render):
+    """Each LEDGERLINE_<CONTEXT>_<FIELD> set in the manifests is a field of ServiceSettings."""
+    from shared.settings import ServiceSettings
+
+    fields = {f.upper() for f in ServiceSettings.model_fields}
+    for kind_name, template in pod_templates(render("base")):
+        for c in containers(template):
+            for key in env_map(c):
+                if key.startswith("LEDGERLINE_"):
+                    field = next(key.removeprefix(env_prefix(ctx)) for ctx in CONTEXTS if key.startswith(env_prefix(ctx)))
+                    assert field in fields, f"{kind_name}: {key} is not a setting ({sorted(fields)})"
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_workers_run_one_replica_and_apis_are_probed(render, target):
+    docs = render(target)
+    for deployment in of_kind(docs, "Deployment"):
+        role = deployment["metadata"]["labels"]["app.kubernetes.io/component"]
+        if role == "worker":
+            assert deployment["spec"]["replicas"] == 1
+        (c,) = deployment["spec"]["template"]["spec"]["containers"]
+        name = deployment["metadata"]["name"]
+        assert c["startupProbe"]["httpGet"]["path"] == "/healthz", name
+        assert c["livenessProbe"]["httpGet"]["path"] == "/healthz", name
+        assert c["readinessProbe"]["httpGet"]["path"] == "/readyz", name
+        named_ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            port = c[probe]["httpGet"]["port"]
+            assert named_ports.get(port, port) == CONTAINER_PORT, f"{name} {probe}"
+        # The startup probe, not the liveness probe, covers a slow start (migrations).
+        startup = c["startupProbe"]
+        assert startup["periodSeconds"] * startup["failureThreshold"] >= 60, name
+
+
+# --- security and resources -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_pod_runs_non_root_read_only_and_bounded(render, target):
+    templates = list(pod_templates(render(target)))
+    assert len(templates) == 3 * len(CONTEXTS)
+    for kind_name, template in templates:
+        spec = template["spec"]
+        pod_sc = spec["securityContext"]
+        assert pod_sc["runAsNonRoot"] is True, kind_name
+        assert pod_sc["runAsUser"] == UID, kind_name
+        assert pod_sc["seccompProfile"]["type"] == "RuntimeDefault", kind_name
+        assert spec["automountServiceAccountToken"] is False, kind_name
+        assert not spec.get("hostNetwork") and not spec.get("hostPID") and not spec.get("hostIPC"), kind_name
+        tmp_volumes = {v["name"] for v in spec.get("volumes", []) if "emptyDir" in v}
+        for c in containers(template):
+            where = f"{kind_name} container {c['name']}"
+            sc = c["securityContext"]
+            assert sc["runAsNonRoot"] is True, where
+            assert sc.get("runAsUser", UID) == UID, where
+            assert sc["readOnlyRootFilesystem"] is True, where
+            assert sc["allowPrivilegeEscalation"] is False, where
+            assert sc["capabilities"]["drop"] == ["ALL"], where
+            assert not sc["capabilities"].get("add"), where
+            assert not sc.get("privileged"), where
+            assert sc.get("seccompProfile", pod_sc["seccompProfile"])["type"] == "RuntimeDefault", where
+            for bound in ("requests", "limits"):
+                assert {"cpu", "memory"} <= c["resources"][bound].keys(), f"{where}: resources.{bound}"
+            # A read-only root needs a writable /tmp (tempfile, uvicorn).
+            mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+            assert mounts.get("/tmp") in tmp_volumes, f"{where}: no emptyDir at /tmp"
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_service_accounts_mount_no_token(render, target):
+    for sa in of_kind(render(target), "ServiceAccount"):
+        assert sa["automountServiceAccountToken"] is False, sa["metadata"]["name"]
+
+
+# --- configuration and secrets ----------------------------------------------------------------
+
+CREDENTIALS_IN_URL = re.compile(r"://[^/\s:@]+:[^/\s@]+@")
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_database_credentials_come_from_the_operator_secret(render, target):
+    docs = render(target)
+    for kind_name, template in pod_templates(docs):
+        context = next(c for c in CONTEXTS if template["metadata"]["labels"]["app.kubernetes.io/name"] == k8s_name(c))
+        expected_secret = f"ledgerline-{k8s_name(context)}-db-app"
+        for c in containers(template):
+            env = env_map(c)
+            password = env["PGPASSWORD"]["valueFrom"]["secretKeyRef"]
+            assert password == {"name": expected_secret, "key": "password"}, kind_name
+            for item in env.values():
+                ref = item.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    assert ref["name"] == expected_secret, f"{kind_name}: {item['name']} reads {ref['name']}"
+                    assert ref["key"] in CNPG_APP_SECRET_KEYS, f"{kind_name}: {item['name']} key {ref['key']}"
+                value = str(item.get("value", ""))
+                assert not CREDENTIALS_IN_URL.search(value), f"{kind_name}: {item['name']} has credentials inline"
+                if "PASSWORD" in item["name"].upper():
+                    assert "value" not in item, f"{kind_name}: {item['name']} is a literal"
+            url = env[f"{env_prefix(context)}DATABASE_URL"]["value"]
+            assert url.startswith("postgresql+asyncpg://"), kind_name
+
+
+def test_the_base_holds_no_secret_material(render):
+    docs = render("base")
+    assert of_kind(docs, "Secret") == []
+    for cm in of_kind(docs, "ConfigMap"):
+        for key, value in cm.get("data", {}).items():
+            assert "password" not in key.lower(), key
+            assert not CREDENTIALS_IN_URL.search(value), key
+    for path in (K8S / "base").glob("*.yaml"):
+        text = path.read_text()
+        assert "secretGenerator" not in text, path.name
+        assert not re.search(r"^\s*kind:\s*Secret\s*$", text, re.M), path.name
+        assert not CREDENTIALS_IN_URL.search(text), path.name
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_shared_config_comes_from_the_generated_configmap(render, target):
+    docs = render(target)
+    (config,) = [cm for cm in of_kind(docs, "ConfigMap") if cm["metadata"]["name"].startswith("ledgerline-config")]
+    for kind_name, template in pod_templates(docs):
+        for c in containers(template):
+            for item in c.get("env", []):
+                ref = item.get("valueFrom", {}).get("configMapKeyRef")
+                if not ref:
+                    continue
+                # kustomize rewrote the reference to the hashed name.
+                assert ref["name"] == config["metadata"]["name"], kind_name
+                assert ref.get("optional") or ref["key"] in config["data"], f"{kind_name}: {ref['key']}"
+            kafka = env_map(c)[next(k for k in env_map(c) if k.endswith("_KAFKA_BOOTSTRAP_SERVERS"))]
+            assert kafka["valueFrom"]["configMapKeyRef"]["key"] == "kafka-bootstrap-servers", kind_name
+
+
+# --- labels, overlays -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_common_labels(render, target):
+    docs = render(target)
+    for doc in docs:
+        if doc["kind"] == "Namespace":
+            continue
+        assert doc["metadata"]["labels"]["app.kubernetes.io/part-of"] == "ledgerline", doc["metadata"]["name"]
+    for kind_name, template in pod_templates(docs):
+        labels = template["metadata"]["labels"]
+        assert labels["app.kubernetes.io/part-of"] == "ledgerline", kind_name
+        assert labels["app.kubernetes.io/component"] in ("api", "worker", "migrations"), kind_name
+
+
+@pytest.mark.parametrize("target", OVERLAYS)
+def test_overlays_pin_a_namespace_and_an_image_tag(render, target):
+    docs = render(target)
+    (namespace,) = of_kind(docs, "Namespace")
+    ns = namespace["metadata"]["name"]
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    for doc in docs:
+        if doc["kind"] != "Namespace":
+            assert doc["metadata"].get("namespace") == ns, f"{doc['kind']}/{doc['metadata']['name']}"
+    images = {c["image"] for _, t in pod_templates(docs) for c in containers(t)}
+    assert len(images) == 1, images  # one image for every service
+    (image,) = images
+    repository, _, tag = image.rpartition(":")
+    assert repository and "/" not in tag and tag not in ("", "latest"), image
+
+
+def test_dev_overlay_is_small(render):
+    docs = render("overlays/dev")
+    for deployment in of_kind(docs, "Deployment"):
+        assert deployment["spec"]["replicas"] == 1, deployment["metadata"]["name"]
+
+
+def test_production_overlay_autoscales_apis_and_isolates_pods(render):
+    docs = render("overlays/production")
+    hpas = {h["spec"]["scaleTargetRef"]["name"]: h for h in of_kind(docs, "HorizontalPodAutoscaler")}
+    for context in CONTEXTS:
+        api = find(docs, "Deployment", f"{k8s_name(context)}-api")
+        # The HPA owns the replica count; a replicas field would be reset on every apply.
+        assert "replicas" not in api["spec"]
+        hpa = hpas[api["metadata"]["name"]]
+        assert hpa["spec"]["scaleTargetRef"]["kind"] == "Deployment"
+        assert 2 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+    assert len(hpas) == len(CONTEXTS)  # APIs only: workers are not autoscaled
+
+    policies = of_kind(docs, "NetworkPolicy")
+    deny = [p for p in policies if not p["spec"].get("ingress") and not p["spec"].get("egress")]
+    assert deny and set(deny[0]["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+    selected = deny[0]["spec"]["podSelector"]["matchLabels"]
+    for kind_name, template in pod_templates(docs):
+        assert all(template["metadata"]["labels"].get(k) == v for k, v in selected.items()), kind_name
