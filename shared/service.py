@@ -20,6 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.consumer import ConsumerRunner, Handler
+from shared.contracts.base import topic_for, with_topic_prefix
 from shared.db import apply_migrations, make_engine, sql_files
 from shared.problems import install_problem_handlers
 from shared.relay import OutboxRelay
@@ -69,15 +70,17 @@ class Runtime:
         return await apply_migrations(self.engine, files)
 
     def start_workers(self) -> None:
+        prefix = self.settings.topic_prefix
         if self.definition.publishes:
-            self.relay = OutboxRelay(self.engine, self.settings.kafka_bootstrap_servers, self.definition.context)
+            self.relay = OutboxRelay(self.engine, self.settings.kafka_bootstrap_servers, self.definition.context,
+                                     topic=topic_for(self.definition.context, prefix))
             self._tasks.append(asyncio.create_task(self.relay.run(), name="relay"))
         for spec in self.definition.consumers:
             runner = ConsumerRunner(
                 self.engine,
                 self.settings.kafka_bootstrap_servers,
-                spec.name,
-                spec.topics,
+                f"{prefix}.{spec.name}",
+                [with_topic_prefix(t, prefix) for t in spec.topics],
                 spec.handler,
                 max_attempts=self.settings.consumer_max_attempts,
             )

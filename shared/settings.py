@@ -25,3 +25,6 @@ class ServiceSettings(BaseSettings):
     db_pool_size: int = 10
     consumer_max_attempts: int = 5
     log_level: str = "INFO"
+    # Topics are <prefix>.<context>.events and consumer groups <prefix>.<consumer>; another
+    # prefix gives an isolated platform on a shared broker (the end-to-end tests use one).
+    topic_prefix: str = "ledgerline"

@@ -100,5 +100,14 @@ def event(cls: type[EventContract]) -> type[EventContract]:
     return registry.register(cls)
 
 
-def topic_for(context: str) -> str:
-    return f"ledgerline.{context}.events"
+DEFAULT_TOPIC_PREFIX = "ledgerline"
+
+
+def topic_for(context: str, prefix: str = DEFAULT_TOPIC_PREFIX) -> str:
+    return f"{prefix}.{context}.events"
+
+
+def with_topic_prefix(topic: str, prefix: str) -> str:
+    """Rename a default-prefixed topic (ledgerline.<context>.events) under another prefix."""
+    head = DEFAULT_TOPIC_PREFIX + "."
+    return prefix + "." + topic[len(head):] if prefix != DEFAULT_TOPIC_PREFIX and topic.startswith(head) else topic

@@ -1,0 +1,159 @@
+"""Consumer runner on real PostgreSQL and Kafka: exactly-once effects, dead letters, crashes."""
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+from sqlalchemy import text
+
+from shared.consumer import ConsumerRunner
+from tests.support.infra import KAFKA
+from tests.support.kafka import ce_headers, create_topic, produce
+from tests.support.tally import TALLY_DDL, handler_for, tally
+
+
+@pytest.fixture
+async def tally_db(platform_db):
+    engine, url = platform_db
+    async with engine.begin() as conn:
+        await conn.execute(text(TALLY_DDL))
+    return engine, url
+
+
+async def _wait_for(predicate, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await predicate():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("condition not reached in time")
+
+
+async def _handled(engine, group: str) -> int:
+    async with engine.connect() as conn:
+        return (await conn.execute(text("SELECT count(*) FROM inbox WHERE consumer = :c"), {"c": group})).scalar()
+
+
+async def test_redelivered_event_changes_nothing(tally_db):
+    engine, _ = tally_db
+    topic = await create_topic("redeliver")
+    event_id = str(uuid.uuid4())
+    await produce(topic, [("k1", {"n": 5}, ce_headers("Tested", event_id, subject="k1")),
+                          ("k1", {"n": 5}, ce_headers("Tested", event_id, subject="k1")),  # the same event again
+                          ("k1", {"n": 7}, ce_headers("Tested", subject="k1"))])
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    runner = ConsumerRunner(engine, KAFKA, group, [topic], handler_for(group))
+    task = asyncio.create_task(runner.run())
+    try:
+        await _wait_for(lambda: _offsets_total(engine, group, 3))
+    finally:
+        runner.stop()
+        await task
+    async with engine.connect() as conn:
+        assert await tally(conn, group) == {"k1": (12, 2)}
+
+
+async def _offsets_total(engine, group: str, expected: int) -> bool:
+    async with engine.connect() as conn:
+        total = (await conn.execute(text("SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets WHERE consumer = :c"),
+                                    {"c": group})).scalar()
+    return total >= expected
+
+
+async def test_poison_event_is_parked_and_the_partition_moves_on(tally_db):
+    engine, _ = tally_db
+    topic = await create_topic("poison", partitions=1)
+    await produce(topic, [("k", {"n": 1}, ce_headers("Tested", subject="k")),
+                          ("k", {"n": 2, "poison": True}, ce_headers("Tested", subject="k")),
+                          ("k", b"not json at all", ce_headers("Tested", subject="k")),
+                          ("k", {"n": 3}, ce_headers("Tested", subject="k"))])
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    runner = ConsumerRunner(engine, KAFKA, group, [topic], handler_for(group), max_attempts=3, backoff_seconds=0.01)
+    task = asyncio.create_task(runner.run())
+    try:
+        await _wait_for(lambda: _offsets_total(engine, group, 4))
+    finally:
+        runner.stop()
+        await task
+    async with engine.connect() as conn:
+        assert await tally(conn, group) == {"k": (4, 2)}
+        parked = (await conn.execute(text("SELECT \"offset\", attempts, error FROM dead_letters WHERE consumer = :c"
+                                          " ORDER BY \"offset\""), {"c": group})).all()
+    assert [(p.offset, p.attempts) for p in parked] == [(1, 3), (2, 1)]
+    assert "never be handled" in parked[0].error and "not JSON" in parked[1].error
+    assert runner.parked == 2
+
+
+async def test_stored_offsets_win_over_kafka_on_assignment(tally_db):
+    """The database's offsets are the truth: a restarted consumer resumes exactly there."""
+    engine, _ = tally_db
+    topic = await create_topic("seek", partitions=1)
+    await produce(topic, [("k", {"n": i}, ce_headers("Tested", subject="k")) for i in range(1, 6)])
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    async with engine.begin() as conn:  # pretend offsets 0..2 were handled before
+        await conn.execute(text("INSERT INTO consumer_offsets (consumer, topic, partition, next_offset)"
+                                " VALUES (:c, :t, 0, 3)"), {"c": group, "t": topic})
+    runner = ConsumerRunner(engine, KAFKA, group, [topic], handler_for(group))
+    task = asyncio.create_task(runner.run())
+    try:
+        await _wait_for(lambda: _offsets_total(engine, group, 5))
+    finally:
+        runner.stop()
+        await task
+    async with engine.connect() as conn:
+        assert await tally(conn, group) == {"k": (4 + 5, 2)}
+
+
+async def test_consumer_killed_mid_stream_converges_to_the_uncrashed_model(tally_db):
+    engine, url = tally_db
+    topic = await create_topic("crash")
+    rng = random.Random(3)
+    messages = [(f"k{i % 17}", {"n": i}, ce_headers("Tested", subject=f"k{i % 17}")) for i in range(4000)]
+    await produce(topic, messages)
+    crashed = f"crash-{uuid.uuid4().hex[:6]}"
+    calm = f"calm-{uuid.uuid4().hex[:6]}"
+
+    def start():
+        return subprocess.Popen([sys.executable, "-m", "tests.support.tally", url, topic, crashed],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ})
+
+    proc = start()
+    kills = 0
+    try:
+        while kills < 4:
+            await asyncio.sleep(rng.uniform(0.5, 2.0))
+            if await _handled(engine, crashed) >= 4000:
+                break
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            kills += 1
+            proc = start()
+        await _wait_for(lambda: _count_is(engine, crashed, 4000), timeout=120)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+
+    runner = ConsumerRunner(engine, KAFKA, calm, [topic], handler_for(calm))
+    task = asyncio.create_task(runner.run())
+    try:
+        await _wait_for(lambda: _count_is(engine, calm, 4000), timeout=120)
+    finally:
+        runner.stop()
+        await task
+    async with engine.connect() as conn:
+        crashed_model = await tally(conn, crashed)
+        calm_model = await tally(conn, calm)
+    assert kills >= 1
+    assert crashed_model == calm_model
+    assert sum(count for _, count in calm_model.values()) == 4000
+
+
+async def _count_is(engine, group: str, n: int) -> bool:
+    return await _handled(engine, group) >= n

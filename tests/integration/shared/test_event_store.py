@@ -1,0 +1,129 @@
+"""The event store's invariants on real PostgreSQL."""
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import datetime, timezone
+
+import pytest
+from sqlalchemy import text
+
+from shared import eventstore
+from shared.eventstore import ConcurrencyError, NewEvent
+
+NOW = datetime(2024, 1, 1, tzinfo=timezone.utc)
+
+
+def ev(n: int) -> NewEvent:
+    return NewEvent(event_type="Tested", schema_version=1, payload={"n": n}, occurred_at=NOW)
+
+
+async def test_append_with_expected_version_and_conflict(platform_db):
+    engine, _ = platform_db
+    async with engine.begin() as conn:
+        assert await eventstore.append(conn, "s-1", "s", 0, [ev(1), ev(2)]) == 2
+    async with engine.begin() as conn:
+        with pytest.raises(ConcurrencyError):
+            await eventstore.append(conn, "s-1", "s", 1, [ev(3)])  # stale expectation
+    async with engine.begin() as conn:
+        with pytest.raises(ConcurrencyError):
+            await eventstore.append(conn, "s-1", "s", 0, [ev(3)])  # "new stream" but it exists
+    async with engine.connect() as conn:
+        events = await eventstore.read_stream(conn, "s-1")
+    assert [e.version for e in events] == [1, 2] and [e.payload["n"] for e in events] == [1, 2]
+
+
+async def test_concurrent_writers_one_wins_the_other_gets_a_conflict(platform_db):
+    engine, _ = platform_db
+    async with engine.begin() as conn:
+        await eventstore.append(conn, "race", "s", 0, [ev(0)])
+    barrier = asyncio.Event()
+
+    async def writer(n: int):
+        async with engine.begin() as conn:
+            version = await eventstore.stream_version(conn, "race")
+            await barrier.wait()  # both decided on version 1
+            await eventstore.append(conn, "race", "s", version, [ev(n)])
+
+    tasks = [asyncio.create_task(writer(n)) for n in (1, 2)]
+    await asyncio.sleep(0.2)
+    barrier.set()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert sum(r is None for r in results) == 1
+    assert sum(isinstance(r, ConcurrencyError) for r in results) == 1
+    async with engine.connect() as conn:
+        assert [e.version for e in await eventstore.read_stream(conn, "race")] == [1, 2]
+
+
+async def test_tailing_reader_never_skips_an_event_that_commits_late(platform_db):
+    """Many transactions take their positions in one order and commit in another (random
+    delays inside each); a reader tailing all the while must see every event exactly once,
+    each stream in version order."""
+    engine, _ = platform_db
+    rng = random.Random(7)
+    writers, events_per_writer, streams = 60, 4, 6
+    commit_order: list[int] = []
+    done = asyncio.Event()
+
+    async def writer(w: int):
+        stream = f"stream-{w % streams}"
+        for attempt in range(50):
+            try:
+                async with engine.begin() as conn:
+                    await asyncio.sleep(rng.random() * 0.02)
+                    version = await eventstore.stream_version(conn, stream)
+                    await eventstore.append(conn, stream, "t", version, [ev(w * 100 + i) for i in range(events_per_writer)])
+                    position = (await conn.execute(text("SELECT max(global_position) FROM events WHERE stream_id = :s"),
+                                                   {"s": stream})).scalar()
+                    await asyncio.sleep(rng.random() * 0.08)  # commit later than others that started after
+                commit_order.append(position)
+                return
+            except ConcurrencyError:
+                await asyncio.sleep(rng.random() * 0.01)
+        raise AssertionError("writer never got through")
+
+    seen: list[eventstore.StoredEvent] = []
+
+    async def reader():
+        position = eventstore.START
+        while True:
+            finished = done.is_set()
+            async with engine.connect() as conn:
+                batch = await eventstore.read_all(conn, position, limit=7)
+            seen.extend(batch)
+            if batch:
+                position = batch[-1].position
+            elif finished:
+                return
+            else:
+                await asyncio.sleep(0.001)
+
+    reader_task = asyncio.create_task(reader())
+    await asyncio.gather(*[writer(w) for w in range(writers)])
+    done.set()
+    await reader_task
+
+    # The hazard really happened: some transaction committed after one with a higher position.
+    inversions = sum(1 for a, b in zip(commit_order, commit_order[1:]) if a > b)
+    assert inversions > 0
+    payloads = [e.payload["n"] for e in seen]
+    assert len(payloads) == writers * events_per_writer
+    assert len(set(payloads)) == len(payloads), "an event was read twice"
+    async with engine.connect() as conn:
+        total = (await conn.execute(text("SELECT count(*) FROM events"))).scalar()
+    assert total == len(payloads), "the reader skipped events"
+    for stream in {e.stream_id for e in seen}:
+        versions = [e.version for e in seen if e.stream_id == stream]
+        assert versions == sorted(versions) == list(range(1, len(versions) + 1))
+
+
+async def test_checkpoint_round_trip(platform_db):
+    engine, _ = platform_db
+    async with engine.begin() as conn:
+        await eventstore.append(conn, "c", "s", 0, [ev(1)])
+    async with engine.begin() as conn:
+        [event] = await eventstore.read_all(conn)
+        await eventstore.save_checkpoint(conn, "relay:test", event.position)
+    async with engine.connect() as conn:
+        assert await eventstore.load_checkpoint(conn, "relay:test") == event.position
+        assert await eventstore.read_all(conn, event.position) == []

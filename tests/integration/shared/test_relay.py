@@ -1,0 +1,131 @@
+"""Outbox relay on real PostgreSQL and Kafka: at least once, through SIGKILLs."""
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from datetime import datetime, timezone
+
+from shared import eventstore
+from shared.eventstore import NewEvent
+from tests.support.infra import KAFKA
+from tests.support.kafka import create_topic, read_all
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+async def _append_batch(engine, start: int, count: int, streams: int) -> None:
+    by_stream: dict[str, list[NewEvent]] = defaultdict(list)
+    for n in range(start, start + count):
+        by_stream[f"acct-{n % streams}"].append(NewEvent(
+            event_type="Tested", schema_version=1, payload={"n": n},
+            occurred_at=datetime(2024, 1, 1, tzinfo=timezone.utc), metadata={"traceparent": TRACEPARENT}))
+    async with engine.begin() as conn:
+        for stream, events in by_stream.items():
+            version = await eventstore.stream_version(conn, stream)
+            await eventstore.append(conn, stream, "acct", version, events)
+
+
+def _start_relay(url: str, topic: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "shared.relay", "--database-url", url, "--bootstrap", KAFKA,
+         "--context", "testctx", "--topic", topic, "--batch-size", "100"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ},
+    )
+
+
+async def test_relay_killed_at_random_points_loses_nothing(platform_db):
+    engine, url = platform_db
+    topic = await create_topic("relay")
+    rng = random.Random(11)
+    total, streams = 3000, 40
+    await _append_batch(engine, 0, 1000, streams)
+    relay = _start_relay(url, topic)
+    kills = 0
+    appended = 1000
+    try:
+        while appended < total or kills < 5:
+            await asyncio.sleep(rng.uniform(0.05, 0.6))
+            if appended < total:
+                await _append_batch(engine, appended, 500, streams)
+                appended += 500
+            relay.send_signal(signal.SIGKILL)
+            relay.wait()
+            kills += 1
+            relay = _start_relay(url, topic)
+        # Let the last relay finish: its checkpoint reaches the last event.
+        async with engine.connect() as conn:
+            last = (await eventstore.read_all(conn, eventstore.START, limit=10_000))[-1].position
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            async with engine.connect() as conn:
+                if await eventstore.load_checkpoint(conn, f"relay:{topic}") == last:
+                    break
+            await asyncio.sleep(0.2)
+        else:
+            raise AssertionError("relay did not catch up")
+    finally:
+        relay.send_signal(signal.SIGTERM)
+        relay.wait(timeout=30)
+
+    records = await read_all(topic, expect=total)
+    async with engine.connect() as conn:
+        stored = await eventstore.read_all(conn, eventstore.START, limit=10_000)
+    assert len(stored) == total
+    ids_on_topic = {dict(r.headers)["ce_id"].decode() for r in records}
+    missing = {str(e.event_id) for e in stored} - ids_on_topic
+    assert not missing, f"{len(missing)} events lost"
+    assert kills >= 5
+
+    # Per key, the first delivery of each event keeps the stream's order.
+    first_seen: dict[str, list[int]] = defaultdict(list)
+    delivered: set[str] = set()
+    for r in sorted(records, key=lambda r: (r.partition, r.offset)):
+        headers = {k: v.decode() for k, v in r.headers}
+        if headers["ce_id"] in delivered:
+            continue
+        delivered.add(headers["ce_id"])
+        first_seen[r.key.decode()].append(int(headers["ce_streamversion"]))
+    for stream, versions in first_seen.items():
+        assert versions == sorted(versions), stream
+
+    sample = {k: v.decode() for k, v in records[0].headers}
+    assert sample["ce_specversion"] == "1.0"
+    assert sample["ce_source"] == "/ledgerline/testctx"
+    assert sample["ce_type"] == "Tested"
+    assert sample["ce_subject"] == records[0].key.decode()
+    assert sample["ce_time"].startswith("2024-01-01")
+    assert sample["traceparent"] == TRACEPARENT
+
+
+async def test_only_one_relay_holds_the_lease(platform_db):
+    from shared.relay import OutboxRelay
+
+    engine, _ = platform_db
+    topic = await create_topic("lease")
+    first = OutboxRelay(engine, KAFKA, "testctx", topic=topic)
+    second = OutboxRelay(engine, KAFKA, "testctx", topic=topic)
+    tasks = [asyncio.create_task(first.run()), asyncio.create_task(second.run())]
+    try:
+        for _ in range(100):
+            if first.is_leader or second.is_leader:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.5)
+        assert [first.is_leader, second.is_leader].count(True) == 1
+        leader, standby = (first, second) if first.is_leader else (second, first)
+        leader.stop()
+        for _ in range(100):  # the standby takes over
+            if standby.is_leader:
+                break
+            await asyncio.sleep(0.1)
+        assert standby.is_leader
+    finally:
+        first.stop()
+        second.stop()
+        await asyncio.gather(*tasks)
