@@ -17,6 +17,7 @@ from sqlalchemy import text
 
 from shared.clock import FixedClock
 from shared.consumer import ConsumerRunner, ReceivedEvent
+from shared.db import make_engine
 from shared.contracts import (
     CreditMemoIssued,
     CustomerRegistered,
@@ -499,13 +500,33 @@ async def test_through_kafka_rebuild_refuses_while_consuming_then_replays_from_o
         await admin.close()
 
 
-async def test_rebuild_command_line():
-    """python -m services.reporting rebuild --force: on a fresh database it migrates first."""
+async def test_rebuild_command_line_clears_the_running_consumers_rows():
+    """python -m services.reporting rebuild --force, with a topic prefix: the consumer the shell
+    runs is <prefix>.reporting, and only its inbox and offsets rows go."""
     async with fresh_database("cli") as name:
-        env = {**os.environ, "LEDGERLINE_REPORTING_DATABASE_URL": sqlalchemy_url(name)}
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "services.reporting", "rebuild", "--force", cwd=ROOT, env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
-        assert process.returncode == 0, stderr.decode()
-        assert "replay its topics from offset 0" in stdout.decode()
+        env = {**os.environ, "LEDGERLINE_REPORTING_DATABASE_URL": sqlalchemy_url(name),
+               "LEDGERLINE_REPORTING_TOPIC_PREFIX": "t42"}
+
+        async def cli(*args: str) -> str:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "services.reporting", *args, cwd=ROOT, env=env,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+            assert process.returncode == 0, stderr.decode()
+            return stdout.decode()
+
+        await cli("migrate")
+        engine = make_engine(sqlalchemy_url(name))
+        try:
+            await feed(engine, [received(e) for e in book()[:6]])
+            async with engine.begin() as conn:
+                for consumer in ("t42.reporting", "ledgerline.reporting"):
+                    await conn.execute(text("INSERT INTO inbox (consumer, event_id) VALUES (:c, 'e1')"), {"c": consumer})
+            out = await cli("rebuild", "--force")
+            assert "replay its topics from offset 0" in out
+            async with engine.connect() as conn:
+                left = (await conn.execute(text("SELECT consumer FROM inbox"))).scalars().all()
+                invoices = (await conn.execute(text("SELECT count(*) FROM invoices"))).scalar_one()
+            assert left == ["ledgerline.reporting"] and invoices == 0
+        finally:
+            await engine.dispose()

@@ -16,6 +16,7 @@ from services.reporting.domain.facts import (
     InvoiceFact,
     PromiseFact,
     PromiseOutcomeFact,
+    RecoveryItem,
 )
 
 D = Decimal
@@ -188,10 +189,9 @@ def test_recovery_rate_by_hand():
 
 
 def test_recovery_rate_rounds_half_up_and_is_null_when_nothing_was_past_due():
-    item = metrics.RecoveryItem  # noqa: N806 - a class used as a constructor
-    result = metrics.recovery_rate([item("x", "c", date(2024, 1, 1), D("32.00"), D("1.00"))])
+    result = metrics.recovery_rate([RecoveryItem("x", "c", date(2024, 1, 1), D("32.00"), D("1.00"))])
     assert str(result.rate) == "0.0313"  # 0.03125
-    empty = metrics.recovery_rate([item("x", "c", date(2024, 1, 1), D("0.00"), D("5.00"))])
+    empty = metrics.recovery_rate([RecoveryItem("x", "c", date(2024, 1, 1), D("0.00"), D("5.00"))])
     assert empty.rate is None and "nothing was past due" in empty.reason and empty.invoice_count == 0
 
 

@@ -1,0 +1,222 @@
+"""SQL for reporting's facts. Writes are idempotent on the facts' keys (a redelivered event
+changes nothing even outside the consumer runner's inbox). Reads filter and pre-aggregate per
+invoice for speed; the rules that turn those rows into metrics live in domain/metrics.py."""
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from datetime import date
+from decimal import Decimal
+from typing import Any, AsyncIterator, Iterable
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.reporting.domain.facts import OpenItem, PromiseFact, PromiseOutcomeFact, RecoveryItem
+
+# Every table of the read model, in the order rebuild truncates them (no foreign keys between
+# them: facts arrive in any order).
+FACT_TABLES: tuple[str, ...] = (
+    "customers", "invoices", "credits", "applications", "payments",
+    "promises", "promise_outcomes", "disputes", "dispute_resolutions",
+)
+
+
+@asynccontextmanager
+async def read_snapshot(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A read-only REPEATABLE READ transaction: a report's several queries see one snapshot,
+    so its totals tie out even while the consumer is committing new facts."""
+    async with engine.connect() as conn:
+        conn = await conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+        async with conn.begin():
+            yield conn
+
+
+async def insert_fact(conn: AsyncConnection, table: str, row: dict[str, Any]) -> bool:
+    """Insert a fact unless one with the same key (natural key or event_id) is there already.
+    Returns whether it was new. The first version of a fact wins: events are immutable, so a
+    second one with the same key is a redelivery."""
+    if table not in FACT_TABLES:
+        raise ValueError(f"{table} is not a reporting fact table")
+    columns = ", ".join(row)
+    values = ", ".join(f":{name}" for name in row)
+    result = await conn.execute(
+        text(f"INSERT INTO {table} ({columns}) VALUES ({values}) ON CONFLICT DO NOTHING RETURNING 1"), row
+    )
+    return result.first() is not None
+
+
+async def clear_read_model(conn: AsyncConnection, consumer: str) -> dict[str, int]:
+    """Empty every fact table and forget what the consumer has handled (its inbox rows and
+    stored offsets), so it replays its topics from offset 0. Returns rows removed per table."""
+    removed: dict[str, int] = {}
+    for table in FACT_TABLES:
+        removed[table] = int((await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one())
+    await conn.execute(text(f"TRUNCATE {', '.join(FACT_TABLES)}"))
+    for table in ("inbox", "consumer_offsets"):
+        result = await conn.execute(text(f"DELETE FROM {table} WHERE consumer = :c"), {"c": consumer})
+        removed[table] = result.rowcount
+    return removed
+
+
+async def book_currencies(conn: AsyncConnection) -> list[str]:
+    rows = await conn.execute(text(
+        "SELECT currency FROM invoices UNION SELECT currency FROM credits UNION SELECT currency FROM applications"
+        " UNION SELECT currency FROM payments UNION SELECT currency FROM promises"
+        " UNION SELECT currency FROM promise_outcomes UNION SELECT currency FROM disputes ORDER BY 1"
+    ))
+    return [r[0] for r in rows]
+
+
+async def open_items(conn: AsyncConnection, currency: str, as_of: date, customer_id: str | None = None) -> list[OpenItem]:
+    """Invoices issued on or before as_of with credits and applications up to as_of; only
+    those whose balance is not zero (the rest cannot change a total)."""
+    rows = await conn.execute(
+        text(
+            "SELECT i.invoice_id, i.invoice_number, i.customer_id, i.currency, i.amount, i.issue_date, i.due_date,"
+            "       coalesce(c.credited, 0) AS credited, coalesce(a.applied, 0) AS applied"
+            " FROM invoices i"
+            " LEFT JOIN (SELECT invoice_id, sum(amount) AS credited FROM credits WHERE issue_date <= :d"
+            "            GROUP BY invoice_id) c USING (invoice_id)"
+            " LEFT JOIN (SELECT invoice_id, sum(amount) AS applied FROM applications WHERE value_date <= :d"
+            "            GROUP BY invoice_id) a USING (invoice_id)"
+            " WHERE i.currency = :cur AND i.issue_date <= :d"
+            "   AND (CAST(:cust AS text) IS NULL OR i.customer_id = :cust)"
+            "   AND i.amount - coalesce(c.credited, 0) - coalesce(a.applied, 0) <> 0"
+            " ORDER BY i.invoice_id"
+        ),
+        {"cur": currency, "d": as_of, "cust": customer_id},
+    )
+    return [
+        OpenItem(invoice_id=r.invoice_id, customer_id=r.customer_id, currency=r.currency, amount=Decimal(r.amount),
+                 issue_date=r.issue_date, due_date=r.due_date, credited=Decimal(r.credited),
+                 applied=Decimal(r.applied), invoice_number=r.invoice_number)
+        for r in rows
+    ]
+
+
+async def ledger_totals(conn: AsyncConnection, currency: str, as_of: date,
+                        customer_id: str | None = None) -> dict[str, Decimal]:
+    """The tie-out, added up without the per-invoice query: invoiced, credited and applied on
+    or before as_of, on invoices issued on or before as_of."""
+    params = {"cur": currency, "d": as_of, "cust": customer_id}
+    scope = " i.currency = :cur AND i.issue_date <= :d AND (CAST(:cust AS text) IS NULL OR i.customer_id = :cust)"
+    row = (await conn.execute(
+        text(
+            f"SELECT (SELECT coalesce(sum(i.amount), 0) FROM invoices i WHERE {scope}) AS invoiced,"
+            f" (SELECT coalesce(sum(c.amount), 0) FROM credits c JOIN invoices i USING (invoice_id)"
+            f"  WHERE c.issue_date <= :d AND {scope}) AS credited,"
+            f" (SELECT coalesce(sum(a.amount), 0) FROM applications a JOIN invoices i USING (invoice_id)"
+            f"  WHERE a.value_date <= :d AND {scope}) AS applied"
+        ),
+        params,
+    )).one()
+    return {"invoiced": Decimal(row.invoiced), "credited": Decimal(row.credited), "applied": Decimal(row.applied)}
+
+
+async def credit_sales(conn: AsyncConnection, currency: str, start: date, end: date) -> Decimal:
+    value = (await conn.execute(
+        text("SELECT coalesce(sum(amount), 0) FROM invoices WHERE currency = :cur AND issue_date BETWEEN :f AND :t"),
+        {"cur": currency, "f": start, "t": end},
+    )).scalar_one()
+    return Decimal(value)
+
+
+async def recovery_items(conn: AsyncConnection, currency: str, start: date, end: date) -> list[RecoveryItem]:
+    """Per invoice past due on some day of [start, end] (first such day p = greatest(start,
+    due_date + 1)): balance at the start of p and cash applied in [p, end]."""
+    rows = await conn.execute(
+        text(
+            "WITH past_due AS ("
+            "  SELECT invoice_id, customer_id, amount, greatest(CAST(:f AS date), due_date + 1) AS past_due_from"
+            "  FROM invoices WHERE currency = :cur AND greatest(CAST(:f AS date), due_date + 1) <= :t"
+            "    AND issue_date < greatest(CAST(:f AS date), due_date + 1))"
+            " SELECT p.invoice_id, p.customer_id, p.past_due_from,"
+            "   p.amount"
+            "   - coalesce((SELECT sum(c.amount) FROM credits c"
+            "               WHERE c.invoice_id = p.invoice_id AND c.issue_date < p.past_due_from), 0)"
+            "   - coalesce((SELECT sum(a.amount) FROM applications a"
+            "               WHERE a.invoice_id = p.invoice_id AND a.value_date < p.past_due_from), 0)"
+            "   AS past_due_balance,"
+            "   coalesce((SELECT sum(a.amount) FROM applications a WHERE a.invoice_id = p.invoice_id"
+            "             AND a.value_date BETWEEN p.past_due_from AND :t), 0) AS collected"
+            " FROM past_due p"
+            " ORDER BY p.invoice_id"
+        ),
+        {"cur": currency, "f": start, "t": end},
+    )
+    return [RecoveryItem(r.invoice_id, r.customer_id, r.past_due_from, Decimal(r.past_due_balance),
+                         Decimal(r.collected)) for r in rows]
+
+
+async def promises(conn: AsyncConnection, currency: str, made_by: date) -> list[PromiseFact]:
+    rows = await conn.execute(
+        text("SELECT promise_id, customer_id, currency, amount, promise_date, made_on FROM promises"
+             " WHERE currency = :cur AND made_on <= :d ORDER BY promise_id"),
+        {"cur": currency, "d": made_by},
+    )
+    return [PromiseFact(r.promise_id, r.customer_id, r.currency, Decimal(r.amount), r.promise_date, r.made_on)
+            for r in rows]
+
+
+async def promise_outcomes(conn: AsyncConnection, currency: str, dated_by: date) -> list[PromiseOutcomeFact]:
+    rows = await conn.execute(
+        text("SELECT promise_id, outcome, amount, paid_amount, shortfall, outcome_on FROM promise_outcomes"
+             " WHERE currency = :cur AND outcome_on <= :d ORDER BY event_id"),
+        {"cur": currency, "d": dated_by},
+    )
+    return [PromiseOutcomeFact(r.promise_id, r.outcome, Decimal(r.amount), Decimal(r.paid_amount),
+                               Decimal(r.shortfall), r.outcome_on) for r in rows]
+
+
+async def cash_totals(conn: AsyncConnection, currency: str, as_of: date) -> dict[str, Decimal]:
+    """Cash received with value date on or before as_of, and what of it was applied by then."""
+    row = (await conn.execute(
+        text(
+            "SELECT (SELECT coalesce(sum(amount), 0) FROM payments WHERE currency = :cur AND value_date <= :d) AS received,"
+            " (SELECT coalesce(sum(a.amount), 0) FROM applications a JOIN payments p USING (payment_id)"
+            "  WHERE p.currency = :cur AND p.value_date <= :d AND a.value_date <= :d) AS applied"
+        ),
+        {"cur": currency, "d": as_of},
+    )).one()
+    return {"received": Decimal(row.received), "applied": Decimal(row.applied)}
+
+
+async def open_disputes(conn: AsyncConnection, currency: str, as_of: date) -> dict[str, tuple[int, Decimal]]:
+    """Disputes and deductions opened on or before as_of and not resolved by then, per kind."""
+    rows = await conn.execute(
+        text(
+            "SELECT d.kind, count(*) AS n, coalesce(sum(d.amount), 0) AS amount FROM disputes d"
+            " LEFT JOIN dispute_resolutions r ON r.dispute_id = d.dispute_id AND r.resolved_on <= :d"
+            " WHERE d.currency = :cur AND d.opened_on <= :d AND r.dispute_id IS NULL GROUP BY d.kind"
+        ),
+        {"cur": currency, "d": as_of},
+    )
+    found = {r.kind: (int(r.n), Decimal(r.amount)) for r in rows}
+    return {kind: found.get(kind, (0, Decimal(0))) for kind in ("dispute", "deduction")}
+
+
+async def awaiting_invoice(conn: AsyncConnection, currency: str, as_of: date) -> dict[str, tuple[int, Decimal]]:
+    """Credits and applications dated on or before as_of whose InvoiceIssued has not arrived
+    (or is issued after as_of): they are in no balance yet, so a reconciliation shows them."""
+    rows = await conn.execute(
+        text(
+            "SELECT 'credits' AS kind, count(*) AS n, coalesce(sum(c.amount), 0) AS amount FROM credits c"
+            " LEFT JOIN invoices i ON i.invoice_id = c.invoice_id AND i.issue_date <= :d"
+            " WHERE c.currency = :cur AND c.issue_date <= :d AND i.invoice_id IS NULL"
+            " UNION ALL "
+            "SELECT 'applications', count(*), coalesce(sum(a.amount), 0) FROM applications a"
+            " LEFT JOIN invoices i ON i.invoice_id = a.invoice_id AND i.issue_date <= :d"
+            " WHERE a.currency = :cur AND a.value_date <= :d AND i.invoice_id IS NULL"
+        ),
+        {"cur": currency, "d": as_of},
+    )
+    return {r.kind: (int(r.n), Decimal(r.amount)) for r in rows}
+
+
+async def customer_names(conn: AsyncConnection, customer_ids: Iterable[str]) -> dict[str, str]:
+    ids = sorted(set(customer_ids))
+    if not ids:
+        return {}
+    rows = await conn.execute(text("SELECT customer_id, name FROM customers WHERE customer_id = ANY(:ids)"),
+                              {"ids": ids})
+    return {r.customer_id: r.name for r in rows}
