@@ -1,0 +1,107 @@
+"""The public IBM 'Accounts Receivable' sample through the APIs: every invoice issued on its
+InvoiceDate and paid in full on its SettledDate; reporting's aging as of 2013-06-30 must equal
+an independent computation from the CSV, to the cent, per bucket and per customer."""
+from __future__ import annotations
+
+import asyncio
+import csv
+import uuid
+from collections import defaultdict
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+
+from tests.support.platform import eventually
+
+CSV = Path(__file__).resolve().parents[3] / "shared" / "data" / "ar-sample" / "WA_Fn-UseC_-Accounts-Receivable.csv"
+AS_OF = date(2013, 6, 30)
+
+
+def _day(text: str) -> date:
+    return datetime.strptime(text, "%m/%d/%Y").date()
+
+
+def load_rows() -> list[dict]:
+    with CSV.open(newline="") as f:
+        return [{"customer": r["customerID"], "number": r["invoiceNumber"], "issued": _day(r["InvoiceDate"]),
+                 "due": _day(r["DueDate"]), "settled": _day(r["SettledDate"]), "amount": Decimal(r["InvoiceAmount"])}
+                for r in csv.DictReader(f)]
+
+
+def expected_aging(rows: list[dict], as_of: date) -> tuple[dict[str, Decimal], dict[str, Decimal]]:
+    """Written from the CSV alone: open = issued on or before as_of and settled after it."""
+    buckets = {"current": Decimal("0"), "1-30": Decimal("0"), "31-60": Decimal("0"), "61-90": Decimal("0"), "90+": Decimal("0")}
+    per_customer: dict[str, Decimal] = defaultdict(Decimal)
+    for r in rows:
+        if r["issued"] <= as_of < r["settled"]:
+            late = (as_of - r["due"]).days
+            name = "current" if late <= 0 else "1-30" if late <= 30 else "31-60" if late <= 60 else "61-90" if late <= 90 else "90+"
+            buckets[name] += r["amount"]
+            per_customer[r["customer"]] += r["amount"]
+    return buckets, dict(per_customer)
+
+
+async def _gather_limited(coros, limit: int = 12):
+    sem = asyncio.Semaphore(limit)
+
+    async def run(coro):
+        async with sem:
+            return await coro
+    return await asyncio.gather(*[run(c) for c in coros])
+
+
+async def test_ar_sample_aging_equals_independent_computation(platform):
+    rows = load_rows()
+    assert len(rows) == 2466
+    inv_url, cash_url, rep_url = platform.urls["invoicing"], platform.urls["cash_application"], platform.urls["reporting"]
+    limits = httpx.Limits(max_connections=16)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as c:
+        async def post(url: str, body: dict) -> dict:
+            r = await c.post(url, json=body, headers={"Idempotency-Key": str(uuid.uuid4())})
+            assert r.status_code == 201, f"{url}: {r.status_code} {r.text}"
+            return r.json()
+
+        await _gather_limited([post(f"{inv_url}/v1/customers", {
+            "customer_id": cust, "name": f"AR sample {cust}", "currency": "USD", "payment_terms_days": 30,
+            "credit_limit": "1000000.00"}) for cust in sorted({r["customer"] for r in rows})])
+        invoices = await _gather_limited([post(f"{inv_url}/v1/invoices", {
+            "invoice_id": f"ar-{r['number']}", "invoice_number": r["number"], "customer_id": r["customer"],
+            "issue_date": r["issued"].isoformat(), "due_date": r["due"].isoformat(),
+            "lines": [{"description": "AR sample invoice", "quantity": "1", "unit_price": str(r["amount"])}]})
+            for r in rows])
+        assert all(i["due_date"] == r["due"].isoformat() for i, r in zip(invoices, rows))
+
+        pending = {f"ar-{r['number']}" for r in rows}
+
+        async def open_items_arrived():
+            async def known(invoice_id):
+                return invoice_id if (await c.get(f"{cash_url}/v1/open-items/{invoice_id}")).status_code == 200 else None
+            for found in await _gather_limited([known(i) for i in sorted(pending)], 16):
+                pending.discard(found)
+            return not pending
+        await eventually(open_items_arrived, timeout=180, interval=1)
+
+        payments = await _gather_limited([post(f"{cash_url}/v1/payments", {
+            "customer_id": r["customer"], "amount": str(r["amount"]), "currency": "USD",
+            "value_date": r["settled"].isoformat(), "method": "ach", "reference": r["number"],
+            "remittance": [{"invoice_id": f"ar-{r['number']}", "amount": str(r["amount"])}]}) for r in rows])
+        assert all(p["unapplied_amount"] == "0.00" and not p["short_pays"] for p in payments)
+
+        # Reporting has everything once the book is fully paid as of the last settlement.
+        total_paid = sum((r["amount"] for r in rows), Decimal("0"))
+
+        async def reporting_caught_up():
+            r = await c.get(f"{rep_url}/v1/reports/aging", params={"as_of": "2014-12-31", "currency": "USD"})
+            body = r.json()
+            return r.status_code == 200 and body["total"] == "0.00" and body["tie_out"]["invoiced"] == str(total_paid) \
+                and body["tie_out"]["applied"] == str(total_paid)
+        await eventually(reporting_caught_up, timeout=180, interval=1)
+
+        buckets, per_customer = expected_aging(rows, AS_OF)
+        aging = (await c.get(f"{rep_url}/v1/reports/aging", params={"as_of": AS_OF.isoformat(), "currency": "USD"})).json()
+        assert {k: Decimal(v) for k, v in aging["buckets"].items()} == buckets
+        assert Decimal(aging["total"]) == Decimal(aging["total_open_balance"]) == sum(buckets.values())
+        assert {row["customer_id"]: Decimal(row["total"]) for row in aging["customers"]} == per_customer
+        assert sum(buckets.values()) > 0 and buckets["1-30"] > 0  # the date really has open and late items
