@@ -1,6 +1,41 @@
 SHELL := /bin/bash
+PYTEST := .venv/bin/pytest
+PYTHON := .venv/bin/python
 
-.PHONY: setup infra-up infra-down infra-status
+.PHONY: run stop test test-unit test-integration test-e2e test-deploy lint bench setup infra-up infra-down infra-status lock schemas
+
+# Everything on a fresh machine: tools, PostgreSQL, Kafka, migrations, and the five services.
+run: setup infra-up
+	bash scripts/run.sh up
+
+# Stop the services and the infrastructure.
+stop:
+	bash scripts/run.sh down
+	bash scripts/infra.sh down
+
+# The whole suite: unit, integration (real PostgreSQL and Kafka), deployment checks, end to end.
+test: setup infra-up
+	$(PYTEST) tests -q -p no:cacheprovider
+
+test-unit: setup
+	$(PYTEST) tests/unit -q
+
+test-integration: setup infra-up
+	$(PYTEST) tests/integration -q
+
+test-e2e: setup infra-up
+	$(PYTEST) tests/e2e -q
+
+test-deploy: setup
+	$(PYTEST) tests/deploy -q
+
+# Services never import each other; shared/ never imports a service (also run by `make test`).
+lint: setup
+	.venv/bin/lint-imports
+
+# Throughput of the mechanisms beside their raw baselines, measured on this machine.
+bench: setup infra-up
+	$(PYTHON) -m bench.mechanisms
 
 # Python venv from requirements.lock, Java 17+, Maven and PostgreSQL binaries (apt-get as root).
 setup:
@@ -15,3 +50,13 @@ infra-down:
 
 infra-status:
 	bash scripts/infra.sh status
+
+# Re-resolve the pinned dependency set from requirements.in.
+lock:
+	rm -rf .local/lockenv && python3 -m venv .local/lockenv
+	.local/lockenv/bin/pip install -q -r requirements.in
+	.local/lockenv/bin/pip freeze --exclude-editable > requirements.lock
+
+# Re-export the event contracts' JSON Schemas after changing one.
+schemas: setup
+	rm -rf docs/events/schemas && $(PYTHON) -m shared.contracts export docs/events/schemas

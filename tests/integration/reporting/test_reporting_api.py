@@ -450,8 +450,7 @@ async def test_through_kafka_rebuild_refuses_while_consuming_then_replays_from_o
     """The whole path on a private topic (3 partitions, so arrival order is arbitrary): the
     runner builds the facts; rebuild refuses while the group has members; once stopped, rebuild
     clears, and the next run replays from offset 0 to the same reports."""
-    if not await _kafka_reachable():
-        pytest.skip(f"Kafka is not listening at {KAFKA}")
+    assert await _kafka_reachable(), f"Kafka is not listening at {KAFKA}: run make infra-up"
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     from shared.relay import make_producer

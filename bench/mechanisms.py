@@ -1,0 +1,168 @@
+"""make bench: throughput of the platform mechanisms on this machine, each beside its raw
+baseline measured in the same run.
+
+- append:   shared.eventstore.append (expected-version check, savepoint, JSON) vs plain asyncpg
+            executemany of the same rows into a bare table; same batches, same concurrency.
+- relay:    shared.relay.OutboxRelay (read committed-safe, CloudEvents headers, acks=all,
+            checkpoint) vs a plain aiokafka producer (acks=all, idempotent) sending the same
+            messages.
+- project:  shared.consumer.ConsumerRunner (one transaction per event with inbox and offsets)
+            applying a small upsert projection vs a plain aiokafka consumer reading the same
+            messages (the ceiling: no database work at all).
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections import defaultdict
+from datetime import datetime, timezone
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from sqlalchemy import text
+
+from shared import eventstore
+from shared.consumer import ConsumerRunner
+from shared.db import apply_migrations, make_engine, sql_files
+from shared.relay import OutboxRelay, cloudevent_headers
+from tests.support.infra import KAFKA, asyncpg_dsn, fresh_database, sqlalchemy_url
+from tests.support.kafka import create_topic
+
+EVENTS = int(os.environ.get("BENCH_EVENTS", "20000"))
+BATCH = 10          # events per appending transaction (a command's events)
+WRITERS = 8         # concurrent appending transactions
+OCCURRED = datetime(2024, 1, 1, tzinfo=timezone.utc)
+
+
+def payload(n: int) -> dict:
+    return {"invoice_id": f"inv-{n}", "customer_id": f"cus-{n % 500}", "currency": "USD",
+            "total_amount": f"{n % 9000 + 100}.25", "issue_date": "2024-01-01", "due_date": "2024-01-31"}
+
+
+async def bench_append(engine, dsn: str) -> tuple[float, float]:
+    batches = [list(range(i, min(i + BATCH, EVENTS))) for i in range(0, EVENTS, BATCH)]
+    queue: asyncio.Queue = asyncio.Queue()
+    for b in batches:
+        queue.put_nowait(b)
+
+    async def writer():
+        while not queue.empty():
+            batch = queue.get_nowait()
+            async with engine.begin() as conn:
+                await eventstore.append(conn, f"invoice-{batch[0]}", "invoice", 0, [
+                    eventstore.NewEvent("InvoiceIssued", 1, payload(n), OCCURRED) for n in batch])
+
+    start = time.perf_counter()
+    await asyncio.gather(*[writer() for _ in range(WRITERS)])
+    store_rate = EVENTS / (time.perf_counter() - start)
+
+    pool = await asyncpg.create_pool(dsn, min_size=WRITERS, max_size=WRITERS)
+    async with pool.acquire() as conn:
+        await conn.execute("CREATE TABLE raw_events (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+                           " stream_id text, version int, event_id uuid, event_type text, occurred_at timestamptz,"
+                           " payload jsonb)")
+    import json
+    for b in batches:
+        queue.put_nowait(b)
+
+    async def raw_writer():
+        while not queue.empty():
+            batch = queue.get_nowait()
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.executemany(
+                    "INSERT INTO raw_events (stream_id, version, event_id, event_type, occurred_at, payload)"
+                    " VALUES ($1, $2, $3, $4, $5, $6::jsonb)",
+                    [(f"invoice-{batch[0]}", i + 1, uuid.uuid4(), "InvoiceIssued", OCCURRED, json.dumps(payload(n)))
+                     for i, n in enumerate(batch)])
+
+    start = time.perf_counter()
+    await asyncio.gather(*[raw_writer() for _ in range(WRITERS)])
+    raw_rate = EVENTS / (time.perf_counter() - start)
+    await pool.close()
+    return store_rate, raw_rate
+
+
+async def bench_relay(engine) -> tuple[float, float, str]:
+    topic = await create_topic("bench-relay")
+    relay = OutboxRelay(engine, KAFKA, "bench", topic=topic, batch_size=2000)
+    producer = AIOKafkaProducer(bootstrap_servers=KAFKA, enable_idempotence=True, acks="all", linger_ms=5,
+                                max_batch_size=256 * 1024)
+    await producer.start()
+    start = time.perf_counter()
+    sent = 0
+    while sent < EVENTS:
+        n = await relay.relay_once(producer)
+        if n == 0:
+            break
+        sent += n
+    relay_rate = sent / (time.perf_counter() - start)
+
+    async with engine.connect() as conn:
+        events = await eventstore.read_all(conn, eventstore.START, limit=EVENTS)
+    messages = [(eventstore.dumps(e.payload).encode(), e.stream_id.encode(), cloudevent_headers(e, "bench")) for e in events]
+    raw_topic = await create_topic("bench-raw")
+    start = time.perf_counter()
+    futures = [await producer.send(raw_topic, value=v, key=k, headers=h) for v, k, h in messages]
+    await asyncio.gather(*futures)
+    raw_rate = len(messages) / (time.perf_counter() - start)
+    await producer.stop()
+    return relay_rate, raw_rate, topic
+
+
+async def bench_project(engine, topic: str) -> tuple[float, float]:
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE bench_customer_totals (customer_id text PRIMARY KEY,"
+                                " invoiced numeric(20,4) NOT NULL, invoices int NOT NULL)"))
+
+    async def project(conn, event):
+        await conn.execute(text(
+            "INSERT INTO bench_customer_totals VALUES (:c, :a, 1) ON CONFLICT (customer_id) DO UPDATE SET"
+            " invoiced = bench_customer_totals.invoiced + excluded.invoiced,"
+            " invoices = bench_customer_totals.invoices + 1"),
+            {"c": event.data["customer_id"], "a": event.data["total_amount"]})
+
+    group = f"bench-{uuid.uuid4().hex[:6]}"
+    runner = ConsumerRunner(engine, KAFKA, group, [topic], project)
+    start = time.perf_counter()
+    task = asyncio.create_task(runner.run())
+    while runner.handled < EVENTS:
+        await asyncio.sleep(0.05)
+        if task.done():
+            task.result()
+    projected_rate = EVENTS / (time.perf_counter() - start)
+    runner.stop()
+    await task
+
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=KAFKA, group_id=None, auto_offset_reset="earliest",
+                                enable_auto_commit=False)
+    start = time.perf_counter()
+    await consumer.start()
+    read = 0
+    while read < EVENTS:
+        for records in (await consumer.getmany(timeout_ms=500, max_records=2000)).values():
+            read += len(records)
+    raw_rate = read / (time.perf_counter() - start)
+    await consumer.stop()
+    return projected_rate, raw_rate
+
+
+async def main() -> None:
+    async with fresh_database("bench") as name:
+        engine = make_engine(sqlalchemy_url(name), pool_size=WRITERS + 2)
+        await apply_migrations(engine, sql_files("shared.migrations", "."))
+        append_rate, raw_insert = await bench_append(engine, asyncpg_dsn(name))
+        relay_rate, raw_produce, topic = await bench_relay(engine)
+        project_rate, raw_consume = await bench_project(engine, topic)
+        await engine.dispose()
+    per = lambda a, b: f"{a / b * 100:5.1f}%"  # noqa: E731
+    print(f"\nLedgerline mechanisms, {EVENTS} events, {os.cpu_count()} cores (higher is better)\n")
+    print(f"{'measure':<34}{'events/s':>12}   {'raw baseline':<44}{'events/s':>12}  {'of raw':>7}")
+    print(f"{'events appended (event store)':<34}{append_rate:>12,.0f}   {'plain asyncpg executemany, same rows':<44}{raw_insert:>12,.0f}  {per(append_rate, raw_insert)}")
+    print(f"{'events relayed to Kafka':<34}{relay_rate:>12,.0f}   {'plain aiokafka producer, same messages':<44}{raw_produce:>12,.0f}  {per(relay_rate, raw_produce)}")
+    print(f"{'events projected (consumer runner)':<34}{project_rate:>12,.0f}   {'plain aiokafka consumer, same messages':<44}{raw_consume:>12,.0f}  {per(project_rate, raw_consume)}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Start (or stop) the five Ledgerline services as background processes against the local
+# infrastructure. Logs and pid files live in .local/run/.
+#
+#   scripts/run.sh up      migrate and start every service, wait for /readyz, print the URLs
+#   scripts/run.sh down    stop them (SIGTERM, then SIGKILL after 20 s)
+#   scripts/run.sh status  show which run
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+RUN="$ROOT/.local/run"
+PY="$ROOT/.venv/bin/python"
+mkdir -p "$RUN"
+
+declare -A PORTS=([invoicing]=8101 [cash_application]=8102 [collections]=8103 [disputes]=8104 [reporting]=8105)
+ORDER=(invoicing cash_application collections disputes reporting)
+
+running() { [[ -f "$RUN/$1.pid" ]] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
+
+up() {
+    for ctx in "${ORDER[@]}"; do
+        "$PY" -m "services.$ctx" migrate
+    done
+    for ctx in "${ORDER[@]}"; do
+        if running "$ctx"; then
+            echo "[run] $ctx already running (pid $(cat "$RUN/$ctx.pid"))"
+            continue
+        fi
+        prefix="LEDGERLINE_${ctx^^}_"
+        env "${prefix}PORT=${PORTS[$ctx]}" "${prefix}MIGRATE_ON_START=false" \
+            setsid nohup "$PY" -m "services.$ctx" serve >"$RUN/$ctx.log" 2>&1 < /dev/null &
+        echo $! >"$RUN/$ctx.pid"
+    done
+    for ctx in "${ORDER[@]}"; do
+        url="http://127.0.0.1:${PORTS[$ctx]}"
+        for _ in $(seq 1 120); do
+            if curl -fsS "$url/readyz" >/dev/null 2>&1; then break; fi
+            if ! running "$ctx"; then
+                echo "[run] $ctx exited; last lines of $RUN/$ctx.log:" >&2
+                tail -n 40 "$RUN/$ctx.log" >&2
+                exit 1
+            fi
+            sleep 0.5
+        done
+        curl -fsS "$url/readyz" >/dev/null || { echo "[run] $ctx not ready; see $RUN/$ctx.log" >&2; exit 1; }
+    done
+    echo
+    echo "Ledgerline is running:"
+    for ctx in "${ORDER[@]}"; do
+        printf '  %-17s http://127.0.0.1:%s   (API docs: /docs, OpenAPI: /v1/openapi.json)\n' "$ctx" "${PORTS[$ctx]}"
+    done
+    echo "  PostgreSQL        postgresql://ledgerline:ledgerline@127.0.0.1:55432/ledgerline_<context>"
+    echo "  Kafka             127.0.0.1:59092 (topics ledgerline.<context>.events)"
+    echo "Logs: $RUN/<service>.log   Stop: make stop"
+}
+
+down() {
+    for ctx in "${ORDER[@]}"; do
+        if running "$ctx"; then
+            pid="$(cat "$RUN/$ctx.pid")"
+            kill -TERM "$pid" 2>/dev/null || true
+            for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+            kill -KILL "$pid" 2>/dev/null || true
+            echo "[run] stopped $ctx"
+        fi
+        rm -f "$RUN/$ctx.pid"
+    done
+}
+
+status() {
+    for ctx in "${ORDER[@]}"; do
+        if running "$ctx"; then echo "[run] $ctx running on :${PORTS[$ctx]}"; else echo "[run] $ctx stopped"; fi
+    done
+}
+
+case "${1:-}" in
+    up) up ;;
+    down) down ;;
+    status) status ;;
+    *) echo "usage: $0 {up|down|status}" >&2; exit 2 ;;
+esac
