@@ -16,7 +16,6 @@ import asyncio
 import os
 import time
 import uuid
-from collections import defaultdict
 from datetime import datetime, timezone
 
 import asyncpg

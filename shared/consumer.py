@@ -50,6 +50,15 @@ class ReceivedEvent:
     def traceparent(self) -> str | None:
         return self.headers.get("traceparent")
 
+    def causation_metadata(self, actor: str) -> dict[str, Any]:
+        """Metadata for events appended in reaction to this one: caused by it, same
+        correlation and trace, done by `actor` (a process manager)."""
+        meta: dict[str, Any] = {"causation_id": self.event_id, "actor": actor,
+                                "correlation_id": self.headers.get("ce_correlationid", self.event_id)}
+        if self.traceparent:
+            meta["traceparent"] = self.traceparent
+        return meta
+
 
 Handler = Callable[[AsyncConnection, ReceivedEvent], Awaitable[None]]
 
@@ -164,6 +173,7 @@ class ConsumerRunner:
         consumer.subscribe(self.topics, listener=_SeekToStoredOffsets(self))
         await consumer.start()
         self.running = True
+        self.last_error = None  # connected again: an earlier outage is over
         try:
             while not self._stopping.is_set():
                 self.last_poll = time.monotonic()
@@ -222,7 +232,9 @@ class ConsumerRunner:
                 ):
                     outcome = await self._handle_once(record, event)
                 HANDLED.labels(self.name, outcome).inc()
-                self.handled += 1
+                if outcome != "behind":
+                    self.handled += 1
+                self.last_error = None
                 return
             except asyncio.CancelledError:
                 raise
@@ -238,6 +250,8 @@ class ConsumerRunner:
 
     async def _handle_once(self, record: ConsumerRecord, event: ReceivedEvent) -> str:
         async with self.engine.begin() as conn:
+            if await self._already_past(conn, record):
+                return "behind"
             first_time = (
                 await conn.execute(
                     text("INSERT INTO inbox (consumer, event_id) VALUES (:c, :e) ON CONFLICT DO NOTHING RETURNING 1"),
@@ -248,6 +262,19 @@ class ConsumerRunner:
                 await self.handler(conn, event)
             await self._store_offset(conn, record)
         return "handled" if first_time is not None else "duplicate"
+
+    async def _already_past(self, conn: AsyncConnection, record: ConsumerRecord) -> bool:
+        """The stored offset is the arbiter: a record below it was handled (or parked) already.
+        Records can be handed out before the seek on assignment lands, and during a rebalance
+        two members may briefly hold one partition; the row lock orders them."""
+        stored = (
+            await conn.execute(
+                text("SELECT next_offset FROM consumer_offsets WHERE consumer = :c AND topic = :t"
+                     " AND partition = :p FOR UPDATE"),
+                {"c": self.name, "t": record.topic, "p": record.partition},
+            )
+        ).scalar()
+        return stored is not None and record.offset < stored
 
     async def _store_offset(self, conn: AsyncConnection, record: ConsumerRecord) -> None:
         await conn.execute(
@@ -263,6 +290,8 @@ class ConsumerRunner:
         headers = {k: (v.decode(errors="replace") if isinstance(v, bytes) else str(v)) for k, v in (record.headers or ())}
         value = record.value.decode(errors="replace") if isinstance(record.value, bytes) else record.value
         async with self.engine.begin() as conn:
+            if await self._already_past(conn, record):
+                return
             await conn.execute(
                 text(
                     "INSERT INTO dead_letters (consumer, topic, partition, \"offset\", event_id, event_type,"

@@ -98,6 +98,13 @@ def to_str(amount: Decimal) -> str:
     return format(amount, "f")
 
 
+def money_str(amount: Decimal | int | str | None, currency: str) -> str | None:
+    """A stored amount (a numeric column, say) as the JSON string at the currency's minor unit."""
+    if amount is None:
+        return None
+    return to_str(quantize(Decimal(amount), currency.strip()))
+
+
 def allocate(total: Decimal, weights: list[Decimal], currency: str) -> list[Decimal]:
     """Split total in proportion to weights; the parts sum to total exactly."""
     if not weights:

@@ -39,6 +39,10 @@ class ConsumerSpec:
     topics: Sequence[str]
     handler: Handler
 
+    def group(self, settings: ServiceSettings) -> str:
+        """The consumer group and inbox name the runner uses: <topic_prefix>.<name>."""
+        return f"{settings.topic_prefix}.{self.name}"
+
 
 @dataclass
 class ServiceDefinition:
@@ -79,7 +83,7 @@ class Runtime:
             runner = ConsumerRunner(
                 self.engine,
                 self.settings.kafka_bootstrap_servers,
-                f"{prefix}.{spec.name}",
+                spec.group(self.settings),
                 [with_topic_prefix(t, prefix) for t in spec.topics],
                 spec.handler,
                 max_attempts=self.settings.consumer_max_attempts,

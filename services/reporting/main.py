@@ -6,7 +6,6 @@ import argparse
 
 from shared.clock import SystemClock
 from shared.service import ConsumerSpec, Runtime, ServiceDefinition, build_app
-from shared.settings import ServiceSettings
 from services.reporting.api.routes import router
 from services.reporting.application.rebuild import rebuild
 from services.reporting.projections.facts import CONSUMER_NAME, TOPICS, project
@@ -21,15 +20,12 @@ def _rebuild_arguments(parser: argparse.ArgumentParser) -> None:
                         help="skip asking Kafka whether the reporting consumer group still has members")
 
 
-def consumer_group(settings: ServiceSettings) -> str:
-    """The name the running consumer has: its Kafka group and its inbox/offsets rows. The shell
-    runs each ConsumerSpec as <topic_prefix>.<name> (shared/service.py, Runtime.start_workers)."""
-    return f"{settings.topic_prefix}.{CONSUMER_NAME}"
+CONSUMER = ConsumerSpec(CONSUMER_NAME, TOPICS, project)
 
 
 async def _run_rebuild(runtime: Runtime, args: argparse.Namespace) -> int:
     await runtime.migrate()  # a rebuild may be the first thing run against a new database
-    return await rebuild(runtime.engine, runtime.settings.kafka_bootstrap_servers, consumer_group(runtime.settings),
+    return await rebuild(runtime.engine, runtime.settings.kafka_bootstrap_servers, CONSUMER.group(runtime.settings),
                          force=args.force)
 
 
@@ -41,7 +37,7 @@ def definition(settings: ReportingSettings | None = None) -> ServiceDefinition:
         migrations_package="services.reporting.adapters.migrations",
         routers=[router],
         publishes=False,
-        consumers=[ConsumerSpec(CONSUMER_NAME, TOPICS, project)],
+        consumers=[CONSUMER],
         commands={"rebuild": (REBUILD_HELP, _rebuild_arguments, _run_rebuild)},
         state={"clock": SystemClock()},
     )

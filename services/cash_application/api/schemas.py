@@ -7,7 +7,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from shared.money import Amount, CurrencyCode, MoneyError, exact_amount, quantize, to_str
+from shared.money import Amount, CurrencyCode, MoneyError, exact_amount, money_str, to_str
 from shared.problems import ValidationFailed
 from services.cash_application.domain.model import PAYMENT_METHODS
 
@@ -71,7 +71,7 @@ class ReceivePaymentRequest(_Request):
 
 
 def money(value: Any, currency: str) -> str:
-    return to_str(quantize(value, currency.strip()))
+    return money_str(value, currency)
 
 
 def open_item_out(row: dict[str, Any]) -> dict[str, Any]:

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
-from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.money import Amount, CurrencyCode, quantize, to_str
+from shared.money import Amount, CurrencyCode, money_str
 from services.collections.domain.model import MAX_GRACE_DAYS, MAX_PROMISED_INVOICES
 
 
@@ -37,7 +36,7 @@ def promise_out(row: dict[str, Any]) -> dict[str, Any]:
     currency = row["currency"].strip()
 
     def money(value: Any) -> str | None:
-        return None if value is None else to_str(quantize(Decimal(value), currency))
+        return money_str(value, currency)
 
     def day(value: date | None) -> str | None:
         return value.isoformat() if value else None

@@ -128,14 +128,6 @@ async def keep_promises_paid_by(conn: AsyncConnection, invoice_id: str, meta: di
     return kept
 
 
-def _consumer_metadata(event: ReceivedEvent, actor: str) -> dict[str, Any]:
-    meta = {"causation_id": event.event_id, "actor": actor,
-            "correlation_id": event.headers.get("ce_correlationid", event.event_id)}
-    if event.traceparent:
-        meta["traceparent"] = event.traceparent
-    return meta
-
-
 async def on_external_event(conn: AsyncConnection, event: ReceivedEvent) -> None:
     """Collections' consumer: receivables facts from invoicing and cash_application, and a
     payment that reaches a promised amount keeps the promise."""
@@ -150,4 +142,4 @@ async def on_external_event(conn: AsyncConnection, event: ReceivedEvent) -> None
     elif isinstance(contract, PaymentApplied):
         if await receivables.on_payment_applied(conn, event.event_id, contract):
             await keep_promises_paid_by(conn, contract.invoice_id,
-                                        _consumer_metadata(event, "collections:promise-rule"))
+                                        event.causation_metadata("collections:promise-rule"))

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 from datetime import date
-from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shared.money import Amount, quantize, to_str
+from shared.money import Amount, money_str
 
 
 class _Request(BaseModel):
@@ -43,7 +42,7 @@ def dispute_out(row: dict[str, Any]) -> dict[str, Any]:
     currency = row["currency"].strip()
 
     def money(value: Any) -> str | None:
-        return None if value is None else to_str(quantize(Decimal(value), currency))
+        return money_str(value, currency)
 
     return {
         "dispute_id": row["dispute_id"],

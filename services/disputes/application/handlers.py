@@ -126,14 +126,6 @@ def _row(dispute: Dispute, *, description: str | None = None, payment_id: str | 
             "opened_on": dispute.opened_on, "version": dispute.version}
 
 
-def _consumer_metadata(event: ReceivedEvent, actor: str) -> dict[str, Any]:
-    meta = {"causation_id": event.event_id, "actor": actor,
-            "correlation_id": event.headers.get("ce_correlationid", event.event_id)}
-    if event.traceparent:
-        meta["traceparent"] = event.traceparent
-    return meta
-
-
 async def on_external_event(conn: AsyncConnection, event: ReceivedEvent) -> None:
     """Disputes' consumer: invoices (the reference model API disputes are checked against) and
     short pays (each opens a deduction)."""
@@ -144,4 +136,4 @@ async def on_external_event(conn: AsyncConnection, event: ReceivedEvent) -> None
     if isinstance(contract, InvoiceIssued):
         await on_invoice_issued(conn, contract)
     elif isinstance(contract, ShortPayDetected):
-        await open_deduction(conn, contract, _consumer_metadata(event, "disputes:short-pay"))
+        await open_deduction(conn, contract, event.causation_metadata("disputes:short-pay"))

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from shared.money import Amount, CurrencyCode, MoneyError, exact_amount
+from shared.money import Amount, CurrencyCode, MoneyError, exact_amount, money_str
 
 
 class _Request(BaseModel):
@@ -67,10 +67,7 @@ class IssueCreditMemoRequest(_Request):
 
 def money_out(data: dict[str, Any], *names: str) -> dict[str, Any]:
     """Decimal columns -> strings at the currency's minor unit."""
-    from shared.money import quantize, to_str
-
     out = dict(data)
     for name in names:
-        if out.get(name) is not None:
-            out[name] = to_str(quantize(out[name], out["currency"].strip()))
+        out[name] = money_str(out.get(name), out["currency"])
     return out

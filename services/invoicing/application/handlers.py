@@ -131,10 +131,7 @@ async def on_external_event(conn: AsyncConnection, event: ReceivedEvent) -> None
         await repo.record_payment_applied(conn, contract.payment_id, contract.invoice_id, contract.amount,
                                           contract.value_date)
     elif isinstance(contract, DisputeResolved) and contract.credit_amount > 0:
-        meta = {"causation_id": event.event_id, "actor": "invoicing:dispute-credit",
-                "correlation_id": event.headers.get("ce_correlationid", event.event_id)}
-        if event.traceparent:
-            meta["traceparent"] = event.traceparent
+        meta = event.causation_metadata("invoicing:dispute-credit")
         await issue_credit_memo(conn, IssueCreditMemo(
             invoice_id=contract.invoice_id, amount=contract.credit_amount, issue_date=contract.resolved_on,
             reason=f"dispute {contract.dispute_id} resolved: {contract.resolution}",

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.money import quantize, to_str
+from shared.money import money_str, to_str
 from services.reporting.application.reports import AgingResult, DsoResult, PromiseResult, RecoveryResult, Summary
 from services.reporting.domain.metrics import BUCKETS, PromiseTally
 
@@ -17,7 +17,7 @@ BUCKETS_DOC = ("Open balance per bucket, keyed " + ", ".join(BUCKETS) +
 
 
 def money(amount: Decimal, currency: str) -> MoneyString:
-    return to_str(quantize(amount, currency))
+    return money_str(amount, currency)
 
 
 def ratio(value: Decimal | None) -> str | None:

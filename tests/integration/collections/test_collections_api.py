@@ -30,7 +30,9 @@ TODAY = date(2024, 6, 1)
 
 
 def _definition(url: str, grace_days: int = 2):
-    return definition(CollectionsSettings(database_url=url, promise_grace_days=grace_days), clock=FixedClock(TODAY))
+    # API role: no relay or consumers touching the shared local topics
+    return definition(CollectionsSettings(database_url=url, promise_grace_days=grace_days, role="api"),
+                      clock=FixedClock(TODAY))
 
 
 @pytest.fixture
@@ -308,6 +310,7 @@ async def test_cli_evaluates_promises_as_of_a_date_on_a_fresh_database():
                 assert (outcome["broken"][0]["paid_amount"], outcome["broken"][0]["shortfall"]) == ("120.00", "380.00")
 
                 again = await asyncio.to_thread(_run_cli, database, "--as-of", "2024-05-02")
+                assert again.returncode == 0, again.stderr
                 assert json.loads(again.stdout) == {"as_of": "2024-05-02", "kept": [], "broken": []}
                 events = await _events(app.state.runtime.engine)
                 assert sorted(e["event_type"] for e in events) == [
