@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared.auth import install_auth
 from shared.consumer import ConsumerRunner, Handler
 from shared.contracts.base import topic_for, with_topic_prefix
 from shared.db import apply_migrations, make_engine, sql_files
@@ -134,7 +135,7 @@ def request_metadata(request: Request) -> dict[str, Any]:
     correlation = request.headers.get("X-Correlation-ID") or request.headers.get("X-Request-ID") or str(uuid.uuid4())
     meta: dict[str, Any] = {
         "correlation_id": correlation,
-        "actor": request.headers.get("X-Actor", "api"),
+        "actor": getattr(request.state, "actor", None) or "anonymous",
     }
     traceparent = current_traceparent()
     if traceparent:
@@ -167,6 +168,7 @@ def build_app(definition: ServiceDefinition) -> FastAPI:
     app = FastAPI(title=definition.title, version="1.0.0", lifespan=lifespan,
                   openapi_url="/v1/openapi.json", docs_url="/docs")
     install_problem_handlers(app)
+    install_auth(app, definition.context, settings.api_keys)
     http_tracer = tracer(f"ledgerline.{definition.context}.http")
 
     @app.middleware("http")

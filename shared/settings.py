@@ -28,3 +28,5 @@ class ServiceSettings(BaseSettings):
     # Topics are <prefix>.<context>.events and consumer groups <prefix>.<consumer>; another
     # prefix gives an isolated platform on a shared broker (the end-to-end tests use one).
     topic_prefix: str = "ledgerline"
+    # JSON map of SHA-256 key hashes to {actor, scopes}; empty = open API (see shared/auth.py).
+    api_keys: str | None = None

@@ -184,3 +184,24 @@ async def test_invoice_listing_paginates_and_filters(invoicing):
     assert seen == [f"2024-01-0{i + 1}" for i in range(5)]
     bad = await client.get("/v1/invoices", params={"cursor": "!!"})
     assert bad.status_code == 400 and bad.json()["errors"][0]["field"] == "cursor"
+
+
+async def test_api_keys_gate_the_api_and_the_actor_reaches_event_metadata():
+    import json as _json
+
+    from shared.auth import key_hash
+
+    keys = _json.dumps({key_hash("erp-key"): {"actor": "erp-sap", "scopes": ["invoicing:*"]},
+                        key_hash("read-key"): {"actor": "viewer", "scopes": ["invoicing:read"]}})
+    async with service_client(lambda url: definition(InvoicingSettings(database_url=url, api_keys=keys))) as (client, app):
+        body = {"customer_id": "ACME", "name": "Acme", "currency": "USD", "credit_limit": "10.00"}
+        assert (await client.post("/v1/customers", json=body, headers=idem())).status_code == 401
+        assert (await client.post("/v1/customers", json=body,
+                                  headers={**idem(), "Authorization": "Bearer read-key"})).status_code == 403
+        r = await client.post("/v1/customers", json=body, headers={**idem(), "Authorization": "Bearer erp-key"})
+        assert r.status_code == 201, r.text
+        assert (await client.get("/v1/customers/ACME", headers={"Authorization": "Bearer read-key"})).status_code == 200
+        assert (await client.get("/healthz")).status_code == 200
+        async with app.state.runtime.engine.connect() as conn:
+            actor = (await conn.execute(text("SELECT metadata->>'actor' FROM events WHERE stream_id = 'customer-ACME'"))).scalar()
+        assert actor == "erp-sap"

@@ -129,3 +129,34 @@ async def test_only_one_relay_holds_the_lease(platform_db):
         first.stop()
         second.stop()
         await asyncio.gather(*tasks)
+
+
+async def test_while_kafka_is_unreachable_the_checkpoint_stays_and_appends_go_on(platform_db):
+    """A relay whose broker cannot be reached keeps retrying without moving its checkpoint;
+    appends are unaffected; once a broker answers, everything is published."""
+    from shared.relay import OutboxRelay
+
+    engine, _ = platform_db
+    topic = await create_topic("outage")
+    await _append_batch(engine, 0, 50, 5)
+    down = OutboxRelay(engine, "127.0.0.1:1", "testctx", topic=topic)  # nothing listens on port 1
+    task = asyncio.create_task(down.run())
+    await asyncio.sleep(3)
+    await _append_batch(engine, 50, 50, 5)  # the API side keeps appending
+    async with engine.connect() as conn:
+        assert await eventstore.load_checkpoint(conn, f"relay:{topic}") == eventstore.START
+    assert down.last_error is not None and not task.done()
+    down.stop()
+    await task
+
+    up = OutboxRelay(engine, KAFKA, "testctx", topic=topic)
+    task = asyncio.create_task(up.run())
+    try:
+        deadline = time.monotonic() + 60
+        while up.published < 100 and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+    finally:
+        up.stop()
+        await task
+    records = await read_all(topic, expect=100)
+    assert len({dict(r.headers)["ce_id"] for r in records}) == 100

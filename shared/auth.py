@@ -1,0 +1,101 @@
+"""API-key authentication with scopes, for every route but health, metrics and API docs.
+
+Keys are configured per service as JSON (LEDGERLINE_<CONTEXT>_API_KEYS), holding only SHA-256
+hashes of the keys, never the keys themselves:
+
+    {"sha256:<hex of sha256(key)>": {"actor": "erp-sap", "scopes": ["invoicing:write", "invoicing:read"]}}
+
+A client sends `Authorization: Bearer <key>`. Reads (GET, HEAD) need `<context>:read`, anything
+else `<context>:write`; `<context>:*` or `*` grant both. The key's actor is recorded in the
+metadata of every event the request appends, so the audit trail says who did what. With no keys
+configured the service runs open (local development) and takes the actor from `X-Actor`."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from dataclasses import dataclass
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from shared.problems import Problem, problem_response
+
+log = logging.getLogger(__name__)
+
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/v1/openapi.json"})
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@dataclass(frozen=True)
+class Principal:
+    actor: str
+    scopes: frozenset[str]
+
+    def may(self, scope: str) -> bool:
+        context = scope.split(":", 1)[0]
+        return bool({scope, f"{context}:*", "*"} & self.scopes)
+
+
+def key_hash(key: str) -> str:
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+
+def parse_api_keys(raw: str | None) -> dict[str, Principal]:
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+        keys = {
+            digest: Principal(actor=str(entry["actor"]), scopes=frozenset(entry["scopes"]))
+            for digest, entry in data.items()
+        }
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError("api_keys must be JSON {\"sha256:<hex>\": {\"actor\": ..., \"scopes\": [...]}}") from exc
+    bad = [d for d in keys if not d.startswith("sha256:") or len(d) != 71]
+    if bad:
+        raise ValueError(f"api_keys entries must be keyed by sha256:<64 hex digits>, not {bad[0][:20]}...")
+    return keys
+
+
+def required_scope(context: str, method: str) -> str:
+    return f"{context}:{'read' if method.upper() in READ_METHODS else 'write'}"
+
+
+def _authenticate(keys: dict[str, Principal], header: str | None) -> Principal | None:
+    if not header or not header.lower().startswith("bearer "):
+        return None
+    digest = key_hash(header[7:].strip())
+    for known, principal in keys.items():
+        if hmac.compare_digest(known, digest):
+            return principal
+    return None
+
+
+def install_auth(app: FastAPI, context: str, raw_keys: str | None) -> None:
+    keys = parse_api_keys(raw_keys)
+    if not keys:
+        log.warning("%s: no API keys configured, the API is open (set LEDGERLINE_%s_API_KEYS)", context, context.upper())
+
+    @app.middleware("http")
+    async def authenticate(request: Request, call_next):
+        if request.url.path in OPEN_PATHS:
+            return await call_next(request)
+        if not keys:
+            request.state.actor = request.headers.get("X-Actor", "anonymous")
+            return await call_next(request)
+        principal = _authenticate(keys, request.headers.get("Authorization"))
+        if principal is None:
+            response: JSONResponse = problem_response(Problem(
+                "send a valid API key as 'Authorization: Bearer <key>'", field="Authorization", status=401,
+                type_name="unauthorized", title="Authentication required"), request)
+            response.headers["WWW-Authenticate"] = 'Bearer realm="ledgerline"'
+            return response
+        scope = required_scope(context, request.method)
+        if not principal.may(scope):
+            return problem_response(Problem(
+                f"this API key lacks the scope {scope}", field="Authorization", status=403,
+                type_name="forbidden", title="Not allowed", extra={"required_scope": scope}), request)
+        request.state.actor = principal.actor
+        return await call_next(request)
