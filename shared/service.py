@@ -71,7 +71,9 @@ class Runtime:
         self._tasks: list[asyncio.Task] = []
 
     async def migrate(self) -> list[str]:
-        files = sql_files("shared.migrations", ".") + sql_files(self.definition.migrations_package, ".")
+        # Names are namespaced so a context's 0001 never collides with the platform's 0001.
+        files = [(f"platform/{name}", sql) for name, sql in sql_files("shared.migrations", ".")]
+        files += [(f"{self.definition.context}/{name}", sql) for name, sql in sql_files(self.definition.migrations_package, ".")]
         return await apply_migrations(self.engine, files)
 
     def start_workers(self) -> None:
