@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import logging
 import signal
+import time
 import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -15,6 +16,8 @@ from typing import Any, Awaitable, Callable, Sequence
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from opentelemetry.trace import SpanKind
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -175,16 +178,18 @@ def build_app(definition: ServiceDefinition) -> FastAPI:
 
     @app.middleware("http")
     async def observe(request: Request, call_next):
-        from opentelemetry.trace import SpanKind
-        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-
         ctx = TraceContextTextMapPropagator().extract(dict(request.headers))
-        route = request.url.path
-        with http_tracer.start_as_current_span(f"{request.method} {route}", context=ctx, kind=SpanKind.SERVER):
-            with LATENCY.labels(definition.context, request.method, route).time():
-                response = await call_next(request)
-        matched = request.scope.get("route")
-        REQUESTS.labels(definition.context, request.method, getattr(matched, "path", "unmatched"), response.status_code).inc()
+        started = time.perf_counter()
+        with http_tracer.start_as_current_span(f"{request.method} {request.url.path}", context=ctx,
+                                               kind=SpanKind.SERVER) as span:
+            response = await call_next(request)
+            # Label by route template, not the raw path: ids in paths would explode the series.
+            matched = request.scope.get("route")
+            route = getattr(matched, "path", "unmatched")
+            span.update_name(f"{request.method} {route}")
+            span.set_attribute("http.response.status_code", response.status_code)
+        LATENCY.labels(definition.context, request.method, route).observe(time.perf_counter() - started)
+        REQUESTS.labels(definition.context, request.method, route, response.status_code).inc()
         return response
 
     @app.get("/healthz", include_in_schema=False)
