@@ -137,24 +137,7 @@ ensure_java_and_maven() {
 
 # --- PostgreSQL -------------------------------------------------------------------------------
 
-# Prints the directory that holds initdb, pg_ctl and postgres; same search as scripts/pg.sh.
-find_pg_bindir() {
-    local tool dir
-    if tool="$(command -v pg_ctl 2>/dev/null)"; then
-        dir="$(dirname "$(readlink -f "$tool")")"
-        if [[ -x "$dir/initdb" && -x "$dir/postgres" ]]; then
-            echo "$dir"
-            return 0
-        fi
-    fi
-    for dir in $(printf '%s\n' /usr/lib/postgresql/*/bin | sort -Vr); do
-        if [[ -x "$dir/initdb" && -x "$dir/pg_ctl" && -x "$dir/postgres" ]]; then
-            echo "$dir"
-            return 0
-        fi
-    done
-    return 1
-}
+source "$(dirname "${BASH_SOURCE[0]}")/lib-pg.sh"
 
 ensure_postgres() {
     local bindir

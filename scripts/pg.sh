@@ -35,28 +35,7 @@ die() { printf '[pg] ERROR: %s\n' "$*" >&2; exit 1; }
 
 is_root() { [[ "$(id -u)" -eq 0 ]]; }
 
-# Same search as scripts/bootstrap.sh; LEDGERLINE_PG_BINDIR overrides it.
-find_pg_bindir() {
-    local tool dir
-    if [[ -n "${LEDGERLINE_PG_BINDIR:-}" ]]; then
-        echo "$LEDGERLINE_PG_BINDIR"
-        return 0
-    fi
-    if tool="$(command -v pg_ctl 2>/dev/null)"; then
-        dir="$(dirname "$(readlink -f "$tool")")"
-        if [[ -x "$dir/initdb" && -x "$dir/postgres" ]]; then
-            echo "$dir"
-            return 0
-        fi
-    fi
-    for dir in $(printf '%s\n' /usr/lib/postgresql/*/bin | sort -Vr); do
-        if [[ -x "$dir/initdb" && -x "$dir/pg_ctl" && -x "$dir/postgres" ]]; then
-            echo "$dir"
-            return 0
-        fi
-    done
-    return 1
-}
+source "$(dirname "${BASH_SOURCE[0]}")/lib-pg.sh"
 
 BINDIR="$(find_pg_bindir)" || die "PostgreSQL server binaries not found: run scripts/bootstrap.sh (make setup)"
 for tool in initdb pg_ctl postgres pg_isready psql; do
