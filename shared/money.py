@@ -124,6 +124,10 @@ def allocate(total: Decimal, weights: list[Decimal], currency: str) -> list[Deci
 
 
 def _validate_amount_input(value: Any) -> Decimal:
+    # At the boundary amounts are strings: a JSON number (even an integer) is refused, so no
+    # client ever learns to send floats.
+    if not isinstance(value, (str, Decimal)):
+        raise MoneyError("amount must be a decimal string such as \"1234.50\", not a number")
     return parse_amount(value)
 
 

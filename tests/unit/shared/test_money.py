@@ -64,3 +64,12 @@ def test_allocation_sums_to_the_whole(cents, weights):
     assert all(p == p.quantize(Decimal("0.01")) for p in parts)
     assert max(parts) - min(parts) <= total  # sanity: no negative part
     assert all(p >= 0 for p in parts)
+
+
+def test_json_numbers_are_refused_even_integers():
+    class M(BaseModel):
+        amount: Amount
+
+    with pytest.raises(ValidationError):
+        M.model_validate_json('{"amount": 10}')
+    assert M.model_validate_json('{"amount": "10"}').amount == Decimal("10")
