@@ -2,6 +2,7 @@
 and, where one is to blame, the offending field."""
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -93,6 +94,9 @@ def problem_response(problem: Problem, request: Request | None = None) -> JSONRe
     )
 
 
+_NAMED_REASON = re.compile(r"^([A-Za-z_][\w]*(?:\.[\w]+)*): (.+)$", re.S)
+
+
 def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
     parts = [str(p) for p in loc]
     if parts and parts[0] in ("body", "query", "path", "header"):
@@ -115,7 +119,12 @@ def install_problem_handlers(app: FastAPI) -> None:
             reason = str(err.get("msg", "invalid"))
             if reason.startswith("Value error, "):
                 reason = reason[len("Value error, "):]
-            errors.append({"field": _field_name(err.get("loc", ())), "reason": reason})
+            field = _field_name(err.get("loc", ()))
+            # A whole-model validator names its field as "lines.0.unit_price: reason".
+            named = _NAMED_REASON.match(reason)
+            if named and field in ("body", "", "query"):
+                field, reason = named.group(1), named.group(2)
+            errors.append({"field": field, "reason": reason})
         detail = "; ".join(f"{e['field']}: {e['reason']}" for e in errors) or "invalid request"
         problem = ValidationFailed(detail, extra={"errors": errors})
         return problem_response(problem, request)
