@@ -16,9 +16,10 @@ ARG PYTHON_IMAGE=python:3.11-slim
 # ---------------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS build
 
-# The pinned, complete dependency set (see requirements.in). Every package in it ships a
-# manylinux wheel for x86_64 and aarch64, so this stage needs no compiler.
-ARG REQUIREMENTS=requirements.lock
+# The pinned runtime dependency set (requirements-runtime.lock, a subset of requirements.lock
+# without the test tools). Every package in it ships a manylinux wheel for x86_64 and aarch64,
+# so this stage needs no compiler.
+ARG REQUIREMENTS=requirements-runtime.lock
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \

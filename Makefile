@@ -56,6 +56,7 @@ lock:
 	rm -rf .local/lockenv && python3 -m venv .local/lockenv
 	.local/lockenv/bin/pip install -q -r requirements.in
 	.local/lockenv/bin/pip freeze --exclude-editable > requirements.lock
+	.local/lockenv/bin/python scripts/runtime_lock.py
 
 # Re-export the event contracts' JSON Schemas after changing one.
 schemas: setup
