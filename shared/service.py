@@ -71,13 +71,17 @@ class Runtime:
         self.engine: AsyncEngine = make_engine(self.settings.database_url, pool_size=self.settings.db_pool_size)
         self.relay: OutboxRelay | None = None
         self.consumers: list[ConsumerRunner] = []
+        self._migration_names = [name for name, _ in self.migrations()]
         self._tasks: list[asyncio.Task] = []
 
-    async def migrate(self) -> list[str]:
+    def migrations(self) -> list[tuple[str, str]]:
         # Names are namespaced so a context's 0001 never collides with the platform's 0001.
         files = [(f"platform/{name}", sql) for name, sql in sql_files("shared.migrations", ".")]
         files += [(f"{self.definition.context}/{name}", sql) for name, sql in sql_files(self.definition.migrations_package, ".")]
-        return await apply_migrations(self.engine, files)
+        return files
+
+    async def migrate(self) -> list[str]:
+        return await apply_migrations(self.engine, self.migrations())
 
     def start_workers(self) -> None:
         prefix = self.settings.topic_prefix
@@ -114,8 +118,14 @@ class Runtime:
         ok = True
         try:
             async with self.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
+                has_table = (await conn.execute(text("SELECT to_regclass('schema_migrations') IS NOT NULL"))).scalar()
+                applied = set((await conn.execute(text("SELECT name FROM schema_migrations"))).scalars()) if has_table else set()
             checks["database"] = "ok"
+            # A pod whose schema is behind its code (migrations Job not run yet) is not ready.
+            pending = [name for name in self._migration_names if name not in applied]
+            if pending:
+                checks["migrations"] = {"pending": pending}
+                ok = False
         except Exception as exc:  # reported, not raised: this is the probe
             checks["database"] = f"unreachable: {exc.__class__.__name__}"
             ok = False

@@ -205,3 +205,23 @@ async def test_api_keys_gate_the_api_and_the_actor_reaches_event_metadata():
         async with app.state.runtime.engine.connect() as conn:
             actor = (await conn.execute(text("SELECT metadata->>'actor' FROM events WHERE stream_id = 'customer-ACME'"))).scalar()
         assert actor == "erp-sap"
+
+
+async def test_readiness_waits_for_migrations():
+    """An API pod started before its migrations Job ran is alive but not ready."""
+    import httpx as _httpx
+
+    from shared.service import build_app
+    from tests.support.infra import fresh_database, sqlalchemy_url
+
+    async with fresh_database("ready") as db:
+        settings = InvoicingSettings(database_url=sqlalchemy_url(db), role="api", migrate_on_start=False)
+        app = build_app(definition(settings))
+        async with app.router.lifespan_context(app):
+            async with _httpx.AsyncClient(transport=_httpx.ASGITransport(app=app), base_url="http://t") as client:
+                assert (await client.get("/healthz")).status_code == 200
+                before = await client.get("/readyz")
+                assert before.status_code == 503
+                assert "invoicing/0001_invoicing.sql" in before.json()["checks"]["migrations"]["pending"]
+                await app.state.runtime.migrate()
+                assert (await client.get("/readyz")).status_code == 200
