@@ -69,8 +69,12 @@ class PoisonMessage(ValueError):
 
 def decode(record: ConsumerRecord) -> ReceivedEvent:
     headers = {k: (v.decode() if isinstance(v, bytes) else str(v)) for k, v in (record.headers or ())}
+    return decode_parts(record.topic, record.partition, record.offset, headers, record.value)
+
+
+def decode_parts(topic: str, partition: int, offset: int, headers: dict[str, str], value: bytes | str | None) -> ReceivedEvent:
     try:
-        data = json.loads(record.value) if record.value is not None else None
+        data = json.loads(value) if value is not None else None
     except (ValueError, UnicodeDecodeError) as exc:
         raise PoisonMessage(f"value is not JSON: {exc}") from exc
     if not isinstance(data, dict):
@@ -79,7 +83,7 @@ def decode(record: ConsumerRecord) -> ReceivedEvent:
         raise PoisonMessage("message has no ce_type header")
     occurred = headers.get("ce_time")
     return ReceivedEvent(
-        event_id=headers.get("ce_id") or f"{record.topic}:{record.partition}:{record.offset}",
+        event_id=headers.get("ce_id") or f"{topic}:{partition}:{offset}",
         event_type=headers["ce_type"],
         schema_version=int(headers.get("ce_schemaversion", "1")),
         source=headers.get("ce_source", ""),
@@ -87,9 +91,9 @@ def decode(record: ConsumerRecord) -> ReceivedEvent:
         occurred_at=datetime.fromisoformat(occurred) if occurred else None,
         data=data,
         headers=headers,
-        topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
+        topic=topic,
+        partition=partition,
+        offset=offset,
     )
 
 

@@ -237,6 +237,30 @@ async def _run_workers(definition: ServiceDefinition, relay_only: bool = False) 
     await runtime.dispose()
 
 
+async def _dead_letters(definition: ServiceDefinition, args: argparse.Namespace) -> int:
+    import json
+
+    from shared import dead_letters
+
+    runtime = Runtime(definition)
+    try:
+        if not args.replay:
+            rows = await dead_letters.parked(runtime.engine, include_replayed=args.all)
+            print(json.dumps(rows, indent=2, default=str))
+            return 0
+        handlers = {spec.group(definition.settings): spec.handler for spec in definition.consumers}
+        status = 0
+        for dead_letter_id in args.replay:
+            try:
+                print(json.dumps(await dead_letters.replay(runtime.engine, dead_letter_id, handlers)))
+            except Exception as exc:  # report each and go on; nothing of a failed one changed
+                print(json.dumps({"id": dead_letter_id, "replayed": False, "error": repr(exc)}))
+                status = 1
+        return status
+    finally:
+        await runtime.dispose()
+
+
 def cli(definition_factory: Callable[[], ServiceDefinition], argv: list[str] | None = None) -> int:
     definition = definition_factory()
     settings = definition.settings
@@ -246,6 +270,9 @@ def cli(definition_factory: Callable[[], ServiceDefinition], argv: list[str] | N
     sub.add_parser("migrate", help="apply database migrations and exit")
     sub.add_parser("worker", help="relay and consumers only, no HTTP")
     sub.add_parser("relay", help="outbox relay only")
+    dead = sub.add_parser("dead-letters", help="list parked events; --replay ID re-runs one after its cause is fixed")
+    dead.add_argument("--replay", type=int, action="append", default=[], metavar="ID")
+    dead.add_argument("--all", action="store_true", help="include replayed dead letters")
     for name, (help_text, add_args, _) in definition.commands.items():
         add_args(sub.add_parser(name, help=help_text))
     args = parser.parse_args(argv)
@@ -268,6 +295,8 @@ def cli(definition_factory: Callable[[], ServiceDefinition], argv: list[str] | N
                 await runtime.dispose()
         asyncio.run(_migrate())
         return 0
+    if args.command == "dead-letters":
+        return asyncio.run(_dead_letters(definition, args))
     if args.command in ("worker", "relay"):
         asyncio.run(_run_workers(definition, relay_only=args.command == "relay"))
         return 0

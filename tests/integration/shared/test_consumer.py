@@ -183,3 +183,36 @@ async def test_a_record_below_the_stored_offset_is_never_handled_again(tally_db)
         assert await tally(conn, group) == {"k": (3, 2)}
         assert (await conn.execute(text("SELECT count(*) FROM dead_letters"))).scalar() == 0
     assert runner.handled == 2 and runner.parked == 0
+
+
+async def test_a_parked_event_can_be_replayed_once_its_cause_is_fixed(tally_db):
+    from aiokafka.structs import ConsumerRecord
+
+    from shared import dead_letters
+
+    engine, _ = tally_db
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    broken_handler_calls = []
+
+    async def broken(conn, event):
+        broken_handler_calls.append(event.event_id)
+        raise RuntimeError("bug in the projection")
+
+    runner = ConsumerRunner(engine, KAFKA, group, ["t"], broken, max_attempts=2, backoff_seconds=0.01)
+    import json
+    record = ConsumerRecord(topic="t", partition=0, offset=0, timestamp=0, timestamp_type=0, key=b"k",
+                            value=json.dumps({"n": 42}).encode(), checksum=None, serialized_key_size=1,
+                            serialized_value_size=1, headers=ce_headers("Tested", subject="k"))
+    await runner.process(record)
+    assert len(broken_handler_calls) == 2 and runner.parked == 1
+    [row] = await dead_letters.parked(engine, group)
+    # The fix is deployed: replay with the corrected handler.
+    result = await dead_letters.replay(engine, row["id"], {group: handler_for(group)})
+    assert result["replayed"] is True
+    async with engine.connect() as conn:
+        assert await tally(conn, group) == {"k": (42, 1)}
+    assert await dead_letters.parked(engine, group) == []
+    with pytest.raises(dead_letters.ReplayRefused):
+        await dead_letters.replay(engine, row["id"], {group: handler_for(group)})
+    async with engine.connect() as conn:
+        assert await tally(conn, group) == {"k": (42, 1)}  # not twice
