@@ -82,6 +82,7 @@ class OutboxRelay:
         topic: str | None = None,
         batch_size: int = 1000,
         poll_interval: float = 0.05,
+        max_idle_interval: float = 0.5,
     ) -> None:
         self.engine = engine
         self.bootstrap = bootstrap
@@ -89,6 +90,7 @@ class OutboxRelay:
         self.topic = topic or topic_for(context)
         self.batch_size = batch_size
         self.poll_interval = poll_interval
+        self.max_idle_interval = max_idle_interval
         self.checkpoint_name = f"relay:{self.topic}"
         self.is_leader = False
         self.last_error: str | None = None
@@ -138,13 +140,19 @@ class OutboxRelay:
             producer = make_producer(self.bootstrap, f"ledgerline-relay-{self.context}")
             try:
                 await producer.start()
+                idle = self.poll_interval
                 while not self._stopping.is_set():
                     sent = await self.relay_once(producer)
                     # Touch the lease connection so a dead database ends leadership promptly.
                     await lease.execute(text("SELECT 1"))
                     await lease.commit()
-                    if sent == 0:
-                        await self._sleep(self.poll_interval)
+                    if sent:
+                        idle = self.poll_interval
+                    else:
+                        # Back off while nothing is appended (an idle context costs a query every
+                        # half second, not twenty), and snap back to the short interval on traffic.
+                        await self._sleep(idle)
+                        idle = min(idle * 2, self.max_idle_interval)
             finally:
                 self.is_leader = False
                 RELAY_LEADER.labels(self.context).set(0)
