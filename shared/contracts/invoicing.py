@@ -25,6 +25,8 @@ class CustomerRegistered(_Invoicing):
     payment_terms_days: int
     credit_limit: Amount
     registered_on: date
+    # The terms code (NET30, NET30_EOM, DUE_ON_RECEIPT); payment_terms_days is its day count.
+    payment_terms: str | None = None
 
 
 class InvoiceLine(BaseModel):

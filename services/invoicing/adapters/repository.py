@@ -13,9 +13,9 @@ from shared.eventstore import dumps
 
 async def insert_customer(conn: AsyncConnection, c: Any, version: int) -> None:
     await conn.execute(
-        text("INSERT INTO customers (customer_id, name, currency, payment_terms_days, credit_limit, registered_on,"
-             " version) VALUES (:id, :name, :cur, :terms, :limit, :on, :v)"),
-        {"id": c.id, "name": c.name, "cur": c.currency, "terms": c.payment_terms_days,
+        text("INSERT INTO customers (customer_id, name, currency, payment_terms, payment_terms_days, credit_limit,"
+             " registered_on, version) VALUES (:id, :name, :cur, :code, :terms, :limit, :on, :v)"),
+        {"id": c.id, "name": c.name, "cur": c.currency, "code": c.payment_terms.code, "terms": c.payment_terms_days,
          "limit": c.credit_limit, "on": c.registered_on, "v": version},
     )
 

@@ -49,7 +49,7 @@ async def register_customer(body: RegisterCustomerRequest, request: Request,
     now = runtime.definition.state["clock"].now()
     cmd = handlers.RegisterCustomer(
         customer_id=body.customer_id or f"cus_{uuid.uuid4().hex[:16]}", name=body.name, currency=body.currency,
-        payment_terms_days=body.payment_terms_days, credit_limit=body.credit_limit,
+        payment_terms=body.terms(), credit_limit=body.credit_limit,
         registered_on=body.registered_on or now.date())
 
     async def command(conn):

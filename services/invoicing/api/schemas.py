@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from services.invoicing.domain.terms import PaymentTerms, UnknownTerms
 from shared.money import Amount, CurrencyCode, MoneyError, exact_amount, money_str
 
 
@@ -18,9 +19,27 @@ class RegisterCustomerRequest(_Request):
                                     description="Your own customer number; generated when omitted")
     name: str = Field(min_length=1, max_length=200)
     currency: CurrencyCode
-    payment_terms_days: int = Field(default=30, ge=0, le=365, description="Net-N terms: days from issue to due")
+    payment_terms: str | None = Field(default=None, max_length=20,
+                                      description="NET30, NET45, NET30_EOM (after month end), DUE_ON_RECEIPT")
+    payment_terms_days: int | None = Field(default=None, ge=0, le=365,
+                                           description="Net-N terms as a day count (instead of payment_terms); default 30")
     credit_limit: Amount = Field(description="Decimal string in the customer's currency")
     registered_on: date | None = None
+
+    def terms(self) -> PaymentTerms:
+        return PaymentTerms.parse(self.payment_terms) if self.payment_terms else PaymentTerms(
+            30 if self.payment_terms_days is None else self.payment_terms_days)
+
+    @model_validator(mode="after")
+    def _terms_known(self) -> "RegisterCustomerRequest":
+        if self.payment_terms:
+            try:
+                terms = PaymentTerms.parse(self.payment_terms)
+            except UnknownTerms as exc:
+                raise ValueError(f"payment_terms: {exc}") from exc
+            if self.payment_terms_days is not None and self.payment_terms_days != terms.days:
+                raise ValueError(f"payment_terms_days: {self.payment_terms_days} contradicts {terms.code}")
+        return self
 
     @model_validator(mode="after")
     def _limit_in_currency(self) -> "RegisterCustomerRequest":

@@ -17,6 +17,7 @@ from shared.eventstore import utc_midnight
 from shared.problems import Conflict, NotFound, Unprocessable
 from services.invoicing.adapters import repository as repo
 from services.invoicing.domain.model import Customer, Invoice, InvoicingRuleViolation
+from services.invoicing.domain.terms import PaymentTerms
 
 
 def _rule(exc: InvoicingRuleViolation) -> Unprocessable:
@@ -28,7 +29,7 @@ class RegisterCustomer:
     customer_id: str
     name: str
     currency: str
-    payment_terms_days: int
+    payment_terms: PaymentTerms
     credit_limit: Decimal
     registered_on: date
 
@@ -38,7 +39,7 @@ async def register_customer(conn: AsyncConnection, cmd: RegisterCustomer, meta: 
     if customer.exists:
         raise Conflict(f"customer {cmd.customer_id} is already registered", field="customer_id")
     try:
-        customer.register(cmd.name, cmd.currency, cmd.payment_terms_days, cmd.credit_limit, cmd.registered_on, now)
+        customer.register(cmd.name, cmd.currency, cmd.payment_terms, cmd.credit_limit, cmd.registered_on, now)
     except InvoicingRuleViolation as exc:
         raise _rule(exc) from exc
     await aggregate.save(conn, customer, meta)

@@ -1,12 +1,13 @@
 """Customer and Invoice aggregates. Rules are checked here; state changes only in when_*."""
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from decimal import Decimal
 
 from shared.aggregate import Aggregate
 from shared.contracts import CreditMemoIssued, CustomerRegistered, InvoiceIssued, InvoiceLine
 from shared.money import ZERO, quantize
+from services.invoicing.domain.terms import PaymentTerms
 
 
 class InvoicingRuleViolation(ValueError):
@@ -22,32 +23,32 @@ class Customer(Aggregate):
         super().__init__(aggregate_id)
         self.name = ""
         self.currency = ""
-        self.payment_terms_days = 0
+        self.payment_terms = PaymentTerms(30)
         self.credit_limit = ZERO
 
-    def register(self, name: str, currency: str, payment_terms_days: int, credit_limit: Decimal,
+    @property
+    def payment_terms_days(self) -> int:
+        return self.payment_terms.days
+
+    def register(self, name: str, currency: str, payment_terms: PaymentTerms, credit_limit: Decimal,
                  registered_on: date, at: datetime) -> None:
         if self.exists:
             raise InvoicingRuleViolation(f"customer {self.id} is already registered", "customer_id")
-        if payment_terms_days < 0 or payment_terms_days > 365:
-            raise InvoicingRuleViolation("payment terms must be between 0 and 365 days", "payment_terms_days")
+        if payment_terms.days < 0 or payment_terms.days > 365:
+            raise InvoicingRuleViolation("payment terms must be between 0 and 365 days", "payment_terms")
         if credit_limit < 0:
             raise InvoicingRuleViolation("credit limit cannot be negative", "credit_limit")
         self.trigger(CustomerRegistered(customer_id=self.id, name=name, currency=currency,
-                                        payment_terms_days=payment_terms_days,
+                                        payment_terms_days=payment_terms.days, payment_terms=payment_terms.code,
                                         credit_limit=quantize(credit_limit, currency),
                                         registered_on=registered_on), at)
 
     def when_CustomerRegistered(self, e: CustomerRegistered) -> None:
         self.name = e.name
         self.currency = e.currency
-        self.payment_terms_days = e.payment_terms_days
+        # Events from before payment_terms existed carry only the day count (net N).
+        self.payment_terms = PaymentTerms.parse(e.payment_terms) if e.payment_terms else PaymentTerms(e.payment_terms_days)
         self.credit_limit = e.credit_limit
-
-
-def due_date_from_terms(issue_date: date, payment_terms_days: int) -> date:
-    """Net-N terms: due N calendar days after the issue date."""
-    return issue_date + timedelta(days=payment_terms_days)
 
 
 def line_amount(quantity: Decimal, unit_price: Decimal, currency: str) -> Decimal:
@@ -76,7 +77,7 @@ class Invoice(Aggregate):
             raise InvoicingRuleViolation(f"customer {customer.id} is not registered", "customer_id")
         if not lines:
             raise InvoicingRuleViolation("an invoice needs at least one line", "lines")
-        due = due_date or due_date_from_terms(issue_date, customer.payment_terms_days)
+        due = due_date or customer.payment_terms.due_date(issue_date)
         if due < issue_date:
             raise InvoicingRuleViolation("due date cannot be before the issue date", "due_date")
         invoice_lines = []

@@ -225,3 +225,22 @@ async def test_readiness_waits_for_migrations():
                 assert "invoicing/0001_invoicing.sql" in before.json()["checks"]["migrations"]["pending"]
                 await app.state.runtime.migrate()
                 assert (await client.get("/readyz")).status_code == 200
+
+
+async def test_terms_codes_drive_the_due_date_and_bad_terms_name_the_field(invoicing):
+    client, _ = invoicing
+    r = await client.post("/v1/customers", headers=idem(), json={
+        "name": "Month-end payer", "currency": "USD", "payment_terms": "NET30_EOM", "credit_limit": "1000.00"})
+    assert r.status_code == 201, r.text
+    customer = r.json()
+    assert (customer["payment_terms"], customer["payment_terms_days"]) == ("NET30_EOM", 30)
+    inv = (await client.post("/v1/invoices", headers=idem(), json={
+        "customer_id": customer["customer_id"], "issue_date": "2024-01-15",
+        "lines": [{"description": "x", "quantity": "1", "unit_price": "1.00"}]})).json()
+    assert inv["due_date"] == "2024-03-01"
+    bad = await client.post("/v1/customers", headers=idem(), json={
+        "name": "x", "currency": "USD", "payment_terms": "2/10 NET30", "credit_limit": "1.00"})
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "payment_terms"
+    clash = await client.post("/v1/customers", headers=idem(), json={
+        "name": "x", "currency": "USD", "payment_terms": "NET30", "payment_terms_days": 45, "credit_limit": "1.00"})
+    assert clash.status_code == 422 and clash.json()["errors"][0]["field"] == "payment_terms_days"
