@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from shared.idempotency import idempotent_create, idempotency_key_header
-from shared.money import MoneyError, exact_amount
+from shared.money import MoneyError, exact_amount, money_str
 from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, page
 from shared.problems import NotFound, Problem, ValidationFailed
 from shared.service import get_runtime, request_metadata
@@ -66,7 +66,9 @@ async def get_customer(customer_id: str, request: Request) -> dict[str, Any]:
             raise NotFound(f"customer {customer_id} does not exist", field="customer_id")
         exposure = await repo.customer_exposure(conn, customer_id)
     out = _customer_out(customer)
-    out["open_balance"] = money_out({"v": exposure, "currency": out["currency"]}, "v")["v"]
+    # Exposure against the limit: what an order desk checks before shipping more on credit.
+    out["open_balance"] = money_str(exposure, out["currency"])
+    out["available_credit"] = money_str(customer["credit_limit"] - exposure, out["currency"])
     return out
 
 

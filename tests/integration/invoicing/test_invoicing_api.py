@@ -48,6 +48,8 @@ async def test_invoice_due_date_from_terms_and_open_balance(invoicing):
     assert invoice["due_date"] == "2024-04-15"
     assert invoice["total_amount"] == "72.47"
     assert invoice["open_balance"] == "72.47"
+    exposure = (await client.get(f"/v1/customers/{customer['customer_id']}")).json()
+    assert (exposure["open_balance"], exposure["available_credit"]) == ("72.47", "49927.53")
     got = await client.get(f"/v1/invoices/{invoice['invoice_id']}")
     assert got.status_code == 200
     assert got.headers["ETag"] == '"1"'
@@ -153,6 +155,8 @@ async def test_payments_and_dispute_resolution_from_events(invoicing):
         async with engine.begin() as conn:
             await on_external_event(conn, _received(contract))
     got = (await client.get(f"/v1/invoices/{inv['invoice_id']}")).json()
+    exposure = (await client.get(f"/v1/customers/{customer['customer_id']}")).json()
+    assert (exposure["open_balance"], exposure["available_credit"]) == ("0.00", "50000.00")
     assert got["paid_amount"] == "900.00"
     assert got["credited_amount"] == "100.00"
     assert got["open_balance"] == "0.00" and got["status"] == "closed"
