@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import signal
 import subprocess
 import sys
 import time
 from collections import defaultdict
 from datetime import datetime, timezone
+
+from sqlalchemy import text
 
 from shared import eventstore
 from shared.eventstore import NewEvent
@@ -42,22 +43,39 @@ def _start_relay(url: str, topic: str) -> subprocess.Popen:
 async def test_relay_killed_at_random_points_loses_nothing(platform_db):
     engine, url = platform_db
     topic = await create_topic("relay")
-    rng = random.Random(11)
     total, streams = 3000, 40
-    await _append_batch(engine, 0, 1000, streams)
+    appended = 0
+
+    async def appender():
+        # Events keep arriving while the relay publishes and is killed.
+        nonlocal appended
+        while appended < total:
+            await _append_batch(engine, appended, 100, streams)
+            appended += 100
+            await asyncio.sleep(0.05)
+
+    async def checkpoint() -> int:
+        async with engine.connect() as conn:
+            return (await eventstore.load_checkpoint(conn, f"relay:{topic}"))[1]
+
+    feeding = asyncio.create_task(appender())
     relay = _start_relay(url, topic)
-    kills = 0
-    appended = 1000
+    backlog_at_kill = []
     try:
-        while appended < total or kills < 5:
-            await asyncio.sleep(rng.uniform(0.05, 0.6))
-            if appended < total:
-                await _append_batch(engine, appended, 500, streams)
-                appended += 500
+        # SIGKILL whenever the relay has published past a threshold: mid-stream, with more to send.
+        for threshold in (200, 700, 1200, 1700, 2200):
+            deadline = time.monotonic() + 60
+            while await checkpoint() < threshold:
+                assert time.monotonic() < deadline, "relay made no progress"
+                await asyncio.sleep(0.01)
             relay.send_signal(signal.SIGKILL)
             relay.wait()
-            kills += 1
+            async with engine.connect() as conn:
+                newest = (await conn.execute(text("SELECT max(global_position) FROM events"))).scalar()
+            backlog_at_kill.append(newest - await checkpoint())
             relay = _start_relay(url, topic)
+        kills = len(backlog_at_kill)
+        await feeding
         # Let the last relay finish: its checkpoint reaches the last event.
         async with engine.connect() as conn:
             last = (await eventstore.read_all(conn, eventstore.START, limit=10_000))[-1].position
@@ -70,6 +88,7 @@ async def test_relay_killed_at_random_points_loses_nothing(platform_db):
         else:
             raise AssertionError("relay did not catch up")
     finally:
+        feeding.cancel()
         relay.send_signal(signal.SIGTERM)
         relay.wait(timeout=30)
 
@@ -80,7 +99,7 @@ async def test_relay_killed_at_random_points_loses_nothing(platform_db):
     ids_on_topic = {dict(r.headers)["ce_id"].decode() for r in records}
     missing = {str(e.event_id) for e in stored} - ids_on_topic
     assert not missing, f"{len(missing)} events lost"
-    assert kills >= 5
+    assert kills == 5 and sum(1 for b in backlog_at_kill if b > 0) >= 3, backlog_at_kill
 
     # Per key, the first delivery of each event keeps the stream's order.
     first_seen: dict[str, list[int]] = defaultdict(list)
