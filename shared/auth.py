@@ -73,7 +73,31 @@ def _authenticate(keys: dict[str, Principal], header: str | None) -> Principal |
     return None
 
 
+def document_security(app: FastAPI, context: str) -> None:
+    """Publish the scheme in the OpenAPI document: bearer keys, and each operation's scope."""
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = build()
+        schema.setdefault("components", {}).setdefault("securitySchemes", {})["apiKey"] = {
+            "type": "http", "scheme": "bearer",
+            "description": "Ledgerline API key; scopes <context>:read for reads, <context>:write for the rest"}
+        for path, operations in schema.get("paths", {}).items():
+            if path in OPEN_PATHS:
+                continue
+            for method, operation in operations.items():
+                operation["security"] = [{"apiKey": []}]
+                operation["x-required-scopes"] = [required_scope(context, method)]
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install_auth(app: FastAPI, context: str, raw_keys: str | None) -> None:
+    document_security(app, context)
     keys = parse_api_keys(raw_keys)
     if not keys:
         log.warning("%s: no API keys configured, the API is open (set LEDGERLINE_%s_API_KEYS)", context, context.upper())

@@ -1,10 +1,9 @@
-"""/v1/reports: read-only GETs over the facts (scope reports:read once shared/ has auth).
+"""/v1/reports: read-only GETs over the facts (scope reporting:read, see shared/auth.py).
 
 Every report takes `currency`; it may be left out when the book holds a single currency."""
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
 
 from fastapi import APIRouter, Query, Request
 
@@ -13,11 +12,8 @@ from services.reporting.adapters.repository import read_snapshot
 from services.reporting.api import schemas
 from services.reporting.application import reports
 
-REQUIRED_SCOPE = "reports:read"
-
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
 
-_READ: dict[str, Any] = {"openapi_extra": {"x-required-scopes": [REQUIRED_SCOPE]}}
 _CURRENCY = Query(None, min_length=3, max_length=3,
                   description="ISO 4217 code; required when the book holds more than one currency")
 _FROM = Query(alias="from", description="First day of the period (YYYY-MM-DD), included")
@@ -28,7 +24,7 @@ def _today(request: Request) -> date:
     return get_runtime(request).definition.state["clock"].today()
 
 
-@router.get("/aging", response_model=schemas.AgingResponse, **_READ)
+@router.get("/aging", response_model=schemas.AgingResponse)
 async def aging(request: Request,
                 as_of: date | None = Query(None, description="Age as of the end of this day; default today"),
                 customer_id: str | None = Query(None, min_length=1, max_length=64,
@@ -39,7 +35,7 @@ async def aging(request: Request,
     return schemas.aging_out(result)
 
 
-@router.get("/dso", response_model=schemas.DsoResponse, **_READ)
+@router.get("/dso", response_model=schemas.DsoResponse)
 async def dso(request: Request, start: date = _FROM, end: date = _TO,
               currency: str | None = _CURRENCY) -> schemas.DsoResponse:
     async with read_snapshot(get_runtime(request).engine) as conn:
@@ -47,7 +43,7 @@ async def dso(request: Request, start: date = _FROM, end: date = _TO,
     return schemas.dso_out(result)
 
 
-@router.get("/recovery-rate", response_model=schemas.RecoveryResponse, **_READ)
+@router.get("/recovery-rate", response_model=schemas.RecoveryResponse)
 async def recovery_rate(request: Request, start: date = _FROM, end: date = _TO,
                         currency: str | None = _CURRENCY) -> schemas.RecoveryResponse:
     async with read_snapshot(get_runtime(request).engine) as conn:
@@ -55,7 +51,7 @@ async def recovery_rate(request: Request, start: date = _FROM, end: date = _TO,
     return schemas.recovery_out(result)
 
 
-@router.get("/promises", response_model=schemas.PromisesResponse, **_READ)
+@router.get("/promises", response_model=schemas.PromisesResponse)
 async def promises(request: Request, start: date = _FROM, end: date = _TO,
                    currency: str | None = _CURRENCY) -> schemas.PromisesResponse:
     async with read_snapshot(get_runtime(request).engine) as conn:
@@ -63,7 +59,7 @@ async def promises(request: Request, start: date = _FROM, end: date = _TO,
     return schemas.promises_out(result)
 
 
-@router.get("/summary", response_model=schemas.SummaryResponse, **_READ)
+@router.get("/summary", response_model=schemas.SummaryResponse)
 async def summary(request: Request,
                   as_of: date | None = Query(None, description="As of the end of this day; default today"),
                   currency: str | None = _CURRENCY) -> schemas.SummaryResponse:

@@ -60,3 +60,12 @@ def test_configuration_holds_hashes_only():
         parse_api_keys(json.dumps({"plain-key": {"actor": "x", "scopes": ["*"]}}))
     with pytest.raises(ValueError):
         parse_api_keys("not json")
+
+
+def test_openapi_declares_the_bearer_scheme_and_each_operations_scope():
+    client = _client(KEYS)
+    schema = client.app.openapi()
+    assert schema["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
+    assert schema["paths"]["/v1/invoices"]["get"]["x-required-scopes"] == ["invoicing:read"]
+    assert schema["paths"]["/v1/invoices"]["post"]["x-required-scopes"] == ["invoicing:write"]
+    assert "security" not in schema["paths"]["/healthz"]["get"]
