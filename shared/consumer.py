@@ -248,13 +248,7 @@ class ConsumerRunner:
     async def _handle_batch(self, records: Sequence[ConsumerRecord], events: list[ReceivedEvent]) -> int:
         first, last = records[0], records[-1]
         async with self.engine.begin() as conn:
-            stored = (
-                await conn.execute(
-                    text("SELECT next_offset FROM consumer_offsets WHERE consumer = :c AND topic = :t"
-                         " AND partition = :p FOR UPDATE"),
-                    {"c": self.name, "t": first.topic, "p": first.partition},
-                )
-            ).scalar()
+            stored = await self._locked_offset(conn, first)
             todo = [(r, e) for r, e in zip(records, events) if stored is None or r.offset >= stored]
             if not todo:
                 return 0
@@ -270,11 +264,7 @@ class ConsumerRunner:
             for record, event in todo:
                 if event.event_id in fresh:
                     fresh.discard(event.event_id)  # the same event twice in one batch: once
-                    with span_from_traceparent(
-                        f"consume {event.event_type}", event.traceparent,
-                        {"messaging.system": "kafka", "messaging.destination.name": record.topic,
-                         "messaging.consumer.group.name": self.name, "ledgerline.event_id": event.event_id},
-                    ):
+                    with self._span(record, event):
                         await self.handler(conn, event)
                     handled += 1
             await self._store_offset(conn, last)
@@ -291,12 +281,7 @@ class ConsumerRunner:
         while True:
             attempt += 1
             try:
-                with span_from_traceparent(
-                    f"consume {event.event_type}",
-                    event.traceparent,
-                    {"messaging.system": "kafka", "messaging.destination.name": record.topic,
-                     "messaging.consumer.group.name": self.name, "ledgerline.event_id": event.event_id},
-                ):
+                with self._span(record, event):
                     outcome = await self._handle_once(record, event)
                 HANDLED.labels(self.name, outcome).inc()
                 if outcome != "behind":
@@ -334,14 +319,25 @@ class ConsumerRunner:
         """The stored offset is the arbiter: a record below it was handled (or parked) already.
         Records can be handed out before the seek on assignment lands, and during a rebalance
         two members may briefly hold one partition; the row lock orders them."""
-        stored = (
+        stored = await self._locked_offset(conn, record)
+        return stored is not None and record.offset < stored
+
+    async def _locked_offset(self, conn: AsyncConnection, record: ConsumerRecord) -> int | None:
+        """The partition's stored next offset, row-locked until the transaction ends."""
+        return (
             await conn.execute(
                 text("SELECT next_offset FROM consumer_offsets WHERE consumer = :c AND topic = :t"
                      " AND partition = :p FOR UPDATE"),
                 {"c": self.name, "t": record.topic, "p": record.partition},
             )
         ).scalar()
-        return stored is not None and record.offset < stored
+
+    def _span(self, record: ConsumerRecord, event: ReceivedEvent):
+        return span_from_traceparent(
+            f"consume {event.event_type}", event.traceparent,
+            {"messaging.system": "kafka", "messaging.destination.name": record.topic,
+             "messaging.consumer.group.name": self.name, "ledgerline.event_id": event.event_id},
+        )
 
     async def _store_offset(self, conn: AsyncConnection, record: ConsumerRecord) -> None:
         await conn.execute(

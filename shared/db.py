@@ -10,7 +10,7 @@ from importlib import resources
 from typing import Iterable
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,3 @@ async def apply_migrations(engine: AsyncEngine, migrations: Iterable[tuple[str, 
             await conn.execute(text("SELECT pg_advisory_unlock(hashtext('ledgerline:migrations'))"))
             await conn.commit()
     return applied_now
-
-
-async def scalar(conn: AsyncConnection, sql: str, **params):  # small helper for tests and CLIs
-    return (await conn.execute(text(sql), params)).scalar()

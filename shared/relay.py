@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import logging
 import signal
-from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from prometheus_client import Counter, Gauge
@@ -212,5 +211,3 @@ def main(argv: list[str] | None = None) -> None:
 if __name__ == "__main__":
     main()
 
-
-__all__: list[Any] = ["OutboxRelay", "cloudevent_headers", "make_producer"]

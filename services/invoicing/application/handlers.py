@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from shared import aggregate
 from shared.consumer import ReceivedEvent
 from shared.contracts import DisputeResolved, PaymentApplied, UnknownEvent, registry
-from shared.eventstore import utc_midnight
+from shared.eventstore import ConcurrencyError, utc_midnight
 from shared.problems import Conflict, NotFound, Unprocessable
 from services.invoicing.adapters import repository as repo
 from services.invoicing.domain.model import Customer, Invoice, InvoicingRuleViolation
@@ -43,7 +43,6 @@ async def register_customer(conn: AsyncConnection, cmd: RegisterCustomer, meta: 
     except InvoicingRuleViolation as exc:
         raise _rule(exc) from exc
     await aggregate.save(conn, customer, meta)
-    customer.registered_on = cmd.registered_on
     await repo.insert_customer(conn, customer, customer.version)
     return await repo.get_customer(conn, cmd.customer_id)
 
@@ -95,8 +94,6 @@ async def issue_credit_memo(conn: AsyncConnection, cmd: IssueCreditMemo, meta: d
     if not invoice.exists:
         raise NotFound(f"invoice {cmd.invoice_id} does not exist", field="invoice_id")
     if cmd.expected_version is not None and cmd.expected_version != invoice.version:
-        from shared.eventstore import ConcurrencyError
-
         raise ConcurrencyError(f"invoice {cmd.invoice_id} is at version {invoice.version}, not {cmd.expected_version}",
                                field="If-Match")
     memo_id = cmd.credit_memo_id or str(uuid.uuid4())

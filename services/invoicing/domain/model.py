@@ -25,6 +25,7 @@ class Customer(Aggregate):
         self.currency = ""
         self.payment_terms = PaymentTerms(30)
         self.credit_limit = ZERO
+        self.registered_on: date | None = None
 
     @property
     def payment_terms_days(self) -> int:
@@ -49,6 +50,7 @@ class Customer(Aggregate):
         # Events from before payment_terms existed carry only the day count (net N).
         self.payment_terms = PaymentTerms.parse(e.payment_terms) if e.payment_terms else PaymentTerms(e.payment_terms_days)
         self.credit_limit = e.credit_limit
+        self.registered_on = e.registered_on
 
 
 def line_amount(quantity: Decimal, unit_price: Decimal, currency: str) -> Decimal:
