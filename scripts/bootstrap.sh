@@ -4,6 +4,7 @@
 #   - .venv with Python 3.11+, the pinned requirements.lock and the project itself (editable)
 #   - Java 17+ and Maven (Kafka's jars are resolved by Maven; see deploy/kafka/pom.xml)
 #   - PostgreSQL server binaries (initdb, pg_ctl, postgres)
+#   - Debian's chromium for the dashboard's browser test (LEDGERLINE_SKIP_CHROMIUM=1 skips it)
 #
 # Missing system packages are installed with apt-get when running as root; otherwise the
 # script stops and says what to install. Works without a terminal (CI=true, no stdin).
@@ -149,12 +150,35 @@ ensure_postgres() {
     log "postgresql OK ($("$bindir/postgres" --version) in $bindir)"
 }
 
+# --- Chromium (the dashboard's browser test drives Debian's chromium with Playwright) --------
+
+find_chromium() {
+    local candidate
+    for candidate in "${LEDGERLINE_CHROMIUM:-}" /usr/bin/chromium /usr/bin/chromium-browser; do
+        [[ -n "$candidate" && -x "$candidate" ]] && { printf '%s\n' "$candidate"; return 0; }
+    done
+    return 1
+}
+
+ensure_chromium() {
+    local chromium
+    if ! chromium="$(find_chromium)"; then
+        log "chromium not found"
+        apt_install chromium fonts-dejavu-core
+        chromium="$(find_chromium)" || die "chromium installed but /usr/bin/chromium is missing"
+    fi
+    log "chromium OK ($("$chromium" --version 2>/dev/null | head -n1))"
+}
+
 main() {
     cd "$REPO_ROOT"
     ensure_venv
     install_python_packages
     ensure_java_and_maven
     ensure_postgres
+    if [[ "${LEDGERLINE_SKIP_CHROMIUM:-0}" != "1" ]]; then
+        ensure_chromium
+    fi
     log "done"
 }
 

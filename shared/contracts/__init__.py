@@ -11,12 +11,37 @@ from shared.contracts.base import (
     topic_for,
 )
 from shared.contracts.cash_application import (
+    BankStatementImported,
     PaymentApplied,
     PaymentReceived,
+    PaymentReturned,
+    PaymentUnapplied,
     ShortPayDetected,
+    SmallBalanceWrittenOff,
     UnappliedCashRecorded,
 )
-from shared.contracts.collections import PromiseBroken, PromiseKept, PromiseToPayMade
+from shared.contracts.collections import (
+    AccountEscalated,
+    CallTaskCreated,
+    CollectorAssigned,
+    CreditHoldPlaced,
+    CreditHoldReleased,
+    CustomerSegmented,
+    DunningActionBlocked,
+    DunningNoticeSent,
+    Installment,
+    InstallmentMissed,
+    InstallmentPaid,
+    PaymentPlanAgreed,
+    PaymentPlanBroken,
+    PaymentPlanCompleted,
+    PromiseBroken,
+    PromiseKept,
+    PromiseToPayMade,
+    WriteOffApproved,
+    WriteOffRejected,
+    WriteOffRequested,
+)
 from shared.contracts.disputes import DeductionOpened, DisputeOpened, DisputeResolved
 from shared.contracts.invoicing import CreditMemoIssued, CustomerRegistered, InvoiceIssued, InvoiceLine
 
@@ -24,6 +49,11 @@ __all__ = [
     "ContractRegistry", "EventContract", "UnknownEvent", "registry", "topic_for",
     "CustomerRegistered", "InvoiceIssued", "InvoiceLine", "CreditMemoIssued",
     "PaymentReceived", "PaymentApplied", "ShortPayDetected", "UnappliedCashRecorded",
+    "PaymentUnapplied", "PaymentReturned", "SmallBalanceWrittenOff", "BankStatementImported",
     "DisputeOpened", "DeductionOpened", "DisputeResolved",
     "PromiseToPayMade", "PromiseKept", "PromiseBroken",
+    "PaymentPlanAgreed", "Installment", "InstallmentPaid", "InstallmentMissed", "PaymentPlanCompleted",
+    "PaymentPlanBroken", "CollectorAssigned", "CustomerSegmented", "DunningNoticeSent", "CallTaskCreated",
+    "DunningActionBlocked", "AccountEscalated", "CreditHoldPlaced", "CreditHoldReleased",
+    "WriteOffRequested", "WriteOffApproved", "WriteOffRejected",
 ]

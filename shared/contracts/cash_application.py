@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import ClassVar
+from decimal import Decimal
+from typing import Any, ClassVar
 
-from shared.contracts.base import EventContract, event
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.contracts.base import EventContract, event, registry
 from shared.money import Amount, CurrencyCode
 
 
@@ -28,7 +31,11 @@ class PaymentReceived(_CashApplication):
 
 @event
 class PaymentApplied(_CashApplication):
+    """Part of a payment applied to an invoice. v2 adds the application's id, the rule that made
+    it (a matching rule such as `reference_exact`, or `manual`) and its confidence (0-1)."""
+
     event_type: ClassVar[str] = "PaymentApplied"
+    schema_version: ClassVar[int] = 2
     money_fields: ClassVar[tuple[str, ...]] = ("amount",)
 
     payment_id: str
@@ -37,6 +44,90 @@ class PaymentApplied(_CashApplication):
     amount: Amount
     currency: CurrencyCode
     value_date: date
+    application_id: str
+    rule: str
+    confidence: Decimal = Field(ge=0, le=1, max_digits=4, decimal_places=3)
+
+
+@registry.upcaster("PaymentApplied", 1)
+def _payment_applied_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    # v1 applications were posted from the remittance given with the payment.
+    return {
+        **payload,
+        "application_id": f"{payload['payment_id']}:{payload['invoice_id']}",
+        "rule": "remittance",
+        "confidence": "1",
+    }
+
+
+@event
+class PaymentUnapplied(_CashApplication):
+    """An earlier application reversed (manual reversal or re-application, or the payment was
+    returned): the invoice's open balance grows by `amount` again. Consumers reopen invoices from
+    this event only; PaymentReturned does not repeat the amounts per invoice."""
+
+    event_type: ClassVar[str] = "PaymentUnapplied"
+    money_fields: ClassVar[tuple[str, ...]] = ("amount",)
+
+    payment_id: str
+    application_id: str
+    invoice_id: str
+    customer_id: str
+    amount: Amount
+    currency: CurrencyCode
+    unapplied_on: date
+    reason: str  # manual_reversal | reapplied | payment_returned
+
+
+@event
+class PaymentReturned(_CashApplication):
+    """The bank took a received payment back (NSF, recalled wire, ACH return). Its applications
+    are reversed first, each by a PaymentUnapplied."""
+
+    event_type: ClassVar[str] = "PaymentReturned"
+    money_fields: ClassVar[tuple[str, ...]] = ("amount",)
+
+    payment_id: str
+    customer_id: str
+    amount: Amount
+    currency: CurrencyCode
+    returned_on: date
+    reason_code: str  # NSF, R01, R02, ..., WIRE_RECALL
+    reason: str | None = None
+
+
+@event
+class SmallBalanceWrittenOff(_CashApplication):
+    """A difference within the tolerance, written off as a small-balance adjustment so the
+    invoice closes: the invoice's open balance falls by `amount`."""
+
+    event_type: ClassVar[str] = "SmallBalanceWrittenOff"
+    money_fields: ClassVar[tuple[str, ...]] = ("amount",)
+
+    adjustment_id: str
+    payment_id: str
+    invoice_id: str
+    customer_id: str
+    amount: Amount
+    currency: CurrencyCode
+    value_date: date
+    reason_code: str | None = None
+
+
+@event
+class BankStatementImported(_CashApplication):
+    """A bank or remittance file was imported (all of it: imports are atomic)."""
+
+    event_type: ClassVar[str] = "BankStatementImported"
+    money_fields: ClassVar[tuple[str, ...]] = ("total_credits",)
+
+    import_id: str
+    file_format: str  # bai2 | camt.053 | camt.054 | mt940 | csv | edi820
+    account: str | None
+    statement_date: date
+    currency: CurrencyCode
+    entries: int
+    total_credits: Amount
 
 
 @event

@@ -25,4 +25,8 @@ def test_every_route_is_documented(context):
 def test_every_event_is_documented():
     events_doc = (ROOT / "docs" / "events.md").read_text()
     for contract in registry.all():
-        assert f"| {contract.event_type} |" in events_doc, contract.event_type
+        # "| Name |" in a table headed "event (v1)", or "| Name (vN) |" naming the current version.
+        pattern = rf"\|\s*{contract.event_type}(\s*\(v{contract.schema_version}\))?\s*\|"
+        assert re.search(pattern, events_doc), contract.event_type
+        if contract.schema_version > 1:
+            assert f"| {contract.event_type} (v{contract.schema_version}) |" in events_doc, contract.event_type

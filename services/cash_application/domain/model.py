@@ -196,7 +196,9 @@ class Payment(Aggregate):
                 continue
             outcome = apply_remittance(instruction.remitted, item.open_balance, currency)
             self.trigger(PaymentApplied(payment_id=self.id, invoice_id=item.invoice_id, customer_id=customer_id,
-                                        amount=outcome.applied, currency=currency, value_date=value_date), at)
+                                        amount=outcome.applied, currency=currency, value_date=value_date,
+                                        application_id=f"{self.id}:{item.invoice_id}", rule="remittance",
+                                        confidence=Decimal("1")), at)
             if outcome.shortfall > 0:
                 self.trigger(ShortPayDetected(payment_id=self.id, invoice_id=item.invoice_id, customer_id=customer_id,
                                               currency=currency, open_amount=item.open_balance,

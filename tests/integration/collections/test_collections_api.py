@@ -61,7 +61,8 @@ async def _invoice(app, invoice_id, total, customer_id="cus-1", currency="USD") 
 
 def _payment(invoice_id, amount, value_date, payment_id=None, customer_id="cus-1") -> PaymentApplied:
     return PaymentApplied(payment_id=payment_id or f"pay-{uuid.uuid4().hex[:6]}", invoice_id=invoice_id,
-                          customer_id=customer_id, amount=amount, currency="USD", value_date=value_date)
+                          customer_id=customer_id, amount=amount, currency="USD", value_date=value_date,
+                          application_id=uuid.uuid4().hex, rule="remittance", confidence="1")
 
 
 async def _promise(client, **overrides) -> dict:

@@ -147,7 +147,8 @@ async def test_payments_and_dispute_resolution_from_events(invoicing):
         "lines": [{"description": "Goods", "quantity": "1", "unit_price": "1000.00"}]})).json()
     engine = app.state.runtime.engine
     paid = PaymentApplied(payment_id="p1", invoice_id=inv["invoice_id"], customer_id=customer["customer_id"],
-                          amount="900.00", currency="USD", value_date="2024-02-01")
+                          amount="900.00", currency="USD", value_date="2024-02-01", application_id="p1:1",
+                          rule="remittance", confidence="1")
     resolved = DisputeResolved(dispute_id="d1", invoice_id=inv["invoice_id"], customer_id=customer["customer_id"],
                                currency="USD", credit_amount="100.00", resolution="credit granted",
                                resolved_on="2024-02-10")

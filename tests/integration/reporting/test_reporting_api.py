@@ -77,7 +77,8 @@ def invoice(invoice_id, customer_id, amount, issue, due, currency="USD"):
 
 def applied(payment_id, invoice_id, customer_id, amount, on, currency="USD"):
     return PaymentApplied(payment_id=payment_id, invoice_id=invoice_id, customer_id=customer_id, amount=amount,
-                          currency=currency, value_date=on)
+                          currency=currency, value_date=on, application_id=f"{payment_id}:{invoice_id}",
+                          rule="remittance", confidence="1")
 
 
 def received_cash(payment_id, customer_id, amount, on):

@@ -13,15 +13,15 @@ ROOT = pathlib.Path(__file__).resolve().parents[3]
 
 def test_money_in_events_is_quantised_and_serialised_as_strings():
     e = PaymentApplied(payment_id="p", invoice_id="i", customer_id="c", amount="10.5", currency="usd",
-                       value_date="2024-01-31")
+                       value_date="2024-01-31", application_id="a", rule="remittance", confidence="1")
     payload = e.to_payload()
     assert payload["amount"] == "10.50" and payload["currency"] == "USD"
     with pytest.raises(ValidationError):
         PaymentApplied(payment_id="p", invoice_id="i", customer_id="c", amount="10.505", currency="USD",
-                       value_date="2024-01-31")
+                       value_date="2024-01-31", application_id="a", rule="remittance", confidence="1")
     with pytest.raises(ValidationError):
         PaymentApplied(payment_id="p", invoice_id="i", customer_id="c", amount=10.5, currency="USD",
-                       value_date="2024-01-31")
+                       value_date="2024-01-31", application_id="a", rule="remittance", confidence="1")
 
 
 def test_registry_round_trip_for_every_contract():
@@ -29,8 +29,17 @@ def test_registry_round_trip_for_every_contract():
         assert cls.schema_version >= 1
         assert cls.context in {"invoicing", "cash_application", "collections", "disputes"}
     e = PaymentApplied(payment_id="p", invoice_id="i", customer_id="c", amount="1.00", currency="USD",
-                       value_date="2024-01-31")
-    assert registry.parse("PaymentApplied", 1, e.to_payload()) == e
+                       value_date="2024-01-31", application_id="a", rule="remittance", confidence="1")
+    assert registry.parse("PaymentApplied", 2, e.to_payload()) == e
+
+
+def test_payment_applied_v1_is_upcast_with_the_remittance_rule():
+    v1 = {"payment_id": "p", "invoice_id": "i", "customer_id": "c", "amount": "1.00", "currency": "USD",
+          "value_date": "2024-01-31"}
+    e = registry.parse("PaymentApplied", 1, v1)
+    assert (e.application_id, e.rule, e.confidence) == ("p:i", "remittance", 1)
+    with pytest.raises(ValidationError):
+        PaymentApplied(**{**v1, "application_id": "a", "rule": "x", "confidence": "1.5"})
 
 
 def test_old_versions_are_upcast_on_read():
