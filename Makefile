@@ -2,7 +2,7 @@ SHELL := /bin/bash
 PYTEST := .venv/bin/pytest
 PYTHON := .venv/bin/python
 
-.PHONY: run stop test test-unit test-integration test-e2e test-deploy lint bench setup infra-up infra-down infra-status lock schemas
+.PHONY: run stop test test-unit test-integration test-e2e test-deploy lint bench bench-mechanisms bench-cash bench-reporting setup infra-up infra-down infra-status lock schemas
 
 # Everything on a fresh machine: tools, PostgreSQL, Kafka, migrations, and the five services.
 run: setup infra-up
@@ -36,6 +36,17 @@ lint: setup
 # Throughput of the mechanisms beside their raw baselines, measured on this machine.
 bench: setup infra-up
 	$(PYTHON) -m bench.mechanisms
+	$(PYTHON) -m bench.cash_application
+	$(PYTHON) -m bench.reporting
+
+bench-mechanisms: setup infra-up
+	$(PYTHON) -m bench.mechanisms
+
+bench-cash: setup infra-up
+	$(PYTHON) -m bench.cash_application
+
+bench-reporting: setup infra-up
+	$(PYTHON) -m bench.reporting
 
 # Python venv from requirements.lock, Java 17+, Maven and PostgreSQL binaries (apt-get as root).
 setup:
