@@ -59,7 +59,8 @@ async def _wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout: floa
 
 
 @asynccontextmanager
-async def running_platform(log_dir: Path) -> AsyncIterator[Platform]:
+async def running_platform(log_dir: Path, extra_env: dict[str, str] | None = None) -> AsyncIterator[Platform]:
+    """extra_env: more environment for the service processes, e.g. LEDGERLINE_COLLECTIONS_SMTP_PORT."""
     run_id = uuid.uuid4().hex[:8]
     prefix = f"e2e{run_id}"
     admin_pg = await asyncpg.connect(asyncpg_dsn("postgres"))
@@ -85,7 +86,8 @@ async def running_platform(log_dir: Path) -> AsyncIterator[Platform]:
                    env_prefix + "PORT": str(port),
                    env_prefix + "ROLE": "all",
                    env_prefix + "TOPIC_PREFIX": prefix,
-                   env_prefix + "LOG_LEVEL": "WARNING"}
+                   env_prefix + "LOG_LEVEL": "WARNING",
+                   **(extra_env or {})}
             log = log_dir / f"{context}.log"
             logs[context] = log
             procs[context] = subprocess.Popen([sys.executable, "-m", f"services.{context}", "serve"], cwd=ROOT, env=env,
