@@ -16,7 +16,7 @@ def definition(settings: InvoicingSettings | None = None) -> ServiceDefinition:
         settings=settings or InvoicingSettings(),
         migrations_package="services.invoicing.adapters.migrations",
         routers=[router],
-        consumers=[ConsumerSpec("invoicing", [topic_for("cash_application"), topic_for("disputes")], on_external_event)],
+        consumers=[ConsumerSpec("invoicing", [topic_for("cash_application"), topic_for("disputes"), topic_for("collections")], on_external_event)],
         state={"clock": SystemClock()},
     )
 

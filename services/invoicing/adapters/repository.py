@@ -37,9 +37,9 @@ async def list_customers(conn: AsyncConnection, after: str | None, limit: int) -
 async def customer_exposure(conn: AsyncConnection, customer_id: str) -> Decimal:
     """Open balance across the customer's invoices."""
     value = (await conn.execute(
-        text("SELECT coalesce(sum(i.total_amount - i.credited_amount - coalesce(p.paid, 0)), 0)"
-             " FROM invoices i LEFT JOIN (SELECT invoice_id, sum(amount) AS paid FROM invoice_payments"
-             " GROUP BY invoice_id) p USING (invoice_id) WHERE i.customer_id = :c"),
+        text("SELECT coalesce(sum(i.total_amount - i.credited_amount - coalesce(s.settled, 0)), 0)"
+             " FROM invoices i LEFT JOIN (SELECT invoice_id, sum(amount) AS settled FROM invoice_settlements"
+             " GROUP BY invoice_id) s USING (invoice_id) WHERE i.customer_id = :c"),
         {"c": customer_id})).scalar_one()
     return Decimal(value)
 
@@ -71,16 +71,23 @@ async def record_credit_memo(conn: AsyncConnection, memo: dict[str, Any], credit
     )
 
 
-async def paid_amount(conn: AsyncConnection, invoice_id: str) -> Decimal:
+async def settled_amount(conn: AsyncConnection, invoice_id: str) -> Decimal:
+    """Paid (net of reversals), adjusted and written off: what no credit memo may exceed."""
     value = (await conn.execute(
-        text("SELECT coalesce(sum(amount), 0) FROM invoice_payments WHERE invoice_id = :i"), {"i": invoice_id}
+        text("SELECT coalesce(sum(amount), 0) FROM invoice_settlements WHERE invoice_id = :i"), {"i": invoice_id}
     )).scalar_one()
     return Decimal(value)
 
 
+def _settled(kind: str) -> str:
+    return (f"coalesce((SELECT sum(amount) FROM invoice_settlements s WHERE s.invoice_id = i.invoice_id"
+            f" AND s.kind = '{kind}'), 0)")
+
+
 _INVOICE_SELECT = (
-    "SELECT i.*, coalesce((SELECT sum(amount) FROM invoice_payments p WHERE p.invoice_id = i.invoice_id), 0)"
-    " AS paid_amount FROM invoices i"
+    f"SELECT *, total_amount - credited_amount - paid_amount - adjusted_amount - written_off_amount AS open_balance"
+    f" FROM (SELECT i.*, {_settled('payment')} AS paid_amount, {_settled('adjustment')} AS adjusted_amount,"
+    f" {_settled('write_off')} AS written_off_amount FROM invoices i) i"
 )
 
 
@@ -96,8 +103,7 @@ async def list_invoices(conn: AsyncConnection, *, customer_id: str | None, statu
              " AND (CAST(:after AS bigint) IS NULL OR created_seq > :after)"
              " AND (CAST(:f AS date) IS NULL OR issue_date >= :f) AND (CAST(:t AS date) IS NULL OR issue_date <= :t)"
              " AND (CAST(:status AS text) IS NULL"
-             "      OR (:status = 'open' AND total_amount - credited_amount - paid_amount > 0)"
-             "      OR (:status = 'closed' AND total_amount - credited_amount - paid_amount <= 0))"
+             "      OR (:status = 'open' AND open_balance > 0) OR (:status = 'closed' AND open_balance <= 0))"
              " ORDER BY created_seq LIMIT :limit"),
         {"c": customer_id, "after": after, "f": issued_from, "t": issued_to, "status": status, "limit": limit},
     )
@@ -108,8 +114,8 @@ def _invoice_row(row: Any) -> dict[str, Any]:
     data = dict(row)
     if isinstance(data.get("lines"), str):
         data["lines"] = json.loads(data["lines"])
-    data["paid_amount"] = Decimal(data["paid_amount"])
-    data["open_balance"] = Decimal(data["total_amount"]) - Decimal(data["credited_amount"]) - data["paid_amount"]
+    for name in ("paid_amount", "adjusted_amount", "written_off_amount", "open_balance"):
+        data[name] = Decimal(data[name])
     return data
 
 
@@ -119,11 +125,20 @@ async def credit_memos_for(conn: AsyncConnection, invoice_id: str) -> list[dict[
     return [dict(r) for r in rows.mappings()]
 
 
-async def record_payment_applied(conn: AsyncConnection, payment_id: str, invoice_id: str, amount: Decimal, value_date: Any) -> None:
+async def record_settlement(conn: AsyncConnection, *, entry_id: str, invoice_id: str, kind: str,
+                            payment_id: str | None, amount: Decimal, value_date: Any) -> None:
+    """One signed entry per producer id; a redelivered event finds its row and changes nothing."""
     await conn.execute(
-        text("INSERT INTO invoice_payments (payment_id, invoice_id, amount, value_date) VALUES (:p, :i, :a, :d)"
-             " ON CONFLICT (payment_id, invoice_id) DO UPDATE SET amount = invoice_payments.amount + excluded.amount"),
-        {"p": payment_id, "i": invoice_id, "a": amount, "d": value_date},
+        text("INSERT INTO invoice_settlements (entry_id, invoice_id, kind, payment_id, amount, value_date)"
+             " VALUES (:e, :i, :k, :p, :a, :d) ON CONFLICT (entry_id) DO NOTHING"),
+        {"e": entry_id, "i": invoice_id, "k": kind, "p": payment_id, "a": amount, "d": value_date},
     )
 
 
+async def set_credit_hold(conn: AsyncConnection, customer_id: str, hold: dict[str, Any] | None, as_of: Any) -> None:
+    """Latest business date wins, so a late-arriving older placement cannot undo a release."""
+    await conn.execute(
+        text("UPDATE customers SET credit_hold = CAST(:h AS jsonb), credit_hold_version = :d"
+             " WHERE customer_id = :c AND (credit_hold_version IS NULL OR credit_hold_version <= :d)"),
+        {"h": dumps(hold) if hold is not None else None, "d": as_of, "c": customer_id},
+    )

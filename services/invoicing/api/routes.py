@@ -1,6 +1,7 @@
 """/v1 routes of invoicing."""
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import date
 from typing import Any
@@ -28,6 +29,9 @@ def _customer_out(c: dict[str, Any]) -> dict[str, Any]:
     c = money_out(c, "credit_limit")
     c["currency"] = c["currency"].strip()
     c["registered_on"] = c["registered_on"].isoformat()
+    c.pop("credit_hold_version", None)
+    hold = c.get("credit_hold")
+    c["credit_hold"] = json.loads(hold) if isinstance(hold, str) else hold
     return c
 
 
@@ -35,7 +39,8 @@ def _invoice_out(i: dict[str, Any]) -> dict[str, Any]:
     i = dict(i)
     i["currency"] = i["currency"].strip()
     i.pop("created_seq", None)
-    out = money_out(i, "total_amount", "credited_amount", "paid_amount", "open_balance")
+    out = money_out(i, "total_amount", "credited_amount", "paid_amount", "adjusted_amount", "written_off_amount",
+                    "open_balance")
     out["issue_date"] = i["issue_date"].isoformat()
     out["due_date"] = i["due_date"].isoformat()
     out["status"] = "open" if i["open_balance"] > 0 else "closed"

@@ -12,7 +12,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared import aggregate
 from shared.consumer import ReceivedEvent
-from shared.contracts import DisputeResolved, PaymentApplied, UnknownEvent, registry
+from shared.contracts import (
+    CreditHoldPlaced,
+    CreditHoldReleased,
+    DisputeResolved,
+    PaymentApplied,
+    PaymentUnapplied,
+    SmallBalanceWrittenOff,
+    UnknownEvent,
+    WriteOffApproved,
+    registry,
+)
 from shared.eventstore import ConcurrencyError, utc_midnight
 from shared.problems import Conflict, NotFound, Unprocessable
 from services.invoicing.adapters import repository as repo
@@ -97,10 +107,10 @@ async def issue_credit_memo(conn: AsyncConnection, cmd: IssueCreditMemo, meta: d
         raise ConcurrencyError(f"invoice {cmd.invoice_id} is at version {invoice.version}, not {cmd.expected_version}",
                                field="If-Match")
     memo_id = cmd.credit_memo_id or str(uuid.uuid4())
-    paid = await repo.paid_amount(conn, invoice.id)
+    settled = await repo.settled_amount(conn, invoice.id)
     try:
         invoice.issue_credit_memo(credit_memo_id=memo_id, amount=cmd.amount, issue_date=cmd.issue_date,
-                                  reason=cmd.reason, paid_amount=paid, at=utc_midnight(cmd.issue_date),
+                                  reason=cmd.reason, paid_amount=settled, at=utc_midnight(cmd.issue_date),
                                   dispute_id=cmd.dispute_id)
     except InvoicingRuleViolation as exc:
         raise _rule(exc) from exc
@@ -119,15 +129,35 @@ def credit_memo_id_for_dispute(dispute_id: str) -> str:
 
 
 async def on_external_event(conn: AsyncConnection, event: ReceivedEvent) -> None:
-    """Invoicing's consumer: payments applied (for open balances) and dispute resolutions
-    (choreography: a resolved dispute with a credit is granted as a credit memo)."""
+    """Invoicing's consumer: what settles its invoices (payments applied and reversed, small-balance
+    adjustments, approved write-offs), credit holds, and dispute resolutions (choreography: a
+    resolved dispute with a credit is granted as a credit memo)."""
     try:
         contract = registry.parse(event.event_type, event.schema_version, event.data)
     except UnknownEvent:
         return
     if isinstance(contract, PaymentApplied):
-        await repo.record_payment_applied(conn, contract.payment_id, contract.invoice_id, contract.amount,
-                                          contract.value_date)
+        await repo.record_settlement(conn, entry_id=contract.application_id, invoice_id=contract.invoice_id,
+                                     kind="payment", payment_id=contract.payment_id, amount=contract.amount,
+                                     value_date=contract.value_date)
+    elif isinstance(contract, PaymentUnapplied):
+        await repo.record_settlement(conn, entry_id=f"{contract.application_id}:reversed",
+                                     invoice_id=contract.invoice_id, kind="payment", payment_id=contract.payment_id,
+                                     amount=-contract.amount, value_date=contract.unapplied_on)
+    elif isinstance(contract, SmallBalanceWrittenOff):
+        await repo.record_settlement(conn, entry_id=contract.adjustment_id, invoice_id=contract.invoice_id,
+                                     kind="adjustment", payment_id=contract.payment_id, amount=contract.amount,
+                                     value_date=contract.value_date)
+    elif isinstance(contract, WriteOffApproved):
+        await repo.record_settlement(conn, entry_id=contract.write_off_id, invoice_id=contract.invoice_id,
+                                     kind="write_off", payment_id=None, amount=contract.amount,
+                                     value_date=contract.approved_on)
+    elif isinstance(contract, CreditHoldPlaced):
+        await repo.set_credit_hold(conn, contract.customer_id, {
+            "hold_id": contract.hold_id, "reason": contract.reason, "placed_on": contract.placed_on.isoformat()},
+            contract.placed_on)
+    elif isinstance(contract, CreditHoldReleased):
+        await repo.set_credit_hold(conn, contract.customer_id, None, contract.released_on)
     elif isinstance(contract, DisputeResolved) and contract.credit_amount > 0:
         meta = event.causation_metadata("invoicing:dispute-credit")
         await issue_credit_memo(conn, IssueCreditMemo(

@@ -10,7 +10,15 @@ from sqlalchemy import text
 from services.invoicing.main import definition
 from services.invoicing.settings import InvoicingSettings
 from shared.consumer import ReceivedEvent
-from shared.contracts import DisputeResolved, PaymentApplied
+from shared.contracts import (
+    CreditHoldPlaced,
+    CreditHoldReleased,
+    DisputeResolved,
+    PaymentApplied,
+    PaymentUnapplied,
+    SmallBalanceWrittenOff,
+    WriteOffApproved,
+)
 from services.invoicing.application.handlers import on_external_event
 from tests.support.infra import idem, service_client
 
@@ -166,6 +174,79 @@ async def test_payments_and_dispute_resolution_from_events(invoicing):
         await on_external_event(conn, _received(resolved))
     got = (await client.get(f"/v1/invoices/{inv['invoice_id']}")).json()
     assert got["credited_amount"] == "100.00" and len(got["credit_memos"]) == 1
+
+
+async def test_reversals_adjustments_and_write_offs_settle_the_invoice_once_each(invoicing):
+    client, app = invoicing
+    customer = await _customer(client)
+    cid = customer["customer_id"]
+    inv = (await client.post("/v1/invoices", headers=idem(), json={
+        "customer_id": cid, "issue_date": "2024-01-10",
+        "lines": [{"description": "Goods", "quantity": "1", "unit_price": "1000.00"}]})).json()
+    iid = inv["invoice_id"]
+    engine = app.state.runtime.engine
+    common = {"payment_id": "p9", "invoice_id": iid, "customer_id": cid, "currency": "USD"}
+
+    async def deliver(*contracts):
+        for contract in contracts:
+            async with engine.begin() as conn:
+                await on_external_event(conn, _received(contract))
+
+    async def invoice():
+        return (await client.get(f"/v1/invoices/{iid}")).json()
+
+    applied = PaymentApplied(**common, amount="600.00", value_date="2024-02-01", application_id="app-1",
+                             rule="reference_exact", confidence="0.99")
+    reversed_ = PaymentUnapplied(**common, application_id="app-1", amount="600.00", unapplied_on="2024-02-03",
+                                 reason="payment_returned")
+    # The reversal may arrive before the application (different partitions): the sum is the same.
+    await deliver(reversed_, applied, applied, reversed_)
+    got = await invoice()
+    assert (got["paid_amount"], got["open_balance"], got["status"]) == ("0.00", "1000.00", "open")
+
+    # The same payment re-applied later is a new application, not a duplicate of the reversed one.
+    reapplied = PaymentApplied(**common, amount="990.00", value_date="2024-02-05", application_id="app-2",
+                               rule="manual", confidence="1")
+    small = SmallBalanceWrittenOff(**common, adjustment_id="adj-1", amount="10.00", value_date="2024-02-05")
+    await deliver(reapplied, small, small)
+    got = await invoice()
+    assert (got["paid_amount"], got["adjusted_amount"], got["open_balance"], got["status"]) == \
+        ("990.00", "10.00", "0.00", "closed")
+
+    inv2 = (await client.post("/v1/invoices", headers=idem(), json={
+        "customer_id": cid, "issue_date": "2024-01-11",
+        "lines": [{"description": "Goods", "quantity": "2", "unit_price": "250.00"}]})).json()
+    write_off = WriteOffApproved(write_off_id="wo-1", invoice_id=inv2["invoice_id"], customer_id=cid,
+                                 amount="500.00", currency="USD", reason="uncollectible", requested_by="ann",
+                                 approved_by="bob", approved_on="2024-06-30")
+    await deliver(write_off, write_off)
+    got2 = (await client.get(f"/v1/invoices/{inv2['invoice_id']}")).json()
+    assert (got2["written_off_amount"], got2["open_balance"], got2["status"]) == ("500.00", "0.00", "closed")
+    # Nothing is left to credit on a written-off invoice.
+    credit = await client.post(f"/v1/invoices/{inv2['invoice_id']}/credit-memos", headers=idem(),
+                               json={"amount": "0.01", "issue_date": "2024-07-01", "reason": "late credit"})
+    assert credit.status_code == 422 and credit.json()["errors"][0]["field"] == "amount"
+    exposure = (await client.get(f"/v1/customers/{cid}")).json()
+    assert (exposure["open_balance"], exposure["available_credit"]) == ("0.00", "50000.00")
+    listed = (await client.get("/v1/invoices", params={"customer_id": cid, "status": "open"})).json()
+    assert listed["data"] == []
+
+
+async def test_credit_holds_follow_the_latest_business_date(invoicing):
+    client, app = invoicing
+    cid = (await _customer(client))["customer_id"]
+    engine = app.state.runtime.engine
+    placed = CreditHoldPlaced(hold_id="h1", customer_id=cid, reason="90 days past due", placed_on="2024-03-01")
+    released = CreditHoldReleased(hold_id="h1", customer_id=cid, reason="overdue balance cleared",
+                                  released_on="2024-03-20")
+    async with engine.begin() as conn:
+        await on_external_event(conn, _received(placed))
+    got = (await client.get(f"/v1/customers/{cid}")).json()
+    assert got["credit_hold"] == {"hold_id": "h1", "reason": "90 days past due", "placed_on": "2024-03-01"}
+    async with engine.begin() as conn:
+        await on_external_event(conn, _received(released))
+        await on_external_event(conn, _received(placed))  # redelivered late: the release stands
+    assert (await client.get(f"/v1/customers/{cid}")).json()["credit_hold"] is None
 
 
 async def test_invoice_listing_paginates_and_filters(invoicing):
