@@ -18,9 +18,11 @@ async def record_invoice_reference(conn: AsyncConnection, *, invoice_id: str, cu
     )
 
 
-async def get_invoice_reference(conn: AsyncConnection, invoice_id: str) -> dict[str, Any] | None:
-    row = (await conn.execute(text("SELECT * FROM invoice_references WHERE invoice_id = :i"),
-                              {"i": invoice_id})).mappings().first()
+async def get_invoice_reference(conn: AsyncConnection, invoice_id: str, *, lock: bool = False) -> dict[str, Any] | None:
+    """lock: hold the invoice's row until commit, so disputes opened at the same instant on one
+    invoice are checked one after the other against what the earlier ones hold."""
+    sql = "SELECT * FROM invoice_references WHERE invoice_id = :i" + (" FOR UPDATE" if lock else "")
+    row = (await conn.execute(text(sql), {"i": invoice_id})).mappings().first()
     return dict(row) if row else None
 
 

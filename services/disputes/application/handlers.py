@@ -41,7 +41,7 @@ class OpenDispute:
 
 
 async def open_dispute(conn: AsyncConnection, cmd: OpenDispute, meta: dict[str, Any]) -> dict[str, Any]:
-    ref = await repo.get_invoice_reference(conn, cmd.invoice_id)
+    ref = await repo.get_invoice_reference(conn, cmd.invoice_id, lock=True)
     if ref is None:
         raise Unprocessable(f"invoice {cmd.invoice_id} is not known to disputes", field="invoice_id")
     invoice = InvoiceReference(invoice_id=ref["invoice_id"], customer_id=ref["customer_id"],

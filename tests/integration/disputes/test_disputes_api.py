@@ -206,6 +206,17 @@ async def test_disputes_cannot_exceed_the_invoice_together(disputes):
     assert again.status_code == 201, again.text
 
 
+async def test_disputes_opened_at_the_same_instant_cannot_exceed_the_invoice(disputes):
+    client, app = disputes
+    await _invoice(app, total="100.00")
+    responses = await asyncio.gather(*[client.post("/v1/disputes", headers=idem(), json={
+        "invoice_id": "inv-1", "amount": "30.00", "reason_code": "PRICING"}) for _ in range(8)])
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [201] * 3 + [422] * 5, [r.text for r in responses]
+    listed = (await client.get("/v1/disputes", params={"invoice_id": "inv-1"})).json()["data"]
+    assert sorted(d["amount"] for d in listed) == ["30.00"] * 3
+
+
 @pytest.mark.parametrize("body, status, field", [
     ({"resolution": "partial_credit", "credit_amount": "250.00"}, 422, "credit_amount"),
     ({"resolution": "partial_credit"}, 422, "credit_amount"),
