@@ -15,6 +15,11 @@ from shared.problems import NotFound, Problem, ValidationFailed
 from shared.service import get_runtime, request_metadata
 from services.invoicing.adapters import repository as repo
 from services.invoicing.api.schemas import (
+    CreditMemoIssuedOut,
+    CustomerOut,
+    CustomerPage,
+    InvoiceOut,
+    InvoicePage,
     IssueCreditMemoRequest,
     IssueInvoiceRequest,
     RegisterCustomerRequest,
@@ -47,7 +52,7 @@ def _invoice_out(i: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-@router.post("/customers", status_code=201, tags=["customers"])
+@router.post("/customers", status_code=201, tags=["customers"], responses={201: {"model": CustomerOut}})
 async def register_customer(body: RegisterCustomerRequest, request: Request,
                             key: str = Depends(idempotency_key_header)):
     runtime = get_runtime(request)
@@ -63,7 +68,7 @@ async def register_customer(body: RegisterCustomerRequest, request: Request,
     return await idempotent_create(request, key, body.model_dump(mode="json"), command)
 
 
-@router.get("/customers/{customer_id}", tags=["customers"])
+@router.get("/customers/{customer_id}", tags=["customers"], response_model=CustomerOut)
 async def get_customer(customer_id: str, request: Request) -> dict[str, Any]:
     async with get_runtime(request).engine.connect() as conn:
         customer = await repo.get_customer(conn, customer_id)
@@ -77,7 +82,7 @@ async def get_customer(customer_id: str, request: Request) -> dict[str, Any]:
     return out
 
 
-@router.get("/customers", tags=["customers"])
+@router.get("/customers", tags=["customers"], response_model=CustomerPage)
 async def list_customers(request: Request, cursor: str | None = None,
                          limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)) -> dict[str, Any]:
     after = decode_cursor(cursor)
@@ -86,7 +91,7 @@ async def list_customers(request: Request, cursor: str | None = None,
     return page([_customer_out(r) for r in rows], limit, lambda c: [c["customer_id"]])
 
 
-@router.post("/invoices", status_code=201, tags=["invoices"])
+@router.post("/invoices", status_code=201, tags=["invoices"], responses={201: {"model": InvoiceOut}})
 async def issue_invoice(body: IssueInvoiceRequest, request: Request, key: str = Depends(idempotency_key_header)):
     cmd = handlers.IssueInvoice(
         invoice_id=body.invoice_id or str(uuid.uuid4()), invoice_number=body.invoice_number,
@@ -100,7 +105,7 @@ async def issue_invoice(body: IssueInvoiceRequest, request: Request, key: str = 
     return await idempotent_create(request, key, body.model_dump(mode="json"), command)
 
 
-@router.get("/invoices/{invoice_id}", tags=["invoices"])
+@router.get("/invoices/{invoice_id}", tags=["invoices"], response_model=InvoiceOut)
 async def get_invoice(invoice_id: str, request: Request, response: Response) -> dict[str, Any]:
     async with get_runtime(request).engine.connect() as conn:
         invoice = await repo.get_invoice(conn, invoice_id)
@@ -116,7 +121,7 @@ async def get_invoice(invoice_id: str, request: Request, response: Response) -> 
     return out
 
 
-@router.get("/invoices", tags=["invoices"])
+@router.get("/invoices", tags=["invoices"], response_model=InvoicePage)
 async def list_invoices(request: Request, customer_id: str | None = None,
                         status: str | None = Query(None, pattern="^(open|closed)$"),
                         issued_from: date | None = None, issued_to: date | None = None,
@@ -139,7 +144,8 @@ def _if_match_version(if_match: str | None) -> int | None:
         raise Problem("If-Match must be the ETag returned by GET (the invoice version)", field="If-Match") from exc
 
 
-@router.post("/invoices/{invoice_id}/credit-memos", status_code=201, tags=["invoices"])
+@router.post("/invoices/{invoice_id}/credit-memos", status_code=201, tags=["invoices"],
+             responses={201: {"model": CreditMemoIssuedOut}})
 async def issue_credit_memo(invoice_id: str, body: IssueCreditMemoRequest, request: Request,
                             key: str = Depends(idempotency_key_header),
                             if_match: str | None = Header(default=None, alias="If-Match")):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -90,3 +90,89 @@ def money_out(data: dict[str, Any], *names: str) -> dict[str, Any]:
     for name in names:
         out[name] = money_str(out.get(name), out["currency"])
     return out
+
+
+# --- responses (documented in the OpenAPI so ERP integrators can generate clients) ---------------
+
+MoneyString = Annotated[str, Field(pattern=r"^-?\d+(\.\d+)?$",
+                                   description="Decimal string at the currency's minor unit")]
+
+
+class CreditHoldOut(BaseModel):
+    hold_id: str
+    reason: str
+    placed_on: date
+
+
+class CustomerOut(BaseModel):
+    customer_id: str
+    name: str
+    currency: str
+    payment_terms: str | None
+    payment_terms_days: int
+    credit_limit: MoneyString
+    registered_on: date
+    version: int
+    credit_hold: CreditHoldOut | None = None
+    open_balance: str | None = Field(default=None, description="Only on GET /v1/customers/{customer_id}")
+    available_credit: str | None = Field(default=None, description="credit_limit − open_balance (GET one)")
+
+
+class CustomerPage(BaseModel):
+    data: list[CustomerOut]
+    next_cursor: str | None
+
+
+class InvoiceLineOut(BaseModel):
+    description: str
+    quantity: str
+    unit_price: str
+    amount: str
+
+
+class CreditMemoOut(BaseModel):
+    credit_memo_id: str
+    invoice_id: str
+    customer_id: str
+    currency: str
+    amount: MoneyString
+    issue_date: date
+    reason: str
+    dispute_id: str | None = None
+
+
+class InvoiceOut(BaseModel):
+    invoice_id: str
+    invoice_number: str
+    customer_id: str
+    currency: str
+    issue_date: date
+    due_date: date
+    lines: list[InvoiceLineOut]
+    total_amount: MoneyString
+    credited_amount: MoneyString
+    paid_amount: MoneyString = Field(description="Applications net of reversals")
+    adjusted_amount: MoneyString = Field(description="Small-balance write-offs")
+    written_off_amount: MoneyString = Field(description="Approved bad-debt write-offs")
+    open_balance: MoneyString
+    status: str = Field(description="open or closed")
+    version: int
+    credit_memos: list[CreditMemoOut] | None = Field(default=None, description="Only on GET /v1/invoices/{invoice_id}")
+
+
+class InvoicePage(BaseModel):
+    data: list[InvoiceOut]
+    next_cursor: str | None
+
+
+class CreditMemoIssuedOut(BaseModel):
+    credit_memo_id: str
+    invoice_id: str
+    customer_id: str | None = None
+    currency: str | None = None
+    amount: str | None = None
+    issue_date: date | None = None
+    reason: str | None = None
+    dispute_id: str | None = None
+    invoice_version: int | None = None
+    already_issued: bool | None = None

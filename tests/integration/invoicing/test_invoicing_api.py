@@ -330,3 +330,16 @@ async def test_terms_codes_drive_the_due_date_and_bad_terms_name_the_field(invoi
     clash = await client.post("/v1/customers", headers=idem(), json={
         "name": "x", "currency": "USD", "payment_terms": "NET30", "payment_terms_days": 45, "credit_limit": "1.00"})
     assert clash.status_code == 422 and clash.json()["errors"][0]["field"] == "payment_terms_days"
+
+
+async def test_openapi_documents_the_response_bodies_for_generated_clients(invoicing):
+    client, _ = invoicing
+    spec = (await client.get("/v1/openapi.json")).json()
+    schemas = spec["components"]["schemas"]
+    invoice = schemas["InvoiceOut"]["properties"]
+    assert {"open_balance", "paid_amount", "adjusted_amount", "written_off_amount", "lines"} <= set(invoice)
+    assert invoice["open_balance"]["type"] == "string"  # money travels as decimal strings
+    get_one = spec["paths"]["/v1/invoices/{invoice_id}"]["get"]["responses"]["200"]
+    assert get_one["content"]["application/json"]["schema"]["$ref"].endswith("/InvoiceOut")
+    created = spec["paths"]["/v1/customers"]["post"]["responses"]["201"]
+    assert created["content"]["application/json"]["schema"]["$ref"].endswith("/CustomerOut")
