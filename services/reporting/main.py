@@ -6,6 +6,7 @@ import argparse
 
 from shared.clock import SystemClock
 from shared.service import ConsumerSpec, Runtime, ServiceDefinition, build_app
+from services.reporting.api.period_routes import router as period_router
 from services.reporting.api.routes import router
 from services.reporting.application.rebuild import rebuild
 from services.reporting.projections.facts import CONSUMER_NAME, TOPICS, project
@@ -35,7 +36,7 @@ def definition(settings: ReportingSettings | None = None) -> ServiceDefinition:
         title="Ledgerline reporting",
         settings=settings or ReportingSettings(),
         migrations_package="services.reporting.adapters.migrations",
-        routers=[router],
+        routers=[router, period_router],
         publishes=False,
         consumers=[CONSUMER],
         commands={"rebuild": (REBUILD_HELP, _rebuild_arguments, _run_rebuild)},

@@ -18,6 +18,9 @@ from services.reporting.domain.facts import OpenItem, PromiseFact, PromiseOutcom
 FACT_TABLES: tuple[str, ...] = (
     "customers", "invoices", "credits", "applications", "payments",
     "promises", "promise_outcomes", "disputes", "dispute_resolutions",
+    "unapplications", "payment_returns", "adjustments", "write_offs", "escalations",
+    "collector_assignments", "customer_segments", "payment_plans", "plan_installments",
+    "installment_outcomes", "plan_outcomes", "dunning_notices", "call_tasks",
 )
 
 
@@ -60,28 +63,45 @@ async def clear_read_model(conn: AsyncConnection, consumer: str) -> dict[str, in
 
 async def book_currencies(conn: AsyncConnection) -> list[str]:
     rows = await conn.execute(text(
-        "SELECT currency FROM invoices UNION SELECT currency FROM credits UNION SELECT currency FROM applications"
+        "SELECT DISTINCT currency FROM invoices UNION SELECT currency FROM credits UNION SELECT currency FROM applications"
         " UNION SELECT currency FROM payments UNION SELECT currency FROM promises"
-        " UNION SELECT currency FROM promise_outcomes UNION SELECT currency FROM disputes ORDER BY 1"
+        " UNION SELECT currency FROM promise_outcomes UNION SELECT currency FROM disputes"
+        " UNION SELECT currency FROM write_offs UNION SELECT currency FROM payment_plans ORDER BY 1"
     ))
     return [r[0] for r in rows]
 
 
-async def open_items(conn: AsyncConnection, currency: str, as_of: date, customer_id: str | None = None) -> list[OpenItem]:
-    """Invoices issued on or before as_of with credits and applications up to as_of; only
-    those whose balance is not zero (the rest cannot change a total)."""
+_OPEN_ITEM_COLUMNS = (
+    "i.invoice_id, i.invoice_number, i.customer_id, i.currency, i.amount, i.issue_date, i.due_date,"
+    " coalesce(m.credited, 0) AS credited, coalesce(m.applied, 0) AS applied,"
+    " coalesce(m.adjusted, 0) AS adjusted, coalesce(m.written_off, 0) AS written_off"
+)
+_MOVEMENT_SUMS = (
+    "sum(amount) FILTER (WHERE kind = 'credit') AS credited, sum(amount) FILTER (WHERE kind = 'cash') AS applied,"
+    " sum(amount) FILTER (WHERE kind = 'adjustment') AS adjusted,"
+    " sum(amount) FILTER (WHERE kind = 'write_off') AS written_off, sum(amount) AS moved"
+)
+
+
+async def open_items(conn: AsyncConnection, currency: str | None, as_of: date,
+                     customer_id: str | None = None) -> list[OpenItem]:
+    """Invoices issued on or before as_of with their movements (credits, cash net of
+    unapplications, adjustments, write-offs) dated up to as_of; only those whose balance is
+    not zero (the rest cannot change a total). currency None: every currency. One customer's
+    invoices are summed per invoice through the movement indexes (a lateral join); the whole
+    book with one grouped pass over the movements."""
+    if customer_id is not None:
+        movements = ("LEFT JOIN LATERAL (SELECT " + _MOVEMENT_SUMS + " FROM invoice_movements"
+                     " WHERE invoice_id = i.invoice_id AND on_date <= :d) m ON true")
+    else:
+        movements = ("LEFT JOIN (SELECT invoice_id, " + _MOVEMENT_SUMS + " FROM invoice_movements"
+                     " WHERE on_date <= :d GROUP BY invoice_id) m USING (invoice_id)")
     rows = await conn.execute(
         text(
-            "SELECT i.invoice_id, i.invoice_number, i.customer_id, i.currency, i.amount, i.issue_date, i.due_date,"
-            "       coalesce(c.credited, 0) AS credited, coalesce(a.applied, 0) AS applied"
-            " FROM invoices i"
-            " LEFT JOIN (SELECT invoice_id, sum(amount) AS credited FROM credits WHERE issue_date <= :d"
-            "            GROUP BY invoice_id) c USING (invoice_id)"
-            " LEFT JOIN (SELECT invoice_id, sum(amount) AS applied FROM applications WHERE value_date <= :d"
-            "            GROUP BY invoice_id) a USING (invoice_id)"
-            " WHERE i.currency = :cur AND i.issue_date <= :d"
+            f"SELECT {_OPEN_ITEM_COLUMNS} FROM invoices i {movements}"
+            " WHERE (CAST(:cur AS text) IS NULL OR i.currency = :cur) AND i.issue_date <= :d"
             "   AND (CAST(:cust AS text) IS NULL OR i.customer_id = :cust)"
-            "   AND i.amount - coalesce(c.credited, 0) - coalesce(a.applied, 0) <> 0"
+            "   AND i.amount - coalesce(m.moved, 0) <> 0"
             " ORDER BY i.invoice_id"
         ),
         {"cur": currency, "d": as_of, "cust": customer_id},
@@ -89,28 +109,31 @@ async def open_items(conn: AsyncConnection, currency: str, as_of: date, customer
     return [
         OpenItem(invoice_id=r.invoice_id, customer_id=r.customer_id, currency=r.currency, amount=Decimal(r.amount),
                  issue_date=r.issue_date, due_date=r.due_date, credited=Decimal(r.credited),
-                 applied=Decimal(r.applied), invoice_number=r.invoice_number)
+                 applied=Decimal(r.applied), invoice_number=r.invoice_number, adjusted=Decimal(r.adjusted),
+                 written_off=Decimal(r.written_off))
         for r in rows
     ]
 
 
-async def ledger_totals(conn: AsyncConnection, currency: str, as_of: date,
+async def ledger_totals(conn: AsyncConnection, currency: str | None, as_of: date,
                         customer_id: str | None = None) -> dict[str, Decimal]:
-    """The tie-out, added up without the per-invoice query: invoiced, credited and applied on
-    or before as_of, on invoices issued on or before as_of."""
+    """The tie-out, added up without the per-invoice query: invoiced, and each kind of
+    movement dated on or before as_of, on invoices issued on or before as_of."""
     params = {"cur": currency, "d": as_of, "cust": customer_id}
-    scope = " i.currency = :cur AND i.issue_date <= :d AND (CAST(:cust AS text) IS NULL OR i.customer_id = :cust)"
+    scope = (" (CAST(:cur AS text) IS NULL OR i.currency = :cur) AND i.issue_date <= :d"
+             " AND (CAST(:cust AS text) IS NULL OR i.customer_id = :cust)")
     row = (await conn.execute(
         text(
-            f"SELECT (SELECT coalesce(sum(i.amount), 0) FROM invoices i WHERE {scope}) AS invoiced,"
-            f" (SELECT coalesce(sum(c.amount), 0) FROM credits c JOIN invoices i USING (invoice_id)"
-            f"  WHERE c.issue_date <= :d AND {scope}) AS credited,"
-            f" (SELECT coalesce(sum(a.amount), 0) FROM applications a JOIN invoices i USING (invoice_id)"
-            f"  WHERE a.value_date <= :d AND {scope}) AS applied"
+            f"SELECT (SELECT coalesce(sum(i.amount), 0) FROM invoices i WHERE {scope}) AS invoiced, m.*"
+            f" FROM (SELECT coalesce(sum(m.amount) FILTER (WHERE kind = 'credit'), 0) AS credited,"
+            f"   coalesce(sum(m.amount) FILTER (WHERE kind = 'cash'), 0) AS applied,"
+            f"   coalesce(sum(m.amount) FILTER (WHERE kind = 'adjustment'), 0) AS adjusted,"
+            f"   coalesce(sum(m.amount) FILTER (WHERE kind = 'write_off'), 0) AS written_off"
+            f"  FROM invoice_movements m JOIN invoices i USING (invoice_id) WHERE m.on_date <= :d AND {scope}) m"
         ),
         params,
     )).one()
-    return {"invoiced": Decimal(row.invoiced), "credited": Decimal(row.credited), "applied": Decimal(row.applied)}
+    return {k: Decimal(getattr(row, k)) for k in ("invoiced", "credited", "applied", "adjusted", "written_off")}
 
 
 async def credit_sales(conn: AsyncConnection, currency: str, start: date, end: date) -> Decimal:
@@ -132,13 +155,11 @@ async def recovery_items(conn: AsyncConnection, currency: str, start: date, end:
             "    AND issue_date < greatest(CAST(:f AS date), due_date + 1))"
             " SELECT p.invoice_id, p.customer_id, p.past_due_from,"
             "   p.amount"
-            "   - coalesce((SELECT sum(c.amount) FROM credits c"
-            "               WHERE c.invoice_id = p.invoice_id AND c.issue_date < p.past_due_from), 0)"
-            "   - coalesce((SELECT sum(a.amount) FROM applications a"
-            "               WHERE a.invoice_id = p.invoice_id AND a.value_date < p.past_due_from), 0)"
+            "   - coalesce((SELECT sum(m.amount) FROM invoice_movements m"
+            "               WHERE m.invoice_id = p.invoice_id AND m.on_date < p.past_due_from), 0)"
             "   AS past_due_balance,"
-            "   coalesce((SELECT sum(a.amount) FROM applications a WHERE a.invoice_id = p.invoice_id"
-            "             AND a.value_date BETWEEN p.past_due_from AND :t), 0) AS collected"
+            "   coalesce((SELECT sum(m.amount) FROM invoice_movements m WHERE m.invoice_id = p.invoice_id"
+            "             AND m.kind = 'cash' AND m.on_date BETWEEN p.past_due_from AND :t), 0) AS collected"
             " FROM past_due p"
             " ORDER BY p.invoice_id"
         ),
@@ -169,12 +190,17 @@ async def promise_outcomes(conn: AsyncConnection, currency: str, dated_by: date)
 
 
 async def cash_totals(conn: AsyncConnection, currency: str, as_of: date) -> dict[str, Decimal]:
-    """Cash received with value date on or before as_of, and what of it was applied by then."""
+    """Cash received with value date on or before as_of net of payments returned by then, and
+    what of it was applied by then net of unapplications."""
     row = (await conn.execute(
         text(
-            "SELECT (SELECT coalesce(sum(amount), 0) FROM payments WHERE currency = :cur AND value_date <= :d) AS received,"
+            "SELECT (SELECT coalesce(sum(amount), 0) FROM payments WHERE currency = :cur AND value_date <= :d)"
+            "     - (SELECT coalesce(sum(amount), 0) FROM payment_returns WHERE currency = :cur AND returned_on <= :d)"
+            "   AS received,"
             " (SELECT coalesce(sum(a.amount), 0) FROM applications a JOIN payments p USING (payment_id)"
-            "  WHERE p.currency = :cur AND p.value_date <= :d AND a.value_date <= :d) AS applied"
+            "  WHERE p.currency = :cur AND p.value_date <= :d AND a.value_date <= :d)"
+            " - (SELECT coalesce(sum(u.amount), 0) FROM unapplications u JOIN payments p USING (payment_id)"
+            "  WHERE p.currency = :cur AND p.value_date <= :d AND u.unapplied_on <= :d) AS applied"
         ),
         {"cur": currency, "d": as_of},
     )).one()
@@ -198,16 +224,15 @@ async def open_disputes(conn: AsyncConnection, currency: str, as_of: date) -> di
 async def awaiting_invoice(conn: AsyncConnection, currency: str, as_of: date) -> dict[str, tuple[int, Decimal]]:
     """Credits and applications dated on or before as_of whose InvoiceIssued has not arrived
     (or is issued after as_of): they are in no balance yet, so a reconciliation shows them."""
+    def unmatched(kind: str, table: str, on: str) -> str:
+        return (f"SELECT '{kind}' AS kind, count(*) AS n, coalesce(sum(x.amount), 0) AS amount FROM {table} x"
+                " LEFT JOIN invoices i ON i.invoice_id = x.invoice_id AND i.issue_date <= :d"
+                f" WHERE x.currency = :cur AND x.{on} <= :d AND i.invoice_id IS NULL")
     rows = await conn.execute(
-        text(
-            "SELECT 'credits' AS kind, count(*) AS n, coalesce(sum(c.amount), 0) AS amount FROM credits c"
-            " LEFT JOIN invoices i ON i.invoice_id = c.invoice_id AND i.issue_date <= :d"
-            " WHERE c.currency = :cur AND c.issue_date <= :d AND i.invoice_id IS NULL"
-            " UNION ALL "
-            "SELECT 'applications', count(*), coalesce(sum(a.amount), 0) FROM applications a"
-            " LEFT JOIN invoices i ON i.invoice_id = a.invoice_id AND i.issue_date <= :d"
-            " WHERE a.currency = :cur AND a.value_date <= :d AND i.invoice_id IS NULL"
-        ),
+        text(" UNION ALL ".join((unmatched("credits", "credits", "issue_date"),
+                                 unmatched("applications", "applications", "value_date"),
+                                 unmatched("adjustments", "adjustments", "value_date"),
+                                 unmatched("write_offs", "write_offs", "approved_on")))),
         {"cur": currency, "d": as_of},
     )
     return {r.kind: (int(r.n), Decimal(r.amount)) for r in rows}

@@ -10,6 +10,8 @@ from fastapi import APIRouter, Query, Request
 from shared.service import get_runtime
 from services.reporting.adapters.repository import read_snapshot
 from services.reporting.api import schemas
+from services.reporting.api.export import respond
+from services.reporting.api.period_routes import _FORMAT
 from services.reporting.application import reports
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
@@ -29,40 +31,54 @@ async def aging(request: Request,
                 as_of: date | None = Query(None, description="Age as of the end of this day; default today"),
                 customer_id: str | None = Query(None, min_length=1, max_length=64,
                                                 description="One customer, with invoice drill-down"),
-                currency: str | None = _CURRENCY) -> schemas.AgingResponse:
+                currency: str | None = _CURRENCY,
+                basis: str = Query("due_date", pattern="^(due_date|invoice_date)$",
+                                   description="Age by due date (days past due) or by invoice date"),
+                buckets: str | None = Query(None, description="Bucket edges in days, default 30,60,90"),
+                group_by: str = Query("customer", pattern="^(customer|collector|segment|currency)$",
+                                      description="customer (always listed), collector, segment or currency"),
+                reporting_currency: str | None = Query(
+                    None, min_length=3, max_length=3,
+                    description="Convert to this currency at the latest FX rate on or before as_of; without "
+                                "`currency`, every currency of the book"),
+                format: str | None = _FORMAT):
+    spec = reports.bucket_spec(buckets, basis)
     async with read_snapshot(get_runtime(request).engine) as conn:
-        result = await reports.aging_report(conn, as_of or _today(request), currency, customer_id)
-    return schemas.aging_out(result)
+        result = await reports.aging_report(conn, as_of or _today(request), currency, customer_id, spec, group_by,
+                                            reporting_currency)
+    body = schemas.aging_out(result)
+    table = "invoices" if customer_id else "groups" if group_by != "customer" else "customers"
+    return respond(request, body, "aging", table=table)
 
 
 @router.get("/dso", response_model=schemas.DsoResponse)
 async def dso(request: Request, start: date = _FROM, end: date = _TO,
-              currency: str | None = _CURRENCY) -> schemas.DsoResponse:
+              currency: str | None = _CURRENCY, format: str | None = _FORMAT):
     async with read_snapshot(get_runtime(request).engine) as conn:
         result = await reports.dso_report(conn, start, end, currency)
-    return schemas.dso_out(result)
+    return respond(request, schemas.dso_out(result), "dso")
 
 
 @router.get("/recovery-rate", response_model=schemas.RecoveryResponse)
 async def recovery_rate(request: Request, start: date = _FROM, end: date = _TO,
-                        currency: str | None = _CURRENCY) -> schemas.RecoveryResponse:
+                        currency: str | None = _CURRENCY, format: str | None = _FORMAT):
     async with read_snapshot(get_runtime(request).engine) as conn:
         result = await reports.recovery_report(conn, start, end, currency)
-    return schemas.recovery_out(result)
+    return respond(request, schemas.recovery_out(result), "recovery-rate")
 
 
 @router.get("/promises", response_model=schemas.PromisesResponse)
 async def promises(request: Request, start: date = _FROM, end: date = _TO,
-                   currency: str | None = _CURRENCY) -> schemas.PromisesResponse:
+                   currency: str | None = _CURRENCY, format: str | None = _FORMAT):
     async with read_snapshot(get_runtime(request).engine) as conn:
         result = await reports.promises_report(conn, start, end, currency)
-    return schemas.promises_out(result)
+    return respond(request, schemas.promises_out(result), "promises")
 
 
 @router.get("/summary", response_model=schemas.SummaryResponse)
 async def summary(request: Request,
                   as_of: date | None = Query(None, description="As of the end of this day; default today"),
-                  currency: str | None = _CURRENCY) -> schemas.SummaryResponse:
+                  currency: str | None = _CURRENCY, format: str | None = _FORMAT):
     async with read_snapshot(get_runtime(request).engine) as conn:
         result = await reports.summary(conn, as_of or _today(request), currency)
-    return schemas.summary_out(result)
+    return respond(request, schemas.summary_out(result), "summary")

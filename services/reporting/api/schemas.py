@@ -9,10 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.money import money_str, to_str
 from services.reporting.application.reports import AgingResult, DsoResult, PromiseResult, RecoveryResult, Summary
-from services.reporting.domain.metrics import BUCKETS, PromiseTally
+from services.reporting.domain.metrics import BUCKETS, CustomerAging, PromiseTally
 
 MoneyString = str
-BUCKETS_DOC = ("Open balance per bucket, keyed " + ", ".join(BUCKETS) +
+BUCKETS_DOC = ("Open balance per bucket, keyed by bucket label; by default " + ", ".join(BUCKETS) +
                " (days past due = as_of - due_date: current <= 0, 1-30, 31-60, 61-90, 90+ from 91 days)")
 
 
@@ -50,9 +50,12 @@ class AgingInvoice(_Out):
     due_date: date
     amount: MoneyString
     credited: MoneyString = Field(description="Credit memos issued on or before as_of")
-    applied: MoneyString = Field(description="Cash applied with value date on or before as_of")
+    applied: MoneyString = Field(description="Cash applied with value date on or before as_of, net of unapplications")
+    adjusted: MoneyString = Field(description="Small balances written off on or before as_of")
+    written_off: MoneyString = Field(description="Bad debt written off on or before as_of")
     open_balance: MoneyString
     days_past_due: int
+    age_days: int = Field(description="Days on the aging basis (as_of - due_date, or as_of - issue_date)")
     bucket: str
 
 
@@ -60,20 +63,45 @@ class TieOut(_Out):
     invoiced: MoneyString
     credited: MoneyString
     applied: MoneyString
-    net: MoneyString = Field(description="invoiced - credited - applied, summed without the per-invoice query")
+    adjusted: MoneyString
+    written_off: MoneyString
+    net: MoneyString = Field(description="invoiced - credited - applied - adjusted - written_off, summed without "
+                                         "the per-invoice query")
     ties_out: bool = Field(description="total == total_open_balance == net, to the minor unit")
+
+
+class AgingGroup(_Out):
+    key: str = Field(description="The collector, segment or currency; \"(none)\" for customers without one")
+    buckets: dict[str, MoneyString]
+    total: MoneyString
+    invoice_count: int
+
+
+class AgingCurrency(_Out):
+    currency: str
+    buckets: dict[str, MoneyString] = Field(description="In this currency")
+    total: MoneyString
+    rate: str = Field(description="1 unit of currency = rate units of the reporting currency")
+    rate_date: date | None = Field(description="Date of the rate used: the latest on or before as_of")
+    converted_total: MoneyString = Field(description="Sum of the invoices' converted open balances")
 
 
 class AgingResponse(_Out):
     as_of: date
-    currency: str
+    currency: str = Field(description="The report's currency (the reporting currency when converted)")
     customer_id: str | None
+    basis: str = Field(description="due_date (days past due) or invoice_date (days since issue)")
+    bucket_labels: list[str]
     buckets: dict[str, MoneyString] = Field(description=BUCKETS_DOC)
     total: MoneyString = Field(description="Sum of the buckets")
     total_open_balance: MoneyString = Field(description="Sum of the invoices' open balances, added up separately")
-    tie_out: TieOut
+    tie_out: TieOut | None = Field(description="The independent ledger sums (one native currency only)")
     customers: list[AgingCustomer]
     invoices: list[AgingInvoice] | None = Field(description="Invoice drill-down, when customer_id is given")
+    group_by: str
+    groups: list[AgingGroup] | None = Field(description="Aging by collector, segment or currency (group_by)")
+    reporting_currency: str | None
+    by_currency: list[AgingCurrency] | None = Field(description="Native totals and rates, when converted")
 
 
 class DsoResponse(_Period):
@@ -131,7 +159,12 @@ class SummaryResponse(_Out):
 
 
 def _buckets(buckets: dict[str, Decimal], currency: str) -> dict[str, MoneyString]:
-    return {name: money(buckets[name], currency) for name in BUCKETS}
+    return {name: money(amount, currency) for name, amount in buckets.items()}
+
+
+def _group(g: CustomerAging, currency: str) -> AgingGroup:
+    return AgingGroup(key=g.customer_id, buckets=_buckets(g.buckets, currency), total=money(g.total, currency),
+                      invoice_count=g.invoice_count)
 
 
 def aging_out(result: AgingResult) -> AgingResponse:
@@ -142,17 +175,27 @@ def aging_out(result: AgingResult) -> AgingResponse:
             AgingInvoice(invoice_id=a.item.invoice_id, invoice_number=a.item.invoice_number,
                          customer_id=a.item.customer_id, issue_date=a.item.issue_date, due_date=a.item.due_date,
                          amount=money(a.item.amount, cur), credited=money(a.item.credited, cur),
-                         applied=money(a.item.applied, cur), open_balance=money(a.item.open_balance, cur),
-                         days_past_due=a.days_past_due, bucket=a.bucket)
+                         applied=money(a.item.applied, cur), adjusted=money(a.item.adjusted, cur),
+                         written_off=money(a.item.written_off, cur), open_balance=money(a.item.open_balance, cur),
+                         days_past_due=a.days_past_due, age_days=a.age_days, bucket=a.bucket)
             for a in aging.items
         ]
+    tie_out = None
+    if result.ledger is not None:
+        tie_out = TieOut(**{k: money(v, cur) for k, v in result.ledger.items()}, net=money(result.ledger_net, cur),
+                         ties_out=result.ties_out)
     return AgingResponse(
-        as_of=aging.as_of, currency=cur, customer_id=result.customer_id,
+        as_of=aging.as_of, currency=cur, customer_id=result.customer_id, basis=aging.spec.basis,
+        bucket_labels=list(aging.spec.labels),
         buckets=_buckets(aging.buckets, cur), total=money(aging.total, cur),
         total_open_balance=money(aging.total_open_balance, cur),
-        tie_out=TieOut(invoiced=money(result.ledger["invoiced"], cur), credited=money(result.ledger["credited"], cur),
-                       applied=money(result.ledger["applied"], cur), net=money(result.ledger_net, cur),
-                       ties_out=result.ties_out),
+        tie_out=tie_out, group_by=result.group_by,
+        groups=None if result.groups is None else [_group(g, cur) for g in result.groups],
+        reporting_currency=result.reporting_currency,
+        by_currency=None if result.by_currency is None else [
+            AgingCurrency(currency=line.currency, buckets=_buckets(line.buckets, line.currency),
+                          total=money(line.total, line.currency), rate=to_str(line.rate), rate_date=line.rate_date,
+                          converted_total=money(line.converted_total, cur)) for line in result.by_currency],
         customers=[AgingCustomer(customer_id=c.customer_id, customer_name=result.customer_names.get(c.customer_id),
                                  buckets=_buckets(c.buckets, cur), total=money(c.total, cur),
                                  invoice_count=c.invoice_count) for c in aging.customers],

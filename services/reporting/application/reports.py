@@ -10,11 +10,15 @@ from decimal import Decimal
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.money import MoneyError, validate_currency
+from dataclasses import replace
+
+from shared.money import MoneyError, quantum, validate_currency
 from shared.problems import ValidationFailed
+from services.reporting.adapters import analytics
 from services.reporting.adapters import repository as repo
-from services.reporting.domain import metrics
-from services.reporting.domain.metrics import Aging, Dso, PromiseReport, Recovery
+from services.reporting.domain import ledger, metrics
+from services.reporting.domain.facts import OpenItem
+from services.reporting.domain.metrics import ZERO, Aging, Dso, PromiseReport, Recovery
 
 log = logging.getLogger(__name__)
 
@@ -47,34 +51,121 @@ def check_period(start: date, end: date) -> int:
         raise ValidationFailed(f"from ({start}) must be on or before to ({end})", field="from") from exc
 
 
+GROUPS = ("customer", "collector", "segment", "currency")
+
+
+@dataclass(frozen=True)
+class CurrencyLine:
+    """One currency of a consolidated aging: its native total and how it was converted."""
+
+    currency: str
+    buckets: dict[str, Decimal]
+    total: Decimal
+    rate: Decimal
+    rate_date: date | None  # None when the currency is the reporting currency (rate 1)
+    converted_total: Decimal
+
+
 @dataclass(frozen=True)
 class AgingResult:
-    currency: str
+    currency: str  # the report's currency: the one asked for, or the reporting currency
     customer_id: str | None
     aging: Aging
-    ledger: dict[str, Decimal]  # invoiced, credited, applied: the independent tie-out
+    ledger: dict[str, Decimal] | None  # invoiced, credited, ...: the independent tie-out (one native currency)
     customer_names: dict[str, str]
+    group_by: str = "customer"
+    groups: list[metrics.CustomerAging] | None = None
+    reporting_currency: str | None = None
+    by_currency: list[CurrencyLine] | None = None
 
     @property
     def ledger_net(self) -> Decimal:
-        return self.ledger["invoiced"] - self.ledger["credited"] - self.ledger["applied"]
+        assert self.ledger is not None
+        return (self.ledger["invoiced"] - self.ledger["credited"] - self.ledger["applied"]
+                - self.ledger["adjusted"] - self.ledger["written_off"])
 
     @property
     def ties_out(self) -> bool:
+        if self.ledger is None:
+            return self.aging.ties_out
         return self.aging.ties_out and self.aging.total == self.ledger_net
 
 
-async def aging_report(conn: AsyncConnection, as_of: date, currency: str | None,
-                       customer_id: str | None = None) -> AgingResult:
-    code = await resolve_currency(conn, currency)
-    aging = metrics.aging(await repo.open_items(conn, code, as_of, customer_id), as_of)
-    ledger = await repo.ledger_totals(conn, code, as_of, customer_id)
+def bucket_spec(edges: str | None, basis: str) -> metrics.BucketSpec:
+    """Buckets from the query: comma-separated edges in days (default 30,60,90)."""
+    try:
+        parsed = tuple(int(e) for e in edges.split(",")) if edges else metrics.DEFAULT_EDGES
+    except ValueError as exc:
+        raise ValidationFailed("buckets must be whole days separated by commas, such as 30,60,90",
+                               field="buckets") from exc
+    if len(parsed) > 12:
+        raise ValidationFailed("at most 12 bucket edges", field="buckets")
+    try:
+        return metrics.BucketSpec(parsed, basis)
+    except ValueError as exc:
+        raise ValidationFailed(str(exc), field="basis" if "basis" in str(exc) else "buckets") from exc
+
+
+async def _converted_items(conn: AsyncConnection, codes: list[str], reporting: str, as_of: date,
+                           customer_id: str | None, spec: metrics.BucketSpec
+                           ) -> tuple[list[OpenItem], list[CurrencyLine], dict[str, str]]:
+    """Each invoice's open balance converted at the latest rate on or before as_of, rounded to
+    the reporting currency's minor unit; every total adds up converted invoice balances, so
+    they all tie."""
+    q = quantum(reporting)
+    items: list[OpenItem] = []
+    lines = []
+    native_of: dict[str, str] = {}
+    for code in codes:
+        native = await repo.open_items(conn, code, as_of, customer_id)
+        if code == reporting:
+            rate, rate_date = Decimal(1), None
+        else:
+            found = await analytics.fx_rate(conn, code, reporting, as_of)
+            if found is None:
+                raise ValidationFailed(f"no {code}->{reporting} rate on or before {as_of}: post one to /v1/fx-rates",
+                                       field="reporting_currency")
+            rate, rate_date = found
+        converted = [replace(i, currency=reporting, amount=ledger.convert(i.open_balance, rate, q), credited=ZERO,
+                             applied=ZERO, adjusted=ZERO, written_off=ZERO) for i in native]
+        native_aging = metrics.aging(native, as_of, spec)
+        lines.append(CurrencyLine(code, native_aging.buckets, native_aging.total, rate, rate_date,
+                                  sum((i.amount for i in converted), ZERO)))
+        items += converted
+        native_of.update((i.invoice_id, code) for i in native)
+    return items, lines, native_of
+
+
+async def aging_report(conn: AsyncConnection, as_of: date, currency: str | None, customer_id: str | None = None,
+                       spec: metrics.BucketSpec = metrics.DEFAULT_BUCKETS, group_by: str = "customer",
+                       reporting_currency: str | None = None) -> AgingResult:
+    if reporting_currency is None:
+        code = await resolve_currency(conn, currency)
+        aging = metrics.aging(await repo.open_items(conn, code, as_of, customer_id), as_of, spec)
+        ledger_totals = await repo.ledger_totals(conn, code, as_of, customer_id)
+        lines, native_of = None, {}
+    else:
+        try:
+            code = validate_currency(reporting_currency)
+        except MoneyError as exc:
+            raise ValidationFailed(str(exc), field="reporting_currency") from exc
+        codes = [await resolve_currency(conn, currency)] if currency else await repo.book_currencies(conn)
+        items, lines, native_of = await _converted_items(conn, codes, code, as_of, customer_id, spec)
+        aging = metrics.aging(items, as_of, spec)
+        ledger_totals = None
     names = await repo.customer_names(conn, [c.customer_id for c in aging.customers])
-    result = AgingResult(code, customer_id, aging, ledger, names)
+    groups = None
+    if group_by in ("collector", "segment"):
+        attribute = await analytics.customer_attribute(conn, group_by, as_of)
+        groups = metrics.group_aging(aging, lambda a: attribute.get(a.item.customer_id))
+    elif group_by == "currency":
+        groups = metrics.group_aging(aging, lambda a: native_of.get(a.item.invoice_id, a.item.currency))
+    result = AgingResult(code, customer_id, aging, ledger_totals, names, group_by, groups, reporting_currency and code,
+                         lines)
     if not result.ties_out:
         TIE_OUT_FAILURES.inc()
         log.error("aging %s as of %s does not tie out: buckets %s, open balances %s, ledger %s",
-                  code, as_of, aging.total, aging.total_open_balance, result.ledger_net)
+                  code, as_of, aging.total, aging.total_open_balance, ledger_totals)
     return result
 
 

@@ -41,7 +41,8 @@ class ApplicationFact:
 
 @dataclass(frozen=True)
 class OpenItem:
-    """An invoice with what was credited and applied against it up to some date."""
+    """An invoice with what was credited, applied (net of unapplications), adjusted (small
+    balances written off) and written off (bad debt) against it up to some date."""
 
     invoice_id: str
     customer_id: str
@@ -52,10 +53,12 @@ class OpenItem:
     credited: Decimal
     applied: Decimal
     invoice_number: str = ""
+    adjusted: Decimal = Decimal(0)
+    written_off: Decimal = Decimal(0)
 
     @property
     def open_balance(self) -> Decimal:
-        return self.amount - self.credited - self.applied
+        return self.amount - self.credited - self.applied - self.adjusted - self.written_off
 
 
 @dataclass(frozen=True)

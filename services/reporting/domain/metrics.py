@@ -11,7 +11,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal, localcontext
-from typing import Iterable
+from typing import Callable, Iterable
 
 from services.reporting.domain.facts import (
     ApplicationFact,
@@ -87,22 +87,62 @@ def days_past_due(due_date: date, as_of: date) -> int:
     return (as_of - due_date).days
 
 
+DUE = "due_date"
+INVOICE = "invoice_date"
+DEFAULT_EDGES: tuple[int, ...] = (30, 60, 90)
+
+
+@dataclass(frozen=True)
+class BucketSpec:
+    """Aging buckets. By due date the days are days past due and the first bucket, current,
+    holds everything not yet past due (<= 0); then one bucket per edge (1-30, 31-60, 61-90) and
+    the last from the last edge + 1 (90+). By invoice date the days are as_of - issue_date and
+    the first bucket is 0-<first edge>."""
+
+    edges: tuple[int, ...] = DEFAULT_EDGES
+    basis: str = DUE
+
+    def __post_init__(self) -> None:
+        if not self.edges or any(e <= 0 for e in self.edges) or list(self.edges) != sorted(set(self.edges)):
+            raise ValueError("bucket edges must be positive whole days in increasing order")
+        if self.basis not in (DUE, INVOICE):
+            raise ValueError(f"basis must be {DUE} or {INVOICE}")
+
+    @property
+    def bounds(self) -> tuple[int, ...]:
+        return ((0,) + self.edges) if self.basis == DUE else self.edges
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        bounds = self.bounds
+        first = CURRENT if self.basis == DUE else f"0-{bounds[0]}"
+        middle = [f"{low + 1}-{high}" for low, high in zip(bounds, bounds[1:])]
+        return (first, *middle, f"{bounds[-1]}+")
+
+    def age(self, item: OpenItem, as_of: date) -> int:
+        return days_past_due(item.due_date if self.basis == DUE else item.issue_date, as_of)
+
+    def bucket(self, days: int) -> str:
+        for label, bound in zip(self.labels, self.bounds):
+            if days <= bound:
+                return label
+        return self.labels[-1]
+
+    def empty(self) -> dict[str, Decimal]:
+        return {name: ZERO for name in self.labels}
+
+
+DEFAULT_BUCKETS = BucketSpec()
+
+
 def aging_bucket(days: int) -> str:
     """current: not yet due (days past due <= 0, due today included); then 1-30, 31-60, 61-90,
     and 90+ for 91 days or more."""
-    if days <= 0:
-        return CURRENT
-    if days <= 30:
-        return "1-30"
-    if days <= 60:
-        return "31-60"
-    if days <= 90:
-        return "61-90"
-    return "90+"
+    return DEFAULT_BUCKETS.bucket(days)
 
 
 def empty_buckets() -> dict[str, Decimal]:
-    return {name: ZERO for name in BUCKETS}
+    return DEFAULT_BUCKETS.empty()
 
 
 @dataclass(frozen=True)
@@ -110,6 +150,7 @@ class AgedItem:
     item: OpenItem
     days_past_due: int
     bucket: str
+    age_days: int = 0  # days on the spec's basis (equal to days_past_due by due date)
 
 
 @dataclass(frozen=True)
@@ -128,27 +169,28 @@ class Aging:
     total_open_balance: Decimal  # sum of the invoices' open balances, added up separately
     customers: list[CustomerAging]
     items: list[AgedItem] = field(repr=False)
+    spec: BucketSpec = DEFAULT_BUCKETS
 
     @property
     def ties_out(self) -> bool:
         return self.total == self.total_open_balance
 
 
-def aging(items: Iterable[OpenItem], as_of: date) -> Aging:
+def aging(items: Iterable[OpenItem], as_of: date, spec: BucketSpec = DEFAULT_BUCKETS) -> Aging:
     """Age the items open on as_of: only invoices issued on or before as_of whose open balance
     is not zero (a credit balance, below zero, is aged like any other)."""
     aged = []
     for item in items:
         if item.issue_date <= as_of and item.open_balance != 0:
-            days = days_past_due(item.due_date, as_of)
-            aged.append(AgedItem(item, days, aging_bucket(days)))
+            days = spec.age(item, as_of)
+            aged.append(AgedItem(item, days_past_due(item.due_date, as_of), spec.bucket(days), days))
     aged.sort(key=lambda a: (a.item.customer_id, a.item.due_date, a.item.invoice_id))
-    totals = empty_buckets()
+    totals = spec.empty()
     by_customer: dict[str, dict[str, Decimal]] = {}
     counts: dict[str, int] = defaultdict(int)
     for a in aged:
         totals[a.bucket] += a.item.open_balance
-        by_customer.setdefault(a.item.customer_id, empty_buckets())[a.bucket] += a.item.open_balance
+        by_customer.setdefault(a.item.customer_id, spec.empty())[a.bucket] += a.item.open_balance
         counts[a.item.customer_id] += 1
     customers = [
         CustomerAging(customer_id=cid, buckets=b, total=sum(b.values(), ZERO), invoice_count=counts[cid])
@@ -161,7 +203,24 @@ def aging(items: Iterable[OpenItem], as_of: date) -> Aging:
         total_open_balance=sum((a.item.open_balance for a in aged), ZERO),
         customers=customers,
         items=aged,
+        spec=spec,
     )
+
+
+UNASSIGNED = "(none)"
+
+
+def group_aging(aging_: Aging, key_of: Callable[[AgedItem], str | None]) -> list[CustomerAging]:
+    """The aging's invoices grouped by a key (a customer's collector or segment as of the aging
+    date, the invoice's currency); items without one fall in "(none)". Returned as
+    CustomerAging rows whose customer_id is the group key, ordered by it."""
+    groups: dict[str, dict[str, Decimal]] = {}
+    counts: dict[str, int] = defaultdict(int)
+    for a in aging_.items:
+        key = key_of(a) or UNASSIGNED
+        groups.setdefault(key, aging_.spec.empty())[a.bucket] += a.item.open_balance
+        counts[key] += 1
+    return [CustomerAging(key, b, sum(b.values(), ZERO), counts[key]) for key, b in sorted(groups.items())]
 
 
 # --- DSO --------------------------------------------------------------------------------------

@@ -13,19 +13,33 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.consumer import ReceivedEvent
 from shared.contracts import (
+    AccountEscalated,
+    CallTaskCreated,
+    CollectorAssigned,
     CreditMemoIssued,
     CustomerRegistered,
+    CustomerSegmented,
     DeductionOpened,
     DisputeOpened,
     DisputeResolved,
+    DunningNoticeSent,
     EventContract,
+    InstallmentMissed,
+    InstallmentPaid,
     InvoiceIssued,
     PaymentApplied,
+    PaymentPlanAgreed,
+    PaymentPlanBroken,
+    PaymentPlanCompleted,
     PaymentReceived,
+    PaymentReturned,
+    PaymentUnapplied,
     PromiseBroken,
     PromiseKept,
     PromiseToPayMade,
+    SmallBalanceWrittenOff,
     UnknownEvent,
+    WriteOffApproved,
     registry,
     topic_for,
 )
@@ -56,7 +70,86 @@ def _credit(e: CreditMemoIssued) -> Fact:
 
 def _application(e: PaymentApplied) -> Fact:
     return "applications", {"payment_id": e.payment_id, "invoice_id": e.invoice_id, "customer_id": e.customer_id,
-                            "currency": e.currency, "amount": e.amount, "value_date": e.value_date}
+                            "currency": e.currency, "amount": e.amount, "value_date": e.value_date,
+                            "application_id": e.application_id, "rule": e.rule, "confidence": e.confidence}
+
+
+def _unapplication(e: PaymentUnapplied) -> Fact:
+    return "unapplications", {"application_id": e.application_id, "payment_id": e.payment_id,
+                              "invoice_id": e.invoice_id, "customer_id": e.customer_id, "currency": e.currency,
+                              "amount": e.amount, "unapplied_on": e.unapplied_on, "reason": e.reason}
+
+
+def _return(e: PaymentReturned) -> Fact:
+    return "payment_returns", {"payment_id": e.payment_id, "customer_id": e.customer_id, "currency": e.currency,
+                               "amount": e.amount, "returned_on": e.returned_on, "reason_code": e.reason_code}
+
+
+def _adjustment(e: SmallBalanceWrittenOff) -> Fact:
+    return "adjustments", {"adjustment_id": e.adjustment_id, "payment_id": e.payment_id, "invoice_id": e.invoice_id,
+                           "customer_id": e.customer_id, "currency": e.currency, "amount": e.amount,
+                           "value_date": e.value_date, "reason_code": e.reason_code}
+
+
+def _write_off(e: WriteOffApproved) -> Fact:
+    return "write_offs", {"write_off_id": e.write_off_id, "invoice_id": e.invoice_id, "customer_id": e.customer_id,
+                          "currency": e.currency, "amount": e.amount, "approved_on": e.approved_on,
+                          "reason": e.reason}
+
+
+def _escalation(e: AccountEscalated) -> Fact:
+    return "escalations", {"escalation_id": e.escalation_id, "customer_id": e.customer_id,
+                           "invoice_ids": list(e.invoice_ids), "currency": e.currency,
+                           "overdue_amount": e.overdue_amount, "recommended_action": e.recommended_action,
+                           "escalated_on": e.escalated_on}
+
+
+def _collector(e: CollectorAssigned) -> Fact:
+    return "collector_assignments", {"customer_id": e.customer_id, "collector_id": e.collector_id,
+                                     "assigned_on": e.assigned_on}
+
+
+def _segment(e: CustomerSegmented) -> Fact:
+    return "customer_segments", {"customer_id": e.customer_id, "segment": e.segment, "risk_score": e.risk_score,
+                                 "scored_on": e.scored_on}
+
+
+def _plan(e: PaymentPlanAgreed) -> list[Fact]:
+    plan = ("payment_plans", {"plan_id": e.plan_id, "customer_id": e.customer_id, "invoice_ids": list(e.invoice_ids),
+                              "currency": e.currency, "total_amount": e.total_amount, "agreed_on": e.agreed_on})
+    return [plan] + [("plan_installments", {"plan_id": e.plan_id, "installment_number": i.number,
+                                            "customer_id": e.customer_id, "currency": e.currency,
+                                            "due_date": i.due_date, "amount": i.amount}) for i in e.installments]
+
+
+def _installment_paid(e: InstallmentPaid) -> Fact:
+    return "installment_outcomes", {"plan_id": e.plan_id, "installment_number": e.installment_number,
+                                    "outcome": "paid", "amount": e.amount, "paid_amount": e.paid_amount,
+                                    "outcome_on": e.paid_on}
+
+
+def _installment_missed(e: InstallmentMissed) -> Fact:
+    return "installment_outcomes", {"plan_id": e.plan_id, "installment_number": e.installment_number,
+                                    "outcome": "missed", "amount": e.amount, "paid_amount": e.paid_amount,
+                                    "outcome_on": e.missed_on}
+
+
+def _plan_completed(e: PaymentPlanCompleted) -> Fact:
+    return "plan_outcomes", {"plan_id": e.plan_id, "outcome": "completed", "outcome_on": e.completed_on}
+
+
+def _plan_broken(e: PaymentPlanBroken) -> Fact:
+    return "plan_outcomes", {"plan_id": e.plan_id, "outcome": "broken", "outcome_on": e.broken_on}
+
+
+def _notice(e: DunningNoticeSent) -> Fact:
+    return "dunning_notices", {"notice_id": e.notice_id, "customer_id": e.customer_id, "channel": e.channel,
+                               "currency": e.currency, "total_amount": e.total_amount, "sent_on": e.sent_on}
+
+
+def _call(e: CallTaskCreated) -> Fact:
+    return "call_tasks", {"task_id": e.task_id, "customer_id": e.customer_id, "collector_id": e.collector_id,
+                          "due_on": e.due_on}
 
 
 def _payment(e: PaymentReceived) -> Fact:
@@ -98,14 +191,15 @@ def _deduction(e: DeductionOpened) -> Fact:
 
 
 def _resolution(e: DisputeResolved) -> Fact:
-    return "dispute_resolutions", {"dispute_id": e.dispute_id, "currency": e.currency,
+    return "dispute_resolutions", {"dispute_id": e.dispute_id, "invoice_id": e.invoice_id, "currency": e.currency,
                                    "credit_amount": e.credit_amount, "resolution": e.resolution,
                                    "resolved_on": e.resolved_on}
 
 
-# Events not listed (ShortPayDetected, UnappliedCashRecorded, ...) add nothing a report needs
-# yet: unapplied cash is computed from PaymentReceived and PaymentApplied.
-FACT_OF: dict[type[EventContract], Callable[[Any], Fact]] = {
+# Events not listed (ShortPayDetected, UnappliedCashRecorded, WriteOffRequested, credit holds,
+# ...) add nothing a report needs: unapplied cash is computed from PaymentReceived,
+# PaymentReturned, PaymentApplied and PaymentUnapplied.
+FACT_OF: dict[type[EventContract], Callable[[Any], Fact | list[Fact]]] = {
     CustomerRegistered: _customer,
     InvoiceIssued: _invoice,
     CreditMemoIssued: _credit,
@@ -117,18 +211,44 @@ FACT_OF: dict[type[EventContract], Callable[[Any], Fact]] = {
     DisputeOpened: _dispute,
     DeductionOpened: _deduction,
     DisputeResolved: _resolution,
+    PaymentUnapplied: _unapplication,
+    PaymentReturned: _return,
+    SmallBalanceWrittenOff: _adjustment,
+    WriteOffApproved: _write_off,
+    AccountEscalated: _escalation,
+    CollectorAssigned: _collector,
+    CustomerSegmented: _segment,
+    PaymentPlanAgreed: _plan,
+    InstallmentPaid: _installment_paid,
+    InstallmentMissed: _installment_missed,
+    PaymentPlanCompleted: _plan_completed,
+    PaymentPlanBroken: _plan_broken,
+    DunningNoticeSent: _notice,
+    CallTaskCreated: _call,
 }
 
+# Rows of these tables are parts of one event's fact (a plan's installments): keyed by their
+# own natural key, without the event id.
+PART_TABLES = frozenset({"plan_installments"})
 
-async def project(conn: AsyncConnection, event: ReceivedEvent) -> None:
-    """Consumer handler: store the fact the event carries, if reporting keeps one."""
+
+def facts_of(event: ReceivedEvent) -> list[Fact]:
+    """The fact rows an event carries (none for events reporting does not keep), each with the
+    event id where its table keeps one. Shared by the consumer handler and the batch rebuild."""
     try:
         contract = registry.parse(event.event_type, event.schema_version, event.data)
     except UnknownEvent:
-        return
+        return []
     to_fact = FACT_OF.get(type(contract))
     if to_fact is None:
-        return
-    table, row = to_fact(contract)
-    await insert_fact(conn, table, {**row, "event_id": event.event_id})
+        return []
+    produced = to_fact(contract)
+    rows = produced if isinstance(produced, list) else [produced]
+    return [(table, row if table in PART_TABLES else {**row, "event_id": event.event_id}) for table, row in rows]
+
+
+async def project(conn: AsyncConnection, event: ReceivedEvent) -> None:
+    """Consumer handler: store the facts the event carries, if reporting keeps any."""
+    for table, row in facts_of(event):
+        await insert_fact(conn, table, row)
 

@@ -147,7 +147,8 @@ async def test_aging_as_of_several_dates_to_the_cent(reporting):
     assert feb["currency"] == "USD"
     assert feb["buckets"] == buckets(current="2500.00", d30="1000.00", d90="250.00")
     assert feb["total"] == feb["total_open_balance"] == "3750.00"
-    assert feb["tie_out"] == {"invoiced": "3750.00", "credited": "0.00", "applied": "0.00", "net": "3750.00",
+    assert feb["tie_out"] == {"invoiced": "3750.00", "credited": "0.00", "applied": "0.00", "adjusted": "0.00",
+                              "written_off": "0.00", "net": "3750.00",
                               "ties_out": True}
     assert [(c["customer_id"], c["customer_name"], c["total"], c["invoice_count"]) for c in feb["customers"]] == [
         ("C1", "Acme Wholesale", "1750.00", 3), ("C2", "Globex", "2000.00", 1)]
@@ -163,7 +164,8 @@ async def test_aging_as_of_several_dates_to_the_cent(reporting):
     mar31 = await get(client, "/v1/reports/aging", as_of="2024-03-31")
     assert mar31["buckets"] == buckets(current="750.25", d30="2400.00", d60="500.00", over90="250.00")
     assert mar31["total"] == mar31["total_open_balance"] == "3900.25"
-    assert mar31["tie_out"] == {"invoiced": "4500.25", "credited": "100.00", "applied": "500.00", "net": "3900.25",
+    assert mar31["tie_out"] == {"invoiced": "4500.25", "credited": "100.00", "applied": "500.00", "adjusted": "0.00",
+                                "written_off": "0.00", "net": "3900.25",
                                 "ties_out": True}
     assert await get(client, "/v1/reports/aging") == mar31  # as_of defaults to the clock's today
 
@@ -258,7 +260,9 @@ async def test_summary_and_what_is_waiting_for_its_invoice(reporting):
         "open_deductions": {"count": 1, "amount": "50.00"},
         "open_promises": {"count": 1, "amount": "250.00"},
         "awaiting_invoice": {"credits": {"count": 0, "amount": "0.00"},
-                             "applications": {"count": 1, "amount": "75.00"}},
+                             "applications": {"count": 1, "amount": "75.00"},
+                             "adjustments": {"count": 0, "amount": "0.00"},
+                             "write_offs": {"count": 0, "amount": "0.00"}},
     }
     mar8 = await get(client, "/v1/reports/summary", as_of="2024-03-08")
     assert mar8["open_disputes"] == {"count": 1, "amount": "100.00"}

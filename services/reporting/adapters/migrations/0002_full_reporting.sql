@@ -1,0 +1,190 @@
+-- Full reporting (issue 5): the facts of the remaining events, the inputs posted through the
+-- API (FX rates, GL control totals, period closes), and one view of every dated movement on an
+-- invoice's balance. Event facts are keyed by their natural key or event_id, so a redelivery
+-- changes nothing and the result does not depend on arrival order. Tables fed by events are
+-- listed in adapters/repository.FACT_TABLES (a rebuild truncates them); the posted inputs are
+-- not facts of events and survive a rebuild.
+
+-- PaymentApplied v2 carries the application's id, the matching rule and its confidence.
+ALTER TABLE applications ADD COLUMN IF NOT EXISTS application_id text;
+ALTER TABLE applications ADD COLUMN IF NOT EXISTS rule text;
+ALTER TABLE applications ADD COLUMN IF NOT EXISTS confidence numeric(6, 3);
+CREATE INDEX IF NOT EXISTS applications_value_date ON applications (value_date);
+
+-- PaymentUnapplied: the invoice's balance grows by amount again from unapplied_on.
+CREATE TABLE IF NOT EXISTS unapplications (
+    event_id text PRIMARY KEY,
+    application_id text NOT NULL,
+    payment_id text NOT NULL,
+    invoice_id text NOT NULL,
+    customer_id text NOT NULL,
+    currency text NOT NULL,
+    amount numeric(20, 4) NOT NULL,
+    unapplied_on date NOT NULL,
+    reason text NOT NULL
+);
+CREATE INDEX IF NOT EXISTS unapplications_invoice ON unapplications (invoice_id, unapplied_on);
+
+-- PaymentReturned: cash received reversed (the invoices are reopened by PaymentUnapplied).
+CREATE TABLE IF NOT EXISTS payment_returns (
+    event_id text PRIMARY KEY,
+    payment_id text NOT NULL,
+    customer_id text NOT NULL,
+    currency text NOT NULL,
+    amount numeric(20, 4) NOT NULL,
+    returned_on date NOT NULL,
+    reason_code text NOT NULL
+);
+
+-- SmallBalanceWrittenOff: an adjustment lowering the invoice's balance from value_date.
+CREATE TABLE IF NOT EXISTS adjustments (
+    adjustment_id text PRIMARY KEY,
+    payment_id text NOT NULL,
+    invoice_id text NOT NULL,
+    customer_id text NOT NULL,
+    currency text NOT NULL,
+    amount numeric(20, 4) NOT NULL,
+    value_date date NOT NULL,
+    reason_code text,
+    event_id text NOT NULL UNIQUE
+);
+CREATE INDEX IF NOT EXISTS adjustments_invoice ON adjustments (invoice_id, value_date);
+
+-- WriteOffApproved: bad debt, the balance falls by amount from approved_on.
+CREATE TABLE IF NOT EXISTS write_offs (
+    write_off_id text PRIMARY KEY,
+    invoice_id text NOT NULL,
+    customer_id text NOT NULL,
+    currency text NOT NULL,
+    amount numeric(20, 4) NOT NULL,
+    approved_on date NOT NULL,
+    reason text NOT NULL,
+    event_id text NOT NULL UNIQUE
+);
+CREATE INDEX IF NOT EXISTS write_offs_invoice ON write_offs (invoice_id, approved_on);
+
+-- AccountEscalated (recovery cohorts)
+CREATE TABLE IF NOT EXISTS escalations (
+    escalation_id text PRIMARY KEY,
+    customer_id text NOT NULL,
+    invoice_ids text[] NOT NULL,
+    currency text NOT NULL,
+    overdue_amount numeric(20, 4) NOT NULL,
+    recommended_action text NOT NULL,
+    escalated_on date NOT NULL,
+    event_id text NOT NULL UNIQUE
+);
+
+-- CollectorAssigned / CustomerSegmented: the latest on or before a date applies.
+CREATE TABLE IF NOT EXISTS collector_assignments (
+    event_id text PRIMARY KEY,
+    customer_id text NOT NULL,
+    collector_id text NOT NULL,
+    assigned_on date NOT NULL
+);
+CREATE INDEX IF NOT EXISTS collector_assignments_customer ON collector_assignments (customer_id, assigned_on);
+CREATE TABLE IF NOT EXISTS customer_segments (
+    event_id text PRIMARY KEY,
+    customer_id text NOT NULL,
+    segment text NOT NULL,
+    risk_score integer NOT NULL,
+    scored_on date NOT NULL
+);
+CREATE INDEX IF NOT EXISTS customer_segments_customer ON customer_segments (customer_id, scored_on);
+
+-- PaymentPlanAgreed, one row per installment; InstallmentPaid / InstallmentMissed and
+-- PaymentPlanCompleted / PaymentPlanBroken as outcome rows (one per event).
+CREATE TABLE IF NOT EXISTS payment_plans (
+    plan_id text PRIMARY KEY,
+    customer_id text NOT NULL,
+    invoice_ids text[] NOT NULL,
+    currency text NOT NULL,
+    total_amount numeric(20, 4) NOT NULL,
+    agreed_on date NOT NULL,
+    event_id text NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS plan_installments (
+    plan_id text NOT NULL,
+    installment_number integer NOT NULL,
+    customer_id text NOT NULL,
+    currency text NOT NULL,
+    due_date date NOT NULL,
+    amount numeric(20, 4) NOT NULL,
+    PRIMARY KEY (plan_id, installment_number)
+);
+CREATE TABLE IF NOT EXISTS installment_outcomes (
+    event_id text PRIMARY KEY,
+    plan_id text NOT NULL,
+    installment_number integer NOT NULL,
+    outcome text NOT NULL CHECK (outcome IN ('paid', 'missed')),
+    amount numeric(20, 4) NOT NULL,
+    paid_amount numeric(20, 4) NOT NULL,
+    outcome_on date NOT NULL
+);
+CREATE TABLE IF NOT EXISTS plan_outcomes (
+    event_id text PRIMARY KEY,
+    plan_id text NOT NULL,
+    outcome text NOT NULL CHECK (outcome IN ('completed', 'broken')),
+    outcome_on date NOT NULL
+);
+
+-- DunningNoticeSent / CallTaskCreated (collector activity)
+CREATE TABLE IF NOT EXISTS dunning_notices (
+    notice_id text PRIMARY KEY,
+    customer_id text NOT NULL,
+    channel text NOT NULL,
+    currency text NOT NULL,
+    total_amount numeric(20, 4) NOT NULL,
+    sent_on date NOT NULL,
+    event_id text NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS call_tasks (
+    task_id text PRIMARY KEY,
+    customer_id text NOT NULL,
+    collector_id text,
+    due_on date NOT NULL,
+    event_id text NOT NULL UNIQUE
+);
+
+-- DisputeResolved now also keeps the invoice (cycle times by reason come from disputes).
+ALTER TABLE dispute_resolutions ADD COLUMN IF NOT EXISTS invoice_id text;
+
+CREATE INDEX IF NOT EXISTS promises_customer ON promises (customer_id);
+
+-- Every dated movement on an invoice's balance, signed so that
+-- open_balance(D) = amount - sum(amount of movements with on_date <= D).
+CREATE OR REPLACE VIEW invoice_movements AS
+    SELECT invoice_id, 'credit' AS kind, amount, issue_date AS on_date FROM credits
+    UNION ALL SELECT invoice_id, 'cash', amount, value_date FROM applications
+    UNION ALL SELECT invoice_id, 'cash', -amount, unapplied_on FROM unapplications
+    UNION ALL SELECT invoice_id, 'adjustment', amount, value_date FROM adjustments
+    UNION ALL SELECT invoice_id, 'write_off', amount, approved_on FROM write_offs;
+
+-- Posted through the API, not from events (a rebuild keeps them).
+CREATE TABLE IF NOT EXISTS fx_rates (
+    currency text NOT NULL,             -- 1 unit of this currency ...
+    reporting_currency text NOT NULL,   -- ... is worth `rate` of this one
+    rate_date date NOT NULL,
+    rate numeric(30, 12) NOT NULL CHECK (rate > 0),
+    posted_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (currency, reporting_currency, rate_date)
+);
+
+CREATE TABLE IF NOT EXISTS gl_control_totals (
+    currency text NOT NULL,
+    period_start date NOT NULL,
+    period_end date NOT NULL,
+    lines jsonb NOT NULL,               -- {"opening": "…", "invoiced": "…", …, "closing": "…"}
+    posted_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (currency, period_start, period_end)
+);
+
+CREATE TABLE IF NOT EXISTS period_closes (
+    currency text NOT NULL,
+    period_start date NOT NULL,
+    period_end date NOT NULL,
+    roll_forward jsonb NOT NULL,        -- the roll-forward as reported when the period closed
+    closed_at timestamptz NOT NULL DEFAULT now(),
+    closed_by text NOT NULL,
+    PRIMARY KEY (currency, period_end)
+);
