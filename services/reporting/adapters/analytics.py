@@ -275,7 +275,7 @@ async def recovery_cohort(conn: AsyncConnection, currency: str, cohort: str, sta
         f"WITH e AS ({entry})"
         f" SELECT e.invoice_id, i.customer_id, e.entered, {balance} AS balance,"
         "  coalesce((SELECT sum(m.amount) FROM invoice_movements m WHERE m.invoice_id = e.invoice_id"
-        "            AND m.kind = 'cash' AND m.on_date BETWEEN e.entered AND e.entered + :w - 1), 0) AS collected"
-        " FROM e JOIN invoices i USING (invoice_id) WHERE i.issue_date < e.entered OR :cohort <> 'past_due'"
+        "            AND m.kind = 'cash' AND m.on_date BETWEEN e.entered AND e.entered + CAST(:w AS integer) - 1), 0) AS collected"
+        " FROM e JOIN invoices i USING (invoice_id) WHERE i.issue_date < e.entered OR CAST(:cohort AS text) <> 'past_due'"
         " ORDER BY e.invoice_id"
     ), {"cur": currency, "f": start, "t": end, "w": window_days, "cohort": cohort}))

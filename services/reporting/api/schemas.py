@@ -194,7 +194,7 @@ def aging_out(result: AgingResult) -> AgingResponse:
         reporting_currency=result.reporting_currency,
         by_currency=None if result.by_currency is None else [
             AgingCurrency(currency=line.currency, buckets=_buckets(line.buckets, line.currency),
-                          total=money(line.total, line.currency), rate=to_str(line.rate), rate_date=line.rate_date,
+                          total=money(line.total, line.currency), rate=to_str(line.rate.normalize()), rate_date=line.rate_date,
                           converted_total=money(line.converted_total, cur)) for line in result.by_currency],
         customers=[AgingCustomer(customer_id=c.customer_id, customer_name=result.customer_names.get(c.customer_id),
                                  buckets=_buckets(c.buckets, cur), total=money(c.total, cur),

@@ -118,6 +118,8 @@ async def _converted_items(conn: AsyncConnection, codes: list[str], reporting: s
     native_of: dict[str, str] = {}
     for code in codes:
         native = await repo.open_items(conn, code, as_of, customer_id)
+        if not native:
+            continue  # nothing open in this currency: no line, and no rate needed
         if code == reporting:
             rate, rate_date = Decimal(1), None
         else:

@@ -11,11 +11,9 @@ import uuid
 from datetime import date, timedelta
 from decimal import Decimal
 
-import pytest
 from aiokafka.structs import ConsumerRecord
 from sqlalchemy import text
 
-from shared.clock import FixedClock
 from shared.consumer import ConsumerRunner, ReceivedEvent
 from shared.db import make_engine
 from shared.contracts import (
@@ -24,66 +22,19 @@ from shared.contracts import (
     DeductionOpened,
     DisputeOpened,
     DisputeResolved,
-    InvoiceIssued,
-    InvoiceLine,
-    PaymentApplied,
-    PaymentReceived,
     PromiseBroken,
     PromiseKept,
     PromiseToPayMade,
-    topic_for,
 )
+from reporting_book import applied, feed, get, invoice, received, received_cash, reporting  # noqa: F401
 from services.reporting.adapters.repository import FACT_TABLES
 from services.reporting.application.rebuild import REFUSED, rebuild
 from services.reporting.domain import metrics
 from services.reporting.domain.facts import ApplicationFact, CreditFact, InvoiceFact
-from services.reporting.main import definition
 from services.reporting.projections.facts import CONSUMER_NAME, project
-from services.reporting.settings import ReportingSettings
-from tests.support.infra import KAFKA, fresh_database, service_client, sqlalchemy_url
+from tests.support.infra import KAFKA, fresh_database, sqlalchemy_url
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-
-
-@pytest.fixture
-async def reporting():
-    def make(url):
-        d = definition(ReportingSettings(database_url=url))
-        d.state["clock"] = FixedClock(date(2024, 3, 31))
-        return d
-
-    async with service_client(make) as (client, app):
-        yield client, app
-
-
-def received(contract, event_id: str | None = None) -> ReceivedEvent:
-    return ReceivedEvent(event_id=event_id or str(uuid.uuid4()), event_type=contract.event_type,
-                         schema_version=contract.schema_version, source=f"/ledgerline/{contract.context}",
-                         subject="s", occurred_at=None, data=contract.to_payload(), headers={},
-                         topic=topic_for(contract.context), partition=0, offset=0)
-
-
-async def feed(engine, events: list[ReceivedEvent]) -> None:
-    for event in events:
-        async with engine.begin() as conn:
-            await project(conn, event)
-
-
-def invoice(invoice_id, customer_id, amount, issue, due, currency="USD"):
-    return InvoiceIssued(invoice_id=invoice_id, invoice_number=f"N-{invoice_id}", customer_id=customer_id,
-                         currency=currency, issue_date=issue, due_date=due, total_amount=amount,
-                         lines=[InvoiceLine(description="Goods", quantity="1", unit_price=amount, amount=amount)])
-
-
-def applied(payment_id, invoice_id, customer_id, amount, on, currency="USD"):
-    return PaymentApplied(payment_id=payment_id, invoice_id=invoice_id, customer_id=customer_id, amount=amount,
-                          currency=currency, value_date=on, application_id=f"{payment_id}:{invoice_id}",
-                          rule="remittance", confidence="1")
-
-
-def received_cash(payment_id, customer_id, amount, on):
-    return PaymentReceived(payment_id=payment_id, customer_id=customer_id, amount=amount, currency="USD",
-                           value_date=on, method="wire")
 
 
 def book() -> list:
@@ -129,12 +80,6 @@ def book() -> list:
 
 def buckets(current="0.00", d30="0.00", d60="0.00", d90="0.00", over90="0.00"):
     return {"current": current, "1-30": d30, "31-60": d60, "61-90": d90, "90+": over90}
-
-
-async def get(client, path, **params):
-    r = await client.get(path, params=params)
-    assert r.status_code == 200, r.text
-    return r.json()
 
 
 async def test_aging_as_of_several_dates_to_the_cent(reporting):

@@ -1,0 +1,336 @@
+"""The full reporting suite on a real PostgreSQL database, fed contract events through the
+consumer handler in a shuffled order. Every expected figure is worked out by hand in the
+comments from the book below."""
+from __future__ import annotations
+
+import io
+import random
+import uuid
+
+from openpyxl import load_workbook
+
+from reporting_book import applied, feed, get, invoice, received, reporting  # noqa: F401
+from shared.contracts import (
+    AccountEscalated,
+    CallTaskCreated,
+    CollectorAssigned,
+    CreditMemoIssued,
+    CustomerSegmented,
+    DeductionOpened,
+    DisputeOpened,
+    DisputeResolved,
+    DunningNoticeSent,
+    Installment,
+    PaymentPlanAgreed,
+    PaymentReceived,
+    PaymentReturned,
+    PaymentUnapplied,
+    PromiseToPayMade,
+    SmallBalanceWrittenOff,
+    WriteOffApproved,
+)
+
+MARCH = {"from": "2024-03-01", "to": "2024-03-31"}
+
+
+def book() -> list:
+    """USD: A (C1) 1000 due Feb 9: 600 applied Feb 20, returned and unapplied Mar 5, 400
+    applied Mar 25. B (C1) 500 due Mar 2: credit 100 Mar 10, 399.50 applied and 0.50 written
+    off as a small balance Mar 12. C (C2) 2000 due Mar 16: written off Mar 28. D (C2) 300 due
+    Apr 19. EUR: E (C3) 1000 due Mar 31."""
+    return [
+        CollectorAssigned(customer_id="C1", collector_id="alice", assigned_on="2024-01-01"),
+        CollectorAssigned(customer_id="C1", collector_id="bob", assigned_on="2024-03-15"),
+        CollectorAssigned(customer_id="C2", collector_id="alice", assigned_on="2024-01-01"),
+        CustomerSegmented(customer_id="C1", segment="enterprise", risk_score=40, factors={}, scored_on="2024-01-01"),
+        invoice("A", "C1", "1000.00", "2024-01-10", "2024-02-09"),
+        invoice("B", "C1", "500.00", "2024-02-01", "2024-03-02"),
+        invoice("C", "C2", "2000.00", "2024-02-15", "2024-03-16"),
+        invoice("D", "C2", "300.00", "2024-03-20", "2024-04-19"),
+        invoice("E", "C3", "1000.00", "2024-03-01", "2024-03-31", currency="EUR"),
+        PaymentReceived(payment_id="PA1", customer_id="C1", amount="600.00", currency="USD", value_date="2024-02-20",
+                        method="ach"),
+        applied("PA1", "A", "C1", "600.00", "2024-02-20"),
+        PaymentReturned(payment_id="PA1", customer_id="C1", amount="600.00", currency="USD", returned_on="2024-03-05",
+                        reason_code="NSF"),
+        PaymentUnapplied(payment_id="PA1", application_id="PA1:A", invoice_id="A", customer_id="C1", amount="600.00",
+                         currency="USD", unapplied_on="2024-03-05", reason="payment_returned"),
+        applied("PA2", "A", "C1", "400.00", "2024-03-25"),
+        CreditMemoIssued(credit_memo_id="CM1", invoice_id="B", customer_id="C1", currency="USD", amount="100.00",
+                         issue_date="2024-03-10", reason="pricing", dispute_id="D1"),
+        applied("PB", "B", "C1", "399.50", "2024-03-12"),
+        SmallBalanceWrittenOff(adjustment_id="ADJ1", payment_id="PB", invoice_id="B", customer_id="C1",
+                               amount="0.50", currency="USD", value_date="2024-03-12"),
+        WriteOffApproved(write_off_id="W1", invoice_id="C", customer_id="C2", amount="2000.00", currency="USD",
+                         reason="bankrupt", requested_by="amy", approved_by="cfo", approved_on="2024-03-28"),
+        AccountEscalated(escalation_id="ESC1", customer_id="C1", escalated_to="manager", summary="s",
+                         recommended_action="call_manager", invoice_ids=["A"], currency="USD",
+                         overdue_amount="1000.00", escalated_on="2024-03-06"),
+        DisputeOpened(dispute_id="D1", invoice_id="B", customer_id="C1", currency="USD", amount="100.00",
+                      reason_code="pricing", opened_on="2024-03-01"),
+        DisputeResolved(dispute_id="D1", invoice_id="B", customer_id="C1", currency="USD", credit_amount="100.00",
+                        resolution="credit", resolved_on="2024-03-10"),
+        DeductionOpened(dispute_id="D2", invoice_id="A", customer_id="C1", payment_id="PA2", currency="USD",
+                        amount="50.00", reason_code="freight", opened_on="2024-03-20"),
+        PaymentPlanAgreed(plan_id="PL1", customer_id="C1", invoice_ids=["A"], currency="USD", total_amount="600.00",
+                          installments=[Installment(number=1, due_date="2024-04-05", amount="300.00"),
+                                        Installment(number=2, due_date="2024-05-05", amount="300.00")],
+                          agreed_on="2024-03-30"),
+        PromiseToPayMade(promise_id="PR2", customer_id="C2", invoice_ids=["C"], amount="100.00", currency="USD",
+                         promise_date="2024-04-10", made_on="2024-03-29", grace_days=0),
+        DunningNoticeSent(notice_id="N1", customer_id="C2", strategy_id="s", strategy_version=1, step_id="1",
+                          channel="email", template="t", language="en", invoice_ids=["C"], currency="USD",
+                          total_amount="2000.00", sent_on="2024-03-20"),
+        CallTaskCreated(task_id="T1", customer_id="C1", strategy_id="s", step_id="2", invoice_ids=["A"],
+                        collector_id="bob", due_on="2024-03-22"),
+    ]
+
+
+async def _load(app, seed: int = 7) -> None:
+    events = [received(e) for e in book()]
+    random.Random(seed).shuffle(events)
+    await feed(app.state.runtime.engine, events)
+
+
+def buckets(**amounts):
+    return {k.replace("_", "-").replace("d", "") if k != "current" else k: v for k, v in amounts.items()}
+
+
+async def test_aging_with_every_movement_groups_bases_buckets_and_fx(reporting):
+    client, app = reporting
+    await _load(app)
+    # Mar 31, USD: A 1000 - 600 + 600 - 400 = 600, 51 days past due; B 500 - 100 - 399.50 - 0.50
+    # = 0; C written off; D 300 current.
+    usd = await get(client, "/v1/reports/aging", as_of="2024-03-31", currency="USD")
+    assert usd["buckets"] == {"current": "300.00", "1-30": "0.00", "31-60": "600.00", "61-90": "0.00",
+                              "90+": "0.00"}
+    assert usd["tie_out"] == {"invoiced": "3800.00", "credited": "100.00", "applied": "799.50", "adjusted": "0.50",
+                              "written_off": "2000.00", "net": "900.00", "ties_out": True}
+    # Between the return (Mar 5) and the next payment, A owes its full 1000 again.
+    mar6 = await get(client, "/v1/reports/aging", as_of="2024-03-06", currency="USD", customer_id="C1")
+    assert [(i["invoice_id"], i["applied"], i["open_balance"]) for i in mar6["invoices"]] == [
+        ("A", "0.00", "1000.00"), ("B", "0.00", "500.00")]
+
+    # Collectors as of the date: C1 moved from alice to bob on Mar 15.
+    by_collector = await get(client, "/v1/reports/aging", as_of="2024-03-31", currency="USD", group_by="collector")
+    assert [(g["key"], g["total"], g["invoice_count"]) for g in by_collector["groups"]] == [
+        ("alice", "300.00", 1), ("bob", "600.00", 1)]
+    mar10 = await get(client, "/v1/reports/aging", as_of="2024-03-10", currency="USD", group_by="collector")
+    assert [(g["key"], g["total"]) for g in mar10["groups"]] == [("alice", "3400.00")]
+    by_segment = await get(client, "/v1/reports/aging", as_of="2024-03-31", currency="USD", group_by="segment")
+    assert [(g["key"], g["total"]) for g in by_segment["groups"]] == [("(none)", "300.00"), ("enterprise", "600.00")]
+
+    # By invoice date: A issued Jan 10 is 81 days old, D 11 days.
+    by_issue = await get(client, "/v1/reports/aging", as_of="2024-03-31", currency="USD", basis="invoice_date")
+    assert by_issue["bucket_labels"] == ["0-30", "31-60", "61-90", "90+"]
+    assert by_issue["buckets"] == {"0-30": "300.00", "31-60": "0.00", "61-90": "600.00", "90+": "0.00"}
+    custom = await get(client, "/v1/reports/aging", as_of="2024-03-31", currency="USD", buckets="15,45")
+    assert custom["buckets"] == {"current": "300.00", "1-15": "0.00", "16-45": "0.00", "45+": "600.00"}
+    bad = await client.get("/v1/reports/aging", params={"currency": "USD", "buckets": "60,30"})
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "buckets"
+
+    # FX: a EUR->USD rate posted for Mar 1 (1.10) and Apr 1 (1.20); the latest on or before
+    # the as-of date applies. E (1000 EUR, due Mar 31) is current on Mar 31.
+    for day, rate in (("2024-03-01", "1.10"), ("2024-04-01", "1.20")):
+        r = await client.post("/v1/fx-rates", json={"currency": "EUR", "reporting_currency": "USD",
+                                                   "rate_date": day, "rate": rate},
+                              headers={"Idempotency-Key": str(uuid.uuid4())})
+        assert r.status_code == 201, r.text
+    consolidated = await get(client, "/v1/reports/aging", as_of="2024-03-31", reporting_currency="USD",
+                             group_by="currency")
+    assert consolidated["currency"] == "USD" and consolidated["tie_out"] is None
+    assert consolidated["buckets"]["current"] == "1400.00" and consolidated["total"] == "2000.00"
+    assert [(c["currency"], c["total"], c["rate"], c["rate_date"], c["converted_total"])
+            for c in consolidated["by_currency"]] == [("EUR", "1000.00", "1.1", "2024-03-01", "1100.00"),
+                                                     ("USD", "900.00", "1", None, "900.00")]
+    assert [(g["key"], g["total"]) for g in consolidated["groups"]] == [("EUR", "1100.00"), ("USD", "900.00")]
+    april = await get(client, "/v1/reports/aging", as_of="2024-04-01", reporting_currency="USD", currency="EUR")
+    assert april["total"] == "1200.00"
+    missing = await client.get("/v1/reports/aging", params={"as_of": "2024-03-31", "reporting_currency": "GBP"})
+    assert missing.status_code == 422 and missing.json()["errors"][0]["field"] == "reporting_currency"
+    for body, field in (({"currency": "EUR", "reporting_currency": "USD", "rate_date": "2024-03-01", "rate": "0"},
+                         "rate"),
+                        ({"currency": "USD", "reporting_currency": "USD", "rate_date": "2024-03-01", "rate": "1"},
+                         "reporting_currency")):
+        r = await client.post("/v1/fx-rates", json=body, headers={"Idempotency-Key": str(uuid.uuid4())})
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == field, r.text
+    assert (await client.post("/v1/fx-rates", json={"currency": "EUR", "reporting_currency": "USD",
+                                                    "rate_date": "2024-03-01", "rate": "1"})).status_code == 400
+
+
+async def test_kpis_dso_countback_bpdso_add_cei_and_days_late(reporting):
+    client, app = reporting
+    await _load(app)
+    # March: beginning (Feb 29) A 400 + B 500 + C 2000 = 2900; sales D 300; ending 900 of which
+    # current (due on or after Mar 31) D 300. DSO 900/300 x 31 = 93; BPDSO 300/300 x 31 = 31;
+    # ADD 600/300 x 31 = 62; CEI (2900 + 300 - 900) / (2900 + 300 - 300) = 79.3103 -> 79.31.
+    # Countback: March's 300 of sales leave 600 (31 days), February's 2500 take 600/2500 x 29
+    # = 6.96 days: 37.96. Days late: A 400 on Mar 25 (45 days), B 399.50 on Mar 12 (10 days):
+    # (18000 + 3995) / 799.50 = 27.5109 -> 27.51; by count 27.50.
+    k = await get(client, "/v1/reports/kpis", period="2024-03", currency="USD")
+    assert {key: k[key] for key in ("from", "to", "days", "beginning_ar", "ending_ar", "ending_current_ar",
+                                    "ending_past_due_ar", "credit_sales", "dso", "countback_dso",
+                                    "best_possible_dso", "average_days_delinquent", "cei", "payments",
+                                    "paid_amount", "average_days_late", "average_days_late_by_count")} == {
+        "from": "2024-03-01", "to": "2024-03-31", "days": 31, "beginning_ar": "2900.00", "ending_ar": "900.00",
+        "ending_current_ar": "300.00", "ending_past_due_ar": "600.00", "credit_sales": "300.00", "dso": "93.00",
+        "countback_dso": "37.96", "best_possible_dso": "31.00", "average_days_delinquent": "62.00", "cei": "79.31",
+        "payments": 2, "paid_amount": "799.50", "average_days_late": "27.51", "average_days_late_by_count": "27.50"}
+    assert k == await get(client, "/v1/reports/kpis", currency="USD", **MARCH)
+    # February: PA1 (11 days late) was reversed only on Mar 5, so it counts in February.
+    feb = await get(client, "/v1/reports/kpis", period="2024-02", currency="USD")
+    assert (feb["average_days_late"], feb["payments"]) == ("11.00", 1)
+    trend = await get(client, "/v1/reports/kpis/trend", currency="USD", **{"from": "2024-01-15", "to": "2024-03-31"})
+    assert [(p["from"], p["to"]) for p in trend["periods"]] == [
+        ("2024-01-15", "2024-01-31"), ("2024-02-01", "2024-02-29"), ("2024-03-01", "2024-03-31")]
+    assert trend["periods"][2] == k
+    quarter = await get(client, "/v1/reports/kpis", period="2024-Q1", currency="USD")
+    assert (quarter["from"], quarter["to"], quarter["days"], quarter["credit_sales"]) == (
+        "2024-01-01", "2024-03-31", 91, "3800.00")
+    for params, field in (({"period": "2024-13"}, "period"), ({"period": "2024-03", "from": "2024-03-01"}, "period"),
+                          ({"from": "2024-03-01"}, "to")):
+        r = await client.get("/v1/reports/kpis", params={"currency": "USD", **params})
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == field, r.text
+
+
+async def test_roll_forward_close_prior_period_adjustments_and_gl_reconciliation(reporting):
+    client, app = reporting
+    await _load(app)
+    # March: 2900 + 300 - (-600 + 400 + 399.50) - 100 - 2000 - 0.50 = 900.
+    march = await get(client, "/v1/reports/roll-forward", period="2024-03", currency="USD")
+    assert {k: march[k] for k in ("opening", "invoiced", "cash_applied", "credits", "write_offs", "adjustments",
+                                  "prior_period_adjustments", "closing", "ties", "closed")} == {
+        "opening": "2900.00", "invoiced": "300.00", "cash_applied": "199.50", "credits": "100.00",
+        "write_offs": "2000.00", "adjustments": "-0.50", "prior_period_adjustments": "0.00", "closing": "900.00",
+        "ties": True, "closed": False}
+
+    # Close February (opening A 1000, invoiced B + C 2500, cash 600, closing 2900) ...
+    close = await client.post("/v1/period-closes", json={"currency": "USD", "from": "2024-02-01", "to": "2024-02-29"},
+                              headers={"Idempotency-Key": "close-feb"})
+    assert close.status_code == 201, close.text
+    assert (close.json()["opening"], close.json()["closing"], close.json()["closed"]) == ("1000.00", "2900.00", True)
+    again = await client.post("/v1/period-closes", json={"currency": "USD", "from": "2024-02-15", "to": "2024-03-10"},
+                              headers={"Idempotency-Key": "close-overlap"})
+    assert again.status_code == 409
+    # ... then a credit memo dated Feb 25 arrives late. February stays as reported; March
+    # opens at the reported 2900 and books the -50 as a prior-period adjustment.
+    await feed(app.state.runtime.engine, [received(CreditMemoIssued(
+        credit_memo_id="CM-LATE", invoice_id="A", customer_id="C1", currency="USD", amount="50.00",
+        issue_date="2024-02-25", reason="late"))])
+    feb = await get(client, "/v1/reports/roll-forward", period="2024-02", currency="USD")
+    assert (feb["closing"], feb["credits"], feb["closed"]) == ("2900.00", "0.00", True)
+    march = await get(client, "/v1/reports/roll-forward", period="2024-03", currency="USD")
+    assert (march["opening"], march["prior_period_adjustments"], march["adjustments"], march["closing"],
+            march["ties"]) == ("2900.00", "-50.00", "-50.50", "850.00", True)
+
+    # GL posted opening 2900, invoiced 300 and a closing of 900 (it missed the late credit).
+    posted = await client.post("/v1/gl-control-totals", headers={"Idempotency-Key": "gl-mar"}, json={
+        "currency": "USD", "from": "2024-03-01", "to": "2024-03-31", "opening": "2900.00", "invoiced": "300.00",
+        "closing": "900.00"})
+    assert posted.status_code == 201, posted.text
+    rec = await get(client, "/v1/reports/reconciliation", period="2024-03", currency="USD")
+    assert rec["gl_posted"] is True and rec["reconciled"] is False
+    assert rec["variances"] == [{"line": "closing", "subledger": "850.00", "general_ledger": "900.00",
+                                 "variance": "-50.00"}]
+    assert [line["variance"] for line in rec["lines"]] == ["0.00", "0.00", None, None, None, None, "-50.00"]
+    bad = await client.post("/v1/gl-control-totals", headers={"Idempotency-Key": "gl-bad"}, json={
+        "currency": "USD", "from": "2024-03-01", "to": "2024-03-31", "closing": "900.001"})
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "closing"
+
+
+async def test_forecast_allowance_disputes_collectors_and_recovery_cohorts(reporting):
+    client, app = reporting
+    await _load(app)
+    # As of Mar 31 (the clock's today): A is under plan PL1 (300 on Apr 5 -> week 1, 300 on
+    # May 5 -> week 5); C2 has no payment history, so D (300, due Apr 19) lands in week 3
+    # (Apr 14-20 is days 15-21); promise PR2 100 on Apr 10 in week 2.
+    f = await get(client, "/v1/reports/forecast", currency="USD")
+    weeks = {w["week"]: (w["invoices"], w["promises"], w["plans"], w["forecast"]) for w in f["weeks"]}
+    assert weeks[1] == ("0.00", "0.00", "300.00", "300.00")
+    assert weeks[2] == ("0.00", "100.00", "0.00", "100.00")
+    assert weeks[3] == ("300.00", "0.00", "0.00", "300.00")
+    assert weeks[5] == ("0.00", "0.00", "300.00", "300.00")
+    assert f["total"] == "1000.00" and f["beyond"] == "0.00" and f["weeks"][0]["actual"] is None
+    # As of Mar 10: A 1000, B 400, C 2000, all due by Mar 16 -> week 1 (Mar 11-17); the weeks
+    # that ended before today carry the actual cash: B's 399.50 on Mar 12.
+    past = await get(client, "/v1/reports/forecast", as_of="2024-03-10", currency="USD")
+    assert (past["weeks"][0]["forecast"], past["weeks"][0]["actual"], past["weeks"][0]["variance"]) == (
+        "3400.00", "399.50", "-3000.50")
+    assert past["weeks"][1]["actual"] == "0.00" and past["weeks"][2]["actual"] is None
+    # Customer's own delay: as of Mar 31 C1 paid 27.51 days late on average -> 28 days.
+    late = await get(client, "/v1/reports/forecast", as_of="2024-03-29", currency="USD")
+    assert late["weeks"][0]["invoices"] == "600.00"  # A due Feb 9 + 28 days is overdue: week 1
+
+    allowance = await get(client, "/v1/reports/allowance", as_of="2024-03-31", currency="USD")
+    assert [(x["bucket"], x["balance"], x["percent"], x["allowance"]) for x in allowance["lines"]] == [
+        ("current", "300.00", "1", "3.00"), ("1-30", "0.00", "5", "0.00"), ("31-60", "600.00", "10", "60.00"),
+        ("61-90", "0.00", "25", "0.00"), ("90+", "0.00", "50", "0.00")]
+    assert allowance["allowance"] == "63.00"
+    custom = await get(client, "/v1/reports/allowance", as_of="2024-03-31", currency="USD", percentages="2.5,0,7,0,0")
+    assert custom["allowance"] == "49.50"  # 7.50 + 42.00
+    r = await client.get("/v1/reports/allowance", params={"currency": "USD", "percentages": "1,2"})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "percentages"
+
+    disputes = await get(client, "/v1/reports/disputes", currency="USD", **MARCH)
+    assert [(x["kind"], x["reason_code"], x["opened"], x["resolved"], x["credited"], x["average_cycle_days"],
+             x["open"], x["open_amount"], x["average_open_age_days"]) for x in disputes["reasons"]] == [
+        ("deduction", "freight", 1, 0, "0.00", None, 1, "50.00", "11.00"),
+        ("dispute", "pricing", 1, 1, "100.00", "9.00", 0, "0.00", None)]
+
+    collectors = await get(client, "/v1/reports/collectors", currency="USD", **MARCH)
+    assert [(c["collector_id"], c["customers"], c["open_balance"], c["past_due"], c["collected"],
+             c["collected_past_due"], c["promises_made"], c["notices_sent"], c["call_tasks"])
+            for c in collectors["collectors"]] == [
+        ("alice", 1, "300.00", "0.00", "0.00", "0.00", 1, 1, 0),
+        ("bob", 1, "600.00", "600.00", "199.50", "199.50", 0, 0, 1)]
+
+    # Past due in February: A from Feb 10 owing 1000; within 60 days +600 - 600 + 400 = 400.
+    cohort = await get(client, "/v1/reports/recovery-cohorts", cohort="past_due", period="2024-02", window_days=60,
+                       currency="USD")
+    assert (cohort["invoices"], cohort["balance"], cohort["collected"], cohort["recovery_rate"]) == (
+        1, "1000.00", "400.00", "0.4000")
+    escalated = await get(client, "/v1/reports/recovery-cohorts", cohort="escalated", period="2024-03",
+                          currency="USD")
+    assert (escalated["balance"], escalated["collected"], escalated["recovery_rate"]) == ("1000.00", "400.00", "0.4000")
+    written = await get(client, "/v1/reports/recovery-cohorts", cohort="written_off", period="2024-03",
+                        currency="USD")
+    assert (written["balance"], written["collected"], written["recovery_rate"]) == ("2000.00", "0.00", "0.0000")
+
+
+async def test_every_report_exports_csv_and_xlsx(reporting):
+    client, app = reporting
+    await _load(app)
+    csv_aging = await client.get("/v1/reports/aging", params={"as_of": "2024-03-31", "currency": "USD",
+                                                              "format": "csv"})
+    assert csv_aging.status_code == 200 and csv_aging.headers["content-type"].startswith("text/csv")
+    lines = csv_aging.text.splitlines()
+    assert lines[0] == "customer_id,customer_name,buckets.current,buckets.1-30,buckets.31-60,buckets.61-90," \
+                       "buckets.90+,total,invoice_count"
+    assert lines[1:] == ["C1,,0.00,0.00,600.00,0.00,0.00,600.00,1", "C2,,300.00,0.00,0.00,0.00,0.00,300.00,1"]
+    by_accept = await client.get("/v1/reports/kpis", params={"period": "2024-03", "currency": "USD"},
+                                 headers={"Accept": "text/csv"})
+    assert "dso,93.00" in by_accept.text.splitlines()
+
+    xlsx = await client.get("/v1/reports/aging", params={"as_of": "2024-03-31", "currency": "USD",
+                                                         "customer_id": "C1", "format": "xlsx"})
+    assert xlsx.headers["content-type"] == "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    book = load_workbook(io.BytesIO(xlsx.content))
+    assert book.sheetnames[:3] == ["summary", "customers", "invoices"]
+    summary = {row[0]: row[1] for row in book["summary"].iter_rows(min_row=2, values_only=True)}
+    assert summary["total"] == 600 and summary["currency"] == "USD"
+    invoices = list(book["invoices"].iter_rows(values_only=True))
+    assert invoices[1][0] == "A" and invoices[1][invoices[0].index("open_balance")] == 600
+
+    for path, params in (("/v1/reports/dso", MARCH), ("/v1/reports/recovery-rate", MARCH),
+                         ("/v1/reports/promises", MARCH), ("/v1/reports/summary", {"as_of": "2024-03-31"}),
+                         ("/v1/reports/kpis/trend", MARCH), ("/v1/reports/roll-forward", MARCH),
+                         ("/v1/reports/reconciliation", MARCH), ("/v1/reports/forecast", {}),
+                         ("/v1/reports/allowance", {}), ("/v1/reports/disputes", MARCH),
+                         ("/v1/reports/collectors", MARCH),
+                         ("/v1/reports/recovery-cohorts", {"cohort": "past_due", **MARCH})):
+        for fmt in ("csv", "xlsx"):
+            r = await client.get(path, params={**params, "currency": "USD", "format": fmt})
+            assert r.status_code == 200, (path, fmt, r.text)
+            assert "attachment" in r.headers["content-disposition"]
+    r = await client.get("/v1/reports/summary", params={"currency": "USD", "format": "pdf"})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "format"
