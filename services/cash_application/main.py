@@ -5,7 +5,8 @@ from shared.clock import SystemClock
 from shared.contracts import topic_for
 from shared.service import ConsumerSpec, ServiceDefinition, build_app
 from services.cash_application.api.routes import router
-from services.cash_application.projections.open_items import on_invoicing_event
+from services.cash_application.projections.open_items import on_collections_event, on_invoicing_event
+from services.cash_application.cli import COMMANDS
 from services.cash_application.settings import CashApplicationSettings
 
 
@@ -17,7 +18,9 @@ def definition(settings: CashApplicationSettings | None = None) -> ServiceDefini
         migrations_package="services.cash_application.adapters.migrations",
         routers=[router],
         publishes=True,
-        consumers=[ConsumerSpec("cash_application", [topic_for("invoicing")], on_invoicing_event)],
+        consumers=[ConsumerSpec("cash_application", [topic_for("invoicing")], on_invoicing_event),
+                   ConsumerSpec("cash_application.collections", [topic_for("collections")], on_collections_event)],
+        commands=COMMANDS,
         state={"clock": SystemClock()},
     )
 

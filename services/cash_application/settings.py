@@ -1,3 +1,5 @@
+from decimal import Decimal
+
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import LOCAL_DB, ServiceSettings
@@ -8,3 +10,16 @@ class CashApplicationSettings(ServiceSettings):
 
     database_url: str = LOCAL_DB.format(context="cash_application")
     port: int = 8102
+    # Matching: results at or above the threshold are applied without a person; below it they go
+    # to the unapplied-cash queue with suggestions.
+    auto_apply_threshold: Decimal = Decimal("0.85")
+    # A difference within both limits is written off as a small balance; beyond them it is a
+    # short pay (disputes opens a deduction).
+    tolerance_absolute: Decimal = Decimal("5.00")
+    tolerance_percent: Decimal = Decimal("1.0")
+    # The currency of files that do not state one (BAI2 without a currency code, EDI 820, CSV).
+    default_currency: str = "USD"
+    # Named CSV import profiles: {"name": {"columns": {field: header}, "date_format": "%d/%m/%Y",
+    # "decimal_separator": ",", "delimiter": ";"}}; "default" maps every field to its own name.
+    csv_profiles: dict[str, dict] = {}
+    max_file_bytes: int = 20_000_000

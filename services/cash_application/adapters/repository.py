@@ -12,7 +12,7 @@ from services.cash_application.domain.model import OpenItem
 
 # ---------------------------------------------------------------- open items
 
-_OPEN_BALANCE = "(total_amount - credited_amount - applied_amount)"
+_OPEN_BALANCE = "(total_amount - credited_amount - applied_amount - written_off_amount)"
 _OPEN_ITEM_SELECT = f"SELECT *, {_OPEN_BALANCE} AS open_balance FROM open_items"
 
 
@@ -99,6 +99,94 @@ async def record_credit_memo(conn: AsyncConnection, *, credit_memo_id: str, invo
     return True
 
 
+async def lock_open_items_by_id(conn: AsyncConnection, invoice_ids: Sequence[str]) -> dict[str, OpenItem]:
+    """Issued invoices by id, locked FOR UPDATE in invoice_id order (the same order every
+    command locks in, so concurrent imports and payments queue instead of deadlocking)."""
+    if not invoice_ids:
+        return {}
+    rows = await conn.execute(
+        text(f"{_OPEN_ITEM_SELECT} WHERE invoice_id = ANY(CAST(:ids AS text[])) AND total_amount IS NOT NULL"
+             " ORDER BY invoice_id FOR UPDATE"),
+        {"ids": sorted(set(invoice_ids))},
+    )
+    return {r.invoice_id: _open_item(r) for r in rows}
+
+
+def _open_item(r: Any) -> OpenItem:
+    return OpenItem(invoice_id=r.invoice_id, invoice_number=r.invoice_number or "", customer_id=r.customer_id,
+                    currency=r.currency.strip(), open_balance=Decimal(r.open_balance))
+
+
+async def open_invoices_for_matching(conn: AsyncConnection) -> list[dict[str, Any]]:
+    """Every open issued invoice (a snapshot, not locked): what the matching engine indexes."""
+    rows = await conn.execute(text(
+        f"SELECT invoice_id, invoice_number, customer_id, currency, due_date, {_OPEN_BALANCE} AS open_balance"
+        f" FROM open_items WHERE total_amount IS NOT NULL AND {_OPEN_BALANCE} > 0"))
+    return [dict(r) for r in rows.mappings()]
+
+
+async def customer_names(conn: AsyncConnection) -> dict[str, str]:
+    return {r.customer_id: r.name for r in await conn.execute(text("SELECT customer_id, name FROM customers"))}
+
+
+async def record_customer(conn: AsyncConnection, *, customer_id: str, name: str, currency: str) -> None:
+    await conn.execute(
+        text("INSERT INTO customers (customer_id, name, currency) VALUES (:c, :n, :cur)"
+             " ON CONFLICT (customer_id) DO UPDATE SET name = excluded.name, currency = excluded.currency"),
+        {"c": customer_id, "n": name, "cur": currency})
+
+
+async def payer_aliases(conn: AsyncConnection) -> tuple[dict[str, str], dict[str, str]]:
+    """(name aliases, account aliases) learned from manual decisions."""
+    names: dict[str, str] = {}
+    accounts: dict[str, str] = {}
+    for r in await conn.execute(text("SELECT kind, alias, customer_id FROM payer_aliases")):
+        (names if r.kind == "name" else accounts)[r.alias] = r.customer_id
+    return names, accounts
+
+
+async def learn_alias(conn: AsyncConnection, *, kind: str, alias: str, customer_id: str, payment_id: str) -> None:
+    await conn.execute(
+        text("INSERT INTO payer_aliases (kind, alias, customer_id, learned_from) VALUES (:k, :a, :c, :p)"
+             " ON CONFLICT (kind, alias) DO UPDATE SET customer_id = excluded.customer_id,"
+             " learned_from = excluded.learned_from, learned_at = now()"),
+        {"k": kind, "a": alias, "c": customer_id, "p": payment_id})
+
+
+async def get_payment_source(conn: AsyncConnection, payment_id: str) -> dict[str, Any] | None:
+    row = (await conn.execute(text("SELECT * FROM payment_sources WHERE payment_id = :p"),
+                              {"p": payment_id})).mappings().first()
+    return dict(row) if row else None
+
+
+async def list_aliases(conn: AsyncConnection) -> list[dict[str, Any]]:
+    rows = await conn.execute(text("SELECT * FROM payer_aliases ORDER BY kind, alias"))
+    return [dict(r) for r in rows.mappings()]
+
+
+async def record_write_off(conn: AsyncConnection, *, write_off_id: str, invoice_id: str, customer_id: str,
+                           currency: str, amount: Decimal, source: str, payment_id: str | None,
+                           reason_code: str | None, recorded_on: date) -> bool:
+    """Store the write-off once (keyed) and lower the invoice's open balance by it."""
+    inserted = (await conn.execute(
+        text("INSERT INTO open_item_write_offs (write_off_id, invoice_id, customer_id, currency, amount, source,"
+             " payment_id, reason_code, recorded_on) VALUES (:w, :i, :c, :cur, :a, :s, :p, :r, :d)"
+             " ON CONFLICT (write_off_id) DO NOTHING RETURNING 1"),
+        {"w": write_off_id, "i": invoice_id, "c": customer_id, "cur": currency, "a": amount, "s": source,
+         "p": payment_id, "r": reason_code, "d": recorded_on})).first()
+    if inserted is None:
+        return False
+    await conn.execute(
+        text("INSERT INTO open_items (invoice_id, customer_id, currency, written_off_amount) VALUES (:i, :c, :cur, :a)"
+             " ON CONFLICT (invoice_id) DO UPDATE SET written_off_amount = open_items.written_off_amount"
+             " + excluded.written_off_amount"),
+        {"i": invoice_id, "c": customer_id, "cur": currency, "a": amount})
+    if payment_id:
+        await conn.execute(text("UPDATE payments SET written_off_amount = written_off_amount + :a WHERE payment_id = :p"),
+                           {"a": amount, "p": payment_id})
+    return True
+
+
 async def add_applied_to_open_item(conn: AsyncConnection, invoice_id: str, amount: Decimal) -> None:
     await conn.execute(
         text("UPDATE open_items SET applied_amount = applied_amount + :a WHERE invoice_id = :i"),
@@ -120,22 +208,59 @@ async def insert_payment(conn: AsyncConnection, *, payment_id: str, customer_id:
 
 async def insert_application(conn: AsyncConnection, *, event_id: Any, payment_id: str, invoice_id: str,
                              customer_id: str, currency: str, amount: Decimal, value_date: date, rule: str,
-                             confidence: Decimal, stream_version: int) -> bool:
+                             confidence: Decimal, stream_version: int, application_id: str) -> bool:
     """Returns False when this PaymentApplied event was already projected."""
     inserted = (await conn.execute(
         text("INSERT INTO payment_applications (event_id, payment_id, invoice_id, customer_id, currency, amount,"
-             " value_date, rule, confidence, stream_version) VALUES (:e, :p, :i, :c, :cur, :a, :d, :rule, :conf, :v)"
+             " value_date, rule, confidence, stream_version, application_id)"
+             " VALUES (:e, :p, :i, :c, :cur, :a, :d, :rule, :conf, :v, :app)"
              " ON CONFLICT (event_id) DO NOTHING RETURNING 1"),
         {"e": event_id, "p": payment_id, "i": invoice_id, "c": customer_id, "cur": currency, "a": amount,
-         "d": value_date, "rule": rule, "conf": confidence, "v": stream_version},
+         "d": value_date, "rule": rule, "conf": confidence, "v": stream_version, "app": application_id},
     )).first()
     if inserted is None:
         return False
+    # An unidentified receipt takes its customer from the first invoice a person applies it to.
     await conn.execute(
-        text("UPDATE payments SET applied_amount = applied_amount + :a WHERE payment_id = :p"),
-        {"a": amount, "p": payment_id},
+        text("UPDATE payments SET applied_amount = applied_amount + :a,"
+             " customer_id = CASE WHEN customer_id = '' THEN :c ELSE customer_id END WHERE payment_id = :p"),
+        {"a": amount, "p": payment_id, "c": customer_id},
     )
     return True
+
+
+async def reverse_application(conn: AsyncConnection, *, payment_id: str, application_id: str, amount: Decimal,
+                              invoice_id: str, on: date, reason: str) -> bool:
+    """Mark the application reversed and give the amount back to the invoice and the payment."""
+    updated = (await conn.execute(
+        text("UPDATE payment_applications SET reversed_on = :d, reversal_reason = :r"
+             " WHERE payment_id = :p AND application_id = :a AND reversed_on IS NULL RETURNING 1"),
+        {"d": on, "r": reason, "p": payment_id, "a": application_id})).first()
+    if updated is None:
+        return False
+    await conn.execute(text("UPDATE payments SET applied_amount = applied_amount - :a WHERE payment_id = :p"),
+                       {"a": amount, "p": payment_id})
+    await conn.execute(text("UPDATE open_items SET applied_amount = applied_amount - :a WHERE invoice_id = :i"),
+                       {"a": amount, "i": invoice_id})
+    return True
+
+
+async def find_returnable_payment(conn: AsyncConnection, *, reference: str | None, amount: Decimal,
+                                  currency: str) -> str | None:
+    """The received, not yet returned payment a returned item takes back: same bank reference and
+    amount; the latest when several."""
+    if not reference:
+        return None
+    return (await conn.execute(
+        text("SELECT p.payment_id FROM payments p LEFT JOIN payment_sources s USING (payment_id)"
+             " WHERE (s.bank_reference = :r OR p.reference = :r) AND p.amount = :a AND p.currency = :c"
+             " AND p.returned_on IS NULL ORDER BY p.received_seq DESC LIMIT 1"),
+        {"r": reference, "a": amount, "c": currency})).scalar()
+
+
+async def mark_returned(conn: AsyncConnection, payment_id: str, on: date, reason_code: str) -> None:
+    await conn.execute(text("UPDATE payments SET returned_on = :d, return_reason_code = :r WHERE payment_id = :p"),
+                       {"d": on, "r": reason_code, "p": payment_id})
 
 
 async def insert_short_pay(conn: AsyncConnection, *, event_id: Any, payment_id: str, invoice_id: str, customer_id: str,
@@ -160,8 +285,13 @@ async def set_payment_version(conn: AsyncConnection, payment_id: str, version: i
                        {"v": version, "p": payment_id})
 
 
+_PAYMENT_SELECT = ("SELECT payments.*, s.import_id, s.position AS statement_position, s.bank_reference, s.payer_name,"
+                   " s.payer_account, s.remittance_text, s.match_reason, coalesce(s.suggestions, '[]') AS suggestions"
+                   " FROM payments LEFT JOIN payment_sources s USING (payment_id)")
+
+
 async def get_payment(conn: AsyncConnection, payment_id: str) -> dict[str, Any] | None:
-    row = (await conn.execute(text("SELECT * FROM payments WHERE payment_id = :p"), {"p": payment_id})).mappings().first()
+    row = (await conn.execute(text(f"{_PAYMENT_SELECT} WHERE payment_id = :p"), {"p": payment_id})).mappings().first()
     if row is None:
         return None
     payment = dict(row)
@@ -172,8 +302,8 @@ async def get_payment(conn: AsyncConnection, payment_id: str) -> dict[str, Any] 
 async def list_payments(conn: AsyncConnection, *, customer_id: str | None, unapplied_only: bool,
                         after: int | None, limit: int) -> list[dict[str, Any]]:
     rows = await conn.execute(
-        text("SELECT * FROM payments WHERE (CAST(:c AS text) IS NULL OR customer_id = :c)"
-             " AND (NOT :unapplied OR unapplied_amount > 0)"
+        text(f"{_PAYMENT_SELECT} WHERE (CAST(:c AS text) IS NULL OR customer_id = :c)"
+             " AND (NOT :unapplied OR (unapplied_amount > 0 AND returned_on IS NULL))"
              " AND (CAST(:after AS bigint) IS NULL OR received_seq > :after)"
              " ORDER BY received_seq LIMIT :limit"),
         {"c": customer_id, "unapplied": unapplied_only, "after": after, "limit": limit},
@@ -202,3 +332,25 @@ async def _details(conn: AsyncConnection, payment_ids: list[str]) -> tuple[list[
     for r in shorts.mappings():
         by_payment_shorts[r["payment_id"]].append(dict(r))
     return [by_payment_apps[p] for p in payment_ids], [by_payment_shorts[p] for p in payment_ids]
+
+
+# ---------------------------------------------------------------- reconciliation
+
+async def statement_lines_for(conn: AsyncConnection, day: date, account: str | None, currency: str) -> list[dict]:
+    """Credit lines of the day's statements (receipts the bank booked)."""
+    rows = await conn.execute(
+        text("SELECT * FROM statement_lines WHERE value_date = :d AND direction = 'credit' AND currency = :c"
+             " AND (CAST(:a AS text) IS NULL OR account = :a) ORDER BY import_id, position"),
+        {"d": day, "a": account, "c": currency})
+    return [dict(r) for r in rows.mappings()]
+
+
+async def receipts_for(conn: AsyncConnection, day: date, account: str | None, currency: str) -> list[dict]:
+    """Payments posted with the day's value date; with an account, only those its statements brought."""
+    rows = await conn.execute(
+        text("SELECT p.payment_id, p.amount, p.reference FROM payments p"
+             " LEFT JOIN statement_lines l ON l.payment_id = p.payment_id AND l.kind = 'receipt'"
+             " WHERE p.value_date = :d AND p.currency = :c"
+             " AND (CAST(:a AS text) IS NULL OR l.account = :a) ORDER BY p.received_seq"),
+        {"d": day, "a": account, "c": currency})
+    return [dict(r) for r in rows.mappings()]

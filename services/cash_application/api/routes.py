@@ -1,20 +1,28 @@
 """/v1 routes of cash_application."""
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
 
-from shared.idempotency import idempotent_create, idempotency_key_header
+from shared.idempotency import idempotent_create, idempotency_key_header, run_idempotent
+from shared.money import CurrencyCode
 from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, page
 from shared.problems import NotFound, Problem
 from shared.service import get_runtime, request_metadata
 from services.cash_application.adapters import repository as repo
-from services.cash_application.api.schemas import ReceivePaymentRequest, open_item_out, payment_out
-from services.cash_application.application import handlers
-from services.cash_application.domain.model import RemittanceLine
+from services.cash_application.api.schemas import (
+    ApplyCashRequest, ReceivePaymentRequest, ReturnRequest, ReverseRequest, money, open_item_out, payment_out)
+from services.cash_application.application import handlers, imports
+from services.cash_application.domain.model import ManualApplication, RemittanceLine
+from services.cash_application.domain.reconciliation import PostedReceipt, StatementLine, reconcile
 
 router = APIRouter(prefix="/v1")
 
@@ -99,3 +107,132 @@ async def list_unapplied_cash(request: Request, customer_id: str | None = None, 
                               limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)) -> dict[str, Any]:
     """Payments with cash not (yet) applied to any invoice: the unapplied-cash worklist."""
     return await _payments_page(request, customer_id, cursor, limit, unapplied_only=True)
+
+
+# ---------------------------------------------------------------- bank and remittance files
+
+@router.post("/bank-files", status_code=201, tags=["bank files"],
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                 "text/plain": {"schema": {"type": "string"}}}}})
+async def import_bank_file(request: Request, key: str = Depends(idempotency_key_header),
+                           format: str = Query(..., description="bai2 | camt.053 | camt.054 | mt940 | csv | edi820"),
+                           profile: str | None = Query(None, description="CSV column-mapping profile (settings)"),
+                           file_name: str | None = Query(None, max_length=200)) -> JSONResponse:
+    """Import a file sent as the raw request body (`curl --data-binary @statement.bai2`). All of
+    it posts or none of it; the same file or statement again answers the first import (200)."""
+    runtime = get_runtime(request)
+    content = await request.body()
+    cmd = imports.ImportFile(content=content, file_format=format, file_name=file_name, csv_profile=profile)
+    parsed = imports.parse(cmd, runtime.settings)
+    fingerprint = {"format": format, "profile": profile, "sha256": hashlib.sha256(content).hexdigest()}
+
+    async def command(conn):
+        result = await imports.import_file(conn, cmd, parsed, runtime.settings, request_metadata(request))
+        return (200 if result["replayed"] else 201), result
+
+    status, body, replayed = await run_idempotent(runtime.engine, "POST /v1/bank-files", key, fingerprint, command)
+    return JSONResponse(body, status_code=status, headers={"Idempotent-Replayed": "true"} if replayed else {})
+
+
+@router.get("/bank-files/{import_id}", tags=["bank files"])
+async def get_bank_file(import_id: str, request: Request) -> dict[str, Any]:
+    async with get_runtime(request).engine.connect() as conn:
+        row = (await conn.execute(text("SELECT result FROM bank_imports WHERE import_id = :i AND result IS NOT NULL"),
+                                  {"i": import_id})).scalar()
+    if row is None:
+        raise NotFound(f"no import {import_id}", field="import_id")
+    return row if isinstance(row, dict) else json.loads(row)
+
+
+# ---------------------------------------------------------------- the unapplied-cash work queue
+
+def _today(request: Request, value: date | None) -> date:
+    return value or get_runtime(request).definition.state["clock"].today()
+
+
+def _manual(body: ApplyCashRequest) -> tuple[ManualApplication, ...]:
+    return tuple(ManualApplication(invoice_id=a.invoice_id, amount=a.amount) for a in body.applications)
+
+
+@router.post("/payments/{payment_id}/applications", status_code=201, tags=["unapplied cash"])
+async def apply_cash(payment_id: str, body: ApplyCashRequest, request: Request,
+                     key: str = Depends(idempotency_key_header)):
+    """Apply a payment's unapplied cash by hand, split across invoices; teaches the payer alias."""
+    cmd = handlers.ApplyCash(payment_id=payment_id, applications=_manual(body), on=_today(request, body.applied_on))
+
+    async def command(conn):
+        return payment_out(await handlers.apply_cash(conn, cmd, request_metadata(request)))
+
+    return await idempotent_create(request, key, {"payment_id": payment_id, **body.model_dump(mode="json")}, command)
+
+
+@router.post("/payments/{payment_id}/reapplication", status_code=201, tags=["unapplied cash"])
+async def reapply_cash(payment_id: str, body: ApplyCashRequest, request: Request,
+                       key: str = Depends(idempotency_key_header)):
+    """Reverse all of the payment's applications and apply it as given, in one step."""
+    cmd = handlers.ApplyCash(payment_id=payment_id, applications=_manual(body), on=_today(request, body.applied_on),
+                             reapply=True)
+
+    async def command(conn):
+        return payment_out(await handlers.apply_cash(conn, cmd, request_metadata(request)))
+
+    return await idempotent_create(request, key, {"payment_id": payment_id, **body.model_dump(mode="json")}, command)
+
+
+@router.post("/payments/{payment_id}/reversals", status_code=201, tags=["unapplied cash"])
+async def reverse_applications(payment_id: str, body: ReverseRequest, request: Request,
+                               key: str = Depends(idempotency_key_header)):
+    cmd = handlers.ReverseApplications(payment_id=payment_id, application_ids=tuple(body.application_ids),
+                                       on=_today(request, body.reversed_on))
+
+    async def command(conn):
+        return payment_out(await handlers.reverse_applications(conn, cmd, request_metadata(request)))
+
+    return await idempotent_create(request, key, {"payment_id": payment_id, **body.model_dump(mode="json")}, command)
+
+
+@router.post("/payments/{payment_id}/return", status_code=201, tags=["payments"])
+async def return_payment(payment_id: str, body: ReturnRequest, request: Request,
+                         key: str = Depends(idempotency_key_header)):
+    """The bank returned the payment (NSF, recalled wire, ACH return): its invoices open again."""
+    cmd = handlers.ReturnPayment(payment_id=payment_id, reason_code=body.reason_code, reason=body.reason,
+                                 on=_today(request, body.returned_on))
+
+    async def command(conn):
+        return payment_out(await handlers.return_payment(conn, cmd, request_metadata(request)))
+
+    return await idempotent_create(request, key, {"payment_id": payment_id, **body.model_dump(mode="json")}, command)
+
+
+@router.get("/payer-aliases", tags=["unapplied cash"])
+async def list_payer_aliases(request: Request) -> dict[str, Any]:
+    """Payer names and bank accounts learned from manual applications."""
+    async with get_runtime(request).engine.connect() as conn:
+        rows = await repo.list_aliases(conn)
+    return {"items": [{"kind": r["kind"], "alias": r["alias"], "customer_id": r["customer_id"],
+                       "learned_from": r["learned_from"]} for r in rows]}
+
+
+# ---------------------------------------------------------------- daily cash reconciliation
+
+@router.get("/reconciliation", tags=["reconciliation"])
+async def daily_reconciliation(request: Request, date_: date = Query(..., alias="date"),
+                               currency: CurrencyCode = Query(...), account: str | None = None) -> dict[str, Any]:
+    """The day's posted receipts against the bank statement lines, with the variances."""
+    async with get_runtime(request).engine.connect() as conn:
+        lines = await repo.statement_lines_for(conn, date_, account, currency)
+        receipts = await repo.receipts_for(conn, date_, account, currency)
+    result = reconcile(
+        [StatementLine(r["import_id"], r["position"], Decimal(r["amount"]), r["bank_reference"], r["payment_id"])
+         for r in lines],
+        [PostedReceipt(r["payment_id"], Decimal(r["amount"]), r["reference"]) for r in receipts])
+    return {
+        "date": date_.isoformat(), "currency": currency, "account": account,
+        "bank_total": money(result.bank_total, currency), "posted_total": money(result.posted_total, currency),
+        "difference": money(result.difference, currency), "lines": len(lines), "receipts": len(receipts),
+        "matched": result.matched,
+        "variances": [{"kind": v.kind, "amount": money(v.amount, currency), "payment_id": v.payment_id,
+                       "import_id": v.import_id, "position": v.position, "detail": v.detail}
+                      for v in result.variances],
+    }

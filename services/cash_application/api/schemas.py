@@ -70,6 +70,28 @@ class ReceivePaymentRequest(_Request):
             raise ValidationFailed(detail, extra={"errors": errors})
 
 
+class ApplicationRequest(_Request):
+    invoice_id: str = Field(min_length=1, max_length=64)
+    amount: Amount = Field(description="Decimal string in the payment's currency")
+
+
+class ApplyCashRequest(_Request):
+    applications: list[ApplicationRequest] = Field(min_length=1, max_length=500)
+    applied_on: date | None = Field(default=None, description="Defaults to today")
+
+
+class ReverseRequest(_Request):
+    application_ids: list[str] = Field(default_factory=list, max_length=500,
+                                       description="Applications to reverse; all of the payment's when empty")
+    reversed_on: date | None = None
+
+
+class ReturnRequest(_Request):
+    reason_code: str = Field(min_length=1, max_length=32, description="NSF, R01, WIRE_RECALL, ...")
+    reason: str | None = Field(default=None, max_length=500)
+    returned_on: date | None = None
+
+
 def money(value: Any, currency: str) -> str:
     return money_str(value, currency)
 
@@ -95,6 +117,10 @@ def open_item_out(row: dict[str, Any]) -> dict[str, Any]:
 def payment_out(row: dict[str, Any]) -> dict[str, Any]:
     currency = row["currency"].strip()
     applied, unapplied = row["applied_amount"], row["unapplied_amount"]
+    if row.get("returned_on"):
+        status = "returned"
+    else:
+        status = "unapplied" if applied == 0 else ("applied" if unapplied == 0 else "partially_applied")
     return {
         "payment_id": row["payment_id"],
         "customer_id": row["customer_id"],
@@ -103,13 +129,15 @@ def payment_out(row: dict[str, Any]) -> dict[str, Any]:
         "value_date": row["value_date"].isoformat(),
         "method": row["method"],
         "reference": row["reference"],
-        "status": "unapplied" if applied == 0 else ("applied" if unapplied == 0 else "partially_applied"),
+        "status": status,
         "applied_amount": money(applied, currency),
         "unapplied_amount": money(unapplied, currency),
         "unapplied_reason": row["unapplied_reason"],
         "applications": [
-            {"invoice_id": a["invoice_id"], "amount": money(a["amount"], currency), "rule": a["rule"],
-             "confidence": to_str(a["confidence"])}
+            {"application_id": a["application_id"], "invoice_id": a["invoice_id"],
+             "amount": money(a["amount"], currency), "rule": a["rule"], "confidence": to_str(a["confidence"]),
+             "reversed_on": a["reversed_on"].isoformat() if a["reversed_on"] else None,
+             "reversal_reason": a["reversal_reason"]}
             for a in row["applications"]
         ],
         "short_pays": [
@@ -118,5 +146,14 @@ def payment_out(row: dict[str, Any]) -> dict[str, Any]:
              "reason_code": s["reason_code"]}
             for s in row["short_pays"]
         ],
+        "written_off_amount": money(row.get("written_off_amount") or 0, currency),
+        "returned_on": row["returned_on"].isoformat() if row.get("returned_on") else None,
+        "return_reason_code": row.get("return_reason_code"),
+        "source": None if not row.get("import_id") else {
+            "import_id": row["import_id"], "position": row["statement_position"],
+            "bank_reference": row["bank_reference"], "payer_name": row["payer_name"],
+            "payer_account": row["payer_account"], "remittance": row["remittance_text"]},
+        "match_reason": row.get("match_reason"),
+        "suggestions": (row.get("suggestions") or []) if unapplied > 0 and not row.get("returned_on") else [],
         "version": row["version"],
     }

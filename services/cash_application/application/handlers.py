@@ -2,7 +2,7 @@
 transaction; everything a command does commits or rolls back together."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -11,9 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared import aggregate, eventstore
 from shared.eventstore import utc_midnight
-from shared.problems import Conflict, Unprocessable
+from shared.problems import Conflict, NotFound, Unprocessable
 from services.cash_application.adapters import repository as repo
-from services.cash_application.domain.model import CashApplicationRuleViolation, Payment, RemittanceLine
+from services.cash_application.application.posting import project_saved
+from services.cash_application.domain.matching import account_key, normalise_name
+from services.cash_application.domain.model import CashApplicationRuleViolation, ManualApplication, Payment, RemittanceLine
 from services.cash_application.projections import payments as payments_projection
 
 
@@ -52,4 +54,109 @@ async def receive_payment(conn: AsyncConnection, cmd: ReceivePayment, meta: dict
     await payments_projection.project(conn, await eventstore.read_stream(conn, payment.stream_id, loaded_at))
     stored = await repo.get_payment(conn, cmd.payment_id)
     assert stored is not None  # projected just above, in this transaction
+    return stored
+
+
+# ---------------------------------------------------------------- the unapplied-cash work queue
+
+@dataclass(frozen=True)
+class ApplyCash:
+    """A person's decision on a payment: apply (or split) its unapplied cash to invoices; with
+    reapply, the payment's current applications are reversed first."""
+
+    payment_id: str
+    applications: tuple[ManualApplication, ...]
+    on: date
+    reapply: bool = False
+
+
+async def _load_payment(conn: AsyncConnection, payment_id: str) -> Payment:
+    payment = await aggregate.load(conn, Payment, payment_id)
+    if not payment.exists:
+        raise NotFound(f"payment {payment_id} does not exist", field="payment_id")
+    return payment
+
+
+async def apply_cash(conn: AsyncConnection, cmd: ApplyCash, meta: dict[str, Any]) -> dict[str, Any]:
+    payment = await _load_payment(conn, cmd.payment_id)
+    at = utc_midnight(cmd.on)
+    invoice_ids = {a.invoice_id for a in cmd.applications}
+    if cmd.reapply:
+        invoice_ids |= {a.invoice_id for a in payment.applications.values()}
+    locked = await repo.lock_open_items_by_id(conn, sorted(invoice_ids))
+    try:
+        if cmd.reapply:
+            for reversed_application in payment.reverse(None, "reapplied", cmd.on, at):
+                item = locked.get(reversed_application.invoice_id)
+                if item is not None:
+                    locked[item.invoice_id] = replace(item, open_balance=item.open_balance + reversed_application.amount)
+        payment.apply_manually(cmd.applications, locked, cmd.on, at)
+    except CashApplicationRuleViolation as exc:
+        raise Unprocessable(str(exc), field=exc.field) from exc
+    await project_saved(conn, payment, meta)
+    await _learn_aliases(conn, payment, {locked[a.invoice_id].customer_id for a in cmd.applications})
+    stored = await repo.get_payment(conn, cmd.payment_id)
+    assert stored is not None
+    return stored
+
+
+async def _learn_aliases(conn: AsyncConnection, payment: Payment, customers: set[str]) -> None:
+    """A manual application teaches who the payer is: its name and bank account map to the
+    customer from now on (only when the decision names one customer)."""
+    if len(customers) != 1:
+        return
+    customer_id = next(iter(customers))
+    source = await repo.get_payment_source(conn, payment.id)
+    if source is None:
+        return
+    if source["payer_name"]:
+        await repo.learn_alias(conn, kind="name", alias=normalise_name(source["payer_name"]), customer_id=customer_id,
+                               payment_id=payment.id)
+    if source["payer_account"]:
+        await repo.learn_alias(conn, kind="account", alias=account_key(source["payer_account"]),
+                               customer_id=customer_id, payment_id=payment.id)
+
+
+@dataclass(frozen=True)
+class ReverseApplications:
+    payment_id: str
+    application_ids: tuple[str, ...]  # empty: all of the payment's applications
+    on: date
+
+
+async def reverse_applications(conn: AsyncConnection, cmd: ReverseApplications, meta: dict[str, Any]) -> dict[str, Any]:
+    payment = await _load_payment(conn, cmd.payment_id)
+    await repo.lock_open_items_by_id(conn, sorted({a.invoice_id for a in payment.applications.values()}))
+    try:
+        if not payment.applications:
+            raise CashApplicationRuleViolation(f"payment {cmd.payment_id} has no application to reverse",
+                                               "application_ids")
+        payment.reverse(cmd.application_ids or None, "manual_reversal", cmd.on, utc_midnight(cmd.on))
+    except CashApplicationRuleViolation as exc:
+        raise Unprocessable(str(exc), field=exc.field) from exc
+    await project_saved(conn, payment, meta)
+    stored = await repo.get_payment(conn, cmd.payment_id)
+    assert stored is not None
+    return stored
+
+
+@dataclass(frozen=True)
+class ReturnPayment:
+    payment_id: str
+    reason_code: str
+    reason: str | None
+    on: date
+
+
+async def return_payment(conn: AsyncConnection, cmd: ReturnPayment, meta: dict[str, Any]) -> dict[str, Any]:
+    """NSF, recalled wire, ACH return: every application reversed, then PaymentReturned."""
+    payment = await _load_payment(conn, cmd.payment_id)
+    await repo.lock_open_items_by_id(conn, sorted({a.invoice_id for a in payment.applications.values()}))
+    try:
+        payment.return_payment(cmd.reason_code, cmd.reason, cmd.on, utc_midnight(cmd.on))
+    except CashApplicationRuleViolation as exc:
+        raise Conflict(str(exc), field=exc.field) from exc
+    await project_saved(conn, payment, meta)
+    stored = await repo.get_payment(conn, cmd.payment_id)
+    assert stored is not None
     return stored

@@ -14,14 +14,16 @@ the open items it locked, and those balances are what the decisions are based on
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Iterable, Sequence
 
 from shared.aggregate import Aggregate
-from shared.contracts import PaymentApplied, PaymentReceived, ShortPayDetected, UnappliedCashRecorded
+from shared.contracts import (BankStatementImported, PaymentApplied, PaymentReceived, PaymentReturned, PaymentUnapplied, ShortPayDetected,
+                              SmallBalanceWrittenOff, UnappliedCashRecorded)
 from shared.money import ZERO, MoneyError, exact_amount, quantize, to_str, validate_currency
+from services.cash_application.domain.matching import MatchResult
 
 PAYMENT_METHODS = ("ach", "wire", "check", "card", "cash", "other")
 
@@ -123,6 +125,21 @@ class _Instruction:
     reason_code: str | None
 
 
+@dataclass(frozen=True)
+class Application:
+    application_id: str
+    invoice_id: str
+    customer_id: str
+    amount: Decimal
+    rule: str
+
+
+@dataclass(frozen=True)
+class ManualApplication:
+    invoice_id: str
+    amount: Decimal
+
+
 class Payment(Aggregate):
     stream_type = "payment"
 
@@ -134,13 +151,24 @@ class Payment(Aggregate):
         self.value_date: date | None = None
         self.method = ""
         self.reference: str | None = None
-        self.applications: dict[str, Decimal] = {}
+        self.applications: dict[str, Application] = {}  # by application_id; reversed ones removed
+        self.used_application_ids: set[str] = set()
         self.short_pays: dict[str, ShortPayDetected] = {}
         self.unapplied_reasons: list[str] = []
+        self.returned = False
+        self.written_off: dict[str, Decimal] = {}
 
     @property
     def applied_amount(self) -> Decimal:
-        return sum(self.applications.values(), ZERO)
+        return sum((a.amount for a in self.applications.values()), ZERO)
+
+    def _application_id(self, invoice_id: str) -> str:
+        base = candidate = f"{self.id}:{invoice_id}"
+        n = 1
+        while candidate in self.used_application_ids:
+            n += 1
+            candidate = f"{base}:{n}"
+        return candidate
 
     @property
     def unapplied_amount(self) -> Decimal:
@@ -197,8 +225,8 @@ class Payment(Aggregate):
             outcome = apply_remittance(instruction.remitted, item.open_balance, currency)
             self.trigger(PaymentApplied(payment_id=self.id, invoice_id=item.invoice_id, customer_id=customer_id,
                                         amount=outcome.applied, currency=currency, value_date=value_date,
-                                        application_id=f"{self.id}:{item.invoice_id}", rule="remittance",
-                                        confidence=Decimal("1")), at)
+                                        application_id=self._application_id(item.invoice_id), rule=RULE_REMITTANCE,
+                                        confidence=REMITTANCE_CONFIDENCE), at)
             if outcome.shortfall > 0:
                 self.trigger(ShortPayDetected(payment_id=self.id, invoice_id=item.invoice_id, customer_id=customer_id,
                                               currency=currency, open_amount=item.open_balance,
@@ -216,6 +244,119 @@ class Payment(Aggregate):
         if self.applied_amount + unapplied_total != amount:  # every cent applied or unapplied, none lost
             raise AssertionError(f"payment {self.id}: applied {self.applied_amount} + unapplied {unapplied_total}"
                                  f" != {amount}")
+
+    def receive_matched(self, *, customer_id: str, amount: Decimal, currency: str, value_date: date, method: str,
+                        reference: str | None, result: MatchResult, auto_apply: bool, at: datetime,
+                        locked: dict[str, OpenItem]) -> None:
+        """Receive a receipt from a bank file and apply what the matching engine proposed.
+
+        Applied only when `auto_apply` (the result reached the policy's threshold) and only
+        against the locked open items: an allocation on an invoice whose balance moved since the
+        match, or that is not locked, is not applied (the receipt goes to the queue instead).
+        Unidentified receipts have customer_id "" until a person applies them."""
+        if self.exists:
+            raise CashApplicationRuleViolation(f"payment {self.id} was already received", "payment_id")
+        amount = self._money(amount, currency, "amount")
+        self.trigger(PaymentReceived(payment_id=self.id, customer_id=customer_id, amount=amount, currency=currency,
+                                     value_date=value_date, method=method if method in PAYMENT_METHODS else "other",
+                                     reference=reference), at)
+        reason = result.reason
+        if auto_apply and not all(a.invoice_id in locked and locked[a.invoice_id].open_balance >= a.applied + a.write_off
+                                  for a in result.allocations):
+            auto_apply, reason = False, "an invoice's open balance changed while matching"
+        if auto_apply and result.allocations:
+            for allocation in result.allocations:
+                item = locked[allocation.invoice_id]
+                self.trigger(PaymentApplied(
+                    payment_id=self.id, invoice_id=item.invoice_id, customer_id=item.customer_id,
+                    amount=allocation.applied, currency=currency, value_date=value_date,
+                    application_id=self._application_id(item.invoice_id), rule=allocation.rule,
+                    confidence=allocation.confidence), at)
+                locked[item.invoice_id] = replace(item, open_balance=item.open_balance - allocation.applied
+                                                  - allocation.write_off)
+                if allocation.write_off > 0:
+                    self.trigger(SmallBalanceWrittenOff(
+                        adjustment_id=f"{self.id}:{item.invoice_id}:wo", payment_id=self.id,
+                        invoice_id=item.invoice_id, customer_id=item.customer_id, amount=allocation.write_off,
+                        currency=currency, value_date=value_date, reason_code=allocation.reason_code), at)
+                if allocation.short_pay > 0:
+                    self.trigger(ShortPayDetected(
+                        payment_id=self.id, invoice_id=item.invoice_id, customer_id=item.customer_id,
+                        currency=currency, open_amount=allocation.open_balance, paid_amount=allocation.applied,
+                        shortfall=allocation.short_pay, value_date=value_date, reason_code=allocation.reason_code), at)
+        elif result.allocations:
+            reason = reason if reason and reason != "overpayment" else (
+                f"confidence {min(a.confidence for a in result.allocations)} below the auto-apply threshold")
+        unapplied = amount - self.applied_amount
+        if unapplied > 0:
+            self.trigger(UnappliedCashRecorded(payment_id=self.id, customer_id=customer_id, amount=unapplied,
+                                               currency=currency, value_date=value_date,
+                                               reason=reason or "no invoice matched"), at)
+
+    def apply_manually(self, applications: Sequence[ManualApplication], open_items: dict[str, OpenItem],
+                       on: date, at: datetime) -> None:
+        """A person applies (or splits) the unapplied cash: each amount at most the invoice's open
+        balance, all of them at most what is unapplied."""
+        self._must_be_live()
+        if not applications:
+            raise CashApplicationRuleViolation("name at least one invoice to apply to", "applications")
+        total = ZERO
+        for i, application in enumerate(applications):
+            field = f"applications.{i}"
+            amount = self._money(application.amount, self.currency, f"{field}.amount")
+            item = open_items.get(application.invoice_id)
+            if item is None:
+                raise CashApplicationRuleViolation(f"invoice {application.invoice_id} is not an open item here",
+                                                   f"{field}.invoice_id")
+            if item.currency != self.currency:
+                raise CashApplicationRuleViolation(f"invoice {item.invoice_id} is in {item.currency}, the payment in"
+                                                   f" {self.currency}", f"{field}.invoice_id")
+            if amount > item.open_balance:
+                raise CashApplicationRuleViolation(f"{to_str(amount)} is more than invoice {item.invoice_id}'s open"
+                                                   f" balance {to_str(item.open_balance)}", f"{field}.amount")
+            open_items[item.invoice_id] = replace(item, open_balance=item.open_balance - amount)
+            total += amount
+        if total > self.unapplied_amount:
+            raise CashApplicationRuleViolation(f"applications total {to_str(total)}, more than the payment's unapplied"
+                                               f" {to_str(self.unapplied_amount)}", "applications")
+        for application in applications:
+            item = open_items[application.invoice_id]
+            self.trigger(PaymentApplied(
+                payment_id=self.id, invoice_id=item.invoice_id, customer_id=item.customer_id,
+                amount=exact_amount(application.amount, self.currency), currency=self.currency, value_date=on,
+                application_id=self._application_id(item.invoice_id), rule="manual", confidence=Decimal("1")), at)
+
+    def reverse(self, application_ids: Sequence[str] | None, reason: str, on: date, at: datetime) -> list[Application]:
+        """Reverse applications (all when none named): each invoice's open balance grows back."""
+        self._must_be_live()
+        if application_ids:
+            unknown = [a for a in application_ids if a not in self.applications]
+            if unknown:
+                raise CashApplicationRuleViolation(f"no active application {', '.join(unknown)} on payment {self.id}",
+                                                   "application_ids")
+            chosen = [self.applications[a] for a in application_ids]
+        else:
+            chosen = list(self.applications.values())
+        for application in chosen:
+            self.trigger(PaymentUnapplied(payment_id=self.id, application_id=application.application_id,
+                                          invoice_id=application.invoice_id, customer_id=application.customer_id,
+                                          amount=application.amount, currency=self.currency, unapplied_on=on,
+                                          reason=reason), at)
+        return chosen
+
+    def return_payment(self, reason_code: str, reason: str | None, on: date, at: datetime) -> None:
+        """The bank took the money back: every application is reversed, then PaymentReturned."""
+        self._must_be_live()
+        self.reverse(None, "payment_returned", on, at)
+        self.trigger(PaymentReturned(payment_id=self.id, customer_id=self.customer_id, amount=self.amount,
+                                     currency=self.currency, returned_on=on, reason_code=reason_code,
+                                     reason=reason), at)
+
+    def _must_be_live(self) -> None:
+        if not self.exists:
+            raise CashApplicationRuleViolation(f"payment {self.id} does not exist", "payment_id")
+        if self.returned:
+            raise CashApplicationRuleViolation(f"payment {self.id} was returned by the bank", "payment_id")
 
     @staticmethod
     def _money(value: Decimal, currency: str, field: str) -> Decimal:
@@ -236,10 +377,40 @@ class Payment(Aggregate):
         self.reference = e.reference
 
     def when_PaymentApplied(self, e: PaymentApplied) -> None:
-        self.applications[e.invoice_id] = self.applications.get(e.invoice_id, ZERO) + e.amount
+        self.applications[e.application_id] = Application(e.application_id, e.invoice_id, e.customer_id, e.amount,
+                                                          e.rule)
+        self.used_application_ids.add(e.application_id)
+
+    def when_PaymentUnapplied(self, e: PaymentUnapplied) -> None:
+        self.applications.pop(e.application_id, None)
+
+    def when_PaymentReturned(self, e: PaymentReturned) -> None:
+        self.returned = True
+
+    def when_SmallBalanceWrittenOff(self, e: SmallBalanceWrittenOff) -> None:
+        self.written_off[e.invoice_id] = self.written_off.get(e.invoice_id, ZERO) + e.amount
 
     def when_ShortPayDetected(self, e: ShortPayDetected) -> None:
         self.short_pays[e.invoice_id] = e
 
     def when_UnappliedCashRecorded(self, e: UnappliedCashRecorded) -> None:
         self.unapplied_reasons.append(e.reason)
+
+
+class BankImport(Aggregate):
+    """One imported file: its statements, recorded once (the import is atomic and idempotent)."""
+
+    stream_type = "bank-import"
+
+    def __init__(self, aggregate_id: str) -> None:
+        super().__init__(aggregate_id)
+        self.statements: list[BankStatementImported] = []
+
+    def record_statement(self, *, file_format: str, account: str | None, statement_date: date, currency: str,
+                         entries: int, total_credits: Decimal, at: datetime) -> None:
+        self.trigger(BankStatementImported(import_id=self.id, file_format=file_format, account=account,
+                                           statement_date=statement_date, currency=currency, entries=entries,
+                                           total_credits=quantize(total_credits, currency)), at)
+
+    def when_BankStatementImported(self, e: BankStatementImported) -> None:
+        self.statements.append(e)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.consumer import ReceivedEvent
-from shared.contracts import CreditMemoIssued, InvoiceIssued, UnknownEvent, registry
+from shared.contracts import CreditMemoIssued, CustomerRegistered, InvoiceIssued, UnknownEvent, WriteOffApproved, registry
 from services.cash_application.adapters import repository as repo
 
 
@@ -29,3 +29,20 @@ async def on_invoicing_event(conn: AsyncConnection, event: ReceivedEvent) -> Non
             conn, credit_memo_id=contract.credit_memo_id, invoice_id=contract.invoice_id,
             customer_id=contract.customer_id, currency=contract.currency, amount=contract.amount,
             issue_date=contract.issue_date, reason=contract.reason)
+    elif isinstance(contract, CustomerRegistered):
+        await repo.record_customer(conn, customer_id=contract.customer_id, name=contract.name,
+                                   currency=contract.currency)
+
+
+async def on_collections_event(conn: AsyncConnection, event: ReceivedEvent) -> None:
+    """The cash_application consumer of ledgerline.collections.events: an approved bad-debt
+    write-off lowers the invoice's open balance (to zero), so no cash is matched to it."""
+    try:
+        contract = registry.parse(event.event_type, event.schema_version, event.data)
+    except UnknownEvent:
+        return
+    if isinstance(contract, WriteOffApproved):
+        await repo.record_write_off(
+            conn, write_off_id=f"collections:{contract.write_off_id}", invoice_id=contract.invoice_id,
+            customer_id=contract.customer_id, currency=contract.currency, amount=contract.amount,
+            source="collections", payment_id=None, reason_code=contract.reason, recorded_on=contract.approved_on)

@@ -7,19 +7,37 @@ lock that decided the application. rebuild() replays every payment stream into e
 must give the same result."""
 from __future__ import annotations
 
-from typing import Iterable
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.contracts import PaymentApplied, PaymentReceived, ShortPayDetected, UnappliedCashRecorded, registry
+from shared.contracts import (PaymentApplied, PaymentReceived, PaymentReturned, PaymentUnapplied, ShortPayDetected,
+                              SmallBalanceWrittenOff, UnappliedCashRecorded, registry)
 from shared import eventstore
 from shared.eventstore import StoredEvent
 from services.cash_application.adapters import repository as repo
-from services.cash_application.domain.model import REMITTANCE_CONFIDENCE, RULE_REMITTANCE, Payment
+from services.cash_application.domain.model import Payment
 
 
-async def project(conn: AsyncConnection, events: Iterable[StoredEvent]) -> None:
+@dataclass(frozen=True)
+class Appended:
+    """An event just appended in this transaction, as the projection needs it (no read-back)."""
+
+    event_id: Any
+    event_type: str
+    schema_version: int
+    payload: dict[str, Any]
+    version: int
+
+
+def appended(loaded_at: int, new_events: Sequence[eventstore.NewEvent]) -> list[Appended]:
+    return [Appended(e.event_id, e.event_type, e.schema_version, e.payload, loaded_at + i)
+            for i, e in enumerate(new_events, start=1)]
+
+
+async def project(conn: AsyncConnection, events: Iterable[StoredEvent | Appended]) -> None:
     for stored in events:
         e = registry.parse(stored.event_type, stored.schema_version, stored.payload)
         if isinstance(e, PaymentReceived):
@@ -27,13 +45,24 @@ async def project(conn: AsyncConnection, events: Iterable[StoredEvent]) -> None:
                                       amount=e.amount, value_date=e.value_date, method=e.method,
                                       reference=e.reference, version=stored.version)
         elif isinstance(e, PaymentApplied):
-            # PaymentApplied v1 has no rule: remittance is the only rule that produces it so far.
+            # v1 events arrive upcast: rule "remittance", confidence 1.
             if await repo.insert_application(conn, event_id=stored.event_id, payment_id=e.payment_id,
                                              invoice_id=e.invoice_id, customer_id=e.customer_id,
                                              currency=e.currency, amount=e.amount, value_date=e.value_date,
-                                             rule=RULE_REMITTANCE, confidence=REMITTANCE_CONFIDENCE,
-                                             stream_version=stored.version):
+                                             rule=e.rule, confidence=e.confidence, stream_version=stored.version,
+                                             application_id=e.application_id):
                 await repo.add_applied_to_open_item(conn, e.invoice_id, e.amount)
+        elif isinstance(e, PaymentUnapplied):
+            await repo.reverse_application(conn, payment_id=e.payment_id, application_id=e.application_id,
+                                           amount=e.amount, invoice_id=e.invoice_id, on=e.unapplied_on,
+                                           reason=e.reason)
+        elif isinstance(e, PaymentReturned):
+            await repo.mark_returned(conn, e.payment_id, e.returned_on, e.reason_code)
+        elif isinstance(e, SmallBalanceWrittenOff):
+            await repo.record_write_off(conn, write_off_id=e.adjustment_id, invoice_id=e.invoice_id,
+                                        customer_id=e.customer_id, currency=e.currency, amount=e.amount,
+                                        source="small_balance", payment_id=e.payment_id,
+                                        reason_code=e.reason_code, recorded_on=e.value_date)
         elif isinstance(e, ShortPayDetected):
             await repo.insert_short_pay(conn, event_id=stored.event_id, payment_id=e.payment_id,
                                         invoice_id=e.invoice_id, customer_id=e.customer_id, currency=e.currency,
@@ -53,11 +82,17 @@ async def rebuild(conn: AsyncConnection) -> int:
 
     The table locks are taken in the order a payment command touches them (open items first),
     so a command in flight finishes first and one arriving later waits for the rebuild."""
-    await conn.execute(text("LOCK TABLE open_items, payments, payment_applications, short_pays IN EXCLUSIVE MODE"))
+    await conn.execute(text("LOCK TABLE open_items, payments, payment_applications, short_pays, open_item_write_offs"
+                            " IN EXCLUSIVE MODE"))
     await conn.execute(text("DELETE FROM short_pays"))
     await conn.execute(text("DELETE FROM payment_applications"))
     await conn.execute(text("DELETE FROM payments"))
+    await conn.execute(text("DELETE FROM open_item_write_offs WHERE source = 'small_balance'"))
     await conn.execute(text("UPDATE open_items SET applied_amount = 0 WHERE applied_amount <> 0"))
+    # Collections' write-offs stay (they come from its events, not from the payment streams).
+    await conn.execute(text(
+        "UPDATE open_items o SET written_off_amount = coalesce((SELECT sum(w.amount) FROM open_item_write_offs w"
+        " WHERE w.invoice_id = o.invoice_id), 0) WHERE written_off_amount <> 0"))
     streams = (await conn.execute(
         text("SELECT stream_id FROM events WHERE stream_type = :t GROUP BY stream_id ORDER BY min(global_position)"),
         {"t": Payment.stream_type},

@@ -1,0 +1,120 @@
+"""CSV lockbox files and bank exports, read with the standard csv module and a column mapping.
+
+A profile maps Ledgerline's fields to the file's column headers (banks name them differently)
+and says how dates and decimals are written. Rows sharing a receipt id (a check number, a
+transaction id) are one receipt with one remittance line per row, as lockbox files list each
+invoice a check pays; without a receipt-id column every row is a receipt."""
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+
+from shared.money import MoneyError, exact_amount, validate_currency
+from services.cash_application.domain.receipts import (
+    BankLine, BankStatement, FileRejected, ParsedFile, RemittanceItem)
+
+FIELDS = ("receipt_id", "value_date", "amount", "currency", "payer_name", "payer_account", "customer_id",
+          "invoice_reference", "invoice_amount", "reason_code", "text", "account", "direction", "return_code")
+
+DEFAULT_PROFILE = {
+    "columns": {field: field for field in FIELDS},
+    "date_format": "%Y-%m-%d",
+    "decimal_separator": ".",
+    "delimiter": ",",
+}
+
+
+def parse(text: str, profile: dict, default_currency: str = "USD") -> ParsedFile:
+    columns: dict[str, str] = profile.get("columns") or DEFAULT_PROFILE["columns"]
+    date_format = profile.get("date_format", "%Y-%m-%d")
+    separator = profile.get("decimal_separator", ".")
+    reader = csv.DictReader(io.StringIO(text), delimiter=profile.get("delimiter", ","))
+    header = reader.fieldnames or []
+    missing = [columns[f] for f in ("value_date", "amount") if columns.get(f) not in header]
+    if missing:
+        raise FileRejected("line 1", f"header lacks the column(s) {', '.join(missing)} the profile maps")
+    groups: dict[str, dict] = {}
+    order: list[str] = []
+    for row in reader:
+        lineno = reader.line_num
+        where = f"line {lineno}"
+        if None in row:
+            raise FileRejected(where, f"has {len(header) + len(row[None])} fields, the header {len(header)}")
+
+        def get(field: str) -> str:
+            column = columns.get(field)
+            return (row.get(column) or "").strip() if column else ""
+
+        if not any((v or "").strip() for v in row.values()):
+            continue
+        currency = get("currency").upper() or default_currency
+        try:
+            validate_currency(currency)
+        except MoneyError as exc:
+            raise FileRejected(f"{where} column {columns.get('currency')}", str(exc)) from exc
+        amount = _amount(get("amount"), separator, currency, f"{where} column {columns['amount']}")
+        try:
+            value_date = datetime.strptime(get("value_date"), date_format).date()
+        except ValueError as exc:
+            raise FileRejected(f"{where} column {columns['value_date']}",
+                               f"{get('value_date')!r} is not a date in the format {date_format}") from exc
+        direction = (get("direction") or "credit").lower()
+        if direction in ("c", "cr", "crdt"):
+            direction = "credit"
+        if direction in ("d", "dr", "dbit"):
+            direction = "debit"
+        if direction not in ("credit", "debit"):
+            raise FileRejected(f"{where} column {columns.get('direction')}", f"{direction!r} is not credit or debit")
+        if amount < 0:
+            amount, direction = -amount, "debit"
+        key = get("receipt_id") or f"row-{lineno}"
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = {"where": where, "amount": Decimal(0), "date": value_date, "currency": currency,
+                                   "payer": get("payer_name"), "account": get("payer_account"),
+                                   "hint": get("customer_id"), "items": [], "text": [], "direction": direction,
+                                   "return_code": get("return_code"), "bank_account": get("account"),
+                                   "receipt_id": get("receipt_id")}
+            order.append(key)
+        elif group["currency"] != currency or group["date"] != value_date:
+            raise FileRejected(where, f"receipt {key} has rows with different dates or currencies")
+        group["amount"] += amount
+        if get("invoice_reference"):
+            invoice_amount = (_amount(get("invoice_amount"), separator, currency,
+                                      f"{where} column {columns.get('invoice_amount')}") if get("invoice_amount") else None)
+            group["items"].append(RemittanceItem(reference=get("invoice_reference"), paid_amount=amount,
+                                                 invoice_amount=invoice_amount,
+                                                 reason_code=get("reason_code") or None))
+        if get("text"):
+            group["text"].append(get("text"))
+    if not order:
+        raise FileRejected("file", "holds no rows")
+    by_statement: dict[tuple, list[BankLine]] = {}
+    for key in order:
+        g = groups[key]
+        line = BankLine(position=g["where"], amount=g["amount"], direction=g["direction"], value_date=g["date"],
+                        bank_reference=g["receipt_id"] or None, payer_name=g["payer"] or None,
+                        payer_account=g["account"] or None, customer_hint=g["hint"] or None,
+                        text=" ".join(g["text"]), remittance=tuple(g["items"]),
+                        method=profile.get("method", "other"), return_code=g["return_code"] or None,
+                        returned_reference=(g["receipt_id"] or None) if g["return_code"] else None)
+        by_statement.setdefault((g["bank_account"], g["currency"]), []).append(line)
+    statements = tuple(
+        BankStatement(file_format="csv", account=account or None, statement_id=None,
+                      statement_date=max(line.value_date for line in lines), currency=currency, lines=tuple(lines))
+        for (account, currency), lines in by_statement.items())
+    return ParsedFile("csv", statements)
+
+
+def _amount(value: str, separator: str, currency: str, where: str) -> Decimal:
+    cleaned = value.replace(" ", "")
+    if separator == ",":
+        cleaned = cleaned.replace(".", "").replace(",", ".")
+    else:
+        cleaned = cleaned.replace(",", "")
+    try:
+        return exact_amount(cleaned, currency)
+    except (MoneyError, InvalidOperation) as exc:
+        raise FileRejected(where, f"{value!r} is not an amount in {currency}: {exc}") from exc

@@ -1,0 +1,284 @@
+"""Importing a bank or remittance file: parse it whole, then match and post every receipt and
+return in the caller's transaction, so a file posts all of it or nothing.
+
+Idempotent twice over: the same bytes (content hash) and the same statement (account +
+statement id/sequence + date, whatever file brings it) answer the first import's result and
+post nothing again. A concurrent twin blocks on the unique index until the first commits.
+
+Concurrency: receipts are matched on a snapshot of the open items, then the invoices the
+matches touch are locked FOR UPDATE in invoice_id order (the order every command locks in), the
+balances re-read under the lock and the file matched again against them; an allocation that no
+longer fits a locked balance is not applied. Two imports touching one invoice queue up."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared import aggregate
+from shared.eventstore import utc_midnight
+from shared.money import money_str, to_str
+from shared.problems import Problem, ValidationFailed
+from services.cash_application.adapters import repository as repo
+from services.cash_application.adapters.bank_files import FORMATS, parse_file
+from services.cash_application.application.posting import project_saved
+from services.cash_application.domain.matching import Matcher, MatchingPolicy, MatchResult, OpenInvoice, Receipt
+from services.cash_application.domain.model import BankImport, CashApplicationRuleViolation, Payment
+from services.cash_application.domain.receipts import BankLine, BankStatement, FileRejected, ParsedFile
+from services.cash_application.settings import CashApplicationSettings
+
+
+class FileRejectedProblem(Problem):
+    status = 422
+    type_name = "file-rejected"
+    title = "The file is malformed or inconsistent; nothing from it was posted"
+
+
+@dataclass(frozen=True)
+class ImportFile:
+    content: bytes
+    file_format: str
+    file_name: str | None = None
+    csv_profile: str | None = None
+
+
+def policy_of(settings: CashApplicationSettings) -> MatchingPolicy:
+    return MatchingPolicy(auto_apply_threshold=settings.auto_apply_threshold,
+                          tolerance_absolute=settings.tolerance_absolute,
+                          tolerance_percent=settings.tolerance_percent)
+
+
+def parse(cmd: ImportFile, settings: CashApplicationSettings) -> ParsedFile:
+    """Parse and check the whole file before anything is posted; a rejection names where and why."""
+    if cmd.file_format not in FORMATS and cmd.file_format != "camt":
+        raise ValidationFailed(f"format must be one of {', '.join(FORMATS)}", extra={
+            "errors": [{"field": "format", "reason": f"one of {', '.join(FORMATS)}"}]})
+    if not cmd.content:
+        raise FileRejectedProblem("the file is empty", field="file")
+    if len(cmd.content) > settings.max_file_bytes:
+        raise FileRejectedProblem(f"the file is larger than {settings.max_file_bytes} bytes", field="file")
+    profile = None
+    if cmd.file_format == "csv" and cmd.csv_profile and cmd.csv_profile != "default":
+        profile = settings.csv_profiles.get(cmd.csv_profile)
+        if profile is None:
+            raise ValidationFailed(f"no CSV import profile {cmd.csv_profile!r}", extra={
+                "errors": [{"field": "profile", "reason": f"known: default, {', '.join(settings.csv_profiles)}"}]})
+    try:
+        return parse_file(cmd.content, cmd.file_format, csv_profile=profile,
+                          default_currency=settings.default_currency)
+    except FileRejected as exc:
+        raise FileRejectedProblem(str(exc), extra={"errors": [{"field": exc.where, "reason": exc.reason}]}) from exc
+
+
+async def build_matcher(conn: AsyncConnection, policy: MatchingPolicy) -> Matcher:
+    """The matching engine over every open invoice, the customer master and the learned aliases."""
+    invoices = [OpenInvoice(invoice_id=r["invoice_id"], invoice_number=r["invoice_number"] or "",
+                            customer_id=r["customer_id"], currency=r["currency"].strip(),
+                            open_balance=Decimal(r["open_balance"]), due_date=r["due_date"])
+                for r in await repo.open_invoices_for_matching(conn)]
+    names, accounts = await repo.payer_aliases(conn)
+    return Matcher(invoices, await repo.customer_names(conn), name_aliases=names, account_aliases=accounts,
+                   policy=policy)
+
+
+def receipt_of(line: BankLine, currency: str) -> Receipt:
+    return Receipt(amount=line.amount, currency=currency, payer_name=line.payer_name,
+                   payer_account=line.payer_account, customer_hint=line.customer_hint, text=line.text,
+                   remittance=line.remittance)
+
+
+async def import_file(conn: AsyncConnection, cmd: ImportFile, parsed: ParsedFile, settings: CashApplicationSettings,
+                      meta: dict[str, Any]) -> dict[str, Any]:
+    content_hash = hashlib.sha256(cmd.content).hexdigest()
+    import_id = f"imp_{content_hash[:20]}"
+    inserted = (await conn.execute(
+        text("INSERT INTO bank_imports (import_id, content_hash, file_format, file_name) VALUES (:i, :h, :f, :n)"
+             " ON CONFLICT (content_hash) DO NOTHING RETURNING 1"),
+        {"i": import_id, "h": content_hash, "f": parsed.file_format, "n": cmd.file_name})).first()
+    if inserted is None:
+        first = (await conn.execute(text("SELECT result FROM bank_imports WHERE content_hash = :h"),
+                                    {"h": content_hash})).scalar_one()
+        return {**_json(first), "replayed": True}
+    fresh: list[BankStatement] = []
+    duplicates: list[dict[str, str]] = []
+    for statement in parsed.statements:
+        key = statement.identity
+        if key is not None:
+            claimed = (await conn.execute(
+                text("INSERT INTO bank_statements (statement_key, import_id, file_format, account, statement_date,"
+                     " currency, opening_balance, closing_balance) VALUES (:k, :i, :f, :a, :d, :c, :o, :cl)"
+                     " ON CONFLICT (statement_key) DO NOTHING RETURNING 1"),
+                {"k": key, "i": import_id, "f": statement.file_format, "a": statement.account,
+                 "d": statement.statement_date, "c": statement.currency, "o": statement.opening_balance,
+                 "cl": statement.closing_balance})).first()
+            if claimed is None:
+                first_import = (await conn.execute(
+                    text("SELECT import_id FROM bank_statements WHERE statement_key = :k"), {"k": key})).scalar_one()
+                duplicates.append({"statement": key, "imported_by": first_import})
+                continue
+        fresh.append(statement)
+    if not fresh and duplicates:
+        # Every statement of this file came before (in another file): answer that import.
+        first = (await conn.execute(text("SELECT result FROM bank_imports WHERE import_id = :i"),
+                                    {"i": duplicates[0]["imported_by"]})).scalar_one()
+        result = {**_json(first), "replayed": True}
+        await conn.execute(text("UPDATE bank_imports SET result = CAST(:r AS jsonb) WHERE import_id = :i"),
+                           {"r": json.dumps(result, default=str), "i": import_id})
+        return result
+
+    matcher = await build_matcher(conn, policy_of(settings))
+    receipts = [(statement, line) for statement in fresh for line in statement.lines if line.is_receipt]
+    touched: set[str] = set()
+    for statement, line in receipts:  # pass 1, on the snapshot: which invoices to lock
+        touched.update(a.invoice_id for a in matcher.match(receipt_of(line, statement.currency)).allocations)
+    locked = await repo.lock_open_items_by_id(conn, sorted(touched))
+    for invoice_id, invoice in list(matcher.invoices.items()):
+        if invoice_id in locked:
+            invoice.open_balance = locked[invoice_id].open_balance
+    payments_out: list[dict[str, Any]] = []
+    counts = {"receipts": 0, "auto_applied": 0, "partially_applied": 0, "unapplied": 0, "returns": 0,
+              "returns_unmatched": 0, "other_lines": 0}
+    threshold = settings.auto_apply_threshold
+    for n, (statement, line) in enumerate(receipts, start=1):  # pass 2, under the locks
+        result = matcher.match(receipt_of(line, statement.currency))
+        auto = bool(result.allocations) and result.confidence >= threshold
+        payment = Payment(f"{import_id}.{n}")
+        payment.receive_matched(customer_id=result.customer_id or "", amount=line.amount, currency=statement.currency,
+                                value_date=line.value_date, method=line.method, reference=line.bank_reference,
+                                result=result, auto_apply=auto, at=utc_midnight(line.value_date), locked=locked)
+        if payment.applications:
+            matcher.commit(result)
+        await project_saved(conn, payment, meta)
+        await _record_source(conn, payment.id, import_id, line, result, payment)
+        await _record_line(conn, import_id, statement, line, payment.id, "receipt")
+        counts["receipts"] += 1
+        if payment.unapplied_amount == 0:
+            counts["auto_applied"] += 1
+        elif payment.applications:
+            counts["partially_applied"] += 1
+        else:
+            counts["unapplied"] += 1
+        payments_out.append(_summary(payment, line, result))
+    for statement in fresh:
+        for line in statement.lines:
+            if line.is_receipt:
+                continue
+            if line.is_return:
+                returned = await _return_from_file(conn, line, statement.currency, meta)
+                counts["returns" if returned else "returns_unmatched"] += 1
+                await _record_line(conn, import_id, statement, line, returned, "return")
+            else:
+                counts["other_lines"] += 1
+                await _record_line(conn, import_id, statement, line, None, "other")
+    bank_import = BankImport(import_id)
+    for statement in fresh:
+        bank_import.record_statement(file_format=statement.file_format, account=statement.account,
+                                     statement_date=statement.statement_date, currency=statement.currency,
+                                     entries=len(statement.lines), total_credits=statement.total_credits,
+                                     at=utc_midnight(statement.statement_date))
+    await aggregate.save(conn, bank_import, meta)
+    result = {
+        "import_id": import_id, "file_format": parsed.file_format, "file_name": cmd.file_name,
+        "statements": [_statement_out(s) for s in fresh], "duplicate_statements": duplicates,
+        **counts, "payments": payments_out, "replayed": False,
+    }
+    await conn.execute(text("UPDATE bank_imports SET result = CAST(:r AS jsonb) WHERE import_id = :i"),
+                       {"r": json.dumps(result, default=str), "i": import_id})
+    return result
+
+
+async def _return_from_file(conn: AsyncConnection, line: BankLine, currency: str, meta: dict[str, Any]) -> str | None:
+    """A returned item on a statement: find the receipt it takes back (by the bank's reference and
+    amount) and return it. Unknown returns stay on the reconciliation as lines without a receipt."""
+    payment_id = await repo.find_returnable_payment(conn, reference=line.returned_reference or line.bank_reference,
+                                                    amount=line.amount, currency=currency)
+    if payment_id is None:
+        return None
+    payment = await aggregate.load(conn, Payment, payment_id)
+    await repo.lock_open_items_by_id(conn, sorted({a.invoice_id for a in payment.applications.values()}))
+    try:
+        payment.return_payment(line.return_code or "RETURN", f"returned on the bank statement ({line.position})",
+                               line.value_date, utc_midnight(line.value_date))
+    except CashApplicationRuleViolation:
+        return None
+    await project_saved(conn, payment, meta)
+    return payment_id
+
+
+async def _record_source(conn: AsyncConnection, payment_id: str, import_id: str, line: BankLine,
+                         result: MatchResult, payment: Payment) -> None:
+    suggestions = [] if payment.unapplied_amount == 0 else _suggestions(result, payment.currency)
+    await conn.execute(
+        text("INSERT INTO payment_sources (payment_id, import_id, position, bank_reference, payer_name, payer_account,"
+             " remittance_text, match_reason, suggestions) VALUES (:p, :i, :pos, :ref, :name, :acct, :txt, :why,"
+             " CAST(:s AS jsonb))"),
+        {"p": payment_id, "i": import_id, "pos": line.position, "ref": line.bank_reference, "name": line.payer_name,
+         "acct": line.payer_account, "txt": _remittance_text(line), "why": payment.unapplied_reasons[-1]
+         if payment.unapplied_reasons else None, "s": json.dumps(suggestions)})
+
+
+def _suggestions(result: MatchResult, currency: str) -> list[dict[str, Any]]:
+    """Ranked suggestions for the work queue: the below-threshold proposal first, then the rest."""
+    out = []
+    if result.allocations:
+        out.append({"invoice_ids": [a.invoice_id for a in result.allocations], "customer_id": result.customer_id,
+                    "amount": money_str(sum((a.applied for a in result.allocations), Decimal(0)), currency),
+                    "score": to_str(result.confidence), "rule": result.allocations[0].rule,
+                    "reason": "; ".join(a.explanation for a in result.allocations)})
+    for s in sorted(result.suggestions, key=lambda s: s.score, reverse=True):
+        out.append({"invoice_ids": list(s.invoice_ids), "customer_id": s.customer_id,
+                    "amount": money_str(s.amount, currency), "score": to_str(s.score), "rule": None,
+                    "reason": s.reason})
+    return out[:5]
+
+
+def _remittance_text(line: BankLine) -> str | None:
+    parts = [line.text] + [f"{i.reference}{'=' + to_str(i.paid_amount) if i.paid_amount is not None else ''}"
+                           f"{' ' + i.reason_code if i.reason_code else ''}" for i in line.remittance]
+    joined = " | ".join(p for p in parts if p)
+    return joined[:2000] or None
+
+
+async def _record_line(conn: AsyncConnection, import_id: str, statement: BankStatement, line: BankLine,
+                       payment_id: str | None, kind: str) -> None:
+    await conn.execute(
+        text("INSERT INTO statement_lines (import_id, position, account, value_date, currency, amount, direction,"
+             " bank_reference, payer_name, payment_id, kind) VALUES (:i, :pos, :a, :d, :c, :amt, :dir, :ref, :name,"
+             " :p, :k) ON CONFLICT DO NOTHING"),
+        {"i": import_id, "pos": line.position, "a": statement.account, "d": line.value_date, "c": statement.currency,
+         "amt": line.amount, "dir": line.direction, "ref": line.bank_reference, "name": line.payer_name,
+         "p": payment_id, "k": kind})
+
+
+def _summary(payment: Payment, line: BankLine, result: MatchResult) -> dict[str, Any]:
+    currency = payment.currency
+    return {
+        "payment_id": payment.id, "position": line.position, "amount": money_str(payment.amount, currency),
+        "customer_id": result.customer_id, "customer_rule": result.customer_rule,
+        "status": "applied" if payment.unapplied_amount == 0 else (
+            "partially_applied" if payment.applications else "unapplied"),
+        "applications": [{"invoice_id": a.invoice_id, "amount": money_str(a.amount, currency), "rule": a.rule}
+                         for a in payment.applications.values()],
+        "unapplied_amount": money_str(payment.unapplied_amount, currency),
+        "reason": payment.unapplied_reasons[-1] if payment.unapplied_reasons else None,
+    }
+
+
+def _statement_out(statement: BankStatement) -> dict[str, Any]:
+    currency = statement.currency
+    return {"account": statement.account, "statement_id": statement.statement_id,
+            "statement_date": statement.statement_date.isoformat(), "currency": currency,
+            "entries": len(statement.lines), "total_credits": money_str(statement.total_credits, currency),
+            "opening_balance": money_str(statement.opening_balance, currency),
+            "closing_balance": money_str(statement.closing_balance, currency)}
+
+
+def _json(value: Any) -> dict[str, Any]:
+    return json.loads(value) if isinstance(value, str) else dict(value or {})
+

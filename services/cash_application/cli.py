@@ -1,0 +1,40 @@
+"""cash_application's own CLI commands (python -m services.cash_application <command>)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import uuid
+from pathlib import Path
+
+from shared.problems import Problem
+from services.cash_application.adapters.bank_files import FORMATS
+
+
+def _import_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", type=Path, help="the bank or remittance file")
+    parser.add_argument("--format", required=True, choices=FORMATS, help="the file's format")
+    parser.add_argument("--profile", help="CSV column-mapping profile (settings csv_profiles)")
+
+
+async def _import(runtime, args: argparse.Namespace) -> int:
+    """Import a file as the API does: all or nothing, the same file twice posts once."""
+    from services.cash_application.application import imports
+
+    cmd = imports.ImportFile(content=args.path.read_bytes(), file_format=args.format, file_name=args.path.name,
+                             csv_profile=args.profile)
+    meta = {"correlation_id": str(uuid.uuid4()), "actor": "cli"}
+    try:
+        parsed = imports.parse(cmd, runtime.settings)
+        async with runtime.engine.begin() as conn:
+            result = await imports.import_file(conn, cmd, parsed, runtime.settings, meta)
+    except Problem as exc:
+        print(json.dumps(exc.body()), file=sys.stderr)
+        return 2
+    summary = {k: v for k, v in result.items() if k != "payments"}
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+COMMANDS = {"import-file": ("import a bank or remittance file (BAI2, camt.053/054, MT940, CSV, EDI 820)",
+                            _import_args, _import)}

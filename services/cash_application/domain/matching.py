@@ -1,0 +1,618 @@
+"""The matching engine: which customer paid, which invoices a receipt pays, and how sure we are.
+
+Pure code, no I/O: the caller hands in the open items, the customer master and the aliases
+learned from manual decisions, and gets back a MatchResult per receipt. Every proposed
+application names the rule that made it and a confidence (0-1); only results at or above the
+policy's threshold are applied automatically, the rest go to the unapplied-cash queue with ranked
+suggestions. Precision comes first: an ambiguous answer (two invoices one edit away, two
+combinations that sum to the amount, a name close to two customers) is refused, not guessed.
+
+Rules, strongest first (docs/cash-application.md has the table):
+- remittance_exact: a structured remittance line names the invoice number exactly;
+- reference_exact: the bank's free text or reference field holds the invoice number as printed;
+- reference_normalised: a reference equals an invoice number once case, punctuation, prefixes
+  (INV, INVOICE, NO, #) and leading zeros are set aside;
+- reference_fuzzy: one edit (insertion, deletion, substitution, transposition) from exactly one
+  open invoice of the identified customer, and the amount agrees;
+- amount_exact: the identified customer has exactly one open invoice of the receipt's amount;
+- combination: the customer's open invoices, oldest first, or a unique bounded subset of them,
+  add up to the amount exactly.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Iterable, Sequence
+
+from rapidfuzz import fuzz, process
+from rapidfuzz.distance import OSA
+
+from services.cash_application.domain.receipts import RemittanceItem
+
+RULE_REMITTANCE_EXACT = "remittance_exact"
+RULE_REFERENCE_EXACT = "reference_exact"
+RULE_REFERENCE_NORMALISED = "reference_normalised"
+RULE_REFERENCE_FUZZY = "reference_fuzzy"
+RULE_AMOUNT_EXACT = "amount_exact"
+RULE_COMBINATION = "combination"
+RULE_MANUAL = "manual"
+
+_PREFIXES = ("INVOICE", "INVOIC", "INVNO", "INV", "NR", "NO", "RE", "RF")
+_PREFIX_WORDS = {"INV", "INVOICE", "INVOICES", "NO", "NR", "NUMBER", "#", "INV#", "REF", "RE"}
+_TOKEN_SPLIT = re.compile(r"[\s,;]+")
+_AMOUNT_LIKE = re.compile(r"^[-+]?\d{1,3}([.,]\d{3})*[.,]\d{2}$|^\d+[.,]\d{2}$")
+_DATE_LIKE = re.compile(r"^\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}$")
+_LEGAL_SUFFIXES = {"INC", "LLC", "LTD", "LIMITED", "CORP", "CORPORATION", "CO", "COMPANY", "GMBH", "SA", "AG",
+                   "PLC", "BV", "NV", "SARL", "SAS", "SPA", "SRL", "AB", "AS", "OY", "KG", "PTY", "THE", "AND"}
+
+
+def normalise_reference(reference: str) -> str:
+    """The comparable form of an invoice reference: upper case, letters and digits only, a
+    leading INV/INVOICE/NO/# prefix dropped, leading zeros of a number dropped.
+
+    "INV-001001", "inv 1001", "#1001" and "Invoice No. 1001" all become "1001"."""
+    key = re.sub(r"[^0-9A-Z]", "", reference.upper())
+    for prefix in _PREFIXES:
+        if key.startswith(prefix) and any(ch.isdigit() for ch in key[len(prefix):]):
+            key = key[len(prefix):]
+            break
+    if key.isdigit():
+        key = key.lstrip("0") or "0"
+    return key
+
+
+def normalise_name(name: str) -> str:
+    """A payer or customer name without case, punctuation or legal-form words."""
+    words = re.sub(r"[^0-9A-Z ]", " ", name.upper().replace("&", " AND ")).split()
+    kept = [w for w in words if w not in _LEGAL_SUFFIXES]
+    return " ".join(kept or words)
+
+
+def reference_tokens(text: str) -> list[str]:
+    """Words of free remittance text that can be invoice references (a digit, not an amount or a
+    date); a bare prefix word ("INV 1001", "No. 1001") is joined to the word after it."""
+    tokens = [t.strip(".:()[]") for t in _TOKEN_SPLIT.split(text or "") if t.strip(".:()[]")]
+    found: list[str] = []
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if token.upper().rstrip(".:#") in _PREFIX_WORDS and i + 1 < len(tokens):
+            token = token + tokens[i + 1]
+            i += 1
+        i += 1
+        if not any(ch.isdigit() for ch in token) or _AMOUNT_LIKE.match(token) or _DATE_LIKE.match(token):
+            continue
+        if len(normalise_reference(token)) >= 3:
+            found.append(token)
+    return found
+
+
+@dataclass
+class OpenInvoice:
+    invoice_id: str
+    invoice_number: str
+    customer_id: str
+    currency: str
+    open_balance: Decimal
+    due_date: date
+
+
+@dataclass(frozen=True)
+class Receipt:
+    amount: Decimal
+    currency: str
+    payer_name: str | None = None
+    payer_account: str | None = None
+    customer_hint: str | None = None
+    text: str = ""
+    remittance: tuple[RemittanceItem, ...] = ()
+    customer_id: str | None = None  # known for certain (a payment posted for a customer by API)
+
+
+@dataclass(frozen=True)
+class MatchingPolicy:
+    auto_apply_threshold: Decimal = Decimal("0.85")
+    tolerance_absolute: Decimal = Decimal("5.00")
+    tolerance_percent: Decimal = Decimal("1.0")  # of the invoice's open balance
+    name_score_cutoff: float = 88.0
+    name_score_margin: float = 4.0
+    subset_max_invoices: int = 24  # the customer's oldest open invoices a combination is sought among
+    subset_max_size: int = 6
+    subset_node_budget: int = 40_000
+    suggestions: int = 3
+
+    def within_tolerance(self, difference: Decimal, open_balance: Decimal) -> bool:
+        """Both limits hold: at most the absolute amount and at most the percentage of the balance."""
+        return 0 < difference <= self.tolerance_absolute and difference * 100 <= self.tolerance_percent * open_balance
+
+
+@dataclass(frozen=True)
+class Allocation:
+    invoice_id: str
+    customer_id: str
+    applied: Decimal
+    open_balance: Decimal
+    rule: str
+    confidence: Decimal
+    write_off: Decimal = Decimal(0)  # within tolerance: SmallBalanceWrittenOff
+    short_pay: Decimal = Decimal(0)  # beyond tolerance: ShortPayDetected
+    reason_code: str | None = None
+    explanation: str = ""
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    invoice_ids: tuple[str, ...]
+    customer_id: str
+    amount: Decimal
+    score: Decimal
+    reason: str
+
+
+@dataclass
+class MatchResult:
+    customer_id: str | None
+    customer_rule: str | None
+    customer_confidence: Decimal
+    allocations: list[Allocation] = field(default_factory=list)
+    suggestions: list[Suggestion] = field(default_factory=list)
+    reason: str = ""  # why (some of) the receipt stays unapplied
+
+    @property
+    def confidence(self) -> Decimal:
+        return min((a.confidence for a in self.allocations), default=Decimal(0))
+
+    @property
+    def applied(self) -> Decimal:
+        return sum((a.applied for a in self.allocations), Decimal(0))
+
+
+@dataclass(frozen=True)
+class _Identified:
+    customer_id: str
+    rule: str
+    confidence: Decimal
+    detail: str
+
+
+def _conf(value: float | Decimal) -> Decimal:
+    return Decimal(str(value)).quantize(Decimal("0.01"))
+
+
+class Matcher:
+    """Matches receipts against an in-memory set of open invoices.
+
+    The caller commits a result with commit() once it is applied, so receipts of one file see
+    each other's effect (two receipts never both close one invoice)."""
+
+    def __init__(self, invoices: Iterable[OpenInvoice], customers: dict[str, str], *,
+                 name_aliases: dict[str, str] | None = None, account_aliases: dict[str, str] | None = None,
+                 policy: MatchingPolicy | None = None) -> None:
+        self.policy = policy or MatchingPolicy()
+        self.invoices: dict[str, OpenInvoice] = {}
+        self.by_key: dict[str, list[str]] = {}
+        self.by_number: dict[str, list[str]] = {}
+        self.by_customer: dict[str, list[str]] = {}
+        self._deletions: dict[str, set[str]] = {}
+        for invoice in invoices:
+            self.add_invoice(invoice)
+        for ids in self.by_customer.values():
+            ids.sort(key=lambda i: (self.invoices[i].due_date, i))
+        self.customers = dict(customers)
+        self._names: dict[str, list[str]] = {}
+        for customer_id, name in customers.items():
+            self._names.setdefault(normalise_name(name), []).append(customer_id)
+        self._name_choices = list(self._names)
+        self.name_aliases = {normalise_name(k): v for k, v in (name_aliases or {}).items()}
+        self.account_aliases = {account_key(k): v for k, v in (account_aliases or {}).items()}
+        self._name_cache: dict[str, _Identified | None | tuple] = {}
+
+    # ------------------------------------------------------------------ the open-item index
+
+    def add_invoice(self, invoice: OpenInvoice) -> None:
+        if invoice.open_balance <= 0:
+            return
+        self.invoices[invoice.invoice_id] = invoice
+        key = normalise_reference(invoice.invoice_number or invoice.invoice_id)
+        self.by_key.setdefault(key, []).append(invoice.invoice_id)
+        self.by_number.setdefault((invoice.invoice_number or "").upper(), []).append(invoice.invoice_id)
+        self.by_customer.setdefault(invoice.customer_id, []).append(invoice.invoice_id)
+        if len(key) >= 4:
+            for variant in _deletions(key) | {key}:
+                self._deletions.setdefault(variant, set()).add(key)
+
+    def commit(self, result: MatchResult) -> None:
+        """Reduce the in-memory balances by what was applied, written off or left short."""
+        for allocation in result.allocations:
+            invoice = self.invoices.get(allocation.invoice_id)
+            if invoice is not None:
+                invoice.open_balance -= allocation.applied + allocation.write_off
+
+    def open_invoices_of(self, customer_id: str, currency: str) -> list[OpenInvoice]:
+        return [inv for i in self.by_customer.get(customer_id, ())
+                if (inv := self.invoices[i]).open_balance > 0 and inv.currency == currency]
+
+    def learn_alias(self, *, payer_name: str | None, payer_account: str | None, customer_id: str) -> None:
+        if payer_name:
+            self.name_aliases[normalise_name(payer_name)] = customer_id
+            self._name_cache.pop(normalise_name(payer_name), None)
+        if payer_account:
+            self.account_aliases[account_key(payer_account)] = customer_id
+
+    # ------------------------------------------------------------------ customer identification
+
+    def identify(self, receipt: Receipt) -> tuple[_Identified | None, list[tuple[str, Decimal, str]]]:
+        """The paying customer, or None; and the runners-up as (customer, score, why)."""
+        if receipt.customer_id:
+            return _Identified(receipt.customer_id, "given", Decimal(1), "customer given with the payment"), []
+        hint = (receipt.customer_hint or "").strip()
+        if hint and hint in self.customers:
+            return _Identified(hint, "remittance_customer", Decimal(1), f"remittance names customer {hint}"), []
+        if hint and account_key(hint) in self.account_aliases:
+            customer = self.account_aliases[account_key(hint)]
+            return _Identified(customer, "remittance_account", _conf(0.99), f"remittance account {hint}"), []
+        if receipt.payer_account and account_key(receipt.payer_account) in self.account_aliases:
+            customer = self.account_aliases[account_key(receipt.payer_account)]
+            return _Identified(customer, "bank_account", _conf(0.99),
+                               f"payer account {receipt.payer_account} belongs to {customer}"), []
+        if not receipt.payer_name:
+            return None, []
+        name = normalise_name(receipt.payer_name)
+        if name in self.name_aliases:
+            customer = self.name_aliases[name]
+            return _Identified(customer, "payer_alias", _conf(0.98),
+                               f"payer name {receipt.payer_name!r} learned for {customer}"), []
+        cached = self._name_cache.get(name)
+        if cached is None:
+            cached = self._fuzzy_name(name, receipt.payer_name)
+            self._name_cache[name] = cached
+        return cached
+
+    def _fuzzy_name(self, name: str, shown: str):
+        exact = self._names.get(name, [])
+        if len(exact) == 1:
+            return _Identified(exact[0], "payer_name", _conf(0.97), f"payer name {shown!r} is the customer's"), []
+        if len(exact) > 1:
+            return None, [(c, _conf(0.6), f"payer name {shown!r} is shared by several customers") for c in exact]
+        hits = process.extract(name, self._name_choices, scorer=fuzz.token_sort_ratio, limit=3,
+                               score_cutoff=60)
+        runners = []
+        for choice, score, _ in hits:
+            for customer in self._names[choice]:
+                runners.append((customer, _conf(score / 100), f"payer name {shown!r} ~ {self.customers[customer]!r}"
+                                                              f" ({score:.0f}%)"))
+        if not hits:
+            return None, []
+        best_choice, best, _ = hits[0]
+        second = hits[1][1] if len(hits) > 1 else 0.0
+        owners = self._names[best_choice]
+        if best >= self.policy.name_score_cutoff and best - second >= self.policy.name_score_margin and len(owners) == 1:
+            confidence = _conf(min(0.95, 0.5 + best / 200))
+            return _Identified(owners[0], "payer_name_fuzzy", confidence,
+                               f"payer name {shown!r} ~ {self.customers[owners[0]]!r} ({best:.0f}%)"), runners[1:]
+        return None, runners
+
+    # ------------------------------------------------------------------ references
+
+    def resolve_reference(self, reference: str, customer_id: str | None, currency: str
+                          ) -> tuple[list[OpenInvoice], str]:
+        """Open invoices a reference names: exact number, normalised, or one edit away; and the
+        rule. Several results mean the reference is ambiguous."""
+        exact = [self.invoices[i] for i in self.by_number.get(reference.strip().upper(), ())
+                 if self.invoices[i].open_balance > 0 and self.invoices[i].currency == currency]
+        if exact:
+            return _prefer_customer(exact, customer_id), RULE_REMITTANCE_EXACT
+        key = normalise_reference(reference)
+        found = [self.invoices[i] for i in self.by_key.get(key, ())
+                 if self.invoices[i].open_balance > 0 and self.invoices[i].currency == currency]
+        if found:
+            return _prefer_customer(found, customer_id), RULE_REFERENCE_NORMALISED
+        if len(key) < 4:
+            return [], ""
+        keys: set[str] = set()
+        for variant in _deletions(key) | {key}:
+            keys |= self._deletions.get(variant, set())
+        near = [self.invoices[i] for k in sorted(keys) if OSA.distance(key, k) <= 1
+                for i in self.by_key.get(k, ()) if self.invoices[i].open_balance > 0
+                and self.invoices[i].currency == currency]
+        return near, RULE_REFERENCE_FUZZY if near else ""
+
+    # ------------------------------------------------------------------ matching
+
+    def match(self, receipt: Receipt) -> MatchResult:
+        identified, runners = self.identify(receipt)
+        customer_id = identified.customer_id if identified else None
+        result = MatchResult(customer_id=customer_id, customer_rule=identified.rule if identified else None,
+                             customer_confidence=identified.confidence if identified else Decimal(0))
+        structured = [item for item in receipt.remittance if item.reference]
+        text_refs = reference_tokens(receipt.text)
+        if structured and all(item.paid_amount is not None for item in structured):
+            self._match_remittance_lines(receipt, structured, identified, result)
+        elif structured or text_refs:
+            refs = [(item.reference, item) for item in structured] + [(t, None) for t in text_refs]
+            if not self._match_references(receipt, refs, identified, result) and identified:
+                self._match_amount(receipt, identified, result)
+        elif identified:
+            self._match_amount(receipt, identified, result)
+        if not result.allocations and not result.suggestions and not identified:
+            self._suggest_unidentified(receipt, runners, result)
+        if not result.reason:
+            unapplied = receipt.amount - result.applied
+            if not result.allocations:
+                result.reason = "unidentified receipt" if not identified else "no invoice matched"
+            elif unapplied > 0:
+                result.reason = "overpayment"
+        return result
+
+    def _match_remittance_lines(self, receipt: Receipt, items: list[RemittanceItem], identified: _Identified | None,
+                                result: MatchResult) -> None:
+        """Lines with amounts (EDI 820 RMR, lockbox rows, camt RfrdDocAmt): each pays its invoice."""
+        customer_id = identified.customer_id if identified else None
+        pending: dict[str, Decimal] = {}
+        allocations: list[Allocation] = []
+        unresolved: list[str] = []
+        for item in items:
+            invoices, rule = self.resolve_reference(item.reference, customer_id, receipt.currency)
+            invoice = self._accept(invoices, rule, customer_id, item.paid_amount)
+            if invoice is None:
+                unresolved.append(item.reference)
+                self._suggest_for_reference(item.reference, invoices, item.paid_amount, result)
+                continue
+            open_balance = invoice.open_balance - pending.get(invoice.invoice_id, Decimal(0))
+            allocation = self._allocate(invoice, item.paid_amount, open_balance, rule,
+                                        self._rule_confidence(rule, identified, invoice, structured=True),
+                                        item.reason_code, f"remittance line {item.reference!r}")
+            if allocation is not None:
+                pending[invoice.invoice_id] = pending.get(invoice.invoice_id, Decimal(0)) + allocation.applied + allocation.write_off
+                allocations.append(allocation)
+        self._settle(result, allocations, receipt, unresolved)
+
+    def _match_references(self, receipt: Receipt, refs: list[tuple[str, RemittanceItem | None]],
+                          identified: _Identified | None, result: MatchResult) -> bool:
+        """References without per-invoice amounts: the named invoices share the receipt's amount."""
+        customer_id = identified.customer_id if identified else None
+        chosen: dict[str, tuple[OpenInvoice, str, RemittanceItem | None, str]] = {}
+        unresolved: list[str] = []
+        for reference, item in refs:
+            invoices, rule = self.resolve_reference(reference, customer_id, receipt.currency)
+            single_amount = receipt.amount if len(refs) == 1 else None
+            invoice = self._accept(invoices, rule, customer_id, single_amount)
+            if invoice is None and rule == RULE_REFERENCE_FUZZY and len(refs) > 1:
+                invoice = self._accept(invoices, rule, customer_id, None, need_amount=False)
+            if invoice is None:
+                if item is not None or invoices:
+                    unresolved.append(reference)
+                self._suggest_for_reference(reference, invoices, receipt.amount, result)
+                continue
+            if rule == RULE_REMITTANCE_EXACT and item is None:
+                rule = RULE_REFERENCE_EXACT  # the number as printed, but in free text, not a remittance line
+            chosen.setdefault(invoice.invoice_id, (invoice, rule, item, reference))
+        if not chosen:
+            return False
+        owners = {inv.customer_id for inv, _, _, _ in chosen.values()}
+        if len(owners) > 1:
+            result.reason = "references name invoices of several customers"
+            for inv, _, _, ref in chosen.values():
+                result.suggestions.append(Suggestion((inv.invoice_id,), inv.customer_id, inv.open_balance,
+                                                     _conf(0.5), f"reference {ref!r}"))
+            return True
+        ordered = sorted(chosen.values(), key=lambda c: (c[0].due_date, c[0].invoice_id))
+        total_open = sum((inv.open_balance for inv, _, _, _ in ordered), Decimal(0))
+        remaining = receipt.amount
+        allocations: list[Allocation] = []
+        fuzzy_without_amount = any(rule == RULE_REFERENCE_FUZZY for _, rule, _, _ in ordered) and receipt.amount != total_open
+        for index, (invoice, rule, item, reference) in enumerate(ordered):
+            last = index == len(ordered) - 1
+            pays = remaining if last else min(remaining, invoice.open_balance)
+            if pays <= 0:
+                break
+            confidence = self._rule_confidence(rule, identified, invoice, structured=item is not None)
+            if receipt.amount * 2 < total_open or fuzzy_without_amount:
+                confidence = min(confidence, _conf(0.7))  # paying less than half of what it names is suspect
+            elif receipt.amount != total_open and len(ordered) > 1:
+                confidence = min(confidence, _conf(0.9))
+            reason_code = item.reason_code if item else None
+            allocation = self._allocate(invoice, pays, invoice.open_balance, rule, confidence, reason_code,
+                                        f"reference {reference!r}")
+            if allocation is not None:
+                allocations.append(allocation)
+                remaining -= allocation.applied
+        self._settle(result, allocations, receipt, unresolved)
+        return True
+
+    def _accept(self, invoices: list[OpenInvoice], rule: str, customer_id: str | None, amount: Decimal | None,
+                need_amount: bool = True) -> OpenInvoice | None:
+        if not invoices:
+            return None
+        if rule != RULE_REFERENCE_FUZZY:
+            if customer_id:
+                own = [i for i in invoices if i.customer_id == customer_id]
+                invoices = own or invoices
+            return invoices[0] if len(invoices) == 1 else None
+        # One edit away: only when a single invoice of the identified customer is that close, and
+        # the amount agrees with it (within tolerance) — sequential numbering puts other real
+        # invoices one edit away from almost every number.
+        candidates = [i for i in invoices if customer_id is None or i.customer_id == customer_id]
+        if need_amount and amount is not None:
+            candidates = [i for i in candidates if i.open_balance == amount
+                          or self.policy.within_tolerance(i.open_balance - amount, i.open_balance)]
+        elif need_amount:
+            return None
+        if customer_id is None and need_amount is False:
+            return None
+        return candidates[0] if len(candidates) == 1 else None
+
+    def _rule_confidence(self, rule: str, identified: _Identified | None, invoice: OpenInvoice,
+                         structured: bool) -> Decimal:
+        base = {RULE_REMITTANCE_EXACT: Decimal("1.00"), RULE_REFERENCE_EXACT: Decimal("0.98"),
+                RULE_REFERENCE_NORMALISED: Decimal("0.97"), RULE_REFERENCE_FUZZY: Decimal("0.90")}[rule]
+        if identified and identified.customer_id != invoice.customer_id:
+            # The payer looks like another customer: a third party paying, or a wrong reference.
+            return min(base, _conf(0.8) if identified.rule.startswith("payer_name") else _conf(0.6))
+        return base
+
+    def _allocate(self, invoice: OpenInvoice, pays: Decimal, open_balance: Decimal, rule: str,
+                  confidence: Decimal, reason_code: str | None, why: str) -> Allocation | None:
+        if open_balance <= 0 or pays <= 0:
+            return None
+        applied = min(pays, open_balance)
+        difference = open_balance - applied
+        write_off = short = Decimal(0)
+        if difference > 0 and self.policy.within_tolerance(difference, open_balance):
+            write_off = difference
+        elif difference > 0:
+            short = difference
+        return Allocation(invoice_id=invoice.invoice_id, customer_id=invoice.customer_id, applied=applied,
+                          open_balance=open_balance, rule=rule, confidence=confidence, write_off=write_off,
+                          short_pay=short, reason_code=reason_code,
+                          explanation=f"{why} -> {invoice.invoice_number} ({rule})")
+
+    def _settle(self, result: MatchResult, allocations: list[Allocation], receipt: Receipt,
+                unresolved: list[str]) -> None:
+        if allocations and result.customer_id is None:
+            result.customer_id = allocations[0].customer_id
+            result.customer_rule = "invoice_reference"
+            result.customer_confidence = min(a.confidence for a in allocations)
+        result.allocations = allocations
+        if unresolved:
+            result.reason = f"reference(s) not matched: {', '.join(unresolved)}"
+        elif receipt.amount > sum((a.applied for a in allocations), Decimal(0)):
+            result.reason = "overpayment"
+
+    def _match_amount(self, receipt: Receipt, identified: _Identified, result: MatchResult) -> None:
+        """No usable reference: the amount against the identified customer's open invoices."""
+        invoices = self.open_invoices_of(identified.customer_id, receipt.currency)
+        if not invoices:
+            result.reason = f"customer {identified.customer_id} has no open invoice in {receipt.currency}"
+            return
+        same = [i for i in invoices if i.open_balance == receipt.amount]
+        ceiling = min(identified.confidence, _conf(0.95))
+        if len(same) == 1:
+            result.allocations = [Allocation(same[0].invoice_id, same[0].customer_id, receipt.amount,
+                                             same[0].open_balance, RULE_AMOUNT_EXACT, ceiling,
+                                             explanation=f"{identified.detail}; the only open invoice of"
+                                                         f" {receipt.amount}")]
+            return
+        if len(same) > 1:
+            result.reason = f"{len(same)} open invoices of {receipt.amount}"
+            for invoice in same[: self.policy.suggestions]:
+                result.suggestions.append(Suggestion((invoice.invoice_id,), invoice.customer_id, invoice.open_balance,
+                                                     _conf(0.6), f"same amount; due {invoice.due_date}"))
+            return
+        prefix = _oldest_first(invoices, receipt.amount)
+        solutions = ([prefix] if prefix else []) or _subsets(
+            invoices[: self.policy.subset_max_invoices], receipt.amount, self.policy.subset_max_size,
+            self.policy.subset_node_budget)
+        if len(solutions) == 1:
+            chosen = solutions[0]
+            confidence = min(ceiling, _conf(0.92) if prefix else _conf(0.9))
+            how = "oldest open invoices" if prefix else "the only combination of open invoices"
+            result.allocations = [Allocation(i.invoice_id, i.customer_id, i.open_balance, i.open_balance,
+                                             RULE_COMBINATION, confidence,
+                                             explanation=f"{identified.detail}; {how} summing to {receipt.amount}")
+                                  for i in chosen]
+            return
+        for chosen in solutions[: self.policy.suggestions]:
+            result.suggestions.append(Suggestion(tuple(i.invoice_id for i in chosen), identified.customer_id,
+                                                 receipt.amount, _conf(0.5), "one of several combinations"
+                                                                             " summing to the amount"))
+        near = sorted(invoices, key=lambda i: (abs(i.open_balance - receipt.amount), i.due_date))
+        for invoice in near[: self.policy.suggestions]:
+            if len(result.suggestions) >= self.policy.suggestions * 2:
+                break
+            gap = abs(invoice.open_balance - receipt.amount)
+            score = _conf(max(0.1, 0.8 - float(gap / max(invoice.open_balance, Decimal(1)))))
+            result.suggestions.append(Suggestion((invoice.invoice_id,), invoice.customer_id, invoice.open_balance,
+                                                 score, f"closest open balance ({gap} apart)"))
+        result.reason = ("several combinations of open invoices sum to the amount" if solutions
+                         else "no open invoice or combination matches the amount")
+
+    def _suggest_for_reference(self, reference: str, invoices: list[OpenInvoice], amount: Decimal | None,
+                               result: MatchResult) -> None:
+        for invoice in invoices[: self.policy.suggestions]:
+            agrees = amount is not None and invoice.open_balance == amount
+            result.suggestions.append(Suggestion((invoice.invoice_id,), invoice.customer_id, invoice.open_balance,
+                                                 _conf(0.7 if agrees else 0.5),
+                                                 f"reference {reference!r} ~ {invoice.invoice_number}"))
+
+    def _suggest_unidentified(self, receipt: Receipt, runners: list[tuple[str, Decimal, str]],
+                              result: MatchResult) -> None:
+        for customer_id, score, why in runners[: self.policy.suggestions]:
+            for invoice in self.open_invoices_of(customer_id, receipt.currency):
+                if invoice.open_balance == receipt.amount:
+                    result.suggestions.append(Suggestion((invoice.invoice_id,), customer_id, invoice.open_balance,
+                                                         _conf(float(score) * 0.8), f"{why}; same amount"))
+                    break
+            else:
+                result.suggestions.append(Suggestion((), customer_id, receipt.amount, _conf(float(score) * 0.5), why))
+        result.suggestions.sort(key=lambda s: s.score, reverse=True)
+
+
+def _prefer_customer(invoices: list[OpenInvoice], customer_id: str | None) -> list[OpenInvoice]:
+    if customer_id:
+        own = [i for i in invoices if i.customer_id == customer_id]
+        if own:
+            return own
+    return invoices
+
+
+def _deletions(key: str) -> set[str]:
+    return {key[:i] + key[i + 1:] for i in range(len(key))}
+
+
+def account_key(account: str) -> str:
+    return re.sub(r"[^0-9A-Z]", "", account.upper())
+
+
+def _oldest_first(invoices: Sequence[OpenInvoice], amount: Decimal) -> list[OpenInvoice] | None:
+    """The oldest invoices, in due-date order, when they add up to the amount exactly (2 or more)."""
+    total = Decimal(0)
+    for n, invoice in enumerate(invoices, start=1):
+        total += invoice.open_balance
+        if total == amount:
+            return list(invoices[:n]) if n > 1 else None
+        if total > amount:
+            return None
+    return None
+
+
+def _subsets(invoices: Sequence[OpenInvoice], amount: Decimal, max_size: int, budget: int) -> list[list[OpenInvoice]]:
+    """Combinations (2..max_size invoices) adding up to the amount; stops at two, since two
+    already make the answer ambiguous, or when the search budget runs out (also refused)."""
+    cents = [int(i.open_balance * 100) for i in invoices]
+    target = int(amount * 100)
+    order = sorted(range(len(invoices)), key=lambda i: -cents[i])
+    suffix = [0] * (len(order) + 1)
+    for pos in range(len(order) - 1, -1, -1):
+        suffix[pos] = suffix[pos + 1] + cents[order[pos]]
+    found: list[list[int]] = []
+    nodes = 0
+    exhausted = False
+
+    def walk(pos: int, remaining: int, chosen: list[int]) -> None:
+        nonlocal nodes, exhausted
+        if len(found) >= 2 or exhausted:
+            return
+        if remaining == 0:
+            if len(chosen) >= 2:
+                found.append(list(chosen))
+            return
+        if pos == len(order) or len(chosen) == max_size or suffix[pos] < remaining:
+            return
+        nodes += 1
+        if nodes > budget:
+            exhausted = True
+            return
+        value = cents[order[pos]]
+        if value <= remaining:
+            chosen.append(order[pos])
+            walk(pos + 1, remaining - value, chosen)
+            chosen.pop()
+        walk(pos + 1, remaining, chosen)
+
+    walk(0, target, [])
+    if exhausted and len(found) < 2:
+        return [[invoices[i] for i in f] for f in found] + [[]]  # unknown whether unique: refuse
+    return [sorted((invoices[i] for i in f), key=lambda inv: (inv.due_date, inv.invoice_id)) for f in found]

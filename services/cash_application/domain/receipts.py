@@ -1,0 +1,88 @@
+"""What a bank or remittance file says about money received, in one shape for every format.
+
+A parser turns BAI2, camt.053/054, MT940, CSV or EDI 820 into BankStatements of BankLines; the
+matching engine and the import handler know nothing of the formats. Amounts are exact Decimals in
+the statement's currency (never floats); a line's `amount` is positive and `direction` says
+whether the bank credited (a receipt) or debited (a return, a fee) the account.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+
+
+class FileRejected(ValueError):
+    """A malformed or inconsistent file: `where` names the line or element, `reason` why."""
+
+    def __init__(self, where: str, reason: str) -> None:
+        super().__init__(f"{where}: {reason}")
+        self.where = where
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class RemittanceItem:
+    """One document a remittance names: an invoice reference and what the payer says about it."""
+
+    reference: str
+    paid_amount: Decimal | None = None  # what the payer pays on it
+    invoice_amount: Decimal | None = None  # the document's amount as the payer sees it
+    adjustment_amount: Decimal | None = None  # the deduction the payer took (positive = paid less)
+    reason_code: str | None = None  # the payer's adjustment reason (EDI ADX / RMR, camt AdjstmntAmtAndRsn)
+
+
+@dataclass(frozen=True)
+class BankLine:
+    """One statement entry: a receipt (credit) or a debit such as a returned item."""
+
+    position: str  # "line 17", "Ntry[3]": where in the file, for messages and reconciliation
+    amount: Decimal
+    direction: str  # credit | debit
+    value_date: date
+    bank_reference: str | None = None
+    payer_name: str | None = None
+    payer_account: str | None = None
+    customer_hint: str | None = None  # a customer id or account number the remittance states
+    text: str = ""  # unstructured remittance / narrative
+    remittance: tuple[RemittanceItem, ...] = ()
+    method: str = "other"
+    return_code: str | None = None  # set on a returned / reversed item (NSF, R01, camt RvslInd, ...)
+    returned_reference: str | None = None  # the original receipt's reference, when the bank gives it
+
+    @property
+    def is_receipt(self) -> bool:
+        return self.direction == "credit" and self.return_code is None
+
+    @property
+    def is_return(self) -> bool:
+        return self.return_code is not None
+
+
+@dataclass(frozen=True)
+class BankStatement:
+    file_format: str
+    account: str | None
+    statement_id: str | None
+    statement_date: date
+    currency: str
+    lines: tuple[BankLine, ...]
+    opening_balance: Decimal | None = None
+    closing_balance: Decimal | None = None
+
+    @property
+    def total_credits(self) -> Decimal:
+        return sum((line.amount for line in self.lines if line.direction == "credit"), Decimal(0))
+
+    @property
+    def identity(self) -> str | None:
+        """Account + statement id + date: the same statement sent again in another file."""
+        if not self.statement_id:
+            return None
+        return f"{self.file_format}|{self.account or ''}|{self.statement_id}|{self.statement_date.isoformat()}"
+
+
+@dataclass(frozen=True)
+class ParsedFile:
+    file_format: str
+    statements: tuple[BankStatement, ...] = field(default_factory=tuple)
