@@ -11,8 +11,10 @@ from shared.clock import Clock, SystemClock
 from shared.contracts import topic_for
 from shared.problems import Problem
 from shared.service import ConsumerSpec, Runtime, ServiceDefinition, build_app
+from services.collections.api.dunning_routes import router as dunning_router
 from services.collections.api.routes import router
 from services.collections.api.schemas import evaluation_out
+from services.collections.application import dunning
 from services.collections.application.handlers import evaluate_promises, on_external_event
 from services.collections.settings import CollectionsSettings
 
@@ -38,17 +40,47 @@ async def _evaluate_command(runtime: Runtime, args: argparse.Namespace) -> int:
     return 0
 
 
+def _daily_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--as-of", type=date.fromisoformat, default=None, metavar="YYYY-MM-DD",
+                        help="run as of this day (default: today)")
+    parser.add_argument("--no-send", action="store_true", help="record notices but leave the emails pending")
+
+
+async def _daily_run_command(runtime: Runtime, args: argparse.Namespace) -> int:
+    """python -m services.collections daily-run [--as-of DATE]: prints what the run did as JSON."""
+    if runtime.settings.migrate_on_start:
+        await runtime.migrate()
+    clock = runtime.definition.state["clock"]
+    as_of = args.as_of or clock.today()
+    if as_of > clock.today():
+        print(json.dumps({"detail": f"as_of {as_of} is after today ({clock.today()})", "field": "as_of"}),
+              file=sys.stderr)
+        return 2
+    meta = {"actor": "cli:daily-run", "correlation_id": f"daily-run:{as_of}"}
+    async with runtime.engine.begin() as conn:
+        result = await dunning.daily_run(conn, as_of=as_of, run_at=dunning.run_instant(as_of, clock.now(),
+                                                                                       runtime.settings),
+                                         settings=runtime.settings, meta=meta)
+    out = result.as_json()
+    if not args.no_send:
+        out["deliveries"] = await dunning.deliver_pending_emails(runtime.engine, runtime.settings)
+    print(json.dumps(out, indent=2))
+    return 0
+
+
 def definition(settings: CollectionsSettings | None = None, clock: Clock | None = None) -> ServiceDefinition:
     return ServiceDefinition(
         context="collections",
         title="Ledgerline collections",
         settings=settings or CollectionsSettings(),
         migrations_package="services.collections.adapters.migrations",
-        routers=[router],
-        consumers=[ConsumerSpec("collections", [topic_for("invoicing"), topic_for("cash_application")],
-                                on_external_event)],
+        routers=[router, dunning_router],
+        consumers=[ConsumerSpec("collections", [topic_for("invoicing"), topic_for("cash_application"),
+                                                topic_for("disputes")], on_external_event)],
         commands={"evaluate-promises": ("judge open promises to pay as of a day: kept, broken or still open",
-                                        _evaluate_arguments, _evaluate_command)},
+                                        _evaluate_arguments, _evaluate_command),
+                  "daily-run": ("the dunning run as of a day: promises, plans, risk, holds and every step due, once",
+                                _daily_run_arguments, _daily_run_command)},
         state={"clock": clock or SystemClock()},
     )
 

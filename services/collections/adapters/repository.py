@@ -14,11 +14,13 @@ EVALUATION_LOCK = "SELECT pg_advisory_xact_lock(hashtext('ledgerline:collections
 
 
 async def record_invoice(conn: AsyncConnection, *, invoice_id: str, customer_id: str, currency: str,
-                         total_amount: Decimal, issue_date: date, due_date: date) -> None:
+                         total_amount: Decimal, issue_date: date, due_date: date,
+                         invoice_number: str | None = None) -> None:
     await conn.execute(
-        text("INSERT INTO invoices (invoice_id, customer_id, currency, total_amount, issue_date, due_date)"
-             " VALUES (:i, :c, :cur, :t, :issue, :due) ON CONFLICT (invoice_id) DO NOTHING"),
-        {"i": invoice_id, "c": customer_id, "cur": currency, "t": total_amount, "issue": issue_date, "due": due_date},
+        text("INSERT INTO invoices (invoice_id, customer_id, currency, total_amount, issue_date, due_date,"
+             " invoice_number) VALUES (:i, :c, :cur, :t, :issue, :due, :n) ON CONFLICT (invoice_id) DO NOTHING"),
+        {"i": invoice_id, "c": customer_id, "cur": currency, "t": total_amount, "issue": issue_date, "due": due_date,
+         "n": invoice_number},
     )
 
 

@@ -12,7 +12,19 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared import aggregate
 from shared.consumer import ReceivedEvent
-from shared.contracts import CreditMemoIssued, InvoiceIssued, PaymentApplied, UnknownEvent, registry
+from shared.contracts import (
+    CreditMemoIssued,
+    CustomerRegistered,
+    DeductionOpened,
+    DisputeOpened,
+    DisputeResolved,
+    InvoiceIssued,
+    PaymentApplied,
+    PaymentUnapplied,
+    SmallBalanceWrittenOff,
+    UnknownEvent,
+    registry,
+)
 from shared.eventstore import utc_midnight
 from shared.problems import Conflict, Unprocessable
 from services.collections.adapters import repository as repo
@@ -128,18 +140,46 @@ async def keep_promises_paid_by(conn: AsyncConnection, invoice_id: str, meta: di
     return kept
 
 
+async def note_late_settlements(conn: AsyncConnection, invoice_id: str) -> None:
+    """A broken promise stays broken (PromiseBroken was published and counted), but when the
+    promised amount is paid in full later, the read model records the day (settled_late_on) and
+    the promise stops counting against the customer's risk score."""
+    rows = await conn.execute(text(
+        "SELECT p.promise_id, p.amount, p.made_on FROM promises p JOIN promise_invoices pi USING (promise_id)"
+        " WHERE pi.invoice_id = :i AND p.status = 'broken' AND p.settled_late_on IS NULL"), {"i": invoice_id})
+    for promise in rows.mappings().all():
+        promised = await repo.get_promise(conn, promise["promise_id"])
+        paid, settled_on = Decimal(0), None
+        for amount, value_date in await repo.payments_on(conn, promised["invoice_ids"]):
+            if value_date >= promise["made_on"]:
+                paid += amount
+                if paid >= promise["amount"]:
+                    settled_on = value_date
+                    break
+        if settled_on is not None:
+            await conn.execute(text("UPDATE promises SET settled_late_on = :d WHERE promise_id = :p"),
+                               {"d": settled_on, "p": promise["promise_id"]})
+
+
 async def on_external_event(conn: AsyncConnection, event: ReceivedEvent) -> None:
-    """Collections' consumer: receivables facts from invoicing and cash_application, and a
-    payment that reaches a promised amount keeps the promise."""
+    """Collections' consumer: receivables facts from invoicing, cash_application and disputes,
+    and a payment that reaches a promised amount keeps the promise."""
     try:
         contract = registry.parse(event.event_type, event.schema_version, event.data)
     except UnknownEvent:
         return
     if isinstance(contract, InvoiceIssued):
         await receivables.on_invoice_issued(conn, contract)
+    elif isinstance(contract, CustomerRegistered):
+        await receivables.on_customer_registered(conn, contract)
     elif isinstance(contract, CreditMemoIssued):
         await receivables.on_credit_memo_issued(conn, contract)
     elif isinstance(contract, PaymentApplied):
         if await receivables.on_payment_applied(conn, event.event_id, contract):
             await keep_promises_paid_by(conn, contract.invoice_id,
                                         event.causation_metadata("collections:promise-rule"))
+            await note_late_settlements(conn, contract.invoice_id)
+    elif isinstance(contract, (PaymentUnapplied, SmallBalanceWrittenOff)):
+        await receivables.on_balance_adjusted(conn, event.event_id, contract)
+    elif isinstance(contract, (DisputeOpened, DeductionOpened, DisputeResolved)):
+        await receivables.on_dispute(conn, contract)

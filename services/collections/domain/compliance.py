@@ -34,6 +34,7 @@ class ContactProfile:
     time_zone: str = "UTC"
     do_not_contact: bool = False
     consent: dict[str, bool] = field(default_factory=dict)   # absent: consent given
+    has_email: bool = True
 
 
 def zone(name: str) -> ZoneInfo:
@@ -61,6 +62,8 @@ def blocked_reason(channel: str, policy: Policy, profile: ContactProfile, attemp
         return "do_not_contact"
     if profile.consent.get(channel) is False:
         return "no_consent"
+    if channel == "email" and not profile.has_email:
+        return "no_email_address"
     if attempts_in_window >= policy.max_attempts:
         return "frequency_cap"
     if channel == "email" and in_quiet_hours(policy, at.astimezone(zone(profile.time_zone)).time()):
@@ -68,4 +71,4 @@ def blocked_reason(channel: str, policy: Policy, profile: ContactProfile, attemp
     return None
 
 
-PERSISTENT_REASONS = ("do_not_contact", "no_consent", "disputed")
+PERSISTENT_REASONS = ("do_not_contact", "no_consent", "no_email_address", "disputed")

@@ -151,6 +151,10 @@ class ChannelAction:
     superseded: list[tuple[OpenInvoice, Step]] = field(default_factory=list)
 
     @property
+    def currency(self) -> str:
+        return self.items[0][0].currency
+
+    @property
     def invoice_ids(self) -> list[str]:
         return [invoice.invoice_id for invoice, _ in self.items]
 
@@ -175,7 +179,7 @@ def due_steps(invoice: OpenInvoice, as_of: date, segment: str | None) -> list[St
 
 def plan_customer(invoices: Iterable[OpenInvoice], as_of: date,
                   segment: str | None) -> tuple[list[ChannelAction], list[DisputeExclusion]]:
-    groups: dict[tuple[str, int, str], ChannelAction] = {}
+    groups: dict[tuple[str, int, str, str], ChannelAction] = {}
     exclusions: list[DisputeExclusion] = []
     for invoice in sorted(invoices, key=lambda i: (i.due_date, i.invoice_id)):
         if invoice.open_balance <= 0:
@@ -189,7 +193,7 @@ def plan_customer(invoices: Iterable[OpenInvoice], as_of: date,
             if invoice.disputed and highest.exclude_disputed:
                 exclusions.append(DisputeExclusion(invoice.strategy, highest, invoice))
                 continue
-            key = (invoice.strategy.strategy_id, invoice.strategy.version, channel)
+            key = (invoice.strategy.strategy_id, invoice.strategy.version, channel, invoice.currency)
             group = groups.get(key)
             if group is None:
                 group = groups[key] = ChannelAction(invoice.strategy, channel, highest)
@@ -198,5 +202,5 @@ def plan_customer(invoices: Iterable[OpenInvoice], as_of: date,
             group.items.append((invoice, highest))
             group.superseded.extend((invoice, s) for s in steps[:-1])
     order = {c: n for n, c in enumerate(CHANNELS)}
-    actions = sorted(groups.values(), key=lambda a: (a.strategy.strategy_id, order[a.channel]))
+    actions = sorted(groups.values(), key=lambda a: (a.strategy.strategy_id, order[a.channel], a.currency))
     return actions, exclusions

@@ -3,13 +3,25 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.contracts import CreditMemoIssued, InvoiceIssued, PaymentApplied
+from shared.contracts import (
+    CreditMemoIssued,
+    CustomerRegistered,
+    DeductionOpened,
+    DisputeOpened,
+    DisputeResolved,
+    InvoiceIssued,
+    PaymentApplied,
+    PaymentUnapplied,
+    SmallBalanceWrittenOff,
+)
+from services.collections.adapters import accounts
 from services.collections.adapters import repository as repo
 
 
 async def on_invoice_issued(conn: AsyncConnection, e: InvoiceIssued) -> None:
     await repo.record_invoice(conn, invoice_id=e.invoice_id, customer_id=e.customer_id, currency=e.currency,
-                              total_amount=e.total_amount, issue_date=e.issue_date, due_date=e.due_date)
+                              total_amount=e.total_amount, issue_date=e.issue_date, due_date=e.due_date,
+                              invoice_number=e.invoice_number)
 
 
 async def on_payment_applied(conn: AsyncConnection, event_id: str, e: PaymentApplied) -> bool:
@@ -22,3 +34,29 @@ async def on_payment_applied(conn: AsyncConnection, event_id: str, e: PaymentApp
 async def on_credit_memo_issued(conn: AsyncConnection, e: CreditMemoIssued) -> None:
     await repo.record_credit_memo(conn, credit_memo_id=e.credit_memo_id, invoice_id=e.invoice_id,
                                   amount=e.amount, issue_date=e.issue_date)
+
+
+async def on_customer_registered(conn: AsyncConnection, e: CustomerRegistered) -> None:
+    await accounts.register_customer(conn, customer_id=e.customer_id, name=e.name, currency=e.currency,
+                                     credit_limit=e.credit_limit, registered_on=e.registered_on)
+
+
+async def on_balance_adjusted(conn: AsyncConnection, event_id: str, e: PaymentUnapplied | SmallBalanceWrittenOff) -> None:
+    """An unapplied payment reopens what it had paid; a small-balance write-off closes the rest.
+    A PaymentReturned changes no balance by itself: cash_application unapplies the payment's
+    applications, and those PaymentUnapplied events reopen the invoices."""
+    if isinstance(e, PaymentUnapplied):
+        await accounts.add_adjustment(conn, key=event_id, invoice_id=e.invoice_id, kind="payment_unapplied",
+                                      amount=e.amount, effective_on=e.unapplied_on)
+    else:
+        await accounts.add_adjustment(conn, key=event_id, invoice_id=e.invoice_id, kind="small_balance_write_off",
+                                      amount=-e.amount, effective_on=e.value_date)
+
+
+async def on_dispute(conn: AsyncConnection, e: DisputeOpened | DeductionOpened | DisputeResolved) -> None:
+    if isinstance(e, DisputeResolved):
+        await accounts.resolve_dispute(conn, dispute_id=e.dispute_id, invoice_id=e.invoice_id,
+                                       customer_id=e.customer_id, resolved_on=e.resolved_on)
+    else:
+        await accounts.record_dispute(conn, dispute_id=e.dispute_id, invoice_id=e.invoice_id,
+                                      customer_id=e.customer_id, opened_on=e.opened_on)

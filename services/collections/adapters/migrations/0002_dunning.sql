@@ -120,6 +120,7 @@ CREATE TABLE IF NOT EXISTS notices (
     recipient text,
     subject text NOT NULL,
     body text NOT NULL,
+    html_body text NOT NULL,
     pdf bytea NOT NULL,
     delivery text NOT NULL,     -- pending | sent | failed | print_ready
     attempts integer NOT NULL DEFAULT 0,
