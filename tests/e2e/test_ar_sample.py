@@ -1,17 +1,21 @@
 """The public IBM 'Accounts Receivable' sample through the APIs: every invoice issued on its
 InvoiceDate and paid in full on its SettledDate; reporting's aging as of 2013-06-30 must equal
-an independent computation from the CSV, to the cent, per bucket and per customer."""
+an independent computation from the CSV, to the cent, per bucket and per customer; and for
+each month of 2013 its DSO, CEI, month-end aging and average days late must equal the same
+figures computed here from the CSV alone. The book is loaded once for the module."""
 from __future__ import annotations
 
 import asyncio
+import calendar
 import csv
 import uuid
 from collections import defaultdict
 from datetime import date, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.support.platform import eventually
 
@@ -26,7 +30,8 @@ def _day(text: str) -> date:
 def load_rows() -> list[dict]:
     with CSV.open(newline="") as f:
         return [{"customer": r["customerID"], "number": r["invoiceNumber"], "issued": _day(r["InvoiceDate"]),
-                 "due": _day(r["DueDate"]), "settled": _day(r["SettledDate"]), "amount": Decimal(r["InvoiceAmount"])}
+                 "due": _day(r["DueDate"]), "settled": _day(r["SettledDate"]), "amount": Decimal(r["InvoiceAmount"]),
+                 "late": int(r["DaysLate"])}
                 for r in csv.DictReader(f)]
 
 
@@ -52,7 +57,9 @@ async def _gather_limited(coros, limit: int = 12):
     return await asyncio.gather(*[run(c) for c in coros])
 
 
-async def test_ar_sample_aging_equals_independent_computation(platform):
+@pytest.fixture(scope="module")
+async def loaded(platform) -> list[dict]:
+    """The whole sample posted through invoicing and cash_application, and reporting caught up."""
     rows = load_rows()
     assert len(rows) == 2466
     inv_url, cash_url, rep_url = platform.urls["invoicing"], platform.urls["cash_application"], platform.urls["reporting"]
@@ -98,10 +105,65 @@ async def test_ar_sample_aging_equals_independent_computation(platform):
             return r.status_code == 200 and body["total"] == "0.00" and body["tie_out"]["invoiced"] == str(total_paid) \
                 and body["tie_out"]["applied"] == str(total_paid)
         await eventually(reporting_caught_up, timeout=180, interval=1)
+    return rows
 
+
+async def test_ar_sample_aging_equals_independent_computation(platform, loaded):
+    rows, rep_url = loaded, platform.urls["reporting"]
+    async with httpx.AsyncClient(timeout=60) as c:
         buckets, per_customer = expected_aging(rows, AS_OF)
         aging = (await c.get(f"{rep_url}/v1/reports/aging", params={"as_of": AS_OF.isoformat(), "currency": "USD"})).json()
         assert {k: Decimal(v) for k, v in aging["buckets"].items()} == buckets
         assert Decimal(aging["total"]) == Decimal(aging["total_open_balance"]) == sum(buckets.values())
         assert {row["customer_id"]: Decimal(row["total"]) for row in aging["customers"]} == per_customer
         assert sum(buckets.values()) > 0 and buckets["1-30"] > 0  # the date really has open and late items
+
+
+def _round(value: Decimal, places: str = "0.01") -> str:
+    return str(value.quantize(Decimal(places), rounding=ROUND_HALF_UP))
+
+
+def expected_month(rows: list[dict], start: date, end: date) -> dict[str, str | None]:
+    """DSO, CEI and average days late for [start, end], from the CSV alone: an invoice is open
+    at the end of day D when issued on or before D and settled after D; current when also due
+    on or after D. Days late come from the CSV's DaysLate column of the invoices settled in the
+    month (each settled in full by one payment)."""
+    def open_at(day: date, current_only: bool = False) -> Decimal:
+        return sum((r["amount"] for r in rows if r["issued"] <= day < r["settled"]
+                    and (not current_only or r["due"] >= day)), Decimal("0"))
+
+    days = (end - start).days + 1
+    beginning = open_at(date.fromordinal(start.toordinal() - 1))
+    ending, current = open_at(end), open_at(end, current_only=True)
+    sales = sum((r["amount"] for r in rows if start <= r["issued"] <= end), Decimal("0"))
+    paid = [r for r in rows if start <= r["settled"] <= end]
+    paid_amount = sum((r["amount"] for r in paid), Decimal("0"))
+    return {
+        "ending_ar": _round(ending), "credit_sales": _round(sales), "beginning_ar": _round(beginning),
+        "dso": _round(ending * days / sales) if sales else None,
+        "cei": _round((beginning + sales - ending) * 100 / (beginning + sales - current)),
+        "average_days_late": _round(sum((r["amount"] * r["late"] for r in paid), Decimal("0")) / paid_amount),
+        "average_days_late_by_count": _round(Decimal(sum(r["late"] for r in paid)) / len(paid)),
+    }
+
+
+async def test_2013_monthly_dso_cei_aging_and_days_late_equal_the_csv(platform, loaded):
+    rows, rep_url = loaded, platform.urls["reporting"]
+    async with httpx.AsyncClient(timeout=60) as c:
+        r = await c.get(f"{rep_url}/v1/reports/kpis/trend",
+                        params={"from": "2013-01-01", "to": "2013-12-31", "currency": "USD"})
+        assert r.status_code == 200, r.text
+        periods = r.json()["periods"]
+        assert len(periods) == 12
+        for month, got in enumerate(periods, start=1):
+            start = date(2013, month, 1)
+            end = date(2013, month, calendar.monthrange(2013, month)[1])
+            assert (got["from"], got["to"]) == (start.isoformat(), end.isoformat())
+            expected = expected_month(rows, start, end)
+            assert {k: got[k] for k in expected} == expected, start
+            buckets, per_customer = expected_aging(rows, end)
+            aging = (await c.get(f"{rep_url}/v1/reports/aging",
+                                 params={"as_of": end.isoformat(), "currency": "USD"})).json()
+            assert {k: Decimal(v) for k, v in aging["buckets"].items()} == buckets, end
+            assert {row["customer_id"]: Decimal(row["total"]) for row in aging["customers"]} == per_customer, end
+            assert aging["tie_out"]["ties_out"] is True
