@@ -21,6 +21,11 @@ up() {
     for ctx in "${ORDER[@]}"; do
         "$PY" -m "services.$ctx" migrate
     done
+    # Local SMTP sink for collections' dunning emails (scripts/mail_sink.py, port 8025).
+    if ! running mail_sink; then
+        setsid nohup "$PY" "$ROOT/scripts/mail_sink.py" --dir "$RUN/mail" >"$RUN/mail_sink.log" 2>&1 < /dev/null &
+        echo $! >"$RUN/mail_sink.pid"
+    fi
     for ctx in "${ORDER[@]}"; do
         if running "$ctx"; then
             echo "[run] $ctx already running (pid $(cat "$RUN/$ctx.pid"))"
@@ -51,11 +56,12 @@ up() {
     done
     echo "  PostgreSQL        postgresql://ledgerline:ledgerline@127.0.0.1:55432/ledgerline_<context>"
     echo "  Kafka             127.0.0.1:59092 (topics ledgerline.<context>.events)"
+    echo "  SMTP sink         127.0.0.1:8025 (collections' emails in $RUN/mail/)"
     echo "Logs: $RUN/<service>.log   Stop: make stop"
 }
 
 down() {
-    for ctx in "${ORDER[@]}"; do
+    for ctx in "${ORDER[@]}" mail_sink; do
         if running "$ctx"; then
             pid="$(cat "$RUN/$ctx.pid")"
             kill -TERM "$pid" 2>/dev/null || true

@@ -12,8 +12,8 @@ from fastapi.responses import Response
 
 from shared.idempotency import idempotency_key_header, idempotent_create
 from shared.money import MoneyError, exact_amount, money_str
-from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, page
-from shared.problems import NotFound, Problem, Unprocessable
+from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT, page
+from shared.problems import Conflict, NotFound, Unprocessable
 from shared.service import get_runtime, request_metadata
 from services.collections.adapters import accounts
 from services.collections.adapters.notices import template_names
@@ -162,8 +162,7 @@ async def create_strategy(body: s.StrategyRequest, request: Request, key: str = 
         await dunning.ensure_default_strategy(conn, today)
         if not await accounts.insert_strategy(conn, strategy_id=body.strategy_id, version=1, name=body.name,
                                               steps=steps, created_on=today):
-            raise Problem(f"strategy {body.strategy_id} exists; add a version instead", field="strategy_id",
-                          status=409, type_name="conflict", title="Conflict")
+            raise Conflict(f"strategy {body.strategy_id} exists; add a version instead", field="strategy_id")
         return _strategy_out(await accounts.strategy_version(conn, body.strategy_id, 1))
 
     return await idempotent_create(request, key, body.model_dump(mode="json"), command)
@@ -185,8 +184,7 @@ async def add_strategy_version(strategy_id: str, body: s.StrategyVersionRequest,
         version = latest["version"] + 1
         if not await accounts.insert_strategy(conn, strategy_id=strategy_id, version=version,
                                               name=body.name or latest["name"], steps=steps, created_on=today):
-            raise Problem(f"strategy {strategy_id} version {version} was added concurrently", field="strategy_id",
-                          status=409, type_name="conflict", title="Conflict")
+            raise Conflict(f"strategy {strategy_id} version {version} was added concurrently", field="strategy_id")
         return _strategy_out(await accounts.strategy_version(conn, strategy_id, version))
 
     return await idempotent_create(request, key, body.model_dump(mode="json"), command)
@@ -265,11 +263,7 @@ async def list_notices(request: Request, customer_id: str | None = None,
                        channel: str | None = Query(None, pattern="^(email|letter)$"),
                        delivery: str | None = Query(None, pattern="^(pending|sent|failed|print_ready)$"),
                        cursor: str | None = None, limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)) -> dict[str, Any]:
-    after = decode_cursor(cursor)
-    try:
-        after_seq = int(after[0]) if after else None
-    except (TypeError, ValueError, IndexError) as exc:
-        raise Problem("cursor is not one this API returned", field="cursor") from exc
+    after_seq = s.after_sequence(cursor)
     async with get_runtime(request).engine.connect() as conn:
         rows = await accounts.list_notices(conn, customer_id=customer_id, channel=channel, delivery=delivery,
                                            after=after_seq, limit=limit + 1)

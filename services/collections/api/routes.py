@@ -8,11 +8,17 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from shared.idempotency import idempotent_create, idempotency_key_header
 from shared.money import MoneyError, exact_amount
-from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, page
-from shared.problems import NotFound, Problem, ValidationFailed
+from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT, page
+from shared.problems import NotFound, ValidationFailed
 from shared.service import get_runtime, request_metadata
 from services.collections.adapters import repository as repo
-from services.collections.api.schemas import EvaluatePromisesRequest, MakePromiseRequest, evaluation_out, promise_out
+from services.collections.api.schemas import (
+    EvaluatePromisesRequest,
+    MakePromiseRequest,
+    after_sequence,
+    evaluation_out,
+    promise_out,
+)
 from services.collections.application import handlers
 
 router = APIRouter(prefix="/v1")
@@ -64,11 +70,7 @@ async def list_promises(request: Request, customer_id: str | None = None,
                         status: str | None = Query(None, pattern="^(open|kept|broken)$"),
                         cursor: str | None = None,
                         limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)) -> dict[str, Any]:
-    after = decode_cursor(cursor)
-    try:
-        after_seq = int(after[0]) if after else None
-    except (TypeError, ValueError, IndexError) as exc:
-        raise Problem("cursor is not one this API returned", field="cursor") from exc
+    after_seq = after_sequence(cursor)
     async with get_runtime(request).engine.connect() as conn:
         rows = await repo.list_promises(conn, customer_id=customer_id, status=status, after=after_seq,
                                         limit=limit + 1)

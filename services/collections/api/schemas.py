@@ -178,6 +178,18 @@ class ApproverRequest(_Request):
     role: str = Field(min_length=1, max_length=40, pattern=r"^[a-z0-9_-]+$")
 
 
+def after_sequence(cursor: str | None) -> int | None:
+    """The created_seq a list cursor carries (lists here page by insertion order)."""
+    from shared.pagination import decode_cursor
+    from shared.problems import Problem
+
+    after = decode_cursor(cursor)
+    try:
+        return int(after[0]) if after else None
+    except (TypeError, ValueError, IndexError) as exc:
+        raise Problem("cursor is not one this API returned", field="cursor") from exc
+
+
 def jsonable(row: dict[str, Any], money: tuple[str, ...] = (), drop: tuple[str, ...] = ("created_seq",)) -> dict[str, Any]:
     """A read-model row as JSON: dates as ISO strings, money as strings at the row's currency."""
     currency = (row.get("currency") or "").strip()

@@ -36,7 +36,6 @@ from services.collections.domain.strategy import (
     CONTACT_CHANNELS,
     DEFAULT_STEPS,
     DEFAULT_STRATEGY_ID,
-    NOTICE_CHANNELS,
     ChannelAction,
     OpenInvoice,
     Strategy,
