@@ -39,7 +39,7 @@ RULE_AMOUNT_EXACT = "amount_exact"
 RULE_COMBINATION = "combination"
 RULE_MANUAL = "manual"
 
-_PREFIXES = ("INVOICE", "INVOIC", "INVNO", "INV", "NR", "NO", "RE", "RF")
+_PREFIXES = ("INVOICES", "INVOICE", "INVOIC", "INVNO", "INV", "NR", "NO", "RE", "RF")
 _PREFIX_WORDS = {"INV", "INVOICE", "INVOICES", "NO", "NR", "NUMBER", "#", "INV#", "REF", "RE"}
 _TOKEN_SPLIT = re.compile(r"[\s,;]+")
 _AMOUNT_LIKE = re.compile(r"^[-+]?\d{1,3}([.,]\d{3})*[.,]\d{2}$|^\d+[.,]\d{2}$")
@@ -78,7 +78,9 @@ def reference_tokens(text: str) -> list[str]:
     i = 0
     while i < len(tokens):
         token = tokens[i]
-        if token.upper().rstrip(".:#") in _PREFIX_WORDS and i + 1 < len(tokens):
+        if (token.upper().rstrip(".:#") in _PREFIX_WORDS and i + 1 < len(tokens)
+                and tokens[i + 1][:1].isdigit() or token.upper().rstrip(".:#") in _PREFIX_WORDS and i + 1 < len(tokens)
+                and tokens[i + 1][:1] == "#"):
             token = token + tokens[i + 1]
             i += 1
         i += 1
@@ -309,15 +311,30 @@ class Matcher:
                  if self.invoices[i].open_balance > 0 and self.invoices[i].currency == currency]
         if found:
             return _prefer_customer(found, customer_id), RULE_REFERENCE_NORMALISED
+        near = self.near_reference(key, currency)
+        return near, RULE_REFERENCE_FUZZY if near else ""
+
+    def near_reference(self, key: str, currency: str) -> list[OpenInvoice]:
+        """Open invoices whose normalised number is exactly one edit from the key."""
         if len(key) < 4:
-            return [], ""
+            return []
         keys: set[str] = set()
         for variant in _deletions(key) | {key}:
             keys |= self._deletions.get(variant, set())
-        near = [self.invoices[i] for k in sorted(keys) if OSA.distance(key, k) <= 1
+        return [self.invoices[i] for k in sorted(keys) if k != key and OSA.distance(key, k) <= 1
                 for i in self.by_key.get(k, ()) if self.invoices[i].open_balance > 0
                 and self.invoices[i].currency == currency]
-        return near, RULE_REFERENCE_FUZZY if near else ""
+
+    def _typo_alternative(self, reference: str, found: OpenInvoice, customer_id: str | None, currency: str,
+                          amount: Decimal | None) -> OpenInvoice | None:
+        """A reference that names a real invoice of another customer, or of a different amount,
+        may be a typo of the invoice really paid: the one invoice one edit away that belongs to
+        the payer (when known) and has exactly the amount paid."""
+        if amount is None or (found.customer_id == customer_id and found.open_balance == amount):
+            return None
+        near = [i for i in self.near_reference(normalise_reference(reference), currency)
+                if i.open_balance == amount and (customer_id is None or i.customer_id == customer_id)]
+        return near[0] if len(near) == 1 else None
 
     # ------------------------------------------------------------------ matching
 
@@ -356,6 +373,11 @@ class Matcher:
         for item in items:
             invoices, rule = self.resolve_reference(item.reference, customer_id, receipt.currency)
             invoice = self._accept(invoices, rule, customer_id, item.paid_amount)
+            if invoice is not None and rule != RULE_REFERENCE_FUZZY:
+                alternative = self._typo_alternative(item.reference, invoice, customer_id, receipt.currency,
+                                                     item.paid_amount)
+                if alternative is not None:
+                    invoice, rule = alternative, RULE_REFERENCE_FUZZY
             if invoice is None:
                 unresolved.append(item.reference)
                 self._suggest_for_reference(item.reference, invoices, item.paid_amount, result)
@@ -381,6 +403,11 @@ class Matcher:
             invoice = self._accept(invoices, rule, customer_id, single_amount)
             if invoice is None and rule == RULE_REFERENCE_FUZZY and len(refs) > 1:
                 invoice = self._accept(invoices, rule, customer_id, None, need_amount=False)
+            if invoice is not None and rule != RULE_REFERENCE_FUZZY and len(refs) == 1:
+                alternative = self._typo_alternative(reference, invoice, customer_id, receipt.currency,
+                                                     receipt.amount)
+                if alternative is not None:
+                    invoice, rule = alternative, RULE_REFERENCE_FUZZY
             if invoice is None:
                 if item is not None or invoices:
                     unresolved.append(reference)
@@ -409,6 +436,10 @@ class Matcher:
             if pays <= 0:
                 break
             confidence = self._rule_confidence(rule, identified, invoice, structured=item is not None)
+            if identified is None and not self._amount_agrees(receipt.amount, total_open):
+                # Nothing but the reference says who paid, and the amount disagrees with it: a typo
+                # that hits another real invoice looks exactly like this.
+                confidence = min(confidence, _conf(0.8))
             if receipt.amount * 2 < total_open or fuzzy_without_amount:
                 confidence = min(confidence, _conf(0.7))  # paying less than half of what it names is suspect
             elif receipt.amount != total_open and len(ordered) > 1:
@@ -421,6 +452,9 @@ class Matcher:
                 remaining -= allocation.applied
         self._settle(result, allocations, receipt, unresolved)
         return True
+
+    def _amount_agrees(self, paid: Decimal, open_total: Decimal) -> bool:
+        return paid == open_total or self.policy.within_tolerance(open_total - paid, open_total)
 
     def _accept(self, invoices: list[OpenInvoice], rule: str, customer_id: str | None, amount: Decimal | None,
                 need_amount: bool = True) -> OpenInvoice | None:
