@@ -315,6 +315,31 @@ async def list_call_tasks(request: Request, collector_id: str | None = None, cus
     return {"data": [s.jsonable(r) for r in rows]}
 
 
+@router.post("/escalations", status_code=201, tags=["dunning"])
+async def escalate(body: s.EscalationRequest, request: Request, key: str = Depends(idempotency_key_header)):
+    """A collector escalates an account by hand → AccountEscalated with the same summary as the
+    strategy's escalations, and the rule's recommended action unless one is given."""
+    runtime = get_runtime(request)
+    on = _not_future(body.escalated_on, _today(request), "escalated_on")
+
+    async def command(conn):
+        customer = await accounts.get_customer(conn, body.customer_id)
+        rows = await accounts.invoices_as_of(conn, on, body.customer_id)
+        overdue = [r for r in rows if r["open_balance"] > 0 and r["due_date"] < on]
+        if not overdue:
+            raise Unprocessable(f"customer {body.customer_id} has nothing past due on {on}", field="customer_id")
+        risk, history = await dunning.score(conn, customer, rows, on)
+        currency = (customer["currency"] or overdue[0]["currency"]).strip()
+        row = await dunning.escalate_account(
+            conn, customer, escalation_id=str(uuid.uuid4()), as_of=on, currency=currency, overdue=overdue,
+            risk_score=risk.score, broken_commitments=history.broken_promises,
+            escalated_to=body.escalated_to or runtime.settings.escalation_manager,
+            recommended=body.recommended_action, reason=body.reason, meta=request_metadata(request))
+        return s.jsonable(row, ("overdue_amount",))
+
+    return await idempotent_create(request, key, body.model_dump(mode="json"), command)
+
+
 @router.get("/escalations", tags=["dunning"])
 async def list_escalations(request: Request, customer_id: str | None = None) -> dict[str, Any]:
     async with get_runtime(request).engine.connect() as conn:

@@ -208,3 +208,11 @@ def jsonable(row: dict[str, Any], money: tuple[str, ...] = (), drop: tuple[str, 
         else:
             out[key] = value
     return out
+
+
+class EscalationRequest(_Request):
+    customer_id: str = Field(min_length=1, max_length=64)
+    escalated_to: str | None = Field(default=None, max_length=64, description="default: the AR manager setting")
+    reason: str = Field(min_length=1, max_length=500, description="why the collector escalates; ends the summary")
+    recommended_action: Literal["call_manager", "legal", "write_off", "credit_hold", "payment_plan"] | None = None
+    escalated_on: date | None = None

@@ -201,7 +201,7 @@ async def _run_customer(conn: AsyncConnection, customer_id: str, rows: list[dict
     profile = ContactProfile(time_zone=customer["time_zone"], do_not_contact=customer["do_not_contact"],
                              consent=customer["consent"], has_email=bool(customer["email"]))
     attempts = await accounts.contact_attempts(conn, customer_id, as_of - timedelta(days=policy.window_days - 1), as_of)
-    context = _Context(conn, customer, as_of, settings, meta, result, overdue, history, risk.score)
+    context = _Context(conn, customer, as_of, settings, meta, result, overdue, waiting, history, risk.score)
     for action in actions:
         reason = blocked_reason(action.channel, policy, profile, attempts, run_at)
         if reason is not None:
@@ -237,6 +237,7 @@ class _Context:
     meta: dict[str, Any]
     result: RunResult
     overdue: list[dict[str, Any]]
+    waiting: set[str]          # invoices under an open promise or an active plan
     history: RiskHistory
     risk_score: int
 
@@ -266,10 +267,11 @@ class _Context:
         customer = self.customer
         currency = action.currency
         # The notice lists every overdue invoice of the customer in this currency, not just
-        # the ones whose step fell due today: one statement-like notice per customer.
+        # the ones whose step fell due today: one statement-like notice per customer. Invoices
+        # in dispute, paused, promised or in a plan are not demanded.
         listed = {invoice.invoice_id: invoice for invoice, _ in items}
         extra = [r for r in self.overdue if r["currency"].strip() == currency and r["invoice_id"] not in listed
-                 and not r["disputed"] and not r["dunning_paused"]]
+                 and not r["disputed"] and not r["dunning_paused"] and r["invoice_id"] not in self.waiting]
         lines = [notices.NoticeLine(i.invoice_number, i.due_date, max(i.days_past_due(self.as_of), 0), i.open_balance)
                  for i in listed.values()]
         lines += [notices.NoticeLine(r["invoice_number"], r["due_date"], (self.as_of - r["due_date"]).days,
@@ -325,31 +327,40 @@ class _Context:
         self.result.holds_placed.append({"hold_id": hold_id, "customer_id": customer_id})
 
     async def _escalation(self, action: ChannelAction, step, items, escalation_id: str) -> None:
-        customer = self.customer
-        currency = action.currency
-        overdue = [r for r in self.overdue if r["currency"].strip() == currency]
-        amount = quantize(sum((Decimal(r["open_balance"]) for r in overdue), ZERO), currency)
-        oldest = max(((self.as_of - r["due_date"]).days for r in overdue), default=0)
-        on_plan = bool(await accounts.list_plans(self.conn, customer_id=customer["customer_id"], status="active"))
-        recommended = {"recommend_write_off": "write_off", "recommend_legal": "legal"}.get(action.channel) or \
-            recommended_action(oldest_days_past_due=oldest, risk_score=self.risk_score,
-                               broken_commitments=self.history.broken_promises, on_active_plan=on_plan)
-        summary = (f"{customer['name'] or customer['customer_id']}: {len(overdue)} overdue invoice(s), "
-                   f"{money_str(amount, currency)} {currency}, oldest {oldest} days past due; risk score "
-                   f"{self.risk_score}; {self.history.broken_promises} broken promise(s)/plan(s); "
-                   f"step {step.step_id} of strategy {action.strategy.strategy_id} v{action.strategy.version}")
-        invoice_ids = [r["invoice_id"] for r in overdue]
-        escalated_to = step.escalate_to or self.settings.escalation_manager
-        await accounts.insert_escalation(self.conn, {
-            "escalation_id": escalation_id, "customer_id": customer["customer_id"], "escalated_to": escalated_to,
-            "summary": summary, "recommended_action": recommended, "invoice_ids": invoice_ids, "currency": currency,
-            "overdue_amount": amount, "escalated_on": self.as_of})
-        await emit(self.conn, "escalation", escalation_id, AccountEscalated(
-            escalation_id=escalation_id, customer_id=customer["customer_id"], escalated_to=escalated_to,
-            summary=summary, recommended_action=recommended, invoice_ids=invoice_ids, currency=currency,
-            overdue_amount=amount, escalated_on=self.as_of), self.as_of, self.meta, expected_version=0)
-        self.result.escalations.append({"escalation_id": escalation_id, "customer_id": customer["customer_id"],
-                                        "step_id": step.step_id, "recommended_action": recommended})
+        recommended = {"recommend_write_off": "write_off", "recommend_legal": "legal"}.get(action.channel)
+        reason = f"step {step.step_id} of strategy {action.strategy.strategy_id} v{action.strategy.version}"
+        escalation = await escalate_account(
+            self.conn, self.customer, escalation_id=escalation_id, as_of=self.as_of, currency=action.currency,
+            overdue=self.overdue, risk_score=self.risk_score, broken_commitments=self.history.broken_promises,
+            escalated_to=step.escalate_to or self.settings.escalation_manager, recommended=recommended,
+            reason=reason, meta=self.meta)
+        self.result.escalations.append({"escalation_id": escalation_id, "customer_id": self.customer["customer_id"],
+                                        "step_id": step.step_id,
+                                        "recommended_action": escalation["recommended_action"]})
+
+
+async def escalate_account(conn: AsyncConnection, customer: dict[str, Any], *, escalation_id: str, as_of: date,
+                           currency: str, overdue: list[dict[str, Any]], risk_score: int | None,
+                           broken_commitments: int, escalated_to: str, recommended: str | None, reason: str,
+                           meta: dict[str, Any]) -> dict[str, Any]:
+    """AccountEscalated with a summary a manager can act on, and the recommended action (the
+    rule's unless one is given)."""
+    overdue = [r for r in overdue if r["currency"].strip() == currency]
+    amount = quantize(sum((Decimal(r["open_balance"]) for r in overdue), ZERO), currency)
+    oldest = max(((as_of - r["due_date"]).days for r in overdue), default=0)
+    on_plan = bool(await accounts.list_plans(conn, customer_id=customer["customer_id"], status="active"))
+    recommended = recommended or recommended_action(oldest_days_past_due=oldest, risk_score=risk_score,
+                                                    broken_commitments=broken_commitments, on_active_plan=on_plan)
+    summary = (f"{customer['name'] or customer['customer_id']}: {len(overdue)} overdue invoice(s), "
+               f"{money_str(amount, currency)} {currency}, oldest {oldest} days past due; risk score "
+               f"{risk_score if risk_score is not None else 'not scored'}; {broken_commitments} broken "
+               f"promise(s)/plan(s); {reason}")
+    row = {"escalation_id": escalation_id, "customer_id": customer["customer_id"], "escalated_to": escalated_to,
+           "summary": summary, "recommended_action": recommended, "invoice_ids": [r["invoice_id"] for r in overdue],
+           "currency": currency, "overdue_amount": amount, "escalated_on": as_of}
+    await accounts.insert_escalation(conn, row)
+    await emit(conn, "escalation", escalation_id, AccountEscalated(**row), as_of, meta, expected_version=0)
+    return row
 
 
 # -- email delivery ---------------------------------------------------------------------------

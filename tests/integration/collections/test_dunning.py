@@ -414,3 +414,22 @@ def test_cli_daily_run_on_a_fresh_database(smtp):
                                     cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
             assert future.returncode == 2 and "as_of" in future.stderr
     asyncio.run(scenario())
+
+
+async def test_a_collector_escalates_by_hand(collections):
+    client, app = collections
+    await customer(app, client)
+    await invoice(app, "inv-1", "2024-01-31", "2500.00")
+    body = {"customer_id": "cus-1", "reason": "refuses to talk", "escalated_on": "2024-03-15"}
+    r = await client.post("/v1/escalations", headers=idem(), json=body)
+    assert r.status_code == 201, r.text
+    got = r.json()
+    assert (got["escalated_to"], got["overdue_amount"], got["recommended_action"]) == \
+        ("ar-manager", "2500.00", "payment_plan")
+    assert got["summary"].endswith("refuses to talk") and "oldest 44 days past due" in got["summary"]
+    [event] = await events(app, "AccountEscalated")
+    assert event["payload"]["invoice_ids"] == ["inv-1"]
+    r = await client.post("/v1/escalations", headers=idem(), json={**body, "escalated_on": "2024-01-15"})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "customer_id"
+    r = await client.post("/v1/escalations", headers=idem(), json={**body, "recommended_action": "sue"})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "recommended_action"
