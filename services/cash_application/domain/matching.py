@@ -54,10 +54,11 @@ def normalise_reference(reference: str) -> str:
 
     "INV-001001", "inv 1001", "#1001" and "Invoice No. 1001" all become "1001"."""
     key = re.sub(r"[^0-9A-Z]", "", reference.upper())
-    for prefix in _PREFIXES:
-        if key.startswith(prefix) and any(ch.isdigit() for ch in key[len(prefix):]):
-            key = key[len(prefix):]
-            break
+    for _ in range(2):  # "Invoice No. 1001": two prefix words
+        for prefix in _PREFIXES:
+            if key.startswith(prefix) and any(ch.isdigit() for ch in key[len(prefix):]):
+                key = key[len(prefix):]
+                break
     if key.isdigit():
         key = key.lstrip("0") or "0"
     return key

@@ -18,7 +18,7 @@ from services.cash_application.domain.receipts import BankLine, BankStatement, F
 # Debit type codes that take a deposited receipt back (BAI2 type code list).
 RETURN_TYPE_CODES = {"552": "CREDIT_REVERSAL", "555": "DEPOSITED_ITEM_RETURNED", "557": "ACH_RETURN",
                      "558": "ACH_REVERSAL", "566": "RETURN_ITEM", "694": "DEPOSIT_REVERSAL"}
-_METHODS = {"142": "ach", "165": "ach", "166": "ach", "169": "ach", "195": "wire", "196": "wire", "206": "wire",
+_METHODS = {"191": "wire", "142": "ach", "165": "ach", "166": "ach", "169": "ach", "195": "wire", "196": "wire", "206": "wire",
             "208": "wire", "175": "check", "301": "check"}
 _ACH_RETURN_REASON = re.compile(r"\bR\d{2}\b")
 _NAME_KEYS = re.compile(r"(?:^|\s)(?:OB|ORIG|ORG|B/O|ORIGINATOR|ORIG NAME|PAYER)[:=]\s*(.+?)(?=\s+[A-Z][A-Z0-9/]{0,10}[:=]|$)")

@@ -56,7 +56,10 @@ def parse(text: str) -> ParsedFile:
         for tx in transactions:
             where = f"line {tag61_lines[seen_61]}" if seen_61 < len(tag61_lines) else "field 61"
             seen_61 += 1
-            amount = tx.data["amount"].amount
+            # The sign follows the mark: C and RD (a debit reversed) credit the account, D and RC
+            # (a credit reversed: a returned receipt) debit it, whatever the library's sign.
+            magnitude = abs(tx.data["amount"].amount)
+            amount = -magnitude if (tx.data.get("status") or "") in ("D", "RC") else magnitude
             if tx.data["amount"].currency != currency:
                 raise FileRejected(where, f"entry in {tx.data['amount'].currency}, the statement in {currency}")
             net += amount
