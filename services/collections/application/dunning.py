@@ -372,7 +372,8 @@ def smtp_settings(settings: CollectionsSettings) -> notices.SmtpSettings:
                                 timeout=settings.smtp_timeout_seconds)
 
 
-async def deliver_pending_emails(engine: AsyncEngine, settings: CollectionsSettings, limit: int = 500) -> dict[str, int]:
+async def deliver_pending_emails(engine: AsyncEngine, settings: CollectionsSettings,
+                                 limit: int = 100_000) -> dict[str, int]:
     """Send pending email notices, one transaction each: the row is locked (others skip it),
     sent, then marked sent in the same transaction. A crash after the SMTP server accepted it
     and before the commit leaves it pending, so it is sent again once, with the same
