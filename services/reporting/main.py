@@ -5,20 +5,24 @@ from __future__ import annotations
 import argparse
 
 from shared.clock import SystemClock
+from shared.contracts.base import with_topic_prefix
 from shared.service import ConsumerSpec, Runtime, ServiceDefinition, build_app
 from services.reporting.api.period_routes import router as period_router
 from services.reporting.api.routes import router
-from services.reporting.application.rebuild import rebuild
+from services.reporting.application.rebuild import rebuild, rebuild_from_topics
 from services.reporting.projections.facts import CONSUMER_NAME, TOPICS, project
 from services.reporting.settings import ReportingSettings
 
-REBUILD_HELP = ("drop the read-model facts and the consumer's inbox and offsets, so the consumer replays "
-                "every topic from offset 0 (stop the reporting workers first)")
+REBUILD_HELP = ("rebuild the read model from the topics in one transaction, set-based, with a progress bar "
+                "(stop the reporting workers first); --clear-only lets the consumer replay from offset 0 instead")
 
 
 def _rebuild_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true",
                         help="skip asking Kafka whether the reporting consumer group still has members")
+    parser.add_argument("--clear-only", action="store_true",
+                        help="only drop the facts and the consumer's inbox and offsets; the workers replay")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 CONSUMER = ConsumerSpec(CONSUMER_NAME, TOPICS, project)
@@ -26,8 +30,13 @@ CONSUMER = ConsumerSpec(CONSUMER_NAME, TOPICS, project)
 
 async def _run_rebuild(runtime: Runtime, args: argparse.Namespace) -> int:
     await runtime.migrate()  # a rebuild may be the first thing run against a new database
-    return await rebuild(runtime.engine, runtime.settings.kafka_bootstrap_servers, CONSUMER.group(runtime.settings),
-                         force=args.force)
+    settings = runtime.settings
+    if args.clear_only:
+        return await rebuild(runtime.engine, settings.kafka_bootstrap_servers, CONSUMER.group(settings),
+                             force=args.force)
+    topics = [with_topic_prefix(t, settings.topic_prefix) for t in CONSUMER.topics]
+    return await rebuild_from_topics(runtime.engine, settings.kafka_bootstrap_servers, CONSUMER.group(settings),
+                                     topics, force=args.force, progress=not args.no_progress)
 
 
 def definition(settings: ReportingSettings | None = None) -> ServiceDefinition:

@@ -1,26 +1,76 @@
-"""Rebuild the read model from scratch: drop every fact, forget what the consumer handled (its
-inbox rows and stored offsets), so its next start replays all four topics from offset 0. The
-topics keep everything (retention.ms=-1), and the projection is order-independent and
-idempotent, so the replayed result equals the incrementally built one.
+"""Rebuild the read model from scratch. The topics keep everything (retention.ms=-1), and the
+projection is order-independent and idempotent, so the rebuilt result equals the incrementally
+built one. Two ways:
 
-Run it with the reporting workers stopped: a running consumer keeps its in-memory positions and
-would skip the replay. Without --force it asks Kafka whether the consumer group has members
-and refuses if it has (or if Kafka cannot be asked)."""
+- batch (the default of `python -m services.reporting rebuild`): in one transaction, empty
+  every fact table and the consumer's inbox and offsets, read all four topics from their
+  beginning to their current end and write the facts set-based (adapters/batch_load), and
+  store the end offsets as the consumer's positions; a tqdm bar shows events read. The workers
+  then carry on from the end. Readers see the old model until the commit.
+- clear only (`--clear-only`): empty the facts and forget the consumer's inbox and offsets, so
+  the consumer replays every topic from offset 0, event by event, when the workers start.
+
+Run either with the reporting workers stopped: a running consumer keeps its in-memory positions.
+Without --force it asks Kafka whether the consumer group has members and refuses if it has (or
+if Kafka cannot be asked)."""
 from __future__ import annotations
 
-from typing import Callable
+import time
+from typing import Callable, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncEngine
+from tqdm import tqdm
 
-from services.reporting.adapters import kafka_groups
+from services.reporting.adapters import batch_load, kafka_groups
 from services.reporting.adapters import repository as repo
+from services.reporting.projections.facts import facts_of
 
 REFUSED = 2
 
 
+async def _refused(bootstrap: str, consumer: str, force: bool, say: Callable[[str], None]) -> bool:
+    if force:
+        return False
+    try:
+        members = await kafka_groups.active_members(bootstrap, consumer)
+    except kafka_groups.GroupStateUnknown as exc:
+        say(f"refusing to rebuild: {exc}. Stop the reporting workers, then run again with --force.")
+        return True
+    if members:
+        say(f"refusing to rebuild: consumer group {consumer} is running ({', '.join(sorted(members))}). "
+            "Stop the reporting workers first.")
+        return True
+    return False
+
+
+async def rebuild_from_topics(engine: AsyncEngine, bootstrap: str, consumer: str, topics: Sequence[str], *,
+                              force: bool = False, say: Callable[[str], None] = print,
+                              progress: bool = True) -> int:
+    """The batch rebuild. Returns a process exit code: 0 done, 2 refused (nothing changed)."""
+    if await _refused(bootstrap, consumer, force, say):
+        return REFUSED
+    started = time.perf_counter()
+    with tqdm(total=0, unit="event", unit_scale=True, desc="rebuild", disable=not progress) as bar:
+        def advance(read: int, total: int) -> None:
+            if bar.total != total:
+                bar.total = total
+                bar.refresh()
+            bar.update(read)
+
+        async with engine.begin() as conn:
+            removed = await repo.clear_read_model(conn, consumer)
+            counts = await batch_load.load_topics(conn, bootstrap, consumer, topics, facts_of, advance)
+    elapsed = time.perf_counter() - started
+    say("rebuild: removed " + ", ".join(f"{table} {count}" for table, count in removed.items() if count))
+    say(f"rebuild: {counts['events']} events ({counts['facts']} facts, {counts['skipped']} undecodable skipped) "
+        f"from {', '.join(topics)} in {elapsed:.1f} s ({counts['events'] / elapsed if elapsed else 0:,.0f} events/s); "
+        f"consumer {consumer} carries on from the end offsets")
+    return 0
+
+
 async def rebuild(engine: AsyncEngine, bootstrap: str, consumer: str, *, force: bool = False,
                   say: Callable[[str], None] = print) -> int:
-    """Returns a process exit code: 0 done, 2 refused (nothing was changed)."""
+    """Clear only. Returns a process exit code: 0 done, 2 refused (nothing was changed)."""
     if not force:
         try:
             members = await kafka_groups.active_members(bootstrap, consumer)
