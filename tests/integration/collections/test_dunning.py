@@ -23,6 +23,7 @@ from shared.clock import FixedClock
 from shared.consumer import ReceivedEvent
 from shared.contracts import (
     CustomerRegistered,
+    DeductionOpened,
     DisputeOpened,
     DisputeResolved,
     InvoiceIssued,
@@ -433,3 +434,67 @@ async def test_a_collector_escalates_by_hand(collections):
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "customer_id"
     r = await client.post("/v1/escalations", headers=idem(), json={**body, "recommended_action": "sue"})
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "recommended_action"
+
+
+async def test_an_smtp_outage_leaves_emails_pending_until_delivered_once(collections, smtp):
+    client, app = collections
+    settings = app.state.runtime.settings
+    await customer(app, client)
+    await invoice(app, "inv-1", "2024-01-31")
+    with smtp_server() as down:
+        closed_port = down.port
+    settings.smtp_port = closed_port                  # nothing listens there any more
+    result = await run(client, "2024-02-08")
+    [notice] = (await client.get("/v1/notices")).json()["data"]
+    assert notice["notice_id"] == result["notices"][0]["notice_id"]
+    assert notice["delivery"] == "pending" and notice["attempts"] == 1 and notice["last_error"]
+    assert len(await events(app, "DunningNoticeSent")) == 1
+    settings.smtp_port = smtp.port
+    assert (await client.post("/v1/notice-deliveries")).json() == {"sent": 1, "failed": 0, "retry": 0}
+    assert (await client.post("/v1/notice-deliveries")).json() == {"sent": 0, "failed": 0, "retry": 0}
+    [mail] = smtp.messages
+    assert mail.message_id == f"<{notice['notice_id']}@ledgerline.collections>"
+    assert (await client.get(f"/v1/notices/{notice['notice_id']}")).json()["delivery"] == "sent"
+
+
+async def test_an_email_that_keeps_failing_is_marked_failed(collections):
+    client, app = collections
+    settings = app.state.runtime.settings
+    with smtp_server() as down:
+        settings.smtp_port = down.port
+    settings.smtp_max_attempts = 2
+    await customer(app, client)
+    await invoice(app, "inv-1", "2024-01-31")
+    await run(client, "2024-02-08")
+    assert (await client.post("/v1/notice-deliveries")).json() == {"sent": 0, "failed": 1, "retry": 0}
+    assert [n["delivery"] for n in (await client.get("/v1/notices", params={"delivery": "failed"})).json()["data"]] \
+        == ["failed"]
+
+
+async def test_deductions_count_as_disputes_and_a_late_payment_settles_a_broken_promise(collections):
+    client, app = collections
+    await customer(app, client)
+    await invoice(app, "inv-1", "2024-01-31")
+    r = await client.post("/v1/promises", headers=idem(), json={
+        "customer_id": "cus-1", "invoice_ids": ["inv-1"], "amount": "1000.00", "currency": "EUR",
+        "made_on": "2024-02-10", "promise_date": "2024-02-15", "grace_days": 0})
+    promise_id = r.json()["promise_id"]
+    await run(client, "2024-02-20")
+    risk = (await client.get("/v1/customers/cus-1/risk", params={"as_of": "2024-02-20"})).json()
+    assert risk["factors"]["broken_promises"] == "1 (+5.0)"
+    await deliver(app, payment("inv-1", "1000.00", "2024-02-25"))
+    promise = (await client.get(f"/v1/promises/{promise_id}")).json()
+    assert promise["status"] == "broken"
+    async with app.state.runtime.engine.connect() as conn:
+        settled = (await conn.execute(text("SELECT settled_late_on FROM promises WHERE promise_id = :p"),
+                                      {"p": promise_id})).scalar_one()
+    assert settled == date(2024, 2, 25)
+    risk = (await client.get("/v1/customers/cus-1/risk", params={"as_of": "2024-02-26"})).json()
+    assert risk["factors"]["broken_promises"] == "0 (+0.0)"
+    await invoice(app, "inv-2", "2024-03-31")
+    await deliver(app, DeductionOpened(dispute_id="ded-1", invoice_id="inv-2", customer_id="cus-1", payment_id="p",
+                                       currency="EUR", amount="50.00", reason_code="damaged", opened_on="2024-04-02"))
+    risk = (await client.get("/v1/customers/cus-1/risk", params={"as_of": "2024-04-03"})).json()
+    assert risk["factors"]["disputes"] == "1 (+3.3)"
+    account = (await client.get("/v1/customers/cus-1", params={"as_of": "2024-04-03"})).json()
+    assert [(i["invoice_id"], i["disputed"]) for i in account["open_invoices"]] == [("inv-2", True)]
