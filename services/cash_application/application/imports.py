@@ -145,6 +145,8 @@ async def import_file(conn: AsyncConnection, cmd: ImportFile, parsed: ParsedFile
     counts = {"receipts": 0, "auto_applied": 0, "partially_applied": 0, "unapplied": 0, "returns": 0,
               "returns_unmatched": 0, "other_lines": 0}
     threshold = settings.auto_apply_threshold
+    sources: list[dict[str, Any]] = []
+    statement_rows: list[dict[str, Any]] = []
     for n, (statement, line) in enumerate(receipts, start=1):  # pass 2, under the locks
         result = matcher.match(receipt_of(line, statement.currency))
         auto = bool(result.allocations) and result.confidence >= threshold
@@ -155,8 +157,8 @@ async def import_file(conn: AsyncConnection, cmd: ImportFile, parsed: ParsedFile
         if payment.applications:
             matcher.commit(result)
         await project_saved(conn, payment, meta)
-        await _record_source(conn, payment.id, import_id, line, result, payment)
-        await _record_line(conn, import_id, statement, line, payment.id, "receipt")
+        sources.append(_source_row(payment.id, import_id, line, result, payment))
+        statement_rows.append(_line_row(import_id, statement, line, payment.id, "receipt"))
         counts["receipts"] += 1
         if payment.unapplied_amount == 0:
             counts["auto_applied"] += 1
@@ -165,6 +167,8 @@ async def import_file(conn: AsyncConnection, cmd: ImportFile, parsed: ParsedFile
         else:
             counts["unapplied"] += 1
         payments_out.append(_summary(payment, line, result))
+    if sources:  # before the returns: a return in the same file finds its receipt by bank reference
+        await conn.execute(_INSERT_SOURCE, sources)
     for statement in fresh:
         for line in statement.lines:
             if line.is_receipt:
@@ -172,10 +176,12 @@ async def import_file(conn: AsyncConnection, cmd: ImportFile, parsed: ParsedFile
             if line.is_return:
                 returned = await _return_from_file(conn, line, statement.currency, meta)
                 counts["returns" if returned else "returns_unmatched"] += 1
-                await _record_line(conn, import_id, statement, line, returned, "return")
+                statement_rows.append(_line_row(import_id, statement, line, returned, "return"))
             else:
                 counts["other_lines"] += 1
-                await _record_line(conn, import_id, statement, line, None, "other")
+                statement_rows.append(_line_row(import_id, statement, line, None, "other"))
+    if statement_rows:
+        await conn.execute(_INSERT_LINE, statement_rows)
     bank_import = BankImport(import_id)
     for statement in fresh:
         bank_import.record_statement(file_format=statement.file_format, account=statement.account,
@@ -211,16 +217,23 @@ async def _return_from_file(conn: AsyncConnection, line: BankLine, currency: str
     return payment_id
 
 
-async def _record_source(conn: AsyncConnection, payment_id: str, import_id: str, line: BankLine,
-                         result: MatchResult, payment: Payment) -> None:
+_INSERT_SOURCE = text(
+    "INSERT INTO payment_sources (payment_id, import_id, position, bank_reference, payer_name, payer_account,"
+    " remittance_text, match_reason, suggestions) VALUES (:p, :i, :pos, :ref, :name, :acct, :txt, :why,"
+    " CAST(:s AS jsonb))")
+_INSERT_LINE = text(
+    "INSERT INTO statement_lines (import_id, position, account, value_date, currency, amount, direction,"
+    " bank_reference, payer_name, payment_id, kind) VALUES (:i, :pos, :a, :d, :c, :amt, :dir, :ref, :name,"
+    " :p, :k) ON CONFLICT DO NOTHING")
+
+
+def _source_row(payment_id: str, import_id: str, line: BankLine, result: MatchResult,
+                payment: Payment) -> dict[str, Any]:
     suggestions = [] if payment.unapplied_amount == 0 else _suggestions(result, payment.currency)
-    await conn.execute(
-        text("INSERT INTO payment_sources (payment_id, import_id, position, bank_reference, payer_name, payer_account,"
-             " remittance_text, match_reason, suggestions) VALUES (:p, :i, :pos, :ref, :name, :acct, :txt, :why,"
-             " CAST(:s AS jsonb))"),
-        {"p": payment_id, "i": import_id, "pos": line.position, "ref": line.bank_reference, "name": line.payer_name,
-         "acct": line.payer_account, "txt": _remittance_text(line), "why": payment.unapplied_reasons[-1]
-         if payment.unapplied_reasons else None, "s": json.dumps(suggestions)})
+    return {"p": payment_id, "i": import_id, "pos": line.position, "ref": line.bank_reference,
+            "name": line.payer_name, "acct": line.payer_account, "txt": _remittance_text(line),
+            "why": payment.unapplied_reasons[-1] if payment.unapplied_reasons else None,
+            "s": json.dumps(suggestions)}
 
 
 def _suggestions(result: MatchResult, currency: str) -> list[dict[str, Any]]:
@@ -245,15 +258,11 @@ def _remittance_text(line: BankLine) -> str | None:
     return joined[:2000] or None
 
 
-async def _record_line(conn: AsyncConnection, import_id: str, statement: BankStatement, line: BankLine,
-                       payment_id: str | None, kind: str) -> None:
-    await conn.execute(
-        text("INSERT INTO statement_lines (import_id, position, account, value_date, currency, amount, direction,"
-             " bank_reference, payer_name, payment_id, kind) VALUES (:i, :pos, :a, :d, :c, :amt, :dir, :ref, :name,"
-             " :p, :k) ON CONFLICT DO NOTHING"),
-        {"i": import_id, "pos": line.position, "a": statement.account, "d": line.value_date, "c": statement.currency,
-         "amt": line.amount, "dir": line.direction, "ref": line.bank_reference, "name": line.payer_name,
-         "p": payment_id, "k": kind})
+def _line_row(import_id: str, statement: BankStatement, line: BankLine, payment_id: str | None,
+              kind: str) -> dict[str, Any]:
+    return {"i": import_id, "pos": line.position, "a": statement.account, "d": line.value_date,
+            "c": statement.currency, "amt": line.amount, "dir": line.direction, "ref": line.bank_reference,
+            "name": line.payer_name, "p": payment_id, "k": kind}
 
 
 def _summary(payment: Payment, line: BankLine, result: MatchResult) -> dict[str, Any]:

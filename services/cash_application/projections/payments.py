@@ -38,6 +38,7 @@ def appended(loaded_at: int, new_events: Sequence[eventstore.NewEvent]) -> list[
 
 
 async def project(conn: AsyncConnection, events: Iterable[StoredEvent | Appended]) -> None:
+    versions: dict[str, int] = {}  # the payment's version is written once, after its events
     for stored in events:
         e = registry.parse(stored.event_type, stored.schema_version, stored.payload)
         if isinstance(e, PaymentReceived):
@@ -72,8 +73,10 @@ async def project(conn: AsyncConnection, events: Iterable[StoredEvent | Appended
         elif isinstance(e, UnappliedCashRecorded):
             await repo.set_unapplied_reason(conn, e.payment_id, e.reason)
         payment_id = getattr(e, "payment_id", None)
-        if payment_id:
-            await repo.set_payment_version(conn, payment_id, stored.version)
+        if payment_id and not isinstance(e, PaymentReceived):
+            versions[payment_id] = max(versions.get(payment_id, 0), stored.version)
+    for payment_id, version in versions.items():
+        await repo.set_payment_version(conn, payment_id, version)
 
 
 async def rebuild(conn: AsyncConnection) -> int:
