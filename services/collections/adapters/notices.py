@@ -24,8 +24,11 @@ from typing import Any, Sequence
 
 from fpdf import FPDF
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
+# Where a template puts the invoice table ({{ invoice_table }}); at the end when it does not.
+TABLE_MARK = "<!--invoice-table-->"
 DEFAULT_LANGUAGE = "en"
 
 
@@ -82,26 +85,32 @@ def render_notice(*, template: str, language: str, notice_id: str, notice_date: 
         "notice_date": notice_date.isoformat(), "notice_id": notice_id,
         "invoices": [line.__dict__ for line in lines],
         "oldest_days_past_due": max((line.days_past_due for line in lines), default=0),
+        "invoice_table": Markup(TABLE_MARK),
     }
     module = _environment().get_template(f"{language}/{template}.html").make_module(context)
     subject = html.unescape(str(getattr(module, "subject", template))).strip()
     body = str(module).strip()
+    if TABLE_MARK not in body:
+        body += TABLE_MARK
+    before, _, after = body.partition(TABLE_MARK)
     labels = _labels(language)
     table = "".join(f"<tr><td>{html.escape(line.invoice_number)}</td><td>{line.due_date.isoformat()}</td>"
                     f"<td>{line.days_past_due}</td><td>{line.open_balance} {currency}</td></tr>" for line in lines)
-    html_body = (f"{body}<table><tr><th>{labels['invoice']}</th><th>{labels['due_date']}</th>"
-                 f"<th>{labels['days_past_due']}</th><th>{labels['open_balance']}</th></tr>{table}"
-                 f"<tr><td colspan=\"3\">{labels['total']}</td><td>{total} {currency}</td></tr></table>")
+    html_table = (f"<table><tr><th>{labels['invoice']}</th><th>{labels['due_date']}</th>"
+                  f"<th>{labels['days_past_due']}</th><th>{labels['open_balance']}</th></tr>{table}"
+                  f"<tr><td colspan=\"3\">{labels['total']}</td><td>{total} {currency}</td></tr></table>")
+    html_body = before + html_table + after
     text_lines = [f"{line.invoice_number}  {line.due_date.isoformat()}  {line.days_past_due:>4}  "
                   f"{line.open_balance} {currency}" for line in lines]
-    text = "\n".join([_text_of(body), "", *text_lines, f"{labels['total']}: {total} {currency}"])
-    pdf = _pdf(subject=subject, body=_text_of(body), labels=labels, notice_id=notice_id, notice_date=notice_date,
+    text = "\n".join([_text_of(before), "", *text_lines, f"{labels['total']}: {total} {currency}", "",
+                      _text_of(after)]).strip()
+    pdf = _pdf(subject=subject, before=_text_of(before), after=_text_of(after), labels=labels, notice_id=notice_id, notice_date=notice_date,
                customer_name=customer_name, postal_address=postal_address, currency=currency, lines=lines,
                total=total)
     return RenderedNotice(language=language, subject=subject, html=html_body, text=text, pdf=pdf)
 
 
-def _pdf(*, subject: str, body: str, labels: dict[str, str], notice_id: str, notice_date: date,
+def _pdf(*, subject: str, before: str, after: str, labels: dict[str, str], notice_id: str, notice_date: date,
          customer_name: str, postal_address: str | None, currency: str, lines: Sequence[NoticeLine],
          total: str) -> bytes:
     pdf = FPDF(format="A4")
@@ -121,10 +130,7 @@ def _pdf(*, subject: str, body: str, labels: dict[str, str], notice_id: str, not
     pdf.set_font("Helvetica", style="B", size=12)
     pdf.multi_cell(170, 7, _latin1(subject), new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("Helvetica", size=10)
-    for paragraph in body.split("\n\n"):
-        pdf.set_x(20)
-        pdf.multi_cell(170, 5, _latin1(paragraph), new_x="LMARGIN", new_y="NEXT")
-        pdf.ln(2)
+    _paragraphs(pdf, before)
     widths = (50, 35, 35, 50)
     pdf.set_font("Helvetica", style="B", size=10)
     pdf.set_x(20)
@@ -143,7 +149,18 @@ def _pdf(*, subject: str, body: str, labels: dict[str, str], notice_id: str, not
     pdf.set_font("Helvetica", style="B", size=10)
     pdf.cell(sum(widths[:3]), 6, _latin1(labels["total"]), border=1)
     pdf.cell(widths[3], 6, _latin1(f"{total} {currency}"), border=1, align="R")
+    pdf.ln(10)
+    pdf.set_font("Helvetica", size=10)
+    _paragraphs(pdf, after)
     return bytes(pdf.output())
+
+
+def _paragraphs(pdf: FPDF, text: str) -> None:
+    for paragraph in text.split("\n\n"):
+        if paragraph.strip():
+            pdf.set_x(20)
+            pdf.multi_cell(170, 5, _latin1(paragraph), new_x="LMARGIN", new_y="NEXT")
+            pdf.ln(2)
 
 
 @dataclass(frozen=True)
