@@ -398,7 +398,7 @@ async def log_contact(body: s.ContactRequest, request: Request, key: str = Depen
     Outbound contacts count towards the frequency cap; a logged call closes open call tasks."""
     cmd = account_commands.LogContact(customer_id=body.customer_id, collector_id=body.collector_id, kind=body.kind,
                                       outcome=body.outcome, note=body.note,
-                                      contacted_on=body.contacted_on or _today(request),
+                                      contacted_on=_not_future(body.contacted_on, _today(request), "contacted_on"),
                                       next_follow_up_on=body.next_follow_up_on)
 
     async def command(conn):

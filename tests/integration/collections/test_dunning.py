@@ -356,6 +356,11 @@ async def test_worklist_ranks_with_reasons_and_assignments_emit_once(collections
     big = next(e for e in later if e["customer_id"] == "big")
     assert big["open_call_tasks"] == [] and "follow-up date reached (+5.0)" in big["reasons"]
     assert "last contact 3 days ago (+2.1)" in big["reasons"]
+    for bad, field in (({"contacted_on": "2025-01-01"}, "contacted_on"), ({"outcome": "angry"}, "outcome"),
+                       ({"next_follow_up_on": "2024-02-01"}, "next_follow_up_on")):
+        r = await client.post("/v1/contacts", headers=idem(), json={
+            "customer_id": "big", "kind": "call", "contacted_on": "2024-03-01", **bad})
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == field, r.text
 
 
 async def test_strategies_are_versioned_and_assignable(collections, smtp):
