@@ -29,6 +29,7 @@ from shared.contracts import (
 from shared.money import ZERO, money_str, quantize
 from services.collections.adapters import accounts, notices
 from services.collections.application.events import emit
+from services.collections.application.handlers import evaluate_promises
 from services.collections.application.plans import judge_plans
 from services.collections.domain.compliance import PERSISTENT_REASONS, ContactProfile, Policy, blocked_reason
 from services.collections.domain.risk import RiskHistory, score_customer
@@ -98,8 +99,6 @@ def run_instant(as_of: date, now: datetime, settings: CollectionsSettings) -> da
 async def daily_run(conn: AsyncConnection, *, as_of: date, run_at: datetime, settings: CollectionsSettings,
                     meta: dict[str, Any]) -> RunResult:
     """The caller has checked as_of is not after today and owns the transaction."""
-    from services.collections.application.handlers import evaluate_promises
-
     await conn.execute(text(accounts.DAILY_RUN_LOCK))
     await ensure_default_strategy(conn, as_of)
     result = RunResult(as_of=as_of, run_at=run_at)
