@@ -4,11 +4,13 @@ Every report takes `currency`; it may be left out when the book holds a single c
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 
 from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse
 
 from shared.service import get_runtime
-from services.reporting.adapters.repository import read_snapshot
+from services.reporting.adapters.repository import book_currencies, read_snapshot
 from services.reporting.api import schemas
 from services.reporting.api.export import respond
 from services.reporting.api.period_routes import _FORMAT
@@ -82,3 +84,26 @@ async def summary(request: Request,
     async with read_snapshot(get_runtime(request).engine) as conn:
         result = await reports.summary(conn, as_of or _today(request), currency)
     return respond(request, schemas.summary_out(result), "summary")
+
+
+@router.get("/currencies")
+async def currencies(request: Request) -> dict[str, list[str]]:
+    """The currencies the book holds (for the dashboard's currency picker)."""
+    async with read_snapshot(get_runtime(request).engine) as conn:
+        return {"currencies": await book_currencies(conn)}
+
+
+# The dashboard: one static page and its script, no build step, served like any GET (so with
+# API keys configured it needs the same Authorization header: see services/reporting/README.md).
+DASHBOARD = Path(__file__).resolve().parents[1] / "dashboard"
+dashboard_router = APIRouter(tags=["dashboard"])
+
+
+@dashboard_router.get("/dashboard", include_in_schema=False)
+async def dashboard() -> FileResponse:
+    return FileResponse(DASHBOARD / "index.html", media_type="text/html; charset=utf-8")
+
+
+@dashboard_router.get("/dashboard/app.js", include_in_schema=False)
+async def dashboard_script() -> FileResponse:
+    return FileResponse(DASHBOARD / "app.js", media_type="text/javascript; charset=utf-8")
