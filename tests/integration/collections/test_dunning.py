@@ -503,3 +503,37 @@ async def test_deductions_count_as_disputes_and_a_late_payment_settles_a_broken_
     assert risk["factors"]["disputes"] == "1 (+3.3)"
     account = (await client.get("/v1/customers/cus-1", params={"as_of": "2024-04-03"})).json()
     assert [(i["invoice_id"], i["disputed"]) for i in account["open_invoices"]] == [("inv-2", True)]
+
+
+async def test_a_plan_paid_in_full_completes_and_a_paused_customer_is_not_dunned(collections):
+    client, app = collections
+    await customer(app, client)
+    await invoice(app, "inv-1", "2024-01-31", "600.00")
+    await invoice(app, "inv-2", "2024-01-31", "400.00")
+    r = await client.post("/v1/payment-plans", headers=idem(), json={
+        "plan_id": "plan-1", "customer_id": "cus-1", "invoice_ids": ["inv-1", "inv-2"], "currency": "EUR",
+        "agreed_on": "2024-02-01", "installments": [
+            {"number": 1, "due_date": "2024-02-15", "amount": "500.00"},
+            {"number": 2, "due_date": "2024-03-15", "amount": "500.00"}]})
+    assert r.status_code == 201 and r.json()["total_amount"] == "1000.00"
+    await deliver(app, payment("inv-1", "600.00", "2024-02-14"))
+    await deliver(app, payment("inv-2", "400.00", "2024-03-10"))
+    first = await run(client, "2024-02-20")
+    assert [(p["event"], p.get("installment_number")) for p in first["plan_events"]] == [("InstallmentPaid", 1)]
+    done = await run(client, "2024-03-10")
+    assert [p["event"] for p in done["plan_events"]] == ["InstallmentPaid", "PaymentPlanCompleted"]
+    [completed] = await events(app, "PaymentPlanCompleted")
+    assert completed["payload"]["completed_on"] == "2024-03-10"
+    paid = [e["payload"] for e in await events(app, "InstallmentPaid")]
+    assert [(p["installment_number"], p["paid_amount"], p["paid_on"]) for p in paid] == [
+        (1, "500.00", "2024-02-14"), (2, "500.00", "2024-03-10")]
+    assert (await run(client, "2024-03-20"))["plan_events"] == []
+    assert (await client.get("/v1/payment-plans", params={"status": "completed"})).json()["data"][0]["plan_id"] == "plan-1"
+
+    await invoice(app, "inv-3", "2024-03-31")
+    await client.put("/v1/customers/cus-1/strategy", json={"strategy_id": None, "paused": True})
+    assert (await run(client, "2024-04-10"))["notices"] == []
+    await client.put("/v1/customers/cus-1/strategy", json={"strategy_id": None, "paused": False})
+    assert [n["step_id"] for n in (await run(client, "2024-04-11"))["notices"]] == ["first_notice"]
+    r = await client.put("/v1/customers/cus-1/strategy", json={"strategy_id": "nope"})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "strategy_id"
