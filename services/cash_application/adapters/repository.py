@@ -164,46 +164,101 @@ async def list_aliases(conn: AsyncConnection) -> list[dict[str, Any]]:
     return [dict(r) for r in rows.mappings()]
 
 
-async def record_write_off(conn: AsyncConnection, *, write_off_id: str, invoice_id: str, customer_id: str,
-                           currency: str, amount: Decimal, source: str, payment_id: str | None,
-                           reason_code: str | None, recorded_on: date) -> bool:
+_INSERT_WRITE_OFF_SQL = (
+    "INSERT INTO open_item_write_offs (write_off_id, invoice_id, customer_id, currency, amount, source,"
+    " payment_id, reason_code, recorded_on) VALUES (:w, :i, :c, :cur, :a, :s, :p, :r, :d)"
+    " ON CONFLICT (write_off_id) DO NOTHING")
+# `written_off_amount + excluded` runs on the latest row version under its lock.
+_ADD_WRITTEN_OFF = text(
+    "INSERT INTO open_items (invoice_id, customer_id, currency, written_off_amount) VALUES (:i, :c, :cur, :a)"
+    " ON CONFLICT (invoice_id) DO UPDATE SET written_off_amount = open_items.written_off_amount"
+    " + excluded.written_off_amount")
+
+
+def write_off_row(*, write_off_id: str, invoice_id: str, customer_id: str, currency: str, amount: Decimal,
+                  source: str, payment_id: str | None, reason_code: str | None, recorded_on: date) -> dict[str, Any]:
+    return {"w": write_off_id, "i": invoice_id, "c": customer_id, "cur": currency, "a": amount, "s": source,
+            "p": payment_id, "r": reason_code, "d": recorded_on}
+
+
+async def record_write_off(conn: AsyncConnection, **fields: Any) -> bool:
     """Store the write-off once (keyed) and lower the invoice's open balance by it."""
-    inserted = (await conn.execute(
-        text("INSERT INTO open_item_write_offs (write_off_id, invoice_id, customer_id, currency, amount, source,"
-             " payment_id, reason_code, recorded_on) VALUES (:w, :i, :c, :cur, :a, :s, :p, :r, :d)"
-             " ON CONFLICT (write_off_id) DO NOTHING RETURNING 1"),
-        {"w": write_off_id, "i": invoice_id, "c": customer_id, "cur": currency, "a": amount, "s": source,
-         "p": payment_id, "r": reason_code, "d": recorded_on})).first()
+    row = write_off_row(**fields)
+    inserted = (await conn.execute(text(_INSERT_WRITE_OFF_SQL + " RETURNING 1"), row)).first()
     if inserted is None:
         return False
-    await conn.execute(
-        text("INSERT INTO open_items (invoice_id, customer_id, currency, written_off_amount) VALUES (:i, :c, :cur, :a)"
-             " ON CONFLICT (invoice_id) DO UPDATE SET written_off_amount = open_items.written_off_amount"
-             " + excluded.written_off_amount"),
-        {"i": invoice_id, "c": customer_id, "cur": currency, "a": amount})
-    if payment_id:
+    await conn.execute(_ADD_WRITTEN_OFF, {"i": row["i"], "c": row["c"], "cur": row["cur"], "a": row["a"]})
+    if row["p"]:
         await conn.execute(text("UPDATE payments SET written_off_amount = written_off_amount + :a WHERE payment_id = :p"),
-                           {"a": amount, "p": payment_id})
+                           {"a": row["a"], "p": row["p"]})
     return True
 
 
+async def insert_write_off_rows(conn: AsyncConnection, rows: list[dict[str, Any]],
+                                by_invoice: dict[str, tuple[str, str, Decimal]]) -> None:
+    """Small-balance write-offs of payments received in this transaction (their totals are in
+    the payment rows); by_invoice: invoice -> (customer, currency, total written off)."""
+    if not rows:
+        return
+    await conn.execute(text(_INSERT_WRITE_OFF_SQL), rows)
+    await conn.execute(_ADD_WRITTEN_OFF, [{"i": i, "c": c, "cur": cur, "a": a}
+                                          for i, (c, cur, a) in sorted(by_invoice.items())])
+
+
+_ADD_APPLIED = text("UPDATE open_items SET applied_amount = applied_amount + :a WHERE invoice_id = :i")
+
+
 async def add_applied_to_open_item(conn: AsyncConnection, invoice_id: str, amount: Decimal) -> None:
-    await conn.execute(
-        text("UPDATE open_items SET applied_amount = applied_amount + :a WHERE invoice_id = :i"),
-        {"a": amount, "i": invoice_id},
-    )
+    await conn.execute(_ADD_APPLIED, {"a": amount, "i": invoice_id})
 
 
 # ---------------------------------------------------------------- payments
 
-async def insert_payment(conn: AsyncConnection, *, payment_id: str, customer_id: str, currency: str, amount: Decimal,
-                         value_date: date, method: str, reference: str | None, version: int) -> None:
-    await conn.execute(
-        text("INSERT INTO payments (payment_id, customer_id, currency, amount, value_date, method, reference, version)"
-             " VALUES (:p, :c, :cur, :a, :d, :m, :r, :v) ON CONFLICT (payment_id) DO NOTHING"),
-        {"p": payment_id, "c": customer_id, "cur": currency, "a": amount, "d": value_date, "m": method,
-         "r": reference, "v": version},
-    )
+_INSERT_PAYMENT = text(
+    "INSERT INTO payments (payment_id, customer_id, currency, amount, value_date, method, reference, version,"
+    " applied_amount, written_off_amount, unapplied_reason)"
+    " VALUES (:p, :c, :cur, :a, :d, :m, :r, :v, :applied, :written_off, :reason) ON CONFLICT (payment_id) DO NOTHING")
+
+
+def payment_row(*, payment_id: str, customer_id: str, currency: str, amount: Decimal, value_date: date, method: str,
+                reference: str | None, version: int) -> dict[str, Any]:
+    return {"p": payment_id, "c": customer_id, "cur": currency, "a": amount, "d": value_date, "m": method,
+            "r": reference, "v": version, "applied": Decimal(0), "written_off": Decimal(0), "reason": None}
+
+
+async def insert_payment(conn: AsyncConnection, **fields: Any) -> None:
+    await conn.execute(_INSERT_PAYMENT, payment_row(**fields))
+
+
+async def insert_payment_rows(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """Payments received in this transaction, each with its applied and written-off totals."""
+    if rows:
+        await conn.execute(_INSERT_PAYMENT, rows)
+
+
+_INSERT_APPLICATION_SQL = (
+    "INSERT INTO payment_applications (event_id, payment_id, invoice_id, customer_id, currency, amount,"
+    " value_date, rule, confidence, stream_version, application_id)"
+    " VALUES (:e, :p, :i, :c, :cur, :a, :d, :rule, :conf, :v, :app) ON CONFLICT (event_id) DO NOTHING")
+
+
+def application_row(*, event_id: Any, payment_id: str, invoice_id: str, customer_id: str, currency: str,
+                    amount: Decimal, value_date: date, rule: str, confidence: Decimal, stream_version: int,
+                    application_id: str) -> dict[str, Any]:
+    return {"e": event_id, "p": payment_id, "i": invoice_id, "c": customer_id, "cur": currency, "a": amount,
+            "d": value_date, "rule": rule, "conf": confidence, "v": stream_version, "app": application_id}
+
+
+async def insert_application_rows(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """Applications of payments received in this transaction (their totals are in the payment rows)."""
+    if rows:
+        await conn.execute(text(_INSERT_APPLICATION_SQL), rows)
+
+
+async def add_applied_to_open_items(conn: AsyncConnection, applied: dict[str, Decimal]) -> None:
+    """Per invoice, in invoice_id order (the lock order), the amount newly applied to it."""
+    if applied:
+        await conn.execute(_ADD_APPLIED, [{"a": applied[i], "i": i} for i in sorted(applied)])
 
 
 async def insert_application(conn: AsyncConnection, *, event_id: Any, payment_id: str, invoice_id: str,
@@ -211,12 +266,10 @@ async def insert_application(conn: AsyncConnection, *, event_id: Any, payment_id
                              confidence: Decimal, stream_version: int, application_id: str) -> bool:
     """Returns False when this PaymentApplied event was already projected."""
     inserted = (await conn.execute(
-        text("INSERT INTO payment_applications (event_id, payment_id, invoice_id, customer_id, currency, amount,"
-             " value_date, rule, confidence, stream_version, application_id)"
-             " VALUES (:e, :p, :i, :c, :cur, :a, :d, :rule, :conf, :v, :app)"
-             " ON CONFLICT (event_id) DO NOTHING RETURNING 1"),
-        {"e": event_id, "p": payment_id, "i": invoice_id, "c": customer_id, "cur": currency, "a": amount,
-         "d": value_date, "rule": rule, "conf": confidence, "v": stream_version, "app": application_id},
+        text(_INSERT_APPLICATION_SQL + " RETURNING 1"),
+        application_row(event_id=event_id, payment_id=payment_id, invoice_id=invoice_id, customer_id=customer_id,
+                        currency=currency, amount=amount, value_date=value_date, rule=rule, confidence=confidence,
+                        stream_version=stream_version, application_id=application_id),
     )).first()
     if inserted is None:
         return False
@@ -263,16 +316,26 @@ async def mark_returned(conn: AsyncConnection, payment_id: str, on: date, reason
                        {"d": on, "r": reason_code, "p": payment_id})
 
 
-async def insert_short_pay(conn: AsyncConnection, *, event_id: Any, payment_id: str, invoice_id: str, customer_id: str,
-                           currency: str, open_amount: Decimal, paid_amount: Decimal, shortfall: Decimal,
-                           reason_code: str | None, value_date: date, stream_version: int) -> None:
-    await conn.execute(
-        text("INSERT INTO short_pays (event_id, payment_id, invoice_id, customer_id, currency, open_amount,"
-             " paid_amount, shortfall, reason_code, value_date, stream_version) VALUES (:e, :p, :i, :c, :cur, :o,"
-             " :paid, :s, :rc, :d, :v) ON CONFLICT (event_id) DO NOTHING"),
-        {"e": event_id, "p": payment_id, "i": invoice_id, "c": customer_id, "cur": currency, "o": open_amount,
-         "paid": paid_amount, "s": shortfall, "rc": reason_code, "d": value_date, "v": stream_version},
-    )
+_INSERT_SHORT_PAY = text(
+    "INSERT INTO short_pays (event_id, payment_id, invoice_id, customer_id, currency, open_amount,"
+    " paid_amount, shortfall, reason_code, value_date, stream_version) VALUES (:e, :p, :i, :c, :cur, :o,"
+    " :paid, :s, :rc, :d, :v) ON CONFLICT (event_id) DO NOTHING")
+
+
+def short_pay_row(*, event_id: Any, payment_id: str, invoice_id: str, customer_id: str, currency: str,
+                  open_amount: Decimal, paid_amount: Decimal, shortfall: Decimal, reason_code: str | None,
+                  value_date: date, stream_version: int) -> dict[str, Any]:
+    return {"e": event_id, "p": payment_id, "i": invoice_id, "c": customer_id, "cur": currency, "o": open_amount,
+            "paid": paid_amount, "s": shortfall, "rc": reason_code, "d": value_date, "v": stream_version}
+
+
+async def insert_short_pay(conn: AsyncConnection, **fields: Any) -> None:
+    await conn.execute(_INSERT_SHORT_PAY, short_pay_row(**fields))
+
+
+async def insert_short_pay_rows(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await conn.execute(_INSERT_SHORT_PAY, rows)
 
 
 async def set_unapplied_reason(conn: AsyncConnection, payment_id: str, reason: str) -> None:

@@ -22,7 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared import aggregate
-from shared.eventstore import utc_midnight
+from shared.eventstore import NewEvent, utc_midnight
 from shared.money import money_str, to_str
 from shared.problems import Problem, ValidationFailed
 from services.cash_application.adapters import repository as repo
@@ -31,6 +31,7 @@ from services.cash_application.application.posting import project_saved
 from services.cash_application.domain.matching import Matcher, MatchingPolicy, MatchResult, OpenInvoice, Receipt
 from services.cash_application.domain.model import BankImport, CashApplicationRuleViolation, Payment
 from services.cash_application.domain.receipts import BankLine, BankStatement, FileRejected, ParsedFile
+from services.cash_application.projections import payments as payments_projection
 from services.cash_application.settings import CashApplicationSettings
 
 
@@ -146,6 +147,7 @@ async def import_file(conn: AsyncConnection, cmd: ImportFile, parsed: ParsedFile
               "returns_unmatched": 0, "other_lines": 0}
     threshold = settings.auto_apply_threshold
     sources: list[dict[str, Any]] = []
+    new_streams: list[list[NewEvent]] = []
     statement_rows: list[dict[str, Any]] = []
     for n, (statement, line) in enumerate(receipts, start=1):  # pass 2, under the locks
         result = matcher.match(receipt_of(line, statement.currency))
@@ -156,7 +158,7 @@ async def import_file(conn: AsyncConnection, cmd: ImportFile, parsed: ParsedFile
                                 result=result, auto_apply=auto, at=utc_midnight(line.value_date), locked=locked)
         if payment.applications:
             matcher.commit(result)
-        await project_saved(conn, payment, meta)
+        new_streams.append(await aggregate.save(conn, payment, meta))
         sources.append(_source_row(payment.id, import_id, line, result, payment))
         statement_rows.append(_line_row(import_id, statement, line, payment.id, "receipt"))
         counts["receipts"] += 1
@@ -167,7 +169,9 @@ async def import_file(conn: AsyncConnection, cmd: ImportFile, parsed: ParsedFile
         else:
             counts["unapplied"] += 1
         payments_out.append(_summary(payment, line, result))
-    if sources:  # before the returns: a return in the same file finds its receipt by bank reference
+    # Projected in bulk before the returns: a return in the same file finds its receipt.
+    await payments_projection.project_new_payments(conn, new_streams)
+    if sources:
         await conn.execute(_INSERT_SOURCE, sources)
     for statement in fresh:
         for line in statement.lines:
