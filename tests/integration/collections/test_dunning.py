@@ -16,6 +16,7 @@ import pytest
 from pypdf import PdfReader
 from sqlalchemy import text
 
+from services.collections.adapters import accounts
 from services.collections.application.handlers import on_external_event
 from services.collections.main import definition
 from services.collections.settings import CollectionsSettings
@@ -537,3 +538,30 @@ async def test_a_plan_paid_in_full_completes_and_a_paused_customer_is_not_dunned
     assert [n["step_id"] for n in (await run(client, "2024-04-11"))["notices"]] == ["first_notice"]
     r = await client.put("/v1/customers/cus-1/strategy", json={"strategy_id": "nope"})
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "strategy_id"
+
+
+async def test_the_ledger_constraint_alone_refuses_a_second_action(collections):
+    """Without the run's lock: two transactions recording the same (customer, strategy version,
+    step, invoice) at once; one inserts, the other waits for it and inserts nothing."""
+    _, app = collections
+    engine = app.state.runtime.engine
+    row = {"customer_id": "c", "strategy_id": "standard", "strategy_version": 1, "step_id": "first_notice",
+           "invoice_id": "i", "channel": "email", "outcome": "done", "reference_id": "n", "acted_on": date(2024, 2, 8)}
+    first_inserted = asyncio.Event()
+
+    async def record(wait: bool):
+        async with engine.begin() as conn:
+            got = await accounts.record_actions(conn, [row])
+            if wait:
+                first_inserted.set()
+                await asyncio.sleep(0.3)
+            return got
+
+    async def second():
+        await first_inserted.wait()
+        return await record(False)
+
+    results = await asyncio.gather(record(True), second())
+    assert results == [{("i", "first_notice")}, set()]
+    async with engine.connect() as conn:
+        assert (await conn.execute(text("SELECT count(*) FROM dunning_actions"))).scalar_one() == 1
