@@ -31,11 +31,7 @@ async def lock_open_items(conn: AsyncConnection, customer_id: str, invoice_ids: 
              " ORDER BY invoice_id FOR UPDATE"),
         {"c": customer_id, "ids": list(invoice_ids), "nums": list(invoice_numbers)},
     )
-    return [
-        OpenItem(invoice_id=r.invoice_id, invoice_number=r.invoice_number or "", customer_id=r.customer_id,
-                 currency=r.currency.strip(), open_balance=Decimal(r.open_balance))
-        for r in rows
-    ]
+    return [_open_item(r) for r in rows]
 
 
 async def get_open_item(conn: AsyncConnection, invoice_id: str) -> dict[str, Any] | None:

@@ -151,6 +151,14 @@ def _today(request: Request, value: date | None) -> date:
     return value or get_runtime(request).definition.state["clock"].today()
 
 
+async def _on_payment(request: Request, key: str, payment_id: str, body: Any, handler, cmd) -> JSONResponse:
+    """Run a work-queue command on a payment once per Idempotency-Key; answer the payment."""
+    async def command(conn):
+        return payment_out(await handler(conn, cmd, request_metadata(request)))
+
+    return await idempotent_create(request, key, {"payment_id": payment_id, **body.model_dump(mode="json")}, command)
+
+
 def _manual(body: ApplyCashRequest) -> tuple[ManualApplication, ...]:
     return tuple(ManualApplication(invoice_id=a.invoice_id, amount=a.amount) for a in body.applications)
 
@@ -160,11 +168,7 @@ async def apply_cash(payment_id: str, body: ApplyCashRequest, request: Request,
                      key: str = Depends(idempotency_key_header)):
     """Apply a payment's unapplied cash by hand, split across invoices; teaches the payer alias."""
     cmd = handlers.ApplyCash(payment_id=payment_id, applications=_manual(body), on=_today(request, body.applied_on))
-
-    async def command(conn):
-        return payment_out(await handlers.apply_cash(conn, cmd, request_metadata(request)))
-
-    return await idempotent_create(request, key, {"payment_id": payment_id, **body.model_dump(mode="json")}, command)
+    return await _on_payment(request, key, payment_id, body, handlers.apply_cash, cmd)
 
 
 @router.post("/payments/{payment_id}/reapplication", status_code=201, tags=["unapplied cash"])
@@ -173,11 +177,7 @@ async def reapply_cash(payment_id: str, body: ApplyCashRequest, request: Request
     """Reverse all of the payment's applications and apply it as given, in one step."""
     cmd = handlers.ApplyCash(payment_id=payment_id, applications=_manual(body), on=_today(request, body.applied_on),
                              reapply=True)
-
-    async def command(conn):
-        return payment_out(await handlers.apply_cash(conn, cmd, request_metadata(request)))
-
-    return await idempotent_create(request, key, {"payment_id": payment_id, **body.model_dump(mode="json")}, command)
+    return await _on_payment(request, key, payment_id, body, handlers.apply_cash, cmd)
 
 
 @router.post("/payments/{payment_id}/reversals", status_code=201, tags=["unapplied cash"])
@@ -185,11 +185,7 @@ async def reverse_applications(payment_id: str, body: ReverseRequest, request: R
                                key: str = Depends(idempotency_key_header)):
     cmd = handlers.ReverseApplications(payment_id=payment_id, application_ids=tuple(body.application_ids),
                                        on=_today(request, body.reversed_on))
-
-    async def command(conn):
-        return payment_out(await handlers.reverse_applications(conn, cmd, request_metadata(request)))
-
-    return await idempotent_create(request, key, {"payment_id": payment_id, **body.model_dump(mode="json")}, command)
+    return await _on_payment(request, key, payment_id, body, handlers.reverse_applications, cmd)
 
 
 @router.post("/payments/{payment_id}/return", status_code=201, tags=["payments"])
@@ -198,11 +194,7 @@ async def return_payment(payment_id: str, body: ReturnRequest, request: Request,
     """The bank returned the payment (NSF, recalled wire, ACH return): its invoices open again."""
     cmd = handlers.ReturnPayment(payment_id=payment_id, reason_code=body.reason_code, reason=body.reason,
                                  on=_today(request, body.returned_on))
-
-    async def command(conn):
-        return payment_out(await handlers.return_payment(conn, cmd, request_metadata(request)))
-
-    return await idempotent_create(request, key, {"payment_id": payment_id, **body.model_dump(mode="json")}, command)
+    return await _on_payment(request, key, payment_id, body, handlers.return_payment, cmd)
 
 
 @router.get("/payer-aliases", tags=["unapplied cash"])

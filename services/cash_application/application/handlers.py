@@ -70,11 +70,22 @@ class ApplyCash:
     reapply: bool = False
 
 
-async def _load_payment(conn: AsyncConnection, payment_id: str) -> Payment:
+async def _load_payment(conn: AsyncConnection, payment_id: str, lock_applied: bool = False) -> Payment:
+    """The payment; with lock_applied, the invoices it is applied to locked (in invoice_id order)."""
     payment = await aggregate.load(conn, Payment, payment_id)
     if not payment.exists:
         raise NotFound(f"payment {payment_id} does not exist", field="payment_id")
+    if lock_applied:
+        await repo.lock_open_items_by_id(conn, sorted({a.invoice_id for a in payment.applications.values()}))
     return payment
+
+
+async def _saved(conn: AsyncConnection, payment: Payment, meta: dict[str, Any]) -> dict[str, Any]:
+    """Append and project the payment's new events; answer its read model."""
+    await project_saved(conn, payment, meta)
+    stored = await repo.get_payment(conn, payment.id)
+    assert stored is not None  # projected just above, in this transaction
+    return stored
 
 
 async def apply_cash(conn: AsyncConnection, cmd: ApplyCash, meta: dict[str, Any]) -> dict[str, Any]:
@@ -93,11 +104,8 @@ async def apply_cash(conn: AsyncConnection, cmd: ApplyCash, meta: dict[str, Any]
         payment.apply_manually(cmd.applications, locked, cmd.on, at)
     except CashApplicationRuleViolation as exc:
         raise Unprocessable(str(exc), field=exc.field) from exc
-    await project_saved(conn, payment, meta)
     await _learn_aliases(conn, payment, {locked[a.invoice_id].customer_id for a in cmd.applications})
-    stored = await repo.get_payment(conn, cmd.payment_id)
-    assert stored is not None
-    return stored
+    return await _saved(conn, payment, meta)
 
 
 async def _learn_aliases(conn: AsyncConnection, payment: Payment, customers: set[str]) -> None:
@@ -125,8 +133,7 @@ class ReverseApplications:
 
 
 async def reverse_applications(conn: AsyncConnection, cmd: ReverseApplications, meta: dict[str, Any]) -> dict[str, Any]:
-    payment = await _load_payment(conn, cmd.payment_id)
-    await repo.lock_open_items_by_id(conn, sorted({a.invoice_id for a in payment.applications.values()}))
+    payment = await _load_payment(conn, cmd.payment_id, lock_applied=True)
     try:
         if not payment.applications:
             raise CashApplicationRuleViolation(f"payment {cmd.payment_id} has no application to reverse",
@@ -134,10 +141,7 @@ async def reverse_applications(conn: AsyncConnection, cmd: ReverseApplications, 
         payment.reverse(cmd.application_ids or None, "manual_reversal", cmd.on, utc_midnight(cmd.on))
     except CashApplicationRuleViolation as exc:
         raise Unprocessable(str(exc), field=exc.field) from exc
-    await project_saved(conn, payment, meta)
-    stored = await repo.get_payment(conn, cmd.payment_id)
-    assert stored is not None
-    return stored
+    return await _saved(conn, payment, meta)
 
 
 @dataclass(frozen=True)
@@ -150,13 +154,9 @@ class ReturnPayment:
 
 async def return_payment(conn: AsyncConnection, cmd: ReturnPayment, meta: dict[str, Any]) -> dict[str, Any]:
     """NSF, recalled wire, ACH return: every application reversed, then PaymentReturned."""
-    payment = await _load_payment(conn, cmd.payment_id)
-    await repo.lock_open_items_by_id(conn, sorted({a.invoice_id for a in payment.applications.values()}))
+    payment = await _load_payment(conn, cmd.payment_id, lock_applied=True)
     try:
         payment.return_payment(cmd.reason_code, cmd.reason, cmd.on, utc_midnight(cmd.on))
     except CashApplicationRuleViolation as exc:
         raise Conflict(str(exc), field=exc.field) from exc
-    await project_saved(conn, payment, meta)
-    stored = await repo.get_payment(conn, cmd.payment_id)
-    assert stored is not None
-    return stored
+    return await _saved(conn, payment, meta)
