@@ -18,25 +18,32 @@ ZERO = Decimal(0)
 
 
 async def ar_totals(conn: AsyncConnection, currency: str, as_of: date) -> tuple[Decimal, Decimal]:
-    """(open balance total, current part: invoices not yet past due, due_date >= as_of) on as_of."""
+    """(open balance total, current part: invoices not yet past due, due_date >= as_of) on
+    as_of, from the ar_deltas snapshot."""
     row = (await conn.execute(text(
-        "SELECT (SELECT coalesce(sum(amount), 0) FROM invoices WHERE currency = :cur AND issue_date <= :d) AS inv,"
-        " (SELECT coalesce(sum(amount), 0) FROM invoices WHERE currency = :cur AND issue_date <= :d"
-        "    AND due_date >= :d) AS inv_current, m.*"
-        " FROM (SELECT coalesce(sum(m.amount), 0) AS moved,"
-        "   coalesce(sum(m.amount) FILTER (WHERE i.due_date >= :d), 0) AS moved_current"
-        "  FROM invoice_movements m JOIN invoices i USING (invoice_id)"
-        "  WHERE m.on_date <= :d AND i.currency = :cur AND i.issue_date <= :d) m"
+        "SELECT coalesce(sum(invoiced - moved), 0) AS total,"
+        " coalesce(sum(invoiced - moved) FILTER (WHERE due_date >= :d), 0) AS current"
+        " FROM ar_deltas WHERE currency = :cur AND eff_date <= :d"
     ), {"cur": currency, "d": as_of})).one()
-    return Decimal(row.inv) - Decimal(row.moved), Decimal(row.inv_current) - Decimal(row.moved_current)
+    return Decimal(row.total), Decimal(row.current)
+
+
+async def open_by_date(conn: AsyncConnection, currency: str, as_of: date, basis_column: str) -> list[tuple[date, Decimal]]:
+    """Open balances on as_of summed per due date (or issue date), from the ar_deltas snapshot."""
+    column = {"due_date": "due_date", "invoice_date": "issue_date"}[basis_column]
+    rows = await conn.execute(text(
+        f"SELECT {column} AS day, sum(invoiced - moved) AS open FROM ar_deltas"
+        f" WHERE currency = :cur AND eff_date <= :d GROUP BY {column}"
+    ), {"cur": currency, "d": as_of})
+    return [(r.day, Decimal(r.open)) for r in rows]
 
 
 async def monthly_sales(conn: AsyncConnection, currency: str, end: date) -> tuple[dict[date, Decimal], date | None]:
     """Credit sales per calendar month (keyed by the month's first day) up to end, and the
     first issue date on record."""
     rows = (await conn.execute(text(
-        "SELECT CAST(date_trunc('month', issue_date) AS date) AS month, sum(amount) AS sales, min(issue_date) AS first"
-        " FROM invoices WHERE currency = :cur AND issue_date <= :t GROUP BY 1"
+        "SELECT CAST(date_trunc('month', issue_date) AS date) AS month, sum(invoiced) AS sales, min(issue_date) AS first"
+        " FROM ar_deltas WHERE currency = :cur AND issue_date <= :t AND invoiced <> 0 GROUP BY 1"
     ), {"cur": currency, "t": end})).all()
     return {r.month: Decimal(r.sales) for r in rows}, min((r.first for r in rows), default=None)
 

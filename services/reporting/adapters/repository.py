@@ -20,8 +20,64 @@ FACT_TABLES: tuple[str, ...] = (
     "promises", "promise_outcomes", "disputes", "dispute_resolutions",
     "unapplications", "payment_returns", "adjustments", "write_offs", "escalations",
     "collector_assignments", "customer_segments", "payment_plans", "plan_installments",
-    "installment_outcomes", "plan_outcomes", "dunning_notices", "call_tasks",
+    "installment_outcomes", "plan_outcomes", "dunning_notices", "call_tasks", "ar_deltas",
 )
+
+# Fact tables whose rows move an invoice's balance (see the invoice_movements view), with the
+# column holding the movement's date and the sign it moves the balance down by.
+MOVEMENT_TABLES: dict[str, tuple[str, int]] = {
+    "credits": ("issue_date", 1), "applications": ("value_date", 1), "unapplications": ("unapplied_on", -1),
+    "adjustments": ("value_date", 1), "write_offs": ("approved_on", 1),
+}
+
+_DELTA_UPSERT = (
+    "INSERT INTO ar_deltas (currency, eff_date, due_date, issue_date, invoiced, moved)"
+    " SELECT currency, eff_date, due_date, issue_date, sum(invoiced), sum(moved) FROM ({rows}) r"
+    " GROUP BY currency, eff_date, due_date, issue_date"
+    " ON CONFLICT (currency, eff_date, due_date, issue_date) DO UPDATE"
+    " SET invoiced = ar_deltas.invoiced + EXCLUDED.invoiced, moved = ar_deltas.moved + EXCLUDED.moved"
+)
+
+
+async def _lock_invoice(conn: AsyncConnection, invoice_id: str) -> None:
+    # An invoice and a movement on it committing at once (two partitions, two workers) would
+    # each miss the other; both take this lock first, so the second sees the first.
+    await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('ar_deltas:' || :i))"), {"i": invoice_id})
+
+
+async def update_deltas(conn: AsyncConnection, table: str, row: dict[str, Any]) -> None:
+    """Keep ar_deltas in step with a new fact: an invoice adds its amount and every movement
+    already recorded on it; a movement adds itself when its invoice is known."""
+    if table == "invoices":
+        moved = " UNION ALL ".join(
+            f"SELECT i.currency, greatest(m.{on}, i.issue_date) AS eff_date, i.due_date, i.issue_date,"
+            f" 0 AS invoiced, {sign} * m.amount AS moved FROM {t} m JOIN invoices i USING (invoice_id)"
+            f" WHERE i.invoice_id = :i" for t, (on, sign) in MOVEMENT_TABLES.items())
+        rows = ("SELECT currency, issue_date AS eff_date, due_date, issue_date, amount AS invoiced, 0 AS moved"
+                " FROM invoices WHERE invoice_id = :i UNION ALL " + moved)
+    elif table in MOVEMENT_TABLES:
+        on, sign = MOVEMENT_TABLES[table]
+        rows = ("SELECT currency, greatest(CAST(:on AS date), issue_date) AS eff_date, due_date, issue_date,"
+                f" 0 AS invoiced, {sign} * CAST(:amount AS numeric) AS moved FROM invoices WHERE invoice_id = :i")
+    else:
+        return
+    await _lock_invoice(conn, row["invoice_id"])
+    params = {"i": row["invoice_id"]}
+    if table != "invoices":
+        params.update(on=row[MOVEMENT_TABLES[table][0]], amount=row["amount"])
+    await conn.execute(text(_DELTA_UPSERT.format(rows=rows)), params)
+
+
+async def rebuild_deltas(conn: AsyncConnection) -> None:
+    """ar_deltas recomputed from the facts, set-based (after a batch load)."""
+    await conn.execute(text("TRUNCATE ar_deltas"))
+    moved = " UNION ALL ".join(
+        f"SELECT i.currency, greatest(m.{on}, i.issue_date) AS eff_date, i.due_date, i.issue_date,"
+        f" 0 AS invoiced, {sign} * m.amount AS moved FROM {t} m JOIN invoices i USING (invoice_id)"
+        for t, (on, sign) in MOVEMENT_TABLES.items())
+    rows = ("SELECT currency, issue_date AS eff_date, due_date, issue_date, amount AS invoiced, 0 AS moved"
+            " FROM invoices UNION ALL " + moved)
+    await conn.execute(text(_DELTA_UPSERT.format(rows=rows)))
 
 
 @asynccontextmanager
@@ -45,7 +101,10 @@ async def insert_fact(conn: AsyncConnection, table: str, row: dict[str, Any]) ->
     result = await conn.execute(
         text(f"INSERT INTO {table} ({columns}) VALUES ({values}) ON CONFLICT DO NOTHING RETURNING 1"), row
     )
-    return result.first() is not None
+    new = result.first() is not None
+    if new:
+        await update_deltas(conn, table, row)
+    return new
 
 
 async def clear_read_model(conn: AsyncConnection, consumer: str) -> dict[str, int]:
@@ -137,8 +196,10 @@ async def ledger_totals(conn: AsyncConnection, currency: str | None, as_of: date
 
 
 async def credit_sales(conn: AsyncConnection, currency: str, start: date, end: date) -> Decimal:
+    """Invoice amounts issued in [start, end], from ar_deltas (an invoice's amount sits on its
+    issue date's row)."""
     value = (await conn.execute(
-        text("SELECT coalesce(sum(amount), 0) FROM invoices WHERE currency = :cur AND issue_date BETWEEN :f AND :t"),
+        text("SELECT coalesce(sum(invoiced), 0) FROM ar_deltas WHERE currency = :cur AND eff_date BETWEEN :f AND :t"),
         {"cur": currency, "f": start, "t": end},
     )).scalar_one()
     return Decimal(value)

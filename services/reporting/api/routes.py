@@ -53,6 +53,19 @@ async def aging(request: Request,
     return respond(request, body, "aging", table=table)
 
 
+@router.get("/aging/summary", response_model=schemas.AgingSummaryResponse)
+async def aging_summary(request: Request,
+                        as_of: date | None = Query(None, description="As of the end of this day; default today"),
+                        currency: str | None = _CURRENCY,
+                        basis: str = Query("due_date", pattern="^(due_date|invoice_date)$"),
+                        buckets: str | None = Query(None, description="Bucket edges in days, default 30,60,90"),
+                        format: str | None = _FORMAT):
+    spec = reports.bucket_spec(buckets, basis)
+    async with read_snapshot(get_runtime(request).engine) as conn:
+        totals = await reports.aging_totals(conn, as_of or _today(request), currency, spec)
+    return respond(request, schemas.aging_summary_out(totals), "aging-summary")
+
+
 @router.get("/dso", response_model=schemas.DsoResponse)
 async def dso(request: Request, start: date = _FROM, end: date = _TO,
               currency: str | None = _CURRENCY, format: str | None = _FORMAT):

@@ -8,7 +8,7 @@ from decimal import Decimal
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.money import money_str, to_str
-from services.reporting.application.reports import AgingResult, DsoResult, PromiseResult, RecoveryResult, Summary
+from services.reporting.application.reports import AgingResult, AgingTotals, DsoResult, PromiseResult, RecoveryResult, Summary
 from services.reporting.domain.metrics import BUCKETS, CustomerAging, PromiseTally
 
 MoneyString = str
@@ -102,6 +102,21 @@ class AgingResponse(_Out):
     groups: list[AgingGroup] | None = Field(description="Aging by collector, segment or currency (group_by)")
     reporting_currency: str | None
     by_currency: list[AgingCurrency] | None = Field(description="Native totals and rates, when converted")
+
+
+class AgingSummaryResponse(_Out):
+    as_of: date
+    currency: str
+    basis: str
+    bucket_labels: list[str]
+    buckets: dict[str, MoneyString] = Field(description=BUCKETS_DOC)
+    total: MoneyString
+
+
+def aging_summary_out(t: AgingTotals) -> AgingSummaryResponse:
+    return AgingSummaryResponse(as_of=t.as_of, currency=t.currency, basis=t.spec.basis,
+                                bucket_labels=list(t.spec.labels), buckets=_buckets(t.buckets, t.currency),
+                                total=money(t.total, t.currency))
 
 
 class DsoResponse(_Period):

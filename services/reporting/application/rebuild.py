@@ -60,6 +60,7 @@ async def rebuild_from_topics(engine: AsyncEngine, bootstrap: str, consumer: str
         async with engine.begin() as conn:
             removed = await repo.clear_read_model(conn, consumer)
             counts = await batch_load.load_topics(conn, bootstrap, consumer, topics, facts_of, advance)
+            await repo.rebuild_deltas(conn)
     elapsed = time.perf_counter() - started
     say("rebuild: removed " + ", ".join(f"{table} {count}" for table, count in removed.items() if count))
     say(f"rebuild: {counts['events']} events ({counts['facts']} facts, {counts['skipped']} undecodable skipped) "

@@ -111,7 +111,7 @@ async function render() {
       api("kpis/trend", { ...base, from: monthStart(ends[0]), to: asOf }),
       api("forecast", { ...base, as_of: asOf }),
       api("aging", { ...base, as_of: asOf }),
-      ...ends.map((d) => api("aging", { ...base, as_of: d })),
+      ...ends.map((d) => api("aging/summary", { ...base, as_of: d })),
     ]);
     document.querySelector("[data-testid=as-of]").textContent = `${asOf} (${currency})`;
     const set = (id, v) => { document.querySelector(`[data-testid=${id}]`).textContent = v === null ? "–" : v; };

@@ -66,6 +66,12 @@ async def test_aging_with_every_movement_groups_bases_buckets_and_fx(reporting):
     assert by_issue["buckets"] == {"0-30": "300.00", "31-60": "0.00", "61-90": "600.00", "90+": "0.00"}
     custom = await get(client, "/v1/reports/aging", as_of="2024-03-31", currency="USD", buckets="15,45")
     assert custom["buckets"] == {"current": "300.00", "1-15": "0.00", "16-45": "0.00", "45+": "600.00"}
+    # The snapshot-based summary gives the same buckets, on any date and basis.
+    for day in ("2024-01-31", "2024-02-20", "2024-03-05", "2024-03-06", "2024-03-31", "2024-06-30"):
+        for params in ({}, {"basis": "invoice_date"}, {"buckets": "15,45"}):
+            full = await get(client, "/v1/reports/aging", as_of=day, currency="USD", **params)
+            summary = await get(client, "/v1/reports/aging/summary", as_of=day, currency="USD", **params)
+            assert (summary["buckets"], summary["total"]) == (full["buckets"], full["total"]), (day, params)
     bad = await client.get("/v1/reports/aging", params={"currency": "USD", "buckets": "60,30"})
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "buckets"
 

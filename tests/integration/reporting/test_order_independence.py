@@ -61,6 +61,7 @@ async def _reports(engine, events) -> list:
             schemas.aging_out(await reports.aging_report(conn, date(2024, 3, 31), "USD",
                                                          group_by="collector")).model_dump(),
             schemas.aging_out(await reports.aging_report(conn, date(2024, 3, 6), "USD", "C1")).model_dump(),
+            schemas.aging_summary_out(await reports.aging_totals(conn, date(2024, 3, 6), "USD")).model_dump(),
             [ps.kpis_out(k).model_dump() for k in await pr.kpi_trend(conn, date(2024, 1, 1), date(2024, 4, 30),
                                                                       "month", "USD")],
             ps.roll_forward_out(await pr.roll_forward(conn, *MARCH, "USD")).model_dump(),

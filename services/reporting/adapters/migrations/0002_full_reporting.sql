@@ -188,3 +188,20 @@ CREATE TABLE IF NOT EXISTS period_closes (
     closed_by text NOT NULL,
     PRIMARY KEY (currency, period_end)
 );
+
+-- A pre-aggregated snapshot for fast book-wide figures: the book's open balance by due date
+-- and invoice date as of any date, in few rows. Each invoice adds its amount on its issue date
+-- (`invoiced`); each movement on it adds its amount on greatest(movement date, issue date)
+-- (`moved`), so for any D: open balances = sum(invoiced - moved) over eff_date <= D, exactly
+-- the per-invoice definition. Maintained by the projection (only when a fact is new, under a
+-- per-invoice advisory lock, so it is a function of the facts whatever the arrival order) and
+-- recomputed set-based by the batch rebuild.
+CREATE TABLE IF NOT EXISTS ar_deltas (
+    currency text NOT NULL,
+    eff_date date NOT NULL,
+    due_date date NOT NULL,
+    issue_date date NOT NULL,
+    invoiced numeric(24, 4) NOT NULL DEFAULT 0,
+    moved numeric(24, 4) NOT NULL DEFAULT 0,
+    PRIMARY KEY (currency, eff_date, due_date, issue_date)
+);
