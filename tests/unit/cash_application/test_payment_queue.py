@@ -1,0 +1,117 @@
+"""The Payment aggregate's bank-receipt and work-queue rules: applying a matcher's proposal only
+against locked balances, manual application limits, reversal and return."""
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from decimal import Decimal as D
+
+import pytest
+
+from services.cash_application.domain.matching import Allocation, MatchResult
+from services.cash_application.domain.model import (
+    CashApplicationRuleViolation, ManualApplication, OpenItem, Payment)
+
+AT = datetime(2024, 3, 10, tzinfo=timezone.utc)
+DAY = date(2024, 3, 10)
+
+
+def _item(invoice_id: str, balance: str, customer: str = "ACME") -> OpenItem:
+    return OpenItem(invoice_id, invoice_id.upper(), customer, "USD", D(balance))
+
+
+def _result(*allocations: Allocation, reason: str = "") -> MatchResult:
+    return MatchResult(customer_id="ACME", customer_rule="payer_name", customer_confidence=D("0.97"),
+                       allocations=list(allocations), reason=reason)
+
+
+def _alloc(invoice_id: str, applied: str, open_balance: str, write_off: str = "0", short: str = "0",
+           confidence: str = "0.97") -> Allocation:
+    return Allocation(invoice_id, "ACME", D(applied), D(open_balance), "reference_normalised", D(confidence),
+                      write_off=D(write_off), short_pay=D(short), reason_code="DAMAGED")
+
+
+def _received(amount: str, result: MatchResult, locked: dict[str, OpenItem], auto: bool = True) -> Payment:
+    payment = Payment("p-1")
+    payment.receive_matched(customer_id="ACME", amount=D(amount), currency="USD", value_date=DAY, method="wire",
+                            reference="B1", result=result, auto_apply=auto, at=AT, locked=locked)
+    return payment
+
+
+def _types(payment: Payment) -> list[str]:
+    return [e.event_type for e, _ in payment.pending]
+
+
+def test_a_proposal_is_applied_with_write_off_short_pay_and_the_rest_unapplied():
+    locked = {"a": _item("a", "100.00"), "b": _item("b", "300.00")}
+    payment = _received("400.00", _result(_alloc("a", "97.00", "100.00", write_off="3.00"),
+                                          _alloc("b", "250.00", "300.00", short="50.00")), locked)
+    assert _types(payment) == ["PaymentReceived", "PaymentApplied", "SmallBalanceWrittenOff", "PaymentApplied",
+                               "ShortPayDetected", "UnappliedCashRecorded"]
+    applied = [e for e, _ in payment.pending if e.event_type == "PaymentApplied"]
+    assert [(e.invoice_id, e.amount, e.rule, e.confidence) for e in applied] == [
+        ("a", D("97.00"), "reference_normalised", D("0.97")), ("b", D("250.00"), "reference_normalised", D("0.97"))]
+    short = next(e for e, _ in payment.pending if e.event_type == "ShortPayDetected")
+    assert (short.open_amount, short.paid_amount, short.shortfall, short.reason_code) == (
+        D("300.00"), D("250.00"), D("50.00"), "DAMAGED")
+    assert payment.unapplied_amount == D("53.00")
+    assert (locked["a"].open_balance, locked["b"].open_balance) == (D("0.00"), D("50.00"))
+
+
+def test_a_proposal_is_not_applied_below_the_threshold_or_when_a_balance_moved():
+    below = _received("100.00", _result(_alloc("a", "100.00", "100.00", confidence="0.70")),
+                      {"a": _item("a", "100.00")}, auto=False)
+    assert _types(below) == ["PaymentReceived", "UnappliedCashRecorded"]
+    assert "below the auto-apply threshold" in below.pending[-1][0].reason
+    moved = _received("100.00", _result(_alloc("a", "100.00", "100.00")), {"a": _item("a", "40.00")})
+    assert _types(moved) == ["PaymentReceived", "UnappliedCashRecorded"]
+    assert moved.pending[-1][0].reason == "an invoice's open balance changed while matching"
+    unlocked = _received("100.00", _result(_alloc("a", "100.00", "100.00")), {})
+    assert unlocked.applied_amount == 0
+
+
+def _unapplied_payment() -> Payment:
+    payment = _received("100.00", _result(reason="unidentified receipt"), {})
+    payment.version, payment.pending = 2, []
+    return payment
+
+
+def test_manual_application_limits_name_the_field():
+    items = {"a": _item("a", "60.00"), "b": _item("b", "80.00"), "e": OpenItem("e", "E", "ACME", "EUR", D("5.00"))}
+    for applications, field in (
+        ([ManualApplication("a", D("61.00"))], "applications.0.amount"),
+        ([ManualApplication("zz", D("1.00"))], "applications.0.invoice_id"),
+        ([ManualApplication("e", D("1.00"))], "applications.0.invoice_id"),
+        ([ManualApplication("a", D("60.00")), ManualApplication("b", D("40.01"))], "applications"),
+        ([ManualApplication("a", D("0.001"))], "applications.0.amount"),
+        ([], "applications"),
+    ):
+        payment = _unapplied_payment()
+        with pytest.raises(CashApplicationRuleViolation) as caught:
+            payment.apply_manually(applications, dict(items), DAY, AT)
+        assert caught.value.field == field and payment.pending == []
+    payment = _unapplied_payment()
+    payment.apply_manually([ManualApplication("a", D("60.00")), ManualApplication("b", D("40.00"))], dict(items), DAY, AT)
+    assert [(e.rule, e.confidence, e.amount) for e, _ in payment.pending] == [
+        ("manual", D("1"), D("60.00")), ("manual", D("1"), D("40.00"))]
+    assert payment.unapplied_amount == 0
+
+
+def test_reverse_then_reapply_gets_a_new_application_id_and_return_reverses_all():
+    payment = _unapplied_payment()
+    items = {"a": _item("a", "100.00")}
+    payment.apply_manually([ManualApplication("a", D("100.00"))], dict(items), DAY, AT)
+    (first,) = payment.applications
+    payment.reverse(None, "manual_reversal", DAY, AT)
+    assert payment.applications == {} and payment.unapplied_amount == D("100.00")
+    with pytest.raises(CashApplicationRuleViolation):
+        payment.reverse(["nope"], "manual_reversal", DAY, AT)
+    payment.apply_manually([ManualApplication("a", D("70.00"))], dict(items), DAY, AT)
+    (second,) = payment.applications
+    assert second != first and second.startswith(first)
+    payment.return_payment("R01", "NSF", DAY, AT)
+    assert [e.event_type for e, _ in payment.pending][-2:] == ["PaymentUnapplied", "PaymentReturned"]
+    assert payment.pending[-2][0].reason == "payment_returned" and payment.returned
+    with pytest.raises(CashApplicationRuleViolation):
+        payment.return_payment("R01", None, DAY, AT)
+    with pytest.raises(CashApplicationRuleViolation):
+        payment.apply_manually([ManualApplication("a", D("1.00"))], dict(items), DAY, AT)
