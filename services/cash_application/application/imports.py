@@ -153,9 +153,14 @@ async def import_file(conn: AsyncConnection, cmd: ImportFile, parsed: ParsedFile
         result = matcher.match(receipt_of(line, statement.currency))
         auto = bool(result.allocations) and result.confidence >= threshold
         payment = Payment(f"{import_id}.{n}")
-        payment.receive_matched(customer_id=result.customer_id or "", amount=line.amount, currency=statement.currency,
-                                value_date=line.value_date, method=line.method, reference=line.bank_reference,
-                                result=result, auto_apply=auto, at=utc_midnight(line.value_date), locked=locked)
+        try:
+            payment.receive_matched(customer_id=result.customer_id or "", amount=line.amount,
+                                    currency=statement.currency, value_date=line.value_date, method=line.method,
+                                    reference=line.bank_reference, result=result, auto_apply=auto,
+                                    at=utc_midnight(line.value_date), locked=locked)
+        except CashApplicationRuleViolation as exc:
+            raise FileRejectedProblem(f"{line.position}: {exc}", extra={
+                "errors": [{"field": line.position, "reason": str(exc)}]}) from exc
         if payment.applications:
             matcher.commit(result)
         new_streams.append(await aggregate.save(conn, payment, meta))

@@ -52,7 +52,7 @@ class BankLine:
 
     @property
     def is_receipt(self) -> bool:
-        return self.direction == "credit" and self.return_code is None
+        return self.direction == "credit" and self.return_code is None and self.amount > 0
 
     @property
     def is_return(self) -> bool:

@@ -11,6 +11,7 @@ from decimal import Decimal
 
 import mt940
 
+from shared.money import MoneyError, exact_amount, validate_currency
 from services.cash_application.domain.receipts import BankLine, BankStatement, FileRejected, ParsedFile
 
 _SUBFIELD = re.compile(r"\?(\d{2})")
@@ -51,6 +52,10 @@ def parse(text: str) -> ParsedFile:
             raise FileRejected(f"statement starting at line {first_line}", "needs an opening (:60F:/:60M:) and a"
                                                                            " closing (:62F:/:62M:) balance")
         currency = opening.amount.currency
+        try:
+            currency = validate_currency(currency)
+        except MoneyError as exc:
+            raise FileRejected(f"statement starting at line {first_line} field 60F", str(exc)) from exc
         net = Decimal(0)
         bank_lines = []
         for tx in transactions:
@@ -60,6 +65,10 @@ def parse(text: str) -> ParsedFile:
             # (a credit reversed: a returned receipt) debit it, whatever the library's sign.
             magnitude = abs(tx.data["amount"].amount)
             amount = -magnitude if (tx.data.get("status") or "") in ("D", "RC") else magnitude
+            try:
+                amount = exact_amount(amount, currency)
+            except MoneyError as exc:
+                raise FileRejected(where, str(exc)) from exc
             if tx.data["amount"].currency != currency:
                 raise FileRejected(where, f"entry in {tx.data['amount'].currency}, the statement in {currency}")
             net += amount
