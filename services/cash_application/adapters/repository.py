@@ -345,7 +345,8 @@ async def set_payment_version(conn: AsyncConnection, payment_id: str, version: i
 
 
 _PAYMENT_SELECT = ("SELECT payments.*, s.import_id, s.position AS statement_position, s.bank_reference, s.payer_name,"
-                   " s.payer_account, s.remittance_text, s.match_reason, coalesce(s.suggestions, '[]') AS suggestions"
+                   " s.payer_account, s.remittance_text, s.match_reason, s.explanation,"
+                   " coalesce(s.suggestions, '[]') AS suggestions"
                    " FROM payments LEFT JOIN payment_sources s USING (payment_id)")
 
 

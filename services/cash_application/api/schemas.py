@@ -152,7 +152,8 @@ def payment_out(row: dict[str, Any]) -> dict[str, Any]:
         "source": None if not row.get("import_id") else {
             "import_id": row["import_id"], "position": row["statement_position"],
             "bank_reference": row["bank_reference"], "payer_name": row["payer_name"],
-            "payer_account": row["payer_account"], "remittance": row["remittance_text"]},
+            "payer_account": row["payer_account"], "remittance": row["remittance_text"],
+            "explanation": row["explanation"]},
         "match_reason": row.get("match_reason"),
         "suggestions": (row.get("suggestions") or []) if unapplied > 0 and not row.get("returned_on") else [],
         "version": row["version"],

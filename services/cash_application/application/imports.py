@@ -228,8 +228,8 @@ async def _return_from_file(conn: AsyncConnection, line: BankLine, currency: str
 
 _INSERT_SOURCE = text(
     "INSERT INTO payment_sources (payment_id, import_id, position, bank_reference, payer_name, payer_account,"
-    " remittance_text, match_reason, suggestions) VALUES (:p, :i, :pos, :ref, :name, :acct, :txt, :why,"
-    " CAST(:s AS jsonb))")
+    " remittance_text, match_reason, suggestions, explanation) VALUES (:p, :i, :pos, :ref, :name, :acct, :txt, :why,"
+    " CAST(:s AS jsonb), :explanation)")
 _INSERT_LINE = text(
     "INSERT INTO statement_lines (import_id, position, account, value_date, currency, amount, direction,"
     " bank_reference, payer_name, payment_id, kind) VALUES (:i, :pos, :a, :d, :c, :amt, :dir, :ref, :name,"
@@ -242,7 +242,14 @@ def _source_row(payment_id: str, import_id: str, line: BankLine, result: MatchRe
     return {"p": payment_id, "i": import_id, "pos": line.position, "ref": line.bank_reference,
             "name": line.payer_name, "acct": line.payer_account, "txt": _remittance_text(line),
             "why": payment.unapplied_reasons[-1] if payment.unapplied_reasons else None,
-            "s": json.dumps(suggestions)}
+            "s": json.dumps(suggestions),
+            "explanation": _explanation(result) if payment.applications else None}
+
+
+def _explanation(result: MatchResult) -> str:
+    customer = (f"customer {result.customer_id} by {result.customer_rule}"
+                f" ({to_str(result.customer_confidence)})") if result.customer_id else "customer unknown"
+    return "; ".join([customer] + [f"{a.explanation}, confidence {to_str(a.confidence)}" for a in result.allocations])
 
 
 def _suggestions(result: MatchResult, currency: str) -> list[dict[str, Any]]:

@@ -39,7 +39,7 @@ RULE_AMOUNT_EXACT = "amount_exact"
 RULE_COMBINATION = "combination"
 RULE_MANUAL = "manual"
 
-_PREFIXES = ("INVOICES", "INVOICE", "INVOIC", "INVNO", "INV", "NR", "NO", "RE", "RF")
+_PREFIXES = ("INVOICES", "INVOICE", "INVOIC", "INVNO", "INV", "NR", "NO", "RE")
 _PREFIX_WORDS = {"INV", "INVOICE", "INVOICES", "NO", "NR", "NUMBER", "#", "INV#", "REF", "RE"}
 _TOKEN_SPLIT = re.compile(r"[\s,;]+")
 _AMOUNT_LIKE = re.compile(r"^[-+]?\d{1,3}([.,]\d{3})*[.,]\d{2}$|^\d+[.,]\d{2}$")
@@ -54,6 +54,8 @@ def normalise_reference(reference: str) -> str:
 
     "INV-001001", "inv 1001", "#1001" and "Invoice No. 1001" all become "1001"."""
     key = re.sub(r"[^0-9A-Z]", "", reference.upper())
+    if re.match(r"^RF\d{2}[0-9A-Z]", key):  # ISO 11649 creditor reference: RF, check digits, the reference
+        key = key[4:]
     for _ in range(2):  # "Invoice No. 1001": two prefix words
         for prefix in _PREFIXES:
             if key.startswith(prefix) and any(ch.isdigit() for ch in key[len(prefix):]):

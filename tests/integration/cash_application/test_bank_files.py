@@ -100,6 +100,8 @@ async def test_bai2_receipts_are_matched_explained_and_posted_once(cash):
     payment = (await client.get(f"/v1/payments/{acme['payment_id']}")).json()
     assert payment["applications"][0]["confidence"] == "0.98"
     assert payment["source"]["payer_name"] == "ACME CORPORATION" and payment["source"]["bank_reference"] == "B0001"
+    assert payment["source"]["explanation"] == ("customer ACME by payer_name (0.97); reference 'INV-1001' -> INV-1001"
+                                                " (reference_exact), confidence 0.98")
     queue = (await client.get("/v1/unapplied-cash")).json()["data"]
     assert [p["payment_id"] for p in queue] == [unknown["payment_id"]]
 
