@@ -49,6 +49,20 @@ class ConsumerSpec:
 
 
 @dataclass
+class PeriodicTask:
+    """Work a worker process repeats in the background (e.g. retrying deliveries). `run` must be
+    safe to repeat and to run in several processes at once; a failure is logged and retried at the
+    next interval. Interval: a number of seconds, or a function of the settings returning it."""
+
+    name: str
+    interval: float | Callable[[ServiceSettings], float]
+    run: Callable[["Runtime"], Awaitable[Any]]
+
+    def seconds(self, settings: ServiceSettings) -> float:
+        return float(self.interval(settings) if callable(self.interval) else self.interval)
+
+
+@dataclass
 class ServiceDefinition:
     context: str
     title: str
@@ -60,6 +74,7 @@ class ServiceDefinition:
     # extra CLI commands: name -> (help, add_arguments, async run(runtime, args))
     commands: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[["Runtime", argparse.Namespace], Awaitable[int]]]] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)  # service-specific objects (clock, ...)
+    periodic: Sequence[PeriodicTask] = ()  # run by worker processes (role worker or all)
 
 
 class Runtime:
@@ -73,6 +88,8 @@ class Runtime:
         self.consumers: list[ConsumerRunner] = []
         self._migration_names = [name for name, _ in self.migrations()]
         self._tasks: list[asyncio.Task] = []
+        self._stopping: asyncio.Event | None = None
+        self.periodic_errors: dict[str, str] = {}
 
     def migrations(self) -> list[tuple[str, str]]:
         # Names are namespaced so a context's 0001 never collides with the platform's 0001.
@@ -100,8 +117,27 @@ class Runtime:
             )
             self.consumers.append(runner)
             self._tasks.append(asyncio.create_task(runner.run(), name=f"consumer:{spec.name}"))
+        self._stopping = asyncio.Event()
+        for task in self.definition.periodic:
+            self._tasks.append(asyncio.create_task(self._repeat(task), name=f"periodic:{task.name}"))
+
+    async def _repeat(self, task: PeriodicTask) -> None:
+        interval = task.seconds(self.settings)
+        while not self._stopping.is_set():
+            try:
+                await task.run(self)
+                self.periodic_errors.pop(task.name, None)
+            except Exception as exc:  # logged and reported in /readyz; the next interval retries
+                log.exception("periodic task %s failed", task.name)
+                self.periodic_errors[task.name] = f"{type(exc).__name__}: {exc}"[:300]
+            try:
+                await asyncio.wait_for(self._stopping.wait(), timeout=interval)
+            except asyncio.TimeoutError:
+                pass
 
     async def stop_workers(self) -> None:
+        if self._stopping is not None:
+            self._stopping.set()
         if self.relay:
             self.relay.stop()
         for runner in self.consumers:
@@ -139,6 +175,10 @@ class Runtime:
                 checks[f"consumer:{runner.name}"] = {"healthy": runner.healthy, "handled": runner.handled,
                                                      "parked": runner.parked, "last_error": runner.last_error}
                 ok = ok and runner.healthy
+            for task in self.definition.periodic:
+                # A failing periodic task (SMTP down, say) is reported, not made unready: the
+                # API and the event flow still work.
+                checks[f"periodic:{task.name}"] = {"last_error": self.periodic_errors.get(task.name)}
         return ok, checks
 
     async def dispose(self) -> None:
@@ -225,7 +265,7 @@ async def _run_workers(definition: ServiceDefinition, relay_only: bool = False) 
     if definition.settings.migrate_on_start:
         await runtime.migrate()
     if relay_only:
-        definition = ServiceDefinition(**{**definition.__dict__, "consumers": ()})
+        definition = ServiceDefinition(**{**definition.__dict__, "consumers": (), "periodic": ()})
         runtime.definition = definition
     runtime.start_workers()
     stop = asyncio.Event()

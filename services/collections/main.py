@@ -10,7 +10,7 @@ from datetime import date
 from shared.clock import Clock, SystemClock
 from shared.contracts import topic_for
 from shared.problems import Problem
-from shared.service import ConsumerSpec, Runtime, ServiceDefinition, build_app
+from shared.service import ConsumerSpec, PeriodicTask, Runtime, ServiceDefinition, build_app
 from services.collections.api.dunning_routes import router as dunning_router
 from services.collections.api.routes import router
 from services.collections.api.schemas import evaluation_out
@@ -68,6 +68,10 @@ async def _daily_run_command(runtime: Runtime, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _deliver_pending(runtime: Runtime) -> None:
+    await dunning.deliver_pending_emails(runtime.engine, runtime.settings)
+
+
 def definition(settings: CollectionsSettings | None = None, clock: Clock | None = None) -> ServiceDefinition:
     return ServiceDefinition(
         context="collections",
@@ -82,6 +86,9 @@ def definition(settings: CollectionsSettings | None = None, clock: Clock | None 
                   "daily-run": ("the dunning run as of a day: promises, plans, risk, holds and every step due, once",
                                 _daily_run_arguments, _daily_run_command)},
         state={"clock": clock or SystemClock()},
+        # Emails left pending by an SMTP outage go out without waiting for the next daily run.
+        periodic=[PeriodicTask("deliver-pending-emails", lambda s: s.email_retry_interval_seconds,
+                               _deliver_pending)],
     )
 
 

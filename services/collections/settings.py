@@ -30,6 +30,8 @@ class CollectionsSettings(ServiceSettings):
     smtp_timeout_seconds: float = 10.0
     # A notice whose email failed this many times is marked failed (and listed) instead of retried.
     smtp_max_attempts: int = Field(default=5, ge=1, le=50)
+    # Worker processes retry pending emails (after an SMTP outage) this often.
+    email_retry_interval_seconds: float = Field(default=60.0, gt=0, le=86_400)
 
     # A daily run "as of" a past day happens at this UTC time of that day (quiet hours are
     # judged against it); a run as of today uses the clock's time.

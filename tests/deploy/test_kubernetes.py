@@ -136,17 +136,38 @@ def test_roles_commands_and_env_prefix(render, target, context):
             assert stray == [], f"{kind_name} sets another service's settings: {stray}"
 
 
-def test_the_env_names_are_settings_the_services_read(render):
-    """Each LEDGERLINE_<CONTEXT>_<FIELD> set in the manifests is a field of ServiceSettings."""
+def _settings_fields(context: str) -> set[str]:
+    """The fields of the context's own settings class (ServiceSettings plus its additions)."""
+    import importlib
+
     from shared.settings import ServiceSettings
 
-    fields = {f.upper() for f in ServiceSettings.model_fields}
+    module = importlib.import_module(f"services.{context}.settings")
+    (cls,) = [v for v in vars(module).values()
+              if isinstance(v, type) and issubclass(v, ServiceSettings) and v is not ServiceSettings]
+    return {f.upper() for f in cls.model_fields}
+
+
+def test_the_env_names_are_settings_the_services_read(render):
+    """Each LEDGERLINE_<CONTEXT>_<FIELD> set in the manifests is a field of that context's settings."""
+    fields = {ctx: _settings_fields(ctx) for ctx in CONTEXTS}
     for kind_name, template in pod_templates(render("base")):
         for c in containers(template):
             for key in env_map(c):
                 if key.startswith("LEDGERLINE_"):
-                    field = next(key.removeprefix(env_prefix(ctx)) for ctx in CONTEXTS if key.startswith(env_prefix(ctx)))
-                    assert field in fields, f"{kind_name}: {key} is not a setting ({sorted(fields)})"
+                    ctx = next(ctx for ctx in CONTEXTS if key.startswith(env_prefix(ctx)))
+                    field = key.removeprefix(env_prefix(ctx))
+                    assert field in fields[ctx], f"{kind_name}: {key} is not a setting ({sorted(fields[ctx])})"
+
+
+def test_the_daily_dunning_run_is_scheduled_once_at_a_time(render):
+    docs = render("base")
+    cron = find(docs, "CronJob", "collections-daily-run")
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    (c,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert c["args"] == ["services.collections", "daily-run"]
+    env = env_map(c)
+    assert {"LEDGERLINE_COLLECTIONS_SMTP_HOST", "LEDGERLINE_COLLECTIONS_DATABASE_URL"} <= env.keys()
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -176,7 +197,8 @@ def test_workers_run_one_replica_and_apis_are_probed(render, target):
 @pytest.mark.parametrize("target", TARGETS)
 def test_every_pod_runs_non_root_read_only_and_bounded(render, target):
     templates = list(pod_templates(render(target)))
-    assert len(templates) == 3 * len(CONTEXTS)
+    # api, worker and migrations Job per context, and collections' daily-run CronJob
+    assert len(templates) == 3 * len(CONTEXTS) + 1
     for kind_name, template in templates:
         spec = template["spec"]
         pod_sc = spec["securityContext"]
@@ -227,8 +249,11 @@ def test_database_credentials_come_from_the_operator_secret(render, target):
             assert password == {"name": expected_secret, "key": "password"}, kind_name
             for item in env.values():
                 ref = item.get("valueFrom", {}).get("secretKeyRef")
-                if ref:
-                    assert ref["name"] == expected_secret, f"{kind_name}: {item['name']} reads {ref['name']}"
+                if ref and ref["name"] != expected_secret:
+                    # Other credentials (an SMTP relay's) are the operator's own, optional Secret.
+                    assert ref["name"].startswith(f"ledgerline-{k8s_name(context)}-") and ref.get("optional"), \
+                        f"{kind_name}: {item['name']} reads {ref['name']}"
+                elif ref:
                     assert ref["key"] in CNPG_APP_SECRET_KEYS, f"{kind_name}: {item['name']} key {ref['key']}"
                 value = str(item.get("value", ""))
                 assert not CREDENTIALS_IN_URL.search(value), f"{kind_name}: {item['name']} has credentials inline"
@@ -282,7 +307,7 @@ def test_common_labels(render, target):
     for kind_name, template in pod_templates(docs):
         labels = template["metadata"]["labels"]
         assert labels["app.kubernetes.io/part-of"] == "ledgerline", kind_name
-        assert labels["app.kubernetes.io/component"] in ("api", "worker", "migrations"), kind_name
+        assert labels["app.kubernetes.io/component"] in ("api", "worker", "migrations", "daily-run"), kind_name
 
 
 @pytest.mark.parametrize("target", OVERLAYS)
