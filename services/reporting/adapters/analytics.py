@@ -48,18 +48,20 @@ async def monthly_sales(conn: AsyncConnection, currency: str, end: date) -> tupl
     return {r.month: Decimal(r.sales) for r in rows}, min((r.first for r in rows), default=None)
 
 
-async def payments_days_late(conn: AsyncConnection, currency: str, start: date, end: date,
-                             customer_id: str | None = None) -> list[tuple[Decimal, int]]:
-    """(amount, value_date - due_date) of each application dated in [start, end] that was not
-    reversed (unapplied) on or before end."""
-    rows = await conn.execute(text(
-        "SELECT a.amount, a.value_date - i.due_date AS late FROM applications a JOIN invoices i USING (invoice_id)"
+async def days_late_sums(conn: AsyncConnection, currency: str, start: date, end: date) -> tuple[int, Decimal, Decimal, int]:
+    """Over each application dated in [start, end] not reversed (unapplied) on or before end,
+    with days late = max(0, value_date - due_date): (count, sum of amounts, sum of amount x
+    days late, sum of days late)."""
+    row = (await conn.execute(text(
+        "SELECT count(*) AS n, coalesce(sum(a.amount), 0) AS amount,"
+        " coalesce(sum(a.amount * greatest(a.value_date - i.due_date, 0)), 0) AS weighted,"
+        " coalesce(sum(greatest(a.value_date - i.due_date, 0)), 0) AS late"
+        " FROM applications a JOIN invoices i USING (invoice_id)"
         " WHERE i.currency = :cur AND a.value_date BETWEEN :f AND :t"
-        "   AND (CAST(:cust AS text) IS NULL OR i.customer_id = :cust)"
         "   AND NOT EXISTS (SELECT 1 FROM unapplications u WHERE u.application_id = a.application_id"
         "                   AND u.unapplied_on <= :t)"
-    ), {"cur": currency, "f": start, "t": end, "cust": customer_id})
-    return [(Decimal(r.amount), int(r.late)) for r in rows]
+    ), {"cur": currency, "f": start, "t": end})).one()
+    return int(row.n), Decimal(row.amount), Decimal(row.weighted), int(row.late)
 
 
 async def customer_days_late(conn: AsyncConnection, currency: str, as_of: date) -> dict[str, Decimal]:

@@ -142,6 +142,17 @@ _MOVEMENT_SUMS = (
 )
 
 
+def _scope(currency: str | None, customer_id: str | None) -> str:
+    """Invoices issued on or before :d, of :cur and :cust when given. Written out per case (no
+    `:x IS NULL OR ...`), so a prepared statement's generic plan still uses the indexes."""
+    parts = ["i.issue_date <= :d"]
+    if currency is not None:
+        parts.append("i.currency = :cur")
+    if customer_id is not None:
+        parts.append("i.customer_id = :cust")
+    return " AND ".join(parts)
+
+
 async def open_items(conn: AsyncConnection, currency: str | None, as_of: date,
                      customer_id: str | None = None) -> list[OpenItem]:
     """Invoices issued on or before as_of with their movements (credits, cash net of
@@ -158,9 +169,7 @@ async def open_items(conn: AsyncConnection, currency: str | None, as_of: date,
     rows = await conn.execute(
         text(
             f"SELECT {_OPEN_ITEM_COLUMNS} FROM invoices i {movements}"
-            " WHERE (CAST(:cur AS text) IS NULL OR i.currency = :cur) AND i.issue_date <= :d"
-            "   AND (CAST(:cust AS text) IS NULL OR i.customer_id = :cust)"
-            "   AND i.amount - coalesce(m.moved, 0) <> 0"
+            f" WHERE {_scope(currency, customer_id)} AND i.amount - coalesce(m.moved, 0) <> 0"
             " ORDER BY i.invoice_id"
         ),
         {"cur": currency, "d": as_of, "cust": customer_id},
@@ -179,8 +188,7 @@ async def ledger_totals(conn: AsyncConnection, currency: str | None, as_of: date
     """The tie-out, added up without the per-invoice query: invoiced, and each kind of
     movement dated on or before as_of, on invoices issued on or before as_of."""
     params = {"cur": currency, "d": as_of, "cust": customer_id}
-    scope = (" (CAST(:cur AS text) IS NULL OR i.currency = :cur) AND i.issue_date <= :d"
-             " AND (CAST(:cust AS text) IS NULL OR i.customer_id = :cust)")
+    scope = _scope(currency, customer_id)
     row = (await conn.execute(
         text(
             f"SELECT (SELECT coalesce(sum(i.amount), 0) FROM invoices i WHERE {scope}) AS invoiced, m.*"

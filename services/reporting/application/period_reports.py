@@ -84,7 +84,7 @@ async def _kpis(conn: AsyncConnection, code: str, start: date, end: date,
         best_possible_dso=periodic.per_sales_days(current, sales, days),
         average_days_delinquent=periodic.per_sales_days(ending - current, sales, days),
         cei=periodic.cei(beginning, sales, ending, current),
-        days_late=periodic.average_days_late(await analytics.payments_days_late(conn, code, start, end)),
+        days_late=periodic.days_late_from_sums(*await analytics.days_late_sums(conn, code, start, end)),
     )
 
 

@@ -99,9 +99,13 @@ def average_days_late(payments: Iterable[tuple[Decimal, int]]) -> DaysLate:
     """Over (amount applied, days late) pairs, days late = max(0, value date - due date):
     amount-weighted and plain means, 2 decimals half up; None when there were none."""
     rows = [(amount, max(0, days)) for amount, days in payments]
-    if not rows:
+    return days_late_from_sums(len(rows), sum((a for a, _ in rows), ZERO), sum((a * d for a, d in rows), ZERO),
+                               sum(d for _, d in rows))
+
+
+def days_late_from_sums(count: int, amount: Decimal, weighted: Decimal, late_days: int) -> DaysLate:
+    """The same from the sums (count, amount, sum of amount x days late, sum of days late)."""
+    if count == 0:
         return DaysLate(0, ZERO, None, None)
-    amount = sum((a for a, _ in rows), ZERO)
-    weighted = _ratio(sum((a * d for a, d in rows), ZERO), amount, DSO_QUANTUM) if amount else None
-    plain = _ratio(Decimal(sum(d for _, d in rows)), Decimal(len(rows)), DSO_QUANTUM)
-    return DaysLate(len(rows), amount, weighted, plain)
+    return DaysLate(count, amount, _ratio(weighted, amount, DSO_QUANTUM) if amount else None,
+                    _ratio(Decimal(late_days), Decimal(count), DSO_QUANTUM))
