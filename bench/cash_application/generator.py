@@ -20,7 +20,10 @@ Receipts, by kind (shares in KINDS):
 - overpayment: the invoice number, more than its balance;
 - other_name: the payer's name has nothing to do with the customer master (a parent company, a
   factor), the invoice number is in the text;
-- unidentifiable: an unknown payer, no reference, an amount matching nothing.
+- unidentifiable: an unknown payer, no reference, an amount matching nothing;
+- recurring_amount: a subscription customer (one in ten bills the same fee again and again)
+  pays its oldest fee invoice by name and amount only; several open invoices have that amount,
+  so the right answer is to refuse and ask a person (it counts as a miss, never as a hit).
 Payer names differ from the customer master in a share of every kind (case, legal form,
 punctuation, a typo). Every receipt's truth is the list of (invoice_id, amount applied).
 """
@@ -52,6 +55,7 @@ KINDS = {
     "exact": 0.36, "noisy_reference": 0.10, "no_reference": 0.07, "amount_only": 0.04, "multi_remittance": 0.08,
     "multi_text": 0.05, "multi_no_reference": 0.04, "short_with_reason": 0.05, "short_without_reason": 0.03,
     "within_tolerance": 0.04, "overpayment": 0.04, "other_name": 0.06, "unidentifiable": 0.04,
+    "recurring_amount": 0.02,
 }
 
 
@@ -155,12 +159,15 @@ def generate(seed: int = 7, invoices: int = 50_000, receipts: int = 10_000, cust
     people = [Customer(f"C{n:05d}", names[n]) for n in range(customers)]
     today = date(2024, 6, 30)
     all_invoices: list[Invoice] = []
+    fees = {c.customer_id: Decimal(rng.randrange(5000, 500000)).scaleb(-2) for c in people[::10]}
     by_customer: dict[str, list[Invoice]] = {c.customer_id: [] for c in people}
     seq = 100000
     for n in range(invoices):
         customer = people[n % customers] if n < customers else rng.choice(people)
         seq += 1
         amount = Decimal(int(10 ** rng.uniform(3.7, 6.4))).scaleb(-2)  # 50.12 .. 25,118.86
+        if customer.customer_id in fees and rng.random() < 0.5:
+            amount = fees[customer.customer_id]
         invoice = Invoice(f"inv-{seq}", f"INV-{seq:07d}", customer.customer_id, amount,
                           today - timedelta(days=rng.randrange(0, 120)))
         all_invoices.append(invoice)
@@ -171,7 +178,8 @@ def generate(seed: int = 7, invoices: int = 50_000, receipts: int = 10_000, cust
     # amount answers are not disturbed by other receipts of the same customer.
     order = list(people)
     rng.shuffle(order)
-    no_ref_customers = [c for c in order[: customers // 4]]
+    fee_customers = [c for c in order if c.customer_id in fees]
+    no_ref_customers = [c for c in order[: customers // 4] if c.customer_id not in fees]
     ref_customers = order[customers // 4:]
     used: set[str] = set()
     name_of = {c.customer_id: c.name for c in people}
@@ -190,10 +198,23 @@ def generate(seed: int = 7, invoices: int = 50_000, receipts: int = 10_000, cust
     def payer(customer_id: str) -> str:
         return _payer_variant(rng, name_of[customer_id]) if rng.random() < 0.6 else name_of[customer_id]
 
-    no_ref_cursor = 0
+    no_ref_cursor = fee_cursor = 0
     while len(out) < receipts:
         kind = rng.choices(kinds, weights)[0]
         rid = f"R{len(out) + 1:06d}"
+        if kind == "recurring_amount":
+            if fee_cursor >= len(fee_customers):
+                continue
+            customer = fee_customers[fee_cursor]
+            fee_cursor += 1
+            fee = fees[customer.customer_id]
+            same = [i for i in by_customer[customer.customer_id] if i.amount == fee and i.invoice_id not in used]
+            if len(same) < 2:
+                continue
+            used.add(same[0].invoice_id)
+            out.append(Receipt(rid, kind, fee, payer(customer.customer_id), text="MONTHLY FEE",
+                               truth=[(same[0].invoice_id, fee)]))
+            continue
         if kind in ("no_reference", "amount_only", "multi_no_reference"):
             if no_ref_cursor >= len(no_ref_customers):
                 continue

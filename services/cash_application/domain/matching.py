@@ -333,8 +333,9 @@ class Matcher:
         """A reference that names a real invoice of another customer, or of a different amount,
         may be a typo of the invoice really paid: the one invoice one edit away that belongs to
         the payer (when known) and has exactly the amount paid."""
-        if amount is None or (found.customer_id == customer_id and found.open_balance == amount):
-            return None
+        names_payer = customer_id is None or found.customer_id == customer_id
+        if amount is None or (names_payer and found.open_balance == amount):
+            return None  # the reference agrees with the payer and the amount: not a typo
         near = [i for i in self.near_reference(normalise_reference(reference), currency)
                 if i.open_balance == amount and (customer_id is None or i.customer_id == customer_id)]
         return near[0] if len(near) == 1 else None

@@ -68,6 +68,11 @@ def test_a_typo_naming_another_customers_invoice_is_not_applied_to_it():
     m = _matcher(_inv("INV-5001", "GLOBEX", "900.00"), _inv("INV-5007", "ACME", "123.45"))
     result = m.match(Receipt(D("123.45"), "USD", payer_name="Acme Corporation", text="INV-5001"))
     assert _applied(result) == [("inv-5007", "123.45", "reference_fuzzy")]
+    # The invoice named exists with the amount paid: it is taken, even with another of that amount
+    # one edit away.
+    twins = _matcher(_inv("INV-7311", "ACME", "50.00"), _inv("INV-7381", "ACME", "50.00"))
+    assert _applied(twins.match(Receipt(D("50.00"), "USD", text="#7311"))) == [
+        ("inv-7311", "50.00", "reference_normalised")]
     unknown = m.match(Receipt(D("500.00"), "USD", text="INV-5001"))  # no payer, wrong amount
     assert unknown.allocations[0].invoice_id == "inv-5001" and unknown.confidence < m.policy.auto_apply_threshold
 
@@ -169,5 +174,7 @@ def test_the_generator_pins_precision_and_rate():
         applied.append([(a.invoice_id, a.applied) for a in result.allocations] if auto else [])
     figures = score(portfolio.receipts, applied)
     assert figures.applied_pairs - figures.correct_pairs == 0
-    assert figures.invoice_rate >= 0.97 and figures.envelope_rate >= 0.95
+    assert figures.invoice_rate >= 0.96 and figures.envelope_rate >= 0.95
+    recurring_total, recurring_hits = figures.by_kind.pop("recurring_amount")
+    assert recurring_total > 0 and recurring_hits == 0  # several invoices of the amount: refused, never guessed
     assert all(hits / total >= 0.9 for total, hits in figures.by_kind.values() if total >= 20)
