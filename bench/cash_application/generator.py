@@ -8,8 +8,8 @@ Receipts, by kind (shares in KINDS):
 - noisy_reference: one typo (substitution, transposition, deletion, insertion) or extra
   characters (INV0100001/1, #100001, inv 100001., 0100001X);
 - no_reference: the payer's name and the amount, nothing else (text that names no invoice);
-- amount_only: only the amount and the payer's bank account... which nobody has learned yet, so
-  the name is there too but in another form (upper case, legal form changed);
+- amount_only: no text at all, only the amount and the payer's name as the bank shows it (upper
+  case, another legal form, a dropped letter);
 - multi_remittance: one payment, several invoices, a remittance line (reference + amount) each,
   as lockbox rows or EDI 820 RMR segments;
 - multi_text: one payment, several invoice numbers in its free text;
