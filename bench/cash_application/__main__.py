@@ -18,7 +18,6 @@ import asyncio
 import os
 import time
 import uuid
-from decimal import Decimal
 
 import asyncpg
 

@@ -552,7 +552,7 @@ class Matcher:
                                              explanation=f"{identified.detail}; {how} summing to {receipt.amount}")
                                   for i in chosen]
             return
-        for chosen in solutions[: self.policy.suggestions]:
+        for chosen in [found for found in solutions if found][: self.policy.suggestions]:
             result.suggestions.append(Suggestion(tuple(i.invoice_id for i in chosen), identified.customer_id,
                                                  receipt.amount, _conf(0.5), "one of several combinations"
                                                                              " summing to the amount"))
