@@ -72,16 +72,8 @@ async def rebuild_from_topics(engine: AsyncEngine, bootstrap: str, consumer: str
 async def rebuild(engine: AsyncEngine, bootstrap: str, consumer: str, *, force: bool = False,
                   say: Callable[[str], None] = print) -> int:
     """Clear only. Returns a process exit code: 0 done, 2 refused (nothing was changed)."""
-    if not force:
-        try:
-            members = await kafka_groups.active_members(bootstrap, consumer)
-        except kafka_groups.GroupStateUnknown as exc:
-            say(f"refusing to rebuild: {exc}. Stop the reporting workers, then run again with --force.")
-            return REFUSED
-        if members:
-            say(f"refusing to rebuild: consumer group {consumer} is running ({', '.join(sorted(members))}). "
-                "Stop the reporting workers first.")
-            return REFUSED
+    if await _refused(bootstrap, consumer, force, say):
+        return REFUSED
     async with engine.begin() as conn:
         removed = await repo.clear_read_model(conn, consumer)
     say("rebuild: removed " + ", ".join(f"{table} {count}" for table, count in removed.items()))

@@ -10,7 +10,7 @@ import random
 import uuid
 from decimal import Decimal
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient
 from openpyxl import load_workbook
 from sqlalchemy import text
 
@@ -22,6 +22,7 @@ from services.reporting.adapters.repository import FACT_TABLES
 from services.reporting.application.rebuild import rebuild_from_topics
 from services.reporting.projections.facts import project
 from tests.support.infra import KAFKA
+from tests.support.kafka import create_topic
 
 MARCH = {"from": "2024-03-01", "to": "2024-03-31"}
 
@@ -304,10 +305,7 @@ async def test_batch_rebuild_from_the_topics_equals_the_incremental_read_model(r
     positions at the end, so the runner carries on with only what comes next."""
     client, app = reporting
     engine = app.state.runtime.engine
-    topic, group = f"ll-test-rebuild-{uuid.uuid4().hex[:8]}", f"reporting-rebuild-{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
-    await admin.start()
-    await admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
+    topic, group = await create_topic("rebuild"), f"reporting-rebuild-{uuid.uuid4().hex[:8]}"
     producer = make_producer(KAFKA, "reporting-rebuild-test")
     await producer.start()
 
@@ -352,5 +350,7 @@ async def test_batch_rebuild_from_the_topics_equals_the_incremental_read_model(r
         assert Decimal(before) - Decimal(after) == Decimal("10.00")
     finally:
         await producer.stop()
+        admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
+        await admin.start()
         await admin.delete_topics([topic])
         await admin.close()
