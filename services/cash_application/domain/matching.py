@@ -540,10 +540,10 @@ class Matcher:
                                                      _conf(0.6), f"same amount; due {invoice.due_date}"))
             return
         prefix = _oldest_first(invoices, receipt.amount)
-        solutions = ([prefix] if prefix else []) or _subsets(
+        solutions, exhausted = ([prefix], False) if prefix else _subsets(
             invoices[: self.policy.subset_max_invoices], receipt.amount, self.policy.subset_max_size,
             self.policy.subset_node_budget)
-        if len(solutions) == 1:
+        if len(solutions) == 1 and not exhausted:
             chosen = solutions[0]
             confidence = min(ceiling, _conf(0.92) if prefix else _conf(0.9))
             how = "oldest open invoices" if prefix else "the only combination of open invoices"
@@ -552,7 +552,7 @@ class Matcher:
                                              explanation=f"{identified.detail}; {how} summing to {receipt.amount}")
                                   for i in chosen]
             return
-        for chosen in [found for found in solutions if found][: self.policy.suggestions]:
+        for chosen in solutions[: self.policy.suggestions]:
             result.suggestions.append(Suggestion(tuple(i.invoice_id for i in chosen), identified.customer_id,
                                                  receipt.amount, _conf(0.5), "one of several combinations"
                                                                              " summing to the amount"))
@@ -564,8 +564,12 @@ class Matcher:
             score = _conf(max(0.1, 0.8 - float(gap / max(invoice.open_balance, Decimal(1)))))
             result.suggestions.append(Suggestion((invoice.invoice_id,), invoice.customer_id, invoice.open_balance,
                                                  score, f"closest open balance ({gap} apart)"))
-        result.reason = ("several combinations of open invoices sum to the amount" if solutions
-                         else "no open invoice or combination matches the amount")
+        if exhausted:
+            result.reason = "too many combinations of open invoices to tell whether one is the only answer"
+        elif solutions:
+            result.reason = "several combinations of open invoices sum to the amount"
+        else:
+            result.reason = "no open invoice or combination matches the amount"
 
     def _suggest_for_reference(self, reference: str, invoices: list[OpenInvoice], amount: Decimal | None,
                                result: MatchResult) -> None:
@@ -616,9 +620,10 @@ def _oldest_first(invoices: Sequence[OpenInvoice], amount: Decimal) -> list[Open
     return None
 
 
-def _subsets(invoices: Sequence[OpenInvoice], amount: Decimal, max_size: int, budget: int) -> list[list[OpenInvoice]]:
-    """Combinations (2..max_size invoices) adding up to the amount; stops at two, since two
-    already make the answer ambiguous, or when the search budget runs out (also refused)."""
+def _subsets(invoices: Sequence[OpenInvoice], amount: Decimal, max_size: int,
+             budget: int) -> tuple[list[list[OpenInvoice]], bool]:
+    """Combinations (2..max_size invoices) adding up to the amount, and whether the search ran out
+    of budget before it could tell. It stops at two: two already make the answer ambiguous."""
     cents = [int(i.open_balance * 100) for i in invoices]
     target = int(amount * 100)
     order = sorted(range(len(invoices)), key=lambda i: -cents[i])
@@ -651,6 +656,5 @@ def _subsets(invoices: Sequence[OpenInvoice], amount: Decimal, max_size: int, bu
         walk(pos + 1, remaining, chosen)
 
     walk(0, target, [])
-    if exhausted and len(found) < 2:
-        return [[invoices[i] for i in f] for f in found] + [[]]  # unknown whether unique: refuse
-    return [sorted((invoices[i] for i in f), key=lambda inv: (inv.due_date, inv.invoice_id)) for f in found]
+    solutions = [sorted((invoices[i] for i in f), key=lambda inv: (inv.due_date, inv.invoice_id)) for f in found]
+    return solutions, exhausted and len(found) < 2

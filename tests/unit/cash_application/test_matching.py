@@ -178,3 +178,12 @@ def test_the_generator_pins_precision_and_rate():
     recurring_total, recurring_hits = figures.by_kind.pop("recurring_amount")
     assert recurring_total > 0 and recurring_hits == 0  # several invoices of the amount: refused, never guessed
     assert all(hits / total >= 0.9 for total, hits in figures.by_kind.values() if total >= 20)
+
+
+def test_a_combination_search_that_runs_out_of_budget_is_refused():
+    invoices = [_inv(f"INV-{9000 + n}", "ACME", f"{100 + n}.00", f"2024-01-{n + 1:02d}") for n in range(20)]
+    tight = _matcher(*invoices, policy=MatchingPolicy(subset_node_budget=5))
+    result = tight.match(Receipt(D("211.00"), "USD", payer_name="Acme Corporation"))  # 101 + 110, say
+    assert result.allocations == [] and result.reason.startswith("too many combinations")
+    roomy = _matcher(*invoices)
+    assert roomy.match(Receipt(D("211.00"), "USD", payer_name="Acme Corporation")).allocations == []  # several
