@@ -296,7 +296,8 @@ class Payment(Aggregate):
     def apply_manually(self, applications: Sequence[ManualApplication], open_items: dict[str, OpenItem],
                        on: date, at: datetime) -> None:
         """A person applies (or splits) the unapplied cash: each amount at most the invoice's open
-        balance, all of them at most what is unapplied."""
+        balance, all of them at most what is unapplied. The applications carry the payment's value
+        date (when the money arrived), not the day of the decision."""
         self._must_be_live()
         if not applications:
             raise CashApplicationRuleViolation("name at least one invoice to apply to", "applications")
@@ -323,7 +324,8 @@ class Payment(Aggregate):
             item = open_items[application.invoice_id]
             self.trigger(PaymentApplied(
                 payment_id=self.id, invoice_id=item.invoice_id, customer_id=item.customer_id,
-                amount=exact_amount(application.amount, self.currency), currency=self.currency, value_date=on,
+                amount=exact_amount(application.amount, self.currency), currency=self.currency,
+                value_date=self.value_date or on,
                 application_id=self._application_id(item.invoice_id), rule="manual", confidence=Decimal("1")), at)
 
     def reverse(self, application_ids: Sequence[str] | None, reason: str, on: date, at: datetime) -> list[Application]:
