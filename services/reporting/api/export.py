@@ -9,7 +9,10 @@ response model into a file:
   rows, and one sheet per table. Decimal strings (amounts, ratios) become numeric cells so a
   spreadsheet adds them up; everything else stays text (invoice numbers keep leading zeros).
 
-The money in CSV stays the exact decimal string of the JSON."""
+The money in CSV stays the exact decimal string of the JSON. Text that a spreadsheet would
+take for a formula (a customer name starting with =, +, -, @, tab or CR that is not a number)
+is written as text: prefixed with ' in CSV (OWASP's advice for CSV injection), typed as a
+string cell in XLSX."""
 from __future__ import annotations
 
 import csv
@@ -21,6 +24,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import Response
 from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
 from pydantic import BaseModel
 
 from shared.problems import ValidationFailed
@@ -29,6 +33,18 @@ CSV_TYPE = "text/csv"
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 FORMATS = ("json", "csv", "xlsx")
 _DECIMAL = re.compile(r"^-?\d+\.\d+$")
+_NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _formula_like(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(_FORMULA_START) and not _NUMBER.match(value)
+
+
+def _csv_value(value: Any) -> Any:
+    if value is None:
+        return ""
+    return "'" + value if _formula_like(value) else value
 
 
 def wanted_format(request: Request) -> str:
@@ -83,17 +99,21 @@ def to_csv(model: BaseModel, table: str | None) -> str:
     rows = tables.get(table) if table else None
     if rows is None:
         writer.writerow(["field", "value"])
-        writer.writerows([k, "" if v is None else v] for k, v in summary.items())
+        writer.writerows([k, _csv_value(v)] for k, v in summary.items())
     else:
         columns = _columns(rows)
         writer.writerow(columns)
-        writer.writerows([["" if row.get(c) is None else row.get(c) for c in columns] for row in rows])
+        writer.writerows([[_csv_value(row.get(c)) for c in columns] for row in rows])
     return out.getvalue()
 
 
-def _cell(value: Any) -> Any:
+def _cell(sheet: Any, value: Any) -> Any:
     if isinstance(value, str) and _DECIMAL.match(value):
         return Decimal(value)
+    if isinstance(value, str) and value.startswith("="):
+        cell = WriteOnlyCell(sheet, value=value)
+        cell.data_type = "s"  # openpyxl would otherwise store it as a formula
+        return cell
     return value
 
 
@@ -103,13 +123,13 @@ def to_xlsx(model: BaseModel) -> bytes:
     sheet = book.create_sheet("summary")
     sheet.append(["field", "value"])
     for k, v in summary.items():
-        sheet.append([k, _cell(v)])
+        sheet.append([k, _cell(sheet, v)])
     for name, rows in tables.items():
         sheet = book.create_sheet(name[:31])
         columns = _columns(rows)
         sheet.append(columns)
         for row in rows:
-            sheet.append([_cell(row.get(c)) for c in columns])
+            sheet.append([_cell(sheet, row.get(c)) for c in columns])
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()
