@@ -374,7 +374,11 @@ class Matcher:
         pending: dict[str, Decimal] = {}
         allocations: list[Allocation] = []
         unresolved: list[str] = []
+        remaining = receipt.amount
         for item in items:
+            if item.paid_amount is not None and item.paid_amount <= 0:
+                unresolved.append(item.reference)  # a credit the payer netted: a person checks it
+                continue
             invoices, rule = self.resolve_reference(item.reference, customer_id, receipt.currency)
             invoice = self._accept(invoices, rule, customer_id, item.paid_amount)
             if invoice is not None and rule != RULE_REFERENCE_FUZZY:
@@ -387,11 +391,17 @@ class Matcher:
                 self._suggest_for_reference(item.reference, invoices, item.paid_amount, result)
                 continue
             open_balance = invoice.open_balance - pending.get(invoice.invoice_id, Decimal(0))
-            allocation = self._allocate(invoice, item.paid_amount, open_balance, rule,
-                                        self._rule_confidence(rule, identified, invoice, structured=True),
-                                        item.reason_code, f"remittance line {item.reference!r}")
+            # Never more than the receipt: remittance lines may net credits the payer took (a
+            # negative line, a credit memo) that are not open items here.
+            pays = min(item.paid_amount, remaining)
+            confidence = self._rule_confidence(rule, identified, invoice, structured=True)
+            if pays < item.paid_amount:
+                confidence = min(confidence, _conf(0.8))
+            allocation = self._allocate(invoice, pays, open_balance, rule, confidence, item.reason_code,
+                                        f"remittance line {item.reference!r}")
             if allocation is not None:
                 pending[invoice.invoice_id] = pending.get(invoice.invoice_id, Decimal(0)) + allocation.applied + allocation.write_off
+                remaining -= allocation.applied
                 allocations.append(allocation)
         self._settle(result, allocations, receipt, unresolved)
 

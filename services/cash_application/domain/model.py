@@ -264,6 +264,8 @@ class Payment(Aggregate):
         if auto_apply and not all(a.invoice_id in locked and locked[a.invoice_id].open_balance >= a.applied + a.write_off
                                   for a in result.allocations):
             auto_apply, reason = False, "an invoice's open balance changed while matching"
+        if auto_apply and sum((a.applied for a in result.allocations), ZERO) > amount:
+            auto_apply, reason = False, "the proposed applications exceed the payment"
         if auto_apply and result.allocations:
             for allocation in result.allocations:
                 item = locked[allocation.invoice_id]

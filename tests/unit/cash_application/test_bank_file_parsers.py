@@ -142,3 +142,13 @@ def test_csv_groups_rows_by_receipt_and_maps_columns_by_profile():
     error = _rejected("value_date,amount\n2024-13-01,12.34\n", "csv")
     assert error.where == "line 2 column value_date"
     assert _rejected("date,amount\n", "csv").where == "line 1"
+
+
+def test_edi820_discount_taken_and_netted_credit_memo():
+    edi = _read("remittance.edi820").decode()
+    edi = edi.replace("RMR*IV*INV-2001**500.00*500.00~", "RMR*IV*INV-2001**490.00*500.00*10.00~RMR*CM*CM-9**-260.00~")
+    edi = edi.replace("BPR*C*1230.00", "BPR*C*960.00").replace("SE*10*0001", "SE*11*0001")
+    first, memo, second = parse_file(edi.encode(), "edi820").statements[0].lines[0].remittance
+    assert (first.paid_amount, first.adjustment_amount, first.reason_code) == (D("490.00"), D("10.00"), "DISCOUNT")
+    assert (memo.reference, memo.paid_amount) == ("CM-9", D("-260.00"))
+    assert second.reason_code == "CM"

@@ -187,3 +187,13 @@ def test_a_combination_search_that_runs_out_of_budget_is_refused():
     assert result.allocations == [] and result.reason.startswith("too many combinations")
     roomy = _matcher(*invoices)
     assert roomy.match(Receipt(D("211.00"), "USD", payer_name="Acme Corporation")).allocations == []  # several
+
+
+def test_remittance_lines_never_apply_more_than_the_receipt():
+    """An EDI 820 netting a credit memo: invoice 1,000.00, credit memo -200.00, paid 800.00."""
+    m = _matcher(_inv("INV-4001", "ACME", "1000.00"))
+    result = m.match(Receipt(D("800.00"), "USD", customer_hint="ACME", remittance=(
+        RemittanceItem("INV-4001", D("1000.00")), RemittanceItem("CM-77", D("-200.00")))))
+    (allocation,) = result.allocations
+    assert (allocation.applied, allocation.short_pay) == (D("800.00"), D("200.00"))
+    assert allocation.confidence < m.policy.auto_apply_threshold and "CM-77" in result.reason

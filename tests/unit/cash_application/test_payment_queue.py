@@ -115,3 +115,8 @@ def test_reverse_then_reapply_gets_a_new_application_id_and_return_reverses_all(
         payment.return_payment("R01", None, DAY, AT)
     with pytest.raises(CashApplicationRuleViolation):
         payment.apply_manually([ManualApplication("a", D("1.00"))], dict(items), DAY, AT)
+
+
+def test_a_proposal_exceeding_the_payment_is_not_applied():
+    payment = _received("50.00", _result(_alloc("a", "60.00", "60.00")), {"a": _item("a", "60.00")})
+    assert payment.applied_amount == 0 and payment.pending[-1][0].reason == "the proposed applications exceed the payment"

@@ -4,8 +4,9 @@ No well-kept Python X12 library fits: pyx12 is built around HIPAA transaction se
 in the pinned dependencies, and the 820 parts cash application needs are few. Delimiters come
 from the ISA header (element separator at position 3, segment terminator after ISA16). Each
 ST..SE transaction is one receipt: BPR (amount, method, date), TRN (trace number), N1*PR (payer
-name and id), RMR (invoice reference, paid and invoice amounts), ADX (adjustment amount and
-reason code, for the RMR it follows, or the whole payment before the first RMR). Checked: SE01
+name and id), RMR (invoice reference, paid and invoice amounts, RMR06 discount taken: reason
+DISCOUNT), ADX (adjustment amount and reason code, for the RMR it follows, or the whole payment
+before the first RMR). Checked: SE01
 counts the segments, the RMR paid amounts add up to BPR02, GE/IEA count their groups."""
 from __future__ import annotations
 
@@ -109,7 +110,9 @@ def _flush(current: dict) -> None:
     if pending is None:
         return
     adjustment = sum((a for a, _ in pending["adjustments"]), Decimal(0)) if pending["adjustments"] else None
-    reason = next((code for _, code in pending["adjustments"] if code), None)
+    # An ADX reason code says more than the discount RMR06 implies.
+    codes = [code for _, code in pending["adjustments"] if code]
+    reason = next((code for code in codes if code != "DISCOUNT"), codes[0] if codes else None)
     current["items"].append(RemittanceItem(
         reference=pending["reference"], paid_amount=pending["paid"], invoice_amount=pending["invoice"],
         adjustment_amount=adjustment, reason_code=reason))
@@ -142,6 +145,10 @@ def _segment(current: dict, tag: str, seg: list[str], where: str) -> None:
         paid = _money(_el(seg, 4), currency, f"{where} RMR04") if _el(seg, 4) else None
         invoice = _money(_el(seg, 5), currency, f"{where} RMR05") if _el(seg, 5) else None
         current["pending"] = {"reference": reference, "paid": paid, "invoice": invoice, "adjustments": []}
+        if _el(seg, 6):  # RMR06: the early-payment discount the payer took on this invoice
+            discount = _money(_el(seg, 6), currency, f"{where} RMR06")
+            if discount:
+                current["pending"]["adjustments"].append((discount, "DISCOUNT"))
     elif tag == "ADX":
         amount = _money(_el(seg, 1), currency, f"{where} ADX01")
         # ADX01 is signed from the payee's view: a deduction the payer took is negative.
