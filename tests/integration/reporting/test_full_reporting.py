@@ -8,18 +8,21 @@ import io
 import json
 import random
 import uuid
+from datetime import date, timedelta
 from decimal import Decimal
 
 from aiokafka.admin import AIOKafkaAdminClient
 from openpyxl import load_workbook
 from sqlalchemy import text
 
-from reporting_book import book, feed, get, received, reporting, rich_book  # noqa: F401
+from reporting_book import applied, book, feed, get, invoice, received, reporting, rich_book  # noqa: F401
 from shared.consumer import ConsumerRunner
-from shared.contracts import CreditMemoIssued
+from shared.contracts import CreditMemoIssued, PaymentUnapplied, SmallBalanceWrittenOff, WriteOffApproved
 from shared.relay import make_producer
 from services.reporting.adapters.repository import FACT_TABLES
 from services.reporting.application.rebuild import rebuild_from_topics
+from services.reporting.domain import ledger, metrics
+from services.reporting.domain.facts import InvoiceFact
 from services.reporting.projections.facts import project
 from tests.support.infra import KAFKA
 from tests.support.kafka import create_topic
@@ -354,3 +357,64 @@ async def test_batch_rebuild_from_the_topics_equals_the_incremental_read_model(r
         await admin.start()
         await admin.delete_topics([topic])
         await admin.close()
+
+
+def _random_movements_book(rng: random.Random):
+    """Invoices and every kind of movement as events, and as the domain sees them."""
+    day0 = date(2024, 1, 1)
+    events, invoices, movements = [], [], []
+    for n in range(30):
+        issue = day0 + timedelta(days=rng.randrange(0, 150))
+        due = issue + timedelta(days=rng.choice([0, 15, 30, 60]))
+        amount = Decimal(rng.randrange(1000, 500_000)).scaleb(-2)
+        customer = f"C{rng.randrange(5)}"
+        invoices.append(InvoiceFact(f"R{n}", customer, "USD", amount, issue, due, f"N-R{n}"))
+        events.append(invoice(f"R{n}", customer, str(amount), issue, due))
+    for n in range(60):
+        target = rng.choice(invoices)
+        on = target.issue_date + timedelta(days=rng.randrange(-10, 120))  # some before the issue date
+        amount = Decimal(rng.randrange(1, 100_000)).scaleb(-2)
+        kind = rng.choice(["credit", "cash", "unapplied", "adjustment", "write_off"])
+        if kind == "credit":
+            events.append(CreditMemoIssued(credit_memo_id=f"RC{n}", invoice_id=target.invoice_id, customer_id="x",
+                                           currency="USD", amount=str(amount), issue_date=on, reason="r"))
+        elif kind == "cash":
+            events.append(applied(f"RP{n}", target.invoice_id, "x", str(amount), on))
+        elif kind == "unapplied":
+            events.append(PaymentUnapplied(payment_id=f"RU{n}", application_id=f"RU{n}", invoice_id=target.invoice_id,
+                                           customer_id="x", amount=str(amount), currency="USD", unapplied_on=on,
+                                           reason="manual_reversal"))
+        elif kind == "adjustment":
+            events.append(SmallBalanceWrittenOff(adjustment_id=f"RA{n}", payment_id="p", invoice_id=target.invoice_id,
+                                                 customer_id="x", amount=str(amount), currency="USD", value_date=on))
+        else:
+            events.append(WriteOffApproved(write_off_id=f"RW{n}", invoice_id=target.invoice_id, customer_id="x",
+                                           amount=str(amount), currency="USD", reason="r", requested_by="a",
+                                           approved_by="b", approved_on=on))
+        movements.append(ledger.Movement(target.invoice_id, "cash" if kind == "unapplied" else kind,
+                                         -amount if kind == "unapplied" else amount, on))
+    rng.shuffle(events)
+    return events, invoices, movements
+
+
+async def test_sql_equals_the_domain_rules_with_every_movement_kind_on_a_random_book(reporting):
+    client, app = reporting
+    events, invoices, movements = _random_movements_book(random.Random(20241231))
+    await feed(app.state.runtime.engine, [received(e) for e in events])
+    for as_of in (date(2024, 1, 20), date(2024, 3, 31), date(2024, 5, 15), date(2024, 8, 31)):
+        expected = metrics.aging(ledger.open_items(invoices, movements, as_of), as_of)
+        want = {k: str(v.quantize(Decimal("0.01"))) for k, v in expected.buckets.items()}
+        got = await get(client, "/v1/reports/aging", as_of=as_of.isoformat(), currency="USD")
+        assert got["buckets"] == want and got["tie_out"]["ties_out"] is True, as_of
+        summary = await get(client, "/v1/reports/aging/summary", as_of=as_of.isoformat(), currency="USD")
+        assert summary["buckets"] == want, as_of
+    for start, end in ((date(2024, 2, 1), date(2024, 2, 29)), (date(2024, 1, 1), date(2024, 6, 30))):
+        rf = ledger.roll_forward(invoices, movements, start, end)
+        got = await get(client, "/v1/reports/roll-forward", currency="USD",
+                        **{"from": start.isoformat(), "to": end.isoformat()})
+        assert {k: Decimal(got[k]) for k in ledger.ROLL_FORWARD_LINES} == {
+            k: getattr(rf, k) for k in ledger.ROLL_FORWARD_LINES} and got["ties"] is True, (start, end)
+        kpis = await get(client, "/v1/reports/kpis", currency="USD",
+                         **{"from": start.isoformat(), "to": end.isoformat()})
+        assert Decimal(kpis["beginning_ar"]) == ledger.total_open(invoices, movements, start - timedelta(days=1))
+        assert Decimal(kpis["ending_ar"]) == rf.closing
