@@ -1,6 +1,7 @@
 """SQL for cash_application's read models: open items and payments."""
 from __future__ import annotations
 
+import json
 from datetime import date
 from decimal import Decimal
 from typing import Any, Sequence
@@ -414,3 +415,17 @@ async def receipts_for(conn: AsyncConnection, day: date, account: str | None, cu
              " AND (CAST(:a AS text) IS NULL OR l.account = :a) ORDER BY p.received_seq"),
         {"d": day, "a": account, "c": currency})
     return [dict(r) for r in rows.mappings()]
+
+
+async def list_imports(conn: AsyncConnection, *, before: str | None, limit: int) -> list[dict[str, Any]]:
+    """Finished imports, newest first; `before` is the cursor "<imported_at>|<import_id>". A file
+    whose statements had all come before answers that import and is not listed again."""
+    rows = await conn.execute(
+        text("SELECT import_id, imported_at, result FROM bank_imports WHERE result->>'import_id' = import_id"
+             " AND (CAST(:before AS text) IS NULL"
+             "      OR (imported_at, import_id) < (CAST(split_part(:before, '|', 1) AS timestamptz),"
+             "                                     split_part(:before, '|', 2)))"
+             " ORDER BY imported_at DESC, import_id DESC LIMIT :limit"),
+        {"before": before, "limit": limit})
+    return [{"import_id": r.import_id, "imported_at": r.imported_at,
+             "result": r.result if isinstance(r.result, dict) else json.loads(r.result)} for r in rows]

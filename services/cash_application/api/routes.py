@@ -135,6 +135,18 @@ async def import_bank_file(request: Request, key: str = Depends(idempotency_key_
     return JSONResponse(body, status_code=status, headers={"Idempotent-Replayed": "true"} if replayed else {})
 
 
+@router.get("/bank-files", tags=["bank files"])
+async def list_bank_files(request: Request, cursor: str | None = None,
+                          limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)) -> dict[str, Any]:
+    """Imports, newest first, each with its counts (the payments are on GET /v1/bank-files/{id})."""
+    after = decode_cursor(cursor)
+    async with get_runtime(request).engine.connect() as conn:
+        rows = await repo.list_imports(conn, before=str(after[0]) if after else None, limit=limit + 1)
+    items = [{**{k: v for k, v in (r["result"] or {}).items() if k not in ("payments", "replayed")},
+              "imported_at": r["imported_at"].isoformat(), "import_id": r["import_id"]} for r in rows]
+    return page(items, limit, lambda i: [i["imported_at"] + "|" + i["import_id"]])
+
+
 @router.get("/bank-files/{import_id}", tags=["bank files"])
 async def get_bank_file(import_id: str, request: Request) -> dict[str, Any]:
     async with get_runtime(request).engine.connect() as conn:

@@ -113,6 +113,10 @@ async def test_bai2_receipts_are_matched_explained_and_posted_once(cash):
     assert resent["replayed"] is True and resent["import_id"] == result["import_id"]
     assert await _event_types(app) == events
     assert await _event_types(app, "bank-import-%") == ["BankStatementImported"]
+    listed = (await client.get("/v1/bank-files", params={"limit": 1})).json()
+    assert [i["import_id"] for i in listed["data"]] == [result["import_id"]] and listed["next_cursor"] is None
+    assert listed["data"][0]["receipts"] == 3 and "payments" not in listed["data"][0]
+    assert (await client.get(f"/v1/bank-files/{result['import_id']}")).json()["payments"] == result["payments"]
 
 
 async def test_a_malformed_file_is_rejected_naming_the_line_and_posts_nothing(cash):
@@ -218,6 +222,11 @@ async def test_work_queue_apply_split_reapply_reverse_and_alias_learning(cash):
     assert result["payments"][0]["applications"] == [{"invoice_id": "inv-1001", "amount": "1000.00",
                                                       "rule": "amount_exact"}]
     assert result["payments"][0]["customer_rule"] == "payer_alias"
+    first_page = (await client.get("/v1/bank-files", params={"limit": 1})).json()
+    second_page = (await client.get("/v1/bank-files", params={"limit": 1, "cursor": first_page["next_cursor"]})).json()
+    assert [first_page["data"][0]["import_id"], second_page["data"][0]["import_id"]] == [
+        result["import_id"], (await client.get("/v1/bank-files")).json()["data"][1]["import_id"]]
+    assert second_page["next_cursor"] is None and second_page["data"][0]["file_format"] == "csv"
 
 
 async def _reasons(app, payment_id: str) -> list[str]:
