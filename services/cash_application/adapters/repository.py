@@ -417,6 +417,18 @@ async def receipts_for(conn: AsyncConnection, day: date, account: str | None, cu
     return [dict(r) for r in rows.mappings()]
 
 
+async def posted_line_keys(conn: AsyncConnection, references: Sequence[str]) -> set[tuple]:
+    """(account, bank reference, amount, direction, value date) of statement lines already
+    imported with one of these bank references."""
+    if not references:
+        return set()
+    rows = await conn.execute(
+        text("SELECT coalesce(account, '') AS account, bank_reference, amount, direction, value_date"
+             " FROM statement_lines WHERE bank_reference = ANY(CAST(:refs AS text[]))"),
+        {"refs": list(references)})
+    return {(r.account, r.bank_reference, Decimal(r.amount).normalize(), r.direction, r.value_date) for r in rows}
+
+
 async def list_imports(conn: AsyncConnection, *, before: str | None, limit: int) -> list[dict[str, Any]]:
     """Finished imports, newest first; `before` is the cursor "<imported_at>|<import_id>". A file
     whose statements had all come before answers that import and is not listed again."""

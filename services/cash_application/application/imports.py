@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -132,6 +132,7 @@ async def import_file(conn: AsyncConnection, cmd: ImportFile, parsed: ParsedFile
                            {"r": json.dumps(result, default=str), "i": import_id})
         return result
 
+    fresh, already = await _without_posted_lines(conn, fresh)
     matcher = await build_matcher(conn, policy_of(settings))
     receipts = [(statement, line) for statement in fresh for line in statement.lines if line.is_receipt]
     touched: set[str] = set()
@@ -200,11 +201,32 @@ async def import_file(conn: AsyncConnection, cmd: ImportFile, parsed: ParsedFile
     result = {
         "import_id": import_id, "file_format": parsed.file_format, "file_name": cmd.file_name,
         "statements": [_statement_out(s) for s in fresh], "duplicate_statements": duplicates,
+        "lines_already_imported": already,
         **counts, "payments": payments_out, "replayed": False,
     }
     await conn.execute(text("UPDATE bank_imports SET result = CAST(:r AS jsonb) WHERE import_id = :i"),
                        {"r": json.dumps(result, default=str), "i": import_id})
     return result
+
+
+async def _without_posted_lines(conn: AsyncConnection, statements: list[BankStatement]
+                                ) -> tuple[list[BankStatement], int]:
+    """Drop lines an earlier import already posted: same account, bank reference, amount,
+    direction and value date. Cumulative intraday reports and overlapping statements repeat
+    lines; the accounts are locked (advisory, in order) so two such imports cannot both post one."""
+    for account in sorted({s.account or "" for s in statements}):
+        await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"bank-account:{account}"})
+    references = sorted({line.bank_reference for s in statements for line in s.lines if line.bank_reference})
+    posted = await repo.posted_line_keys(conn, references)
+    kept: list[BankStatement] = []
+    skipped = 0
+    for statement in statements:
+        lines = tuple(line for line in statement.lines
+                      if (statement.account or "", line.bank_reference, line.amount, line.direction,
+                          line.value_date) not in posted)
+        skipped += len(statement.lines) - len(lines)
+        kept.append(replace(statement, lines=lines))
+    return kept, skipped
 
 
 async def _return_from_file(conn: AsyncConnection, line: BankLine, currency: str, meta: dict[str, Any]) -> str | None:

@@ -322,3 +322,30 @@ async def test_an_imports_bulk_projection_equals_the_rebuilt_read_model(cash):
     async with app.state.runtime.engine.begin() as conn:
         await payments_projection.rebuild(conn)
     assert await snapshot() == before
+
+
+async def test_a_receipt_and_its_return_in_one_file(cash):
+    client, _ = cash
+    text_ = bai2([("165", 25000, "B77", "INV-1002", ["OB:ACME CORPORATION"]),
+                  ("557", 25000, "R77", "B77", ["ACH RETURN R02 ACCOUNT CLOSED"])])
+    result = await _import(client, text_, "bai2")
+    assert (result["receipts"], result["returns"], result["returns_unmatched"]) == (1, 1, 0)
+    payment = (await client.get(f"/v1/payments/{result['payments'][0]['payment_id']}")).json()
+    assert (payment["status"], payment["return_reason_code"]) == ("returned", "R02")
+    assert await _balance(client, "inv-1002") == "250.00"
+
+
+async def test_cumulative_intraday_reports_post_each_line_once(cash):
+    """BAI2 interim reports (as-of modifier 3) are sent again with more lines as the day goes."""
+    client, _ = cash
+    morning = [("165", 25000, "B81", "INV-1002", ["OB:ACME CORPORATION"])]
+    first = await _import(client, bai2(morning, file_id="I1", modifier="3"), "bai2")
+    assert first["receipts"] == 1 and first["lines_already_imported"] == 0
+    later = morning + [("195", 50000, "B82", "WIRE", ["ORIG:GLOBEX INC OBI:INV-2001"]),
+                       ("555", 1234, "R78", "NOPE", [])]
+    second = await _import(client, bai2(later, file_id="I2", modifier="3"), "bai2")
+    assert (second["receipts"], second["lines_already_imported"], second["returns_unmatched"]) == (1, 1, 1)
+    assert second["payments"][0]["applications"][0]["invoice_id"] == "inv-2001"
+    assert await _balance(client, "inv-1002") == "0.00"
+    payments = (await client.get("/v1/payments")).json()["data"]
+    assert len(payments) == 2

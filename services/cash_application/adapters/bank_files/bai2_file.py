@@ -75,9 +75,12 @@ def parse(text: str, default_currency: str = "USD") -> ParsedFile:
                 bank_lines.append(_line(detail, detail_line, decimals, group.header.as_of_date))
             opening = _summary(account, "010", decimals) or _summary(account, "040", decimals)
             closing = _summary(account, "015", decimals) or _summary(account, "045", decimals)
+            modifier = getattr(group.header.as_of_date_modifier, "value", "") or ""
             statements.append(BankStatement(
                 file_format="bai2", account=account.header.customer_account_number,
-                statement_id=f"{group.header.as_of_date.isoformat()}/{getattr(group.header.as_of_date_modifier, 'value', '') or ''}",
+                # Interim reports (as-of modifiers 1 and 3) are cumulative and sent again with more
+                # lines: they have no statement identity; their lines are recognised one by one.
+                statement_id=None if modifier in ("1", "3") else f"{group.header.as_of_date.isoformat()}/{modifier}",
                 statement_date=group.header.as_of_date, currency=currency, lines=tuple(bank_lines),
                 opening_balance=opening, closing_balance=closing))
         where = f"line {lines_of['98'][group_no]}"
