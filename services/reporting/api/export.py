@@ -32,6 +32,9 @@ from shared.problems import ValidationFailed
 CSV_TYPE = "text/csv"
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 FORMATS = ("json", "csv", "xlsx")
+# For the OpenAPI document: every report also answers these with format=csv|xlsx.
+EXPORT_RESPONSES = {200: {"content": {CSV_TYPE: {"schema": {"type": "string"}},
+                                      XLSX_TYPE: {"schema": {"type": "string", "format": "binary"}}}}}
 _DECIMAL = re.compile(r"^-?\d+\.\d+$")
 _NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

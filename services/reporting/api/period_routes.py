@@ -16,7 +16,7 @@ from shared.service import get_runtime
 from services.reporting.adapters import analytics
 from services.reporting.adapters.repository import read_snapshot
 from services.reporting.api import period_schemas as ps
-from services.reporting.api.export import respond
+from services.reporting.api.export import EXPORT_RESPONSES, respond
 from services.reporting.application import period_reports as pr
 from services.reporting.application import reports
 from services.reporting.domain import ledger
@@ -39,7 +39,7 @@ def _engine(request: Request):
     return get_runtime(request).engine
 
 
-@router.get("/v1/reports/kpis", response_model=ps.KpisResponse)
+@router.get("/v1/reports/kpis", response_model=ps.KpisResponse, responses=EXPORT_RESPONSES)
 async def kpis(request: Request, start: date | None = _FROM, end: date | None = _TO, period: str | None = _PERIOD,
                currency: str | None = _CURRENCY, format: str | None = _FORMAT):
     first, last = pr.parse_period(period, start, end)
@@ -48,7 +48,7 @@ async def kpis(request: Request, start: date | None = _FROM, end: date | None = 
     return respond(request, ps.kpis_out(result), "kpis")
 
 
-@router.get("/v1/reports/kpis/trend", response_model=ps.KpiTrendResponse)
+@router.get("/v1/reports/kpis/trend", response_model=ps.KpiTrendResponse, responses=EXPORT_RESPONSES)
 async def kpi_trend(request: Request, start: date | None = _FROM, end: date | None = _TO,
                     period: str | None = _PERIOD,
                     interval: str = Query("month", pattern="^(month|quarter)$"),
@@ -61,7 +61,7 @@ async def kpi_trend(request: Request, start: date | None = _FROM, end: date | No
     return respond(request, body, "kpi-trend", table="periods")
 
 
-@router.get("/v1/reports/roll-forward", response_model=ps.RollForwardResponse)
+@router.get("/v1/reports/roll-forward", response_model=ps.RollForwardResponse, responses=EXPORT_RESPONSES)
 async def roll_forward(request: Request, start: date | None = _FROM, end: date | None = _TO,
                        period: str | None = _PERIOD, currency: str | None = _CURRENCY,
                        format: str | None = _FORMAT):
@@ -71,7 +71,7 @@ async def roll_forward(request: Request, start: date | None = _FROM, end: date |
     return respond(request, ps.roll_forward_out(result), "roll-forward")
 
 
-@router.get("/v1/reports/reconciliation", response_model=ps.ReconciliationResponse)
+@router.get("/v1/reports/reconciliation", response_model=ps.ReconciliationResponse, responses=EXPORT_RESPONSES)
 async def reconciliation(request: Request, start: date | None = _FROM, end: date | None = _TO,
                          period: str | None = _PERIOD, currency: str | None = _CURRENCY,
                          format: str | None = _FORMAT):
@@ -81,7 +81,7 @@ async def reconciliation(request: Request, start: date | None = _FROM, end: date
     return respond(request, ps.reconciliation_out(result), "reconciliation", table="lines")
 
 
-@router.get("/v1/reports/forecast", response_model=ps.ForecastResponse)
+@router.get("/v1/reports/forecast", response_model=ps.ForecastResponse, responses=EXPORT_RESPONSES)
 async def forecast(request: Request,
                    as_of: date | None = Query(None, description="Forecast from the day after; default today"),
                    currency: str | None = _CURRENCY, format: str | None = _FORMAT):
@@ -90,7 +90,7 @@ async def forecast(request: Request,
     return respond(request, ps.forecast_out(result), "forecast", table="weeks")
 
 
-@router.get("/v1/reports/allowance", response_model=ps.AllowanceResponse)
+@router.get("/v1/reports/allowance", response_model=ps.AllowanceResponse, responses=EXPORT_RESPONSES)
 async def allowance(request: Request, as_of: date | None = Query(None, description="Default today"),
                     basis: str = Query("due_date", pattern="^(due_date|invoice_date)$"),
                     buckets: str | None = Query(None, description="Bucket edges in days, default 30,60,90"),
@@ -106,7 +106,7 @@ async def allowance(request: Request, as_of: date | None = Query(None, descripti
     return respond(request, body, "allowance", table="lines")
 
 
-@router.get("/v1/reports/disputes", response_model=ps.DisputesResponse)
+@router.get("/v1/reports/disputes", response_model=ps.DisputesResponse, responses=EXPORT_RESPONSES)
 async def disputes(request: Request, start: date | None = _FROM, end: date | None = _TO,
                    period: str | None = _PERIOD, currency: str | None = _CURRENCY, format: str | None = _FORMAT):
     first, last = pr.parse_period(period, start, end)
@@ -115,7 +115,7 @@ async def disputes(request: Request, start: date | None = _FROM, end: date | Non
     return respond(request, ps.disputes_out(code, first, last, rows), "disputes", table="reasons")
 
 
-@router.get("/v1/reports/collectors", response_model=ps.CollectorsResponse)
+@router.get("/v1/reports/collectors", response_model=ps.CollectorsResponse, responses=EXPORT_RESPONSES)
 async def collectors(request: Request, start: date | None = _FROM, end: date | None = _TO,
                      period: str | None = _PERIOD, currency: str | None = _CURRENCY, format: str | None = _FORMAT):
     first, last = pr.parse_period(period, start, end)
@@ -124,7 +124,7 @@ async def collectors(request: Request, start: date | None = _FROM, end: date | N
     return respond(request, ps.collectors_out(code, first, last, lines), "collectors", table="collectors")
 
 
-@router.get("/v1/reports/recovery-cohorts", response_model=ps.CohortResponse)
+@router.get("/v1/reports/recovery-cohorts", response_model=ps.CohortResponse, responses=EXPORT_RESPONSES)
 async def recovery_cohorts(request: Request,
                            cohort: str = Query(..., pattern="^(past_due|escalated|written_off)$",
                                                description="past_due, escalated or written_off"),

@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse
 from shared.service import get_runtime
 from services.reporting.adapters.repository import book_currencies, read_snapshot
 from services.reporting.api import schemas
-from services.reporting.api.export import respond
+from services.reporting.api.export import EXPORT_RESPONSES, respond
 from services.reporting.api.period_routes import _FORMAT
 from services.reporting.application import reports
 
@@ -28,7 +28,7 @@ def _today(request: Request) -> date:
     return get_runtime(request).definition.state["clock"].today()
 
 
-@router.get("/aging", response_model=schemas.AgingResponse)
+@router.get("/aging", response_model=schemas.AgingResponse, responses=EXPORT_RESPONSES)
 async def aging(request: Request,
                 as_of: date | None = Query(None, description="Age as of the end of this day; default today"),
                 customer_id: str | None = Query(None, min_length=1, max_length=64,
@@ -53,7 +53,7 @@ async def aging(request: Request,
     return respond(request, body, "aging", table=table)
 
 
-@router.get("/aging/summary", response_model=schemas.AgingSummaryResponse)
+@router.get("/aging/summary", response_model=schemas.AgingSummaryResponse, responses=EXPORT_RESPONSES)
 async def aging_summary(request: Request,
                         as_of: date | None = Query(None, description="As of the end of this day; default today"),
                         currency: str | None = _CURRENCY,
@@ -66,7 +66,7 @@ async def aging_summary(request: Request,
     return respond(request, schemas.aging_summary_out(totals), "aging-summary")
 
 
-@router.get("/dso", response_model=schemas.DsoResponse)
+@router.get("/dso", response_model=schemas.DsoResponse, responses=EXPORT_RESPONSES)
 async def dso(request: Request, start: date = _FROM, end: date = _TO,
               currency: str | None = _CURRENCY, format: str | None = _FORMAT):
     async with read_snapshot(get_runtime(request).engine) as conn:
@@ -74,7 +74,7 @@ async def dso(request: Request, start: date = _FROM, end: date = _TO,
     return respond(request, schemas.dso_out(result), "dso")
 
 
-@router.get("/recovery-rate", response_model=schemas.RecoveryResponse)
+@router.get("/recovery-rate", response_model=schemas.RecoveryResponse, responses=EXPORT_RESPONSES)
 async def recovery_rate(request: Request, start: date = _FROM, end: date = _TO,
                         currency: str | None = _CURRENCY, format: str | None = _FORMAT):
     async with read_snapshot(get_runtime(request).engine) as conn:
@@ -82,7 +82,7 @@ async def recovery_rate(request: Request, start: date = _FROM, end: date = _TO,
     return respond(request, schemas.recovery_out(result), "recovery-rate")
 
 
-@router.get("/promises", response_model=schemas.PromisesResponse)
+@router.get("/promises", response_model=schemas.PromisesResponse, responses=EXPORT_RESPONSES)
 async def promises(request: Request, start: date = _FROM, end: date = _TO,
                    currency: str | None = _CURRENCY, format: str | None = _FORMAT):
     async with read_snapshot(get_runtime(request).engine) as conn:
@@ -90,7 +90,7 @@ async def promises(request: Request, start: date = _FROM, end: date = _TO,
     return respond(request, schemas.promises_out(result), "promises")
 
 
-@router.get("/summary", response_model=schemas.SummaryResponse)
+@router.get("/summary", response_model=schemas.SummaryResponse, responses=EXPORT_RESPONSES)
 async def summary(request: Request,
                   as_of: date | None = Query(None, description="As of the end of this day; default today"),
                   currency: str | None = _CURRENCY, format: str | None = _FORMAT):
