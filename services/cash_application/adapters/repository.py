@@ -308,6 +308,13 @@ async def find_returnable_payment(conn: AsyncConnection, *, reference: str | Non
         {"r": reference, "a": amount, "c": currency})).scalar()
 
 
+async def applied_invoice_ids(conn: AsyncConnection, payment_id: str) -> list[str]:
+    """The invoices a payment is applied to now (its reversed applications left out)."""
+    rows = await conn.execute(text("SELECT DISTINCT invoice_id FROM payment_applications WHERE payment_id = :p"
+                                   " AND reversed_on IS NULL"), {"p": payment_id})
+    return [r.invoice_id for r in rows]
+
+
 async def mark_returned(conn: AsyncConnection, payment_id: str, on: date, reason_code: str) -> None:
     await conn.execute(text("UPDATE payments SET returned_on = :d, return_reason_code = :r WHERE payment_id = :p"),
                        {"d": on, "r": reason_code, "p": payment_id})

@@ -138,6 +138,14 @@ async def import_file(conn: AsyncConnection, cmd: ImportFile, parsed: ParsedFile
     touched: set[str] = set()
     for statement, line in receipts:  # pass 1, on the snapshot: which invoices to lock
         touched.update(a.invoice_id for a in matcher.match(receipt_of(line, statement.currency)).allocations)
+    for statement in fresh:  # and the invoices of earlier receipts this file returns: one sorted lock
+        for line in statement.lines:
+            if line.is_return:
+                earlier = await repo.find_returnable_payment(
+                    conn, reference=line.returned_reference or line.bank_reference, amount=line.amount,
+                    currency=statement.currency)
+                if earlier:
+                    touched.update(await repo.applied_invoice_ids(conn, earlier))
     locked = await repo.lock_open_items_by_id(conn, sorted(touched))
     for invoice_id, invoice in list(matcher.invoices.items()):
         if invoice_id in locked:
@@ -237,6 +245,7 @@ async def _return_from_file(conn: AsyncConnection, line: BankLine, currency: str
     if payment_id is None:
         return None
     payment = await aggregate.load(conn, Payment, payment_id)
+    # Already locked with the file's other invoices (a receipt of this file: matched under them).
     await repo.lock_open_items_by_id(conn, sorted({a.invoice_id for a in payment.applications.values()}))
     try:
         payment.return_payment(line.return_code or "RETURN", f"returned on the bank statement ({line.position})",
