@@ -18,13 +18,17 @@ from sqlalchemy import text
 from reporting_book import applied, book, feed, get, invoice, received, reporting, rich_book  # noqa: F401
 from shared.consumer import ConsumerRunner
 from shared.contracts import CreditMemoIssued, PaymentUnapplied, SmallBalanceWrittenOff, WriteOffApproved
+from shared.db import apply_migrations, make_engine
 from shared.relay import make_producer
-from services.reporting.adapters.repository import FACT_TABLES
+from shared.service import Runtime
+from services.reporting.adapters.repository import FACT_TABLES, rebuild_deltas
 from services.reporting.application.rebuild import rebuild_from_topics
 from services.reporting.domain import ledger, metrics
 from services.reporting.domain.facts import InvoiceFact
+from services.reporting.main import definition
 from services.reporting.projections.facts import project
-from tests.support.infra import KAFKA
+from services.reporting.settings import ReportingSettings
+from tests.support.infra import KAFKA, fresh_database, sqlalchemy_url
 from tests.support.kafka import create_topic
 
 MARCH = {"from": "2024-03-01", "to": "2024-03-31"}
@@ -418,3 +422,33 @@ async def test_sql_equals_the_domain_rules_with_every_movement_kind_on_a_random_
                          **{"from": start.isoformat(), "to": end.isoformat()})
         assert Decimal(kpis["beginning_ar"]) == ledger.total_open(invoices, movements, start - timedelta(days=1))
         assert Decimal(kpis["ending_ar"]) == rf.closing
+
+
+async def test_the_snapshot_migration_backfills_facts_recorded_before_it():
+    """A database that has facts from 0001 gets its ar_deltas rows when 0002 applies: the same
+    rows the rebuild computes."""
+    async with fresh_database("backfill") as name:
+        runtime = Runtime(definition(ReportingSettings(database_url=sqlalchemy_url(name))))
+        migrations = runtime.migrations()
+        first = [m for m in migrations if not m[0].startswith("reporting/0002")]
+        engine = make_engine(sqlalchemy_url(name))
+        try:
+            await apply_migrations(engine, first)
+            async with engine.begin() as conn:
+                await conn.execute(text(
+                    "INSERT INTO invoices (invoice_id, invoice_number, customer_id, currency, amount, issue_date,"
+                    " due_date, event_id) VALUES ('X1', 'N1', 'C1', 'USD', 100, '2024-01-10', '2024-02-09', 'e1'),"
+                    " ('X2', 'N2', 'C1', 'USD', 50, '2024-01-20', '2024-02-19', 'e2')"))
+                await conn.execute(text(
+                    "INSERT INTO applications (event_id, payment_id, invoice_id, customer_id, currency, amount,"
+                    " value_date) VALUES ('e3', 'P1', 'X1', 'C1', 'USD', 30, '2024-01-05')"))
+            await apply_migrations(engine, migrations)
+            async with engine.begin() as conn:
+                migrated = [tuple(r) for r in await conn.execute(text("SELECT * FROM ar_deltas ORDER BY 1, 2, 3, 4"))]
+                await rebuild_deltas(conn)
+                rebuilt = [tuple(r) for r in await conn.execute(text("SELECT * FROM ar_deltas ORDER BY 1, 2, 3, 4"))]
+            assert migrated == rebuilt and len(migrated) == 2
+            assert sum(r[4] - r[5] for r in migrated) == Decimal("120.00")
+        finally:
+            await engine.dispose()
+            await runtime.dispose()

@@ -205,3 +205,14 @@ CREATE TABLE IF NOT EXISTS ar_deltas (
     moved numeric(24, 4) NOT NULL DEFAULT 0,
     PRIMARY KEY (currency, eff_date, due_date, issue_date)
 );
+
+-- Facts recorded before this migration: their snapshot rows, once (the table is new here).
+INSERT INTO ar_deltas (currency, eff_date, due_date, issue_date, invoiced, moved)
+SELECT currency, eff_date, due_date, issue_date, sum(invoiced), sum(moved) FROM (
+    SELECT currency, issue_date AS eff_date, due_date, issue_date, amount AS invoiced, 0 AS moved FROM invoices
+    UNION ALL
+    SELECT i.currency, greatest(m.on_date, i.issue_date), i.due_date, i.issue_date, 0, m.amount
+    FROM invoice_movements m JOIN invoices i USING (invoice_id)
+) r
+WHERE NOT EXISTS (SELECT 1 FROM ar_deltas)
+GROUP BY currency, eff_date, due_date, issue_date;
