@@ -9,6 +9,13 @@ the amount the customer says it pays on it. Applying a line against the invoice'
 A line naming no open item of the payment's customer and currency applies nothing. Whatever the
 remittance does not apply is recorded as unapplied cash, so applied + unapplied = the payment.
 
+A receipt from a bank file is received with the matching engine's proposal (receive_matched):
+applied only when it reached the confidence threshold and still fits the locked balances, with
+small differences written off and larger ones detected as short pays. Afterwards a person can
+apply or split what is unapplied (apply_manually) and reverse applications (reverse); a returned
+payment reverses all of them and is marked returned (return_payment). BankImport records the
+statements of an imported file.
+
 Rules are checked here; state changes only in the when_* methods. No I/O: the caller passes in
 the open items it locked, and those balances are what the decisions are based on.
 """
