@@ -17,6 +17,7 @@ from shared.contracts.cash_application import (
     PaymentReturned,
     PaymentUnapplied,
     ShortPayDetected,
+    SmallBalanceWriteOffReversed,
     SmallBalanceWrittenOff,
     UnappliedCashRecorded,
 )
@@ -49,7 +50,8 @@ __all__ = [
     "ContractRegistry", "EventContract", "UnknownEvent", "registry", "topic_for",
     "CustomerRegistered", "InvoiceIssued", "InvoiceLine", "CreditMemoIssued",
     "PaymentReceived", "PaymentApplied", "ShortPayDetected", "UnappliedCashRecorded",
-    "PaymentUnapplied", "PaymentReturned", "SmallBalanceWrittenOff", "BankStatementImported",
+    "PaymentUnapplied", "PaymentReturned", "SmallBalanceWrittenOff", "SmallBalanceWriteOffReversed",
+    "BankStatementImported",
     "DisputeOpened", "DeductionOpened", "DisputeResolved",
     "PromiseToPayMade", "PromiseKept", "PromiseBroken",
     "PaymentPlanAgreed", "Installment", "InstallmentPaid", "InstallmentMissed", "PaymentPlanCompleted",

@@ -115,6 +115,25 @@ class SmallBalanceWrittenOff(_CashApplication):
 
 
 @event
+class SmallBalanceWriteOffReversed(_CashApplication):
+    """A small-balance write-off undone because the application that justified it was reversed
+    (the payment was returned, or a person reversed or re-applied it): the invoice's open balance
+    grows by `amount` again. Same adjustment_id as the SmallBalanceWrittenOff it reverses."""
+
+    event_type: ClassVar[str] = "SmallBalanceWriteOffReversed"
+    money_fields: ClassVar[tuple[str, ...]] = ("amount",)
+
+    adjustment_id: str
+    payment_id: str
+    invoice_id: str
+    customer_id: str
+    amount: Amount
+    currency: CurrencyCode
+    reversed_on: date
+    reason: str  # manual_reversal | reapplied | payment_returned
+
+
+@event
 class BankStatementImported(_CashApplication):
     """A bank or remittance file was imported (all of it: imports are atomic)."""
 

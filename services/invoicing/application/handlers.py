@@ -18,6 +18,7 @@ from shared.contracts import (
     DisputeResolved,
     PaymentApplied,
     PaymentUnapplied,
+    SmallBalanceWriteOffReversed,
     SmallBalanceWrittenOff,
     UnknownEvent,
     WriteOffApproved,
@@ -148,6 +149,10 @@ async def on_external_event(conn: AsyncConnection, event: ReceivedEvent) -> None
         await repo.record_settlement(conn, entry_id=contract.adjustment_id, invoice_id=contract.invoice_id,
                                      kind="adjustment", payment_id=contract.payment_id, amount=contract.amount,
                                      value_date=contract.value_date)
+    elif isinstance(contract, SmallBalanceWriteOffReversed):
+        await repo.record_settlement(conn, entry_id=f"{contract.adjustment_id}:reversed", invoice_id=contract.invoice_id,
+                                     kind="adjustment", payment_id=contract.payment_id, amount=-contract.amount,
+                                     value_date=contract.reversed_on)
     elif isinstance(contract, WriteOffApproved):
         await repo.record_settlement(conn, entry_id=contract.write_off_id, invoice_id=contract.invoice_id,
                                      kind="write_off", payment_id=None, amount=contract.amount,

@@ -16,6 +16,7 @@ from shared.contracts import (
     DisputeResolved,
     PaymentApplied,
     PaymentUnapplied,
+    SmallBalanceWriteOffReversed,
     SmallBalanceWrittenOff,
     WriteOffApproved,
 )
@@ -212,6 +213,16 @@ async def test_reversals_adjustments_and_write_offs_settle_the_invoice_once_each
     got = await invoice()
     assert (got["paid_amount"], got["adjusted_amount"], got["open_balance"], got["status"]) == \
         ("990.00", "10.00", "0.00", "closed")
+    # The payment comes back: its application and the write-off it justified are both undone.
+    await deliver(PaymentUnapplied(**common, application_id="app-2", amount="990.00", unapplied_on="2024-02-20",
+                                   reason="payment_returned"),
+                  SmallBalanceWriteOffReversed(**common, adjustment_id="adj-1", amount="10.00",
+                                               reversed_on="2024-02-20", reason="payment_returned"))
+    got = await invoice()
+    assert (got["paid_amount"], got["adjusted_amount"], got["open_balance"], got["status"]) == \
+        ("0.00", "0.00", "1000.00", "open")
+    await deliver(reapplied, small)  # redelivered late: already counted, changes nothing
+    assert (await invoice())["open_balance"] == "1000.00"
 
     inv2 = (await client.post("/v1/invoices", headers=idem(), json={
         "customer_id": cid, "issue_date": "2024-01-11",
@@ -227,9 +238,9 @@ async def test_reversals_adjustments_and_write_offs_settle_the_invoice_once_each
                                json={"amount": "0.01", "issue_date": "2024-07-01", "reason": "late credit"})
     assert credit.status_code == 422 and credit.json()["errors"][0]["field"] == "amount"
     exposure = (await client.get(f"/v1/customers/{cid}")).json()
-    assert (exposure["open_balance"], exposure["available_credit"]) == ("0.00", "50000.00")
+    assert (exposure["open_balance"], exposure["available_credit"]) == ("1000.00", "49000.00")
     listed = (await client.get("/v1/invoices", params={"customer_id": cid, "status": "open"})).json()
-    assert listed["data"] == []
+    assert [i["invoice_id"] for i in listed["data"]] == [iid]
 
 
 async def test_credit_holds_follow_the_latest_business_date(invoicing):

@@ -3,6 +3,7 @@
 --   payment      PaymentApplied       (+amount, entry_id = application_id)
 --   payment      PaymentUnapplied     (-amount, entry_id = application_id || ':reversed')
 --   adjustment   SmallBalanceWrittenOff (+amount, entry_id = adjustment_id)
+--   adjustment   SmallBalanceWriteOffReversed (-amount, entry_id = adjustment_id || ':reversed')
 --   write_off    WriteOffApproved     (+amount, entry_id = write_off_id)
 CREATE TABLE IF NOT EXISTS invoice_settlements (
     entry_id text PRIMARY KEY,
