@@ -163,7 +163,7 @@ async def list_aliases(conn: AsyncConnection) -> list[dict[str, Any]]:
 
 _INSERT_WRITE_OFF_SQL = (
     "INSERT INTO open_item_write_offs (write_off_id, invoice_id, customer_id, currency, amount, source,"
-    " payment_id, reason_code, recorded_on) VALUES (:w, :i, :c, :cur, :a, :s, :p, :r, :d)"
+    " payment_id, reason_code, recorded_on, application_id) VALUES (:w, :i, :c, :cur, :a, :s, :p, :r, :d, :app)"
     " ON CONFLICT (write_off_id) DO NOTHING")
 # `written_off_amount + excluded` runs on the latest row version under its lock.
 _ADD_WRITTEN_OFF = text(
@@ -173,9 +173,11 @@ _ADD_WRITTEN_OFF = text(
 
 
 def write_off_row(*, write_off_id: str, invoice_id: str, customer_id: str, currency: str, amount: Decimal,
-                  source: str, payment_id: str | None, reason_code: str | None, recorded_on: date) -> dict[str, Any]:
+                  source: str, payment_id: str | None, reason_code: str | None, recorded_on: date,
+                  application_id: str | None = None) -> dict[str, Any]:
+    """application_id: the payment's application a small-balance write-off belongs to."""
     return {"w": write_off_id, "i": invoice_id, "c": customer_id, "cur": currency, "a": amount, "s": source,
-            "p": payment_id, "r": reason_code, "d": recorded_on}
+            "p": payment_id, "r": reason_code, "d": recorded_on, "app": application_id}
 
 
 async def record_write_off(conn: AsyncConnection, **fields: Any) -> bool:
@@ -188,6 +190,23 @@ async def record_write_off(conn: AsyncConnection, **fields: Any) -> bool:
     if row["p"]:
         await conn.execute(text("UPDATE payments SET written_off_amount = written_off_amount + :a WHERE payment_id = :p"),
                            {"a": row["a"], "p": row["p"]})
+    return True
+
+
+async def reverse_write_off(conn: AsyncConnection, *, write_off_id: str, on: date, reason: str) -> bool:
+    """Mark the write-off reversed (once) and give its amount back to the invoice's open balance
+    and take it off the payment's written-off total. Returns False when already reversed."""
+    row = (await conn.execute(
+        text("UPDATE open_item_write_offs SET reversed_on = :d, reversal_reason = :r"
+             " WHERE write_off_id = :w AND reversed_on IS NULL RETURNING invoice_id, payment_id, amount"),
+        {"d": on, "r": reason, "w": write_off_id})).first()
+    if row is None:
+        return False
+    await conn.execute(text("UPDATE open_items SET written_off_amount = written_off_amount - :a WHERE invoice_id = :i"),
+                       {"a": row.amount, "i": row.invoice_id})
+    if row.payment_id:
+        await conn.execute(text("UPDATE payments SET written_off_amount = written_off_amount - :a"
+                                " WHERE payment_id = :p"), {"a": row.amount, "p": row.payment_id})
     return True
 
 
@@ -363,7 +382,7 @@ async def get_payment(conn: AsyncConnection, payment_id: str) -> dict[str, Any] 
     if row is None:
         return None
     payment = dict(row)
-    (payment["applications"],), (payment["short_pays"],) = await _details(conn, [payment_id])
+    (payment["applications"],), (payment["short_pays"],), (payment["write_offs"],) = await _details(conn, [payment_id])
     return payment
 
 
@@ -378,28 +397,32 @@ async def list_payments(conn: AsyncConnection, *, customer_id: str | None, unapp
     )
     payments = [dict(r) for r in rows.mappings()]
     if payments:
-        applications, short_pays = await _details(conn, [p["payment_id"] for p in payments])
-        for payment, apps, shorts in zip(payments, applications, short_pays):
-            payment["applications"], payment["short_pays"] = apps, shorts
+        applications, short_pays, write_offs = await _details(conn, [p["payment_id"] for p in payments])
+        for payment, apps, shorts, offs in zip(payments, applications, short_pays, write_offs):
+            payment["applications"], payment["short_pays"], payment["write_offs"] = apps, shorts, offs
     return payments
 
 
-async def _details(conn: AsyncConnection, payment_ids: list[str]) -> tuple[list[list[dict]], list[list[dict]]]:
-    """Applications and short pays of each payment, in the order they were decided."""
+async def _details(conn: AsyncConnection, payment_ids: list[str]
+                   ) -> tuple[list[list[dict]], list[list[dict]], list[list[dict]]]:
+    """Applications, short pays and small-balance write-offs of each payment, in the order they
+    were decided."""
     params = {"ids": payment_ids}
-    apps = await conn.execute(
-        text("SELECT * FROM payment_applications WHERE payment_id = ANY(CAST(:ids AS text[]))"
-             " ORDER BY payment_id, stream_version"), params)
-    shorts = await conn.execute(
-        text("SELECT * FROM short_pays WHERE payment_id = ANY(CAST(:ids AS text[]))"
-             " ORDER BY payment_id, stream_version"), params)
-    by_payment_apps: dict[str, list[dict]] = {p: [] for p in payment_ids}
-    by_payment_shorts: dict[str, list[dict]] = {p: [] for p in payment_ids}
-    for r in apps.mappings():
-        by_payment_apps[r["payment_id"]].append(dict(r))
-    for r in shorts.mappings():
-        by_payment_shorts[r["payment_id"]].append(dict(r))
-    return [by_payment_apps[p] for p in payment_ids], [by_payment_shorts[p] for p in payment_ids]
+    queries = (
+        "SELECT * FROM payment_applications WHERE payment_id = ANY(CAST(:ids AS text[]))"
+        " ORDER BY payment_id, stream_version",
+        "SELECT * FROM short_pays WHERE payment_id = ANY(CAST(:ids AS text[])) ORDER BY payment_id, stream_version",
+        "SELECT * FROM open_item_write_offs WHERE payment_id = ANY(CAST(:ids AS text[]))"
+        " AND source = 'small_balance' ORDER BY payment_id, write_off_id",
+    )
+    out: list[list[list[dict]]] = []
+    for query in queries:
+        by_payment: dict[str, list[dict]] = {p: [] for p in payment_ids}
+        for r in (await conn.execute(text(query), params)).mappings():
+            by_payment[r["payment_id"]].append(dict(r))
+        out.append([by_payment[p] for p in payment_ids])
+    applications, short_pays, write_offs = out
+    return applications, short_pays, write_offs
 
 
 # ---------------------------------------------------------------- reconciliation

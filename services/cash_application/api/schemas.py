@@ -109,6 +109,7 @@ def open_item_out(row: dict[str, Any]) -> dict[str, Any]:
         "total_amount": money(row["total_amount"], currency),
         "credited_amount": money(row["credited_amount"], currency),
         "applied_amount": money(row["applied_amount"], currency),
+        "written_off_amount": money(row["written_off_amount"], currency),
         "open_balance": money(open_balance, currency),
         "status": "open" if open_balance > 0 else "closed",
     }
@@ -147,6 +148,13 @@ def payment_out(row: dict[str, Any]) -> dict[str, Any]:
             for s in row["short_pays"]
         ],
         "written_off_amount": money(row.get("written_off_amount") or 0, currency),
+        "write_offs": [
+            {"adjustment_id": w["write_off_id"], "application_id": w["application_id"],
+             "invoice_id": w["invoice_id"], "amount": money(w["amount"], currency), "reason_code": w["reason_code"],
+             "reversed_on": w["reversed_on"].isoformat() if w["reversed_on"] else None,
+             "reversal_reason": w["reversal_reason"]}
+            for w in row.get("write_offs", [])
+        ],
         "returned_on": row["returned_on"].isoformat() if row.get("returned_on") else None,
         "return_reason_code": row.get("return_reason_code"),
         "source": None if not row.get("import_id") else {

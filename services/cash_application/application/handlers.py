@@ -97,10 +97,11 @@ async def apply_cash(conn: AsyncConnection, cmd: ApplyCash, meta: dict[str, Any]
     locked = await repo.lock_open_items_by_id(conn, sorted(invoice_ids))
     try:
         if cmd.reapply:
-            for reversed_application in payment.reverse(None, "reapplied", cmd.on, at):
-                item = locked.get(reversed_application.invoice_id)
+            # The reversed applications (and the write-offs they justified) give their invoices back.
+            for invoice_id, reopened in payment.reverse(None, "reapplied", cmd.on, at).items():
+                item = locked.get(invoice_id)
                 if item is not None:
-                    locked[item.invoice_id] = replace(item, open_balance=item.open_balance + reversed_application.amount)
+                    locked[invoice_id] = replace(item, open_balance=item.open_balance + reopened)
         payment.apply_manually(cmd.applications, locked, cmd.on, at)
     except CashApplicationRuleViolation as exc:
         raise Unprocessable(str(exc), field=exc.field) from exc

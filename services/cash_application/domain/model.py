@@ -13,8 +13,10 @@ A receipt from a bank file is received with the matching engine's proposal (rece
 applied only when it reached the confidence threshold and still fits the locked balances, with
 small differences written off and larger ones detected as short pays. Afterwards a person can
 apply or split what is unapplied (apply_manually) and reverse applications (reverse); a returned
-payment reverses all of them and is marked returned (return_payment). BankImport records the
-statements of an imported file.
+payment reverses all of them and is marked returned (return_payment). A small-balance write-off
+belongs to the application that justified it (the one just applied to its invoice): reversing
+that application, whatever the reason, reverses the write-off right after it, so the invoice
+reopens in full. BankImport records the statements of an imported file.
 
 Rules are checked here; state changes only in the when_* methods. No I/O: the caller passes in
 the open items it locked, and those balances are what the decisions are based on.
@@ -28,7 +30,7 @@ from typing import Iterable, Sequence
 
 from shared.aggregate import Aggregate
 from shared.contracts import (BankStatementImported, PaymentApplied, PaymentReceived, PaymentReturned, PaymentUnapplied, ShortPayDetected,
-                              SmallBalanceWrittenOff, UnappliedCashRecorded)
+                              SmallBalanceWriteOffReversed, SmallBalanceWrittenOff, UnappliedCashRecorded)
 from shared.money import ZERO, MoneyError, exact_amount, quantize, to_str, validate_currency
 from services.cash_application.domain.matching import MatchResult
 
@@ -142,6 +144,17 @@ class Application:
 
 
 @dataclass(frozen=True)
+class WriteOff:
+    """A small-balance write-off in force, and the application that justified it."""
+
+    adjustment_id: str
+    application_id: str
+    invoice_id: str
+    customer_id: str
+    amount: Decimal
+
+
+@dataclass(frozen=True)
 class ManualApplication:
     invoice_id: str
     amount: Decimal
@@ -163,7 +176,8 @@ class Payment(Aggregate):
         self.short_pays: dict[str, ShortPayDetected] = {}
         self.unapplied_reasons: list[str] = []
         self.returned = False
-        self.written_off: dict[str, Decimal] = {}
+        self.write_offs: dict[str, WriteOff] = {}  # in force, by the application_id that justified them
+        self._latest_application: dict[str, str] = {}  # invoice_id -> the application last made on it
 
     @property
     def applied_amount(self) -> Decimal:
@@ -180,6 +194,10 @@ class Payment(Aggregate):
     @property
     def unapplied_amount(self) -> Decimal:
         return self.amount - self.applied_amount
+
+    @property
+    def written_off_amount(self) -> Decimal:
+        return sum((w.amount for w in self.write_offs.values()), ZERO)
 
     def receive(self, *, customer_id: str, amount: Decimal, currency: str, value_date: date, method: str,
                 reference: str | None, remittance: Sequence[RemittanceLine], open_items: Iterable[OpenItem],
@@ -284,8 +302,11 @@ class Payment(Aggregate):
                 locked[item.invoice_id] = replace(item, open_balance=item.open_balance - allocation.applied
                                                   - allocation.write_off)
                 if allocation.write_off > 0:
+                    # Named after the application it belongs to: unique even if this payment is
+                    # reversed and applied to the invoice again. The first application's id is
+                    # "<payment>:<invoice>", so the ids written before this rule read the same.
                     self.trigger(SmallBalanceWrittenOff(
-                        adjustment_id=f"{self.id}:{item.invoice_id}:wo", payment_id=self.id,
+                        adjustment_id=f"{self._latest_application[item.invoice_id]}:wo", payment_id=self.id,
                         invoice_id=item.invoice_id, customer_id=item.customer_id, amount=allocation.write_off,
                         currency=currency, value_date=value_date, reason_code=allocation.reason_code), at)
                 if allocation.short_pay > 0:
@@ -337,8 +358,11 @@ class Payment(Aggregate):
                 value_date=self.value_date or on,
                 application_id=self._application_id(item.invoice_id), rule="manual", confidence=Decimal("1")), at)
 
-    def reverse(self, application_ids: Sequence[str] | None, reason: str, on: date, at: datetime) -> list[Application]:
-        """Reverse applications (all when none named): each invoice's open balance grows back."""
+    def reverse(self, application_ids: Sequence[str] | None, reason: str, on: date,
+                at: datetime) -> dict[str, Decimal]:
+        """Reverse applications (all when none named), each followed by the reversal of the
+        small-balance write-off it justified, if any. Returns how much each invoice's open balance
+        grows back (the applied amounts and the write-offs)."""
         self._must_be_live()
         if application_ids:
             unknown = [a for a in application_ids if a not in self.applications]
@@ -348,12 +372,22 @@ class Payment(Aggregate):
             chosen = [self.applications[a] for a in application_ids]
         else:
             chosen = list(self.applications.values())
+        reopened: dict[str, Decimal] = {}
         for application in chosen:
             self.trigger(PaymentUnapplied(payment_id=self.id, application_id=application.application_id,
                                           invoice_id=application.invoice_id, customer_id=application.customer_id,
                                           amount=application.amount, currency=self.currency, unapplied_on=on,
                                           reason=reason), at)
-        return chosen
+            grows_back = application.amount
+            write_off = self.write_offs.get(application.application_id)
+            if write_off is not None:
+                self.trigger(SmallBalanceWriteOffReversed(
+                    adjustment_id=write_off.adjustment_id, payment_id=self.id, invoice_id=write_off.invoice_id,
+                    customer_id=write_off.customer_id, amount=write_off.amount, currency=self.currency,
+                    reversed_on=on, reason=reason), at)
+                grows_back += write_off.amount
+            reopened[application.invoice_id] = reopened.get(application.invoice_id, ZERO) + grows_back
+        return reopened
 
     def return_payment(self, reason_code: str, reason: str | None, on: date, at: datetime) -> None:
         """The bank took the money back: every application is reversed, then PaymentReturned."""
@@ -391,6 +425,7 @@ class Payment(Aggregate):
         self.applications[e.application_id] = Application(e.application_id, e.invoice_id, e.customer_id, e.amount,
                                                           e.rule)
         self.used_application_ids.add(e.application_id)
+        self._latest_application[e.invoice_id] = e.application_id
 
     def when_PaymentUnapplied(self, e: PaymentUnapplied) -> None:
         self.applications.pop(e.application_id, None)
@@ -399,7 +434,15 @@ class Payment(Aggregate):
         self.returned = True
 
     def when_SmallBalanceWrittenOff(self, e: SmallBalanceWrittenOff) -> None:
-        self.written_off[e.invoice_id] = self.written_off.get(e.invoice_id, ZERO) + e.amount
+        # Emitted right after the application it closes the invoice for: the latest one on it.
+        application_id = self._latest_application[e.invoice_id]
+        self.write_offs[application_id] = WriteOff(e.adjustment_id, application_id, e.invoice_id, e.customer_id,
+                                                   e.amount)
+
+    def when_SmallBalanceWriteOffReversed(self, e: SmallBalanceWriteOffReversed) -> None:
+        for application_id, write_off in list(self.write_offs.items()):
+            if write_off.adjustment_id == e.adjustment_id:
+                del self.write_offs[application_id]
 
     def when_ShortPayDetected(self, e: ShortPayDetected) -> None:
         self.short_pays[e.invoice_id] = e

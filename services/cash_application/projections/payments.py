@@ -1,5 +1,5 @@
-"""The payments read model (payments, applications, short pays) and the open items' applied
-amounts, projected from the payment streams.
+"""The payments read model (payments, applications, short pays, small-balance write-offs) and the
+open items' applied and written-off amounts, projected from the payment streams.
 
 The command that appends a payment's events projects them in the same transaction, so the read
 model is never behind its own writes and an open item's applied_amount moves under the same row
@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.contracts import (PaymentApplied, PaymentReceived, PaymentReturned, PaymentUnapplied, ShortPayDetected,
-                              SmallBalanceWrittenOff, UnappliedCashRecorded, registry)
+                              SmallBalanceWriteOffReversed, SmallBalanceWrittenOff, UnappliedCashRecorded, registry)
 from shared import eventstore
 from shared.eventstore import StoredEvent
 from services.cash_application.adapters import repository as repo
@@ -38,7 +38,10 @@ def appended(loaded_at: int, new_events: Sequence[eventstore.NewEvent]) -> list[
 
 
 async def project(conn: AsyncConnection, events: Iterable[StoredEvent | Appended]) -> None:
+    """Project a payment's events in stream order. A SmallBalanceWrittenOff is appended together
+    with (right after) the application it belongs to, so that application is in the same batch."""
     versions: dict[str, int] = {}  # the payment's version is written once, after its events
+    latest_application: dict[tuple[str, str], str] = {}  # (payment, invoice) -> application just made
     for stored in events:
         e = registry.parse(stored.event_type, stored.schema_version, stored.payload)
         if isinstance(e, PaymentReceived):
@@ -53,6 +56,7 @@ async def project(conn: AsyncConnection, events: Iterable[StoredEvent | Appended
                                              rule=e.rule, confidence=e.confidence, stream_version=stored.version,
                                              application_id=e.application_id):
                 await repo.add_applied_to_open_item(conn, e.invoice_id, e.amount)
+            latest_application[(e.payment_id, e.invoice_id)] = e.application_id
         elif isinstance(e, PaymentUnapplied):
             await repo.reverse_application(conn, payment_id=e.payment_id, application_id=e.application_id,
                                            amount=e.amount, invoice_id=e.invoice_id, on=e.unapplied_on,
@@ -63,7 +67,10 @@ async def project(conn: AsyncConnection, events: Iterable[StoredEvent | Appended
             await repo.record_write_off(conn, write_off_id=e.adjustment_id, invoice_id=e.invoice_id,
                                         customer_id=e.customer_id, currency=e.currency, amount=e.amount,
                                         source="small_balance", payment_id=e.payment_id,
-                                        reason_code=e.reason_code, recorded_on=e.value_date)
+                                        reason_code=e.reason_code, recorded_on=e.value_date,
+                                        application_id=latest_application.get((e.payment_id, e.invoice_id)))
+        elif isinstance(e, SmallBalanceWriteOffReversed):
+            await repo.reverse_write_off(conn, write_off_id=e.adjustment_id, on=e.reversed_on, reason=e.reason)
         elif isinstance(e, ShortPayDetected):
             await repo.insert_short_pay(conn, event_id=stored.event_id, payment_id=e.payment_id,
                                         invoice_id=e.invoice_id, customer_id=e.customer_id, currency=e.currency,
@@ -93,6 +100,7 @@ async def project_new_payments(conn: AsyncConnection, streams: Sequence[Sequence
     written_off_by_invoice: dict[str, tuple[str, str, Any]] = {}
     for events in streams:
         row: dict[str, Any] | None = None
+        latest_application: dict[str, str] = {}  # invoice -> the application just made on it
         for version, new in enumerate(events, start=1):
             e = registry.parse(new.event_type, new.schema_version, new.payload)
             if isinstance(e, PaymentReceived) and version == 1:
@@ -109,12 +117,14 @@ async def project_new_payments(conn: AsyncConnection, streams: Sequence[Sequence
                     customer_id=e.customer_id, currency=e.currency, amount=e.amount, value_date=e.value_date,
                     rule=e.rule, confidence=e.confidence, stream_version=version, application_id=e.application_id))
                 row["applied"] += e.amount
+                latest_application[e.invoice_id] = e.application_id
                 applied_by_invoice[e.invoice_id] = applied_by_invoice.get(e.invoice_id, 0) + e.amount
             elif isinstance(e, SmallBalanceWrittenOff):
                 write_offs.append(repo.write_off_row(
                     write_off_id=e.adjustment_id, invoice_id=e.invoice_id, customer_id=e.customer_id,
                     currency=e.currency, amount=e.amount, source="small_balance", payment_id=e.payment_id,
-                    reason_code=e.reason_code, recorded_on=e.value_date))
+                    reason_code=e.reason_code, recorded_on=e.value_date,
+                    application_id=latest_application.get(e.invoice_id)))
                 row["written_off"] += e.amount
                 previous = written_off_by_invoice.get(e.invoice_id, (e.customer_id, e.currency, 0))
                 written_off_by_invoice[e.invoice_id] = (e.customer_id, e.currency, previous[2] + e.amount)
@@ -153,7 +163,7 @@ async def rebuild(conn: AsyncConnection) -> int:
     # Collections' write-offs stay (they come from its events, not from the payment streams).
     await conn.execute(text(
         "UPDATE open_items o SET written_off_amount = coalesce((SELECT sum(w.amount) FROM open_item_write_offs w"
-        " WHERE w.invoice_id = o.invoice_id), 0) WHERE written_off_amount <> 0"))
+        " WHERE w.invoice_id = o.invoice_id AND w.reversed_on IS NULL), 0) WHERE written_off_amount <> 0"))
     streams = (await conn.execute(
         text("SELECT stream_id FROM events WHERE stream_type = :t GROUP BY stream_id ORDER BY min(global_position)"),
         {"t": Payment.stream_type},

@@ -306,22 +306,28 @@ async def test_an_imports_bulk_projection_equals_the_rebuilt_read_model(cash):
     await _import(client, csv, "csv")  # write-off within tolerance
     await _import(client, (FIXTURES / "camt054_v06.xml").read_bytes(), "camt.054")  # a return
 
-    async def snapshot():
-        async with app.state.runtime.engine.connect() as conn:
-            out = {}
-            for table, order in (("payments", "payment_id"), ("payment_applications", "event_id"),
-                                 ("short_pays", "event_id"), ("open_items", "invoice_id"),
-                                 ("open_item_write_offs", "write_off_id")):
-                rows = await conn.execute(text(f"SELECT * FROM {table} ORDER BY {order}"))
-                out[table] = [{k: v for k, v in r.items() if k not in ("received_seq", "recorded_at")}
-                              for r in rows.mappings()]
-            return out
-
-    before = await snapshot()
+    before = await _read_models(app)
     assert len(before["open_item_write_offs"]) == 1 and len(before["short_pays"]) == 1
+    await _rebuild(app)
+    assert await _read_models(app) == before
+
+
+async def _read_models(app) -> dict[str, list[dict]]:
+    """Every row of the read models the payment streams feed (identity and wall-clock columns aside)."""
+    async with app.state.runtime.engine.connect() as conn:
+        out = {}
+        for table, order in (("payments", "payment_id"), ("payment_applications", "event_id"),
+                             ("short_pays", "event_id"), ("open_items", "invoice_id"),
+                             ("open_item_write_offs", "write_off_id")):
+            rows = await conn.execute(text(f"SELECT * FROM {table} ORDER BY {order}"))
+            out[table] = [{k: v for k, v in r.items() if k not in ("received_seq", "recorded_at")}
+                          for r in rows.mappings()]
+        return out
+
+
+async def _rebuild(app) -> None:
     async with app.state.runtime.engine.begin() as conn:
         await payments_projection.rebuild(conn)
-    assert await snapshot() == before
 
 
 async def test_a_receipt_and_its_return_in_one_file(cash):
@@ -349,3 +355,89 @@ async def test_cumulative_intraday_reports_post_each_line_once(cash):
     assert await _balance(client, "inv-1002") == "0.00"
     payments = (await client.get("/v1/payments")).json()["data"]
     assert len(payments) == 2
+
+
+async def _written_off_receipt(client) -> dict:
+    """997.00 against INV-1001 (1,000.00): 3.00 is within tolerance and written off."""
+    csv = "receipt_id,value_date,amount,currency,payer_name,invoice_reference\nW-1,2024-03-20,997.00,USD,Acme Corp,1001\n"
+    payment_id = (await _import(client, csv, "csv"))["payments"][0]["payment_id"]
+    payment = (await client.get(f"/v1/payments/{payment_id}")).json()
+    [application] = payment["applications"]
+    assert payment["write_offs"] == [{
+        "adjustment_id": f"{application['application_id']}:wo", "application_id": application["application_id"],
+        "invoice_id": "inv-1001", "amount": "3.00", "reason_code": None, "reversed_on": None, "reversal_reason": None}]
+    item = (await client.get("/v1/open-items/inv-1001")).json()
+    assert (item["applied_amount"], item["written_off_amount"], item["open_balance"]) == ("997.00", "3.00", "0.00")
+    return payment
+
+
+async def _write_off_events(app, payment_id: str) -> list[tuple[str, str | None, str | None]]:
+    async with app.state.runtime.engine.connect() as conn:
+        rows = await conn.execute(text(
+            "SELECT event_type, payload->>'adjustment_id' AS adjustment_id, payload->>'reason' AS reason FROM events"
+            " WHERE stream_id = :s ORDER BY version"), {"s": f"payment-{payment_id}"})
+        return [(r.event_type, r.adjustment_id, r.reason) for r in rows]
+
+
+@pytest.mark.parametrize("undo", ["return", "reversal"])
+async def test_undoing_a_written_off_application_reopens_the_full_invoice(cash, undo):
+    client, app = cash
+    payment = await _written_off_receipt(client)
+    payment_id, adjustment_id = payment["payment_id"], payment["write_offs"][0]["adjustment_id"]
+    if undo == "return":
+        r = await client.post(f"/v1/payments/{payment_id}/return", headers=idem(),
+                              json={"reason_code": "R01", "returned_on": "2024-03-25"})
+        reason = "payment_returned"
+    else:
+        r = await client.post(f"/v1/payments/{payment_id}/reversals", headers=idem(),
+                              json={"reversed_on": "2024-03-25"})
+        reason = "manual_reversal"
+    assert r.status_code == 201, r.text
+    assert (r.json()["written_off_amount"], r.json()["applied_amount"]) == ("0.00", "0.00")
+    assert r.json()["write_offs"][0]["reversed_on"] == "2024-03-25"
+    assert r.json()["write_offs"][0]["reversal_reason"] == reason
+    item = (await client.get("/v1/open-items/inv-1001")).json()
+    assert (item["applied_amount"], item["written_off_amount"], item["open_balance"], item["status"]) == (
+        "0.00", "0.00", "1000.00", "open")
+    events = await _write_off_events(app, payment_id)
+    unapplied = events.index(("PaymentUnapplied", None, reason))
+    assert events[unapplied + 1] == ("SmallBalanceWriteOffReversed", adjustment_id, reason)
+    assert [e[0] for e in events].count("SmallBalanceWriteOffReversed") == 1
+
+    before = await _read_models(app)
+    await _rebuild(app)
+    assert await _read_models(app) == before
+
+
+async def test_reapplying_a_written_off_payment_reverses_the_write_off_first(cash):
+    client, app = cash
+    payment = await _written_off_receipt(client)
+    payment_id = payment["payment_id"]
+    # The balance the person applies against includes the write-off given back: 1,000.00.
+    r = await client.post(f"/v1/payments/{payment_id}/reapplication", headers=idem(),
+                          json={"applications": [{"invoice_id": "inv-1001", "amount": "997.00"}],
+                                "applied_on": "2024-03-26"})
+    assert r.status_code == 201, r.text
+    assert r.json()["written_off_amount"] == "0.00"
+    assert r.json()["write_offs"][0]["reversal_reason"] == "reapplied"
+    assert await _balance(client, "inv-1001") == "3.00"
+    assert [e for e in await _write_off_events(app, payment_id) if e[0] != "PaymentApplied"][-2:] == [
+        ("PaymentUnapplied", None, "reapplied"),
+        ("SmallBalanceWriteOffReversed", payment["write_offs"][0]["adjustment_id"], "reapplied")]
+    before = await _read_models(app)
+    await _rebuild(app)
+    assert await _read_models(app) == before
+
+
+async def test_a_written_off_receipt_returned_in_the_same_file(cash):
+    client, _ = cash
+    # 248.00 against INV-1002 (250.00): 2.00 written off; the bank returns the receipt the same day.
+    text_ = bai2([("165", 24800, "B78", "INV-1002", ["OB:ACME CORPORATION"]),
+                  ("557", 24800, "R78", "B78", ["ACH RETURN R01 INSUFFICIENT FUNDS"])])
+    result = await _import(client, text_, "bai2")
+    assert (result["receipts"], result["returns"]) == (1, 1)
+    payment = (await client.get(f"/v1/payments/{result['payments'][0]['payment_id']}")).json()
+    assert (payment["status"], payment["written_off_amount"]) == ("returned", "0.00")
+    assert [(w["amount"], w["reversal_reason"]) for w in payment["write_offs"]] == [("2.00", "payment_returned")]
+    item = (await client.get("/v1/open-items/inv-1002")).json()
+    assert (item["written_off_amount"], item["open_balance"]) == ("0.00", "250.00")

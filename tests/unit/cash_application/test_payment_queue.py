@@ -120,3 +120,59 @@ def test_reverse_then_reapply_gets_a_new_application_id_and_return_reverses_all(
 def test_a_proposal_exceeding_the_payment_is_not_applied():
     payment = _received("50.00", _result(_alloc("a", "60.00", "60.00")), {"a": _item("a", "60.00")})
     assert payment.applied_amount == 0 and payment.pending[-1][0].reason == "the proposed applications exceed the payment"
+
+
+def _with_write_off() -> tuple[Payment, dict[str, OpenItem]]:
+    """A receipt of 347.00: 97.00 closes a (3.00 written off), 250.00 pays b in full."""
+    locked = {"a": _item("a", "100.00"), "b": _item("b", "250.00")}
+    payment = _received("347.00", _result(_alloc("a", "97.00", "100.00", write_off="3.00"),
+                                          _alloc("b", "250.00", "250.00")), locked)
+    return payment, locked
+
+
+def test_a_write_off_is_named_after_its_application_and_reversed_right_after_it():
+    payment, _ = _with_write_off()
+    written_off = next(e for e, _ in payment.pending if e.event_type == "SmallBalanceWrittenOff")
+    assert written_off.adjustment_id == "p-1:a:wo"  # "<application id>:wo"; the first application is "p-1:a"
+    assert set(payment.write_offs) == {"p-1:a"} and payment.written_off_amount == D("3.00")
+    already = len(payment.pending)
+
+    # Reversing b (no write-off) reverses nothing else; reversing a reverses its write-off right after it.
+    assert payment.reverse(["p-1:b"], "manual_reversal", DAY, AT) == {"b": D("250.00")}
+    assert payment.reverse(["p-1:a"], "manual_reversal", DAY, AT) == {"a": D("100.00")}
+    new = [e for e, _ in payment.pending[already:]]
+    assert [e.event_type for e in new] == ["PaymentUnapplied", "PaymentUnapplied", "SmallBalanceWriteOffReversed"]
+    reversed_ = new[2]
+    assert (reversed_.adjustment_id, reversed_.payment_id, reversed_.invoice_id, reversed_.customer_id,
+            reversed_.amount, reversed_.currency, reversed_.reversed_on, reversed_.reason) == (
+        "p-1:a:wo", "p-1", "a", "ACME", D("3.00"), "USD", DAY, "manual_reversal")
+    assert payment.write_offs == {} and payment.written_off_amount == 0
+
+    # Applied again by hand to a, then reversed: no write-off is left to reverse a second time.
+    payment.apply_manually([ManualApplication("a", D("100.00"))], {"a": _item("a", "100.00")}, DAY, AT)
+    (again,) = payment.applications
+    assert again != "p-1:a"  # so a write-off it justified would be named differently ("p-1:a:2:wo")
+    payment.reverse(None, "reapplied", DAY, AT)
+    assert [e.event_type for e, _ in payment.pending][-1] == "PaymentUnapplied"
+
+
+def test_a_returned_payment_reverses_its_write_offs_with_its_applications():
+    payment, _ = _with_write_off()
+    payment.return_payment("R01", "NSF", DAY, AT)
+    tail = [(e.event_type, getattr(e, "invoice_id", None), getattr(e, "reason", None))
+            for e, _ in payment.pending][-4:]
+    assert tail == [("PaymentUnapplied", "a", "payment_returned"), ("SmallBalanceWriteOffReversed", "a", "payment_returned"),
+                    ("PaymentUnapplied", "b", "payment_returned"), ("PaymentReturned", None, "NSF")]
+
+
+def test_write_offs_in_force_are_rebuilt_from_the_stream():
+    payment, _ = _with_write_off()
+    replayed = Payment("p-1")
+    for e, _ in payment.pending:
+        replayed.apply(e)
+    assert replayed.write_offs == payment.write_offs and replayed.written_off_amount == D("3.00")
+    payment.reverse(["p-1:a"], "manual_reversal", DAY, AT)
+    replayed = Payment("p-1")
+    for e, _ in payment.pending:
+        replayed.apply(e)
+    assert replayed.write_offs == {} and set(replayed.applications) == {"p-1:b"}
