@@ -21,6 +21,7 @@ from shared.contracts import (
     InvoiceIssued,
     PaymentApplied,
     PaymentUnapplied,
+    SmallBalanceWriteOffReversed,
     SmallBalanceWrittenOff,
     UnknownEvent,
     registry,
@@ -179,7 +180,7 @@ async def on_external_event(conn: AsyncConnection, event: ReceivedEvent) -> None
             await keep_promises_paid_by(conn, contract.invoice_id,
                                         event.causation_metadata("collections:promise-rule"))
             await note_late_settlements(conn, contract.invoice_id)
-    elif isinstance(contract, (PaymentUnapplied, SmallBalanceWrittenOff)):
+    elif isinstance(contract, (PaymentUnapplied, SmallBalanceWrittenOff, SmallBalanceWriteOffReversed)):
         await receivables.on_balance_adjusted(conn, event.event_id, contract)
     elif isinstance(contract, (DisputeOpened, DeductionOpened, DisputeResolved)):
         await receivables.on_dispute(conn, contract)

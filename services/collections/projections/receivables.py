@@ -12,6 +12,7 @@ from shared.contracts import (
     InvoiceIssued,
     PaymentApplied,
     PaymentUnapplied,
+    SmallBalanceWriteOffReversed,
     SmallBalanceWrittenOff,
 )
 from services.collections.adapters import accounts
@@ -41,13 +42,19 @@ async def on_customer_registered(conn: AsyncConnection, e: CustomerRegistered) -
                                      credit_limit=e.credit_limit, registered_on=e.registered_on)
 
 
-async def on_balance_adjusted(conn: AsyncConnection, event_id: str, e: PaymentUnapplied | SmallBalanceWrittenOff) -> None:
-    """An unapplied payment reopens what it had paid; a small-balance write-off closes the rest.
+async def on_balance_adjusted(conn: AsyncConnection, event_id: str,
+                              e: PaymentUnapplied | SmallBalanceWrittenOff | SmallBalanceWriteOffReversed) -> None:
+    """An unapplied payment reopens what it had paid; a small-balance write-off closes the rest,
+    and its reversal (the application that justified it was undone) reopens that rest again.
     A PaymentReturned changes no balance by itself: cash_application unapplies the payment's
-    applications, and those PaymentUnapplied events reopen the invoices."""
+    applications (and reverses their write-offs), and those events reopen the invoices."""
     if isinstance(e, PaymentUnapplied):
         await accounts.add_adjustment(conn, key=event_id, invoice_id=e.invoice_id, kind="payment_unapplied",
                                       amount=e.amount, effective_on=e.unapplied_on)
+    elif isinstance(e, SmallBalanceWriteOffReversed):
+        await accounts.add_adjustment(conn, key=event_id, invoice_id=e.invoice_id,
+                                      kind="small_balance_write_off_reversed", amount=e.amount,
+                                      effective_on=e.reversed_on)
     else:
         await accounts.add_adjustment(conn, key=event_id, invoice_id=e.invoice_id, kind="small_balance_write_off",
                                       amount=-e.amount, effective_on=e.value_date)

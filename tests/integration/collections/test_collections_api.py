@@ -21,7 +21,8 @@ from services.collections.main import definition
 from services.collections.settings import CollectionsSettings
 from shared.clock import FixedClock
 from shared.consumer import ReceivedEvent
-from shared.contracts import CreditMemoIssued, InvoiceIssued, InvoiceLine, PaymentApplied
+from shared.contracts import (CreditMemoIssued, InvoiceIssued, InvoiceLine, PaymentApplied, PaymentUnapplied,
+                              SmallBalanceWriteOffReversed, SmallBalanceWrittenOff)
 from shared.service import build_app
 from tests.support.infra import fresh_database, idem, service_client, sqlalchemy_url
 
@@ -321,3 +322,27 @@ async def test_cli_evaluates_promises_as_of_a_date_on_a_fresh_database():
 
         future = await asyncio.to_thread(_run_cli, database, "--as-of", "2999-01-01")
         assert future.returncode == 2 and json.loads(future.stderr)["errors"][0]["field"] == "as_of"
+
+
+async def test_a_reversed_small_balance_write_off_reopens_the_invoice_from_its_day(collections):
+    client, app = collections
+    await _invoice(app, "inv-1", "1000.00")
+    applied = _payment("inv-1", "997.00", "2024-03-20", payment_id="pay-wo")
+    common = {"payment_id": "pay-wo", "invoice_id": "inv-1", "customer_id": "cus-1", "currency": "USD"}
+    await _deliver(app, applied)
+    await _deliver(app, SmallBalanceWrittenOff(**common, adjustment_id="adj-1", amount="3.00", value_date="2024-03-20"))
+
+    async def balance(as_of: str) -> str | None:
+        account = (await client.get("/v1/customers/cus-1", params={"as_of": as_of})).json()
+        return next((i["open_balance"] for i in account["open_invoices"] if i["invoice_id"] == "inv-1"), None)
+
+    assert await balance("2024-03-21") is None  # closed: paid and written off
+    # The payment is returned: its application and the write-off it justified are both undone.
+    await _deliver(app, PaymentUnapplied(**common, application_id=applied.application_id, amount="997.00",
+                                         unapplied_on="2024-03-25", reason="payment_returned"))
+    reversed_ = SmallBalanceWriteOffReversed(**common, adjustment_id="adj-1", amount="3.00", reversed_on="2024-03-25",
+                                             reason="payment_returned")
+    await _deliver(app, reversed_, event_id="evt-wo-reversed")
+    await _deliver(app, reversed_, event_id="evt-wo-reversed")  # redelivered: counted once
+    assert await balance("2024-03-25") == "1000.00"
+    assert await balance("2024-03-24") is None  # as of before the reversal, it was still closed
