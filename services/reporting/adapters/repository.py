@@ -170,17 +170,44 @@ async def open_items(conn: AsyncConnection, currency: str | None, as_of: date,
         text(
             f"SELECT {_OPEN_ITEM_COLUMNS} FROM invoices i {movements}"
             f" WHERE {_scope(currency, customer_id)} AND i.amount - coalesce(m.moved, 0) <> 0"
-            " ORDER BY i.invoice_id"
         ),
         {"cur": currency, "d": as_of, "cust": customer_id},
     )
+    # Positional unpacking: this runs once per open invoice of the book (asyncpg already
+    # returns numeric columns as Decimal).
     return [
-        OpenItem(invoice_id=r.invoice_id, customer_id=r.customer_id, currency=r.currency, amount=Decimal(r.amount),
-                 issue_date=r.issue_date, due_date=r.due_date, credited=Decimal(r.credited),
-                 applied=Decimal(r.applied), invoice_number=r.invoice_number, adjusted=Decimal(r.adjusted),
-                 written_off=Decimal(r.written_off))
-        for r in rows
+        OpenItem(invoice_id, customer, cur, amount, issued, due, credited, applied, number, adjusted, written_off)
+        for invoice_id, number, customer, cur, amount, issued, due, credited, applied, adjusted, written_off
+        in rows
     ]
+
+
+_BALANCES = (
+    "SELECT i.invoice_id, i.customer_id, i.due_date, i.amount - coalesce(m.moved, 0) AS balance FROM invoices i"
+    " LEFT JOIN (SELECT invoice_id, sum(amount) AS moved FROM invoice_movements WHERE on_date <= :d"
+    "            GROUP BY invoice_id) m USING (invoice_id)"
+    " WHERE i.currency = :cur AND i.issue_date <= :d"
+)
+
+
+async def open_counts(conn: AsyncConnection, currency: str, as_of: date) -> tuple[int, int]:
+    """(invoices with a balance other than zero on as_of, customers with such an invoice), in SQL."""
+    row = (await conn.execute(text(
+        f"SELECT count(*) AS invoices, count(DISTINCT customer_id) AS customers FROM ({_BALANCES}) b"
+        " WHERE balance <> 0"), {"cur": currency, "d": as_of})).one()
+    return int(row.invoices), int(row.customers)
+
+
+async def top_overdue(conn: AsyncConnection, currency: str, as_of: date, limit: int) -> list[Any]:
+    """Customers by open balance past due on as_of (due_date < as_of), largest first, in SQL:
+    past due, more than 90 days past due, total open, open invoices."""
+    return list(await conn.execute(text(
+        f"SELECT b.customer_id, c.name, sum(balance) FILTER (WHERE due_date < :d) AS past_due,"
+        " coalesce(sum(balance) FILTER (WHERE CAST(:d AS date) - due_date > 90), 0) AS over_90,"
+        " sum(balance) AS total, count(*) AS invoices"
+        f" FROM ({_BALANCES}) b LEFT JOIN customers c USING (customer_id) WHERE balance <> 0"
+        " GROUP BY b.customer_id, c.name HAVING sum(balance) FILTER (WHERE due_date < :d) > 0"
+        " ORDER BY past_due DESC, b.customer_id LIMIT :n"), {"cur": currency, "d": as_of, "n": limit}))
 
 
 async def ledger_totals(conn: AsyncConnection, currency: str | None, as_of: date,

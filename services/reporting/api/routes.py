@@ -11,6 +11,7 @@ from fastapi.responses import FileResponse
 
 from shared.service import get_runtime
 from services.reporting.adapters.repository import book_currencies, read_snapshot
+from services.reporting.adapters.repository import top_overdue as top_overdue_rows
 from services.reporting.api import schemas
 from services.reporting.api.export import EXPORT_RESPONSES, respond
 from services.reporting.api.period_routes import _FORMAT
@@ -64,6 +65,22 @@ async def aging_summary(request: Request,
     async with read_snapshot(get_runtime(request).engine) as conn:
         totals = await reports.aging_totals(conn, as_of or _today(request), currency, spec)
     return respond(request, schemas.aging_summary_out(totals), "aging-summary")
+
+
+@router.get("/aging/top-overdue", response_model=schemas.TopOverdueResponse, responses=EXPORT_RESPONSES)
+async def top_overdue(request: Request,
+                      as_of: date | None = Query(None, description="As of the end of this day; default today"),
+                      currency: str | None = _CURRENCY, limit: int = Query(10, ge=1, le=500),
+                      format: str | None = _FORMAT):
+    day = as_of or _today(request)
+    async with read_snapshot(get_runtime(request).engine) as conn:
+        code = await reports.resolve_currency(conn, currency)
+        rows = await top_overdue_rows(conn, code, day, limit)
+    body = schemas.TopOverdueResponse(as_of=day, currency=code, customers=[schemas.OverdueCustomer(
+        customer_id=r.customer_id, customer_name=r.name, past_due=schemas.money(r.past_due, code),
+        over_90=schemas.money(r.over_90, code), total=schemas.money(r.total, code), open_invoices=r.invoices)
+        for r in rows])
+    return respond(request, body, "top-overdue", table="customers")
 
 
 @router.get("/dso", response_model=schemas.DsoResponse, responses=EXPORT_RESPONSES)

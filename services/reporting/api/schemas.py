@@ -104,6 +104,21 @@ class AgingResponse(_Out):
     by_currency: list[AgingCurrency] | None = Field(description="Native totals and rates, when converted")
 
 
+class OverdueCustomer(_Out):
+    customer_id: str
+    customer_name: str | None
+    past_due: MoneyString = Field(description="Open balance of invoices past due on as_of")
+    over_90: MoneyString = Field(description="Open balance more than 90 days past due")
+    total: MoneyString = Field(description="All open balance")
+    open_invoices: int
+
+
+class TopOverdueResponse(_Out):
+    as_of: date
+    currency: str
+    customers: list[OverdueCustomer] = Field(description="Largest past due first (ties by customer_id)")
+
+
 class AgingSummaryResponse(_Out):
     as_of: date
     currency: str
@@ -258,12 +273,12 @@ def summary_out(s: Summary) -> SummaryResponse:
 
     return SummaryResponse(
         as_of=s.as_of, currency=cur,
-        total_open_balance=money(aging.total_open_balance, cur),
+        total_open_balance=money(aging.total, cur),
         current=money(current, cur),
         past_due=money(aging.total - current, cur),
         buckets=_buckets(aging.buckets, cur),
-        open_invoice_count=len(aging.items),
-        customers_with_open_balance=len(aging.customers),
+        open_invoice_count=s.open_invoices,
+        customers_with_open_balance=s.customers_with_open_balance,
         unapplied_cash=money(s.unapplied_cash, cur),
         open_disputes=pair(s.open_disputes["dispute"]),
         open_deductions=pair(s.open_disputes["deduction"]),

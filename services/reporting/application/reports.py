@@ -245,7 +245,9 @@ async def promises_report(conn: AsyncConnection, start: date, end: date, currenc
 class Summary:
     currency: str
     as_of: date
-    aging: Aging
+    aging: AgingTotals  # the book's buckets, from the snapshot
+    open_invoices: int
+    customers_with_open_balance: int
     unapplied_cash: Decimal
     open_disputes: dict[str, tuple[int, Decimal]]
     open_promises: metrics.PromiseTally
@@ -254,7 +256,8 @@ class Summary:
 
 async def summary(conn: AsyncConnection, as_of: date, currency: str | None) -> Summary:
     code = await resolve_currency(conn, currency)
-    aging = metrics.aging(await repo.open_items(conn, code, as_of), as_of)
+    aging = await aging_totals(conn, as_of, code)
+    invoices, customers = await repo.open_counts(conn, code, as_of)
     cash = await repo.cash_totals(conn, code, as_of)
     promises = metrics.promise_report(await repo.promises(conn, code, as_of),
                                       await repo.promise_outcomes(conn, code, as_of), as_of, as_of)
@@ -262,6 +265,8 @@ async def summary(conn: AsyncConnection, as_of: date, currency: str | None) -> S
         currency=code,
         as_of=as_of,
         aging=aging,
+        open_invoices=invoices,
+        customers_with_open_balance=customers,
         unapplied_cash=metrics.unapplied_cash(cash["received"], cash["applied"]),
         open_disputes=await repo.open_disputes(conn, code, as_of),
         open_promises=promises.open,

@@ -105,12 +105,12 @@ async function render() {
     const currency = $("currency").value;
     const base = { currency };
     const ends = monthEnds(asOf, 6);
-    const [summary, month, trend, forecast, aging, ...history] = await Promise.all([
+    const [summary, month, trend, forecast, overdue, ...history] = await Promise.all([
       api("summary", { ...base, as_of: asOf }),
       api("kpis", { ...base, from: monthStart(asOf), to: asOf }),
       api("kpis/trend", { ...base, from: monthStart(ends[0]), to: asOf }),
       api("forecast", { ...base, as_of: asOf }),
-      api("aging", { ...base, as_of: asOf }),
+      api("aging/top-overdue", { ...base, as_of: asOf, limit: 10 }),
       ...ends.map((d) => api("aging/summary", { ...base, as_of: d })),
     ]);
     document.querySelector("[data-testid=as-of]").textContent = `${asOf} (${currency})`;
@@ -142,14 +142,11 @@ async function render() {
     set("forecast-total", forecast.total);
     set("forecast-beyond", forecast.beyond);
 
-    const current = labels[0];
-    const overdue = aging.customers.map((c) => ({ ...c, pastDue: pastDue(c, current) }))
-      .filter((c) => c.pastDue !== "0").sort((a, b) => Number(b.pastDue) - Number(a.pastDue)).slice(0, 10);
     const body = document.querySelector("[data-testid=top-overdue] tbody");
-    body.replaceChildren(...overdue.map((c) => {
+    body.replaceChildren(...overdue.customers.map((c) => {
       const tr = document.createElement("tr");
       tr.setAttribute("data-testid", `overdue-${c.customer_id}`);
-      for (const text of [c.customer_name || c.customer_id, c.pastDue, c.buckets[labels[labels.length - 1]], c.total]) {
+      for (const text of [c.customer_name || c.customer_id, c.past_due, c.over_90, c.total]) {
         const td = document.createElement("td");
         td.textContent = text;
         tr.appendChild(td);
@@ -161,20 +158,6 @@ async function render() {
     status.className = "error";
     status.textContent = String(error.message || error);
   }
-}
-
-function pastDue(customer, currentLabel) {
-  // total - current, in exact decimal arithmetic on the strings (scaled integers)
-  const scale = (s) => { const [i, f = ""] = s.split("."); return [BigInt(i + f), f.length]; };
-  const [t, dt] = scale(customer.total);
-  const [c, dc] = scale(customer.buckets[currentLabel]);
-  const digits = Math.max(dt, dc);
-  const diff = t * 10n ** BigInt(digits - dt) - c * 10n ** BigInt(digits - dc);
-  if (digits === 0) return diff.toString();
-  const negative = diff < 0n;
-  const s = (negative ? -diff : diff).toString().padStart(digits + 1, "0");
-  const out = `${s.slice(0, -digits)}.${s.slice(-digits)}`;
-  return diff === 0n ? "0" : (negative ? "-" : "") + out;
 }
 
 async function start() {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Callable, Iterable
@@ -108,11 +109,11 @@ class BucketSpec:
         if self.basis not in (DUE, INVOICE):
             raise ValueError(f"basis must be {DUE} or {INVOICE}")
 
-    @property
+    @cached_property
     def bounds(self) -> tuple[int, ...]:
         return ((0,) + self.edges) if self.basis == DUE else self.edges
 
-    @property
+    @cached_property
     def labels(self) -> tuple[str, ...]:
         bounds = self.bounds
         first = CURRENT if self.basis == DUE else f"0-{bounds[0]}"
@@ -123,10 +124,11 @@ class BucketSpec:
         return days_past_due(item.due_date if self.basis == DUE else item.issue_date, as_of)
 
     def bucket(self, days: int) -> str:
-        for label, bound in zip(self.labels, self.bounds):
+        labels = self.labels
+        for index, bound in enumerate(self.bounds):
             if days <= bound:
-                return label
-        return self.labels[-1]
+                return labels[index]
+        return labels[-1]
 
     def empty(self) -> dict[str, Decimal]:
         return {name: ZERO for name in self.labels}
@@ -180,18 +182,28 @@ def aging(items: Iterable[OpenItem], as_of: date, spec: BucketSpec = DEFAULT_BUC
     """Age the items open on as_of: only invoices issued on or before as_of whose open balance
     is not zero (a credit balance, below zero, is aged like any other)."""
     aged = []
+    balances = []
     for item in items:
-        if item.issue_date <= as_of and item.open_balance != 0:
+        balance = item.open_balance
+        if item.issue_date <= as_of and balance != 0:
             days = spec.age(item, as_of)
             aged.append(AgedItem(item, days_past_due(item.due_date, as_of), spec.bucket(days), days))
-    aged.sort(key=lambda a: (a.item.customer_id, a.item.due_date, a.item.invoice_id))
+            balances.append(balance)
+    order = sorted(range(len(aged)), key=lambda n: (aged[n].item.customer_id, aged[n].item.due_date,
+                                                    aged[n].item.invoice_id))
+    aged = [aged[n] for n in order]
+    balances = [balances[n] for n in order]
     totals = spec.empty()
     by_customer: dict[str, dict[str, Decimal]] = {}
     counts: dict[str, int] = defaultdict(int)
-    for a in aged:
-        totals[a.bucket] += a.item.open_balance
-        by_customer.setdefault(a.item.customer_id, spec.empty())[a.bucket] += a.item.open_balance
-        counts[a.item.customer_id] += 1
+    for a, balance in zip(aged, balances):
+        customer = a.item.customer_id
+        totals[a.bucket] += balance
+        buckets = by_customer.get(customer)
+        if buckets is None:
+            buckets = by_customer[customer] = spec.empty()
+        buckets[a.bucket] += balance
+        counts[customer] += 1
     customers = [
         CustomerAging(customer_id=cid, buckets=b, total=sum(b.values(), ZERO), invoice_count=counts[cid])
         for cid, b in sorted(by_customer.items())
@@ -200,7 +212,7 @@ def aging(items: Iterable[OpenItem], as_of: date, spec: BucketSpec = DEFAULT_BUC
         as_of=as_of,
         buckets=totals,
         total=sum(totals.values(), ZERO),
-        total_open_balance=sum((a.item.open_balance for a in aged), ZERO),
+        total_open_balance=sum(balances, ZERO),
         customers=customers,
         items=aged,
         spec=spec,

@@ -80,6 +80,11 @@ async def test_aging_with_every_movement_groups_bases_buckets_and_fx(reporting):
             full = await get(client, "/v1/reports/aging", as_of=day, currency="USD", **params)
             summary = await get(client, "/v1/reports/aging/summary", as_of=day, currency="USD", **params)
             assert (summary["buckets"], summary["total"]) == (full["buckets"], full["total"]), (day, params)
+    top = await get(client, "/v1/reports/aging/top-overdue", as_of="2024-03-31", currency="USD")
+    assert top["customers"] == [{"customer_id": "C1", "customer_name": None, "past_due": "600.00",
+                                 "over_90": "0.00", "total": "600.00", "open_invoices": 1}]  # C2's D is current
+    top = await get(client, "/v1/reports/aging/top-overdue", as_of="2024-06-30", currency="USD", limit=1)
+    assert [(c["customer_id"], c["past_due"], c["over_90"]) for c in top["customers"]] == [("C1", "600.00", "600.00")]
     bad = await client.get("/v1/reports/aging", params={"currency": "USD", "buckets": "60,30"})
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "buckets"
 
