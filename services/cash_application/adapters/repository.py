@@ -9,7 +9,7 @@ from typing import Any, Sequence
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.cash_application.domain.model import OpenItem
+from services.cash_application.domain.model import UNIDENTIFIED_CUSTOMER, OpenItem
 
 # ---------------------------------------------------------------- open items
 
@@ -292,8 +292,8 @@ async def insert_application(conn: AsyncConnection, *, event_id: Any, payment_id
     # An unidentified receipt takes its customer from the first invoice a person applies it to.
     await conn.execute(
         text("UPDATE payments SET applied_amount = applied_amount + :a,"
-             " customer_id = CASE WHEN customer_id = '' THEN :c ELSE customer_id END WHERE payment_id = :p"),
-        {"a": amount, "p": payment_id, "c": customer_id},
+             " customer_id = CASE WHEN customer_id = :unidentified THEN :c ELSE customer_id END WHERE payment_id = :p"),
+        {"a": amount, "p": payment_id, "c": customer_id, "unidentified": UNIDENTIFIED_CUSTOMER},
     )
     return True
 

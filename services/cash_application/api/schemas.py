@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.money import Amount, CurrencyCode, MoneyError, exact_amount, money_str, to_str
 from shared.problems import ValidationFailed
-from services.cash_application.domain.model import PAYMENT_METHODS
+from services.cash_application.domain.model import PAYMENT_METHODS, UNIDENTIFIED_CUSTOMER
 
 PaymentMethod = Literal["ach", "wire", "check", "card", "cash", "other"]
 assert set(get_args(PaymentMethod)) == set(PAYMENT_METHODS)  # the API offers exactly the domain's methods
@@ -125,6 +125,7 @@ def payment_out(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "payment_id": row["payment_id"],
         "customer_id": row["customer_id"],
+        "customer_identified": row["customer_id"] != UNIDENTIFIED_CUSTOMER,
         "amount": money(row["amount"], currency),
         "currency": currency,
         "value_date": row["value_date"].isoformat(),

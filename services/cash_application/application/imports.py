@@ -28,7 +28,7 @@ from services.cash_application.adapters import repository as repo
 from services.cash_application.adapters.bank_files import FORMATS, parse_file
 from services.cash_application.application.posting import project_saved
 from services.cash_application.domain.matching import Matcher, MatchingPolicy, MatchResult, OpenInvoice, Receipt
-from services.cash_application.domain.model import BankImport, CashApplicationRuleViolation, Payment
+from services.cash_application.domain.model import UNIDENTIFIED_CUSTOMER, BankImport, CashApplicationRuleViolation, Payment
 from services.cash_application.domain.receipts import BankLine, BankStatement, FileRejected, ParsedFile
 from services.cash_application.projections import payments as payments_projection
 from services.cash_application.settings import CashApplicationSettings
@@ -162,7 +162,7 @@ async def import_file(conn: AsyncConnection, cmd: ImportFile, parsed: ParsedFile
         auto = bool(result.allocations) and result.confidence >= threshold
         payment = Payment(f"{import_id}.{n}")
         try:
-            payment.receive_matched(customer_id=result.customer_id or "", amount=line.amount,
+            payment.receive_matched(customer_id=result.customer_id or UNIDENTIFIED_CUSTOMER, amount=line.amount,
                                     currency=statement.currency, value_date=line.value_date, method=line.method,
                                     reference=line.bank_reference, result=result, auto_apply=auto,
                                     at=utc_midnight(line.value_date), locked=locked)

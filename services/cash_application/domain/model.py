@@ -36,6 +36,11 @@ from services.cash_application.domain.matching import MatchResult
 
 PAYMENT_METHODS = ("ach", "wire", "check", "card", "cash", "other")
 
+# The customer_id of a receipt whose payer the matcher could not identify, on PaymentReceived and
+# UnappliedCashRecorded (the contract requires a string). The payment takes the customer of the
+# first invoice a person applies it to: every PaymentApplied names the invoice's customer.
+UNIDENTIFIED_CUSTOMER = ""
+
 # How an application was decided. Remittance advice is the customer's own instruction, hence
 # full confidence; the auto-matching rules that come later will carry lower ones.
 RULE_REMITTANCE = "remittance"
@@ -278,7 +283,7 @@ class Payment(Aggregate):
         Applied only when `auto_apply` (the result reached the policy's threshold) and only
         against the locked open items: an allocation on an invoice whose balance moved since the
         match, or that is not locked, is not applied (the receipt goes to the queue instead).
-        Unidentified receipts have customer_id "" until a person applies them."""
+        Unidentified receipts have customer_id UNIDENTIFIED_CUSTOMER until a person applies them."""
         if self.exists:
             raise CashApplicationRuleViolation(f"payment {self.id} was already received", "payment_id")
         amount = self._money(amount, currency, "amount")
@@ -426,6 +431,8 @@ class Payment(Aggregate):
                                                           e.rule)
         self.used_application_ids.add(e.application_id)
         self._latest_application[e.invoice_id] = e.application_id
+        if self.customer_id == UNIDENTIFIED_CUSTOMER:
+            self.customer_id = e.customer_id  # as the read model does; a return then names the customer
 
     def when_PaymentUnapplied(self, e: PaymentUnapplied) -> None:
         self.applications.pop(e.application_id, None)

@@ -441,3 +441,36 @@ async def test_a_written_off_receipt_returned_in_the_same_file(cash):
     assert [(w["amount"], w["reversal_reason"]) for w in payment["write_offs"]] == [("2.00", "payment_returned")]
     item = (await client.get("/v1/open-items/inv-1002")).json()
     assert (item["written_off_amount"], item["open_balance"]) == ("0.00", "250.00")
+
+
+async def test_an_unidentified_receipt_takes_the_customer_it_is_applied_to(cash):
+    client, app = cash
+    csv = "receipt_id,value_date,amount,currency,payer_name\nU-1,2024-03-20,120.00,USD,Nobody We Know Ltd\n"
+    [received] = (await _import(client, csv, "csv"))["payments"]
+    assert (received["customer_id"], received["status"]) == (None, "unapplied")
+    payment_id = received["payment_id"]
+    payment = (await client.get(f"/v1/payments/{payment_id}")).json()
+    assert (payment["customer_id"], payment["customer_identified"]) == ("", False)
+
+    async def customers_on(event_type: str) -> list[str]:
+        async with app.state.runtime.engine.connect() as conn:
+            return list((await conn.execute(text(
+                "SELECT payload->>'customer_id' FROM events WHERE stream_id = :s AND event_type = :t ORDER BY version"),
+                {"s": f"payment-{payment_id}", "t": event_type})).scalars())
+
+    assert await customers_on("PaymentReceived") == [""] and await customers_on("UnappliedCashRecorded") == [""]
+
+    r = await client.post(f"/v1/payments/{payment_id}/applications", headers=idem(),
+                          json={"applications": [{"invoice_id": "inv-2001", "amount": "120.00"}]})
+    assert r.status_code == 201, r.text
+    assert (r.json()["customer_id"], r.json()["customer_identified"]) == ("GLOBEX", True)
+    listed = (await client.get("/v1/payments", params={"customer_id": "GLOBEX"})).json()["data"]
+    assert [p["payment_id"] for p in listed] == [payment_id]
+    before = await _read_models(app)
+    await _rebuild(app)
+    assert await _read_models(app) == before
+
+    r = await client.post(f"/v1/payments/{payment_id}/return", headers=idem(), json={"reason_code": "R01"})
+    assert r.status_code == 201, r.text
+    assert await customers_on("PaymentReturned") == ["GLOBEX"]  # the customer it turned out to be
+    assert (await client.get(f"/v1/payments/{payment_id}")).json()["customer_id"] == "GLOBEX"

@@ -9,7 +9,7 @@ import pytest
 
 from services.cash_application.domain.matching import Allocation, MatchResult
 from services.cash_application.domain.model import (
-    CashApplicationRuleViolation, ManualApplication, OpenItem, Payment)
+    UNIDENTIFIED_CUSTOMER, CashApplicationRuleViolation, ManualApplication, OpenItem, Payment)
 
 AT = datetime(2024, 3, 10, tzinfo=timezone.utc)
 DAY = date(2024, 3, 10)
@@ -176,3 +176,17 @@ def test_write_offs_in_force_are_rebuilt_from_the_stream():
     for e, _ in payment.pending:
         replayed.apply(e)
     assert replayed.write_offs == {} and set(replayed.applications) == {"p-1:b"}
+
+
+def test_an_unidentified_receipt_takes_the_customer_of_the_first_invoice_applied():
+    payment = Payment("p-2")
+    payment.receive_matched(customer_id=UNIDENTIFIED_CUSTOMER, amount=D("100.00"), currency="USD", value_date=DAY,
+                            method="wire", reference="B2", result=MatchResult(None, None, D("0"), reason="unidentified receipt"),
+                            auto_apply=False, at=AT, locked={})
+    received = payment.pending[0][0]
+    assert (received.event_type, received.customer_id, payment.customer_id) == ("PaymentReceived", "", "")
+    payment.apply_manually([ManualApplication("a", D("60.00")), ManualApplication("g", D("40.00"))],
+                           {"a": _item("a", "60.00", "GLOBEX"), "g": _item("g", "50.00", "ACME")}, DAY, AT)
+    assert payment.customer_id == "GLOBEX"
+    payment.return_payment("R01", None, DAY, AT)
+    assert payment.pending[-1][0].customer_id == "GLOBEX"
