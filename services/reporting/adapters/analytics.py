@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.reporting.adapters.repository import balances_sql as repo_balances
 from services.reporting.domain.forecast import Expected
 from services.reporting.domain.ledger import KINDS
 
@@ -77,6 +78,21 @@ async def customer_days_late(conn: AsyncConnection, currency: str, as_of: date) 
         " GROUP BY i.customer_id"
     ), {"cur": currency, "d": as_of})
     return {r.customer_id: Decimal(r.weighted) / Decimal(r.paid) for r in rows if r.paid}
+
+
+async def expected_by_date(conn: AsyncConnection, currency: str, as_of: date, delays: dict[str, int],
+                           covered: set[str]) -> list[tuple[date, Decimal]]:
+    """Positive open balances on as_of, summed per expected date = due_date + the customer's
+    delay in whole days (0 when the customer has none), leaving out the covered invoices."""
+    rows = await conn.execute(text(
+        "WITH d AS (SELECT * FROM unnest(CAST(:customers AS text[]), CAST(:days AS integer[])) AS d(customer_id, days)),"
+        f" b AS ({repo_balances()})"
+        " SELECT b.due_date + coalesce(d.days, 0) AS expected, sum(b.balance) AS amount"
+        " FROM b LEFT JOIN d USING (customer_id)"
+        " WHERE b.balance > 0 AND NOT (b.invoice_id = ANY(CAST(:covered AS text[]))) GROUP BY 1"
+    ), {"cur": currency, "d": as_of, "customers": list(delays), "days": list(delays.values()),
+        "covered": sorted(covered)})
+    return [(r.expected, Decimal(r.amount)) for r in rows]
 
 
 async def period_activity(conn: AsyncConnection, currency: str, start: date, end: date) -> dict[str, Decimal]:

@@ -190,6 +190,12 @@ _BALANCES = (
 )
 
 
+def balances_sql() -> str:
+    """Each invoice of :cur issued on or before :d with its balance on :d (invoice_id,
+    customer_id, due_date, balance), for set-based aggregates."""
+    return _BALANCES
+
+
 async def open_counts(conn: AsyncConnection, currency: str, as_of: date) -> tuple[int, int]:
     """(invoices with a balance other than zero on as_of, customers with such an invoice), in SQL."""
     row = (await conn.execute(text(

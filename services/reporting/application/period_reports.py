@@ -18,6 +18,7 @@ from services.reporting.adapters import repository as repo
 from services.reporting.application.reports import check_period, resolve_currency
 from services.reporting.domain import forecast as fc
 from services.reporting.domain import ledger, metrics, periodic
+from services.reporting.domain.facts import OpenItem
 from services.reporting.domain.metrics import RATE_QUANTUM, ZERO, _ratio
 
 ONE_DAY = timedelta(days=1)
@@ -206,10 +207,17 @@ class ForecastResult:
 
 
 async def forecast(conn: AsyncConnection, as_of: date, currency: str | None, today: date) -> ForecastResult:
+    """The domain rule (domain/forecast.py) on the book summed in SQL: positive open balances
+    per expected date (due date + the customer's delay, in whole days as fc.delay_days rounds
+    it), covered invoices left out; each sum placed like one invoice due that day."""
     code = await resolve_currency(conn, currency)
-    items = await repo.open_items(conn, code, as_of)
-    delays = await analytics.customer_days_late(conn, code, as_of)
-    result = fc.forecast(as_of, items, delays, await analytics.open_expectations(conn, code, as_of))
+    delays = {customer: fc.delay_days(late)
+              for customer, late in (await analytics.customer_days_late(conn, code, as_of)).items()}
+    expected = await analytics.open_expectations(conn, code, as_of)
+    covered = {invoice_id for e in expected for invoice_id in e.invoice_ids}
+    sums = [OpenItem(f"expected:{day.isoformat()}", "", code, amount, as_of, day, ZERO, ZERO)
+            for day, amount in await analytics.expected_by_date(conn, code, as_of, delays, covered)]
+    result = fc.forecast(as_of, sums, {}, expected)
     actual: dict[int, Decimal] = {}
     past = [w for w in result.weeks if w.end < today]
     if past:

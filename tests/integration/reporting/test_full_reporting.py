@@ -25,6 +25,7 @@ from services.reporting.adapters.repository import FACT_TABLES, rebuild_deltas
 from services.reporting.application.rebuild import rebuild_from_topics
 from services.reporting.domain import ledger, metrics
 from services.reporting.domain.facts import InvoiceFact
+from services.reporting.domain.forecast import forecast as forecast_rule
 from services.reporting.main import definition
 from services.reporting.projections.facts import project
 from services.reporting.settings import ReportingSettings
@@ -427,6 +428,20 @@ async def test_sql_equals_the_domain_rules_with_every_movement_kind_on_a_random_
                          **{"from": start.isoformat(), "to": end.isoformat()})
         assert Decimal(kpis["beginning_ar"]) == ledger.total_open(invoices, movements, start - timedelta(days=1))
         assert Decimal(kpis["ending_ar"]) == rf.closing
+    # The forecast summed in SQL places the money as the domain rule does invoice by invoice.
+    as_of = date(2024, 3, 31)
+    due = {i.invoice_id: (i.customer_id, i.due_date) for i in invoices}
+    paid: dict[str, list] = {}
+    for m in movements:
+        if m.kind == "cash" and m.amount > 0 and m.on_date <= as_of:
+            customer, due_date = due[m.invoice_id]
+            paid.setdefault(customer, []).append((m.amount, max(0, (m.on_date - due_date).days)))
+    delays = {c: sum(a * d for a, d in rows) / sum(a for a, _ in rows) for c, rows in paid.items()}
+    expected = forecast_rule(as_of, ledger.open_items(invoices, movements, as_of), delays, [])
+    got = await get(client, "/v1/reports/forecast", as_of=as_of.isoformat(), currency="USD")
+    assert [w["invoices"] for w in got["weeks"]] == [str(w.by_source["invoices"].quantize(Decimal("0.01")))
+                                                     for w in expected.weeks]
+    assert got["beyond"] == str(expected.beyond.quantize(Decimal("0.01")))
 
 
 async def test_the_snapshot_migration_backfills_facts_recorded_before_it():
