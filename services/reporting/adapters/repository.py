@@ -204,6 +204,14 @@ async def open_counts(conn: AsyncConnection, currency: str, as_of: date) -> tupl
     return int(row.invoices), int(row.customers)
 
 
+async def customer_balances(conn: AsyncConnection, currency: str, as_of: date) -> dict[str, tuple[Decimal, Decimal]]:
+    """Per customer with an open balance on as_of: (open balance, the part past due), in SQL."""
+    rows = await conn.execute(text(
+        f"SELECT customer_id, sum(balance) AS total, coalesce(sum(balance) FILTER (WHERE due_date < :d), 0) AS past_due"
+        f" FROM ({_BALANCES}) b WHERE balance <> 0 GROUP BY customer_id"), {"cur": currency, "d": as_of})
+    return {r.customer_id: (Decimal(r.total), Decimal(r.past_due)) for r in rows}
+
+
 async def top_overdue(conn: AsyncConnection, currency: str, as_of: date, limit: int) -> list[Any]:
     """Customers by open balance past due on as_of (due_date < as_of), largest first, in SQL:
     past due, more than 90 days past due, total open, open invoices."""

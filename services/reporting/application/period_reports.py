@@ -286,7 +286,7 @@ async def collector_performance(conn: AsyncConnection, start: date, end: date, c
     made / kept / broken, dunning notices and call tasks in the period."""
     code = await resolve_currency(conn, currency)
     owner = await analytics.customer_attribute(conn, "collector", end)
-    aging = metrics.aging(await repo.open_items(conn, code, end), end)
+    balances = await repo.customer_balances(conn, code, end)
     activity = await analytics.collector_activity(conn, code, start, end)
     lines: dict[str, dict[str, Any]] = {}
     customers: dict[str, set[str]] = {}
@@ -297,10 +297,10 @@ async def collector_performance(conn: AsyncConnection, start: date, end: date, c
         return lines.setdefault(key, {"open_balance": ZERO, "past_due": ZERO, "collected": ZERO,
                                       "collected_past_due": ZERO, "promises_made": 0, "promises_kept": 0,
                                       "promises_broken": 0, "notices_sent": 0, "call_tasks": 0})
-    for c in aging.customers:
-        row = line(c.customer_id)
-        row["open_balance"] += c.total
-        row["past_due"] += c.total - c.buckets[metrics.CURRENT]
+    for customer, (total, past_due) in balances.items():
+        row = line(customer)
+        row["open_balance"] += total
+        row["past_due"] += past_due
     for customer, figures in activity.items():
         row = line(customer)
         for k, v in figures.items():
