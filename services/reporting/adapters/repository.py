@@ -20,14 +20,14 @@ FACT_TABLES: tuple[str, ...] = (
     "promises", "promise_outcomes", "disputes", "dispute_resolutions",
     "unapplications", "payment_returns", "adjustments", "write_offs", "escalations",
     "collector_assignments", "customer_segments", "payment_plans", "plan_installments",
-    "installment_outcomes", "plan_outcomes", "dunning_notices", "call_tasks", "ar_deltas",
+    "installment_outcomes", "plan_outcomes", "dunning_notices", "call_tasks", "adjustment_reversals", "ar_deltas",
 )
 
 # Fact tables whose rows move an invoice's balance (see the invoice_movements view), with the
 # column holding the movement's date and the sign it moves the balance down by.
 MOVEMENT_TABLES: dict[str, tuple[str, int]] = {
     "credits": ("issue_date", 1), "applications": ("value_date", 1), "unapplications": ("unapplied_on", -1),
-    "adjustments": ("value_date", 1), "write_offs": ("approved_on", 1),
+    "adjustments": ("value_date", 1), "adjustment_reversals": ("reversed_on", -1), "write_offs": ("approved_on", 1),
 }
 
 _DELTA_UPSERT = (

@@ -37,6 +37,7 @@ from shared.contracts import (
     PromiseBroken,
     PromiseKept,
     PromiseToPayMade,
+    SmallBalanceWriteOffReversed,
     SmallBalanceWrittenOff,
     UnknownEvent,
     WriteOffApproved,
@@ -89,6 +90,12 @@ def _adjustment(e: SmallBalanceWrittenOff) -> Fact:
     return "adjustments", {"adjustment_id": e.adjustment_id, "payment_id": e.payment_id, "invoice_id": e.invoice_id,
                            "customer_id": e.customer_id, "currency": e.currency, "amount": e.amount,
                            "value_date": e.value_date, "reason_code": e.reason_code}
+
+
+def _adjustment_reversal(e: SmallBalanceWriteOffReversed) -> Fact:
+    return "adjustment_reversals", {"adjustment_id": e.adjustment_id, "payment_id": e.payment_id,
+                                    "invoice_id": e.invoice_id, "customer_id": e.customer_id, "currency": e.currency,
+                                    "amount": e.amount, "reversed_on": e.reversed_on, "reason": e.reason}
 
 
 def _write_off(e: WriteOffApproved) -> Fact:
@@ -214,6 +221,7 @@ FACT_OF: dict[type[EventContract], Callable[[Any], Fact | list[Fact]]] = {
     PaymentUnapplied: _unapplication,
     PaymentReturned: _return,
     SmallBalanceWrittenOff: _adjustment,
+    SmallBalanceWriteOffReversed: _adjustment_reversal,
     WriteOffApproved: _write_off,
     AccountEscalated: _escalation,
     CollectorAssigned: _collector,
