@@ -3,7 +3,7 @@ rebuilt from its stream; saving appends its new events with the version it was l
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Sequence, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -53,9 +53,8 @@ async def load(conn: AsyncConnection, cls: type[A], aggregate_id: str) -> A:
     return aggregate
 
 
-async def save(conn: AsyncConnection, aggregate: Aggregate, metadata: dict[str, Any]) -> list[eventstore.NewEvent]:
-    """Append the aggregate's pending events, expecting the version it was loaded at."""
-    new_events = [
+def _new_events(aggregate: Aggregate, metadata: dict[str, Any]) -> list[eventstore.NewEvent]:
+    return [
         eventstore.NewEvent(
             event_type=event.event_type,
             schema_version=event.schema_version,
@@ -65,6 +64,27 @@ async def save(conn: AsyncConnection, aggregate: Aggregate, metadata: dict[str, 
         )
         for event, occurred_at in aggregate.pending
     ]
+
+
+async def save_new(conn: AsyncConnection, aggregates: Sequence[Aggregate],
+                   metadata: dict[str, Any]) -> list[list[eventstore.NewEvent]]:
+    """Save many aggregates created in this command (none loaded from a stream) in one batch:
+    eventstore.append_new_streams. Returns each one's new events, in order."""
+    loaded = [a.stream_id for a in aggregates if a.version != 0]
+    if loaded:
+        raise ValueError(f"save_new takes new aggregates only; {loaded[0]} is at a version")
+    batches = [_new_events(a, metadata) for a in aggregates]
+    await eventstore.append_new_streams(
+        conn, [(a.stream_id, a.stream_type, events) for a, events in zip(aggregates, batches)])
+    for a, events in zip(aggregates, batches):
+        a.version = len(events)
+        a.pending.clear()
+    return batches
+
+
+async def save(conn: AsyncConnection, aggregate: Aggregate, metadata: dict[str, Any]) -> list[eventstore.NewEvent]:
+    """Append the aggregate's pending events, expecting the version it was loaded at."""
+    new_events = _new_events(aggregate, metadata)
     aggregate.version = await eventstore.append(
         conn, aggregate.stream_id, aggregate.stream_type, aggregate.version, new_events
     )

@@ -165,6 +165,43 @@ async def append(
     return current + len(events)
 
 
+async def append_new_streams(
+    conn: AsyncConnection,
+    streams: Sequence[tuple[str, str, Sequence[NewEvent]]],
+) -> None:
+    """Start many new streams at once: (stream_id, stream_type, events) each, every stream expected
+    at version 0. One savepoint and one batched insert instead of a version check and a savepoint
+    per stream, for commands that create thousands of aggregates (a bank file's receipts). If any
+    of the streams already exists, nothing is appended and ConcurrencyError is raised."""
+    rows = [
+        {
+            "stream_id": stream_id,
+            "stream_type": stream_type,
+            "version": i + 1,
+            "event_id": e.event_id,
+            "event_type": e.event_type,
+            "schema_version": e.schema_version,
+            "occurred_at": e.occurred_at,
+            "payload": dumps(e.payload),
+            "metadata": dumps(e.metadata),
+        }
+        for stream_id, stream_type, events in streams
+        for i, e in enumerate(events)
+    ]
+    if not rows:
+        return
+    try:
+        async with conn.begin_nested():
+            await conn.execute(_INSERT, rows)
+    except IntegrityError as exc:
+        if "events_stream_id_version_key" in str(exc.orig):
+            raise ConcurrencyError(
+                f"one of {len(streams)} new streams already exists",
+                extra={"streams": len(streams)},
+            ) from exc
+        raise
+
+
 async def read_stream(conn: AsyncConnection, stream_id: str, after_version: int = 0) -> list[StoredEvent]:
     result = await conn.execute(
         text(f"SELECT {_COLUMNS} FROM events WHERE stream_id = :s AND version > :v ORDER BY version"),

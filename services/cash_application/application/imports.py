@@ -21,7 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared import aggregate
-from shared.eventstore import NewEvent, utc_midnight
+from shared.eventstore import utc_midnight
 from shared.money import money_str, to_str
 from shared.problems import Problem, ValidationFailed
 from services.cash_application.adapters import repository as repo
@@ -155,7 +155,7 @@ async def import_file(conn: AsyncConnection, cmd: ImportFile, parsed: ParsedFile
               "returns_unmatched": 0, "other_lines": 0}
     threshold = settings.auto_apply_threshold
     sources: list[dict[str, Any]] = []
-    new_streams: list[list[NewEvent]] = []
+    new_payments: list[Payment] = []
     statement_rows: list[dict[str, Any]] = []
     for n, (statement, line) in enumerate(receipts, start=1):  # pass 2, under the locks
         result = matcher.match(receipt_of(line, statement.currency))
@@ -171,7 +171,7 @@ async def import_file(conn: AsyncConnection, cmd: ImportFile, parsed: ParsedFile
                 "errors": [{"field": line.position, "reason": str(exc)}]}) from exc
         if payment.applications:
             matcher.commit(result)
-        new_streams.append(await aggregate.save(conn, payment, meta))
+        new_payments.append(payment)
         sources.append(_source_row(payment.id, import_id, line, result, payment))
         statement_rows.append(_line_row(import_id, statement, line, payment.id, "receipt"))
         counts["receipts"] += 1
@@ -182,7 +182,9 @@ async def import_file(conn: AsyncConnection, cmd: ImportFile, parsed: ParsedFile
         else:
             counts["unapplied"] += 1
         payments_out.append(_summary(payment, line, result))
-    # Projected in bulk before the returns: a return in the same file finds its receipt.
+    # Every receipt is a new payment stream: appended in one batch, then projected in bulk before
+    # the returns, so a return in the same file finds its receipt.
+    new_streams = await aggregate.save_new(conn, new_payments, meta)
     await payments_projection.project_new_payments(conn, new_streams)
     if sources:
         await conn.execute(_INSERT_SOURCE, sources)

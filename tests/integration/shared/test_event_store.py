@@ -127,3 +127,26 @@ async def test_checkpoint_round_trip(platform_db):
     async with engine.connect() as conn:
         assert await eventstore.load_checkpoint(conn, "relay:test") == event.position
         assert await eventstore.read_all(conn, event.position) == []
+
+
+async def test_new_streams_are_appended_in_one_batch_or_not_at_all(platform_db):
+    import uuid
+
+    from shared.eventstore import append_new_streams, read_stream
+
+    engine, _ = platform_db
+
+    def batch(n: int) -> list[NewEvent]:
+        return [NewEvent(event_type="Noted", schema_version=1, payload={"n": i}, occurred_at=NOW) for i in range(n)]
+
+    prefix = f"batch-{uuid.uuid4().hex[:8]}"
+    async with engine.begin() as conn:
+        await append_new_streams(conn, [(f"{prefix}-a", "note", batch(2)), (f"{prefix}-b", "note", batch(3))])
+    async with engine.connect() as conn:
+        assert [e.version for e in await read_stream(conn, f"{prefix}-a")] == [1, 2]
+        assert [e.payload["n"] for e in await read_stream(conn, f"{prefix}-b")] == [0, 1, 2]
+    # One stream of the batch exists already: nothing of the batch is appended.
+    async with engine.begin() as conn:
+        with pytest.raises(ConcurrencyError):
+            await append_new_streams(conn, [(f"{prefix}-c", "note", batch(1)), (f"{prefix}-a", "note", batch(1))])
+        assert await read_stream(conn, f"{prefix}-c") == []
