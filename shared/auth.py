@@ -34,7 +34,9 @@ class Principal:
     scopes: frozenset[str]
 
     def may(self, scope: str) -> bool:
-        context = scope.split(":", 1)[0]
+        context, _, action = scope.partition(":")
+        if action == "admin":  # never implied by <context>:*, which means read and write
+            return bool({scope, "*"} & self.scopes)
         return bool({scope, f"{context}:*", "*"} & self.scopes)
 
 
@@ -108,6 +110,7 @@ def install_auth(app: FastAPI, context: str, raw_keys: str | None) -> None:
             return await call_next(request)
         if not keys:
             request.state.actor = request.headers.get("X-Actor", "anonymous")
+            request.state.principal = None
             return await call_next(request)
         principal = _authenticate(keys, request.headers.get("Authorization"))
         if principal is None:
@@ -122,4 +125,27 @@ def install_auth(app: FastAPI, context: str, raw_keys: str | None) -> None:
                 f"this API key lacks the scope {scope}", field="Authorization", status=403,
                 type_name="forbidden", title="Not allowed", extra={"required_scope": scope}), request)
         request.state.actor = principal.actor
+        request.state.principal = principal
         return await call_next(request)
+
+
+def _principal(request: Request) -> Principal | None:
+    return getattr(request.state, "principal", None)
+
+
+def require_scope(request: Request, scope: str) -> None:
+    """For a route that needs more than its method's scope (e.g. `collections:admin` to set who
+    may approve). A service running open (no keys configured) lets everything through."""
+    principal = _principal(request)
+    if principal is not None and not principal.may(scope):
+        raise Problem(f"this API key lacks the scope {scope}", field="Authorization", status=403,
+                      type_name="forbidden", title="Not allowed", extra={"required_scope": scope})
+
+
+def acting_as(request: Request, claimed: str, field: str) -> None:
+    """A body that names who acts (requested_by, approved_by, ...) must name the API key's actor
+    when keys are configured, so nobody approves in someone else's name. Open services trust it."""
+    principal = _principal(request)
+    if principal is not None and claimed != principal.actor:
+        raise Problem(f"{field} must be the API key's actor ({principal.actor}), not {claimed}", field=field,
+                      status=403, type_name="forbidden", title="Not allowed")

@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
+from shared.auth import acting_as, require_scope
 from shared.idempotency import idempotency_key_header, idempotent_create
 from shared.money import MoneyError, exact_amount, money_str
 from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT, page
@@ -470,7 +471,9 @@ def _write_off_out(row: dict[str, Any]) -> dict[str, Any]:
 
 @router.put("/approvers/{approver_id}", tags=["write-offs"])
 async def set_approver(approver_id: str, body: s.ApproverRequest, request: Request) -> dict[str, Any]:
-    """Register an approver's role; the role's limit (setting write_off_limits) bounds what it approves."""
+    """Register an approver's role; the role's limit (setting write_off_limits) bounds what it
+    approves. Needs the collections:admin scope when API keys are configured."""
+    require_scope(request, "collections:admin")
     async with get_runtime(request).engine.begin() as conn:
         await accounts.set_approver(conn, approver_id, body.role)
     limit = get_runtime(request).settings.write_off_limit_map().get(body.role, Decimal(0))
@@ -480,6 +483,7 @@ async def set_approver(approver_id: str, body: s.ApproverRequest, request: Reque
 @router.post("/write-offs", status_code=201, tags=["write-offs"])
 async def request_write_off(body: s.WriteOffRequest, request: Request, key: str = Depends(idempotency_key_header)):
     """Ask to write off (part of) an invoice's open balance → WriteOffRequested."""
+    acting_as(request, body.requested_by, "requested_by")
     cmd = account_commands.RequestWriteOff(
         write_off_id=body.write_off_id or str(uuid.uuid4()), invoice_id=body.invoice_id, amount=body.amount,
         reason=body.reason, requested_by=body.requested_by,
@@ -496,6 +500,7 @@ async def approve_write_off(write_off_id: str, body: s.WriteOffApprovalRequest, 
                             key: str = Depends(idempotency_key_header)):
     """Approve → WriteOffApproved: the approver is not the requester and the amount is within
     the approver role's limit. Collections' balance of the invoice drops to zero."""
+    acting_as(request, body.approved_by, "approved_by")
     runtime = get_runtime(request)
     on = _not_future(body.approved_on, _today(request), "approved_on")
 
@@ -510,6 +515,7 @@ async def approve_write_off(write_off_id: str, body: s.WriteOffApprovalRequest, 
 @router.post("/write-offs/{write_off_id}/rejection", status_code=201, tags=["write-offs"])
 async def reject_write_off(write_off_id: str, body: s.WriteOffRejectionRequest, request: Request,
                            key: str = Depends(idempotency_key_header)):
+    acting_as(request, body.rejected_by, "rejected_by")
     runtime = get_runtime(request)
     on = _not_future(body.rejected_on, _today(request), "rejected_on")
 

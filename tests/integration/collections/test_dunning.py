@@ -565,3 +565,43 @@ async def test_the_ledger_constraint_alone_refuses_a_second_action(collections):
     assert results == [{("i", "first_notice")}, set()]
     async with engine.connect() as conn:
         assert (await conn.execute(text("SELECT count(*) FROM dunning_actions"))).scalar_one() == 1
+
+
+async def test_with_api_keys_nobody_acts_in_someone_elses_name(smtp):
+    import json as _json
+
+    from shared.auth import key_hash
+
+    keys = _json.dumps({key_hash("mia-key"): {"actor": "mia", "scopes": ["collections:*"]},
+                        key_hash("carl-key"): {"actor": "carl", "scopes": ["collections:*"]},
+                        key_hash("admin-key"): {"actor": "it-admin", "scopes": ["collections:*", "collections:admin"]}})
+
+    def make(url):
+        return definition(CollectionsSettings(database_url=url, role="api", smtp_port=smtp.port, api_keys=keys),
+                          clock=FixedClock(TODAY))
+
+    async with service_client(make) as (client, app):
+        mia, carl, admin = ({"Authorization": f"Bearer {k}"} for k in ("mia-key", "carl-key", "admin-key"))
+        await deliver(app, CustomerRegistered(customer_id="cus-1", name="cus-1 SARL", currency="EUR",
+                                              payment_terms_days=30, credit_limit="10000.00",
+                                              registered_on="2023-01-01"))
+        await invoice(app, "inv-1", "2024-01-31", "800.00")
+        # Granting approval rights takes the admin scope, not just write access.
+        denied = await client.put("/v1/approvers/mia", json={"role": "cfo"}, headers=mia)
+        assert denied.status_code == 403 and denied.json()["required_scope"] == "collections:admin"
+        for who in ("mia", "carl"):
+            r = await client.put(f"/v1/approvers/{who}", json={"role": "manager"}, headers=admin)
+            assert r.status_code == 200, r.text
+        body = {"write_off_id": "wo-1", "invoice_id": "inv-1", "reason": "insolvent", "requested_on": "2024-05-01"}
+        forged = await client.post("/v1/write-offs", headers={**idem(), **mia}, json={**body, "requested_by": "sam"})
+        assert forged.status_code == 403 and forged.json()["errors"][0]["field"] == "requested_by"
+        r = await client.post("/v1/write-offs", headers={**idem(), **mia}, json={**body, "requested_by": "mia"})
+        assert r.status_code == 201, r.text
+        # Mia cannot approve her own request by naming Carl as the approver.
+        as_carl = await client.post("/v1/write-offs/wo-1/approval", headers={**idem(), **mia},
+                                    json={"approved_by": "carl", "approved_on": "2024-05-02"})
+        assert as_carl.status_code == 403 and as_carl.json()["errors"][0]["field"] == "approved_by"
+        assert (await client.get("/v1/write-offs/wo-1", headers=mia)).json()["status"] == "requested"
+        ok = await client.post("/v1/write-offs/wo-1/approval", headers={**idem(), **carl},
+                               json={"approved_by": "carl", "approved_on": "2024-05-02"})
+        assert ok.status_code == 201 and ok.json()["status"] == "approved"

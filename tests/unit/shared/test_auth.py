@@ -69,3 +69,13 @@ def test_openapi_declares_the_bearer_scheme_and_each_operations_scope():
     assert schema["paths"]["/v1/invoices"]["get"]["x-required-scopes"] == ["invoicing:read"]
     assert schema["paths"]["/v1/invoices"]["post"]["x-required-scopes"] == ["invoicing:write"]
     assert "security" not in schema["paths"]["/healthz"]["get"]
+
+
+def test_admin_scopes_are_never_implied_by_a_context_wildcard():
+    from shared.auth import Principal
+
+    writer = Principal(actor="mia", scopes=frozenset({"collections:*"}))
+    assert writer.may("collections:write") and writer.may("collections:read")
+    assert not writer.may("collections:admin")
+    assert Principal(actor="ops", scopes=frozenset({"collections:admin"})).may("collections:admin")
+    assert Principal(actor="root", scopes=frozenset({"*"})).may("collections:admin")
