@@ -35,6 +35,17 @@ async def lock_open_items(conn: AsyncConnection, customer_id: str, invoice_ids: 
     return [_open_item(r) for r in rows]
 
 
+async def lock_customer_open_items(conn: AsyncConnection, customer_id: str) -> list[dict[str, Any]]:
+    """Every open issued invoice of one customer, locked FOR UPDATE in invoice_id order: what a
+    payment without remittance is matched against."""
+    rows = await conn.execute(
+        text(f"{_OPEN_ITEM_SELECT} WHERE customer_id = :c AND total_amount IS NOT NULL AND {_OPEN_BALANCE} > 0"
+             " ORDER BY invoice_id FOR UPDATE"),
+        {"c": customer_id},
+    )
+    return [dict(r) for r in rows.mappings()]
+
+
 async def get_open_item(conn: AsyncConnection, invoice_id: str) -> dict[str, Any] | None:
     """An issued invoice's open item (None until its InvoiceIssued has arrived)."""
     row = (await conn.execute(text(f"{_OPEN_ITEM_SELECT} WHERE invoice_id = :i AND total_amount IS NOT NULL"),

@@ -65,7 +65,8 @@ async def receive_payment(body: ReceivePaymentRequest, request: Request, key: st
         reference=body.reference,
         remittance=tuple(RemittanceLine(amount=line.amount, invoice_id=line.invoice_id,
                                         invoice_number=line.invoice_number, reason_code=line.reason_code)
-                         for line in body.remittance))
+                         for line in body.remittance),
+        policy=imports.policy_of(get_runtime(request).settings))
 
     async def command(conn):
         return payment_out(await handlers.receive_payment(conn, cmd, request_metadata(request)))

@@ -13,9 +13,22 @@ from shared import aggregate, eventstore
 from shared.eventstore import utc_midnight
 from shared.problems import Conflict, NotFound, Unprocessable
 from services.cash_application.adapters import repository as repo
-from services.cash_application.application.posting import project_saved
-from services.cash_application.domain.matching import account_key, normalise_name
-from services.cash_application.domain.model import CashApplicationRuleViolation, ManualApplication, Payment, RemittanceLine
+from services.cash_application.application.posting import project_saved, record_sources, source_row
+from services.cash_application.domain.matching import (
+    Matcher,
+    MatchingPolicy,
+    OpenInvoice,
+    Receipt,
+    account_key,
+    normalise_name,
+)
+from services.cash_application.domain.model import (
+    CashApplicationRuleViolation,
+    ManualApplication,
+    OpenItem,
+    Payment,
+    RemittanceLine,
+)
 from services.cash_application.projections import payments as payments_projection
 
 
@@ -29,13 +42,19 @@ class ReceivePayment:
     method: str
     reference: str | None
     remittance: tuple[RemittanceLine, ...]
+    # Without remittance lines the matching engine applies the payment (to the customer's open
+    # invoices, from the reference, the amount or a combination) under this policy.
+    policy: MatchingPolicy | None = None
 
 
 async def receive_payment(conn: AsyncConnection, cmd: ReceivePayment, meta: dict[str, Any]) -> dict[str, Any]:
-    """Receive a payment and apply it by its remittance: events and read models in one transaction."""
+    """Receive a payment and apply it by its remittance, or, when it has none, as the matching
+    engine proposes: events and read models in one transaction."""
     payment = await aggregate.load(conn, Payment, cmd.payment_id)
     if payment.exists:
         raise Conflict(f"payment {cmd.payment_id} was already received", field="payment_id")
+    if not cmd.remittance and cmd.policy is not None:
+        return await _receive_and_match(conn, payment, cmd, cmd.policy, meta)
     # The balances the decision is based on stay locked until commit, so concurrent payments to
     # one invoice apply one after the other and never exceed its open balance together.
     open_items = await repo.lock_open_items(
@@ -52,6 +71,36 @@ async def receive_payment(conn: AsyncConnection, cmd: ReceivePayment, meta: dict
     loaded_at = payment.version
     await aggregate.save(conn, payment, meta)
     await payments_projection.project(conn, await eventstore.read_stream(conn, payment.stream_id, loaded_at))
+    stored = await repo.get_payment(conn, cmd.payment_id)
+    assert stored is not None  # projected just above, in this transaction
+    return stored
+
+
+async def _receive_and_match(conn: AsyncConnection, payment: Payment, cmd: ReceivePayment, policy: MatchingPolicy,
+                             meta: dict[str, Any]) -> dict[str, Any]:
+    # The customer's open invoices are locked before matching, so the balances the engine sees
+    # hold until commit (concurrent payments for one customer queue up).
+    rows = await repo.lock_customer_open_items(conn, cmd.customer_id)
+    locked = {r["invoice_id"]: OpenItem(invoice_id=r["invoice_id"], invoice_number=r["invoice_number"] or "",
+                                        customer_id=r["customer_id"], currency=r["currency"].strip(),
+                                        open_balance=Decimal(r["open_balance"])) for r in rows}
+    invoices = [OpenInvoice(invoice_id=r["invoice_id"], invoice_number=r["invoice_number"] or "",
+                            customer_id=r["customer_id"], currency=r["currency"].strip(),
+                            open_balance=Decimal(r["open_balance"]), due_date=r["due_date"]) for r in rows]
+    matcher = Matcher(invoices, {}, policy=policy)
+    result = matcher.match(Receipt(amount=cmd.amount, currency=cmd.currency, customer_id=cmd.customer_id,
+                                   text=cmd.reference or ""))
+    try:
+        payment.receive_matched(customer_id=cmd.customer_id, amount=cmd.amount, currency=cmd.currency,
+                                value_date=cmd.value_date, method=cmd.method, reference=cmd.reference, result=result,
+                                auto_apply=bool(result.allocations) and result.confidence >= policy.auto_apply_threshold,
+                                at=utc_midnight(cmd.value_date), locked=locked)
+    except CashApplicationRuleViolation as exc:
+        raise Unprocessable(str(exc), field=exc.field) from exc
+    await project_saved(conn, payment, meta)
+    await record_sources(conn, [source_row(payment, result, import_id="api", position="api",
+                                           bank_reference=cmd.reference, payer_name=None, payer_account=None,
+                                           remittance_text=cmd.reference)])
     stored = await repo.get_payment(conn, cmd.payment_id)
     assert stored is not None  # projected just above, in this transaction
     return stored

@@ -26,6 +26,7 @@ from shared.money import money_str, to_str
 from shared.problems import Problem, ValidationFailed
 from services.cash_application.adapters import repository as repo
 from services.cash_application.adapters.bank_files import FORMATS, parse_file
+from services.cash_application.application import posting
 from services.cash_application.application.posting import project_saved
 from services.cash_application.domain.matching import Matcher, MatchingPolicy, MatchResult, OpenInvoice, Receipt
 from services.cash_application.domain.model import UNIDENTIFIED_CUSTOMER, BankImport, CashApplicationRuleViolation, Payment
@@ -187,7 +188,7 @@ async def import_file(conn: AsyncConnection, cmd: ImportFile, parsed: ParsedFile
     new_streams = await aggregate.save_new(conn, new_payments, meta)
     await payments_projection.project_new_payments(conn, new_streams)
     if sources:
-        await conn.execute(_INSERT_SOURCE, sources)
+        await posting.record_sources(conn, sources)
     for statement in fresh:
         for line in statement.lines:
             if line.is_receipt:
@@ -258,10 +259,6 @@ async def _return_from_file(conn: AsyncConnection, line: BankLine, currency: str
     return payment_id
 
 
-_INSERT_SOURCE = text(
-    "INSERT INTO payment_sources (payment_id, import_id, position, bank_reference, payer_name, payer_account,"
-    " remittance_text, match_reason, suggestions, explanation) VALUES (:p, :i, :pos, :ref, :name, :acct, :txt, :why,"
-    " CAST(:s AS jsonb), :explanation)")
 _INSERT_LINE = text(
     "INSERT INTO statement_lines (import_id, position, account, value_date, currency, amount, direction,"
     " bank_reference, payer_name, payment_id, kind) VALUES (:i, :pos, :a, :d, :c, :amt, :dir, :ref, :name,"
@@ -270,33 +267,9 @@ _INSERT_LINE = text(
 
 def _source_row(payment_id: str, import_id: str, line: BankLine, result: MatchResult,
                 payment: Payment) -> dict[str, Any]:
-    suggestions = [] if payment.unapplied_amount == 0 else _suggestions(result, payment.currency)
-    return {"p": payment_id, "i": import_id, "pos": line.position, "ref": line.bank_reference,
-            "name": line.payer_name, "acct": line.payer_account, "txt": _remittance_text(line),
-            "why": payment.unapplied_reasons[-1] if payment.unapplied_reasons else None,
-            "s": json.dumps(suggestions),
-            "explanation": _explanation(result) if payment.applications else None}
-
-
-def _explanation(result: MatchResult) -> str:
-    customer = (f"customer {result.customer_id} by {result.customer_rule}"
-                f" ({to_str(result.customer_confidence)})") if result.customer_id else "customer unknown"
-    return "; ".join([customer] + [f"{a.explanation}, confidence {to_str(a.confidence)}" for a in result.allocations])
-
-
-def _suggestions(result: MatchResult, currency: str) -> list[dict[str, Any]]:
-    """Ranked suggestions for the work queue: the below-threshold proposal first, then the rest."""
-    out = []
-    if result.allocations:
-        out.append({"invoice_ids": [a.invoice_id for a in result.allocations], "customer_id": result.customer_id,
-                    "amount": money_str(sum((a.applied for a in result.allocations), Decimal(0)), currency),
-                    "score": to_str(result.confidence), "rule": result.allocations[0].rule,
-                    "reason": "; ".join(a.explanation for a in result.allocations)})
-    for s in sorted(result.suggestions, key=lambda s: s.score, reverse=True):
-        out.append({"invoice_ids": list(s.invoice_ids), "customer_id": s.customer_id,
-                    "amount": money_str(s.amount, currency), "score": to_str(s.score), "rule": None,
-                    "reason": s.reason})
-    return out[:5]
+    return posting.source_row(payment, result, import_id=import_id, position=line.position,
+                              bank_reference=line.bank_reference, payer_name=line.payer_name,
+                              payer_account=line.payer_account, remittance_text=_remittance_text(line))
 
 
 def _remittance_text(line: BankLine) -> str | None:

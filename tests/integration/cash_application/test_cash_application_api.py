@@ -139,8 +139,8 @@ async def test_unknown_or_foreign_invoice_and_no_remittance_leave_cash_unapplied
     assert unknown["unapplied_reason"] == "invoice INV-9 not found" and unknown["status"] == "unapplied"
     other = await _pay(client, _payment("50.00", [{"invoice_id": foreign.invoice_id, "amount": "50.00"}]))
     assert other["applications"] == [] and other["unapplied_amount"] == "50.00"
-    bare = await _pay(client, _payment("30.00"))
-    assert bare["unapplied_reason"] == "no remittance"
+    bare = await _pay(client, _payment("30.00"))  # nothing of cus-1 is open: the engine finds nothing
+    assert bare["unapplied_reason"] == "customer cus-1 has no open invoice in USD"
     for p in (unknown, other, bare):
         assert [e["event_type"] for e in await _events(app, p["payment_id"])] == [
             "PaymentReceived", "UnappliedCashRecorded"]
@@ -335,3 +335,27 @@ async def test_rebuilt_read_models_equal_the_incremental_ones(cash):
     assert replayed == len([e for e in await _events(app) if e["stream_type"] == "payment"])
     assert await snapshot() == before
     assert [i["applied_amount"] for i in before["open_items"]] == [Decimal("100.00"), Decimal("60.00")]
+
+
+async def test_a_payment_without_remittance_is_matched_by_the_engine_and_explained(cash):
+    client, app = cash
+    first, second, third = (_invoice(total, number=number) for total, number in
+                            (("1000.00", "INV-50017"), ("250.00", "INV-50018"), ("480.00", "INV-50019")))
+    for invoice in (first, second, third):
+        await _feed(app, invoice)
+    # The reference quotes the number without its prefix and zero-padded; 3.00 short is within
+    # the tolerance, so the rest is written off and the invoice closes.
+    by_reference = await _pay(client, {**_payment("997.00"), "reference": "PAYMENT 0050017 THANK YOU"})
+    [application] = by_reference["applications"]
+    assert (application["invoice_id"], application["amount"]) == (first.invoice_id, "997.00")
+    assert application["rule"] == "reference_normalised" and float(application["confidence"]) >= 0.85
+    assert by_reference["written_off_amount"] == "3.00" and by_reference["unapplied_amount"] == "0.00"
+    assert (await client.get(f"/v1/open-items/{first.invoice_id}")).json()["open_balance"] == "0.00"
+    # No reference at all: the amount is that of exactly one open invoice of the customer.
+    by_amount = await _pay(client, {**_payment("480.00"), "reference": None})
+    assert [(a["invoice_id"], a["rule"]) for a in by_amount["applications"]] == [(third.invoice_id, "amount_exact")]
+    # A remittance, when given, is still the authority: the engine is not consulted.
+    explicit = await _pay(client, _payment("100.00", [{"invoice_id": second.invoice_id, "amount": "100.00"}]))
+    assert [a["rule"] for a in explicit["applications"]] == ["remittance"]
+    types = [e["event_type"] for e in await _events(app, by_reference["payment_id"])]
+    assert types == ["PaymentReceived", "PaymentApplied", "SmallBalanceWrittenOff"]
