@@ -56,9 +56,18 @@ def test_bai2_inconsistencies_name_the_line(broken, where, reason):
     assert error.where == where and reason in error.reason
 
 
-@pytest.mark.parametrize("name", ["camt053_v02.xml", "camt053_v08.xml"])
-def test_camt053_versions_read_alike(name):
-    (statement,) = parse_file(_read(name), "camt.053").statements
+# Versions 001.02-001.07 share the v02 layout for what is read here (Dbtr/Nm, RmtInf); 001.08
+# moved the party under Dbtr/Pty. Each version's namespace is read by the same parser.
+CAMT053_VERSIONS = [("camt053_v02.xml", f"camt.053.001.0{n}") for n in range(2, 8)] + [
+    ("camt053_v08.xml", "camt.053.001.08")]
+
+
+@pytest.mark.parametrize("name, version", CAMT053_VERSIONS)
+def test_camt053_versions_read_alike(name, version):
+    content = _read(name)
+    for original in (b"camt.053.001.02", b"camt.053.001.08"):
+        content = content.replace(original, version.encode())
+    (statement,) = parse_file(content, "camt.053").statements
     assert (statement.opening_balance, statement.closing_balance, statement.currency) == (D("10000.00"), D("11725.00"),
                                                                                           "EUR")
     first, second, fee = statement.lines
