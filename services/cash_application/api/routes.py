@@ -13,9 +13,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from shared.idempotency import idempotent_create, idempotency_key_header, run_idempotent
-from shared.money import CurrencyCode
+from shared.money import MoneyError, validate_currency
 from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, page
-from shared.problems import NotFound, Problem
+from shared.problems import NotFound, Problem, ValidationFailed
 from shared.service import get_runtime, request_metadata
 from services.cash_application.adapters import repository as repo
 from services.cash_application.api.schemas import (
@@ -223,8 +223,13 @@ async def list_payer_aliases(request: Request) -> dict[str, Any]:
 
 @router.get("/reconciliation", tags=["reconciliation"])
 async def daily_reconciliation(request: Request, date_: date = Query(..., alias="date"),
-                               currency: CurrencyCode = Query(...), account: str | None = None) -> dict[str, Any]:
+                               currency: str = Query(..., description="ISO 4217 code", examples=["USD"]),
+                               account: str | None = None) -> dict[str, Any]:
     """The day's posted receipts against the bank statement lines, with the variances."""
+    try:
+        currency = validate_currency(currency)
+    except MoneyError as exc:
+        raise ValidationFailed(str(exc), field="currency") from exc
     async with get_runtime(request).engine.connect() as conn:
         lines = await repo.statement_lines_for(conn, date_, account, currency)
         receipts = await repo.receipts_for(conn, date_, account, currency)

@@ -259,6 +259,11 @@ async def test_return_by_api_and_reconciliation_lists_variances(cash):
     by_account = (await client.get("/v1/reconciliation", params={"date": "2024-03-10", "currency": "USD",
                                                                  "account": "123456789"})).json()
     assert by_account["variances"] == [] and by_account["matched"] == 3
+    lower = (await client.get("/v1/reconciliation", params={"date": "2024-03-10", "currency": "usd"})).json()
+    assert (lower["currency"], lower["bank_total"]) == ("USD", "1623.45")
+    for bad in ("", "US", "XYZ"):
+        r = await client.get("/v1/reconciliation", params={"date": "2024-03-10", "currency": bad})
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == "currency", (bad, r.text)
 
 
 async def test_collections_write_off_zeroes_the_open_balance(cash):
