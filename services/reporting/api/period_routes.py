@@ -100,9 +100,9 @@ async def allowance(request: Request, as_of: date | None = Query(None, descripti
     percents = pr.parse_percents(percentages, len(spec.labels))
     day = as_of or _today(request)
     async with read_snapshot(_engine(request)) as conn:
-        result = await reports.aging_report(conn, day, currency, spec=spec)
-    body = ps.allowance_out(day, result.currency, basis,
-                            ledger.allowance(result.aging.buckets, percents, quantum(result.currency)))
+        totals = await reports.aging_totals(conn, day, currency, spec)  # the book's buckets, from the snapshot
+    body = ps.allowance_out(day, totals.currency, basis,
+                            ledger.allowance(totals.buckets, percents, quantum(totals.currency)))
     return respond(request, body, "allowance", table="lines")
 
 

@@ -13,7 +13,7 @@ from shared.service import get_runtime
 from services.reporting.adapters.repository import book_currencies, read_snapshot
 from services.reporting.adapters.repository import top_overdue as top_overdue_rows
 from services.reporting.api import schemas
-from services.reporting.api.export import EXPORT_RESPONSES, respond
+from services.reporting.api.export import EXPORT_RESPONSES, respond, wanted_format
 from services.reporting.api.period_routes import _FORMAT
 from services.reporting.application import reports
 
@@ -44,11 +44,16 @@ async def aging(request: Request,
                     None, min_length=3, max_length=3,
                     description="Convert to this currency at the latest FX rate on or before as_of; without "
                                 "`currency`, every currency of the book"),
+                cursor: str | None = Query(None, description="next_cursor of the previous page of customers"),
+                limit: int = Query(reports.DEFAULT_CUSTOMER_PAGE, ge=1, le=reports.MAX_CUSTOMER_PAGE,
+                                   description="Customers per page (in customer_id order); exports hold them all"),
                 format: str | None = _FORMAT):
     spec = reports.bucket_spec(buckets, basis)
+    after = reports.customer_cursor(cursor)
+    every = wanted_format(request) != "json"  # a CSV / XLSX export lists every customer
     async with read_snapshot(get_runtime(request).engine) as conn:
         result = await reports.aging_report(conn, as_of or _today(request), currency, customer_id, spec, group_by,
-                                            reporting_currency)
+                                            reporting_currency, after, None if every else limit)
     body = schemas.aging_out(result)
     table = "invoices" if customer_id else "groups" if group_by != "customer" else "customers"
     return respond(request, body, "aging", table=table)

@@ -96,7 +96,10 @@ class AgingResponse(_Out):
     total: MoneyString = Field(description="Sum of the buckets")
     total_open_balance: MoneyString = Field(description="Sum of the invoices' open balances, added up separately")
     tie_out: TieOut | None = Field(description="The independent ledger sums (one native currency only)")
-    customers: list[AgingCustomer]
+    customers: list[AgingCustomer] = Field(
+        description="Customers with an open invoice, in customer_id order, one page of them (`limit`, after "
+                    "`cursor`); CSV and XLSX exports hold every customer")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page of customers; null on the last")
     invoices: list[AgingInvoice] | None = Field(description="Invoice drill-down, when customer_id is given")
     group_by: str
     groups: list[AgingGroup] | None = Field(description="Aging by collector, segment or currency (group_by)")
@@ -229,6 +232,7 @@ def aging_out(result: AgingResult) -> AgingResponse:
         customers=[AgingCustomer(customer_id=c.customer_id, customer_name=result.customer_names.get(c.customer_id),
                                  buckets=_buckets(c.buckets, cur), total=money(c.total, cur),
                                  invoice_count=c.invoice_count) for c in aging.customers],
+        next_cursor=result.next_cursor,
         invoices=invoices,
     )
 

@@ -13,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from dataclasses import replace
 
 from shared.money import MoneyError, quantum, validate_currency
-from shared.problems import ValidationFailed
+from shared.pagination import decode_cursor, page
+from shared.problems import Problem, ValidationFailed
 from services.reporting.adapters import analytics
 from services.reporting.adapters import repository as repo
 from services.reporting.domain import ledger, metrics
@@ -77,6 +78,8 @@ class AgingResult:
     groups: list[metrics.CustomerAging] | None = None
     reporting_currency: str | None = None
     by_currency: list[CurrencyLine] | None = None
+    next_cursor: str | None = None  # the next page of customers, when there is one
+    customers_total: Decimal | None = None  # every customer's total added up, when all were summed in SQL
 
     @property
     def ledger_net(self) -> Decimal:
@@ -86,6 +89,8 @@ class AgingResult:
 
     @property
     def ties_out(self) -> bool:
+        if self.customers_total is not None and self.customers_total != self.aging.total:
+            return False
         if self.ledger is None:
             return self.aging.ties_out
         return self.aging.ties_out and self.aging.total == self.ledger_net
@@ -138,14 +143,84 @@ async def _converted_items(conn: AsyncConnection, codes: list[str], reporting: s
     return items, lines, native_of
 
 
+DEFAULT_CUSTOMER_PAGE = 100
+MAX_CUSTOMER_PAGE = 1000
+
+
+def customer_cursor(cursor: str | None) -> str | None:
+    """The last customer_id of the previous page, from a cursor this API returned."""
+    values = decode_cursor(cursor)
+    if values is None:
+        return None
+    if len(values) != 1 or not isinstance(values[0], str):
+        raise Problem("cursor is not one this API returned", field="cursor")
+    return values[0]
+
+
+def _page(customers: list[metrics.CustomerAging], limit: int | None) -> tuple[list[metrics.CustomerAging], str | None]:
+    """customers were fetched with limit + 1 rows (or all of them, limit None)."""
+    if limit is None:
+        return customers, None
+    paged = page(customers, limit, lambda c: [c.customer_id])  # type: ignore[arg-type]
+    return paged["data"], paged["next_cursor"]
+
+
+async def _customer_rows(conn: AsyncConnection, code: str, as_of: date, spec: metrics.BucketSpec,
+                         after: str | None, limit: int | None) -> list[metrics.CustomerAging]:
+    rows = await repo.customer_aging(conn, code, as_of, spec.basis, spec.bounds, after, limit)
+    return [metrics.CustomerAging(customer, dict(zip(spec.labels, sums)), sum(sums, ZERO), count)
+            for customer, count, sums in rows]
+
+
+async def _book_aging(conn: AsyncConnection, code: str, as_of: date, spec: metrics.BucketSpec, group_by: str,
+                      after: str | None, limit: int | None
+                      ) -> tuple[Aging, list[metrics.CustomerAging] | None, str | None, Decimal | None]:
+    """The whole book's aging without ageing it invoice by invoice in Python: the buckets and
+    the open balance from the ar_deltas snapshot, the customers (one page, or all when limit
+    is None) and the groups summed per customer in SQL. Returns (aging, groups, next cursor,
+    the customers' total when every customer was fetched)."""
+    totals = await aging_totals(conn, as_of, code, spec)
+    open_total, _ = await analytics.ar_totals(conn, code, as_of)
+    everyone = None
+    if limit is None or group_by != "customer":
+        everyone = await _customer_rows(conn, code, as_of, spec, None, None)
+    if limit is None:
+        assert everyone is not None
+        customers = [c for c in everyone if after is None or c.customer_id > after]
+    else:
+        customers = await _customer_rows(conn, code, as_of, spec, after, limit + 1)
+    customers, next_cursor = _page(customers, limit)
+    groups = None
+    if group_by in ("collector", "segment"):
+        attribute = await analytics.customer_attribute(conn, group_by, as_of)
+        groups = metrics.group_customers(everyone or [], attribute.get, spec)
+    elif group_by == "currency":
+        groups = metrics.group_customers(everyone or [], lambda _: code, spec)
+    aging = Aging(as_of=as_of, buckets=totals.buckets, total=totals.total, total_open_balance=open_total,
+                  customers=customers, items=[], spec=spec)
+    customers_total = None if everyone is None else sum((c.total for c in everyone), ZERO)
+    return aging, groups, next_cursor, customers_total
+
+
 async def aging_report(conn: AsyncConnection, as_of: date, currency: str | None, customer_id: str | None = None,
                        spec: metrics.BucketSpec = metrics.DEFAULT_BUCKETS, group_by: str = "customer",
-                       reporting_currency: str | None = None) -> AgingResult:
+                       reporting_currency: str | None = None, after: str | None = None,
+                       limit: int | None = None) -> AgingResult:
+    """The aging report. One customer: its invoices aged by metrics.aging (the drill-down).
+    The book in one currency: summed in SQL (_book_aging), customers in customer_id order
+    after `after`, `limit` of them (None: every one). Converted (reporting_currency): every
+    open invoice converted and aged by metrics.aging, then the customers paged alike."""
+    next_cursor, customers_total = None, None
     if reporting_currency is None:
         code = await resolve_currency(conn, currency)
-        aging = metrics.aging(await repo.open_items(conn, code, as_of, customer_id), as_of, spec)
         ledger_totals = await repo.ledger_totals(conn, code, as_of, customer_id)
-        lines, native_of = None, {}
+        lines = None
+        if customer_id is None:
+            aging, groups, next_cursor, customers_total = await _book_aging(conn, code, as_of, spec, group_by,
+                                                                            after, limit)
+        else:
+            aging = metrics.aging(await repo.open_items(conn, code, as_of, customer_id), as_of, spec)
+            groups = _groups_of(aging, group_by, await _attribute(conn, group_by, as_of), {})
     else:
         try:
             code = validate_currency(reporting_currency)
@@ -155,20 +230,35 @@ async def aging_report(conn: AsyncConnection, as_of: date, currency: str | None,
         items, lines, native_of = await _converted_items(conn, codes, code, as_of, customer_id, spec)
         aging = metrics.aging(items, as_of, spec)
         ledger_totals = None
+        groups = _groups_of(aging, group_by, await _attribute(conn, group_by, as_of), native_of)
+        if customer_id is None:
+            customers, next_cursor = _page([c for c in aging.customers if after is None or c.customer_id > after][
+                                           :None if limit is None else limit + 1], limit)
+            aging = replace(aging, customers=customers)
     names = await repo.customer_names(conn, [c.customer_id for c in aging.customers])
-    groups = None
-    if group_by in ("collector", "segment"):
-        attribute = await analytics.customer_attribute(conn, group_by, as_of)
-        groups = metrics.group_aging(aging, lambda a: attribute.get(a.item.customer_id))
-    elif group_by == "currency":
-        groups = metrics.group_aging(aging, lambda a: native_of.get(a.item.invoice_id, a.item.currency))
     result = AgingResult(code, customer_id, aging, ledger_totals, names, group_by, groups, reporting_currency and code,
-                         lines)
+                         lines, next_cursor, customers_total)
     if not result.ties_out:
         TIE_OUT_FAILURES.inc()
-        log.error("aging %s as of %s does not tie out: buckets %s, open balances %s, ledger %s",
-                  code, as_of, aging.total, aging.total_open_balance, ledger_totals)
+        log.error("aging %s as of %s does not tie out: buckets %s, open balances %s, customers %s, ledger %s",
+                  code, as_of, aging.total, aging.total_open_balance, customers_total, ledger_totals)
     return result
+
+
+async def _attribute(conn: AsyncConnection, group_by: str, as_of: date) -> dict[str, str]:
+    if group_by in ("collector", "segment"):
+        return await analytics.customer_attribute(conn, group_by, as_of)
+    return {}
+
+
+def _groups_of(aging: Aging, group_by: str, attribute: dict[str, str],
+               native_of: dict[str, str]) -> list[metrics.CustomerAging] | None:
+    """Groups of an aging aged invoice by invoice (a customer's drill-down, the converted report)."""
+    if group_by in ("collector", "segment"):
+        return metrics.group_aging(aging, lambda a: attribute.get(a.item.customer_id))
+    if group_by == "currency":
+        return metrics.group_aging(aging, lambda a: native_of.get(a.item.invoice_id, a.item.currency))
+    return None
 
 
 @dataclass(frozen=True)

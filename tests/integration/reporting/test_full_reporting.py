@@ -18,6 +18,7 @@ from sqlalchemy import text
 from reporting_book import applied, book, feed, get, invoice, received, reporting, rich_book  # noqa: F401
 from shared.consumer import ConsumerRunner
 from shared.contracts import (
+    CollectorAssigned,
     CreditMemoIssued,
     PaymentUnapplied,
     SmallBalanceWriteOffReversed,
@@ -67,6 +68,28 @@ async def test_aging_with_every_movement_groups_bases_buckets_and_fx(reporting):
         ("A", "0.00", "1000.00"), ("B", "0.00", "500.00")]
 
     # Collectors as of the date: C1 moved from alice to bob on Mar 15.
+    # Per customer (C1's A, C2's D), summed in SQL, equal to the hand figures and to the domain
+    # ageing the drill-down's invoices; one customer per page, the cursor leads to the next.
+    assert [(c["customer_id"], c["buckets"], c["invoice_count"]) for c in usd["customers"]] == [
+        ("C1", {"current": "0.00", "1-30": "0.00", "31-60": "600.00", "61-90": "0.00", "90+": "0.00"}, 1),
+        ("C2", {"current": "300.00", "1-30": "0.00", "31-60": "0.00", "61-90": "0.00", "90+": "0.00"}, 1)]
+    first = await get(client, "/v1/reports/aging", as_of="2024-03-31", currency="USD", limit=1)
+    second = await get(client, "/v1/reports/aging", as_of="2024-03-31", currency="USD", limit=1,
+                       cursor=first["next_cursor"])
+    assert [c["customer_id"] for c in first["customers"] + second["customers"]] == ["C1", "C2"]
+    assert second["next_cursor"] is None and first["buckets"] == second["buckets"] == usd["buckets"]
+    assert first["tie_out"] == second["tie_out"] == usd["tie_out"]
+    for day in ("2024-01-31", "2024-03-06", "2024-03-31"):
+        for params in ({}, {"basis": "invoice_date"}, {"buckets": "15,45"}):
+            full = await get(client, "/v1/reports/aging", as_of=day, currency="USD", **params)
+            for row in full["customers"]:
+                one = await get(client, "/v1/reports/aging", as_of=day, currency="USD", customer_id=row["customer_id"],
+                                **params)
+                assert (one["buckets"], one["total"], len(one["invoices"])) == (
+                    row["buckets"], row["total"], row["invoice_count"]), (day, params)
+    for bad in ({"cursor": "not-a-cursor"}, {"limit": "0"}, {"limit": "1001"}):
+        r = await client.get("/v1/reports/aging", params={"as_of": "2024-03-31", "currency": "USD", **bad})
+        assert r.status_code in (400, 422) and r.json()["errors"][0]["field"] == next(iter(bad)), r.text
     by_collector = await get(client, "/v1/reports/aging", as_of="2024-03-31", currency="USD", group_by="collector")
     assert [(g["key"], g["total"], g["invoice_count"]) for g in by_collector["groups"]] == [
         ("alice", "300.00", 1), ("bob", "600.00", 1)]
@@ -110,6 +133,18 @@ async def test_aging_with_every_movement_groups_bases_buckets_and_fx(reporting):
             for c in consolidated["by_currency"]] == [("EUR", "1000.00", "1.1", "2024-03-01", "1100.00"),
                                                      ("USD", "900.00", "1", None, "900.00")]
     assert [(g["key"], g["total"]) for g in consolidated["groups"]] == [("EUR", "1100.00"), ("USD", "900.00")]
+    # The converted report (aged invoice by invoice) pages its customers the same way.
+    cursor, seen = None, []
+    while True:
+        part = await get(client, "/v1/reports/aging", as_of="2024-03-31", reporting_currency="USD", group_by="currency",
+                         limit=1, **({"cursor": cursor} if cursor else {}))
+        assert (part["buckets"], part["groups"], part["by_currency"]) == (
+            consolidated["buckets"], consolidated["groups"], consolidated["by_currency"])
+        seen += part["customers"]
+        cursor = part["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == consolidated["customers"] and len(seen) >= 2
     april = await get(client, "/v1/reports/aging", as_of="2024-04-01", reporting_currency="USD", currency="EUR")
     assert april["total"] == "1200.00"
     missing = await client.get("/v1/reports/aging", params={"as_of": "2024-03-31", "reporting_currency": "GBP"})
@@ -414,13 +449,44 @@ def _random_movements_book(rng: random.Random):
                                            approved_by="b", approved_on=on))
         kind, sign = {"unapplied": ("cash", -1), "adjustment_reversal": ("adjustment", -1)}.get(kind, (kind, 1))
         movements.append(ledger.Movement(target.invoice_id, kind, sign * amount, on))
+    collectors = {f"C{n}": rng.choice(["alice", "bob", None]) for n in range(5)}
+    events += [CollectorAssigned(customer_id=c, collector_id=who, assigned_on=date(2024, 1, 1))
+               for c, who in collectors.items() if who is not None]
     rng.shuffle(events)
-    return events, invoices, movements
+    return events, invoices, movements, collectors
+
+
+def _money(amount: Decimal) -> str:
+    return str(amount.quantize(Decimal("0.01")))
+
+
+def _customers_of(rows: list[metrics.CustomerAging]) -> list[tuple]:
+    return [(c.customer_id, {k: _money(v) for k, v in c.buckets.items()}, _money(c.total), c.invoice_count)
+            for c in rows]
+
+
+async def _every_customer(client, params: dict, limit: int) -> list[tuple]:
+    """Every customer row of the full aging, following next_cursor page by page; the CSV
+    export (one file, every customer) must hold the same rows."""
+    rows, cursor, pages = [], None, 0
+    while True:
+        body = await get(client, "/v1/reports/aging", limit=limit, **params, **({"cursor": cursor} if cursor else {}))
+        assert len(body["customers"]) <= limit
+        rows += [(c["customer_id"], c["buckets"], c["total"], c["invoice_count"]) for c in body["customers"]]
+        cursor, pages = body["next_cursor"], pages + 1
+        if cursor is None:
+            break
+    exported = await client.get("/v1/reports/aging", params={**params, "format": "csv", "limit": 1})
+    lines = exported.text.splitlines()
+    assert len(lines) == len(rows) + 1 and [line.split(",")[0] for line in lines[1:]] == [r[0] for r in rows]
+    assert [line.split(",")[-2] for line in lines[1:]] == [r[2] for r in rows]
+    assert pages == max(1, -(-len(rows) // limit))
+    return rows
 
 
 async def test_sql_equals_the_domain_rules_with_every_movement_kind_on_a_random_book(reporting):
     client, app = reporting
-    events, invoices, movements = _random_movements_book(random.Random(20241231))
+    events, invoices, movements, collectors = _random_movements_book(random.Random(20241231))
     await feed(app.state.runtime.engine, [received(e) for e in events])
     for as_of in (date(2024, 1, 20), date(2024, 3, 31), date(2024, 5, 15), date(2024, 8, 31)):
         expected = metrics.aging(ledger.open_items(invoices, movements, as_of), as_of)
@@ -429,6 +495,18 @@ async def test_sql_equals_the_domain_rules_with_every_movement_kind_on_a_random_
         assert got["buckets"] == want and got["tie_out"]["ties_out"] is True, as_of
         summary = await get(client, "/v1/reports/aging/summary", as_of=as_of.isoformat(), currency="USD")
         assert summary["buckets"] == want, as_of
+        # The book's aging summed per customer in SQL equals the domain's invoice-by-invoice
+        # aging: every customer, bucket and group, on each basis and set of edges, page by page.
+        for spec in (metrics.DEFAULT_BUCKETS, metrics.BucketSpec((15, 45)), metrics.BucketSpec((30, 60, 90), "invoice_date"),
+                     metrics.BucketSpec((1, 2, 7, 400), "invoice_date")):
+            expected = metrics.aging(ledger.open_items(invoices, movements, as_of), as_of, spec)
+            params = {"as_of": as_of.isoformat(), "currency": "USD", "basis": spec.basis,
+                      "buckets": ",".join(map(str, spec.edges))}
+            assert await _every_customer(client, params, limit=2) == _customers_of(expected.customers), (as_of, spec)
+            grouped = await get(client, "/v1/reports/aging", group_by="collector", limit=1, **params)
+            assert [(g["key"], g["buckets"], g["total"], g["invoice_count"]) for g in grouped["groups"]] == \
+                _customers_of(metrics.group_aging(expected, lambda a: collectors[a.item.customer_id])), (as_of, spec)
+            assert grouped["tie_out"]["ties_out"] is True and len(grouped["customers"]) <= 1
     for start, end in ((date(2024, 2, 1), date(2024, 2, 29)), (date(2024, 1, 1), date(2024, 6, 30))):
         rf = ledger.roll_forward(invoices, movements, start, end)
         got = await get(client, "/v1/reports/roll-forward", currency="USD",
