@@ -165,6 +165,13 @@ def _page(customers: list[metrics.CustomerAging], limit: int | None) -> tuple[li
     return paged["data"], paged["next_cursor"]
 
 
+def _after(customers: list[metrics.CustomerAging], after: str | None,
+           limit: int | None) -> tuple[list[metrics.CustomerAging], str | None]:
+    """The page after `after` of customers already summed (ordered by customer_id)."""
+    rest = [c for c in customers if after is None or c.customer_id > after]
+    return _page(rest if limit is None else rest[:limit + 1], limit)
+
+
 async def _customer_rows(conn: AsyncConnection, code: str, as_of: date, spec: metrics.BucketSpec,
                          after: str | None, limit: int | None) -> list[metrics.CustomerAging]:
     rows = await repo.customer_aging(conn, code, as_of, spec.basis, spec.bounds, after, limit)
@@ -184,12 +191,11 @@ async def _book_aging(conn: AsyncConnection, code: str, as_of: date, spec: metri
     everyone = None
     if limit is None or group_by != "customer":
         everyone = await _customer_rows(conn, code, as_of, spec, None, None)
-    if limit is None:
-        assert everyone is not None
-        customers = [c for c in everyone if after is None or c.customer_id > after]
+    if everyone is None:
+        assert limit is not None
+        customers, next_cursor = _page(await _customer_rows(conn, code, as_of, spec, after, limit + 1), limit)
     else:
-        customers = await _customer_rows(conn, code, as_of, spec, after, limit + 1)
-    customers, next_cursor = _page(customers, limit)
+        customers, next_cursor = _after(everyone, after, limit)
     groups = None
     if group_by in ("collector", "segment"):
         attribute = await analytics.customer_attribute(conn, group_by, as_of)
@@ -232,8 +238,7 @@ async def aging_report(conn: AsyncConnection, as_of: date, currency: str | None,
         ledger_totals = None
         groups = _groups_of(aging, group_by, await _attribute(conn, group_by, as_of), native_of)
         if customer_id is None:
-            customers, next_cursor = _page([c for c in aging.customers if after is None or c.customer_id > after][
-                                           :None if limit is None else limit + 1], limit)
+            customers, next_cursor = _after(aging.customers, after, limit)
             aging = replace(aging, customers=customers)
     names = await repo.customer_names(conn, [c.customer_id for c in aging.customers])
     result = AgingResult(code, customer_id, aging, ledger_totals, names, group_by, groups, reporting_currency and code,
