@@ -24,18 +24,34 @@ FACT_TABLES: tuple[str, ...] = (
 )
 
 # Fact tables whose rows move an invoice's balance (see the invoice_movements view), with the
-# column holding the movement's date and the sign it moves the balance down by.
-MOVEMENT_TABLES: dict[str, tuple[str, int]] = {
-    "credits": ("issue_date", 1), "applications": ("value_date", 1), "unapplications": ("unapplied_on", -1),
-    "adjustments": ("value_date", 1), "adjustment_reversals": ("reversed_on", -1), "write_offs": ("approved_on", 1),
+# column holding the movement's date, the sign it moves the balance down by, and the view's kind.
+MOVEMENT_TABLES: dict[str, tuple[str, int, str]] = {
+    "credits": ("issue_date", 1, "credit"), "applications": ("value_date", 1, "cash"),
+    "unapplications": ("unapplied_on", -1, "cash"), "adjustments": ("value_date", 1, "adjustment"),
+    "adjustment_reversals": ("reversed_on", -1, "adjustment"), "write_offs": ("approved_on", 1, "write_off"),
 }
+# ar_deltas keeps the movements per kind too (migration 0004): the book's tie-out as of a date.
+DELTA_KINDS: dict[str, str] = {"credit": "credited", "cash": "applied", "adjustment": "adjusted",
+                               "write_off": "written_off"}
+_KIND_COLUMNS = ", ".join(DELTA_KINDS.values())
 
 _DELTA_UPSERT = (
-    "INSERT INTO ar_deltas (currency, eff_date, due_date, issue_date, invoiced, moved)"
-    " SELECT currency, eff_date, due_date, issue_date, sum(invoiced), sum(moved) FROM ({rows}) r"
+    f"INSERT INTO ar_deltas (currency, eff_date, due_date, issue_date, invoiced, moved, {_KIND_COLUMNS})"
+    " SELECT currency, eff_date, due_date, issue_date, sum(invoiced), sum(moved), "
+    + ", ".join(f"sum({c})" for c in DELTA_KINDS.values()) + " FROM ({rows}) r"
     " GROUP BY currency, eff_date, due_date, issue_date"
     " ON CONFLICT (currency, eff_date, due_date, issue_date) DO UPDATE"
-    " SET invoiced = ar_deltas.invoiced + EXCLUDED.invoiced, moved = ar_deltas.moved + EXCLUDED.moved"
+    " SET invoiced = ar_deltas.invoiced + EXCLUDED.invoiced, moved = ar_deltas.moved + EXCLUDED.moved, "
+    + ", ".join(f"{c} = ar_deltas.{c} + EXCLUDED.{c}" for c in DELTA_KINDS.values())
+)
+_INVOICE_DELTAS = ("SELECT currency, issue_date AS eff_date, due_date, issue_date, amount AS invoiced, 0 AS moved, "
+                   + ", ".join(f"0 AS {c}" for c in DELTA_KINDS.values()) + " FROM invoices")
+# Every movement on a known invoice, at greatest(movement date, issue date), moved and by kind.
+_MOVEMENT_DELTAS = (
+    "SELECT i.currency, greatest(m.on_date, i.issue_date) AS eff_date, i.due_date, i.issue_date,"
+    " 0 AS invoiced, m.amount AS moved, "
+    + ", ".join(f"CASE WHEN m.kind = '{k}' THEN m.amount ELSE 0 END AS {c}" for k, c in DELTA_KINDS.items())
+    + " FROM invoice_movements m JOIN invoices i USING (invoice_id)"
 )
 
 
@@ -49,16 +65,14 @@ async def update_deltas(conn: AsyncConnection, table: str, row: dict[str, Any]) 
     """Keep ar_deltas in step with a new fact: an invoice adds its amount and every movement
     already recorded on it; a movement adds itself when its invoice is known."""
     if table == "invoices":
-        moved = " UNION ALL ".join(
-            f"SELECT i.currency, greatest(m.{on}, i.issue_date) AS eff_date, i.due_date, i.issue_date,"
-            f" 0 AS invoiced, {sign} * m.amount AS moved FROM {t} m JOIN invoices i USING (invoice_id)"
-            f" WHERE i.invoice_id = :i" for t, (on, sign) in MOVEMENT_TABLES.items())
-        rows = ("SELECT currency, issue_date AS eff_date, due_date, issue_date, amount AS invoiced, 0 AS moved"
-                " FROM invoices WHERE invoice_id = :i UNION ALL " + moved)
+        rows = (f"{_INVOICE_DELTAS} WHERE invoice_id = :i UNION ALL {_MOVEMENT_DELTAS} WHERE i.invoice_id = :i")
     elif table in MOVEMENT_TABLES:
-        on, sign = MOVEMENT_TABLES[table]
+        _, sign, kind = MOVEMENT_TABLES[table]
+        amount = f"{sign} * CAST(:amount AS numeric)"
         rows = ("SELECT currency, greatest(CAST(:on AS date), issue_date) AS eff_date, due_date, issue_date,"
-                f" 0 AS invoiced, {sign} * CAST(:amount AS numeric) AS moved FROM invoices WHERE invoice_id = :i")
+                f" 0 AS invoiced, {amount} AS moved, "
+                + ", ".join(f"{amount if k == kind else 0} AS {c}" for k, c in DELTA_KINDS.items())
+                + " FROM invoices WHERE invoice_id = :i")
     else:
         return
     await _lock_invoice(conn, row["invoice_id"])
@@ -71,13 +85,7 @@ async def update_deltas(conn: AsyncConnection, table: str, row: dict[str, Any]) 
 async def rebuild_deltas(conn: AsyncConnection) -> None:
     """ar_deltas recomputed from the facts, set-based (after a batch load)."""
     await conn.execute(text("TRUNCATE ar_deltas"))
-    moved = " UNION ALL ".join(
-        f"SELECT i.currency, greatest(m.{on}, i.issue_date) AS eff_date, i.due_date, i.issue_date,"
-        f" 0 AS invoiced, {sign} * m.amount AS moved FROM {t} m JOIN invoices i USING (invoice_id)"
-        for t, (on, sign) in MOVEMENT_TABLES.items())
-    rows = ("SELECT currency, issue_date AS eff_date, due_date, issue_date, amount AS invoiced, 0 AS moved"
-            " FROM invoices UNION ALL " + moved)
-    await conn.execute(text(_DELTA_UPSERT.format(rows=rows)))
+    await conn.execute(text(_DELTA_UPSERT.format(rows=f"{_INVOICE_DELTAS} UNION ALL {_MOVEMENT_DELTAS}")))
 
 
 @asynccontextmanager
@@ -285,6 +293,17 @@ async def ledger_totals(conn: AsyncConnection, currency: str | None, as_of: date
         params,
     )).one()
     return {k: Decimal(getattr(row, k)) for k in ("invoiced", "credited", "applied", "adjusted", "written_off")}
+
+
+async def snapshot_ledger_totals(conn: AsyncConnection, currency: str, as_of: date) -> dict[str, Decimal]:
+    """The book's tie-out (as ledger_totals without a customer) from the ar_deltas snapshot:
+    invoiced on its issue date, each kind of movement on greatest(its date, the issue date),
+    rows dated on or before as_of. A few thousand rows, however large the book."""
+    row = (await conn.execute(text(
+        "SELECT coalesce(sum(invoiced), 0) AS invoiced, "
+        + ", ".join(f"coalesce(sum({c}), 0) AS {c}" for c in DELTA_KINDS.values())
+        + " FROM ar_deltas WHERE currency = :cur AND eff_date <= :d"), {"cur": currency, "d": as_of})).one()
+    return {k: Decimal(getattr(row, k)) for k in ("invoiced", *DELTA_KINDS.values())}
 
 
 async def credit_sales(conn: AsyncConnection, currency: str, start: date, end: date) -> Decimal:

@@ -219,12 +219,16 @@ async def aging_report(conn: AsyncConnection, as_of: date, currency: str | None,
     next_cursor, customers_total = None, None
     if reporting_currency is None:
         code = await resolve_currency(conn, currency)
-        ledger_totals = await repo.ledger_totals(conn, code, as_of, customer_id)
         lines = None
         if customer_id is None:
             aging, groups, next_cursor, customers_total = await _book_aging(conn, code, as_of, spec, group_by,
                                                                             after, limit)
+            # A page: the tie-out from the snapshot (a few thousand rows). Every customer summed
+            # (an export, a grouped report): from the facts, and their total must equal it.
+            ledger_totals = await (repo.snapshot_ledger_totals(conn, code, as_of) if customers_total is None
+                                   else repo.ledger_totals(conn, code, as_of))
         else:
+            ledger_totals = await repo.ledger_totals(conn, code, as_of, customer_id)
             aging = metrics.aging(await repo.open_items(conn, code, as_of, customer_id), as_of, spec)
             groups = _groups_of(aging, group_by, await _attribute(conn, group_by, as_of), {})
     else:
