@@ -9,8 +9,10 @@ baselines measured in the same run.
    events/s, beside a plain aiokafka consumer reading the same messages (no database work).
 3. Times the reports over HTTP (in-process ASGI app, the real routes and queries) on that
    book, BENCH_RUNS (40) times each after a warm-up: the aging summary, one customer's aging
-   with its invoice drill-down, and DSO + CEI (the KPI report) for a quarter; each beside a
-   plain SQL aggregate over the same invoices table through asyncpg.
+   with its invoice drill-down, a page of the full aging report (100 customers after a random
+   cursor, with the book's buckets and tie-out), and DSO + CEI (the KPI report) for a quarter;
+   each beside a plain SQL aggregate over the same invoices table through asyncpg. The full
+   aging's CSV export (every customer) is timed over 3 runs.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from sqlalchemy import text
 
+from shared.pagination import encode_cursor
 from shared.service import Runtime, build_app
 from services.reporting.application.rebuild import rebuild_from_topics
 from services.reporting.main import definition
@@ -173,6 +176,9 @@ async def main() -> None:
                     summary = await timed(lambda: get("/v1/reports/aging/summary", as_of=AS_OF))
                     customer = await timed(lambda: get("/v1/reports/aging", as_of=AS_OF,
                                                        customer_id=f"C{rng.randrange(CUSTOMERS)}"))
+                    full_page = await timed(lambda: get("/v1/reports/aging", as_of=AS_OF, limit=100,
+                                                        cursor=encode_cursor([f"C{rng.randrange(CUSTOMERS)}"])))
+                    export = await timed(lambda: get("/v1/reports/aging", as_of=AS_OF, format="csv"), runs=3)
                     kpis = await timed(lambda: get("/v1/reports/kpis", period="2024-Q4"))
 
                     raw_summary = await timed(lambda: pool.fetch(
@@ -182,6 +188,13 @@ async def main() -> None:
                     raw_customer = await timed(lambda: pool.fetch(
                         "SELECT invoice_id, amount, due_date FROM invoices WHERE customer_id = $1",
                         f"C{rng.randrange(CUSTOMERS)}"))
+                    raw_page = await timed(lambda: pool.fetch(
+                        "SELECT customer_id, sum(amount) FROM invoices WHERE currency = 'USD' AND issue_date <= $1"
+                        " AND customer_id > $2 GROUP BY customer_id ORDER BY customer_id LIMIT 100",
+                        _date(AS_OF), f"C{rng.randrange(CUSTOMERS)}"))
+                    raw_export = await timed(lambda: pool.fetch(
+                        "SELECT customer_id, sum(amount) FROM invoices WHERE currency = 'USD' AND issue_date <= $1"
+                        " GROUP BY customer_id ORDER BY customer_id", _date(AS_OF)), runs=3)
                     raw_kpis = await timed(lambda: pool.fetch(
                         "SELECT sum(amount) FROM invoices WHERE currency = 'USD' AND issue_date BETWEEN $1 AND $2",
                         _date("2024-10-01"), _date("2024-12-31")))
@@ -199,6 +212,8 @@ async def main() -> None:
     for name, (p50, p95), base, (b50, b95) in (
             ("aging summary (book, 5 buckets)", summary, "sum(amount) current/past due over invoices", raw_summary),
             ("a customer's aging with drill-down", customer, "select a customer's invoices by index", raw_customer),
+            ("full aging, a page of 100 customers", full_page, "sum(amount) of 100 customers by index", raw_page),
+            ("full aging CSV export, every customer", export, "sum(amount) per customer, whole table", raw_export),
             ("DSO + CEI (KPIs) for a quarter", kpis, "sum(amount) of the quarter's invoices", raw_kpis)):
         print(f"{name:<40}{p50:>8.1f}{p95:>8.1f}   {base:<52}{b50:>8.1f}{b95:>8.1f}")
     print(f"\n{'projection rebuild (set-based)':<40}{rate:>12,.0f} events/s  ({events:,} events in {rebuild_s:.0f} s)")
