@@ -49,8 +49,8 @@ async def aging(request: Request,
                                    description="Customers per page (in customer_id order); exports hold them all"),
                 format: str | None = _FORMAT):
     spec = reports.bucket_spec(buckets, basis)
-    after = reports.customer_cursor(cursor)
-    every = wanted_format(request) != "json"  # a CSV / XLSX export lists every customer
+    every = wanted_format(request) != "json"  # a CSV / XLSX export lists every customer: no cursor, no limit
+    after = None if every else reports.customer_cursor(cursor)
     async with read_snapshot(get_runtime(request).engine) as conn:
         result = await reports.aging_report(conn, as_of or _today(request), currency, customer_id, spec, group_by,
                                             reporting_currency, after, None if every else limit)

@@ -468,15 +468,18 @@ def _customers_of(rows: list[metrics.CustomerAging]) -> list[tuple]:
 async def _every_customer(client, params: dict, limit: int) -> list[tuple]:
     """Every customer row of the full aging, following next_cursor page by page; the CSV
     export (one file, every customer) must hold the same rows."""
-    rows, cursor, pages = [], None, 0
+    rows, cursor, pages, cursors = [], None, 0, []
     while True:
         body = await get(client, "/v1/reports/aging", limit=limit, **params, **({"cursor": cursor} if cursor else {}))
         assert len(body["customers"]) <= limit
         rows += [(c["customer_id"], c["buckets"], c["total"], c["invoice_count"]) for c in body["customers"]]
         cursor, pages = body["next_cursor"], pages + 1
+        cursors.append(cursor)
         if cursor is None:
             break
-    exported = await client.get("/v1/reports/aging", params={**params, "format": "csv", "limit": 1})
+    # The export ignores cursor and limit.
+    exported = await client.get("/v1/reports/aging", params={**params, "format": "csv", "limit": 1,
+                                                             **({"cursor": cursors[0]} if cursors[0] else {})})
     lines = exported.text.splitlines()
     assert len(lines) == len(rows) + 1 and [line.split(",")[0] for line in lines[1:]] == [r[0] for r in rows]
     assert [line.split(",")[-2] for line in lines[1:]] == [r[2] for r in rows]
