@@ -11,9 +11,13 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.reporting.adapters.repository import aged_balances_sql as repo_aged
 from services.reporting.adapters.repository import balances_sql as repo_balances
+from services.reporting.adapters.repository import bucket_params as repo_bucket_params
+from services.reporting.adapters.repository import bucket_sums_sql as repo_bucket_sums
 from services.reporting.domain.forecast import Expected
 from services.reporting.domain.ledger import KINDS
+from services.reporting.domain.metrics import UNASSIGNED
 
 ZERO = Decimal(0)
 
@@ -144,13 +148,31 @@ async def customer_attribute(conn: AsyncConnection, attribute: str, as_of: date)
     """Each customer's collector or segment as of a date: the latest assignment dated on or
     before it (same-day ties go to the larger event id, so the answer is the same whatever
     order the events arrived in)."""
+    rows = await conn.execute(text(_attribute_sql(attribute)), {"d": as_of})
+    return {r.customer_id: r.value for r in rows}
+
+
+def _attribute_sql(attribute: str) -> str:
     table, column, on = {"collector": ("collector_assignments", "collector_id", "assigned_on"),
                          "segment": ("customer_segments", "segment", "scored_on")}[attribute]
+    return (f"SELECT DISTINCT ON (customer_id) customer_id, {column} AS value FROM {table}"
+            f" WHERE {on} <= :d ORDER BY customer_id, {on} DESC, event_id DESC")
+
+
+async def group_aging(conn: AsyncConnection, currency: str, as_of: date, basis_column: str,
+                      bounds: tuple[int, ...], group_by: str) -> list[tuple[str, int, list[Decimal]]]:
+    """The book's open invoices of `currency` on as_of added up per group, in one SQL pass:
+    (key, open invoices, balance per bucket index), ordered by key. group_by collector or
+    segment: the customer's as of as_of (customer_attribute), "(none)" without one; currency:
+    the one currency. Buckets as repository.customer_aging."""
+    if group_by == "currency":
+        keyed, key = "", "CAST(:cur AS text)"
+    else:
+        keyed, key = f" LEFT JOIN ({_attribute_sql(group_by)}) a USING (customer_id)", "coalesce(a.value, :none)"
     rows = await conn.execute(text(
-        f"SELECT DISTINCT ON (customer_id) customer_id, {column} AS value FROM {table}"
-        f" WHERE {on} <= :d ORDER BY customer_id, {on} DESC, event_id DESC"
-    ), {"d": as_of})
-    return {r.customer_id: r.value for r in rows}
+        f"SELECT {key} AS key, {repo_bucket_sums(len(bounds) + 1)} FROM ({repo_aged(basis_column)}) b{keyed}"
+        " WHERE balance <> 0 GROUP BY 1 ORDER BY 1"), {**repo_bucket_params(currency, as_of, bounds), "none": UNASSIGNED})
+    return [(row[0], int(row[1]), list(row[2:])) for row in rows]
 
 
 async def fx_rate(conn: AsyncConnection, currency: str, reporting_currency: str, as_of: date) -> tuple[Decimal, date] | None:

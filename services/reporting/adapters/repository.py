@@ -217,11 +217,28 @@ _GROUPED_MOVED = ("LEFT JOIN (SELECT invoice_id, sum(amount) AS moved FROM invoi
                   " GROUP BY invoice_id) m USING (invoice_id)")
 
 
-def _customer_aging_sql(buckets: int, column: str, after: bool, paged: bool) -> str:
-    sums = ", ".join(f"coalesce(sum(balance) FILTER (WHERE k = {n}), 0) AS b{n}" for n in range(buckets))
-    inner = _AGED_BALANCES.format(column=column, movements=_LATERAL_MOVED if paged else _GROUPED_MOVED,
-                                  after=" AND i.customer_id > :after" if after else "")
-    return (f"SELECT customer_id, count(*) AS n, {sums} FROM ({inner}) b WHERE balance <> 0"
+def aged_balances_sql(basis_column: str, paged: bool = False, after: bool = False) -> str:
+    """Each invoice of :cur issued on or before :d (customer_id, k, balance), k its bucket's
+    index: the number of bucket bounds below its age, i.e. width_bucket(age, :thresholds) with
+    :thresholds = bound + 1 (metrics.BucketSpec.bucket); use bucket_params for them."""
+    column = {"due_date": "due_date", "invoice_date": "issue_date"}[basis_column]
+    return _AGED_BALANCES.format(column=column, movements=_LATERAL_MOVED if paged else _GROUPED_MOVED,
+                                 after=" AND i.customer_id > :after" if after else "")
+
+
+def bucket_sums_sql(buckets: int) -> str:
+    """count(*) AS n and the balance per bucket index (b0, b1, ...) over aged_balances_sql rows."""
+    return "count(*) AS n, " + ", ".join(f"coalesce(sum(balance) FILTER (WHERE k = {n}), 0) AS b{n}"
+                                         for n in range(buckets))
+
+
+def bucket_params(currency: str, as_of: date, bounds: tuple[int, ...]) -> dict[str, Any]:
+    return {"cur": currency, "d": as_of, "thresholds": [b + 1 for b in bounds]}
+
+
+def _customer_aging_sql(buckets: int, basis_column: str, after: bool, paged: bool) -> str:
+    inner = aged_balances_sql(basis_column, paged, after)
+    return (f"SELECT customer_id, {bucket_sums_sql(buckets)} FROM ({inner}) b WHERE balance <> 0"
             " GROUP BY customer_id ORDER BY customer_id" + (" LIMIT :n" if paged else ""))
 
 
@@ -236,9 +253,8 @@ async def customer_aging(conn: AsyncConnection, currency: str, as_of: date, basi
     With `limit`, the first `limit` such customers, summed invoice by invoice through the
     indexes (cost grows with the page, not the book); without, every customer in one pass.
     The SQL text is written per case (after or not, paged or not): no `:x IS NULL OR`."""
-    column = {"due_date": "due_date", "invoice_date": "issue_date"}[basis_column]
-    sql = _customer_aging_sql(len(bounds) + 1, column, after is not None, limit is not None)
-    params: dict[str, Any] = {"cur": currency, "d": as_of, "thresholds": [b + 1 for b in bounds]}
+    sql = _customer_aging_sql(len(bounds) + 1, basis_column, after is not None, limit is not None)
+    params = bucket_params(currency, as_of, bounds)
     if after is not None:
         params["after"] = after
     if limit is not None:

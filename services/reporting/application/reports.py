@@ -172,11 +172,15 @@ def _after(customers: list[metrics.CustomerAging], after: str | None,
     return _page(rest if limit is None else rest[:limit + 1], limit)
 
 
+def _summed(rows: list[tuple[str, int, list[Decimal]]], spec: metrics.BucketSpec) -> list[metrics.CustomerAging]:
+    """(key, open invoices, balance per bucket index) rows as CustomerAging."""
+    return [metrics.CustomerAging(key, dict(zip(spec.labels, sums)), sum(sums, ZERO), count)
+            for key, count, sums in rows]
+
+
 async def _customer_rows(conn: AsyncConnection, code: str, as_of: date, spec: metrics.BucketSpec,
                          after: str | None, limit: int | None) -> list[metrics.CustomerAging]:
-    rows = await repo.customer_aging(conn, code, as_of, spec.basis, spec.bounds, after, limit)
-    return [metrics.CustomerAging(customer, dict(zip(spec.labels, sums)), sum(sums, ZERO), count)
-            for customer, count, sums in rows]
+    return _summed(await repo.customer_aging(conn, code, as_of, spec.basis, spec.bounds, after, limit), spec)
 
 
 async def _book_aging(conn: AsyncConnection, code: str, as_of: date, spec: metrics.BucketSpec, group_by: str,
@@ -184,27 +188,22 @@ async def _book_aging(conn: AsyncConnection, code: str, as_of: date, spec: metri
                       ) -> tuple[Aging, list[metrics.CustomerAging] | None, str | None, Decimal | None]:
     """The whole book's aging without ageing it invoice by invoice in Python: the buckets and
     the open balance from the ar_deltas snapshot, the customers (one page, or all when limit
-    is None) and the groups summed per customer in SQL. Returns (aging, groups, next cursor,
-    the customers' total when every customer was fetched)."""
+    is None) and the groups (one pass over the book) summed in SQL. Returns (aging, groups,
+    next cursor, the customers' total when every customer was fetched)."""
     totals = await aging_totals(conn, as_of, code, spec)
     open_total, _ = await analytics.ar_totals(conn, code, as_of)
-    everyone = None
-    if limit is None or group_by != "customer":
+    if limit is None:
         everyone = await _customer_rows(conn, code, as_of, spec, None, None)
-    if everyone is None:
-        assert limit is not None
-        customers, next_cursor = _page(await _customer_rows(conn, code, as_of, spec, after, limit + 1), limit)
+        customers, next_cursor = _after(everyone, after, None)
+        customers_total: Decimal | None = sum((c.total for c in everyone), ZERO)
     else:
-        customers, next_cursor = _after(everyone, after, limit)
+        customers, next_cursor = _page(await _customer_rows(conn, code, as_of, spec, after, limit + 1), limit)
+        customers_total = None
     groups = None
-    if group_by in ("collector", "segment"):
-        attribute = await analytics.customer_attribute(conn, group_by, as_of)
-        groups = metrics.group_customers(everyone or [], attribute.get, spec)
-    elif group_by == "currency":
-        groups = metrics.group_customers(everyone or [], lambda _: code, spec)
+    if group_by != "customer":
+        groups = _summed(await analytics.group_aging(conn, code, as_of, spec.basis, spec.bounds, group_by), spec)
     aging = Aging(as_of=as_of, buckets=totals.buckets, total=totals.total, total_open_balance=open_total,
                   customers=customers, items=[], spec=spec)
-    customers_total = None if everyone is None else sum((c.total for c in everyone), ZERO)
     return aging, groups, next_cursor, customers_total
 
 
@@ -224,7 +223,7 @@ async def aging_report(conn: AsyncConnection, as_of: date, currency: str | None,
             aging, groups, next_cursor, customers_total = await _book_aging(conn, code, as_of, spec, group_by,
                                                                             after, limit)
             # A page: the tie-out from the snapshot (a few thousand rows). Every customer summed
-            # (an export, a grouped report): from the facts, and their total must equal it.
+            # (an export): from the facts, and their total must equal it.
             ledger_totals = await (repo.snapshot_ledger_totals(conn, code, as_of) if customers_total is None
                                    else repo.ledger_totals(conn, code, as_of))
         else:

@@ -235,21 +235,6 @@ def group_aging(aging_: Aging, key_of: Callable[[AgedItem], str | None]) -> list
     return [CustomerAging(key, b, sum(b.values(), ZERO), counts[key]) for key, b in sorted(groups.items())]
 
 
-def group_customers(customers: Iterable[CustomerAging], key_of: Callable[[str], str | None],
-                    spec: BucketSpec) -> list[CustomerAging]:
-    """Customers' agings added up by a key of the customer (collector, segment): the same
-    groups as group_aging over their invoices, from per-customer totals."""
-    groups: dict[str, dict[str, Decimal]] = {}
-    counts: dict[str, int] = defaultdict(int)
-    for c in customers:
-        key = key_of(c.customer_id) or UNASSIGNED
-        buckets = groups.setdefault(key, spec.empty())
-        for label, amount in c.buckets.items():
-            buckets[label] += amount
-        counts[key] += c.invoice_count
-    return [CustomerAging(key, b, sum(b.values(), ZERO), counts[key]) for key, b in sorted(groups.items())]
-
-
 # --- DSO --------------------------------------------------------------------------------------
 
 def period_days(start: date, end: date) -> int:

@@ -141,15 +141,3 @@ def test_kpi_formulas_on_a_worked_example():
     assert periodic.countback_months(date(2024, 3, 15), date(2024, 1, 20)) == [
         (date(2024, 3, 1), date(2024, 3, 15)), (date(2024, 2, 1), date(2024, 2, 29)),
         (date(2024, 1, 1), date(2024, 1, 31))]
-
-
-@settings(max_examples=100, deadline=None)
-@given(books(), days, st.dictionaries(st.sampled_from(["C0", "C1", "C2", "C3"]), st.sampled_from(["alice", "bob"])),
-       st.sampled_from([metrics.DEFAULT_BUCKETS, metrics.BucketSpec((15, 45), metrics.INVOICE)]))
-def test_grouping_customer_totals_equals_grouping_their_invoices(book, as_of, collector, spec):
-    # The book-wide report groups the per-customer sums (from SQL); the drill-down path groups
-    # invoices: both give the same groups, buckets and counts.
-    invoices, movements = book
-    aged = metrics.aging(ledger.open_items(invoices, movements, as_of), as_of, spec)
-    assert metrics.group_customers(aged.customers, collector.get, spec) == \
-        metrics.group_aging(aged, lambda a: collector.get(a.item.customer_id))
