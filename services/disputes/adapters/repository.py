@@ -53,6 +53,13 @@ async def record_resolution(conn: AsyncConnection, *, dispute_id: str, resolutio
     )
 
 
+async def open_deductions_of_payment(conn: AsyncConnection, payment_id: str) -> list[str]:
+    rows = await conn.execute(
+        text("SELECT dispute_id FROM disputes WHERE payment_id = :p AND kind = 'deduction' AND status = 'open'"
+             " ORDER BY dispute_id"), {"p": payment_id})
+    return list(rows.scalars())
+
+
 async def get_dispute(conn: AsyncConnection, dispute_id: str) -> dict[str, Any] | None:
     row = (await conn.execute(text("SELECT * FROM disputes WHERE dispute_id = :d"),
                               {"d": dispute_id})).mappings().first()

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared import aggregate
 from shared.consumer import ReceivedEvent
-from shared.contracts import InvoiceIssued, ShortPayDetected, UnknownEvent, registry
+from shared.contracts import InvoiceIssued, PaymentReturned, ShortPayDetected, UnknownEvent, registry
 from shared.eventstore import utc_midnight
 from shared.problems import Conflict, NotFound, Unprocessable
 from services.disputes.adapters import repository as repo
@@ -19,6 +19,7 @@ from services.disputes.domain.model import (
     Dispute,
     DisputeAlreadyResolved,
     DisputeRuleViolation,
+    WITHDRAWN,
     InvoiceReference,
     deduction_id,
 )
@@ -127,8 +128,8 @@ def _row(dispute: Dispute, *, description: str | None = None, payment_id: str | 
 
 
 async def on_external_event(conn: AsyncConnection, event: ReceivedEvent) -> None:
-    """Disputes' consumer: invoices (the reference model API disputes are checked against) and
-    short pays (each opens a deduction)."""
+    """Disputes' consumer: invoices (the reference model API disputes are checked against), short
+    pays (each opens a deduction) and returned payments (their open deductions are withdrawn)."""
     try:
         contract = registry.parse(event.event_type, event.schema_version, event.data)
     except UnknownEvent:
@@ -137,3 +138,22 @@ async def on_external_event(conn: AsyncConnection, event: ReceivedEvent) -> None
         await on_invoice_issued(conn, contract)
     elif isinstance(contract, ShortPayDetected):
         await open_deduction(conn, contract, event.causation_metadata("disputes:short-pay"))
+    elif isinstance(contract, PaymentReturned):
+        await withdraw_deductions(conn, contract, event.causation_metadata("disputes:payment-returned"))
+
+
+async def withdraw_deductions(conn: AsyncConnection, returned: PaymentReturned, meta: dict[str, Any]) -> int:
+    """The bank returned a payment: the deductions its short pays opened are withdrawn (the invoices
+    are open in full again). Redelivery finds them resolved and changes nothing."""
+    note = f"payment {returned.payment_id} returned ({returned.reason_code})"
+    withdrawn = 0
+    for dispute_id in await repo.open_deductions_of_payment(conn, returned.payment_id):
+        dispute = await aggregate.load(conn, Dispute, dispute_id)
+        if not dispute.withdraw(resolved_on=returned.returned_on, at=utc_midnight(returned.returned_on)):
+            continue
+        resolved_on = dispute.pending[0][0].resolved_on
+        await aggregate.save(conn, dispute, {**meta, "note": note})
+        await repo.record_resolution(conn, dispute_id=dispute.id, resolution=WITHDRAWN, credit_amount=Decimal(0),
+                                     resolved_on=resolved_on, note=note, version=dispute.version)
+        withdrawn += 1
+    return withdrawn

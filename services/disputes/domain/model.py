@@ -15,6 +15,8 @@ from services.disputes.domain.reason_codes import BY_CODE, is_selectable
 
 Resolution = Literal["credit", "rejected", "partial_credit"]
 RESOLUTIONS: tuple[str, ...] = ("credit", "rejected", "partial_credit")
+# Not chosen by a person: a deduction closed because its payment was returned (PaymentReturned).
+WITHDRAWN = "withdrawn"
 
 
 class DisputeRuleViolation(ValueError):
@@ -115,6 +117,18 @@ class Dispute(Aggregate):
         self.trigger(DisputeResolved(dispute_id=self.id, invoice_id=self.invoice_id, customer_id=self.customer_id,
                                      currency=self.currency, credit_amount=quantize(credit, self.currency),
                                      resolution=resolution, resolved_on=resolved_on), at)
+
+    def withdraw(self, *, resolved_on: date, at: datetime) -> bool:
+        """A deduction whose payment the bank returned no longer stands: the whole invoice is open
+        again, so the short pay is not worked. Closed as `withdrawn` with no credit. Returns False
+        when there is nothing to withdraw (not an open deduction)."""
+        if not self.exists or self.kind != "deduction" or self.status == "resolved":
+            return False
+        self.trigger(DisputeResolved(dispute_id=self.id, invoice_id=self.invoice_id, customer_id=self.customer_id,
+                                     currency=self.currency, credit_amount=quantize(ZERO, self.currency),
+                                     resolution=WITHDRAWN, resolved_on=max(resolved_on, self.opened_on or resolved_on)),
+                     at)
+        return True
 
     @staticmethod
     def _check_amount(amount: Decimal, currency: str, field: str) -> None:

@@ -14,7 +14,7 @@ from services.disputes.main import definition
 from services.disputes.settings import DisputesSettings
 from shared.clock import FixedClock
 from shared.consumer import ReceivedEvent
-from shared.contracts import InvoiceIssued, InvoiceLine, ShortPayDetected
+from shared.contracts import InvoiceIssued, InvoiceLine, PaymentReturned, ShortPayDetected
 from tests.support.infra import idem, service_client
 
 TODAY = date(2024, 4, 15)
@@ -80,6 +80,42 @@ async def test_short_pay_opens_one_deduction_even_when_redelivered(disputes):
     assert got.json()["kind"] == "deduction" and got.json()["amount"] == "40.00"
     listed = (await client.get("/v1/disputes", params={"customer_id": "cus-1"})).json()["data"]
     assert [d["dispute_id"] for d in listed] == [expected_id]
+
+
+async def test_a_returned_payment_withdraws_the_deductions_its_short_pays_opened(disputes):
+    client, app = disputes
+    await _invoice(app, "inv-1", total="1000.00")
+    await _invoice(app, "inv-2", total="500.00")
+    for invoice_id, open_, paid, short in (("inv-1", "1000.00", "960.00", "40.00"),
+                                           ("inv-2", "500.00", "450.00", "50.00")):
+        await _deliver(app, ShortPayDetected(payment_id="pay-7", invoice_id=invoice_id, customer_id="cus-1",
+                                             currency="USD", open_amount=open_, paid_amount=paid, shortfall=short,
+                                             value_date="2024-03-20"))
+    # A person already settled the second deduction: that decision stands.
+    settled = await client.post(f"/v1/disputes/{deduction_id('pay-7', 'inv-2')}/resolution", headers=idem(),
+                                json={"resolution": "rejected", "resolved_on": "2024-03-25"})
+    assert settled.status_code == 201, settled.text
+    dispute = await client.post("/v1/disputes", headers=idem(), json={
+        "invoice_id": "inv-1", "amount": "100.00", "reason_code": "PRICING", "opened_on": "2024-03-21"})
+    assert dispute.status_code == 201
+    returned = PaymentReturned(payment_id="pay-7", customer_id="cus-1", amount="1410.00", currency="USD",
+                               returned_on="2024-03-28", reason_code="R01", reason="insufficient funds")
+    await _deliver(app, returned)
+    await _deliver(app, returned)  # redelivered: already withdrawn
+    first = (await client.get(f"/v1/disputes/{deduction_id('pay-7', 'inv-1')}")).json()
+    assert (first["status"], first["resolution"], first["credit_amount"], first["resolved_on"]) == \
+        ("resolved", "withdrawn", "0.00", "2024-03-28")
+    assert first["resolution_note"] == "payment pay-7 returned (R01)"
+    second = (await client.get(f"/v1/disputes/{deduction_id('pay-7', 'inv-2')}")).json()
+    assert second["resolution"] == "rejected"
+    assert (await client.get(f"/v1/disputes/{dispute.json()['dispute_id']}")).json()["status"] == "open"
+    resolved = [e["payload"] for e in await _events(app, "DisputeResolved")]
+    assert [(e["dispute_id"], e["resolution"], e["credit_amount"]) for e in resolved] == [
+        (deduction_id("pay-7", "inv-2"), "rejected", "0.00"), (deduction_id("pay-7", "inv-1"), "withdrawn", "0.00")]
+    # The withdrawn deduction no longer holds any of the invoice: 900.00 can still be disputed.
+    more = await client.post("/v1/disputes", headers=idem(), json={
+        "invoice_id": "inv-1", "amount": "900.00", "reason_code": "PRICING"})
+    assert more.status_code == 201, more.text
 
 
 async def test_short_pay_reason_code_kept_when_known_and_recorded_when_not(disputes):

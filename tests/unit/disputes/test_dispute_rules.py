@@ -145,3 +145,22 @@ def test_deduction_reason_codes_map_to_the_catalogue():
     assert deduction_reason_code("ZZ-99") == "UNSPECIFIED"
     assert {r.code for r in CATALOGUE} >= {"PRICING", "QUANTITY", "DAMAGED", "NOT_RECEIVED", "DUPLICATE_BILLING",
                                            "PROMOTION", "TAX", "OTHER", "UNSPECIFIED"}
+
+
+def test_only_an_open_deduction_is_withdrawn_and_never_before_it_opened():
+    from datetime import date, datetime, timezone
+
+    from services.disputes.domain.model import Dispute
+
+    at = datetime(2024, 3, 1, tzinfo=timezone.utc)
+    deduction = Dispute("d-1")
+    deduction.open_deduction(invoice_id="inv-1", customer_id="c", payment_id="p", currency="USD",
+                             shortfall=Decimal("40.00"), reason_code="UNSPECIFIED", opened_on=date(2024, 3, 20), at=at)
+    # a return dated before the deduction opened (value dates) closes it on its opening day
+    assert deduction.withdraw(resolved_on=date(2024, 3, 18), at=at) is True
+    (resolved, _), = deduction.pending[-1:]
+    assert (resolved.resolution, resolved.credit_amount, resolved.resolved_on) == (
+        "withdrawn", Decimal("0.00"), date(2024, 3, 20))
+    deduction.apply(resolved)
+    assert deduction.withdraw(resolved_on=date(2024, 3, 30), at=at) is False  # already resolved
+    assert Dispute("never-opened").withdraw(resolved_on=date(2024, 3, 30), at=at) is False
