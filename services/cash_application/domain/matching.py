@@ -571,7 +571,7 @@ class Matcher:
             if len(result.suggestions) >= self.policy.suggestions * 2:
                 break
             gap = abs(invoice.open_balance - receipt.amount)
-            score = _conf(max(0.1, 0.8 - float(gap / max(invoice.open_balance, Decimal(1)))))
+            score = _conf(max(Decimal("0.1"), Decimal("0.8") - gap / max(invoice.open_balance, Decimal(1))))
             result.suggestions.append(Suggestion((invoice.invoice_id,), invoice.customer_id, invoice.open_balance,
                                                  score, f"closest open balance ({gap} apart)"))
         if exhausted:
@@ -595,10 +595,10 @@ class Matcher:
             for invoice in self.open_invoices_of(customer_id, receipt.currency):
                 if invoice.open_balance == receipt.amount:
                     result.suggestions.append(Suggestion((invoice.invoice_id,), customer_id, invoice.open_balance,
-                                                         _conf(float(score) * 0.8), f"{why}; same amount"))
+                                                         _conf(score * Decimal("0.8")), f"{why}; same amount"))
                     break
             else:
-                result.suggestions.append(Suggestion((), customer_id, receipt.amount, _conf(float(score) * 0.5), why))
+                result.suggestions.append(Suggestion((), customer_id, receipt.amount, _conf(score * Decimal("0.5")), why))
         result.suggestions.sort(key=lambda s: s.score, reverse=True)
 
 
