@@ -32,10 +32,10 @@ async def lock_open_items(conn: AsyncConnection, customer_id: str, invoice_ids: 
              " ORDER BY invoice_id FOR UPDATE"),
         {"c": customer_id, "ids": list(invoice_ids), "nums": list(invoice_numbers)},
     )
-    return [_open_item(r) for r in rows]
+    return [open_item_of(r) for r in rows]
 
 
-async def lock_customer_open_items(conn: AsyncConnection, customer_id: str) -> list[dict[str, Any]]:
+async def lock_customer_open_items(conn: AsyncConnection, customer_id: str) -> list[Any]:
     """Every open issued invoice of one customer, locked FOR UPDATE in invoice_id order: what a
     payment without remittance is matched against."""
     rows = await conn.execute(
@@ -43,7 +43,7 @@ async def lock_customer_open_items(conn: AsyncConnection, customer_id: str) -> l
              " ORDER BY invoice_id FOR UPDATE"),
         {"c": customer_id},
     )
-    return [dict(r) for r in rows.mappings()]
+    return list(rows)
 
 
 async def get_open_item(conn: AsyncConnection, invoice_id: str) -> dict[str, Any] | None:
@@ -117,10 +117,11 @@ async def lock_open_items_by_id(conn: AsyncConnection, invoice_ids: Sequence[str
              " ORDER BY invoice_id FOR UPDATE"),
         {"ids": sorted(set(invoice_ids))},
     )
-    return {r.invoice_id: _open_item(r) for r in rows}
+    return {r.invoice_id: open_item_of(r) for r in rows}
 
 
-def _open_item(r: Any) -> OpenItem:
+def open_item_of(r: Any) -> OpenItem:
+    """An open_items row (with its open_balance) as the deciding transaction sees it."""
     return OpenItem(invoice_id=r.invoice_id, invoice_number=r.invoice_number or "", customer_id=r.customer_id,
                     currency=r.currency.strip(), open_balance=Decimal(r.open_balance))
 

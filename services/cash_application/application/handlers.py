@@ -14,18 +14,11 @@ from shared.eventstore import utc_midnight
 from shared.problems import Conflict, NotFound, Unprocessable
 from services.cash_application.adapters import repository as repo
 from services.cash_application.application.posting import project_saved, record_sources, source_row
-from services.cash_application.domain.matching import (
-    Matcher,
-    MatchingPolicy,
-    OpenInvoice,
-    Receipt,
-    account_key,
-    normalise_name,
-)
+from services.cash_application.application import imports
+from services.cash_application.domain.matching import Matcher, MatchingPolicy, Receipt, account_key, normalise_name
 from services.cash_application.domain.model import (
     CashApplicationRuleViolation,
     ManualApplication,
-    OpenItem,
     Payment,
     RemittanceLine,
 )
@@ -81,13 +74,8 @@ async def _receive_and_match(conn: AsyncConnection, payment: Payment, cmd: Recei
     # The customer's open invoices are locked before matching, so the balances the engine sees
     # hold until commit (concurrent payments for one customer queue up).
     rows = await repo.lock_customer_open_items(conn, cmd.customer_id)
-    locked = {r["invoice_id"]: OpenItem(invoice_id=r["invoice_id"], invoice_number=r["invoice_number"] or "",
-                                        customer_id=r["customer_id"], currency=r["currency"].strip(),
-                                        open_balance=Decimal(r["open_balance"])) for r in rows}
-    invoices = [OpenInvoice(invoice_id=r["invoice_id"], invoice_number=r["invoice_number"] or "",
-                            customer_id=r["customer_id"], currency=r["currency"].strip(),
-                            open_balance=Decimal(r["open_balance"]), due_date=r["due_date"]) for r in rows]
-    matcher = Matcher(invoices, {}, policy=policy)
+    locked = {r.invoice_id: repo.open_item_of(r) for r in rows}
+    matcher = Matcher([imports.open_invoice_of(r._mapping) for r in rows], {}, policy=policy)
     result = matcher.match(Receipt(amount=cmd.amount, currency=cmd.currency, customer_id=cmd.customer_id,
                                    text=cmd.reference or ""))
     try:

@@ -77,12 +77,16 @@ def parse(cmd: ImportFile, settings: CashApplicationSettings) -> ParsedFile:
         raise FileRejectedProblem(str(exc), extra={"errors": [{"field": exc.where, "reason": exc.reason}]}) from exc
 
 
+def open_invoice_of(r: Any) -> OpenInvoice:
+    """An open item row (a mapping with due_date and open_balance) as the matching engine indexes it."""
+    return OpenInvoice(invoice_id=r["invoice_id"], invoice_number=r["invoice_number"] or "",
+                       customer_id=r["customer_id"], currency=r["currency"].strip(),
+                       open_balance=Decimal(r["open_balance"]), due_date=r["due_date"])
+
+
 async def build_matcher(conn: AsyncConnection, policy: MatchingPolicy) -> Matcher:
     """The matching engine over every open invoice, the customer master and the learned aliases."""
-    invoices = [OpenInvoice(invoice_id=r["invoice_id"], invoice_number=r["invoice_number"] or "",
-                            customer_id=r["customer_id"], currency=r["currency"].strip(),
-                            open_balance=Decimal(r["open_balance"]), due_date=r["due_date"])
-                for r in await repo.open_invoices_for_matching(conn)]
+    invoices = [open_invoice_of(r) for r in await repo.open_invoices_for_matching(conn)]
     names, accounts = await repo.payer_aliases(conn)
     return Matcher(invoices, await repo.customer_names(conn), name_aliases=names, account_aliases=accounts,
                    policy=policy)
