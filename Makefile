@@ -52,7 +52,7 @@ bench-reporting: setup infra-up
 setup:
 	bash scripts/bootstrap.sh
 
-# PostgreSQL on 127.0.0.1:55432 and Kafka on 127.0.0.1:59092, state in .local/ (see scripts/).
+# PostgreSQL on 127.0.0.1:25432 and Kafka on 127.0.0.1:29092, state in .local/ (see scripts/).
 infra-up:
 	bash scripts/infra.sh up
 

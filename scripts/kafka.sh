@@ -7,15 +7,15 @@
 #   scripts/kafka.sh status   print state; exit 0 when running, 3 when not
 #   scripts/kafka.sh libs     only resolve the jars into .local/kafka/libs
 #
-# Broker: PLAINTEXT://127.0.0.1:${LEDGERLINE_KAFKA_PORT:-59092}; controller 127.0.0.1:59093.
+# Broker: PLAINTEXT://127.0.0.1:${LEDGERLINE_KAFKA_PORT:-29092}; controller 127.0.0.1:29093.
 # The jars come from Maven Central through deploy/kafka/pom.xml; Java 17+ runs them.
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BROKER_PORT="${LEDGERLINE_KAFKA_PORT:-59092}"
+BROKER_PORT="${LEDGERLINE_KAFKA_PORT:-29092}"
 # The controller's address is written into the metadata log when storage is formatted:
 # changing it later needs 'rm -rf .local/kafka/data'.
-CONTROLLER_PORT="${LEDGERLINE_KAFKA_CONTROLLER_PORT:-59093}"
+CONTROLLER_PORT="${LEDGERLINE_KAFKA_CONTROLLER_PORT:-29093}"
 HOST=127.0.0.1
 read -r -a HEAP_OPTS <<<"${LEDGERLINE_KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}"
 READY_TIMEOUT=120

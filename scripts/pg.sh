@@ -6,13 +6,13 @@
 #   scripts/pg.sh status   print state; exit 0 when running, 3 when not
 #   scripts/pg.sh psql ... psql over TCP as ledgerline (extra arguments are passed on)
 #
-# Listens on 127.0.0.1:${LEDGERLINE_PG_PORT:-55432}; role ledgerline / password ledgerline
+# Listens on 127.0.0.1:${LEDGERLINE_PG_PORT:-25432}; role ledgerline / password ledgerline
 # (scram over TCP, trust on the unix socket in .local/pg/run). initdb refuses to run as root, so
 # as root the cluster belongs to, and runs as, the unprivileged system user "ledgerline".
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PG_PORT="${LEDGERLINE_PG_PORT:-55432}"
+PG_PORT="${LEDGERLINE_PG_PORT:-25432}"
 PG_HOST=127.0.0.1
 PG_ROLE=ledgerline
 PG_PASSWORD=ledgerline

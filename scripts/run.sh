@@ -54,8 +54,8 @@ up() {
     for ctx in "${ORDER[@]}"; do
         printf '  %-17s http://127.0.0.1:%s   (API docs: /docs, OpenAPI: /v1/openapi.json)\n' "$ctx" "${PORTS[$ctx]}"
     done
-    echo "  PostgreSQL        postgresql://ledgerline:ledgerline@127.0.0.1:55432/ledgerline_<context>"
-    echo "  Kafka             127.0.0.1:59092 (topics ledgerline.<context>.events)"
+    echo "  PostgreSQL        postgresql://ledgerline:ledgerline@127.0.0.1:${LEDGERLINE_PG_PORT:-25432}/ledgerline_<context>"
+    echo "  Kafka             127.0.0.1:${LEDGERLINE_KAFKA_PORT:-29092} (topics ledgerline.<context>.events)"
     echo "  SMTP sink         127.0.0.1:8025 (collections' emails in $RUN/mail/)"
     echo "Logs: $RUN/<service>.log   Stop: make stop"
 }

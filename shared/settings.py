@@ -1,12 +1,16 @@
 """Settings by environment variables, one prefix per service (LEDGERLINE_<CONTEXT>_...)."""
 from __future__ import annotations
 
+import os
 from typing import Literal
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-LOCAL_DB = "postgresql+asyncpg://ledgerline:ledgerline@127.0.0.1:55432/ledgerline_{context}"
-LOCAL_KAFKA = "127.0.0.1:59092"
+# The local infrastructure of scripts/infra.sh; its ports lie below the kernel's ephemeral range
+# (32768-60999) so that no outgoing connection can take them while a server restarts.
+LOCAL_PG_PORT = os.environ.get("LEDGERLINE_PG_PORT", "25432")
+LOCAL_DB = f"postgresql+asyncpg://ledgerline:ledgerline@127.0.0.1:{LOCAL_PG_PORT}/ledgerline_{{context}}"
+LOCAL_KAFKA = f"127.0.0.1:{os.environ.get('LEDGERLINE_KAFKA_PORT', '29092')}"
 
 
 class ServiceSettings(BaseSettings):

@@ -11,10 +11,10 @@ import asyncpg
 import httpx
 
 PG_HOST = os.environ.get("LEDGERLINE_PG_HOST", "127.0.0.1")
-PG_PORT = int(os.environ.get("LEDGERLINE_PG_PORT", "55432"))
+PG_PORT = int(os.environ.get("LEDGERLINE_PG_PORT", "25432"))
 PG_USER = os.environ.get("LEDGERLINE_PG_USER", "ledgerline")
 PG_PASSWORD = os.environ.get("LEDGERLINE_PG_PASSWORD", "ledgerline")
-KAFKA = os.environ.get("LEDGERLINE_KAFKA_BOOTSTRAP", "127.0.0.1:59092")
+KAFKA = os.environ.get("LEDGERLINE_KAFKA_BOOTSTRAP", f"127.0.0.1:{os.environ.get('LEDGERLINE_KAFKA_PORT', '29092')}")
 
 
 def sqlalchemy_url(database: str) -> str:

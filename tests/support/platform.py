@@ -25,10 +25,23 @@ PUBLISHERS = ("invoicing", "cash_application", "collections", "disputes")
 ROOT = Path(__file__).resolve().parents[2]
 
 
+# Test servers listen below the kernel's ephemeral range (32768-60999 on Linux): a port the
+# kernel hands out for outgoing connections can be taken by a client just as a server starts.
+LISTEN_PORTS = range(20000, 32000)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    import random
+
+    for _ in range(200):
+        port = random.choice(LISTEN_PORTS)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in the listening range")
 
 
 @dataclass

@@ -2,7 +2,6 @@
 it receives so a test can read the headers, the body and the PDF attachments."""
 from __future__ import annotations
 
-import socket
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -11,6 +10,8 @@ from email.message import EmailMessage
 from typing import Iterator
 
 from aiosmtpd.controller import Controller
+
+from tests.support.platform import free_port
 
 
 @dataclass
@@ -64,16 +65,10 @@ class SmtpServer:
         return [m for m in self.messages if recipient in m.rcpt_tos]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def smtp_server() -> Iterator[SmtpServer]:
     inbox = _Inbox()
-    port = _free_port()
+    port = free_port()
     controller = Controller(inbox, hostname="127.0.0.1", port=port)
     controller.start()
     try:
