@@ -44,11 +44,22 @@ from shared.contracts.collections import (
     WriteOffRequested,
 )
 from shared.contracts.disputes import DeductionOpened, DisputeOpened, DisputeResolved
-from shared.contracts.invoicing import CreditMemoIssued, CustomerRegistered, InvoiceIssued, InvoiceLine
+from shared.contracts.invoicing import (
+    CreditMemoIssued,
+    CreditMemoLine,
+    CustomerRegistered,
+    InvoiceAdjusted,
+    InvoiceAdjustmentRejected,
+    InvoiceAdjustmentRequested,
+    InvoiceIssued,
+    InvoiceLine,
+    InvoiceVoided,
+)
 
 __all__ = [
     "ContractRegistry", "EventContract", "UnknownEvent", "registry", "topic_for",
-    "CustomerRegistered", "InvoiceIssued", "InvoiceLine", "CreditMemoIssued",
+    "CustomerRegistered", "InvoiceIssued", "InvoiceLine", "CreditMemoIssued", "CreditMemoLine",
+    "InvoiceAdjustmentRequested", "InvoiceAdjustmentRejected", "InvoiceAdjusted", "InvoiceVoided",
     "PaymentReceived", "PaymentApplied", "ShortPayDetected", "UnappliedCashRecorded",
     "PaymentUnapplied", "PaymentReturned", "SmallBalanceWrittenOff", "SmallBalanceWriteOffReversed",
     "BankStatementImported",

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -53,8 +53,24 @@ class InvoiceIssued(_Invoicing):
     total_amount: Amount
 
 
+class CreditMemoLine(BaseModel):
+    """A returned quantity of one invoice line (line_number counts the invoice's lines from 1)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    line_number: int
+    description: str
+    quantity: Amount
+    unit_price: Amount
+    amount: Amount
+
+
 @event
 class CreditMemoIssued(_Invoicing):
+    """A credit memo for returned goods names its RMA and the invoice lines and quantities it
+    credits (optional fields, added without a version change: lines is empty for a credit memo
+    of an amount)."""
+
     event_type: ClassVar[str] = "CreditMemoIssued"
     money_fields: ClassVar[tuple[str, ...]] = ("amount",)
 
@@ -66,3 +82,74 @@ class CreditMemoIssued(_Invoicing):
     issue_date: date
     reason: str
     dispute_id: str | None = None
+    rma_number: str | None = None
+    lines: list[CreditMemoLine] = []
+
+
+@event
+class InvoiceAdjustmentRequested(_Invoicing):
+    """An adjustment above the approval limit, waiting for a second person's approval. It moves
+    no balance; InvoiceAdjusted (approved) or InvoiceAdjustmentRejected closes it."""
+
+    event_type: ClassVar[str] = "InvoiceAdjustmentRequested"
+    money_fields: ClassVar[tuple[str, ...]] = ("amount",)
+
+    adjustment_id: str
+    invoice_id: str
+    customer_id: str
+    currency: CurrencyCode
+    direction: Literal["debit", "credit"]
+    amount: Amount
+    reason_code: str
+    adjustment_date: date
+    requested_by: str
+    note: str | None = None
+
+
+@event
+class InvoiceAdjustmentRejected(_Invoicing):
+    event_type: ClassVar[str] = "InvoiceAdjustmentRejected"
+
+    adjustment_id: str
+    invoice_id: str
+    customer_id: str
+    rejected_by: str
+    rejected_on: date
+    reason: str
+
+
+@event
+class InvoiceAdjusted(_Invoicing):
+    """A posted adjustment: a debit raises the invoice's open balance by amount from
+    adjustment_date, a credit lowers it. amount is always positive; direction gives the sign."""
+
+    event_type: ClassVar[str] = "InvoiceAdjusted"
+    money_fields: ClassVar[tuple[str, ...]] = ("amount",)
+
+    adjustment_id: str
+    invoice_id: str
+    customer_id: str
+    currency: CurrencyCode
+    direction: Literal["debit", "credit"]
+    amount: Amount
+    reason_code: str
+    adjustment_date: date
+    requested_by: str
+    approved_by: str | None = None
+    note: str | None = None
+
+
+@event
+class InvoiceVoided(_Invoicing):
+    """An unpaid invoice cancelled: its open balance (amount) drops to zero from voided_on."""
+
+    event_type: ClassVar[str] = "InvoiceVoided"
+    money_fields: ClassVar[tuple[str, ...]] = ("amount",)
+
+    invoice_id: str
+    customer_id: str
+    currency: CurrencyCode
+    amount: Amount
+    voided_on: date
+    reason: str
+

@@ -13,7 +13,7 @@ from services.cash_application.domain.model import UNIDENTIFIED_CUSTOMER, OpenIt
 
 # ---------------------------------------------------------------- open items
 
-_OPEN_BALANCE = "(total_amount - credited_amount - applied_amount - written_off_amount)"
+_OPEN_BALANCE = "(total_amount - credited_amount - applied_amount - written_off_amount - adjusted_amount)"
 _OPEN_ITEM_SELECT = f"SELECT *, {_OPEN_BALANCE} AS open_balance FROM open_items"
 
 
@@ -103,6 +103,28 @@ async def record_credit_memo(conn: AsyncConnection, *, credit_memo_id: str, invo
         text("INSERT INTO open_items (invoice_id, customer_id, currency, credited_amount) VALUES (:i, :c, :cur, :a)"
              " ON CONFLICT (invoice_id) DO UPDATE SET credited_amount = open_items.credited_amount + excluded.credited_amount"),
         {"i": invoice_id, "c": customer_id, "cur": currency, "a": amount},
+    )
+    return True
+
+
+async def record_invoice_adjustment(conn: AsyncConnection, *, adjustment_id: str, invoice_id: str, customer_id: str,
+                                    currency: str, kind: str, lowers_by: Decimal, adjusted_on: date,
+                                    reason: str) -> bool:
+    """Store invoicing's adjustment or void as a fact keyed by its id and add it to the open item
+    once (lowers_by is signed: a debit adjustment raises the balance). Returns whether it was new."""
+    inserted = (await conn.execute(
+        text("INSERT INTO open_item_adjustments (adjustment_id, invoice_id, customer_id, currency, kind, amount,"
+             " adjusted_on, reason) VALUES (:id, :i, :c, :cur, :k, :a, :d, :r)"
+             " ON CONFLICT (adjustment_id) DO NOTHING RETURNING 1"),
+        {"id": adjustment_id, "i": invoice_id, "c": customer_id, "cur": currency, "k": kind, "a": lowers_by,
+         "d": adjusted_on, "r": reason},
+    )).first()
+    if inserted is None:
+        return False
+    await conn.execute(
+        text("INSERT INTO open_items (invoice_id, customer_id, currency, adjusted_amount) VALUES (:i, :c, :cur, :a)"
+             " ON CONFLICT (invoice_id) DO UPDATE SET adjusted_amount = open_items.adjusted_amount + excluded.adjusted_amount"),
+        {"i": invoice_id, "c": customer_id, "cur": currency, "a": lowers_by},
     )
     return True
 

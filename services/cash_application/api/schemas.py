@@ -110,6 +110,7 @@ def open_item_out(row: dict[str, Any]) -> dict[str, Any]:
         "credited_amount": money(row["credited_amount"], currency),
         "applied_amount": money(row["applied_amount"], currency),
         "written_off_amount": money(row["written_off_amount"], currency),
+        "adjusted_amount": money(row["adjusted_amount"], currency),
         "open_balance": money(open_balance, currency),
         "status": "open" if open_balance > 0 else "closed",
     }

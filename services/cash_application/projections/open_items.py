@@ -9,7 +9,16 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.consumer import ReceivedEvent
-from shared.contracts import CreditMemoIssued, CustomerRegistered, InvoiceIssued, UnknownEvent, WriteOffApproved, registry
+from shared.contracts import (
+    CreditMemoIssued,
+    CustomerRegistered,
+    InvoiceAdjusted,
+    InvoiceIssued,
+    InvoiceVoided,
+    UnknownEvent,
+    WriteOffApproved,
+    registry,
+)
 from services.cash_application.adapters import repository as repo
 
 
@@ -32,6 +41,18 @@ async def on_invoicing_event(conn: AsyncConnection, event: ReceivedEvent) -> Non
     elif isinstance(contract, CustomerRegistered):
         await repo.record_customer(conn, customer_id=contract.customer_id, name=contract.name,
                                    currency=contract.currency)
+    elif isinstance(contract, InvoiceAdjusted):
+        # A credit adjustment lowers what cash can be applied to; a debit raises it.
+        await repo.record_invoice_adjustment(
+            conn, adjustment_id=contract.adjustment_id, invoice_id=contract.invoice_id,
+            customer_id=contract.customer_id, currency=contract.currency, kind=contract.direction,
+            lowers_by=contract.amount if contract.direction == "credit" else -contract.amount,
+            adjusted_on=contract.adjustment_date, reason=contract.reason_code)
+    elif isinstance(contract, InvoiceVoided):
+        await repo.record_invoice_adjustment(
+            conn, adjustment_id=f"void:{contract.invoice_id}", invoice_id=contract.invoice_id,
+            customer_id=contract.customer_id, currency=contract.currency, kind="void", lowers_by=contract.amount,
+            adjusted_on=contract.voided_on, reason=contract.reason)
 
 
 async def on_collections_event(conn: AsyncConnection, event: ReceivedEvent) -> None:

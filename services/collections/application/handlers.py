@@ -18,7 +18,9 @@ from shared.contracts import (
     DeductionOpened,
     DisputeOpened,
     DisputeResolved,
+    InvoiceAdjusted,
     InvoiceIssued,
+    InvoiceVoided,
     PaymentApplied,
     PaymentUnapplied,
     SmallBalanceWriteOffReversed,
@@ -184,3 +186,5 @@ async def on_external_event(conn: AsyncConnection, event: ReceivedEvent) -> None
         await receivables.on_balance_adjusted(conn, event.event_id, contract)
     elif isinstance(contract, (DisputeOpened, DeductionOpened, DisputeResolved)):
         await receivables.on_dispute(conn, contract)
+    elif isinstance(contract, (InvoiceAdjusted, InvoiceVoided)):
+        await receivables.on_invoice_adjusted(conn, event.event_id, contract)

@@ -9,7 +9,9 @@ from shared.contracts import (
     DeductionOpened,
     DisputeOpened,
     DisputeResolved,
+    InvoiceAdjusted,
     InvoiceIssued,
+    InvoiceVoided,
     PaymentApplied,
     PaymentUnapplied,
     SmallBalanceWriteOffReversed,
@@ -67,3 +69,16 @@ async def on_dispute(conn: AsyncConnection, e: DisputeOpened | DeductionOpened |
     else:
         await accounts.record_dispute(conn, dispute_id=e.dispute_id, invoice_id=e.invoice_id,
                                       customer_id=e.customer_id, opened_on=e.opened_on)
+
+
+async def on_invoice_adjusted(conn: AsyncConnection, event_id: str, e: InvoiceAdjusted | InvoiceVoided) -> None:
+    """Invoicing's adjustments move the balance collections works: a debit adjustment raises it,
+    a credit adjustment lowers it, a void takes the whole open balance off from its date."""
+    if isinstance(e, InvoiceVoided):
+        await accounts.add_adjustment(conn, key=event_id, invoice_id=e.invoice_id, kind="invoice_void",
+                                      amount=-e.amount, effective_on=e.voided_on)
+    else:
+        await accounts.add_adjustment(conn, key=event_id, invoice_id=e.invoice_id,
+                                      kind=f"invoice_{e.direction}_adjustment",
+                                      amount=e.amount if e.direction == "debit" else -e.amount,
+                                      effective_on=e.adjustment_date)

@@ -37,7 +37,8 @@ async def list_customers(conn: AsyncConnection, after: str | None, limit: int) -
 async def customer_exposure(conn: AsyncConnection, customer_id: str) -> Decimal:
     """Open balance across the customer's invoices."""
     value = (await conn.execute(
-        text("SELECT coalesce(sum(i.total_amount - i.credited_amount - coalesce(s.settled, 0)), 0)"
+        text("SELECT coalesce(sum(i.total_amount + i.debit_adjusted - i.credited_amount - i.credit_adjusted"
+             " - i.voided_amount - coalesce(s.settled, 0)), 0)"
              " FROM invoices i LEFT JOIN (SELECT invoice_id, sum(amount) AS settled FROM invoice_settlements"
              " GROUP BY invoice_id) s USING (invoice_id) WHERE i.customer_id = :c"),
         {"c": customer_id})).scalar_one()
@@ -61,9 +62,9 @@ async def insert_invoice(conn: AsyncConnection, inv: Any, lines: list[dict[str, 
 async def record_credit_memo(conn: AsyncConnection, memo: dict[str, Any], credited_total: Decimal, version: int) -> None:
     await conn.execute(
         text("INSERT INTO credit_memos (credit_memo_id, invoice_id, customer_id, currency, amount, issue_date,"
-             " reason, dispute_id) VALUES (:credit_memo_id, :invoice_id, :customer_id, :currency, :amount,"
-             " :issue_date, :reason, :dispute_id)"),
-        memo,
+             " reason, dispute_id, rma_number, lines) VALUES (:credit_memo_id, :invoice_id, :customer_id, :currency,"
+             " :amount, :issue_date, :reason, :dispute_id, :rma_number, CAST(:lines AS jsonb))"),
+        {**memo, "rma_number": memo.get("rma_number"), "lines": dumps(memo.get("lines") or [])},
     )
     await conn.execute(
         text("UPDATE invoices SET credited_amount = :c, version = :v WHERE invoice_id = :id"),
@@ -85,7 +86,8 @@ def _settled(kind: str) -> str:
 
 
 _INVOICE_SELECT = (
-    f"SELECT *, total_amount - credited_amount - paid_amount - adjusted_amount - written_off_amount AS open_balance"
+    f"SELECT *, total_amount + debit_adjusted - credited_amount - credit_adjusted - voided_amount - paid_amount"
+    f" - adjusted_amount - written_off_amount AS open_balance"
     f" FROM (SELECT i.*, {_settled('payment')} AS paid_amount, {_settled('adjustment')} AS adjusted_amount,"
     f" {_settled('write_off')} AS written_off_amount FROM invoices i) i"
 )
@@ -102,8 +104,9 @@ async def list_invoices(conn: AsyncConnection, *, customer_id: str | None, statu
         text(f"SELECT * FROM ({_INVOICE_SELECT}) x WHERE (CAST(:c AS text) IS NULL OR customer_id = :c)"
              " AND (CAST(:after AS bigint) IS NULL OR created_seq > :after)"
              " AND (CAST(:f AS date) IS NULL OR issue_date >= :f) AND (CAST(:t AS date) IS NULL OR issue_date <= :t)"
-             " AND (CAST(:status AS text) IS NULL"
-             "      OR (:status = 'open' AND open_balance > 0) OR (:status = 'closed' AND open_balance <= 0))"
+             " AND (CAST(:status AS text) IS NULL OR (:status = 'void' AND voided_on IS NOT NULL)"
+             "      OR (:status = 'open' AND open_balance > 0)"
+             "      OR (:status = 'closed' AND open_balance <= 0 AND voided_on IS NULL))"
              " ORDER BY created_seq LIMIT :limit"),
         {"c": customer_id, "after": after, "f": issued_from, "t": issued_to, "status": status, "limit": limit},
     )
@@ -122,7 +125,80 @@ def _invoice_row(row: Any) -> dict[str, Any]:
 async def credit_memos_for(conn: AsyncConnection, invoice_id: str) -> list[dict[str, Any]]:
     rows = await conn.execute(text("SELECT * FROM credit_memos WHERE invoice_id = :i ORDER BY issue_date, credit_memo_id"),
                               {"i": invoice_id})
+    return [_with_lines(r) for r in rows.mappings()]
+
+
+def _with_lines(row: Any) -> dict[str, Any]:
+    data = dict(row)
+    if isinstance(data.get("lines"), str):
+        data["lines"] = json.loads(data["lines"])
+    return data
+
+
+async def get_credit_memo(conn: AsyncConnection, credit_memo_id: str) -> dict[str, Any] | None:
+    row = (await conn.execute(text("SELECT * FROM credit_memos WHERE credit_memo_id = :m"),
+                              {"m": credit_memo_id})).mappings().first()
+    return _with_lines(row) if row else None
+
+
+async def record_adjustment_requested(conn: AsyncConnection, e: Any, status: str, version: int) -> None:
+    await conn.execute(
+        text("INSERT INTO invoice_adjustments (adjustment_id, invoice_id, customer_id, currency, direction, amount,"
+             " reason_code, adjustment_date, status, requested_by, approved_by, decided_on, note)"
+             " VALUES (:id, :inv, :c, :cur, :dir, :a, :r, :d, :s, :by, :ap, :dec, :n)"),
+        {"id": e.adjustment_id, "inv": e.invoice_id, "c": e.customer_id, "cur": e.currency, "dir": e.direction,
+         "a": e.amount, "r": e.reason_code, "d": e.adjustment_date, "s": status, "by": e.requested_by,
+         "ap": getattr(e, "approved_by", None), "dec": e.adjustment_date if status == "posted" else None,
+         "n": e.note})
+    await conn.execute(text("UPDATE invoices SET version = :v WHERE invoice_id = :i"), {"v": version, "i": e.invoice_id})
+
+
+async def record_adjustment_posted(conn: AsyncConnection, e: Any, debit_total: Decimal, credit_total: Decimal,
+                                   version: int) -> None:
+    """An adjustment posted (at once or on approval): its row and the invoice's sums."""
+    await conn.execute(
+        text("INSERT INTO invoice_adjustments (adjustment_id, invoice_id, customer_id, currency, direction, amount,"
+             " reason_code, adjustment_date, status, requested_by, approved_by, decided_on, note)"
+             " VALUES (:id, :inv, :c, :cur, :dir, :a, :r, :d, 'posted', :by, :ap, :d, :n)"
+             " ON CONFLICT (adjustment_id) DO UPDATE SET status = 'posted', approved_by = excluded.approved_by,"
+             " decided_on = excluded.decided_on, adjustment_date = excluded.adjustment_date"),
+        {"id": e.adjustment_id, "inv": e.invoice_id, "c": e.customer_id, "cur": e.currency, "dir": e.direction,
+         "a": e.amount, "r": e.reason_code, "d": e.adjustment_date, "by": e.requested_by, "ap": e.approved_by,
+         "n": e.note})
+    await conn.execute(
+        text("UPDATE invoices SET debit_adjusted = :d, credit_adjusted = :c, version = :v WHERE invoice_id = :i"),
+        {"d": debit_total, "c": credit_total, "v": version, "i": e.invoice_id})
+
+
+async def record_adjustment_rejected(conn: AsyncConnection, e: Any, version: int) -> None:
+    await conn.execute(
+        text("UPDATE invoice_adjustments SET status = 'rejected', rejected_by = :by, decided_on = :on,"
+             " rejection_reason = :r WHERE adjustment_id = :id"),
+        {"by": e.rejected_by, "on": e.rejected_on, "r": e.reason, "id": e.adjustment_id})
+    await conn.execute(text("UPDATE invoices SET version = :v WHERE invoice_id = :i"), {"v": version, "i": e.invoice_id})
+
+
+async def get_adjustment(conn: AsyncConnection, adjustment_id: str) -> dict[str, Any] | None:
+    row = (await conn.execute(text("SELECT * FROM invoice_adjustments WHERE adjustment_id = :a"),
+                              {"a": adjustment_id})).mappings().first()
+    return dict(row) if row else None
+
+
+async def list_adjustments(conn: AsyncConnection, *, invoice_id: str | None, status: str | None,
+                           after: int | None, limit: int) -> list[dict[str, Any]]:
+    rows = await conn.execute(
+        text("SELECT * FROM invoice_adjustments WHERE (CAST(:i AS text) IS NULL OR invoice_id = :i)"
+             " AND (CAST(:s AS text) IS NULL OR status = :s) AND (CAST(:after AS bigint) IS NULL OR created_seq > :after)"
+             " ORDER BY created_seq LIMIT :limit"),
+        {"i": invoice_id, "s": status, "after": after, "limit": limit})
     return [dict(r) for r in rows.mappings()]
+
+
+async def record_void(conn: AsyncConnection, e: Any, version: int) -> None:
+    await conn.execute(
+        text("UPDATE invoices SET voided_amount = :a, voided_on = :on, void_reason = :r, version = :v"
+             " WHERE invoice_id = :i"),
+        {"a": e.amount, "on": e.voided_on, "r": e.reason, "v": version, "i": e.invoice_id})
 
 
 async def record_settlement(conn: AsyncConnection, *, entry_id: str, invoice_id: str, kind: str,

@@ -45,10 +45,11 @@ def _invoice_out(i: dict[str, Any]) -> dict[str, Any]:
     i["currency"] = i["currency"].strip()
     i.pop("created_seq", None)
     out = money_out(i, "total_amount", "credited_amount", "paid_amount", "adjusted_amount", "written_off_amount",
-                    "open_balance")
+                    "debit_adjusted", "credit_adjusted", "voided_amount", "open_balance")
     out["issue_date"] = i["issue_date"].isoformat()
     out["due_date"] = i["due_date"].isoformat()
-    out["status"] = "open" if i["open_balance"] > 0 else "closed"
+    out["voided_on"] = i["voided_on"].isoformat() if i.get("voided_on") else None
+    out["status"] = "void" if i.get("voided_on") else "open" if i["open_balance"] > 0 else "closed"
     return out
 
 
@@ -123,7 +124,7 @@ async def get_invoice(invoice_id: str, request: Request, response: Response) -> 
 
 @router.get("/invoices", tags=["invoices"], response_model=InvoicePage)
 async def list_invoices(request: Request, customer_id: str | None = None,
-                        status: str | None = Query(None, pattern="^(open|closed)$"),
+                        status: str | None = Query(None, pattern="^(open|closed|void)$"),
                         issued_from: date | None = None, issued_to: date | None = None,
                         cursor: str | None = None, limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)) -> dict[str, Any]:
     after = decode_cursor(cursor)

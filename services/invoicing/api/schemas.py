@@ -130,6 +130,14 @@ class InvoiceLineOut(BaseModel):
     amount: str
 
 
+class CreditMemoLineOut(BaseModel):
+    line_number: int
+    description: str
+    quantity: str
+    unit_price: str
+    amount: str
+
+
 class CreditMemoOut(BaseModel):
     credit_memo_id: str
     invoice_id: str
@@ -139,6 +147,8 @@ class CreditMemoOut(BaseModel):
     issue_date: date
     reason: str
     dispute_id: str | None = None
+    rma_number: str | None = None
+    lines: list[CreditMemoLineOut] = Field(default_factory=list, description="Returned lines (returns only)")
 
 
 class InvoiceOut(BaseModel):
@@ -154,8 +164,13 @@ class InvoiceOut(BaseModel):
     paid_amount: MoneyString = Field(description="Applications net of reversals")
     adjusted_amount: MoneyString = Field(description="Small-balance write-offs")
     written_off_amount: MoneyString = Field(description="Approved bad-debt write-offs")
-    open_balance: MoneyString
-    status: str = Field(description="open or closed")
+    debit_adjusted: MoneyString = Field(description="Posted debit adjustments (raise the balance)")
+    credit_adjusted: MoneyString = Field(description="Posted credit adjustments (lower the balance)")
+    voided_amount: MoneyString = Field(description="The open balance a void cancelled")
+    voided_on: date | None = None
+    open_balance: MoneyString = Field(description="total + debit_adjusted − credited − credit_adjusted − voided − "
+                                                  "paid − adjusted − written_off")
+    status: str = Field(description="open, closed or void")
     version: int
     credit_memos: list[CreditMemoOut] | None = Field(default=None, description="Only on GET /v1/invoices/{invoice_id}")
 
@@ -174,5 +189,7 @@ class CreditMemoIssuedOut(BaseModel):
     issue_date: date | None = None
     reason: str | None = None
     dispute_id: str | None = None
+    rma_number: str | None = None
+    lines: list[CreditMemoLineOut] | None = None
     invoice_version: int | None = None
     already_issued: bool | None = None

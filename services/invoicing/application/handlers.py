@@ -164,6 +164,8 @@ async def on_external_event(conn: AsyncConnection, event: ReceivedEvent) -> None
     elif isinstance(contract, CreditHoldReleased):
         await repo.set_credit_hold(conn, contract.customer_id, None, contract.released_on)
     elif isinstance(contract, DisputeResolved) and contract.credit_amount > 0:
+        if (await aggregate.load(conn, Invoice, contract.invoice_id)).voided:
+            return  # a voided invoice owes nothing: there is nothing left to credit
         meta = event.causation_metadata("invoicing:dispute-credit")
         await issue_credit_memo(conn, IssueCreditMemo(
             invoice_id=contract.invoice_id, amount=contract.credit_amount, issue_date=contract.resolved_on,

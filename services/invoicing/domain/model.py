@@ -1,12 +1,24 @@
 """Customer and Invoice aggregates. Rules are checked here; state changes only in when_*."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
 from shared.aggregate import Aggregate
-from shared.contracts import CreditMemoIssued, CustomerRegistered, InvoiceIssued, InvoiceLine
+from shared.contracts import (
+    CreditMemoIssued,
+    CreditMemoLine,
+    CustomerRegistered,
+    InvoiceAdjusted,
+    InvoiceAdjustmentRejected,
+    InvoiceAdjustmentRequested,
+    InvoiceIssued,
+    InvoiceLine,
+    InvoiceVoided,
+)
 from shared.money import ZERO, quantize
+from services.invoicing.domain.adjustments import BY_CODE as ADJUSTMENT_REASONS, CREDIT, DEBIT, DIRECTIONS
 from services.invoicing.domain.terms import PaymentTerms
 
 
@@ -14,6 +26,22 @@ class InvoicingRuleViolation(ValueError):
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+
+
+class InvoicingConflict(InvoicingRuleViolation):
+    """The command conflicts with the invoice's current state (already voided, already
+    decided, RMA already credited): HTTP 409, not a bad request."""
+
+
+@dataclass(frozen=True)
+class PendingAdjustment:
+    adjustment_id: str
+    direction: str
+    amount: Decimal
+    reason_code: str
+    adjustment_date: date
+    requested_by: str
+    note: str | None
 
 
 class Customer(Aggregate):
@@ -70,6 +98,17 @@ class Invoice(Aggregate):
         self.issue_date: date | None = None
         self.due_date: date | None = None
         self.credit_memo_ids: set[str] = set()
+        self.lines: list[InvoiceLine] = []
+        # Posted adjustments, each direction summed; pending ones wait for approval.
+        self.debit_adjusted = ZERO
+        self.credit_adjusted = ZERO
+        self.adjustment_ids: set[str] = set()
+        self.pending_adjustments: dict[str, PendingAdjustment] = {}
+        self.voided_on: date | None = None
+        self.voided_amount = ZERO
+        self.rma_numbers: set[str] = set()
+        self.returned_quantity: dict[int, Decimal] = {}
+        self.returned_amount: dict[int, Decimal] = {}
 
     def issue(self, *, invoice_number: str, customer: Customer, currency: str, issue_date: date,
               due_date: date | None, lines: list[tuple[str, Decimal, Decimal]], at: datetime) -> None:
@@ -98,15 +137,182 @@ class Invoice(Aggregate):
                                    lines=invoice_lines, total_amount=total), at)
 
     def creditable_amount(self, paid_amount: Decimal) -> Decimal:
-        """What a credit memo may still take off: the invoice's open balance."""
-        return self.total_amount - self.credited_amount - paid_amount
+        """What a credit memo or a credit adjustment may still take off: the invoice's open
+        balance (paid_amount: what other contexts settled, net of reversals)."""
+        return (self.total_amount + self.debit_adjusted - self.credited_amount - self.credit_adjusted
+                - self.voided_amount - paid_amount)
+
+    @property
+    def voided(self) -> bool:
+        return self.voided_on is not None
+
+    def _must_be_live(self) -> None:
+        if not self.exists:
+            raise InvoicingRuleViolation(f"invoice {self.id} does not exist", "invoice_id")
+        if self.voided:
+            raise InvoicingConflict(f"invoice {self.id} was voided on {self.voided_on}", "invoice_id")
+
+    def _check_money(self, amount: Decimal, field: str) -> None:
+        if amount <= 0:
+            raise InvoicingRuleViolation(f"{field} must be positive", field)
+        if quantize(amount, self.currency) != amount:
+            raise InvoicingRuleViolation(f"{self.currency} amounts have at most its minor unit's decimals", field)
+
+    def _check_date(self, on: date, field: str, what: str) -> None:
+        if self.issue_date and on < self.issue_date:
+            raise InvoicingRuleViolation(f"{what} cannot predate the invoice's issue date {self.issue_date}", field)
+
+    # -- adjustments ----------------------------------------------------------------------
+
+    def adjust(self, *, adjustment_id: str, direction: str, amount: Decimal, reason_code: str,
+               adjustment_date: date, requested_by: str, note: str | None, approval_limit: Decimal,
+               paid_amount: Decimal, at: datetime) -> None:
+        """A debit or credit adjustment. Up to approval_limit it is posted at once
+        (InvoiceAdjusted); above it, it waits for a second person (InvoiceAdjustmentRequested).
+        A credit never takes off more than is open. The same adjustment_id again changes nothing."""
+        self._must_be_live()
+        if adjustment_id in self.adjustment_ids or adjustment_id in self.pending_adjustments:
+            return
+        if direction not in DIRECTIONS:
+            raise InvoicingRuleViolation(f"direction must be one of {', '.join(DIRECTIONS)}", "direction")
+        reason = ADJUSTMENT_REASONS.get(reason_code)
+        if reason is None:
+            raise InvoicingRuleViolation(
+                f"reason code {reason_code!r} is not one of {', '.join(ADJUSTMENT_REASONS)}", "reason_code")
+        if direction not in reason.directions:
+            raise InvoicingRuleViolation(f"reason code {reason_code} allows only {'/'.join(reason.directions)}"
+                                         " adjustments", "reason_code")
+        self._check_money(amount, "amount")
+        self._check_date(adjustment_date, "adjustment_date", "an adjustment")
+        if direction == CREDIT:
+            self._check_credit_fits(amount, paid_amount, "amount")
+        if amount > approval_limit:
+            self.trigger(InvoiceAdjustmentRequested(
+                adjustment_id=adjustment_id, invoice_id=self.id, customer_id=self.customer_id,
+                currency=self.currency, direction=direction, amount=amount, reason_code=reason_code,
+                adjustment_date=adjustment_date, requested_by=requested_by, note=note), at)
+            return
+        self.trigger(InvoiceAdjusted(
+            adjustment_id=adjustment_id, invoice_id=self.id, customer_id=self.customer_id, currency=self.currency,
+            direction=direction, amount=amount, reason_code=reason_code, adjustment_date=adjustment_date,
+            requested_by=requested_by, approved_by=None, note=note), at)
+
+    def _pending(self, adjustment_id: str) -> PendingAdjustment:
+        pending = self.pending_adjustments.get(adjustment_id)
+        if pending is None:
+            if adjustment_id in self.adjustment_ids:
+                raise InvoicingConflict(f"adjustment {adjustment_id} was already approved or rejected",
+                                        "adjustment_id")
+            raise InvoicingConflict(f"adjustment {adjustment_id} is not waiting for approval on invoice {self.id}",
+                                    "adjustment_id")
+        return pending
+
+    def approve_adjustment(self, *, adjustment_id: str, approved_by: str, approved_on: date,
+                           paid_amount: Decimal, at: datetime) -> None:
+        """A second person posts a pending adjustment, effective on the approval date (it moved
+        no balance before). Four eyes: the requester cannot approve their own adjustment."""
+        self._must_be_live()
+        pending = self._pending(adjustment_id)
+        if approved_by == pending.requested_by:
+            raise InvoicingRuleViolation(
+                f"{approved_by} requested adjustment {adjustment_id}; another person must approve it", "approved_by")
+        if approved_on < pending.adjustment_date:
+            raise InvoicingRuleViolation(
+                f"approval cannot predate the adjustment date {pending.adjustment_date}", "approved_on")
+        if pending.direction == CREDIT:
+            self._check_credit_fits(pending.amount, paid_amount, "amount")
+        self.trigger(InvoiceAdjusted(
+            adjustment_id=adjustment_id, invoice_id=self.id, customer_id=self.customer_id, currency=self.currency,
+            direction=pending.direction, amount=pending.amount, reason_code=pending.reason_code,
+            adjustment_date=approved_on, requested_by=pending.requested_by, approved_by=approved_by,
+            note=pending.note), at)
+
+    def reject_adjustment(self, *, adjustment_id: str, rejected_by: str, rejected_on: date, reason: str,
+                          at: datetime) -> None:
+        if not self.exists:
+            raise InvoicingRuleViolation(f"invoice {self.id} does not exist", "invoice_id")
+        self._pending(adjustment_id)
+        self.trigger(InvoiceAdjustmentRejected(adjustment_id=adjustment_id, invoice_id=self.id,
+                                               customer_id=self.customer_id, rejected_by=rejected_by,
+                                               rejected_on=rejected_on, reason=reason), at)
+
+    def _check_credit_fits(self, amount: Decimal, paid_amount: Decimal, field: str) -> None:
+        available = self.creditable_amount(paid_amount)
+        if amount > available:
+            raise InvoicingRuleViolation(
+                f"credit of {amount} exceeds the invoice's open balance of {available}", field)
+
+    # -- void -----------------------------------------------------------------------------
+
+    def void(self, *, voided_on: date, reason: str, paid_amount: Decimal, at: datetime) -> None:
+        """Cancel an unpaid invoice: nothing applied, adjusted or written off against it by
+        another context (net of reversals: paid_amount). Its open balance (after credits and
+        adjustments) drops to zero."""
+        self._must_be_live()
+        if paid_amount != ZERO:
+            raise InvoicingConflict(
+                f"invoice {self.id} has payments or write-offs against it; only an unpaid invoice can be voided"
+                " (credit it instead)", "invoice_id")
+        self._check_date(voided_on, "voided_on", "a void")
+        open_amount = self.creditable_amount(ZERO)
+        if open_amount <= 0:
+            raise InvoicingConflict(f"invoice {self.id} has nothing open to void", "invoice_id")
+        self.trigger(InvoiceVoided(invoice_id=self.id, customer_id=self.customer_id, currency=self.currency,
+                                   amount=open_amount, voided_on=voided_on, reason=reason), at)
+
+    # -- returns --------------------------------------------------------------------------
+
+    def credit_return(self, *, credit_memo_id: str, rma_number: str, returned: list[tuple[int, Decimal]],
+                      issue_date: date, reason: str, paid_amount: Decimal, at: datetime) -> None:
+        """Goods returned under an RMA: a credit memo for the returned quantities of the
+        invoice's lines, priced as invoiced. No line is ever credited for more than was
+        invoiced (all returns together), and the credit never exceeds the open balance."""
+        self._must_be_live()
+        if credit_memo_id in self.credit_memo_ids:
+            return
+        if rma_number in self.rma_numbers:
+            raise InvoicingConflict(f"RMA {rma_number} is already credited on invoice {self.id}", "rma_number")
+        if not returned:
+            raise InvoicingRuleViolation("a return needs at least one line", "lines")
+        seen: set[int] = set()
+        memo_lines = []
+        for i, (line_number, quantity) in enumerate(returned):
+            if not 1 <= line_number <= len(self.lines):
+                raise InvoicingRuleViolation(
+                    f"invoice {self.id} has lines 1 to {len(self.lines)}, not {line_number}", f"lines.{i}.line_number")
+            if line_number in seen:
+                raise InvoicingRuleViolation(f"line {line_number} is named twice", f"lines.{i}.line_number")
+            seen.add(line_number)
+            if quantity <= 0:
+                raise InvoicingRuleViolation("returned quantity must be positive", f"lines.{i}.quantity")
+            line = self.lines[line_number - 1]
+            before = self.returned_quantity.get(line_number, ZERO)
+            if before + quantity > line.quantity:
+                raise InvoicingRuleViolation(
+                    f"line {line_number} invoiced {line.quantity}, {before} already returned: at most"
+                    f" {line.quantity - before} more", f"lines.{i}.quantity")
+            if before + quantity == line.quantity:
+                # The last return of a line takes what is left of its amount, so rounding of
+                # partial returns can never credit a line for more than it was invoiced at.
+                amount = line.amount - self.returned_amount.get(line_number, ZERO)
+            else:
+                amount = line_amount(quantity, line.unit_price, self.currency)
+            memo_lines.append(CreditMemoLine(line_number=line_number, description=line.description,
+                                             quantity=quantity, unit_price=line.unit_price, amount=amount))
+        total = sum((line.amount for line in memo_lines), ZERO)
+        if total <= 0:
+            raise InvoicingRuleViolation("the returned lines are worth nothing to credit", "lines")
+        self._check_date(issue_date, "return_date", "a return's credit memo")
+        self._check_credit_fits(total, paid_amount, "lines")
+        self.trigger(CreditMemoIssued(credit_memo_id=credit_memo_id, invoice_id=self.id, customer_id=self.customer_id,
+                                      currency=self.currency, amount=total, issue_date=issue_date, reason=reason,
+                                      rma_number=rma_number, lines=memo_lines), at)
 
     def issue_credit_memo(self, *, credit_memo_id: str, amount: Decimal, issue_date: date, reason: str,
                           paid_amount: Decimal, at: datetime, dispute_id: str | None = None) -> None:
-        if not self.exists:
-            raise InvoicingRuleViolation(f"invoice {self.id} does not exist", "invoice_id")
         if credit_memo_id in self.credit_memo_ids:
             return  # already issued: a redelivered request changes nothing
+        self._must_be_live()
         if amount <= 0:
             raise InvoicingRuleViolation("credit memo amount must be positive", "amount")
         if quantize(amount, self.currency) != amount:
@@ -128,7 +334,33 @@ class Invoice(Aggregate):
         self.total_amount = e.total_amount
         self.issue_date = e.issue_date
         self.due_date = e.due_date
+        self.lines = list(e.lines)
 
     def when_CreditMemoIssued(self, e: CreditMemoIssued) -> None:
         self.credited_amount += e.amount
         self.credit_memo_ids.add(e.credit_memo_id)
+        if e.rma_number:
+            self.rma_numbers.add(e.rma_number)
+        for line in e.lines:
+            self.returned_quantity[line.line_number] = self.returned_quantity.get(line.line_number, ZERO) + line.quantity
+            self.returned_amount[line.line_number] = self.returned_amount.get(line.line_number, ZERO) + line.amount
+
+    def when_InvoiceAdjustmentRequested(self, e: InvoiceAdjustmentRequested) -> None:
+        self.pending_adjustments[e.adjustment_id] = PendingAdjustment(
+            e.adjustment_id, e.direction, e.amount, e.reason_code, e.adjustment_date, e.requested_by, e.note)
+
+    def when_InvoiceAdjustmentRejected(self, e: InvoiceAdjustmentRejected) -> None:
+        self.pending_adjustments.pop(e.adjustment_id, None)
+        self.adjustment_ids.add(e.adjustment_id)
+
+    def when_InvoiceAdjusted(self, e: InvoiceAdjusted) -> None:
+        self.pending_adjustments.pop(e.adjustment_id, None)
+        self.adjustment_ids.add(e.adjustment_id)
+        if e.direction == DEBIT:
+            self.debit_adjusted += e.amount
+        else:
+            self.credit_adjusted += e.amount
+
+    def when_InvoiceVoided(self, e: InvoiceVoided) -> None:
+        self.voided_on = e.voided_on
+        self.voided_amount = e.amount

@@ -20,7 +20,8 @@ FACT_TABLES: tuple[str, ...] = (
     "promises", "promise_outcomes", "disputes", "dispute_resolutions",
     "unapplications", "payment_returns", "adjustments", "write_offs", "escalations",
     "collector_assignments", "customer_segments", "payment_plans", "plan_installments",
-    "installment_outcomes", "plan_outcomes", "dunning_notices", "call_tasks", "adjustment_reversals", "ar_deltas",
+    "installment_outcomes", "plan_outcomes", "dunning_notices", "call_tasks", "adjustment_reversals",
+    "invoice_adjustments", "ar_deltas",
 )
 
 # Fact tables whose rows move an invoice's balance (see the invoice_movements view), with the
@@ -29,6 +30,8 @@ MOVEMENT_TABLES: dict[str, tuple[str, int, str]] = {
     "credits": ("issue_date", 1, "credit"), "applications": ("value_date", 1, "cash"),
     "unapplications": ("unapplied_on", -1, "cash"), "adjustments": ("value_date", 1, "adjustment"),
     "adjustment_reversals": ("reversed_on", -1, "adjustment"), "write_offs": ("approved_on", 1, "write_off"),
+    # invoicing's adjustments and voids, already signed (a debit adjustment is negative)
+    "invoice_adjustments": ("adjusted_on", 1, "adjustment"),
 }
 # ar_deltas keeps the movements per kind too (migration 0004): the book's tie-out as of a date.
 DELTA_KINDS: dict[str, str] = {"credit": "credited", "cash": "applied", "adjustment": "adjusted",

@@ -26,7 +26,9 @@ from shared.contracts import (
     EventContract,
     InstallmentMissed,
     InstallmentPaid,
+    InvoiceAdjusted,
     InvoiceIssued,
+    InvoiceVoided,
     PaymentApplied,
     PaymentPlanAgreed,
     PaymentPlanBroken,
@@ -203,6 +205,19 @@ def _resolution(e: DisputeResolved) -> Fact:
                                    "resolved_on": e.resolved_on}
 
 
+def _invoice_adjustment(e: InvoiceAdjusted) -> Fact:
+    return "invoice_adjustments", {"adjustment_id": e.adjustment_id, "invoice_id": e.invoice_id,
+                                   "customer_id": e.customer_id, "currency": e.currency, "kind": e.direction,
+                                   "amount": e.amount if e.direction == "credit" else -e.amount,
+                                   "adjusted_on": e.adjustment_date, "reason_code": e.reason_code}
+
+
+def _void(e: InvoiceVoided) -> Fact:
+    return "invoice_adjustments", {"adjustment_id": f"void:{e.invoice_id}", "invoice_id": e.invoice_id,
+                                   "customer_id": e.customer_id, "currency": e.currency, "kind": "void",
+                                   "amount": e.amount, "adjusted_on": e.voided_on, "reason_code": "VOID"}
+
+
 # Events not listed (ShortPayDetected, UnappliedCashRecorded, WriteOffRequested, credit holds,
 # ...) add nothing a report needs: unapplied cash is computed from PaymentReceived,
 # PaymentReturned, PaymentApplied and PaymentUnapplied.
@@ -233,6 +248,8 @@ FACT_OF: dict[type[EventContract], Callable[[Any], Fact | list[Fact]]] = {
     PaymentPlanBroken: _plan_broken,
     DunningNoticeSent: _notice,
     CallTaskCreated: _call,
+    InvoiceAdjusted: _invoice_adjustment,
+    InvoiceVoided: _void,
 }
 
 # Rows of these tables are parts of one event's fact (a plan's installments): keyed by their
