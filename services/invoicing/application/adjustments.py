@@ -12,15 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from shared import aggregate
 from shared.contracts import CreditMemoIssued, InvoiceAdjusted, InvoiceAdjustmentRejected, InvoiceAdjustmentRequested
 from shared.eventstore import ConcurrencyError, utc_midnight
-from shared.problems import Conflict, NotFound, Unprocessable
+from shared.problems import Conflict, NotFound
 from services.invoicing.adapters import repository as repo
-from services.invoicing.domain.model import Invoice, InvoicingConflict, InvoicingRuleViolation
+from services.invoicing.application.handlers import rule_problem
+from services.invoicing.domain.model import Invoice, InvoicingRuleViolation
 
 
-def _problem(exc: InvoicingRuleViolation) -> Exception:
-    if isinstance(exc, InvoicingConflict):
-        return Conflict(str(exc), field=exc.field)
-    return Unprocessable(str(exc), field=exc.field)
 
 
 async def _load(conn: AsyncConnection, invoice_id: str, expected_version: int | None) -> Invoice:
@@ -71,7 +68,7 @@ async def adjust_invoice(conn: AsyncConnection, cmd: AdjustInvoice, meta: dict[s
                        paid_amount=await repo.settled_amount(conn, invoice.id),
                        at=utc_midnight(cmd.adjustment_date))
     except InvoicingRuleViolation as exc:
-        raise _problem(exc) from exc
+        raise rule_problem(exc) from exc
     await _save_adjustment_events(conn, invoice, meta)
     return await repo.get_adjustment(conn, cmd.adjustment_id)
 
@@ -103,7 +100,7 @@ async def decide_adjustment(conn: AsyncConnection, cmd: DecideAdjustment, meta: 
                                       rejected_on=cmd.decided_on, reason=cmd.reason or "rejected",
                                       at=utc_midnight(cmd.decided_on))
     except InvoicingRuleViolation as exc:
-        raise _problem(exc) from exc
+        raise rule_problem(exc) from exc
     await _save_adjustment_events(conn, invoice, meta)
     return await repo.get_adjustment(conn, cmd.adjustment_id)
 
@@ -122,7 +119,7 @@ async def void_invoice(conn: AsyncConnection, cmd: VoidInvoice, meta: dict[str, 
         invoice.void(voided_on=cmd.voided_on, reason=cmd.reason,
                      paid_amount=await repo.settled_amount(conn, invoice.id), at=utc_midnight(cmd.voided_on))
     except InvoicingRuleViolation as exc:
-        raise _problem(exc) from exc
+        raise rule_problem(exc) from exc
     voided = invoice.pending[0][0]
     await aggregate.save(conn, invoice, meta)
     await repo.record_void(conn, voided, invoice.version)
@@ -148,7 +145,7 @@ async def credit_return(conn: AsyncConnection, cmd: CreditReturn, meta: dict[str
                               paid_amount=await repo.settled_amount(conn, invoice.id),
                               at=utc_midnight(cmd.return_date))
     except InvoicingRuleViolation as exc:
-        raise _problem(exc) from exc
+        raise rule_problem(exc) from exc
     if not invoice.pending:
         return {**(await repo.get_credit_memo(conn, cmd.credit_memo_id) or {}), "already_issued": True}
     memo: CreditMemoIssued = invoice.pending[0][0]

@@ -27,11 +27,13 @@ from shared.contracts import (
 from shared.eventstore import ConcurrencyError, utc_midnight
 from shared.problems import Conflict, NotFound, Unprocessable
 from services.invoicing.adapters import repository as repo
-from services.invoicing.domain.model import Customer, Invoice, InvoicingRuleViolation
+from services.invoicing.domain.model import Customer, Invoice, InvoicingConflict, InvoicingRuleViolation
 from services.invoicing.domain.terms import PaymentTerms
 
 
-def _rule(exc: InvoicingRuleViolation) -> Unprocessable:
+def rule_problem(exc: InvoicingRuleViolation) -> Unprocessable | Conflict:
+    if isinstance(exc, InvoicingConflict):
+        return Conflict(str(exc), field=exc.field)
     return Unprocessable(str(exc), field=exc.field)
 
 
@@ -52,7 +54,7 @@ async def register_customer(conn: AsyncConnection, cmd: RegisterCustomer, meta: 
     try:
         customer.register(cmd.name, cmd.currency, cmd.payment_terms, cmd.credit_limit, cmd.registered_on, now)
     except InvoicingRuleViolation as exc:
-        raise _rule(exc) from exc
+        raise rule_problem(exc) from exc
     await aggregate.save(conn, customer, meta)
     await repo.insert_customer(conn, customer, customer.version)
     return await repo.get_customer(conn, cmd.customer_id)
@@ -82,7 +84,7 @@ async def issue_invoice(conn: AsyncConnection, cmd: IssueInvoice, meta: dict[str
                       issue_date=cmd.issue_date, due_date=cmd.due_date, lines=cmd.lines,
                       at=utc_midnight(cmd.issue_date))
     except InvoicingRuleViolation as exc:
-        raise _rule(exc) from exc
+        raise rule_problem(exc) from exc
     issued = invoice.pending[0][0]
     await aggregate.save(conn, invoice, meta)
     await repo.insert_invoice(conn, invoice, [line.model_dump(mode="json") for line in issued.lines], invoice.version)
@@ -114,7 +116,7 @@ async def issue_credit_memo(conn: AsyncConnection, cmd: IssueCreditMemo, meta: d
                                   reason=cmd.reason, paid_amount=settled, at=utc_midnight(cmd.issue_date),
                                   dispute_id=cmd.dispute_id)
     except InvoicingRuleViolation as exc:
-        raise _rule(exc) from exc
+        raise rule_problem(exc) from exc
     if not invoice.pending:
         return {"credit_memo_id": memo_id, "invoice_id": invoice.id, "already_issued": True}
     memo = invoice.pending[0][0].to_payload()
