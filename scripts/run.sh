@@ -8,8 +8,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-RUN="$ROOT/.local/run"
-PY="$ROOT/.venv/bin/python"
+RUN="${LEDGERLINE_RUN_DIR:-$ROOT/.local/run}"
+PY="${LEDGERLINE_RUN_PYTHON:-$ROOT/.venv/bin/python}"
 mkdir -p "$RUN"
 
 declare -A PORTS=([invoicing]=8101 [cash_application]=8102 [collections]=8103 [disputes]=8104 [reporting]=8105)
@@ -17,13 +17,20 @@ ORDER=(invoicing cash_application collections disputes reporting)
 
 running() { [[ -f "$RUN/$1.pid" ]] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
 
+# A (re)started process appends to its log after a marker line: the output of the run that
+# crashed stays there to be read.
+start_marker() {  # $1: log file
+    printf '===== [run] started %s =====\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >>"$1"
+}
+
 up() {
     for ctx in "${ORDER[@]}"; do
         "$PY" -m "services.$ctx" migrate
     done
     # Local SMTP sink for collections' dunning emails (scripts/mail_sink.py, port 8025).
     if ! running mail_sink; then
-        setsid nohup "$PY" "$ROOT/scripts/mail_sink.py" --dir "$RUN/mail" >"$RUN/mail_sink.log" 2>&1 < /dev/null &
+        start_marker "$RUN/mail_sink.log"
+        setsid nohup "$PY" "$ROOT/scripts/mail_sink.py" --dir "$RUN/mail" >>"$RUN/mail_sink.log" 2>&1 < /dev/null &
         echo $! >"$RUN/mail_sink.pid"
     fi
     for ctx in "${ORDER[@]}"; do
@@ -32,8 +39,9 @@ up() {
             continue
         fi
         prefix="LEDGERLINE_${ctx^^}_"
+        start_marker "$RUN/$ctx.log"
         env "${prefix}PORT=${PORTS[$ctx]}" "${prefix}MIGRATE_ON_START=false" \
-            setsid nohup "$PY" -m "services.$ctx" serve >"$RUN/$ctx.log" 2>&1 < /dev/null &
+            setsid nohup "$PY" -m "services.$ctx" serve >>"$RUN/$ctx.log" 2>&1 < /dev/null &
         echo $! >"$RUN/$ctx.pid"
     done
     for ctx in "${ORDER[@]}"; do
