@@ -240,9 +240,13 @@ import asyncio
 import sys
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 action, bootstrap, partitions, topics = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
 TOPIC_ALREADY_EXISTS = 36
+# The event topics are the published history: rebuilds replay them from offset 0, so nothing
+# may expire (Kafka's default is 7 days).
+RETENTION = {"retention.ms": "-1", "retention.bytes": "-1"}
 
 
 async def main() -> int:
@@ -256,7 +260,8 @@ async def main() -> int:
         if missing:
             response = await asyncio.wait_for(
                 admin.create_topics(
-                    [NewTopic(name=t, num_partitions=partitions, replication_factor=1) for t in missing]
+                    [NewTopic(name=t, num_partitions=partitions, replication_factor=1, topic_configs=RETENTION)
+                     for t in missing]
                 ),
                 30,
             )
@@ -266,6 +271,24 @@ async def main() -> int:
                     print(f"creating topic {name} failed: error {code} {topic_error[2:]}", file=sys.stderr)
                     return 1
             print("created topics: " + ", ".join(missing))
+        # Topics created before (by an older script, or auto-created) get the retention too.
+        current = await asyncio.wait_for(admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, t, configs=dict.fromkeys(RETENTION)) for t in topics]), 10)
+        stale = []
+        for response in current:
+            for _code, _message, _type, name, entries in response.resources:
+                values = {entry[0]: entry[1] for entry in entries}
+                if any(values.get(k) != v for k, v in RETENTION.items()):
+                    stale.append(name)
+        if stale:
+            results = await asyncio.wait_for(admin.alter_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, t, configs=RETENTION) for t in stale]), 10)
+            for response in results:
+                for code, message, _type, name in response.resources:
+                    if code != 0:
+                        print(f"setting retention of {name} failed: error {code} {message}", file=sys.stderr)
+                        return 1
+            print("infinite retention set on: " + ", ".join(stale))
         # A new topic's partitions need a moment to get a leader (error 5 until then).
         for _ in range(30):
             described = await asyncio.wait_for(admin.describe_topics(topics), 10)

@@ -78,7 +78,9 @@ def _month(day_of_year: int) -> str:
 async def publish(topics: dict[str, str]) -> int:
     admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
     await admin.start()
-    await admin.create_topics([NewTopic(t, num_partitions=3, replication_factor=1) for t in topics.values()])
+    await admin.create_topics([NewTopic(t, num_partitions=3, replication_factor=1,
+                                        topic_configs={"retention.ms": "-1", "retention.bytes": "-1"})
+                               for t in topics.values()])
     await admin.close()
     producer = AIOKafkaProducer(bootstrap_servers=KAFKA, enable_idempotence=True, acks="all", linger_ms=20,
                                 max_batch_size=512 * 1024)

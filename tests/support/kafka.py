@@ -12,13 +12,18 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from tests.support.infra import KAFKA
 
+# Event topics keep everything (Kafka's default would drop records after 7 days): read models
+# are rebuilt by replaying them from offset 0. scripts/kafka.sh and the deploy files say the same.
+EVENT_TOPIC_CONFIG = {"retention.ms": "-1", "retention.bytes": "-1"}
+
 
 async def create_topic(prefix: str, partitions: int = 3) -> str:
     name = f"ll-test-{prefix}-{uuid.uuid4().hex[:8]}"
     admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+        await admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1,
+                                            topic_configs=EVENT_TOPIC_CONFIG)])
     finally:
         await admin.close()
     return name

@@ -19,6 +19,7 @@ import httpx
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from tests.support.infra import KAFKA, asyncpg_dsn, sqlalchemy_url
+from tests.support.kafka import EVENT_TOPIC_CONFIG
 
 CONTEXTS = ("invoicing", "cash_application", "collections", "disputes", "reporting")
 PUBLISHERS = ("invoicing", "cash_application", "collections", "disputes")
@@ -71,6 +72,18 @@ async def _wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout: floa
     raise RuntimeError(f"{url} not ready in {timeout}s:\n{log.read_text()[-3000:]}")
 
 
+async def create_event_topics(prefix: str) -> list[str]:
+    """The publishing contexts' topics under a prefix, configured as scripts/kafka.sh does."""
+    topics = [f"{prefix}.{c}.events" for c in PUBLISHERS]
+    kafka_admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
+    await kafka_admin.start()
+    try:
+        await kafka_admin.create_topics([NewTopic(t, 3, 1, topic_configs=EVENT_TOPIC_CONFIG) for t in topics])
+    finally:
+        await kafka_admin.close()
+    return topics
+
+
 @asynccontextmanager
 async def running_platform(log_dir: Path, extra_env: dict[str, str] | None = None) -> AsyncIterator[Platform]:
     """extra_env: more environment for the service processes, e.g. LEDGERLINE_COLLECTIONS_SMTP_PORT."""
@@ -81,10 +94,7 @@ async def running_platform(log_dir: Path, extra_env: dict[str, str] | None = Non
     for name in databases.values():
         await admin_pg.execute(f'CREATE DATABASE "{name}"')
     await admin_pg.close()
-    kafka_admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
-    await kafka_admin.start()
-    await kafka_admin.create_topics([NewTopic(f"{prefix}.{c}.events", 3, 1) for c in PUBLISHERS])
-    await kafka_admin.close()
+    await create_event_topics(prefix)
 
     log_dir.mkdir(parents=True, exist_ok=True)
     procs: dict[str, subprocess.Popen] = {}

@@ -355,13 +355,15 @@ async def test_through_kafka_rebuild_refuses_while_consuming_then_replays_from_o
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     from shared.relay import make_producer
+    from tests.support.kafka import EVENT_TOPIC_CONFIG
 
     client, app = reporting
     engine = app.state.runtime.engine
     topic, group = f"ll-test-reporting-{uuid.uuid4().hex[:8]}", f"reporting-test-{uuid.uuid4().hex[:8]}"
     admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
     await admin.start()
-    await admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
+    await admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1,
+                                         topic_configs=EVENT_TOPIC_CONFIG)])
     try:
         events = [received(e) for e in book()]
         producer = make_producer(KAFKA, "reporting-test")
