@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.consumer import Handler, decode_parts
+from shared.consumer import Handler, PoisonMessage, decode_headers, decode_parts, decode_raw
 
 
 class ReplayRefused(Exception):
@@ -42,8 +42,16 @@ async def replay(engine: AsyncEngine, dead_letter_id: int, handlers: dict[str, H
         handler = handlers.get(row["consumer"])
         if handler is None:
             raise ReplayRefused(f"this service has no consumer {row['consumer']}")
-        headers = row["headers"] if isinstance(row["headers"], dict) else json.loads(row["headers"])
-        event = decode_parts(row["topic"], row["partition"], row["offset"], headers, row["value"])
+        try:
+            if row["raw_headers"] is not None:  # parked since migration 0003: the exact bytes
+                event = decode_raw(row["topic"], row["partition"], row["offset"],
+                                   decode_headers(bytes(row["raw_headers"])),
+                                   bytes(row["raw_value"]) if row["raw_value"] is not None else None)
+            else:
+                headers = row["headers"] if isinstance(row["headers"], dict) else json.loads(row["headers"])
+                event = decode_parts(row["topic"], row["partition"], row["offset"], headers, row["value"])
+        except PoisonMessage as exc:
+            raise ReplayRefused(f"dead letter {dead_letter_id} is still undecodable: {exc}") from exc
         # Parking recorded the event in the inbox so redeliveries skip it; the replay owns it now.
         await conn.execute(text("DELETE FROM inbox WHERE consumer = :c AND event_id = :e"),
                            {"c": row["consumer"], "e": event.event_id})

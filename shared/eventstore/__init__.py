@@ -1,10 +1,32 @@
 """Append-only event store on PostgreSQL; also each context's outbox.
 
 - append() takes the stream's expected version: a lost race is ConcurrencyError (HTTP 409).
-- read_all() returns committed events after a position and never skips one that commits
-  later: rows carry their transaction id and a reader only takes rows whose transaction id is
-  below pg_snapshot_xmin(pg_current_snapshot()), in (transaction_id, global_position) order.
-  Every transaction that can still add a row has an id at or above that horizon.
+- read_all() returns committed events after a position, never skips one that commits later,
+  and returns each stream's events in version order.
+
+How reading is safe (the reasoning; docs/architecture.md repeats it):
+
+Every row carries commit_order = greatest(pg_current_xact_id(), commit_order of the stream's
+previous version) (a new stream's first rows: the transaction's own id). A reader takes only
+rows with commit_order < pg_snapshot_xmin(pg_current_snapshot()), in (commit_order,
+global_position) order, and keeps the last (commit_order, global_position) it read.
+
+1. Nothing is skipped. commit_order >= the id of the transaction that wrote the row. A row not
+   yet visible to the reader belongs to a transaction still running (its id >= xmin) or not
+   started yet (its id will be >= the next id > xmin), so its commit_order >= xmin: it is not
+   in the set the reader reads now, and it sorts after everything the reader has read (all of
+   which is < xmin). Rows with commit_order < xmin were written by transactions that have ended:
+   that set can never grow, so reading it in order and keeping the last position skips nothing.
+2. Each stream is read in version order. Version n+1 is inserted only after version n committed
+   (the unique (stream_id, version) and READ COMMITTED: the appender saw n committed, or it
+   wrote n itself), so global_position(n+1) > global_position(n), and commit_order(n+1) >=
+   commit_order(n) by the greatest(). Ordering by (commit_order, global_position) therefore
+   keeps versions in order. Ordering by the transaction id alone did not: a transaction gets
+   its id at its first write (an idempotency key), possibly before another transaction appends
+   and commits the stream's previous version (tests/integration/shared/test_event_store.py,
+   test_a_stream_is_read_in_version_order_whatever_order_its_writers_got_their_ids).
+3. Checkpoints saved before commit_order existed stay valid: the migration set commit_order =
+   transaction_id for the rows then stored.
 """
 from __future__ import annotations
 
@@ -22,7 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from shared.problems import ConcurrencyConflict
 
 Position = tuple[int, int]
-"""(transaction_id, global_position): the total order in which committed events are read."""
+"""(commit_order, global_position): the total order in which committed events are read."""
 START: Position = (0, 0)
 
 
@@ -62,6 +84,7 @@ class NewEvent:
 class StoredEvent:
     global_position: int
     transaction_id: int
+    commit_order: int
     stream_id: str
     stream_type: str
     version: int
@@ -75,11 +98,12 @@ class StoredEvent:
 
     @property
     def position(self) -> Position:
-        return (self.transaction_id, self.global_position)
+        return (self.commit_order, self.global_position)
 
 
 _COLUMNS = (
-    "global_position, transaction_id::text::bigint AS transaction_id, stream_id, stream_type, "
+    "global_position, transaction_id::text::bigint AS transaction_id, commit_order::text::bigint AS commit_order,"
+    " stream_id, stream_type, "
     "version, event_id, event_type, schema_version, occurred_at, recorded_at, payload, metadata"
 )
 
@@ -90,6 +114,7 @@ def _row_to_event(row: Any) -> StoredEvent:
     return StoredEvent(
         global_position=row.global_position,
         transaction_id=row.transaction_id,
+        commit_order=row.commit_order,
         stream_id=row.stream_id,
         stream_type=row.stream_type,
         version=row.version,
@@ -103,18 +128,35 @@ def _row_to_event(row: Any) -> StoredEvent:
     )
 
 
+# New streams: commit_order defaults to the transaction's own id.
 _INSERT = text(
     "INSERT INTO events (stream_id, stream_type, version, event_id, event_type, schema_version,"
     " occurred_at, payload, metadata) VALUES (:stream_id, :stream_type, :version, :event_id,"
     " :event_type, :schema_version, :occurred_at, CAST(:payload AS jsonb), CAST(:metadata AS jsonb))"
 )
+# An existing stream: never below its previous version's commit order (see the module docstring).
+_APPEND = text(
+    "INSERT INTO events (stream_id, stream_type, version, event_id, event_type, schema_version,"
+    " occurred_at, payload, metadata, commit_order) VALUES (:stream_id, :stream_type, :version, :event_id,"
+    " :event_type, :schema_version, :occurred_at, CAST(:payload AS jsonb), CAST(:metadata AS jsonb),"
+    " greatest(pg_current_xact_id(), CAST(CAST(:after_order AS text) AS xid8)))"
+)
 
 
 async def stream_version(conn: AsyncConnection, stream_id: str) -> int:
-    result = await conn.execute(
-        text("SELECT coalesce(max(version), 0) FROM events WHERE stream_id = :s"), {"s": stream_id}
-    )
-    return int(result.scalar_one())
+    return (await _stream_head(conn, stream_id))[0]
+
+
+async def _stream_head(conn: AsyncConnection, stream_id: str) -> tuple[int, str | None]:
+    """(version, commit_order) of the stream's last event; (0, None) for a new stream."""
+    row = (
+        await conn.execute(
+            text("SELECT version, commit_order::text AS commit_order FROM events WHERE stream_id = :s"
+                 " ORDER BY version DESC LIMIT 1"),
+            {"s": stream_id},
+        )
+    ).first()
+    return (int(row.version), row.commit_order) if row else (0, None)
 
 
 async def append(
@@ -131,7 +173,7 @@ async def append(
     writer, e.g. a projection's own log)."""
     if not events:
         return await stream_version(conn, stream_id)
-    current = await stream_version(conn, stream_id)
+    current, after_order = await _stream_head(conn, stream_id)
     if expected_version is not None and current != expected_version:
         raise ConcurrencyError(
             f"stream {stream_id} is at version {current}, not the expected {expected_version}",
@@ -148,13 +190,14 @@ async def append(
             "occurred_at": e.occurred_at,
             "payload": dumps(e.payload),
             "metadata": dumps(e.metadata),
+            "after_order": after_order,
         }
         for i, e in enumerate(events)
     ]
     try:
         # A savepoint keeps the caller's transaction usable so it can answer 409 cleanly.
         async with conn.begin_nested():
-            await conn.execute(_INSERT, rows)
+            await conn.execute(_APPEND, rows)
     except IntegrityError as exc:
         if "events_stream_id_version_key" in str(exc.orig):
             raise ConcurrencyError(
@@ -216,9 +259,9 @@ async def read_all(conn: AsyncConnection, after: Position = START, limit: int = 
     result = await conn.execute(
         text(
             f"SELECT {_COLUMNS} FROM events"
-            " WHERE (transaction_id, global_position) > (CAST(:tx AS text)::xid8, :pos)"
-            " AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
-            " ORDER BY transaction_id, global_position LIMIT :limit"
+            " WHERE (commit_order, global_position) > (CAST(:tx AS text)::xid8, :pos)"
+            " AND commit_order < pg_snapshot_xmin(pg_current_snapshot())"
+            " ORDER BY commit_order, global_position LIMIT :limit"
         ),
         {"tx": str(after[0]), "pos": after[1], "limit": limit},
     )

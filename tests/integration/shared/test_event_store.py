@@ -150,3 +150,78 @@ async def test_new_streams_are_appended_in_one_batch_or_not_at_all(platform_db):
         with pytest.raises(ConcurrencyError):
             await append_new_streams(conn, [(f"{prefix}-c", "note", batch(1)), (f"{prefix}-a", "note", batch(1))])
         assert await read_stream(conn, f"{prefix}-c") == []
+
+
+async def test_a_stream_is_read_in_version_order_whatever_order_its_writers_got_their_ids(platform_db):
+    """Issue 13: T_A gets its transaction id first (an idempotency-key insert), T_B then appends
+    v2 to P and commits, T_A appends v3 and commits. Ordering by transaction id read v3 before v2
+    (this test failed on the old read_all); commit_order keeps the stream's versions in order."""
+    engine, _ = platform_db
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE keys (k text PRIMARY KEY)"))
+        await eventstore.append(conn, "P", "payment", 0, [ev(1)])
+    async with engine.connect() as t_a, engine.connect() as t_b:
+        await t_a.begin()
+        await t_a.execute(text("INSERT INTO keys VALUES ('key-of-A')"))  # T_A's id is assigned now
+        xid_a = (await t_a.execute(text("SELECT pg_current_xact_id()::text::bigint"))).scalar()
+        await t_b.begin()
+        await t_b.execute(text("INSERT INTO keys VALUES ('key-of-B')"))
+        xid_b = (await t_b.execute(text("SELECT pg_current_xact_id()::text::bigint"))).scalar()
+        assert xid_a < xid_b
+        assert await eventstore.append(t_b, "P", "payment", 1, [ev(2)]) == 2
+        await t_b.commit()
+        assert await eventstore.append(t_a, "P", "payment", 2, [ev(3)]) == 3
+        await t_a.commit()
+    async with engine.connect() as conn:
+        events = await eventstore.read_all(conn)
+        assert [e.version for e in events] == [1, 2, 3]
+        # A reader that had read up to v2 before v3 committed goes on with v3, and nothing else.
+        assert [e.version for e in await eventstore.read_all(conn, events[1].position)] == [3]
+
+
+async def test_interleaved_writers_on_shared_streams_are_read_in_version_order(platform_db):
+    """Many writers, each taking its transaction id early and then appending to a few of a small
+    set of streams with retries on conflict: read_all returns every stream in version order and
+    a reader tailing concurrently never sees a version before its predecessor."""
+    engine, _ = platform_db
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE keys (k text PRIMARY KEY)"))
+    streams = [f"s{i}" for i in range(4)]
+    seen: dict[str, list[int]] = {s: [] for s in streams}
+    done = asyncio.Event()
+
+    async def writer(w: int) -> None:
+        rng = random.Random(w)
+        for n in range(15):
+            while True:
+                try:
+                    async with engine.begin() as conn:
+                        await conn.execute(text("INSERT INTO keys VALUES (:k)"), {"k": f"{w}-{n}-{rng.random()}"})
+                        await asyncio.sleep(rng.random() * 0.01)
+                        stream = rng.choice(streams)
+                        version = await eventstore.stream_version(conn, stream)
+                        await asyncio.sleep(rng.random() * 0.01)
+                        await eventstore.append(conn, stream, "s", version, [ev(n), ev(n)])
+                    break
+                except ConcurrencyError:
+                    continue
+
+    async def tail() -> None:
+        position = eventstore.START
+        while True:
+            finished = done.is_set()
+            async with engine.connect() as conn:
+                for e in await eventstore.read_all(conn, position, 50):
+                    seen[e.stream_id].append(e.version)
+                    position = e.position
+            if finished:
+                return
+            await asyncio.sleep(0.005)
+
+    tailing = asyncio.create_task(tail())
+    await asyncio.gather(*(writer(w) for w in range(8)))
+    done.set()
+    await tailing
+    for stream, versions in seen.items():
+        assert versions == list(range(1, len(versions) + 1)), stream
+    assert sum(len(v) for v in seen.values()) == 8 * 15 * 2
