@@ -1,10 +1,14 @@
 """Idempotency-Key for creating POSTs.
 
-The key row is inserted in the same transaction as the command's events. A retry with the same
-key and body returns the first response and appends nothing; a concurrent twin blocks on the
-key's unique index until the first commits, then reads its response. The same key with a
-different body is rejected (422). A failed command rolls back its key, so a corrected retry
-may reuse it."""
+A key belongs to its caller: the API key's actor when keys are configured, one namespace for
+all callers when the service runs open. It stands for one request: the method, the concrete
+path (ids included), the query and the body. The key row is inserted in the same transaction as
+the command's events. A retry of the same request with the same key returns the first response
+and appends nothing; a concurrent twin blocks on the key's unique index until the first
+commits, then reads its response. The same key on any other request (another resource, say
+approving WO-2 with WO-1's key, or another body) is rejected (422), never answered with the
+first request's response. A failed command rolls back its key, so a corrected retry may reuse
+it."""
 from __future__ import annotations
 
 import hashlib
@@ -56,6 +60,27 @@ def request_fingerprint(body: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+OPEN_CALLER = "open"
+
+
+def caller_scope(request: Request) -> str:
+    """The namespace of a request's keys: its API key's actor (set by shared.auth); with no keys
+    configured every caller shares one (the X-Actor header is not proof of anyone)."""
+    principal = getattr(request.state, "principal", None)
+    actor = getattr(principal, "actor", None)
+    return f"caller:{actor}" if actor else f"caller:{OPEN_CALLER}"
+
+
+def request_identity(request: Request, body: Any) -> dict[str, Any]:
+    """What a key stands for: method, concrete path (ids included), query and body."""
+    return {
+        "method": request.method,
+        "path": request.url.path,
+        "query": sorted(request.query_params.multi_items()),
+        "body": body,
+    }
+
+
 async def run_idempotent(
     engine: AsyncEngine,
     scope: str,
@@ -63,7 +88,8 @@ async def run_idempotent(
     body: Any,
     command: Callable[[AsyncConnection], Awaitable[tuple[int, Any]]],
 ) -> tuple[int, Any, bool]:
-    """Run command(conn) once per (scope, key). Returns (status, body, replayed)."""
+    """Run command(conn) once per (scope, key); `body` is everything the key stands for (see
+    request_identity). Returns (status, body, replayed)."""
     fingerprint = request_fingerprint(body)
     async with engine.begin() as conn:
         inserted = (
@@ -87,7 +113,8 @@ async def run_idempotent(
             ).one()
             if row.request_hash != fingerprint:
                 raise IdempotencyKeyReused(
-                    "this Idempotency-Key was already used with a different request body",
+                    "this Idempotency-Key was already used for a different request (another method, "
+                    "resource or body); use a new key for each intended operation",
                     field="Idempotency-Key",
                 )
             stored = row.response_body
@@ -105,6 +132,18 @@ async def run_idempotent(
         return status, response, False
 
 
+async def idempotent_request(
+    request: Request,
+    key: str,
+    body: Any,
+    command: Callable[[AsyncConnection], Awaitable[tuple[int, Any]]],
+) -> tuple[int, Any, bool]:
+    """run_idempotent for an HTTP request: the key in the caller's namespace, standing for this
+    method, path, query and `body` (the parsed body, or a digest of a raw one)."""
+    return await run_idempotent(request.app.state.runtime.engine, caller_scope(request), key,
+                                request_identity(request, body), command)
+
+
 async def idempotent_create(
     request: Request,
     key: str,
@@ -117,12 +156,9 @@ async def idempotent_create(
     `command` returns the JSON-ready response body; a replay answers the stored one with the
     header Idempotent-Replayed: true."""
 
-    engine = request.app.state.runtime.engine
-    scope = f"{request.method} {request.scope.get('route').path if request.scope.get('route') else request.url.path}"
-
     async def run(conn: AsyncConnection) -> tuple[int, Any]:
         return status_code, await command(conn)
 
-    status, response, replayed = await run_idempotent(engine, scope, key, body, run)
+    status, response, replayed = await idempotent_request(request, key, body, run)
     headers = {"Idempotent-Replayed": "true"} if replayed else {}
     return JSONResponse(response, status_code=status, headers=headers)

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from shared.idempotency import idempotent_create, idempotency_key_header, run_idempotent
+from shared.idempotency import idempotent_create, idempotent_request, idempotency_key_header
 from shared.money import MoneyError, validate_currency
 from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, page
 from shared.problems import NotFound, Problem, ValidationFailed
@@ -132,7 +132,7 @@ async def import_bank_file(request: Request, key: str = Depends(idempotency_key_
         result = await imports.import_file(conn, cmd, parsed, runtime.settings, request_metadata(request))
         return (200 if result["replayed"] else 201), result
 
-    status, body, replayed = await run_idempotent(runtime.engine, "POST /v1/bank-files", key, fingerprint, command)
+    status, body, replayed = await idempotent_request(request, key, fingerprint, command)
     return JSONResponse(body, status_code=status, headers={"Idempotent-Replayed": "true"} if replayed else {})
 
 
