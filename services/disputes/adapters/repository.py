@@ -53,6 +53,24 @@ async def record_resolution(conn: AsyncConnection, *, dispute_id: str, resolutio
     )
 
 
+async def lock_payment(conn: AsyncConnection, payment_id: str) -> None:
+    """Serialise a payment's short pays with its return (transaction-scoped lock), so a
+    deduction opened concurrently with the return is seen and withdrawn by it."""
+    await conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended('disputes:payment:' || :p, 0))"),
+                       {"p": payment_id})
+
+
+async def record_returned_payment(conn: AsyncConnection, payment_id: str, reason_code: str, returned_on) -> None:
+    await conn.execute(text("INSERT INTO returned_payments (payment_id, reason_code, returned_on)"
+                            " VALUES (:p, :r, :d) ON CONFLICT (payment_id) DO NOTHING"),
+                       {"p": payment_id, "r": reason_code, "d": returned_on})
+
+
+async def payment_returned(conn: AsyncConnection, payment_id: str) -> bool:
+    return (await conn.execute(text("SELECT 1 FROM returned_payments WHERE payment_id = :p"),
+                               {"p": payment_id})).first() is not None
+
+
 async def open_deductions_of_payment(conn: AsyncConnection, payment_id: str) -> list[str]:
     rows = await conn.execute(
         text("SELECT dispute_id FROM disputes WHERE payment_id = :p AND kind = 'deduction' AND status = 'open'"

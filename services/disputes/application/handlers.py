@@ -2,6 +2,7 @@
 The caller owns the transaction."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -25,6 +26,8 @@ from services.disputes.domain.model import (
 )
 from services.disputes.domain.reason_codes import deduction_reason_code
 from services.disputes.projections.invoice_references import on_invoice_issued
+
+log = logging.getLogger(__name__)
 
 
 def _rule(exc: DisputeRuleViolation) -> Unprocessable:
@@ -98,7 +101,13 @@ async def resolve_dispute(conn: AsyncConnection, cmd: ResolveDispute, meta: dict
 
 
 async def open_deduction(conn: AsyncConnection, short_pay: ShortPayDetected, meta: dict[str, Any]) -> bool:
-    """Open the deduction for a short pay; returns False when it was already open (redelivery)."""
+    """Open the deduction for a short pay; returns False when it was already open (redelivery) or
+    the payment was returned (a PaymentReturned handled first: nothing is owed on it)."""
+    await repo.lock_payment(conn, short_pay.payment_id)
+    if await repo.payment_returned(conn, short_pay.payment_id):
+        log.info("short pay of payment %s on invoice %s ignored: the payment was returned",
+                 short_pay.payment_id, short_pay.invoice_id)
+        return False
     dispute = await aggregate.load(conn, Dispute, deduction_id(short_pay.payment_id, short_pay.invoice_id))
     if dispute.exists:
         return False
@@ -145,6 +154,8 @@ async def on_external_event(conn: AsyncConnection, event: ReceivedEvent) -> None
 async def withdraw_deductions(conn: AsyncConnection, returned: PaymentReturned, meta: dict[str, Any]) -> int:
     """The bank returned a payment: the deductions its short pays opened are withdrawn (the invoices
     are open in full again). Redelivery finds them resolved and changes nothing."""
+    await repo.lock_payment(conn, returned.payment_id)
+    await repo.record_returned_payment(conn, returned.payment_id, returned.reason_code, returned.returned_on)
     note = f"payment {returned.payment_id} returned ({returned.reason_code})"
     withdrawn = 0
     for dispute_id in await repo.open_deductions_of_payment(conn, returned.payment_id):
