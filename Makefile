@@ -4,9 +4,10 @@ PYTHON := .venv/bin/python
 
 .PHONY: run stop test test-unit test-integration test-e2e test-deploy lint bench bench-mechanisms bench-cash bench-reporting setup infra-up infra-down infra-status lock schemas
 
-# Everything on a fresh machine: tools, PostgreSQL, Kafka, migrations, and the five services.
+# Everything on a fresh machine: tools, PostgreSQL, Kafka, migrations, and the five services,
+# in open mode (no API keys; local development only: the script says so).
 run: setup infra-up
-	bash scripts/run.sh up
+	bash scripts/run.sh up --open
 
 # Stop the services and the infrastructure.
 stop:

@@ -2,7 +2,11 @@
 # Start (or stop) the five Ledgerline services as background processes against the local
 # infrastructure. Logs and pid files live in .local/run/.
 #
-#   scripts/run.sh up      migrate and start every service, wait for /readyz, print the URLs
+#   scripts/run.sh up [--open]
+#                          migrate and start every service, wait for /readyz, print the URLs.
+#                          Services are closed by default: without --open each needs its
+#                          LEDGERLINE_<CONTEXT>_API_KEYS, or it refuses to start. --open (what
+#                          `make run` passes) asks for open mode: no keys, anyone may call.
 #   scripts/run.sh down    stop them (SIGTERM, then SIGKILL after 20 s)
 #   scripts/run.sh status  show which run
 set -euo pipefail
@@ -24,6 +28,11 @@ start_marker() {  # $1: log file
 }
 
 up() {
+    if [[ "${1:-}" == "--open" ]]; then
+        export LEDGERLINE_OPEN_MODE=true
+        echo "[run] OPEN MODE: the five APIs accept requests without an API key (local development only;"
+        echo "[run]            set LEDGERLINE_<CONTEXT>_API_KEYS and run 'scripts/run.sh up' without --open to close them)"
+    fi
     for ctx in "${ORDER[@]}"; do
         "$PY" -m "services.$ctx" migrate
     done
@@ -88,8 +97,8 @@ status() {
 }
 
 case "${1:-}" in
-    up) up ;;
+    up) up "${2:-}" ;;
     down) down ;;
     status) status ;;
-    *) echo "usage: $0 {up|down|status}" >&2; exit 2 ;;
+    *) echo "usage: $0 {up [--open]|down|status}" >&2; exit 2 ;;
 esac

@@ -7,8 +7,11 @@ hashes of the keys, never the keys themselves:
 
 A client sends `Authorization: Bearer <key>`. Reads (GET, HEAD) need `<context>:read`, anything
 else `<context>:write`; `<context>:*` or `*` grant both. The key's actor is recorded in the
-metadata of every event the request appends, so the audit trail says who did what. With no keys
-configured the service runs open (local development) and takes the actor from `X-Actor`."""
+metadata of every event the request appends, so the audit trail says who did what.
+
+Closed by default: a service with no keys configured refuses to start (OpenModeNotRequested)
+unless open mode is asked for explicitly (<PREFIX>ALLOW_OPEN=true or LEDGERLINE_OPEN_MODE=true);
+an open service logs a loud warning and takes the actor from `X-Actor` (local development)."""
 from __future__ import annotations
 
 import hashlib
@@ -98,11 +101,24 @@ def document_security(app: FastAPI, context: str) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def install_auth(app: FastAPI, context: str, raw_keys: str | None) -> None:
+class OpenModeNotRequested(RuntimeError):
+    """No API keys are configured and open mode was not asked for: the service must not start."""
+
+
+def install_auth(app: FastAPI, context: str, raw_keys: str | None, *, allow_open: bool = False) -> None:
+    """Gate every route but OPEN_PATHS by API key and scope. With no keys, refuse (raise
+    OpenModeNotRequested) unless allow_open, and then warn loudly that anyone may call the API."""
     document_security(app, context)
     keys = parse_api_keys(raw_keys)
+    prefix = f"LEDGERLINE_{context.upper()}_"
+    if not keys and not allow_open:
+        raise OpenModeNotRequested(
+            f"{context}: no API keys configured ({prefix}API_KEYS), refusing to start an open API. "
+            f"Configure keys, or ask for open mode explicitly for local development with "
+            f"{prefix}ALLOW_OPEN=true or LEDGERLINE_OPEN_MODE=true.")
     if not keys:
-        log.warning("%s: no API keys configured, the API is open (set LEDGERLINE_%s_API_KEYS)", context, context.upper())
+        log.warning("%s: OPEN MODE — no API keys, every route accepts anonymous requests and trusts X-Actor. "
+                    "Local development only; never expose this service (set %sAPI_KEYS).", context, prefix)
 
     @app.middleware("http")
     async def authenticate(request: Request, call_next):
@@ -135,7 +151,7 @@ def _principal(request: Request) -> Principal | None:
 
 def require_scope(request: Request, scope: str) -> None:
     """For a route that needs more than its method's scope (e.g. `collections:admin` to set who
-    may approve). A service running open (no keys configured) lets everything through."""
+    may approve). A service running in open mode lets everything through."""
     principal = _principal(request)
     if principal is not None and not principal.may(scope):
         raise Problem(f"this API key lacks the scope {scope}", field="Authorization", status=403,
@@ -144,7 +160,7 @@ def require_scope(request: Request, scope: str) -> None:
 
 def acting_as(request: Request, claimed: str, field: str) -> None:
     """A body that names who acts (requested_by, approved_by, ...) must name the API key's actor
-    when keys are configured, so nobody approves in someone else's name. Open services trust it."""
+    when keys are configured, so nobody approves in someone else's name. Open-mode services trust it."""
     principal = _principal(request)
     if principal is not None and claimed != principal.actor:
         raise Problem(f"{field} must be the API key's actor ({principal.actor}), not {claimed}", field=field,

@@ -22,7 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.auth import install_auth
+from shared.auth import OpenModeNotRequested, install_auth
 from shared.consumer import ConsumerRunner, Handler
 from shared.contracts.base import topic_for, with_topic_prefix
 from shared.db import apply_migrations, make_engine, sql_files
@@ -223,7 +223,7 @@ def build_app(definition: ServiceDefinition) -> FastAPI:
     app = FastAPI(title=definition.title, version="1.0.0", lifespan=lifespan,
                   openapi_url="/v1/openapi.json", docs_url="/docs")
     install_problem_handlers(app)
-    install_auth(app, definition.context, settings.api_keys)
+    install_auth(app, definition.context, settings.resolved_api_keys(), allow_open=settings.open_mode_requested())
     http_tracer = tracer(f"ledgerline.{definition.context}.http")
 
     @app.middleware("http")
@@ -321,9 +321,14 @@ def cli(definition_factory: Callable[[], ServiceDefinition], argv: list[str] | N
     if args.command == "serve":
         import uvicorn
 
-        app = build_app(definition)
+        try:
+            app = build_app(definition)
+        except OpenModeNotRequested as exc:
+            log.critical("%s", exc)
+            return 2
         uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
-                    access_log=False, lifespan="on")
+                    access_log=False, lifespan="on",
+                    timeout_graceful_shutdown=settings.shutdown_grace_seconds)
         return 0
     if args.command == "migrate":
         async def _migrate() -> None:

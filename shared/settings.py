@@ -32,5 +32,26 @@ class ServiceSettings(BaseSettings):
     # Topics are <prefix>.<context>.events and consumer groups <prefix>.<consumer>; another
     # prefix gives an isolated platform on a shared broker (the end-to-end tests use one).
     topic_prefix: str = "ledgerline"
-    # JSON map of SHA-256 key hashes to {actor, scopes}; empty = open API (see shared/auth.py).
+    # JSON map of SHA-256 key hashes to {actor, scopes} (see shared/auth.py). Without keys the
+    # service refuses to start unless open mode is asked for: <PREFIX>ALLOW_OPEN=true for one
+    # service, or LEDGERLINE_OPEN_MODE=true for every service (local development only).
     api_keys: str | None = None
+    # ... or a file holding that JSON: a mounted Secret (compose secret, Kubernetes Secret volume).
+    api_keys_file: str | None = None
+    allow_open: bool = False
+    # SIGTERM: stop accepting, let in-flight requests finish for up to this long, then stop the
+    # relay and consumers (which commit their offsets) and exit.
+    shutdown_grace_seconds: float = 20.0
+
+    def resolved_api_keys(self) -> str | None:
+        """The configured keys' JSON: api_keys, else the content of api_keys_file (which must then
+        exist: a missing Secret must stop the service, never open it)."""
+        if self.api_keys:
+            return self.api_keys
+        if self.api_keys_file:
+            with open(self.api_keys_file, encoding="utf-8") as f:
+                return f.read()
+        return None
+
+    def open_mode_requested(self) -> bool:
+        return self.allow_open or os.environ.get("LEDGERLINE_OPEN_MODE", "").strip().lower() in ("1", "true", "yes")

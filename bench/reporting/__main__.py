@@ -143,7 +143,7 @@ async def main() -> None:
     run = uuid.uuid4().hex[:8]
     topics = {c: f"ll-bench-{run}.{c}.events" for c in ("invoicing", "cash_application")}
     async with fresh_database("benchrep") as database:
-        settings = ReportingSettings(database_url=sqlalchemy_url(database))
+        settings = ReportingSettings(database_url=sqlalchemy_url(database), allow_open=True)  # in-process, no keys
         settings.role = "api"
         d = definition(settings)
         runtime = Runtime(d)

@@ -53,6 +53,9 @@ async def service_client(make_definition: Callable[[str], object]) -> AsyncItera
     async with fresh_database("svc") as db:
         definition = make_definition(sqlalchemy_url(db))
         definition.settings.role = "api"
+        # Closed by default: a test that configures no keys asks for open mode explicitly.
+        if not definition.settings.api_keys:
+            definition.settings.allow_open = True
         app = build_app(definition)
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)

@@ -110,6 +110,9 @@ async def running_platform(log_dir: Path, extra_env: dict[str, str] | None = Non
                    env_prefix + "ROLE": "all",
                    env_prefix + "TOPIC_PREFIX": prefix,
                    env_prefix + "LOG_LEVEL": "WARNING",
+                   # Closed by default: open mode is asked for explicitly (it changes nothing
+                   # for a service that extra_env gives API keys).
+                   env_prefix + "ALLOW_OPEN": "true",
                    **(extra_env or {})}
             log = log_dir / f"{context}.log"
             logs[context] = log

@@ -32,7 +32,8 @@ TODAY = date(2024, 6, 1)
 
 def _definition(url: str, grace_days: int = 2):
     # API role: no relay or consumers touching the shared local topics
-    return definition(CollectionsSettings(database_url=url, promise_grace_days=grace_days, role="api"),
+    return definition(CollectionsSettings(database_url=url, promise_grace_days=grace_days, role="api",
+                                          allow_open=True),
                       clock=FixedClock(TODAY))
 
 

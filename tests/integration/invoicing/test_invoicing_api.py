@@ -312,7 +312,7 @@ async def test_readiness_waits_for_migrations():
     from tests.support.infra import fresh_database, sqlalchemy_url
 
     async with fresh_database("ready") as db:
-        settings = InvoicingSettings(database_url=sqlalchemy_url(db), role="api", migrate_on_start=False)
+        settings = InvoicingSettings(database_url=sqlalchemy_url(db), role="api", migrate_on_start=False, allow_open=True)
         app = build_app(definition(settings))
         async with app.router.lifespan_context(app):
             async with _httpx.AsyncClient(transport=_httpx.ASGITransport(app=app), base_url="http://t") as client:

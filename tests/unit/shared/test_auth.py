@@ -14,10 +14,10 @@ KEYS = json.dumps({
 })
 
 
-def _client(keys: str | None) -> TestClient:
+def _client(keys: str | None, allow_open: bool = False) -> TestClient:
     app = FastAPI()
     install_problem_handlers(app)
-    install_auth(app, "invoicing", keys)
+    install_auth(app, "invoicing", keys, allow_open=allow_open)
 
     @app.get("/v1/invoices")
     def read(request: Request):
@@ -49,8 +49,21 @@ def test_keys_and_scopes_are_enforced_and_name_the_actor():
     assert client.post("/v1/invoices", headers={"Authorization": "Bearer admin-secret"}).status_code == 200
 
 
-def test_without_keys_the_api_is_open_and_takes_the_actor_header():
-    client = _client(None)
+def test_without_keys_the_service_refuses_unless_open_mode_is_asked_for(caplog):
+    from shared.auth import OpenModeNotRequested
+
+    with pytest.raises(OpenModeNotRequested, match="LEDGERLINE_INVOICING_ALLOW_OPEN=true"):
+        _client(None)
+    with pytest.raises(OpenModeNotRequested):
+        _client("", allow_open=False)
+    _client(None, allow_open=True)
+    assert "OPEN MODE" in caplog.text
+    # keys win over open mode: asking for it changes nothing when keys are configured
+    assert _client(KEYS, allow_open=True).get("/v1/invoices").status_code == 401
+
+
+def test_in_open_mode_the_api_takes_the_actor_header():
+    client = _client(None, allow_open=True)
     assert client.post("/v1/invoices", headers={"X-Actor": "alice"}).json() == {"actor": "alice"}
     assert client.get("/v1/invoices").json() == {"actor": "anonymous"}
 
@@ -79,3 +92,19 @@ def test_admin_scopes_are_never_implied_by_a_context_wildcard():
     assert not writer.may("collections:admin")
     assert Principal(actor="ops", scopes=frozenset({"collections:admin"})).may("collections:admin")
     assert Principal(actor="root", scopes=frozenset({"*"})).may("collections:admin")
+
+
+def test_keys_can_come_from_a_mounted_secret_file(tmp_path, monkeypatch):
+    from shared.settings import ServiceSettings
+
+    monkeypatch.delenv("LEDGERLINE_OPEN_MODE", raising=False)
+    secret = tmp_path / "api-keys"
+    secret.write_text(KEYS)
+    settings = ServiceSettings(database_url="postgresql+asyncpg://x@127.0.0.1:1/x", api_keys_file=str(secret))
+    assert parse_api_keys(settings.resolved_api_keys()) == parse_api_keys(KEYS)
+    assert not settings.open_mode_requested()
+    # a Secret that is not mounted stops the service instead of opening it
+    with pytest.raises(FileNotFoundError):
+        ServiceSettings(database_url="x", api_keys_file=str(tmp_path / "missing")).resolved_api_keys()
+    monkeypatch.setenv("LEDGERLINE_OPEN_MODE", "true")
+    assert ServiceSettings(database_url="x").open_mode_requested()
