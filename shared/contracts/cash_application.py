@@ -176,3 +176,22 @@ class UnappliedCashRecorded(_CashApplication):
     currency: CurrencyCode
     value_date: date
     reason: str
+
+
+@event
+class PaymentRefunded(_CashApplication):
+    """Unapplied cash of a payment (an overpayment, a credit balance) paid back to the customer.
+    The payment's unapplied amount drops by `amount`; nothing can apply that cash any more."""
+
+    event_type: ClassVar[str] = "PaymentRefunded"
+    money_fields: ClassVar[tuple[str, ...]] = ("amount",)
+
+    refund_id: str
+    payment_id: str
+    customer_id: str
+    amount: Amount
+    currency: CurrencyCode
+    method: str  # ach | wire | check | card | other
+    reference: str | None = None
+    refunded_on: date
+    reason: str | None = None

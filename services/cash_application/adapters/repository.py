@@ -368,6 +368,26 @@ async def applied_invoice_ids(conn: AsyncConnection, payment_id: str) -> list[st
     return [r.invoice_id for r in rows]
 
 
+async def record_refund(conn: AsyncConnection, *, refund_id: str, payment_id: str, customer_id: str, currency: str,
+                        amount: Decimal, method: str, reference: str | None, refunded_on: date,
+                        reason: str | None) -> None:
+    inserted = (await conn.execute(
+        text("INSERT INTO payment_refunds (refund_id, payment_id, customer_id, currency, amount, method, reference,"
+             " refunded_on, reason) VALUES (:id, :p, :c, :cur, :a, :m, :ref, :d, :r)"
+             " ON CONFLICT (refund_id) DO NOTHING RETURNING 1"),
+        {"id": refund_id, "p": payment_id, "c": customer_id, "cur": currency, "a": amount, "m": method,
+         "ref": reference, "d": refunded_on, "r": reason})).first()
+    if inserted is not None:
+        await conn.execute(text("UPDATE payments SET refunded_amount = refunded_amount + :a WHERE payment_id = :p"),
+                           {"a": amount, "p": payment_id})
+
+
+async def refunds_of(conn: AsyncConnection, payment_id: str) -> list[dict[str, Any]]:
+    rows = await conn.execute(text("SELECT * FROM payment_refunds WHERE payment_id = :p ORDER BY refunded_on, refund_id"),
+                              {"p": payment_id})
+    return [dict(r) for r in rows.mappings()]
+
+
 async def mark_returned(conn: AsyncConnection, payment_id: str, on: date, reason_code: str) -> None:
     await conn.execute(text("UPDATE payments SET returned_on = :d, return_reason_code = :r WHERE payment_id = :p"),
                        {"d": on, "r": reason_code, "p": payment_id})

@@ -123,6 +123,8 @@ def payment_out(row: dict[str, Any]) -> dict[str, Any]:
         status = "returned"
     else:
         status = "unapplied" if applied == 0 else ("applied" if unapplied == 0 else "partially_applied")
+        if status == "unapplied" and unapplied == 0 and row.get("refunded_amount"):
+            status = "refunded"
     return {
         "payment_id": row["payment_id"],
         "customer_id": row["customer_id"],
@@ -135,6 +137,7 @@ def payment_out(row: dict[str, Any]) -> dict[str, Any]:
         "status": status,
         "applied_amount": money(applied, currency),
         "unapplied_amount": money(unapplied, currency),
+        "refunded_amount": money(row.get("refunded_amount", 0), currency),
         "unapplied_reason": row["unapplied_reason"],
         "applications": [
             {"application_id": a["application_id"], "invoice_id": a["invoice_id"],

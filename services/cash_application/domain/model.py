@@ -29,8 +29,8 @@ from decimal import Decimal
 from typing import Iterable, Sequence
 
 from shared.aggregate import Aggregate
-from shared.contracts import (BankStatementImported, PaymentApplied, PaymentReceived, PaymentReturned, PaymentUnapplied, ShortPayDetected,
-                              SmallBalanceWriteOffReversed, SmallBalanceWrittenOff, UnappliedCashRecorded)
+from shared.contracts import (BankStatementImported, PaymentApplied, PaymentReceived, PaymentRefunded, PaymentReturned,
+                              PaymentUnapplied, ShortPayDetected, SmallBalanceWriteOffReversed, SmallBalanceWrittenOff, UnappliedCashRecorded)
 from shared.money import ZERO, MoneyError, exact_amount, quantize, to_str, validate_currency
 from services.cash_application.domain.matching import MatchResult
 
@@ -183,6 +183,7 @@ class Payment(Aggregate):
         self.returned = False
         self.write_offs: dict[str, WriteOff] = {}  # in force, by the application_id that justified them
         self._latest_application: dict[str, str] = {}  # invoice_id -> the application last made on it
+        self.refunds: dict[str, Decimal] = {}  # refund_id -> amount paid back
 
     @property
     def applied_amount(self) -> Decimal:
@@ -197,8 +198,12 @@ class Payment(Aggregate):
         return candidate
 
     @property
+    def refunded_amount(self) -> Decimal:
+        return sum(self.refunds.values(), ZERO)
+
+    @property
     def unapplied_amount(self) -> Decimal:
-        return self.amount - self.applied_amount
+        return self.amount - self.applied_amount - self.refunded_amount
 
     @property
     def written_off_amount(self) -> Decimal:
@@ -401,6 +406,31 @@ class Payment(Aggregate):
         self.trigger(PaymentReturned(payment_id=self.id, customer_id=self.customer_id, amount=self.amount,
                                      currency=self.currency, returned_on=on, reason_code=reason_code,
                                      reason=reason), at)
+
+    def refund(self, *, refund_id: str, amount: Decimal, method: str, reference: str | None, on: date,
+               reason: str | None, at: datetime) -> None:
+        """Pay unapplied cash back to the customer. Never more than is unapplied now: a concurrent
+        refund or application loses on the stream version (409) and, retried, sees what is left."""
+        self._must_be_live()
+        if refund_id in self.refunds:
+            return
+        amount = self._money(amount, self.currency, "amount")
+        if method not in PAYMENT_METHODS:
+            raise CashApplicationRuleViolation(f"method must be one of {', '.join(PAYMENT_METHODS)}", "method")
+        if self.customer_id == UNIDENTIFIED_CUSTOMER:
+            raise CashApplicationRuleViolation("identify the payer before refunding (apply or assign the payment)",
+                                               "payment_id")
+        if amount > self.unapplied_amount:
+            raise CashApplicationRuleViolation(
+                f"refund of {amount} exceeds the payment's unapplied {self.unapplied_amount}", "amount")
+        if self.value_date and on < self.value_date:
+            raise CashApplicationRuleViolation("a refund cannot predate the payment's value date", "refunded_on")
+        self.trigger(PaymentRefunded(refund_id=refund_id, payment_id=self.id, customer_id=self.customer_id,
+                                     amount=amount, currency=self.currency, method=method, reference=reference,
+                                     refunded_on=on, reason=reason), at)
+
+    def when_PaymentRefunded(self, e: PaymentRefunded) -> None:
+        self.refunds[e.refund_id] = e.amount
 
     def _must_be_live(self) -> None:
         if not self.exists:

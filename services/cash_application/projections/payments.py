@@ -13,7 +13,7 @@ from typing import Any, Iterable, Sequence
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.contracts import (PaymentApplied, PaymentReceived, PaymentReturned, PaymentUnapplied, ShortPayDetected,
+from shared.contracts import (PaymentApplied, PaymentReceived, PaymentRefunded, PaymentReturned, PaymentUnapplied, ShortPayDetected,
                               SmallBalanceWriteOffReversed, SmallBalanceWrittenOff, UnappliedCashRecorded, registry)
 from shared import eventstore
 from shared.eventstore import StoredEvent
@@ -79,6 +79,10 @@ async def project(conn: AsyncConnection, events: Iterable[StoredEvent | Appended
                                         value_date=e.value_date, stream_version=stored.version)
         elif isinstance(e, UnappliedCashRecorded):
             await repo.set_unapplied_reason(conn, e.payment_id, e.reason)
+        elif isinstance(e, PaymentRefunded):
+            await repo.record_refund(conn, refund_id=e.refund_id, payment_id=e.payment_id, customer_id=e.customer_id,
+                                     currency=e.currency, amount=e.amount, method=e.method, reference=e.reference,
+                                     refunded_on=e.refunded_on, reason=e.reason)
         payment_id = getattr(e, "payment_id", None)
         if payment_id and not isinstance(e, PaymentReceived):
             versions[payment_id] = max(versions.get(payment_id, 0), stored.version)

@@ -21,7 +21,7 @@ FACT_TABLES: tuple[str, ...] = (
     "unapplications", "payment_returns", "adjustments", "write_offs", "escalations",
     "collector_assignments", "customer_segments", "payment_plans", "plan_installments",
     "installment_outcomes", "plan_outcomes", "dunning_notices", "call_tasks", "adjustment_reversals",
-    "invoice_adjustments", "ar_deltas",
+    "invoice_adjustments", "refunds", "ar_deltas",
 )
 
 # Fact tables whose rows move an invoice's balance (see the invoice_movements view), with the
@@ -381,12 +381,14 @@ async def promise_outcomes(conn: AsyncConnection, currency: str, dated_by: date)
 
 
 async def cash_totals(conn: AsyncConnection, currency: str, as_of: date) -> dict[str, Decimal]:
-    """Cash received with value date on or before as_of net of payments returned by then, and
+    """Cash received with value date on or before as_of net of payments returned and unapplied cash
+    refunded by then, and
     what of it was applied by then net of unapplications."""
     row = (await conn.execute(
         text(
             "SELECT (SELECT coalesce(sum(amount), 0) FROM payments WHERE currency = :cur AND value_date <= :d)"
             "     - (SELECT coalesce(sum(amount), 0) FROM payment_returns WHERE currency = :cur AND returned_on <= :d)"
+            "     - (SELECT coalesce(sum(amount), 0) FROM refunds WHERE currency = :cur AND refunded_on <= :d)"
             "   AS received,"
             " (SELECT coalesce(sum(a.amount), 0) FROM applications a JOIN payments p USING (payment_id)"
             "  WHERE p.currency = :cur AND p.value_date <= :d AND a.value_date <= :d)"

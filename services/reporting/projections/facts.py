@@ -34,6 +34,7 @@ from shared.contracts import (
     PaymentPlanBroken,
     PaymentPlanCompleted,
     PaymentReceived,
+    PaymentRefunded,
     PaymentReturned,
     PaymentUnapplied,
     PromiseBroken,
@@ -205,6 +206,12 @@ def _resolution(e: DisputeResolved) -> Fact:
                                    "resolved_on": e.resolved_on}
 
 
+def _refund(e: PaymentRefunded) -> Fact:
+    return "refunds", {"refund_id": e.refund_id, "payment_id": e.payment_id, "customer_id": e.customer_id,
+                       "currency": e.currency, "amount": e.amount, "method": e.method, "reference": e.reference,
+                       "refunded_on": e.refunded_on}
+
+
 def _invoice_adjustment(e: InvoiceAdjusted) -> Fact:
     return "invoice_adjustments", {"adjustment_id": e.adjustment_id, "invoice_id": e.invoice_id,
                                    "customer_id": e.customer_id, "currency": e.currency, "kind": e.direction,
@@ -250,6 +257,7 @@ FACT_OF: dict[type[EventContract], Callable[[Any], Fact | list[Fact]]] = {
     CallTaskCreated: _call,
     InvoiceAdjusted: _invoice_adjustment,
     InvoiceVoided: _void,
+    PaymentRefunded: _refund,
 }
 
 # Rows of these tables are parts of one event's fact (a plan's installments): keyed by their
