@@ -3,6 +3,7 @@ against the Kubernetes OpenAPI schemas kubernetes-validate ships, and they keep 
 the services and the operators rely on."""
 from __future__ import annotations
 
+import base64
 import copy
 import re
 from typing import Any
@@ -32,6 +33,17 @@ OVERLAYS = ("overlays/dev", "overlays/production")
 KUBERNETES_VERSIONS = ("1.32.0", all_versions()[-1])
 CNPG_APP_SECRET_KEYS = {"username", "user", "password", "dbname", "host", "port", "pgpass", "uri",
                         "jdbc-uri", "fqdn-uri", "fqdn-jdbc-uri"}
+
+
+PLATFORM_COMPONENTS = ("api", "worker", "migrations", "daily-run")
+# The dev overlay's in-cluster infrastructure (plain StatefulSets, a topics Job, an SMTP sink).
+DEV_INFRA_COMPONENTS = ("database", "kafka", "kafka-topics", "mail-sink")
+
+
+def platform_templates(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """The pod templates of the five services (api, worker, migrations, daily run)."""
+    return [(k, t) for k, t in pod_templates(docs)
+            if t["metadata"]["labels"].get("app.kubernetes.io/component") in PLATFORM_COMPONENTS]
 
 
 def validation_errors(docs: list[dict[str, Any]], version: str) -> list[str]:
@@ -126,10 +138,10 @@ def test_roles_commands_and_env_prefix(render, target, context):
     assert migrate["args"] == [f"services.{context}", "migrate"]
     assert job["spec"]["template"]["spec"]["restartPolicy"] in ("Never", "OnFailure")
 
-    for kind_name, template in pod_templates(docs):
+    for kind_name, template in platform_templates(docs):
         if template["metadata"]["labels"].get("app.kubernetes.io/name") != name:
             continue
-        for c in containers(template):
+        for c in template["spec"]["containers"]:
             env = env_map(c)
             assert {f"{prefix}DATABASE_URL", f"{prefix}KAFKA_BOOTSTRAP_SERVERS"} <= env.keys(), kind_name
             stray = [k for k in env if k.startswith("LEDGERLINE_") and not k.startswith(prefix)]
@@ -151,7 +163,7 @@ def _settings_fields(context: str) -> set[str]:
 def test_the_env_names_are_settings_the_services_read(render):
     """Each LEDGERLINE_<CONTEXT>_<FIELD> set in the manifests is a field of that context's settings."""
     fields = {ctx: _settings_fields(ctx) for ctx in CONTEXTS}
-    for kind_name, template in pod_templates(render("base")):
+    for kind_name, template in platform_templates(render("base")):
         for c in containers(template):
             for key in env_map(c):
                 if key.startswith("LEDGERLINE_"):
@@ -175,6 +187,8 @@ def test_workers_run_one_replica_and_apis_are_probed(render, target):
     docs = render(target)
     for deployment in of_kind(docs, "Deployment"):
         role = deployment["metadata"]["labels"]["app.kubernetes.io/component"]
+        if role not in PLATFORM_COMPONENTS:
+            continue
         if role == "worker":
             assert deployment["spec"]["replicas"] == 1
         (c,) = deployment["spec"]["template"]["spec"]["containers"]
@@ -196,7 +210,7 @@ def test_workers_run_one_replica_and_apis_are_probed(render, target):
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_every_pod_runs_non_root_read_only_and_bounded(render, target):
-    templates = list(pod_templates(render(target)))
+    templates = platform_templates(render(target))
     # api, worker and migrations Job per context, and collections' daily-run CronJob
     assert len(templates) == 3 * len(CONTEXTS) + 1
     for kind_name, template in templates:
@@ -240,16 +254,19 @@ CREDENTIALS_IN_URL = re.compile(r"://[^/\s:@]+:[^/\s@]+@")
 @pytest.mark.parametrize("target", TARGETS)
 def test_database_credentials_come_from_the_operator_secret(render, target):
     docs = render(target)
-    for kind_name, template in pod_templates(docs):
+    for kind_name, template in platform_templates(docs):
         context = next(c for c in CONTEXTS if template["metadata"]["labels"]["app.kubernetes.io/name"] == k8s_name(c))
         expected_secret = f"ledgerline-{k8s_name(context)}-db-app"
-        for c in containers(template):
+        for c in template["spec"]["containers"]:
             env = env_map(c)
             password = env["PGPASSWORD"]["valueFrom"]["secretKeyRef"]
             assert password == {"name": expected_secret, "key": "password"}, kind_name
             for item in env.values():
                 ref = item.get("valueFrom", {}).get("secretKeyRef")
-                if ref and ref["name"] != expected_secret:
+                if ref and ref["name"] == f"ledgerline-{k8s_name(context)}-api-keys":
+                    # Closed by default: the keys Secret is required (tested below).
+                    assert item["name"] == f"{env_prefix(context)}API_KEYS", kind_name
+                elif ref and ref["name"] != expected_secret:
                     # Other credentials (an SMTP relay's) are the operator's own, optional Secret.
                     assert ref["name"].startswith(f"ledgerline-{k8s_name(context)}-") and ref.get("optional"), \
                         f"{kind_name}: {item['name']} reads {ref['name']}"
@@ -281,8 +298,8 @@ def test_the_base_holds_no_secret_material(render):
 def test_shared_config_comes_from_the_generated_configmap(render, target):
     docs = render(target)
     (config,) = [cm for cm in of_kind(docs, "ConfigMap") if cm["metadata"]["name"].startswith("ledgerline-config")]
-    for kind_name, template in pod_templates(docs):
-        for c in containers(template):
+    for kind_name, template in platform_templates(docs):
+        for c in template["spec"]["containers"]:
             for item in c.get("env", []):
                 ref = item.get("valueFrom", {}).get("configMapKeyRef")
                 if not ref:
@@ -307,7 +324,8 @@ def test_common_labels(render, target):
     for kind_name, template in pod_templates(docs):
         labels = template["metadata"]["labels"]
         assert labels["app.kubernetes.io/part-of"] == "ledgerline", kind_name
-        assert labels["app.kubernetes.io/component"] in ("api", "worker", "migrations", "daily-run"), kind_name
+        allowed = PLATFORM_COMPONENTS + (DEV_INFRA_COMPONENTS if target == "overlays/dev" else ())
+        assert labels["app.kubernetes.io/component"] in allowed, kind_name
 
 
 @pytest.mark.parametrize("target", OVERLAYS)
@@ -319,7 +337,7 @@ def test_overlays_pin_a_namespace_and_an_image_tag(render, target):
     for doc in docs:
         if doc["kind"] != "Namespace":
             assert doc["metadata"].get("namespace") == ns, f"{doc['kind']}/{doc['metadata']['name']}"
-    images = {c["image"] for _, t in pod_templates(docs) for c in containers(t)}
+    images = {c["image"] for _, t in platform_templates(docs) for c in containers(t)}
     assert len(images) == 1, images  # one image for every service
     (image,) = images
     repository, _, tag = image.rpartition(":")
@@ -350,3 +368,78 @@ def test_production_overlay_autoscales_apis_and_isolates_pods(render):
     selected = deny[0]["spec"]["podSelector"]["matchLabels"]
     for kind_name, template in pod_templates(docs):
         assert all(template["metadata"]["labels"].get(k) == v for k, v in selected.items()), kind_name
+
+
+# --- closed by default, network policies, the dev overlay's infrastructure -------------------
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("context", CONTEXTS)
+def test_every_service_process_requires_its_api_keys_secret(render, target, context):
+    """Closed by default: api and worker pods read LEDGERLINE_<CONTEXT>_API_KEYS from the
+    Secret ledgerline-<context>-api-keys, which is not optional, so without it no pod starts."""
+    docs = render(target)
+    for role in ("api", "worker"):
+        (c,) = find(docs, "Deployment", f"{k8s_name(context)}-{role}")["spec"]["template"]["spec"]["containers"]
+        keys = env_map(c)[f"{env_prefix(context)}API_KEYS"]
+        ref = keys["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": f"ledgerline-{k8s_name(context)}-api-keys", "key": "api-keys"}, role
+        assert "value" not in keys
+        assert not any(k.endswith("ALLOW_OPEN") or k == "LEDGERLINE_OPEN_MODE" for k in env_map(c)), role
+    assert not [s for s in of_kind(docs, "Secret") if s["metadata"]["name"].endswith("-api-keys")]
+
+
+@pytest.mark.parametrize("target", OVERLAYS)
+def test_network_policies_admit_only_the_platform_and_the_ingress(render, target):
+    docs = render(target)
+    policies = {p["metadata"]["name"]: p for p in of_kind(docs, "NetworkPolicy")}
+    deny = policies["ledgerline-default-deny"]
+    assert set(deny["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+    assert not deny["spec"].get("ingress") and not deny["spec"].get("egress")
+    # Every pod of the overlay is under the default deny.
+    selected = deny["spec"]["podSelector"]["matchLabels"]
+    for kind_name, template in pod_templates(docs):
+        assert all(template["metadata"]["labels"].get(k) == v for k, v in selected.items()), kind_name
+    for policy in policies.values():
+        for rule in policy["spec"].get("ingress", []):
+            for peer in rule["from"]:
+                # Never "any namespace": a peer names the platform's pods or a labelled namespace.
+                assert peer.get("namespaceSelector") != {}, policy["metadata"]["name"]
+                assert "ipBlock" not in peer, policy["metadata"]["name"]
+    api = policies["ledgerline-api-ingress"]["spec"]["ingress"][0]["from"]
+    assert {"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "ledgerline"}}} in api
+    assert {"namespaceSelector": {"matchLabels": {"ledgerline.io/ingress": "allowed"}}} in api
+
+
+def test_dev_overlay_runs_postgres_and_kafka_as_plain_statefulsets(render):
+    docs = render("overlays/dev")
+    postgres, kafka = find(docs, "StatefulSet", "postgres"), find(docs, "StatefulSet", "kafka")
+    assert postgres["spec"]["template"]["spec"]["containers"][0]["image"] == "postgres:17"
+    assert kafka["spec"]["template"]["spec"]["containers"][0]["image"] == "apache/kafka:4.1.1"
+    for sts in (postgres, kafka):
+        assert sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
+        service = find(docs, "Service", sts["spec"]["serviceName"])
+        labels = sts["spec"]["template"]["metadata"]["labels"]
+        assert all(labels.get(k) == v for k, v in service["spec"]["selector"].items())
+        spec = sts["spec"]["template"]["spec"]
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+        for c in spec["containers"]:
+            assert c["securityContext"]["allowPrivilegeEscalation"] is False
+            assert c["securityContext"]["capabilities"]["drop"] == ["ALL"]
+            assert {"cpu", "memory"} <= c["resources"]["limits"].keys()
+    # The services find them by the Service names, and the databases the init script creates.
+    (config,) = [cm for cm in of_kind(docs, "ConfigMap") if cm["metadata"]["name"].startswith("ledgerline-config")]
+    assert config["data"]["kafka-bootstrap-servers"] == "kafka:9092"
+    (initdb,) = [cm for cm in of_kind(docs, "ConfigMap") if cm["metadata"]["name"].startswith("ledgerline-postgres-initdb")]
+    script = "".join(initdb["data"].values())
+    for context in CONTEXTS:
+        secret = find(docs, "Secret", f"ledgerline-{k8s_name(context)}-db-app")
+        data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+        assert data["host"] == "postgres" and data["port"] == "5432"
+        assert f"CREATE DATABASE {data['dbname']} " in script
+        assert data["dbname"] == f"ledgerline_{context}"
+    topics_job = find(docs, "Job", "kafka-topics")
+    command = " ".join(topics_job["spec"]["template"]["spec"]["containers"][0]["args"])
+    for context in ("invoicing", "cash_application", "collections", "disputes"):
+        assert f"ledgerline.{context}.events" in command
