@@ -30,6 +30,8 @@ async def _app(database: str):
     settings = CashApplicationSettings(database_url=sqlalchemy_url(database))
     service = definition(settings)
     service.settings.role = "api"
+    if not service.settings.api_keys:
+        service.settings.allow_open = True
     app = build_app(service)
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
