@@ -1,11 +1,12 @@
-# syntax=docker/dockerfile:1
-#
 # One image for all five Ledgerline services. The command picks the service and what it does:
 #
 #   docker run ledgerline services.invoicing serve      # HTTP API (+ relay/consumers by ROLE)
 #   docker run ledgerline services.invoicing migrate    # apply the context's migrations, exit
 #
-# Build:  docker build -t ledgerline:dev .
+# Build:  scripts/images.sh service   (tags ledgerline:<content hash>; see docs/deployment.md)
+#    or:  docker build -t ledgerline:dev .
+# No `# syntax=` line: the classic builder and BuildKit both build this file without fetching a
+# frontend image, so it builds where no image registry answers (with a local PYTHON_IMAGE).
 # No HEALTHCHECK: Kubernetes probes /healthz and /readyz, and docker-compose.yml declares its own.
 
 # Both stages must use the same interpreter: the virtualenv built in the first is copied into the
@@ -25,14 +26,22 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 
-RUN python -m venv /opt/ledgerline
+# binutils only to strip the extension modules below (this stage is discarded).
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends binutils \
+    && rm -rf /var/lib/apt/lists/* \
+    && python -m venv /opt/ledgerline
 ENV PATH=/opt/ledgerline/bin:$PATH
 
 WORKDIR /src
 
 # Dependencies first, in their own layer: it is rebuilt only when the lock file changes.
-COPY ${REQUIREMENTS} /src/requirements.lock
-RUN pip install --require-virtualenv -r /src/requirements.lock
+# build-ca.pem exists only when scripts/images.sh put it in the context (the machine's CAs, e.g. a
+# TLS-intercepting proxy's); the [m] glob makes it optional. It stays in this discarded stage.
+COPY ${REQUIREMENTS} build-ca.pe[m] /src/
+RUN if [ -f /src/build-ca.pem ]; then export PIP_CERT=/src/build-ca.pem; fi \
+    && pip install --require-virtualenv -r "/src/${REQUIREMENTS}"
 
 # Then the project itself, as a regular (non-editable) install into site-packages, with no
 # dependency resolution: the lock above is the whole set. pip compiles the .pyc files here,
@@ -40,9 +49,15 @@ RUN pip install --require-virtualenv -r /src/requirements.lock
 COPY pyproject.toml /src/
 COPY shared /src/shared
 COPY services /src/services
-RUN pip install --require-virtualenv --no-deps /src \
+RUN if [ -f /src/build-ca.pem ]; then export PIP_CERT=/src/build-ca.pem; fi \
+    && pip install --require-virtualenv --no-deps /src \
     # pip and setuptools are not needed to run the services; leave them behind.
-    && pip uninstall --yes --require-virtualenv pip setuptools wheel
+    && pip uninstall --yes --require-virtualenv pip setuptools wheel \
+    # Smaller without changing behaviour: extension modules lose their symbol tables (the
+    # wheels' vendored *.libs are left as built), type stubs and C/Cython sources go.
+    && find /opt/ledgerline -name '*.so' -not -path '*.libs/*' -exec strip --strip-unneeded {} + \
+    && find /opt/ledgerline \( -name '*.pyi' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.c' \
+         -o -name '*.h' -o -name '*.cpp' \) -delete
 
 # ---------------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
@@ -51,8 +66,10 @@ LABEL org.opencontainers.image.title="ledgerline" \
       org.opencontainers.image.description="Ledgerline accounts-receivable services (invoicing, cash_application, collections, disputes, reporting)" \
       org.opencontainers.image.licenses="Apache-2.0"
 
-# The base image's own pip/setuptools/wheel are packaging tools the services never use.
-RUN python -m pip uninstall --yes --no-cache-dir pip setuptools wheel \
+# The base image's own pip/setuptools/wheel are packaging tools the services never use (a Debian
+# python3 base has none).
+RUN if python -m pip --version >/dev/null 2>&1; then \
+        python -m pip uninstall --yes --no-cache-dir pip setuptools wheel; fi \
     && groupadd --system --gid 10001 ledgerline \
     && useradd --system --uid 10001 --gid 10001 --no-create-home \
        --home-dir /nonexistent --shell /usr/sbin/nologin ledgerline

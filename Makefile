@@ -2,7 +2,7 @@ SHELL := /bin/bash
 PYTEST := .venv/bin/pytest
 PYTHON := .venv/bin/python
 
-.PHONY: run stop test test-unit test-integration test-e2e test-deploy lint bench bench-mechanisms bench-cash bench-reporting setup infra-up infra-down infra-status lock schemas
+.PHONY: run stop test test-unit test-integration test-e2e test-deploy test-platform lint bench bench-mechanisms bench-cash bench-reporting setup infra-up infra-down infra-status lock schemas
 
 # Everything on a fresh machine: tools, PostgreSQL, Kafka, migrations, and the five services,
 # in open mode (no API keys; local development only: the script says so).
@@ -15,8 +15,9 @@ stop:
 	bash scripts/infra.sh down
 
 # The whole suite: unit, integration (real PostgreSQL and Kafka), deployment checks, end to end.
+# No Docker needed: the tests marked `platform` run in `make test-platform`.
 test: setup infra-up
-	$(PYTEST) tests -q -p no:cacheprovider
+	$(PYTEST) tests -q -p no:cacheprovider -m "not platform"
 
 test-unit: setup
 	$(PYTEST) tests/unit -q
@@ -28,7 +29,14 @@ test-e2e: setup infra-up
 	$(PYTEST) tests/e2e -q
 
 test-deploy: setup
-	$(PYTEST) tests/deploy -q
+	$(PYTEST) tests/deploy -q -m "not platform"
+
+# The platform as ops teams run it (Docker; scripts/images.sh starts a daemon if none runs):
+# every test under tests/deploy marked `platform` -- the service image, the compose stack with
+# the README's flow and a trace through Kafka, and the Kubernetes flow. Images and tools are
+# cached outside the clone (/var/cache/ledgerline), so a second run is much faster.
+test-platform: setup
+	$(PYTEST) tests/deploy -q -p no:cacheprovider -m platform
 
 # Services never import each other; shared/ never imports a service (also run by `make test`).
 lint: setup

@@ -1,11 +1,12 @@
 """OpenTelemetry tracing: one tracer provider per process, W3C traceparent carried from HTTP
 into event metadata, Kafka headers and the consumers' spans.
 
-Spans are exported over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set and the exporter
-package is installed, to the console when LEDGERLINE_TRACE_CONSOLE=1, otherwise kept in-process
+Spans are exported over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set (the compose stack's
+collector, or yours), to the console when LEDGERLINE_TRACE_CONSOLE=1, otherwise kept in-process
 (the trace ids still propagate, so a collector added later sees whole traces)."""
 from __future__ import annotations
 
+import logging
 import os
 from contextlib import contextmanager
 from typing import Iterator, Mapping
@@ -26,13 +27,15 @@ def setup_tracing(service_name: str) -> None:
     if _configured:
         return
     provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
-    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
-        try:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-        except ImportError:  # exporter is optional; tracing context still propagates
-            pass
-        else:
-            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    if endpoint:
+        # opentelemetry-exporter-otlp-proto-http is a runtime dependency (requirements-runtime.lock).
+        # The SDK reads the endpoint, headers and timeout from the standard OTEL_EXPORTER_OTLP_*
+        # variables; the batch processor exports off the request path and flushes at exit.
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(), schedule_delay_millis=1000))
+        logging.getLogger(__name__).info("%s: exporting traces over OTLP/HTTP to %s", service_name, endpoint)
     if os.environ.get("LEDGERLINE_TRACE_CONSOLE") == "1":
         provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
     trace.set_tracer_provider(provider)

@@ -22,7 +22,10 @@ from tests.deploy.support import (
 
 KAFKA_IMAGE = "apache/kafka:4.1.1"
 POSTGRES_IMAGE = "postgres:17"
-INFRASTRUCTURE = {"postgres", "kafka", "kafka-init"}
+OTELCOL_IMAGE = "otel/opentelemetry-collector:0.165.0"
+INFRASTRUCTURE = {"postgres", "kafka", "kafka-init", "otel-collector"}
+# Stack helpers that run in the service image but are not services (the dunning email sink).
+HELPERS = {"smtp-sink"}
 
 
 def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -62,7 +65,7 @@ def test_the_loader_rejects_what_docker_compose_rejects(deploycheck, tmp_path: P
 
 
 def test_the_platform_services(compose):
-    expected = INFRASTRUCTURE | {k8s_name(c) for c in CONTEXTS} | {f"{k8s_name(c)}-migrate" for c in CONTEXTS}
+    expected = INFRASTRUCTURE | HELPERS | {k8s_name(c) for c in CONTEXTS} | {f"{k8s_name(c)}-migrate" for c in CONTEXTS}
     assert set(services(compose)) == expected
 
 
@@ -71,10 +74,32 @@ def test_official_kafka_and_postgres_images(compose):
     assert svc["kafka"]["image"] == KAFKA_IMAGE
     assert svc["kafka-init"]["image"] == KAFKA_IMAGE
     assert svc["postgres"]["image"] == POSTGRES_IMAGE
+    assert svc["otel-collector"]["image"] == OTELCOL_IMAGE
+
+
+def test_images_and_host_ports_can_be_overridden_and_bind_loopback_only():
+    text = (REPO / "docker-compose.yml").read_text()
+    for variable, default in (("LEDGERLINE_POSTGRES_IMAGE", POSTGRES_IMAGE), ("LEDGERLINE_KAFKA_IMAGE", KAFKA_IMAGE),
+                              ("LEDGERLINE_OTELCOL_IMAGE", OTELCOL_IMAGE), ("LEDGERLINE_IMAGE", "ledgerline:dev")):
+        assert f"${{{variable}:-{default}}}" in text, variable
+    published = re.findall(r'^\s+- "([^"]+):\d+"$', text, re.M)
+    assert published and all(p.startswith("127.0.0.1:${LEDGERLINE_COMPOSE_") for p in published), published
+
+
+def test_the_services_read_their_api_keys_from_the_compose_secret(compose):
+    svc = services(compose)
+    assert "api-keys" in compose["secrets"]
+    for context in CONTEXTS:
+        app = svc[k8s_name(context)]
+        assert [s["source"] for s in app["secrets"]] == ["api-keys"], context
+        assert app["environment"][f"{env_prefix(context)}API_KEYS_FILE"] == "/run/secrets/api-keys"
+        assert f"{env_prefix(context)}ALLOW_OPEN" not in app["environment"], context
+        assert app["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector:4318"
 
 
 def test_the_services_and_migrations_share_one_image_built_from_the_dockerfile(compose):
     ledgerline = {n: s for n, s in services(compose).items() if n not in INFRASTRUCTURE}
+    assert HELPERS <= set(ledgerline)
     assert len({s["image"] for s in ledgerline.values()}) == 1
     for name, s in ledgerline.items():
         assert Path(s["build"]["context"]) == REPO, name
@@ -115,10 +140,13 @@ def test_env_names_use_the_service_prefix(compose, context):
 
 
 def test_the_env_names_are_settings_the_services_read(compose):
-    from shared.settings import ServiceSettings
+    import importlib
 
-    fields = {f.upper() for f in ServiceSettings.model_fields}
     for context, svc in app_services(compose).items():
+        module = importlib.import_module(f"services.{context}.settings")
+        (settings_class,) = [v for k, v in vars(module).items() if k.endswith("Settings") and k != "ServiceSettings"
+                             and getattr(v, "__module__", "") == module.__name__]
+        fields = {f.upper() for f in settings_class.model_fields}
         for key in svc["environment"]:
             if key.startswith("LEDGERLINE_"):
                 assert key.removeprefix(env_prefix(context)) in fields, key
@@ -195,6 +223,7 @@ def test_the_depends_on_graph(compose):
             "kafka": "service_healthy",
             f"{name}-migrate": "service_completed_successfully",
             "kafka-init": "service_completed_successfully",
+            "otel-collector": "service_started",
         }
 
 
