@@ -112,8 +112,7 @@ async def import_file(conn: AsyncConnection, cmd: ImportFile, parsed: ParsedFile
         return {**_json(first), "replayed": True}
     fresh: list[BankStatement] = []
     duplicates: list[dict[str, str]] = []
-    for statement in parsed.statements:
-        key = statement.identity
+    for statement, key in zip(parsed.statements, statement_keys(parsed.statements)):
         if key is not None:
             claimed = (await conn.execute(
                 text("INSERT INTO bank_statements (statement_key, import_id, file_format, account, statement_date,"
@@ -204,6 +203,12 @@ async def import_file(conn: AsyncConnection, cmd: ImportFile, parsed: ParsedFile
             else:
                 counts["other_lines"] += 1
                 statement_rows.append(_line_row(import_id, statement, line, None, "other"))
+    lines_in_file = sum(len(s.lines) for s in fresh)
+    if len(statement_rows) != lines_in_file:
+        # Never fewer lines posted than read: a mismatch is a defect here, and nothing is kept.
+        raise FileRejectedProblem(f"{lines_in_file} lines were read but {len(statement_rows)} recorded; nothing"
+                                  " was posted", extra={"errors": [{"field": "file", "reason": "lines read and"
+                                                                    " recorded differ"}]})
     if statement_rows:
         await conn.execute(_INSERT_LINE, statement_rows)
     bank_import = BankImport(import_id)
@@ -222,6 +227,23 @@ async def import_file(conn: AsyncConnection, cmd: ImportFile, parsed: ParsedFile
     await conn.execute(text("UPDATE bank_imports SET result = CAST(:r AS jsonb) WHERE import_id = :i"),
                        {"r": json.dumps(result, default=str), "i": import_id})
     return result
+
+
+def statement_keys(statements: tuple[BankStatement, ...]) -> list[str | None]:
+    """Each statement's identity, numbered when one file repeats it: two sections of one account
+    in one BAI2 group, or two MT940 statements with the same number and date, are two statements
+    of this file, not a duplicate. The same file sent again repeats them in the same order, so
+    its statements are still recognised."""
+    seen: dict[str, int] = {}
+    keys: list[str | None] = []
+    for statement in statements:
+        key = statement.identity
+        if key is not None:
+            seen[key] = seen.get(key, 0) + 1
+            if seen[key] > 1:
+                key = f"{key}#{seen[key]}"
+        keys.append(key)
+    return keys
 
 
 async def _without_posted_lines(conn: AsyncConnection, statements: list[BankStatement]
@@ -271,9 +293,17 @@ _INSERT_LINE = text(
 
 def _source_row(payment_id: str, import_id: str, line: BankLine, result: MatchResult,
                 payment: Payment) -> dict[str, Any]:
-    return posting.source_row(payment, result, import_id=import_id, position=line.position,
-                              bank_reference=line.bank_reference, payer_name=line.payer_name,
-                              payer_account=line.payer_account, remittance_text=_remittance_text(line))
+    row = posting.source_row(payment, result, import_id=import_id, position=line.position,
+                             bank_reference=line.bank_reference, payer_name=line.payer_name,
+                             payer_account=line.payer_account, remittance_text=_remittance_text(line))
+    if line.value_date_source:
+        row["explanation"] = "; ".join(filter(None, [row["explanation"], _date_note(line)]))
+    return row
+
+
+def _date_note(line: BankLine) -> str:
+    return (f"value date {line.value_date.isoformat()} taken from {line.value_date_source}:"
+            " the entry has neither ValDt nor BookgDt")
 
 
 def _remittance_text(line: BankLine) -> str | None:
@@ -294,6 +324,8 @@ def _summary(payment: Payment, line: BankLine, result: MatchResult) -> dict[str,
     currency = payment.currency
     return {
         "payment_id": payment.id, "position": line.position, "amount": money_str(payment.amount, currency),
+        "value_date": line.value_date.isoformat(),
+        "value_date_source": _date_note(line) if line.value_date_source else None,
         "customer_id": result.customer_id, "customer_rule": result.customer_rule,
         "status": "applied" if payment.unapplied_amount == 0 else (
             "partially_applied" if payment.applications else "unapplied"),
@@ -306,9 +338,14 @@ def _summary(payment: Payment, line: BankLine, result: MatchResult) -> dict[str,
 
 def _statement_out(statement: BankStatement) -> dict[str, Any]:
     currency = statement.currency
+    credits = [line for line in statement.lines if line.direction == "credit"]
     return {"account": statement.account, "statement_id": statement.statement_id,
             "statement_date": statement.statement_date.isoformat(), "currency": currency,
-            "entries": len(statement.lines), "total_credits": money_str(statement.total_credits, currency),
+            "entries": len(statement.lines), "entry_records": statement.entry_records,
+            "entries_not_booked": statement.entries_not_booked,
+            "credits": len(credits), "debits": len(statement.lines) - len(credits),
+            "total_credits": money_str(statement.total_credits, currency),
+            "total_debits": money_str(statement.total_debits, currency),
             "opening_balance": money_str(statement.opening_balance, currency),
             "closing_balance": money_str(statement.closing_balance, currency)}
 

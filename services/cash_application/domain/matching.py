@@ -29,6 +29,8 @@ from typing import Iterable, Sequence
 from rapidfuzz import fuzz, process
 from rapidfuzz.distance import OSA
 
+from shared.money import minor_unit
+
 from services.cash_application.domain.receipts import RemittanceItem
 
 RULE_REMITTANCE_EXACT = "remittance_exact"
@@ -633,9 +635,15 @@ def _oldest_first(invoices: Sequence[OpenInvoice], amount: Decimal) -> list[Open
 def _subsets(invoices: Sequence[OpenInvoice], amount: Decimal, max_size: int,
              budget: int) -> tuple[list[list[OpenInvoice]], bool]:
     """Combinations (2..max_size invoices) adding up to the amount, and whether the search ran out
-    of budget before it could tell. It stops at two: two already make the answer ambiguous."""
-    cents = [int(i.open_balance * 100) for i in invoices]
-    target = int(amount * 100)
+    of budget before it could tell. It stops at two: two already make the answer ambiguous.
+    Sums are exact integers in the currency's own minor unit (a KWD, BHD or JOD amount keeps its
+    third decimal; a JPY amount has none)."""
+    scale = 10 ** minor_unit(invoices[0].currency) if invoices else 100
+    units = [i.open_balance * scale for i in invoices]
+    if any(u != u.to_integral_value() for u in units) or amount * scale != (amount * scale).to_integral_value():
+        return [], False  # an amount finer than the currency's unit cannot be matched exactly
+    cents = [int(u) for u in units]
+    target = int(amount * scale)
     order = sorted(range(len(invoices)), key=lambda i: -cents[i])
     suffix = [0] * (len(order) + 1)
     for pos in range(len(order) - 1, -1, -1):

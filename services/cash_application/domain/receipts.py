@@ -49,6 +49,9 @@ class BankLine:
     method: str = "other"
     return_code: str | None = None  # set on a returned / reversed item (NSF, R01, camt RvslInd, ...)
     returned_reference: str | None = None  # the original receipt's reference, when the bank gives it
+    # Where the value date came from when the entry does not carry its own (camt.054 entries with
+    # neither ValDt nor BookgDt take the notification's or the message's creation date).
+    value_date_source: str | None = None
 
     @property
     def is_receipt(self) -> bool:
@@ -69,10 +72,19 @@ class BankStatement:
     lines: tuple[BankLine, ...]
     opening_balance: Decimal | None = None
     closing_balance: Decimal | None = None
+    # The file's entry records this statement consumed (a :61:, a 16 record, an Ntry, an ST..SE,
+    # a CSV row). One record may give several lines (a camt batch entry), and a record that is not
+    # a booking (a camt entry with status INFO or PDNG) gives none: it is counted in entries_not_booked.
+    entry_records: int = 0
+    entries_not_booked: int = 0
 
     @property
     def total_credits(self) -> Decimal:
         return sum((line.amount for line in self.lines if line.direction == "credit"), Decimal(0))
+
+    @property
+    def total_debits(self) -> Decimal:
+        return sum((line.amount for line in self.lines if line.direction == "debit"), Decimal(0))
 
     @property
     def identity(self) -> str | None:
@@ -86,3 +98,18 @@ class BankStatement:
 class ParsedFile:
     file_format: str
     statements: tuple[BankStatement, ...] = field(default_factory=tuple)
+    # The entry records in the file, counted by a pass independent of the reader (lines starting
+    # ":61:", "16," records, Ntry elements, ST segments, data rows). Every one must be read into a
+    # statement (posted or counted as not booked), or the file is rejected: never fewer silently.
+    entry_records: int | None = None
+
+
+def check_every_entry_read(parsed: ParsedFile) -> ParsedFile:
+    """The guard every parser passes through: the entries read equal the entry records counted."""
+    if parsed.entry_records is None:
+        raise FileRejected("file", "the entry records were not counted; nothing was posted")
+    read = sum(s.entry_records for s in parsed.statements)
+    if read != parsed.entry_records:
+        raise FileRejected("file", f"holds {parsed.entry_records} entry records but {read} were read into"
+                                   " statements; nothing was posted")
+    return parsed

@@ -197,3 +197,13 @@ def test_remittance_lines_never_apply_more_than_the_receipt():
     (allocation,) = result.allocations
     assert (allocation.applied, allocation.short_pay) == (D("800.00"), D("200.00"))
     assert allocation.confidence < m.policy.auto_apply_threshold and "CM-77" in result.reason
+
+
+def test_combinations_keep_the_third_decimal_of_three_decimal_currencies():
+    invoices = [_inv("INV-1", "ACME", "1.234", "2024-01-01", "KWD"), _inv("INV-2", "ACME", "2.345", "2024-02-01", "KWD"),
+                _inv("INV-3", "ACME", "3.500", "2024-03-01", "KWD")]
+    m = _matcher(*invoices)
+    # 1.234 + 2.345 = 3.579: counted in cents both were 3.57, and 3.575 matched them.
+    assert m.match(Receipt(D("3.575"), "KWD", payer_name="Acme Corporation")).allocations == []
+    assert _applied(m.match(Receipt(D("5.845"), "KWD", payer_name="Acme Corporation"))) == [
+        ("inv-2", "2.345", "combination"), ("inv-3", "3.500", "combination")]

@@ -6,14 +6,21 @@ the whole file parsed and checked. docs/cash-application.md says which library e
 and why."""
 from __future__ import annotations
 
-from services.cash_application.domain.receipts import FileRejected, ParsedFile
+from services.cash_application.domain.receipts import FileRejected, ParsedFile, check_every_entry_read
 
 FORMATS = ("bai2", "camt.053", "camt.054", "mt940", "csv", "edi820")
 
 
 def parse_file(content: bytes, file_format: str, *, csv_profile: dict | None = None,
                default_currency: str = "USD") -> ParsedFile:
-    """Parse a file of the given format; `camt` accepts camt.053 and camt.054 alike."""
+    """Parse a file of the given format (`camt` accepts camt.053 and camt.054 alike) and check
+    that every entry record of the file was read into a statement."""
+    return check_every_entry_read(_parse(content, file_format, csv_profile=csv_profile,
+                                         default_currency=default_currency))
+
+
+def _parse(content: bytes, file_format: str, *, csv_profile: dict | None,
+           default_currency: str) -> ParsedFile:
     from services.cash_application.adapters.bank_files import bai2_file, camt, csv_file, edi820, mt940_file
 
     if file_format == "bai2":

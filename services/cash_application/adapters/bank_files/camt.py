@@ -5,15 +5,22 @@ small, so it is read here with lxml's namespace wildcard ({*}tag): the same code
 through 001.08 (and later) whatever the namespace. What moved between versions is handled where
 it moved: the entry status is text up to 001.06 and Sts/Cd from 001.07; the debtor's name is
 Dbtr/Nm up to 001.06 and Dbtr/Pty/Nm from 001.07. A statement's balances are checked: opening
-(OPBD, or PRCD) + credits - debits = closing (CLBD)."""
+(OPBD, or PRCD) + credits - debits = closing (CLBD), and so is its TxsSummry when it has one
+(number and sum of credit and of debit entries).
+
+Both ValDt and BookgDt are optional in the schema. An entry with neither takes the
+notification's (or statement's) CreDtTm, else the message's GrpHdr/CreDtTm, and the line says
+so (value_date_source), so the receipt shows where its date came from. Entries that are not
+booked (INFO, PDNG) post nothing but are counted, so every Ntry is accounted for."""
 from __future__ import annotations
 
+import re
 from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from lxml import etree
 
-from shared.money import MoneyError, exact_amount
+from services.cash_application.adapters.bank_files.amounts import file_amount
 from services.cash_application.domain.receipts import (
     BankLine, BankStatement, FileRejected, ParsedFile, RemittanceItem)
 
@@ -51,10 +58,9 @@ def _amount(el, path: str, currency: str | None = None) -> tuple[Decimal, str]:
     if node is None or not (node.text or "").strip():
         raise FileRejected(_path_of(el), f"{path} is missing")
     ccy = (node.get("Ccy") or currency or "").upper()
-    try:
-        value = exact_amount(node.text.strip(), ccy)
-    except (MoneyError, InvalidOperation) as exc:
-        raise FileRejected(_path_of(node), f"amount {node.text.strip()!r} in {ccy or 'no currency'}: {exc}") from exc
+    if not ccy:
+        raise FileRejected(_path_of(node), "amount without a currency (no Ccy attribute, no account currency)")
+    value = file_amount(node.text.strip(), ccy, _path_of(node))
     if value < 0:
         raise FileRejected(_path_of(node), "amounts are unsigned in camt; CdtDbtInd gives the direction")
     return value, ccy
@@ -71,6 +77,14 @@ def _date(el, *paths: str) -> date | None:
     return None
 
 
+_NTRY = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?Ntry[\s>/]")
+
+
+def count_entry_records(content: bytes) -> int:
+    """The guard's independent count: Ntry elements in the raw document."""
+    return len(_NTRY.findall(content))
+
+
 def parse(content: bytes) -> ParsedFile:
     try:
         root = etree.fromstring(content, _PARSER)
@@ -85,10 +99,12 @@ def parse(content: bytes) -> ParsedFile:
         raise FileRejected(_path_of(root), f"not a camt.053 or camt.054 document (namespace {namespace or 'none'})")
     if not containers:
         raise FileRejected(_path_of(root), "holds no Stmt or Ntfctn")
-    return ParsedFile(kind, tuple(_statement(kind, c) for c in containers))
+    message_created = _date(root, f"{'BkToCstmrStmt' if kind == 'camt.053' else 'BkToCstmrDbtCdtNtfctn'}/GrpHdr/CreDtTm")
+    return ParsedFile(kind, tuple(_statement(kind, c, message_created) for c in containers),
+                      entry_records=count_entry_records(content))
 
 
-def _statement(kind: str, stmt) -> BankStatement:
+def _statement(kind: str, stmt, message_created: date | None) -> BankStatement:
     statement_id = _text(stmt, "Id")
     if not statement_id:
         raise FileRejected(_path_of(stmt), "Id is missing")
@@ -101,21 +117,39 @@ def _statement(kind: str, stmt) -> BankStatement:
         code = _text(bal, "Tp/CdOrPrtry/Cd") or _text(bal, "Tp/CdOrPrtry/Prtry")
         amount, ccy = _amount(bal, "Amt")
         currency = currency or ccy
+        if ccy != currency.upper():
+            raise FileRejected(_path_of(bal), f"balance in {ccy}, the account in {currency.upper()}")
         sign = -1 if _text(bal, "CdtDbtInd") == "DBIT" else 1
         balances[code or ""] = (sign * amount, _date(bal, "Dt/Dt", "Dt/DtTm"), bal)
     lines: list[BankLine] = []
     net = Decimal(0)
+    entries = not_booked = 0
+    credits = [0, Decimal(0)]
+    debits = [0, Decimal(0)]
+    fallback = (created, "the notification's creation date (Ntfctn/CreDtTm)" if kind == "camt.054"
+                else "the statement's creation date (Stmt/CreDtTm)") if created else (
+        (message_created, "the message's creation date (GrpHdr/CreDtTm)") if message_created else None)
     for entry in stmt.findall("{*}Ntry"):
-        entry_lines, signed = _entry(entry, currency)
+        entries += 1
+        amount_node = entry.find("{*}Amt")
+        if not currency and amount_node is not None and amount_node.get("Ccy"):
+            currency = amount_node.get("Ccy").upper()
+        entry_lines, signed, booked = _entry(entry, currency, fallback)
+        if not booked:
+            not_booked += 1
+            continue
         if entry_lines:
             currency = currency or entry_lines[0][1]
         lines.extend(line for line, _ in entry_lines)
         net += signed
+        tally = credits if signed >= 0 and _text(entry, "CdtDbtInd") == "CRDT" else debits
+        tally[0] += 1
+        tally[1] += abs(signed)
     if not currency:
         raise FileRejected(_path_of(stmt), "no currency: neither Acct/Ccy nor any Amt/@Ccy")
     opening = balances.get("OPBD") or balances.get("PRCD")
     closing = balances.get("CLBD")
-    statement_date = (closing[1] if closing else None) or created
+    statement_date = (closing[1] if closing else None) or created or message_created
     if kind == "camt.053":
         if opening is None or closing is None:
             raise FileRejected(_path_of(stmt), "a camt.053 statement needs an opening (OPBD or PRCD) and a closing"
@@ -123,6 +157,7 @@ def _statement(kind: str, stmt) -> BankStatement:
         if opening[0] + net != closing[0]:
             raise FileRejected(_path_of(closing[2]), f"closing balance {closing[0]} is not the opening balance"
                                                      f" {opening[0]} plus the entries ({net:+})")
+    _check_summary(stmt, credits, debits, currency)
     if statement_date is None:
         dates = [line.value_date for line in lines]
         statement_date = max(dates) if dates else None
@@ -132,10 +167,28 @@ def _statement(kind: str, stmt) -> BankStatement:
                          statement_id=f"{statement_id}/{sequence}" if sequence else statement_id,
                          statement_date=statement_date, currency=currency.upper(), lines=tuple(lines),
                          opening_balance=opening[0] if opening else None,
-                         closing_balance=closing[0] if closing else None)
+                         closing_balance=closing[0] if closing else None,
+                         entry_records=entries, entries_not_booked=not_booked)
 
 
-def _entry(entry, currency: str | None) -> tuple[list[tuple[BankLine, str]], Decimal]:
+def _check_summary(stmt, credits: list, debits: list, currency: str | None) -> None:
+    """TxsSummry, when the bank sends one, is its own control: entries and sums per direction."""
+    summary = stmt.find("{*}TxsSummry")
+    if summary is None or not currency:
+        return
+    for name, (count, total) in (("TtlCdtNtries", credits), ("TtlDbtNtries", debits)):
+        node = summary.find("{*}" + name)
+        if node is None:
+            continue
+        stated = _text(node, "NbOfNtries")
+        if stated is not None and stated.isdigit() and int(stated) != count:
+            raise FileRejected(_path_of(node), f"{name} says {stated} entries, the statement has {count} booked")
+        stated_sum = _text(node, "Sum")
+        if stated_sum is not None and file_amount(stated_sum, currency, _path_of(node)) != total:
+            raise FileRejected(_path_of(node), f"{name} sums to {stated_sum}, the booked entries to {total}")
+
+
+def _entry(entry, currency: str | None, fallback) -> tuple[list[tuple[BankLine, str]], Decimal, bool]:
     amount, ccy = _amount(entry, "Amt", currency)
     if currency and ccy != currency.upper():
         raise FileRejected(_path_of(entry.find("{*}Amt")), f"entry in {ccy}, the account in {currency}")
@@ -145,11 +198,14 @@ def _entry(entry, currency: str | None) -> tuple[list[tuple[BankLine, str]], Dec
     status = _text(entry, "Sts/Cd") or _text(entry, "Sts")
     signed = amount if indicator == "CRDT" else -amount
     if status and status.upper() not in ("BOOK",):
-        return [], Decimal(0)  # pending/information entries are not on the balance and post nothing
+        return [], Decimal(0), False  # pending/information entries are not on the balance and post nothing
     reversal = (_text(entry, "RvslInd") or "").lower() == "true"
     value_date = _date(entry, "ValDt/Dt", "ValDt/DtTm", "BookgDt/Dt", "BookgDt/DtTm")
+    date_source = None
     if value_date is None:
-        raise FileRejected(_path_of(entry), "neither ValDt nor BookgDt")
+        if fallback is None:
+            raise FileRejected(_path_of(entry), "neither ValDt nor BookgDt, and no CreDtTm to date it by")
+        value_date, date_source = fallback
     details = entry.findall("{*}NtryDtls/{*}TxDtls")
     # Batch booking: one entry, several transactions, each with its own amount and remittance.
     split = len(details) > 1 and all(d.find(_ns("AmtDtls/TxAmt/Amt")) is not None or d.find("{*}Amt") is not None
@@ -192,8 +248,9 @@ def _entry(entry, currency: str | None) -> tuple[list[tuple[BankLine, str]], Dec
             value_date=value_date, bank_reference=bank_reference or (f"{entry_ref}/{i + 1}" if split and entry_ref else entry_ref),
             payer_name=payer_name, payer_account=payer_account, customer_hint=hint, text=" ".join(texts),
             remittance=tuple(items), method=_method(entry), return_code=return_code,
-            returned_reference=(bank_reference or entry_ref) if return_code else None), ccy))
-    return lines, signed
+            returned_reference=(bank_reference or entry_ref) if return_code else None,
+            value_date_source=date_source), ccy))
+    return lines, signed, True
 
 
 def _structured(strd, currency: str) -> list[RemittanceItem]:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import csv
 import io
 from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
-from shared.money import MoneyError, exact_amount, validate_currency
+from shared.money import MoneyError, validate_currency
+from services.cash_application.adapters.bank_files.amounts import file_amount
 from services.cash_application.domain.receipts import (
     BankLine, BankStatement, FileRejected, ParsedFile, RemittanceItem)
 
@@ -80,6 +81,7 @@ def parse(text: str, profile: dict, default_currency: str = "USD") -> ParsedFile
             order.append(key)
         elif group["currency"] != currency or group["date"] != value_date:
             raise FileRejected(where, f"receipt {key} has rows with different dates or currencies")
+        group["rows"] = group.get("rows", 0) + 1
         group["amount"] += amount
         if get("invoice_reference"):
             invoice_amount = (_amount(get("invoice_amount"), separator, currency,
@@ -92,6 +94,7 @@ def parse(text: str, profile: dict, default_currency: str = "USD") -> ParsedFile
     if not order:
         raise FileRejected("file", "holds no rows")
     by_statement: dict[tuple, list[BankLine]] = {}
+    rows_of: dict[tuple, int] = {}
     for key in order:
         g = groups[key]
         line = BankLine(position=g["where"], amount=g["amount"], direction=g["direction"], value_date=g["date"],
@@ -101,11 +104,19 @@ def parse(text: str, profile: dict, default_currency: str = "USD") -> ParsedFile
                         method=profile.get("method", "other"), return_code=g["return_code"] or None,
                         returned_reference=(g["receipt_id"] or None) if g["return_code"] else None)
         by_statement.setdefault((g["bank_account"], g["currency"]), []).append(line)
+        rows_of[(g["bank_account"], g["currency"])] = rows_of.get((g["bank_account"], g["currency"]), 0) + g["rows"]
     statements = tuple(
         BankStatement(file_format="csv", account=account or None, statement_id=None,
-                      statement_date=max(line.value_date for line in lines), currency=currency, lines=tuple(lines))
+                      statement_date=max(line.value_date for line in lines), currency=currency, lines=tuple(lines),
+                      entry_records=rows_of[(account, currency)])
         for (account, currency), lines in by_statement.items())
-    return ParsedFile("csv", statements)
+    return ParsedFile("csv", statements, entry_records=count_entry_records(text, profile))
+
+
+def count_entry_records(text: str, profile: dict) -> int:
+    """The guard's independent count: data rows with any value, under the header."""
+    rows = list(csv.reader(io.StringIO(text), delimiter=profile.get("delimiter", ",")))
+    return sum(1 for row in rows[1:] if any(cell.strip() for cell in row))
 
 
 def _amount(value: str, separator: str, currency: str, where: str) -> Decimal:
@@ -114,7 +125,4 @@ def _amount(value: str, separator: str, currency: str, where: str) -> Decimal:
         cleaned = cleaned.replace(".", "").replace(",", ".")
     else:
         cleaned = cleaned.replace(",", "")
-    try:
-        return exact_amount(cleaned, currency)
-    except (MoneyError, InvalidOperation) as exc:
-        raise FileRejected(where, f"{value!r} is not an amount in {currency}: {exc}") from exc
+    return file_amount(cleaned, currency, where)
