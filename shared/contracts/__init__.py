@@ -44,7 +44,15 @@ from shared.contracts.collections import (
     WriteOffRejected,
     WriteOffRequested,
 )
-from shared.contracts.disputes import DeductionOpened, DisputeOpened, DisputeResolved
+from shared.contracts.disputes import (
+    DeductionCodesMapped,
+    DeductionOpened,
+    DisputeAssigned,
+    DisputeOpened,
+    DisputeReclassified,
+    DisputeResolved,
+    ReasonCodeMapping,
+)
 from shared.contracts.invoicing import (
     CreditMemoIssued,
     CreditMemoLine,
@@ -64,7 +72,8 @@ __all__ = [
     "PaymentReceived", "PaymentApplied", "ShortPayDetected", "UnappliedCashRecorded",
     "PaymentUnapplied", "PaymentReturned", "PaymentRefunded", "SmallBalanceWrittenOff", "SmallBalanceWriteOffReversed",
     "BankStatementImported",
-    "DisputeOpened", "DeductionOpened", "DisputeResolved",
+    "DisputeOpened", "DeductionOpened", "DisputeResolved", "DisputeReclassified", "DisputeAssigned",
+    "DeductionCodesMapped", "ReasonCodeMapping",
     "PromiseToPayMade", "PromiseKept", "PromiseBroken",
     "PaymentPlanAgreed", "Installment", "InstallmentPaid", "InstallmentMissed", "PaymentPlanCompleted",
     "PaymentPlanBroken", "CollectorAssigned", "CustomerSegmented", "DunningNoticeSent", "CallTaskCreated",

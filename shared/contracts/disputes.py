@@ -4,6 +4,8 @@ from __future__ import annotations
 from datetime import date
 from typing import ClassVar
 
+from pydantic import BaseModel, ConfigDict
+
 from shared.contracts.base import EventContract, event
 from shared.money import Amount, CurrencyCode
 
@@ -42,12 +44,16 @@ class DeductionOpened(_Disputes):
     amount: Amount
     reason_code: str
     opened_on: date
+    # The retailer's own code as its remittance or deduction report gave it (mapped to reason_code).
+    customer_reason_code: str | None = None
+    # The retailer's deduction number, when the deduction came from its portal's report.
+    external_reference: str | None = None
 
 
 @event
 class DisputeResolved(_Disputes):
     event_type: ClassVar[str] = "DisputeResolved"
-    money_fields: ClassVar[tuple[str, ...]] = ("credit_amount",)
+    money_fields: ClassVar[tuple[str, ...]] = ("credit_amount", "rebill_amount")
 
     dispute_id: str
     invoice_id: str
@@ -56,3 +62,55 @@ class DisputeResolved(_Disputes):
     credit_amount: Amount
     resolution: str
     resolved_on: date
+    # A deduction found (partly) invalid: this much is re-billed to the customer as a new invoice
+    # (resolution `invalid` or `partial`; credit_amount is the valid part).
+    rebill_amount: Amount | None = None
+
+
+@event
+class DisputeReclassified(_Disputes):
+    """An analyst moved a dispute or deduction to another reason code of the catalogue."""
+
+    event_type: ClassVar[str] = "DisputeReclassified"
+
+    dispute_id: str
+    invoice_id: str
+    customer_id: str
+    from_reason_code: str
+    to_reason_code: str
+    reclassified_on: date
+    reclassified_by: str
+
+
+@event
+class DisputeAssigned(_Disputes):
+    """Who works the dispute: an owner in a team (sales, customer_service, billing, logistics)."""
+
+    event_type: ClassVar[str] = "DisputeAssigned"
+
+    dispute_id: str
+    customer_id: str
+    owner: str | None
+    team: str
+    assigned_on: date
+    assigned_by: str
+
+
+class ReasonCodeMapping(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    customer_reason_code: str
+    reason_code: str
+
+
+@event
+class DeductionCodesMapped(_Disputes):
+    """A customer's (retailer's) own deduction codes mapped to the catalogue; replaces the
+    customer's previous mapping from mapped_on."""
+
+    event_type: ClassVar[str] = "DeductionCodesMapped"
+
+    customer_id: str
+    mappings: list[ReasonCodeMapping]
+    mapped_on: date
+    mapped_by: str

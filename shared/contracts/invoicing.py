@@ -51,6 +51,9 @@ class InvoiceIssued(_Invoicing):
     due_date: date
     lines: list[InvoiceLine]
     total_amount: Amount
+    # A re-bill of an invalid deduction: the deduction (dispute_id) and the invoice it was taken on.
+    rebill_of_deduction: str | None = None
+    original_invoice_id: str | None = None
 
 
 class CreditMemoLine(BaseModel):

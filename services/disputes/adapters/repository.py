@@ -10,11 +10,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 
 async def record_invoice_reference(conn: AsyncConnection, *, invoice_id: str, customer_id: str, currency: str,
-                                   total_amount: Decimal, issue_date: date, due_date: date) -> None:
+                                   total_amount: Decimal, issue_date: date, due_date: date,
+                                   invoice_number: str | None = None, rebill_of_deduction: str | None = None) -> None:
     await conn.execute(
-        text("INSERT INTO invoice_references (invoice_id, customer_id, currency, total_amount, issue_date, due_date)"
-             " VALUES (:i, :c, :cur, :t, :issue, :due) ON CONFLICT (invoice_id) DO NOTHING"),
-        {"i": invoice_id, "c": customer_id, "cur": currency, "t": total_amount, "issue": issue_date, "due": due_date},
+        text("INSERT INTO invoice_references (invoice_id, customer_id, currency, total_amount, issue_date, due_date,"
+             " invoice_number, rebill_of_deduction) VALUES (:i, :c, :cur, :t, :issue, :due, :n, :rb)"
+             " ON CONFLICT (invoice_id) DO NOTHING"),
+        {"i": invoice_id, "c": customer_id, "cur": currency, "t": total_amount, "issue": issue_date, "due": due_date,
+         "n": invoice_number, "rb": rebill_of_deduction},
     )
 
 
@@ -37,10 +40,10 @@ async def amount_in_dispute(conn: AsyncConnection, invoice_id: str) -> Decimal:
 async def insert_dispute(conn: AsyncConnection, row: dict[str, Any]) -> None:
     await conn.execute(
         text("INSERT INTO disputes (dispute_id, kind, invoice_id, customer_id, payment_id, currency, amount,"
-             " reason_code, description, opened_on, status, version) VALUES (:dispute_id, :kind, :invoice_id,"
-             " :customer_id, :payment_id, :currency, :amount, :reason_code, :description, :opened_on, 'open',"
-             " :version)"),
-        row,
+             " reason_code, description, opened_on, status, version, team, customer_reason_code, external_reference)"
+             " VALUES (:dispute_id, :kind, :invoice_id, :customer_id, :payment_id, :currency, :amount, :reason_code,"
+             " :description, :opened_on, 'open', :version, :team, :customer_reason_code, :external_reference)"),
+        {"team": None, "customer_reason_code": None, "external_reference": None, **row},
     )
 
 

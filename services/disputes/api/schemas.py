@@ -60,5 +60,12 @@ def dispute_out(row: dict[str, Any]) -> dict[str, Any]:
         "credit_amount": money(row["credit_amount"]),
         "resolved_on": row["resolved_on"].isoformat() if row["resolved_on"] else None,
         "resolution_note": row["resolution_note"],
+        "owner": row.get("owner"),
+        "team": row.get("team"),
+        "customer_reason_code": row.get("customer_reason_code"),
+        "external_reference": row.get("external_reference"),
+        "rebill_amount": money(row.get("rebill_amount")),
+        "rebill_invoice_id": row.get("rebill_invoice_id"),
+        "recovered_amount": money(row.get("recovered_amount") or 0),
         "version": row["version"],
     }

@@ -12,9 +12,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared import aggregate
 from shared.consumer import ReceivedEvent
-from shared.contracts import InvoiceIssued, PaymentReturned, ShortPayDetected, UnknownEvent, registry
+from shared.contracts import (
+    InvoiceIssued,
+    PaymentApplied,
+    PaymentReturned,
+    PaymentUnapplied,
+    ShortPayDetected,
+    UnknownEvent,
+    registry,
+)
 from shared.eventstore import utc_midnight
 from shared.problems import Conflict, NotFound, Unprocessable
+from services.disputes.adapters import deductions
 from services.disputes.adapters import repository as repo
 from services.disputes.domain.model import (
     Dispute,
@@ -24,7 +33,7 @@ from services.disputes.domain.model import (
     InvoiceReference,
     deduction_id,
 )
-from services.disputes.domain.reason_codes import deduction_reason_code
+from services.disputes.domain.reason_codes import mapped_reason_code, normalise_customer_code
 from services.disputes.projections.invoice_references import on_invoice_issued
 
 log = logging.getLogger(__name__)
@@ -111,14 +120,17 @@ async def open_deduction(conn: AsyncConnection, short_pay: ShortPayDetected, met
     dispute = await aggregate.load(conn, Dispute, deduction_id(short_pay.payment_id, short_pay.invoice_id))
     if dispute.exists:
         return False
-    reason_code = deduction_reason_code(short_pay.reason_code)
+    # The retailer's own code through the customer's mapping (kept on the event beside it).
+    reason_code = mapped_reason_code(short_pay.reason_code,
+                                     await deductions.code_mapping(conn, short_pay.customer_id))
     if short_pay.reason_code and reason_code != short_pay.reason_code:
         meta = {**meta, "remittance_reason_code": short_pay.reason_code}
     try:
         dispute.open_deduction(invoice_id=short_pay.invoice_id, customer_id=short_pay.customer_id,
                                payment_id=short_pay.payment_id, currency=short_pay.currency,
                                shortfall=short_pay.shortfall, reason_code=reason_code,
-                               opened_on=short_pay.value_date, at=utc_midnight(short_pay.value_date))
+                               opened_on=short_pay.value_date, at=utc_midnight(short_pay.value_date),
+                               customer_reason_code=normalise_customer_code(short_pay.reason_code) or None)
     except DisputeRuleViolation as exc:
         # A malformed short pay (no shortfall) is parked by the runner: worth an alert.
         raise ValueError(f"ShortPayDetected for payment {short_pay.payment_id} cannot open a deduction: {exc}") from exc
@@ -133,7 +145,8 @@ def _row(dispute: Dispute, *, description: str | None = None, payment_id: str | 
     return {"dispute_id": dispute.id, "kind": dispute.kind, "invoice_id": dispute.invoice_id,
             "customer_id": dispute.customer_id, "payment_id": payment_id, "currency": dispute.currency,
             "amount": dispute.amount, "reason_code": dispute.reason_code, "description": description,
-            "opened_on": dispute.opened_on, "version": dispute.version}
+            "opened_on": dispute.opened_on, "version": dispute.version, "team": dispute.team,
+            "customer_reason_code": dispute.customer_reason_code, "external_reference": dispute.external_reference}
 
 
 async def on_external_event(conn: AsyncConnection, event: ReceivedEvent) -> None:
@@ -149,6 +162,14 @@ async def on_external_event(conn: AsyncConnection, event: ReceivedEvent) -> None
         await open_deduction(conn, contract, event.causation_metadata("disputes:short-pay"))
     elif isinstance(contract, PaymentReturned):
         await withdraw_deductions(conn, contract, event.causation_metadata("disputes:payment-returned"))
+    elif isinstance(contract, PaymentApplied):
+        await deductions.record_collection(conn, application_id=contract.application_id,
+                                           invoice_id=contract.invoice_id, amount=contract.amount,
+                                           value_date=contract.value_date)
+    elif isinstance(contract, PaymentUnapplied):
+        await deductions.record_collection(conn, application_id=f"{contract.application_id}:reversed",
+                                           invoice_id=contract.invoice_id, amount=-contract.amount,
+                                           value_date=contract.unapplied_on)
 
 
 async def withdraw_deductions(conn: AsyncConnection, returned: PaymentReturned, meta: dict[str, Any]) -> int:

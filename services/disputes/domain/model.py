@@ -9,14 +9,16 @@ from decimal import Decimal
 from typing import Literal
 
 from shared.aggregate import Aggregate
-from shared.contracts import DeductionOpened, DisputeOpened, DisputeResolved
+from shared.contracts import DeductionOpened, DisputeAssigned, DisputeOpened, DisputeReclassified, DisputeResolved
 from shared.money import ZERO, quantize
-from services.disputes.domain.reason_codes import BY_CODE, is_selectable
+from services.disputes.domain.reason_codes import BY_CODE, TEAMS, is_selectable, team_for
 
 Resolution = Literal["credit", "rejected", "partial_credit"]
 RESOLUTIONS: tuple[str, ...] = ("credit", "rejected", "partial_credit")
 # Not chosen by a person: a deduction closed because its payment was returned (PaymentReturned).
 WITHDRAWN = "withdrawn"
+# A deduction's validity decision: valid (credited), invalid (re-billed) or partly each.
+VALIDITY = ("valid", "invalid", "partial")
 
 
 class DisputeRuleViolation(ValueError):
@@ -62,6 +64,11 @@ class Dispute(Aggregate):
         self.resolution: str | None = None
         self.credit_amount: Decimal | None = None
         self.resolved_on: date | None = None
+        self.owner: str | None = None
+        self.team: str | None = None
+        self.rebill_amount: Decimal | None = None
+        self.customer_reason_code: str | None = None
+        self.external_reference: str | None = None
 
     # -- commands -------------------------------------------------------------------------
 
@@ -88,7 +95,8 @@ class Dispute(Aggregate):
                                    opened_on=opened_on, description=description), at)
 
     def open_deduction(self, *, invoice_id: str, customer_id: str, payment_id: str, currency: str,
-                       shortfall: Decimal, reason_code: str, opened_on: date, at: datetime) -> None:
+                       shortfall: Decimal, reason_code: str, opened_on: date, at: datetime,
+                       customer_reason_code: str | None = None, external_reference: str | None = None) -> None:
         """A short pay becomes a deduction to work. Opening one that exists changes nothing."""
         if self.exists:
             return
@@ -97,7 +105,66 @@ class Dispute(Aggregate):
         self._check_amount(shortfall, currency, "shortfall")
         self.trigger(DeductionOpened(dispute_id=self.id, invoice_id=invoice_id, customer_id=customer_id,
                                      payment_id=payment_id, currency=currency, amount=shortfall,
-                                     reason_code=reason_code, opened_on=opened_on), at)
+                                     reason_code=reason_code, opened_on=opened_on,
+                                     customer_reason_code=customer_reason_code or None,
+                                     external_reference=external_reference), at)
+
+    def _must_be_open(self) -> None:
+        if not self.exists:
+            raise DisputeRuleViolation(f"dispute {self.id} does not exist", "dispute_id")
+        if self.status == "resolved":
+            raise DisputeAlreadyResolved(
+                f"dispute {self.id} was already resolved ({self.resolution}) on {self.resolved_on}", "dispute_id")
+
+    def reclassify(self, *, reason_code: str, on: date, by: str, at: datetime) -> None:
+        """An analyst moves the dispute to another catalogue reason (a retailer's vague code, a
+        first guess proved wrong)."""
+        self._must_be_open()
+        if not is_selectable(reason_code):
+            known = ", ".join(code for code in BY_CODE if is_selectable(code))
+            raise DisputeRuleViolation(f"reason code {reason_code!r} is not one of {known}", "reason_code")
+        if reason_code == self.reason_code:
+            raise DisputeRuleViolation(f"dispute {self.id} already has reason code {reason_code}", "reason_code")
+        if self.opened_on and on < self.opened_on:
+            raise DisputeRuleViolation("a reclassification cannot predate the dispute", "reclassified_on")
+        self.trigger(DisputeReclassified(dispute_id=self.id, invoice_id=self.invoice_id, customer_id=self.customer_id,
+                                         from_reason_code=self.reason_code, to_reason_code=reason_code,
+                                         reclassified_on=on, reclassified_by=by), at)
+
+    def assign(self, *, owner: str | None, team: str, on: date, by: str, at: datetime) -> None:
+        self._must_be_open()
+        if team not in TEAMS:
+            raise DisputeRuleViolation(f"team must be one of {', '.join(TEAMS)}", "team")
+        if (owner, team) == (self.owner, self.team):
+            raise DisputeRuleViolation(f"dispute {self.id} is already with {owner or 'nobody'} in {team}", "owner")
+        self.trigger(DisputeAssigned(dispute_id=self.id, customer_id=self.customer_id, owner=owner, team=team,
+                                     assigned_on=on, assigned_by=by), at)
+
+    def decide_validity(self, *, valid_amount: Decimal, invalid_amount: Decimal, decided_on: date,
+                        at: datetime) -> None:
+        """A deduction's validity: the valid part is credited (a credit memo on the invoice), the
+        invalid part re-billed (a new invoice linked to the deduction, back to collections).
+        valid + invalid is the whole deduction."""
+        self._must_be_open()
+        if self.kind != "deduction":
+            raise DisputeRuleViolation(f"{self.id} is a dispute, not a deduction: resolve it instead", "dispute_id")
+        for name, value in (("valid_amount", valid_amount), ("invalid_amount", invalid_amount)):
+            if value < 0:
+                raise DisputeRuleViolation(f"{name} cannot be negative", name)
+            if quantize(value, self.currency) != value:
+                raise DisputeRuleViolation(f"{self.currency} amounts have at most its minor unit's decimals", name)
+        if valid_amount + invalid_amount != self.amount:
+            raise DisputeRuleViolation(
+                f"valid {valid_amount} + invalid {invalid_amount} must make the deduction's {self.amount}",
+                "invalid_amount")
+        if self.opened_on and decided_on < self.opened_on:
+            raise DisputeRuleViolation("a decision cannot predate the deduction", "decided_on")
+        resolution = "valid" if invalid_amount == 0 else "invalid" if valid_amount == 0 else "partial"
+        self.trigger(DisputeResolved(dispute_id=self.id, invoice_id=self.invoice_id, customer_id=self.customer_id,
+                                     currency=self.currency, credit_amount=quantize(valid_amount, self.currency),
+                                     resolution=resolution, resolved_on=decided_on,
+                                     rebill_amount=quantize(invalid_amount, self.currency) if invalid_amount else None),
+                     at)
 
     def resolve(self, *, resolution: str, credit_amount: Decimal | None, resolved_on: date, at: datetime) -> None:
         """Close the dispute. credit: the whole disputed amount is credited (credit_amount may be
@@ -145,6 +212,15 @@ class Dispute(Aggregate):
     def when_DeductionOpened(self, e: DeductionOpened) -> None:
         self._opened("deduction", e.invoice_id, e.customer_id, e.currency, e.amount, e.reason_code, e.opened_on)
         self.payment_id = e.payment_id
+        self.customer_reason_code = e.customer_reason_code
+        self.external_reference = e.external_reference
+
+    def when_DisputeReclassified(self, e: DisputeReclassified) -> None:
+        self.reason_code = e.to_reason_code
+
+    def when_DisputeAssigned(self, e: DisputeAssigned) -> None:
+        self.owner = e.owner
+        self.team = e.team
 
     def _opened(self, kind, invoice_id, customer_id, currency, amount, reason_code, opened_on) -> None:
         self.kind = kind
@@ -155,12 +231,14 @@ class Dispute(Aggregate):
         self.reason_code = reason_code
         self.opened_on = opened_on
         self.status = "open"
+        self.team = team_for(reason_code)  # routed by reason until someone assigns it
 
     def when_DisputeResolved(self, e: DisputeResolved) -> None:
         self.status = "resolved"
         self.resolution = e.resolution
         self.credit_amount = e.credit_amount
         self.resolved_on = e.resolved_on
+        self.rebill_amount = e.rebill_amount
 
 
 def resolution_credit(resolution: str, credit_amount: Decimal | None, disputed_amount: Decimal) -> Decimal:

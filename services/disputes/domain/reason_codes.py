@@ -40,3 +40,29 @@ def deduction_reason_code(remittance_code: str | None) -> str:
     else (absent, blank or a customer's own code) is UNSPECIFIED until an analyst classifies it."""
     code = (remittance_code or "").strip().upper()
     return code if code in BY_CODE else UNSPECIFIED
+
+
+# Who works a reason by default (routing); an analyst may reassign.
+TEAMS: tuple[str, ...] = ("sales", "customer_service", "billing", "logistics")
+DEFAULT_TEAM: dict[str, str] = {
+    "PRICING": "sales", "PROMOTION": "sales", "QUANTITY": "logistics", "DAMAGED": "logistics",
+    "NOT_RECEIVED": "logistics", "DUPLICATE_BILLING": "billing", "TAX": "billing", "OTHER": "customer_service",
+    "UNSPECIFIED": "customer_service",
+}
+
+
+def team_for(reason_code: str) -> str:
+    return DEFAULT_TEAM.get(reason_code, "customer_service")
+
+
+def normalise_customer_code(code: str | None) -> str:
+    return (code or "").strip().upper()
+
+
+def mapped_reason_code(customer_code: str | None, mapping: dict[str, str]) -> str:
+    """The catalogue code for a retailer's own deduction code: the customer's mapping first, then
+    a code that is already the catalogue's, else UNSPECIFIED until an analyst classifies it."""
+    code = normalise_customer_code(customer_code)
+    if code in mapping:
+        return mapping[code]
+    return deduction_reason_code(code)

@@ -165,11 +165,50 @@ async def on_external_event(conn: AsyncConnection, event: ReceivedEvent) -> None
             contract.placed_on)
     elif isinstance(contract, CreditHoldReleased):
         await repo.set_credit_hold(conn, contract.customer_id, None, contract.released_on)
-    elif isinstance(contract, DisputeResolved) and contract.credit_amount > 0:
+    elif isinstance(contract, DisputeResolved):
         if (await aggregate.load(conn, Invoice, contract.invoice_id)).voided:
             return  # a voided invoice owes nothing: there is nothing left to credit
-        meta = event.causation_metadata("invoicing:dispute-credit")
-        await issue_credit_memo(conn, IssueCreditMemo(
-            invoice_id=contract.invoice_id, amount=contract.credit_amount, issue_date=contract.resolved_on,
-            reason=f"dispute {contract.dispute_id} resolved: {contract.resolution}",
-            dispute_id=contract.dispute_id, credit_memo_id=credit_memo_id_for_dispute(contract.dispute_id)), meta)
+        if contract.credit_amount > 0:
+            meta = event.causation_metadata("invoicing:dispute-credit")
+            await issue_credit_memo(conn, IssueCreditMemo(
+                invoice_id=contract.invoice_id, amount=contract.credit_amount, issue_date=contract.resolved_on,
+                reason=f"dispute {contract.dispute_id} resolved: {contract.resolution}",
+                dispute_id=contract.dispute_id, credit_memo_id=credit_memo_id_for_dispute(contract.dispute_id)), meta)
+        if contract.rebill_amount:
+            await rebill_deduction(conn, contract, event.causation_metadata("invoicing:deduction-rebill"))
+
+
+def rebill_ids(dispute_id: str) -> tuple[str, str]:
+    """Deterministic ids of a re-bill's credit memo (on the original invoice) and new invoice, so a
+    resolution handled twice re-bills once."""
+    return (str(uuid.uuid5(uuid.NAMESPACE_URL, f"ledgerline:deduction-rebill-credit:{dispute_id}")),
+            f"rebill-{uuid.uuid5(uuid.NAMESPACE_URL, f'ledgerline:deduction-rebill:{dispute_id}')}")
+
+
+async def rebill_deduction(conn: AsyncConnection, resolved: DisputeResolved, meta: dict[str, Any]) -> None:
+    """An invalid deduction is re-billed: its amount moves off the original invoice (a credit memo)
+    onto a new invoice linked to the deduction, due on the customer's terms from the decision,
+    which collections then works like any receivable. AR in total does not move."""
+    memo_id, invoice_id = rebill_ids(resolved.dispute_id)
+    original = await aggregate.load(conn, Invoice, resolved.invoice_id)
+    if not original.exists:
+        raise ValueError(f"deduction {resolved.dispute_id} re-billed on unknown invoice {resolved.invoice_id}")
+    rebill = await aggregate.load(conn, Invoice, invoice_id)
+    if rebill.exists:
+        return
+    await issue_credit_memo(conn, IssueCreditMemo(
+        invoice_id=original.id, amount=resolved.rebill_amount, issue_date=resolved.resolved_on,
+        reason=f"invalid deduction {resolved.dispute_id} re-billed as {invoice_id}", credit_memo_id=memo_id), meta)
+    customer = await aggregate.load(conn, Customer, original.customer_id)
+    try:
+        rebill.issue(invoice_number=f"{original.invoice_number}-RB-{resolved.dispute_id[:8]}", customer=customer,
+                     currency=original.currency, issue_date=resolved.resolved_on, due_date=None,
+                     lines=[(f"Re-bill of invalid deduction {resolved.dispute_id} taken on invoice "
+                             f"{original.invoice_number}", Decimal(1), resolved.rebill_amount)],
+                     at=utc_midnight(resolved.resolved_on), rebill_of_deduction=resolved.dispute_id,
+                     original_invoice_id=original.id)
+    except InvoicingRuleViolation as exc:
+        raise ValueError(f"deduction {resolved.dispute_id} cannot be re-billed: {exc}") from exc
+    issued = rebill.pending[0][0]
+    await aggregate.save(conn, rebill, meta)
+    await repo.insert_invoice(conn, rebill, [line.model_dump(mode="json") for line in issued.lines], rebill.version)

@@ -111,7 +111,8 @@ class Invoice(Aggregate):
         self.returned_amount: dict[int, Decimal] = {}
 
     def issue(self, *, invoice_number: str, customer: Customer, currency: str, issue_date: date,
-              due_date: date | None, lines: list[tuple[str, Decimal, Decimal]], at: datetime) -> None:
+              due_date: date | None, lines: list[tuple[str, Decimal, Decimal]], at: datetime,
+              rebill_of_deduction: str | None = None, original_invoice_id: str | None = None) -> None:
         if self.exists:
             raise InvoicingRuleViolation(f"invoice {self.id} already exists", "invoice_id")
         if not customer.exists:
@@ -134,7 +135,8 @@ class Invoice(Aggregate):
             raise InvoicingRuleViolation("invoice total must be positive", "lines")
         self.trigger(InvoiceIssued(invoice_id=self.id, invoice_number=invoice_number, customer_id=customer.id,
                                    currency=currency, issue_date=issue_date, due_date=due,
-                                   lines=invoice_lines, total_amount=total), at)
+                                   lines=invoice_lines, total_amount=total, rebill_of_deduction=rebill_of_deduction,
+                                   original_invoice_id=original_invoice_id), at)
 
     def creditable_amount(self, paid_amount: Decimal) -> Decimal:
         """What a credit memo or a credit adjustment may still take off: the invoice's open

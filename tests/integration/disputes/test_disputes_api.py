@@ -73,7 +73,8 @@ async def test_short_pay_opens_one_deduction_even_when_redelivered(disputes):
     assert opened[0]["stream_id"] == f"dispute-{expected_id}" and opened[0]["stream_type"] == "dispute"
     assert opened[0]["payload"] == {
         "dispute_id": expected_id, "invoice_id": "inv-1", "customer_id": "cus-1", "payment_id": "pay-9",
-        "currency": "USD", "amount": "40.00", "reason_code": "UNSPECIFIED", "opened_on": "2024-03-20"}
+        "currency": "USD", "amount": "40.00", "reason_code": "UNSPECIFIED", "opened_on": "2024-03-20",
+        "customer_reason_code": None, "external_reference": None}
     assert opened[0]["occurred_at"].date() == date(2024, 3, 20)
     got = await client.get(f"/v1/disputes/{expected_id}")
     assert got.status_code == 200
@@ -158,7 +159,7 @@ async def test_dispute_and_resolution_emit_exact_amounts(disputes):
     assert opened["metadata"]["actor"] == "ar.clerk@acme"
     assert resolved["payload"] == {
         "dispute_id": dispute_id, "invoice_id": "inv-1", "customer_id": "cus-1", "currency": "USD",
-        "credit_amount": "100.25", "resolution": "partial_credit", "resolved_on": "2024-04-01"}
+        "credit_amount": "100.25", "resolution": "partial_credit", "resolved_on": "2024-04-01", "rebill_amount": None}
     assert resolved["metadata"]["note"] == "agreed with buyer"
     assert resolved["occurred_at"].date() == date(2024, 4, 1)
 

@@ -1,0 +1,129 @@
+"""SQL for deductions: customers' code mappings, report profiles, re-bills and what they
+recovered, the timeline of every dispute and the root-cause report's sums."""
+from __future__ import annotations
+
+import json
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+
+
+async def code_mapping(conn: AsyncConnection, customer_id: str) -> dict[str, str]:
+    rows = await conn.execute(text("SELECT customer_reason_code, reason_code FROM customer_deduction_codes"
+                                   " WHERE customer_id = :c"), {"c": customer_id})
+    return {r.customer_reason_code: r.reason_code for r in rows}
+
+
+async def replace_code_mapping(conn: AsyncConnection, customer_id: str, mapping: dict[str, str]) -> None:
+    await conn.execute(text("DELETE FROM customer_deduction_codes WHERE customer_id = :c"), {"c": customer_id})
+    if mapping:
+        await conn.execute(text("INSERT INTO customer_deduction_codes (customer_id, customer_reason_code, reason_code)"
+                                " VALUES (:c, :k, :v)"),
+                           [{"c": customer_id, "k": k, "v": v} for k, v in mapping.items()])
+
+
+async def put_profile(conn: AsyncConnection, *, profile_id: str, customer_id: str, columns: dict[str, str],
+                      delimiter: str, date_format: str) -> None:
+    await conn.execute(text(
+        "INSERT INTO deduction_report_profiles (profile_id, customer_id, columns, delimiter, date_format)"
+        " VALUES (:p, :c, CAST(:cols AS jsonb), :d, :f) ON CONFLICT (profile_id) DO UPDATE SET"
+        " customer_id = excluded.customer_id, columns = excluded.columns, delimiter = excluded.delimiter,"
+        " date_format = excluded.date_format, updated_at = now()"),
+        {"p": profile_id, "c": customer_id, "cols": json.dumps(columns), "d": delimiter, "f": date_format})
+
+
+async def get_profile(conn: AsyncConnection, profile_id: str) -> dict[str, Any] | None:
+    row = (await conn.execute(text("SELECT * FROM deduction_report_profiles WHERE profile_id = :p"),
+                              {"p": profile_id})).mappings().first()
+    if row is None:
+        return None
+    data = dict(row)
+    if isinstance(data["columns"], str):
+        data["columns"] = json.loads(data["columns"])
+    return data
+
+
+async def invoice_by_number(conn: AsyncConnection, customer_id: str, number: str) -> dict[str, Any] | None:
+    row = (await conn.execute(text("SELECT * FROM invoice_references WHERE customer_id = :c"
+                                   " AND (invoice_number = :n OR invoice_id = :n) ORDER BY invoice_id LIMIT 1"),
+                              {"c": customer_id, "n": number})).mappings().first()
+    return dict(row) if row else None
+
+
+async def open_deduction_to_match(conn: AsyncConnection, invoice_id: str, amount: Decimal) -> str | None:
+    """An open deduction on the invoice, of the amount, that no report line claimed yet."""
+    return (await conn.execute(text(
+        "SELECT dispute_id FROM disputes WHERE invoice_id = :i AND kind = 'deduction' AND status = 'open'"
+        " AND amount = :a AND external_reference IS NULL ORDER BY created_seq LIMIT 1 FOR UPDATE"),
+        {"i": invoice_id, "a": amount})).scalar()
+
+
+async def dispute_by_reference(conn: AsyncConnection, customer_id: str, reference: str) -> str | None:
+    return (await conn.execute(text("SELECT dispute_id FROM disputes WHERE customer_id = :c AND external_reference = :r"),
+                               {"c": customer_id, "r": reference})).scalar()
+
+
+async def set_reference(conn: AsyncConnection, dispute_id: str, reference: str, customer_code: str | None) -> None:
+    await conn.execute(text("UPDATE disputes SET external_reference = :r,"
+                            " customer_reason_code = coalesce(customer_reason_code, :cc) WHERE dispute_id = :d"),
+                       {"r": reference, "cc": customer_code, "d": dispute_id})
+
+
+async def update_dispute(conn: AsyncConnection, dispute_id: str, version: int, **columns: Any) -> None:
+    sets = ", ".join(f"{name} = :{name}" for name in columns)
+    await conn.execute(text(f"UPDATE disputes SET {sets}{', ' if sets else ''}version = :version"
+                            " WHERE dispute_id = :dispute_id"), {**columns, "version": version, "dispute_id": dispute_id})
+
+
+async def record_rebill_invoice(conn: AsyncConnection, *, dispute_id: str, invoice_id: str) -> None:
+    await conn.execute(text("UPDATE disputes SET rebill_invoice_id = :i WHERE dispute_id = :d"),
+                       {"i": invoice_id, "d": dispute_id})
+    # Cash that reached the re-bill before its InvoiceIssued was seen counts too.
+    await refresh_recovered(conn, invoice_id)
+
+
+async def record_collection(conn: AsyncConnection, *, application_id: str, invoice_id: str, amount: Decimal,
+                            value_date: date) -> None:
+    """Cash applied (or, negative, unapplied) on an invoice: kept for every invoice, because a
+    PaymentApplied may arrive before the InvoiceIssued that says the invoice is a re-bill."""
+    await conn.execute(text("INSERT INTO rebill_collections (application_id, invoice_id, amount, value_date)"
+                            " VALUES (:a, :i, :amt, :d) ON CONFLICT (application_id) DO NOTHING"),
+                       {"a": application_id, "i": invoice_id, "amt": amount, "d": value_date})
+    await refresh_recovered(conn, invoice_id)
+
+
+async def refresh_recovered(conn: AsyncConnection, invoice_id: str) -> None:
+    await conn.execute(text(
+        "UPDATE disputes SET recovered_amount = (SELECT coalesce(sum(amount), 0) FROM rebill_collections"
+        " WHERE invoice_id = :i) WHERE rebill_invoice_id = :i"), {"i": invoice_id})
+
+
+_GROUPS = {"reason": "reason_code", "customer": "customer_id", "owner_team": "coalesce(team, 'unassigned')",
+           "owner": "coalesce(owner, 'unassigned')"}
+
+
+async def root_cause(conn: AsyncConnection, *, group_by: str, kind: str | None, currency: str,
+                     opened_from: date | None, opened_to: date | None) -> list[dict[str, Any]]:
+    """Deductions and disputes opened in the window, grouped: counts and amounts opened, open,
+    credited (valid), re-billed (invalid) and recovered (cash applied to the re-bills), and the
+    average days from opening to resolution of those resolved."""
+    group = _GROUPS[group_by]
+    rows = await conn.execute(text(
+        f"SELECT {group} AS key, count(*) AS opened, sum(amount) AS opened_amount,"
+        " count(*) FILTER (WHERE status = 'open') AS still_open,"
+        " coalesce(sum(amount) FILTER (WHERE status = 'open'), 0) AS open_amount,"
+        " count(*) FILTER (WHERE status = 'resolved') AS resolved,"
+        " coalesce(sum(credit_amount) FILTER (WHERE status = 'resolved'), 0) AS credited_amount,"
+        " coalesce(sum(rebill_amount), 0) AS rebilled_amount,"
+        " coalesce(sum(recovered_amount), 0) AS recovered_amount,"
+        " avg(resolved_on - opened_on) FILTER (WHERE status = 'resolved') AS avg_cycle_days,"
+        " max(resolved_on - opened_on) FILTER (WHERE status = 'resolved') AS max_cycle_days"
+        " FROM disputes WHERE currency = :cur AND (CAST(:k AS text) IS NULL OR kind = :k)"
+        " AND (CAST(:f AS date) IS NULL OR opened_on >= :f) AND (CAST(:t AS date) IS NULL OR opened_on <= :t)"
+        " GROUP BY 1 ORDER BY sum(amount) DESC, 1"),
+        {"cur": currency, "k": kind, "f": opened_from, "t": opened_to})
+    return [dict(r) for r in rows.mappings()]
