@@ -12,6 +12,8 @@ of 10,000 receipts with realistic noise, the truth kept aside. Figures, on the s
 - the raw baseline: a plain dict lookup of each word of the remittance against invoice numbers,
   exactly as printed, applying the invoice's balance when found.
 BENCH_CASH_INVOICES / BENCH_CASH_RECEIPTS / BENCH_CASH_SEED change the sizes and the seed.
+Then bench/cash_application/scale.py: 100,000 receipts against 500,000 open invoices through the
+API, with peak memory and health-check latency (BENCH_CASH_SCALE=0 skips it).
 """
 from __future__ import annotations
 
@@ -137,7 +139,7 @@ async def database_runs(portfolio: Portfolio, lines, csv_bytes: bytes) -> dict[s
             imports.aggregate = types.SimpleNamespace(  # type: ignore[assignment]
                 load=aggregate.load, save=timed_save, save_new=timed_save_new)
             started = time.perf_counter()
-            parsed = imports.parse(cmd, settings)
+            parsed = await imports.parse(cmd, settings)
             try:
                 async with runtime.engine.begin() as conn:
                     result = await imports.import_file(conn, cmd, parsed, settings,
@@ -186,6 +188,10 @@ def main() -> None:
     for kind, (total, hits) in sorted(engine.by_kind.items()):
         if total:
             print(f"  {kind:24}{hits:>7,} / {total:<7,}{hits / total:>8.1%}")
+    if os.environ.get("BENCH_CASH_SCALE", "1") != "0":
+        from bench.cash_application import scale
+
+        scale.main()
 
 
 if __name__ == "__main__":

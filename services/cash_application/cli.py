@@ -25,7 +25,7 @@ async def _import(runtime, args: argparse.Namespace) -> int:
                              csv_profile=args.profile)
     meta = {"correlation_id": str(uuid.uuid4()), "actor": "cli"}
     try:
-        parsed = imports.parse(cmd, runtime.settings)
+        parsed = await imports.parse(cmd, runtime.settings)
         async with runtime.engine.begin() as conn:
             result = await imports.import_file(conn, cmd, parsed, runtime.settings, meta)
     except Problem as exc:

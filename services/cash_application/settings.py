@@ -22,4 +22,8 @@ class CashApplicationSettings(ServiceSettings):
     # Named CSV import profiles: {"name": {"columns": {field: header}, "date_format": "%d/%m/%Y",
     # "decimal_separator": ",", "delimiter": ";"}}; "default" maps every field to its own name.
     csv_profiles: dict[str, dict] = {}
+    # A bank file's body is refused (413) past this size, before it is read into memory.
     max_file_bytes: int = 20_000_000
+    # Processes that parse bank files, so a large file never holds the event loop (health checks
+    # and other requests are answered meanwhile). 0 parses in the request's process (tests, CLI).
+    parse_workers: int = 1

@@ -123,9 +123,9 @@ async def import_bank_file(request: Request, key: str = Depends(idempotency_key_
     """Import a file sent as the raw request body (`curl --data-binary @statement.bai2`). All of
     it posts or none of it; the same file or statement again answers the first import (200)."""
     runtime = get_runtime(request)
-    content = await request.body()
+    content = await _body_within(request, runtime.settings.max_file_bytes)
     cmd = imports.ImportFile(content=content, file_format=format, file_name=file_name, csv_profile=profile)
-    parsed = imports.parse(cmd, runtime.settings)
+    parsed = await imports.parse(cmd, runtime.settings)
     fingerprint = {"format": format, "profile": profile, "sha256": hashlib.sha256(content).hexdigest()}
 
     async def command(conn):
@@ -134,6 +134,32 @@ async def import_bank_file(request: Request, key: str = Depends(idempotency_key_
 
     status, body, replayed = await idempotent_request(request, key, fingerprint, command)
     return JSONResponse(body, status_code=status, headers={"Idempotent-Replayed": "true"} if replayed else {})
+
+
+class FileTooLarge(Problem):
+    status = 413
+    type_name = "file-too-large"
+    title = "The file is larger than this service accepts; nothing was read or posted"
+
+
+async def _body_within(request: Request, limit: int) -> bytes:
+    """The request body, refused (413) as soon as it passes the limit: a declared Content-Length
+    over it is refused before a byte is read, and a streamed body is counted as it arrives, so a
+    300 MB upload never sits in memory."""
+    declared = request.headers.get("content-length")
+    too_large = FileTooLarge(f"the file is larger than {limit} bytes (the setting"
+                             " LEDGERLINE_CASH_APPLICATION_MAX_FILE_BYTES)", field="file",
+                             extra={"errors": [{"field": "file", "reason": f"more than {limit} bytes"}]})
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 @router.get("/bank-files", tags=["bank files"])

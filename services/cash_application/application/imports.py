@@ -11,8 +11,12 @@ balances re-read under the lock and the file matched again against them; an allo
 longer fits a locked balance is not applied. Two imports touching one invoice queue up."""
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 import json
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
@@ -55,8 +59,20 @@ def policy_of(settings: CashApplicationSettings) -> MatchingPolicy:
                           tolerance_percent=settings.tolerance_percent)
 
 
-def parse(cmd: ImportFile, settings: CashApplicationSettings) -> ParsedFile:
-    """Parse and check the whole file before anything is posted; a rejection names where and why."""
+_POOL: ProcessPoolExecutor | None = None
+
+
+def _parse_pool(workers: int) -> ProcessPoolExecutor:
+    global _POOL
+    if _POOL is None:
+        # spawn, not fork: the service process runs an event loop and driver threads.
+        _POOL = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    return _POOL
+
+
+async def parse(cmd: ImportFile, settings: CashApplicationSettings) -> ParsedFile:
+    """Parse and check the whole file before anything is posted; a rejection names where and why.
+    The parsing runs in a worker process, so the service keeps answering while it reads."""
     if cmd.file_format not in FORMATS and cmd.file_format != "camt":
         raise ValidationFailed(f"format must be one of {', '.join(FORMATS)}", extra={
             "errors": [{"field": "format", "reason": f"one of {', '.join(FORMATS)}"}]})
@@ -70,9 +86,12 @@ def parse(cmd: ImportFile, settings: CashApplicationSettings) -> ParsedFile:
         if profile is None:
             raise ValidationFailed(f"no CSV import profile {cmd.csv_profile!r}", extra={
                 "errors": [{"field": "profile", "reason": f"known: default, {', '.join(settings.csv_profiles)}"}]})
+    work = functools.partial(parse_file, cmd.content, cmd.file_format, csv_profile=profile,
+                             default_currency=settings.default_currency)
     try:
-        return parse_file(cmd.content, cmd.file_format, csv_profile=profile,
-                          default_currency=settings.default_currency)
+        if settings.parse_workers > 0:
+            return await asyncio.get_running_loop().run_in_executor(_parse_pool(settings.parse_workers), work)
+        return work()
     except FileRejected as exc:
         raise FileRejectedProblem(str(exc), extra={"errors": [{"field": exc.where, "reason": exc.reason}]}) from exc
 
@@ -85,11 +104,14 @@ def open_invoice_of(r: Any) -> OpenInvoice:
 
 
 async def build_matcher(conn: AsyncConnection, policy: MatchingPolicy) -> Matcher:
-    """The matching engine over every open invoice, the customer master and the learned aliases."""
-    invoices = [open_invoice_of(r) for r in await repo.open_invoices_for_matching(conn)]
+    """The matching engine over every open invoice, the customer master and the learned aliases.
+    Indexing is CPU work: it runs in a worker thread, off the event loop."""
+    rows = await repo.open_invoices_for_matching(conn)
     names, accounts = await repo.payer_aliases(conn)
-    return Matcher(invoices, await repo.customer_names(conn), name_aliases=names, account_aliases=accounts,
-                   policy=policy)
+    customers = await repo.customer_names(conn)
+    return await asyncio.to_thread(
+        lambda: Matcher([open_invoice_of(r) for r in rows], customers, name_aliases=names, account_aliases=accounts,
+                        policy=policy))
 
 
 def receipt_of(line: BankLine, currency: str) -> Receipt:
@@ -139,9 +161,10 @@ async def import_file(conn: AsyncConnection, cmd: ImportFile, parsed: ParsedFile
     fresh, already = await _without_posted_lines(conn, fresh)
     matcher = await build_matcher(conn, policy_of(settings))
     receipts = [(statement, line) for statement in fresh for line in statement.lines if line.is_receipt]
-    touched: set[str] = set()
-    for statement, line in receipts:  # pass 1, on the snapshot: which invoices to lock
-        touched.update(a.invoice_id for a in matcher.match(receipt_of(line, statement.currency)).allocations)
+    # Pass 1, on the snapshot: which invoices to lock (CPU work, in a worker thread).
+    touched: set[str] = await asyncio.to_thread(lambda: {
+        a.invoice_id for statement, line in receipts
+        for a in matcher.match(receipt_of(line, statement.currency)).allocations})
     for statement in fresh:  # and the invoices of earlier receipts this file returns: one sorted lock
         for line in statement.lines:
             if line.is_return:
@@ -161,31 +184,34 @@ async def import_file(conn: AsyncConnection, cmd: ImportFile, parsed: ParsedFile
     sources: list[dict[str, Any]] = []
     new_payments: list[Payment] = []
     statement_rows: list[dict[str, Any]] = []
-    for n, (statement, line) in enumerate(receipts, start=1):  # pass 2, under the locks
-        result = matcher.match(receipt_of(line, statement.currency))
-        auto = bool(result.allocations) and result.confidence >= threshold
-        payment = Payment(f"{import_id}.{n}")
-        try:
-            payment.receive_matched(customer_id=result.customer_id or UNIDENTIFIED_CUSTOMER, amount=line.amount,
-                                    currency=statement.currency, value_date=line.value_date, method=line.method,
-                                    reference=line.bank_reference, result=result, auto_apply=auto,
-                                    at=utc_midnight(line.value_date), locked=locked)
-        except CashApplicationRuleViolation as exc:
-            raise FileRejectedProblem(f"{line.position}: {exc}", extra={
-                "errors": [{"field": line.position, "reason": str(exc)}]}) from exc
-        if payment.applications:
-            matcher.commit(result)
-        new_payments.append(payment)
-        sources.append(_source_row(payment.id, import_id, line, result, payment))
-        statement_rows.append(_line_row(import_id, statement, line, payment.id, "receipt"))
-        counts["receipts"] += 1
-        if payment.unapplied_amount == 0:
-            counts["auto_applied"] += 1
-        elif payment.applications:
-            counts["partially_applied"] += 1
-        else:
-            counts["unapplied"] += 1
-        payments_out.append(_summary(payment, line, result))
+    def match_under_locks() -> None:  # pass 2, under the locks: CPU work, in a worker thread
+        for n, (statement, line) in enumerate(receipts, start=1):
+            result = matcher.match(receipt_of(line, statement.currency))
+            auto = bool(result.allocations) and result.confidence >= threshold
+            payment = Payment(f"{import_id}.{n}")
+            try:
+                payment.receive_matched(customer_id=result.customer_id or UNIDENTIFIED_CUSTOMER, amount=line.amount,
+                                        currency=statement.currency, value_date=line.value_date, method=line.method,
+                                        reference=line.bank_reference, result=result, auto_apply=auto,
+                                        at=utc_midnight(line.value_date), locked=locked)
+            except CashApplicationRuleViolation as exc:
+                raise FileRejectedProblem(f"{line.position}: {exc}", extra={
+                    "errors": [{"field": line.position, "reason": str(exc)}]}) from exc
+            if payment.applications:
+                matcher.commit(result)
+            new_payments.append(payment)
+            sources.append(_source_row(payment.id, import_id, line, result, payment))
+            statement_rows.append(_line_row(import_id, statement, line, payment.id, "receipt"))
+            counts["receipts"] += 1
+            if payment.unapplied_amount == 0:
+                counts["auto_applied"] += 1
+            elif payment.applications:
+                counts["partially_applied"] += 1
+            else:
+                counts["unapplied"] += 1
+            payments_out.append(_summary(payment, line, result))
+
+    await asyncio.to_thread(match_under_locks)
     # Every receipt is a new payment stream: appended in one batch, then projected in bulk before
     # the returns, so a return in the same file finds its receipt.
     new_streams = await aggregate.save_new(conn, new_payments, meta)

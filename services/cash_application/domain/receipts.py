@@ -20,6 +20,9 @@ class FileRejected(ValueError):
         self.where = where
         self.reason = reason
 
+    def __reduce__(self):  # crosses the parse process pool's boundary intact
+        return (FileRejected, (self.where, self.reason))
+
 
 @dataclass(frozen=True)
 class RemittanceItem:
