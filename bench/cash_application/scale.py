@@ -52,8 +52,8 @@ async def run(portfolio, csv_bytes: bytes) -> dict[str, float]:
         settings = CashApplicationSettings(database_url=sqlalchemy_url(name), max_file_bytes=200_000_000)
         service = definition(settings)
         service.settings.role = "api"
-    if not service.settings.api_keys:
-        service.settings.allow_open = True
+        if not service.settings.api_keys:
+            service.settings.allow_open = True
         app = build_app(service)
         async with app.router.lifespan_context(app):
             await load_portfolio(asyncpg_dsn(name), portfolio)
