@@ -36,7 +36,8 @@ import struct
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
@@ -106,6 +107,25 @@ Handler = Callable[[AsyncConnection, ReceivedEvent], Awaitable[None]]
 
 class PoisonMessage(ValueError):
     """A message that can never be handled (undecodable): parked without retries."""
+
+
+class DatabaseUnavailable(ConnectionError):
+    """No connection to the database could be had (down, refusing connections, wrong
+    credentials): nothing to do with the event being handled, so always transient."""
+
+
+@asynccontextmanager
+async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """engine.begin(), with a failure to connect raised as DatabaseUnavailable."""
+    try:
+        conn = await engine.connect()
+    except Exception as exc:
+        raise DatabaseUnavailable(f"cannot connect to the database: {exc!r}"[:500]) from exc
+    try:
+        async with conn.begin():
+            yield conn
+    finally:
+        await conn.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -533,10 +553,10 @@ class ConsumerRunner:
             return
         try:
             stored = await self._stored_offsets()
-        except Exception as exc:
-            if not is_transient(exc):
-                raise
+        except Exception as exc:  # still unreachable: stay paused (never fetch unseeked), retry later
+            self._throttle.warning("resume", "consumer %s cannot read its stored offsets yet: %r", self.name, exc)
             for tp in due:
+                self._transient_failures[tp] = self._transient_failures.get(tp, 0) + 1
                 self._paused[tp].due = now + backoff_delay(self._transient_failures.get(tp, 0), 0.5,
                                                            self.max_backoff_seconds)
             return
@@ -553,7 +573,7 @@ class ConsumerRunner:
             self._paused.pop(tp, None)
 
     async def _stored_offsets(self) -> dict[tuple[str, int], int]:
-        async with self.engine.connect() as conn:
+        async with transaction(self.engine) as conn:
             rows = await conn.execute(
                 text("SELECT topic, partition, next_offset FROM consumer_offsets WHERE consumer = :c"),
                 {"c": self.name},
@@ -698,7 +718,7 @@ class ConsumerRunner:
     async def _handle_batch(self, records: Sequence[ConsumerRecord], events: list[ReceivedEvent]) -> int | None:
         first, last = records[0], records[-1]
         handled = duplicates = 0
-        async with self.engine.begin() as conn:
+        async with transaction(self.engine) as conn:
             stored = await self._locked_offset(conn, first)
             if stored is not None and first.offset > stored:
                 # The fetch position ran ahead of the stored offset (a seek that did not land):
@@ -862,7 +882,7 @@ class ConsumerRunner:
                          attempts: int, full: bool) -> int | None:
         headers = {(k or "").replace("\x00", ""): readable(v) for k, v in (record.headers or ())} if full else {}
         reason = repr(error).replace("\x00", "")[:4000]
-        async with self.engine.begin() as conn:
+        async with transaction(self.engine) as conn:
             stored = await self._locked_offset(conn, record)
             if stored is not None and record.offset < stored:
                 return None
