@@ -3,8 +3,8 @@ baseline measured in the same run.
 
 - append:   shared.eventstore.append (expected-version check, savepoint, JSON) vs plain asyncpg
             executemany of the same rows into a bare table; same batches, same concurrency.
-- relay:    shared.relay.OutboxRelay (read committed-safe, CloudEvents headers, acks=all,
-            checkpoint) vs a plain aiokafka producer (acks=all, idempotent) sending the same
+- relay:    shared.relay.OutboxRelay (read committed-safe, CloudEvents headers, acks=all, one
+            Kafka transaction per batch, checkpoint) vs a plain aiokafka producer (acks=all, idempotent) sending the same
             messages.
 - project:  shared.consumer.ConsumerRunner (one transaction per event with inbox and offsets)
             applying a small upsert projection vs a plain aiokafka consumer reading the same
@@ -86,17 +86,20 @@ async def bench_append(engine, dsn: str) -> tuple[float, float]:
 async def bench_relay(engine) -> tuple[float, float, str]:
     topic = await create_topic("bench-relay")
     relay = OutboxRelay(engine, KAFKA, "bench", topic=topic, batch_size=2000)
-    producer = AIOKafkaProducer(bootstrap_servers=KAFKA, enable_idempotence=True, acks="all", linger_ms=5,
-                                max_batch_size=256 * 1024)
-    await producer.start()
+    relay_producer = relay.make_producer()  # transactional: one Kafka transaction per batch
+    await relay_producer.start()
     start = time.perf_counter()
     sent = 0
     while sent < EVENTS:
-        n = await relay.relay_once(producer)
+        n = await relay.relay_once(relay_producer)
         if n == 0:
             break
         sent += n
     relay_rate = sent / (time.perf_counter() - start)
+    await relay_producer.stop()
+    producer = AIOKafkaProducer(bootstrap_servers=KAFKA, enable_idempotence=True, acks="all", linger_ms=5,
+                                max_batch_size=256 * 1024)
+    await producer.start()
 
     async with engine.connect() as conn:
         events = await eventstore.read_all(conn, eventstore.START, limit=EVENTS)

@@ -395,6 +395,7 @@ class ConsumerRunner:
         self.last_poll: float | None = None
         self.last_error: str | None = None
         self.lag: dict[TopicPartition, int] = {}
+        self.unknown_seen: dict[str, int] = {}  # "Type vN" -> count since start (all time: unknown_events)
         self._paused: dict[TopicPartition, _Paused] = {}
         self._attempts: dict[tuple[TopicPartition, int], int] = {}
         self._transient_failures: dict[TopicPartition, int] = {}
@@ -435,6 +436,7 @@ class ConsumerRunner:
                     reasons.append("no fetch answered by the broker for 30 s")
         details = {"ready": not reasons, "reasons": reasons, "healthy": self.healthy, "handled": self.handled,
                    "parked": self.parked, "last_error": self.last_error, "paused": paused,
+                   "unknown_event_types": dict(self.unknown_seen),
                    "lag": {f"{tp.topic}/{tp.partition}": n for tp, n in self.lag.items()}}
         return not reasons, details
 
@@ -761,6 +763,8 @@ class ConsumerRunner:
             REDELIVERIES.labels(self.name).inc(duplicates)
         for event in unknown:
             UNKNOWN.labels(self.name, event.event_type).inc()
+            key = f"{event.event_type} v{event.schema_version}"
+            self.unknown_seen[key] = self.unknown_seen.get(key, 0) + 1
             self._throttle.warning(f"unknown:{event.event_type}", "consumer %s has no contract for %s v%d"
                                    " (recorded in unknown_events)", self.name, event.event_type, event.schema_version)
         self._report_anomalies(anomalies)

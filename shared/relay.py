@@ -4,9 +4,24 @@
   CloudEvents binary-mode headers, through an idempotent producer with acks="all".
 - The checkpoint moves only after the broker acknowledged the whole batch: a crash re-sends
   (at least once), it never loses. Consumers dedupe by ce_id (event_id).
-- One active relay per context: it holds a PostgreSQL session advisory lock as its lease, so
-  extra replicas wait idle and take over if the holder dies.
-- While Kafka is down the relay retries with backoff; the APIs keep appending.
+- One active relay per topic, by a lease row (relay_leases: holder, epoch, expires_at on the
+  database's clock). The leader renews it every lease_seconds / 5; the others try to take it
+  every lease_seconds / 5 and succeed once it expired, so a frozen (SIGSTOP) or cut-off leader
+  is replaced within lease_seconds + lease_seconds / 5 (12 s by default). Taking it bumps the
+  epoch, the fencing token.
+- Fencing, twice. In the database: the checkpoint is saved in a transaction that renews the
+  lease only for the relay's own (holder, epoch), so a superseded relay saves nothing. In Kafka:
+  each batch is one Kafka transaction of a producer whose transactional_id is per topic; the new
+  leader's producer initialises that id before publishing, which bumps the producer epoch and
+  aborts whatever the old one had open, and any later send or commit of the old producer is
+  refused (ProducerFenced). Consumers read read_committed, so nothing a resumed old leader sends
+  becomes visible. Before each batch a relay whose lease may have lapsed locally (it was frozen)
+  proves it in the database first.
+- Readiness: status() says leader or follower, the epoch, the last publish, the last error, and
+  the oldest unpublished event's age; a leader failing for 30 s or with a backlog older than
+  max_backlog_seconds is not ready, a follower is.
+- While Kafka is down the relay retries with exponential backoff and jitter (the same error
+  logged once per interval with a count); the APIs keep appending.
 
 Run alone: python -m shared.relay --database-url ... --bootstrap ... --context invoicing
 """
@@ -15,16 +30,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import random
 import signal
+import socket
+import time
+import uuid
+from datetime import datetime, timezone
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from prometheus_client import Counter, Gauge
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared import eventstore
+from shared.consumer import backoff_delay
 from shared.contracts import topic_for
 from shared.db import make_engine
+from shared.logthrottle import Throttle, throttle_library_logs
 
 log = logging.getLogger(__name__)
 
@@ -59,16 +83,27 @@ def cloudevent_headers(event: eventstore.StoredEvent, context: str) -> list[tupl
     return [(k, v.encode()) for k, v in headers.items()]
 
 
-def make_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
+def make_producer(bootstrap: str, client_id: str, transactional_id: str | None = None) -> AIOKafkaProducer:
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         client_id=client_id,
         enable_idempotence=True,
         acks="all",  # aiokafka defaults to acks=1; an event is published only once all ISRs have it
+        # One transactional id per topic: a new leader's producer fences the old one's epoch, so
+        # whatever a frozen-then-resumed leader still sends is aborted, invisible to
+        # read_committed consumers.
+        transactional_id=transactional_id,
         linger_ms=5,
         max_batch_size=256 * 1024,
         request_timeout_ms=30000,
+        # aiokafka 0.14 has no exponential reconnect backoff: a jittered per-client retry
+        # interval keeps an outage at about one attempt a second per client.
+        retry_backoff_ms=random.randint(500, 1500),
     )
+
+
+class LeaseLost(RuntimeError):
+    """Another relay took the lease (a higher epoch): this one must publish nothing more."""
 
 
 class OutboxRelay:
@@ -82,6 +117,9 @@ class OutboxRelay:
         batch_size: int = 1000,
         poll_interval: float = 0.05,
         max_idle_interval: float = 0.5,
+        lease_seconds: float = 10.0,
+        max_backlog_seconds: float = 60.0,
+        holder: str | None = None,
     ) -> None:
         self.engine = engine
         self.bootstrap = bootstrap
@@ -91,29 +129,49 @@ class OutboxRelay:
         self.poll_interval = poll_interval
         self.max_idle_interval = max_idle_interval
         self.checkpoint_name = f"relay:{self.topic}"
+        self.lease_name = f"relay:{self.topic}"
+        self.transactional_id = f"ledgerline-relay-{self.topic}"
+        self.lease_seconds = lease_seconds
+        self.max_backlog_seconds = max_backlog_seconds
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.epoch: int | None = None
         self.is_leader = False
         self.last_error: str | None = None
+        self.error_since: float | None = None
+        self.last_publish_at: float | None = None  # wall clock, for people
         self.published = 0
+        self._lease_valid_until = 0.0  # monotonic; a frozen process finds it passed on waking
         self._stopping = asyncio.Event()
+        self._throttle = Throttle(log)
 
     def stop(self) -> None:
         self._stopping.set()
 
+    def make_producer(self) -> AIOKafkaProducer:
+        return make_producer(self.bootstrap, f"ledgerline-relay-{self.context}", self.transactional_id)
+
     async def run(self) -> None:
         """Run until stop(); survive Kafka and database outages with backoff."""
-        backoff = 0.5
+        failures = 0
         while not self._stopping.is_set():
             try:
                 await self._run_with_lease()
-                backoff = 0.5
+                failures = 0
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # keep relaying after any outage
                 RELAY_ERRORS.labels(self.context).inc()
-                self.last_error = repr(exc)
-                log.warning("relay %s failed, retrying in %.1fs: %r", self.context, backoff, exc)
-                await self._sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
+                self._failed(exc)
+                delay = backoff_delay(failures, 0.5, 30.0)
+                failures += 1
+                self._throttle.warning("run", "relay %s failed (%d in a row), retrying in %.1fs: %r",
+                                       self.context, failures, delay, exc)
+                await self._sleep(delay)
+
+    def _failed(self, exc: BaseException) -> None:
+        self.last_error = repr(exc)[:500]
+        if self.error_since is None:
+            self.error_since = time.monotonic()
 
     async def _sleep(self, seconds: float) -> None:
         try:
@@ -121,73 +179,166 @@ class OutboxRelay:
         except asyncio.TimeoutError:
             pass
 
+    # -- the lease -------------------------------------------------------------------------
+
+    async def _try_acquire(self) -> int | None:
+        """Take the lease if it is free or expired (database clock); returns the new epoch."""
+        async with self.engine.begin() as conn:
+            epoch = (await conn.execute(
+                text("INSERT INTO relay_leases AS l (name, holder, epoch, expires_at)"
+                     " VALUES (:n, :h, 1, now() + make_interval(secs => :ttl))"
+                     " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, epoch = l.epoch + 1,"
+                     " acquired_at = now(), expires_at = excluded.expires_at WHERE l.expires_at < now()"
+                     " RETURNING epoch"),
+                {"n": self.lease_name, "h": self.holder, "ttl": self.lease_seconds})).scalar()
+        if epoch is not None:
+            self._lease_valid_until = time.monotonic() + self.lease_seconds * 0.8
+        return epoch
+
+    async def _renew(self, conn: AsyncConnection) -> None:
+        """Extend the lease if this relay still holds its epoch; LeaseLost otherwise. Run in the
+        checkpoint's transaction, it also fences the checkpoint: a relay whose lease was taken
+        over saves nothing."""
+        started = time.monotonic()
+        held = (await conn.execute(
+            text("UPDATE relay_leases SET expires_at = now() + make_interval(secs => :ttl)"
+                 " WHERE name = :n AND holder = :h AND epoch = :e RETURNING 1"),
+            {"n": self.lease_name, "h": self.holder, "e": self.epoch, "ttl": self.lease_seconds})).first()
+        if held is None:
+            raise LeaseLost(f"relay lease {self.lease_name} epoch {self.epoch} was taken over")
+        self._lease_valid_until = started + self.lease_seconds * 0.8
+
+    async def _release(self) -> None:
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    text("UPDATE relay_leases SET expires_at = now() WHERE name = :n AND holder = :h AND epoch = :e"),
+                    {"n": self.lease_name, "h": self.holder, "e": self.epoch})
+        except Exception as exc:  # it expires on its own
+            log.info("relay %s: lease not released (%r); it expires by itself", self.context, exc)
+
     async def _run_with_lease(self) -> None:
-        async with self.engine.connect() as lease:
-            lock_key = f"ledgerline:relay:{self.topic}"
+        while not self._stopping.is_set():
+            epoch = await self._try_acquire()
+            if epoch is not None:
+                break
+            await self._sleep(self.lease_seconds / 5)
+        else:
+            return
+        self.epoch = epoch
+        self.is_leader = True
+        RELAY_LEADER.labels(self.context).set(1)
+        log.info("relay %s: leader with lease epoch %d (%s)", self.context, epoch, self.holder)
+        producer = self.make_producer()
+        try:
+            await producer.start()
+            # Initialise the transactional id now: this fences the previous leader's producer
+            # before anything is published, even if there is nothing to publish yet.
+            await producer.begin_transaction()
+            await producer.abort_transaction()
+            idle = self.poll_interval
+            renew_every = self.lease_seconds / 5
+            renewed = time.monotonic()
             while not self._stopping.is_set():
-                got = (
-                    await lease.execute(text("SELECT pg_try_advisory_lock(hashtext(:k))"), {"k": lock_key})
-                ).scalar()
-                await lease.commit()
-                if got:
-                    break
-                await self._sleep(2.0)
-            else:
-                return
-            self.is_leader = True
-            RELAY_LEADER.labels(self.context).set(1)
-            producer = make_producer(self.bootstrap, f"ledgerline-relay-{self.context}")
+                if time.monotonic() - renewed >= renew_every or time.monotonic() >= self._lease_valid_until:
+                    async with self.engine.begin() as conn:
+                        await self._renew(conn)
+                    renewed = time.monotonic()
+                sent = await self.relay_once(producer)
+                if sent:
+                    renewed = time.monotonic()  # the checkpoint's transaction renewed the lease
+                    idle = self.poll_interval
+                else:
+                    # Back off while nothing is appended (an idle context costs a query every
+                    # half second, not twenty), and snap back to the short interval on traffic.
+                    await self._sleep(idle)
+                    idle = min(idle * 2, self.max_idle_interval)
+        finally:
+            self.is_leader = False
+            RELAY_LEADER.labels(self.context).set(0)
             try:
-                await producer.start()
-                idle = self.poll_interval
-                while not self._stopping.is_set():
-                    sent = await self.relay_once(producer)
-                    # Touch the lease connection so a dead database ends leadership promptly.
-                    await lease.execute(text("SELECT 1"))
-                    await lease.commit()
-                    if sent:
-                        idle = self.poll_interval
-                    else:
-                        # Back off while nothing is appended (an idle context costs a query every
-                        # half second, not twenty), and snap back to the short interval on traffic.
-                        await self._sleep(idle)
-                        idle = min(idle * 2, self.max_idle_interval)
-            finally:
-                self.is_leader = False
-                RELAY_LEADER.labels(self.context).set(0)
                 await producer.stop()
-                await lease.execute(text("SELECT pg_advisory_unlock(hashtext(:k))"), {"k": lock_key})
-                await lease.commit()
+            except Exception as exc:  # fenced or broker gone: nothing of ours is pending
+                log.info("relay %s: producer stop: %r", self.context, exc)
+            await self._release()
+
+    # -- publishing ------------------------------------------------------------------------
 
     async def relay_once(self, producer: AIOKafkaProducer) -> int:
+        """Publish the next batch in one Kafka transaction, then save the checkpoint in a
+        database transaction that also renews (and so checks) the lease."""
+        if self.epoch is not None and time.monotonic() >= self._lease_valid_until:
+            # Frozen past the lease (SIGSTOP, a long pause): prove the lease first.
+            async with self.engine.begin() as conn:
+                await self._renew(conn)
         async with self.engine.connect() as conn:
             after = await eventstore.load_checkpoint(conn, self.checkpoint_name)
             events = await eventstore.read_all(conn, after, self.batch_size)
             await conn.commit()
         if not events:
             return 0
-        futures = []
-        for event in events:
-            futures.append(
-                await producer.send(
-                    self.topic,
-                    value=eventstore.dumps(event.payload).encode(),
-                    key=event.stream_id.encode(),
-                    headers=cloudevent_headers(event, self.context),
+        epoch_header = str(self.epoch or 0).encode()
+        async with producer.transaction():
+            futures = []
+            for event in events:
+                futures.append(
+                    await producer.send(
+                        self.topic,
+                        value=eventstore.dumps(event.payload).encode(),
+                        key=event.stream_id.encode(),
+                        headers=cloudevent_headers(event, self.context) + [("ledgerline_relay_epoch", epoch_header)],
+                    )
                 )
-            )
-        await asyncio.gather(*futures)  # every send acknowledged by the broker (acks=all)
+            await asyncio.gather(*futures)  # every send acknowledged by the broker (acks=all)
         async with self.engine.begin() as conn:
+            if self.epoch is not None:
+                await self._renew(conn)
             await eventstore.save_checkpoint(conn, self.checkpoint_name, events[-1].position)
         RELAYED.labels(self.context).inc(len(events))
         self.published += len(events)
+        self.last_publish_at = time.time()
         self.last_error = None
+        self.error_since = None
+        self._throttle.reset("run")
         return len(events)
+
+    async def progress(self) -> dict[str, Any]:
+        """Publishing progress for /readyz: the oldest unpublished event's age (the backlog)."""
+        async with self.engine.connect() as conn:
+            after = await eventstore.load_checkpoint(conn, self.checkpoint_name)
+            oldest = await eventstore.oldest_after(conn, after)
+        return {"backlog_age_seconds": None if oldest is None else round(max(oldest, 0.0), 1)}
+
+    async def status(self, task_alive: bool) -> tuple[bool, dict[str, Any]]:
+        """(ready, details): a follower is ready; a leader is not when publishing has failed for
+        30 s or the oldest unpublished event is older than max_backlog_seconds."""
+        details: dict[str, Any] = {
+            "running": task_alive, "leader": self.is_leader, "holder": self.holder, "epoch": self.epoch,
+            "published": self.published, "last_error": self.last_error,
+            "last_publish_at": None if self.last_publish_at is None else
+            datetime.fromtimestamp(self.last_publish_at, timezone.utc).isoformat(),
+        }
+        reasons = []
+        if not task_alive:
+            reasons.append("relay task not running")
+        if self.error_since is not None and time.monotonic() - self.error_since > 30:
+            reasons.append(f"publishing failing for {time.monotonic() - self.error_since:.0f}s")
+        try:
+            progress = await self.progress()
+            details.update(progress)
+            age = progress["backlog_age_seconds"]
+            if self.is_leader and age is not None and age > self.max_backlog_seconds:
+                reasons.append(f"oldest unpublished event is {age:.0f}s old")
+        except Exception as exc:  # the database check reports the outage itself
+            details["backlog_age_seconds"] = f"unknown: {exc.__class__.__name__}"
+        details["reasons"] = reasons
+        return not reasons, details
 
 
 async def _main(args: argparse.Namespace) -> None:
     engine = make_engine(args.database_url, pool_size=2)
-    relay = OutboxRelay(engine, args.bootstrap, args.context, topic=args.topic, batch_size=args.batch_size)
+    relay = OutboxRelay(engine, args.bootstrap, args.context, topic=args.topic, batch_size=args.batch_size,
+                        lease_seconds=args.lease_seconds)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, relay.stop)
@@ -204,10 +355,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--context", required=True)
     parser.add_argument("--topic")
     parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--lease-seconds", type=float, default=10.0)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    throttle_library_logs()
     asyncio.run(_main(parser.parse_args(argv)))
 
 
 if __name__ == "__main__":
     main()
-

@@ -24,7 +24,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.auth import OpenModeNotRequested, install_auth
 from shared.consumer import ConsumerRunner, Handler
+from shared.contracts import registry
 from shared.contracts.base import topic_for, with_topic_prefix
+from shared.logthrottle import Throttle, throttle_library_logs
 from shared.db import apply_migrations, make_engine, sql_files
 from shared.problems import install_problem_handlers
 from shared.relay import OutboxRelay
@@ -90,6 +92,7 @@ class Runtime:
         self._tasks: list[asyncio.Task] = []
         self._stopping: asyncio.Event | None = None
         self.periodic_errors: dict[str, str] = {}
+        self._throttle = Throttle(log)
 
     def migrations(self) -> list[tuple[str, str]]:
         # Names are namespaced so a context's 0001 never collides with the platform's 0001.
@@ -104,7 +107,9 @@ class Runtime:
         prefix = self.settings.topic_prefix
         if self.definition.publishes:
             self.relay = OutboxRelay(self.engine, self.settings.kafka_bootstrap_servers, self.definition.context,
-                                     topic=topic_for(self.definition.context, prefix))
+                                     topic=topic_for(self.definition.context, prefix),
+                                     lease_seconds=self.settings.relay_lease_seconds,
+                                     max_backlog_seconds=self.settings.relay_max_backlog_seconds)
             self._tasks.append(asyncio.create_task(self.relay.run(), name="relay"))
         for spec in self.definition.consumers:
             runner = ConsumerRunner(
@@ -114,6 +119,8 @@ class Runtime:
                 [with_topic_prefix(t, prefix) for t in spec.topics],
                 spec.handler,
                 max_attempts=self.settings.consumer_max_attempts,
+                contracts=registry,
+                max_lag=self.settings.consumer_max_lag,
             )
             self.consumers.append(runner)
             self._tasks.append(asyncio.create_task(runner.run(), name=f"consumer:{spec.name}"))
@@ -127,8 +134,9 @@ class Runtime:
             try:
                 await task.run(self)
                 self.periodic_errors.pop(task.name, None)
-            except Exception as exc:  # logged and reported in /readyz; the next interval retries
-                log.exception("periodic task %s failed", task.name)
+                self._throttle.reset(task.name)
+            except Exception as exc:  # logged (once per interval) and reported in /readyz; retried
+                self._throttle.error(task.name, "periodic task %s failed: %r", task.name, exc)
                 self.periodic_errors[task.name] = f"{type(exc).__name__}: {exc}"[:300]
             try:
                 await asyncio.wait_for(self._stopping.wait(), timeout=interval)
@@ -168,13 +176,11 @@ class Runtime:
         if self.settings.role in ("all", "worker"):
             if self.relay is not None:
                 alive = any(t.get_name() == "relay" and not t.done() for t in self._tasks)
-                checks["relay"] = {"running": alive, "leader": self.relay.is_leader,
-                                   "published": self.relay.published, "last_error": self.relay.last_error}
-                ok = ok and alive
+                relay_ok, checks["relay"] = await self.relay.status(alive)
+                ok = ok and relay_ok
             for runner in self.consumers:
-                checks[f"consumer:{runner.name}"] = {"healthy": runner.healthy, "handled": runner.handled,
-                                                     "parked": runner.parked, "last_error": runner.last_error}
-                ok = ok and runner.healthy
+                consumer_ok, checks[f"consumer:{runner.name}"] = runner.status()
+                ok = ok and consumer_ok
             for task in self.definition.periodic:
                 # A failing periodic task (SMTP down, say) is reported, not made unready: the
                 # API and the event flow still work.
@@ -317,6 +323,7 @@ def cli(definition_factory: Callable[[], ServiceDefinition], argv: list[str] | N
         add_args(sub.add_parser(name, help=help_text))
     args = parser.parse_args(argv)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    throttle_library_logs()  # a broker outage: aiokafka's reconnect errors once per interval, with a count
 
     if args.command == "serve":
         import uvicorn

@@ -28,6 +28,12 @@ class ServiceSettings(BaseSettings):
     migrate_on_start: bool = True
     db_pool_size: int = 10
     consumer_max_attempts: int = 5
+    # /readyz: a consumer partition further behind than this is not ready.
+    consumer_max_lag: int = 10_000
+    # The relay lease's time to live: a frozen leader is replaced within about 1.2 times this.
+    relay_lease_seconds: float = 10.0
+    # /readyz: a relay leader whose oldest unpublished event is older than this is not ready.
+    relay_max_backlog_seconds: float = 60.0
     log_level: str = "INFO"
     # Topics are <prefix>.<context>.events and consumer groups <prefix>.<consumer>; another
     # prefix gives an isolated platform on a shared broker (the end-to-end tests use one).

@@ -6,6 +6,7 @@ from shared.contracts import cash_application, collections, disputes, invoicing 
 from shared.contracts.base import (
     ContractRegistry,
     EventContract,
+    NewerSchemaVersion,
     UnknownEvent,
     registry,
     topic_for,
@@ -66,7 +67,7 @@ from shared.contracts.invoicing import (
 )
 
 __all__ = [
-    "ContractRegistry", "EventContract", "UnknownEvent", "registry", "topic_for",
+    "ContractRegistry", "EventContract", "NewerSchemaVersion", "UnknownEvent", "registry", "topic_for",
     "CustomerRegistered", "InvoiceIssued", "InvoiceLine", "CreditMemoIssued", "CreditMemoLine",
     "InvoiceAdjustmentRequested", "InvoiceAdjustmentRejected", "InvoiceAdjusted", "InvoiceVoided",
     "PaymentReceived", "PaymentApplied", "ShortPayDetected", "UnappliedCashRecorded",

@@ -1,12 +1,20 @@
 """The published language: versioned event contracts, a registry and upcasting.
 
 Each event class declares its `event_type`, `schema_version` and the context that publishes it.
-Old payload versions are upcast on read by registered functions, never rewritten in a store."""
+Old payload versions are upcast on read by registered functions, never rewritten in a store.
+
+Strict writers, tolerant readers: a producer building a contract gets an error for a field the
+contract does not have (extra="forbid"), but ContractRegistry.parse, what consumers read with,
+ignores fields it does not know, so a producer may add an optional field (a minor change,
+same schema version) before its consumers are upgraded. A payload of a newer schema version
+than the code knows raises NewerSchemaVersion (the consumer runner pauses the partition at such
+an event until newer code is deployed, see shared/consumer.py); a type the code has no contract
+for raises UnknownEvent (the runner records it in unknown_events)."""
 from __future__ import annotations
 
 from typing import Any, Callable, ClassVar
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationInfo, model_validator
 
 from shared.money import quantize
 
@@ -20,6 +28,15 @@ class EventContract(BaseModel):
 
     # Money fields are quantised to the event's currency (every money event has one).
     money_fields: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tolerate_unknown_fields(cls, data: Any, info: ValidationInfo) -> Any:
+        """Reading (context {"tolerant": True}): drop fields this version does not know."""
+        if isinstance(data, dict) and info.context and info.context.get("tolerant"):
+            known = set(cls.model_fields) | {f.alias for f in cls.model_fields.values() if f.alias}
+            return {k: v for k, v in data.items() if k in known}
+        return data
 
     @model_validator(mode="after")
     def _quantise_money(self) -> "EventContract":
@@ -75,7 +92,7 @@ class ContractRegistry:
         if cls is None:
             raise UnknownEvent(event_type)
         if schema_version > cls.schema_version:
-            raise ValueError(
+            raise NewerSchemaVersion(
                 f"{event_type} v{schema_version} is newer than this code knows (v{cls.schema_version})"
             )
         data = dict(payload)
@@ -86,11 +103,15 @@ class ContractRegistry:
                 raise ValueError(f"no upcaster for {event_type} v{version}")
             data = step(data)
             version += 1
-        return cls.model_validate(data)
+        return cls.model_validate(data, context={"tolerant": True})
 
 
 class UnknownEvent(LookupError):
-    """An event type this code has no contract for (consumers skip it)."""
+    """An event type this code has no contract for (the runner records it; handlers skip it)."""
+
+
+class NewerSchemaVersion(ValueError):
+    """A payload version newer than this code's contract: wait for newer code, never guess."""
 
 
 registry = ContractRegistry()

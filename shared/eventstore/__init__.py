@@ -269,6 +269,8 @@ async def read_all(conn: AsyncConnection, after: Position = START, limit: int = 
 
 
 async def load_checkpoint(conn: AsyncConnection, name: str) -> Position:
+    """A reader's last position. (The column is still named transaction_id: it holds the
+    commit_order, which equals the transaction id for every row stored before migration 0003.)"""
     result = await conn.execute(
         text(
             "SELECT transaction_id::text::bigint AS tx, global_position FROM event_checkpoints"
@@ -290,3 +292,16 @@ async def save_checkpoint(conn: AsyncConnection, name: str, position: Position) 
         ),
         {"n": name, "tx": str(position[0]), "pos": position[1]},
     )
+
+
+async def oldest_after(conn: AsyncConnection, after: Position) -> float | None:
+    """Age in seconds of the first committed event after `after` (a reader's backlog), or None."""
+    result = await conn.execute(
+        text(
+            "SELECT extract(epoch FROM now() - recorded_at)::float8 FROM events"
+            " WHERE (commit_order, global_position) > (CAST(:tx AS text)::xid8, :pos)"
+            " ORDER BY commit_order, global_position LIMIT 1"
+        ),
+        {"tx": str(after[0]), "pos": after[1]},
+    )
+    return result.scalar()

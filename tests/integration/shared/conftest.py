@@ -1,4 +1,5 @@
-import pytest
+import hypothesis  # noqa: F401  (imported up front: CPython 3.11.7 fails to compile it lazily in
+import pytest       # pytest's terminal summary after aiokafka logged a fenced producer's futures)
 
 from shared.db import apply_migrations, make_engine, sql_files
 from tests.support.infra import fresh_database, sqlalchemy_url

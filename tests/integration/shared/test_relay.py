@@ -35,7 +35,7 @@ async def _append_batch(engine, start: int, count: int, streams: int) -> None:
 def _start_relay(url: str, topic: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "shared.relay", "--database-url", url, "--bootstrap", KAFKA,
-         "--context", "testctx", "--topic", topic, "--batch-size", "100"],
+         "--context", "testctx", "--topic", topic, "--batch-size", "100", "--lease-seconds", "3"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ},
     )
 

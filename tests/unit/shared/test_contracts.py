@@ -75,3 +75,24 @@ def test_published_json_schemas_match_the_models():
         path = ROOT / "docs" / "events" / "schemas" / name
         assert path.exists(), f"{name} not exported"
         assert json.loads(path.read_text()) == json.loads(json.dumps(schema)), f"{name} is stale"
+
+
+def test_readers_ignore_fields_they_do_not_know_and_writers_still_refuse_them():
+    """Tolerant reader (issue 13, item 5): a producer that added a field does not break its
+    consumers. Failed before: parse validated with extra="forbid"."""
+    payload = {"payment_id": "p", "invoice_id": "i", "customer_id": "c", "amount": "1.00", "currency": "USD",
+               "value_date": "2024-01-31", "application_id": "a", "rule": "remittance", "confidence": "1"}
+    known = registry.parse("PaymentApplied", PaymentApplied.schema_version, payload)
+    newer = registry.parse("PaymentApplied", PaymentApplied.schema_version, {**payload, "added_later": "x"})
+    assert newer == known
+    with pytest.raises(ValidationError):
+        PaymentApplied(**{**payload, "added_later": "x"})
+
+
+def test_a_newer_schema_version_is_refused_as_such():
+    from shared.contracts import NewerSchemaVersion
+
+    e = PaymentApplied(payment_id="p", invoice_id="i", customer_id="c", amount="1.00", currency="USD",
+                       value_date="2024-01-31", application_id="a", rule="remittance", confidence="1")
+    with pytest.raises(NewerSchemaVersion):
+        registry.parse("PaymentApplied", PaymentApplied.schema_version + 1, e.to_payload())
