@@ -397,6 +397,11 @@ class ConsumerRunner:
         self.lag: dict[TopicPartition, int] = {}
         self.unknown_seen: dict[str, int] = {}  # "Type vN" -> count since start (all time: unknown_events)
         self._paused: dict[TopicPartition, _Paused] = {}
+        # Partitions this runner positioned at their stored offset since assignment. Offsets are
+        # not contiguous (transaction markers, aborted records), so only a partition that was
+        # not positioned (its seek failed or has not happened yet) is checked for a fetch
+        # position past the stored offset.
+        self._seeked: set[TopicPartition] = set()
         self._attempts: dict[tuple[TopicPartition, int], int] = {}
         self._transient_failures: dict[TopicPartition, int] = {}
         self._stopping = asyncio.Event()
@@ -544,6 +549,7 @@ class ConsumerRunner:
 
     def _forget(self, revoked: Iterable[TopicPartition]) -> None:
         for tp in revoked:
+            self._seeked.discard(tp)
             self._unpause_metric(tp)
             self._paused.pop(tp, None)
             self.lag.pop(tp, None)
@@ -570,6 +576,7 @@ class ConsumerRunner:
                     await consumer.seek_to_beginning(tp)
                 else:
                     consumer.seek(tp, offset)
+                self._seeked.add(tp)
                 consumer.resume(tp)
             self._unpause_metric(tp)
             self._paused.pop(tp, None)
@@ -600,6 +607,7 @@ class ConsumerRunner:
                     await consumer.seek_to_beginning(tp)
                 else:
                     consumer.seek(tp, offset)
+                self._seeked.add(tp)
         except Exception as exc:
             for tp in assigned:
                 self._pause(consumer, tp, _PausePartition(f"seek to the stored offset failed: {exc!r}"[:300],
@@ -722,7 +730,7 @@ class ConsumerRunner:
         handled = duplicates = 0
         async with transaction(self.engine) as conn:
             stored = await self._locked_offset(conn, first)
-            if stored is not None and first.offset > stored:
+            if self._unpositioned_past(first, stored):
                 # The fetch position ran ahead of the stored offset (a seek that did not land):
                 # handling these would skip the records in between. Seek back and read them.
                 raise _PausePartition(f"fetched offset {first.offset} is past the stored offset {stored}", 0.0, "gap")
@@ -838,6 +846,13 @@ class ConsumerRunner:
               "p": e.partition, "o": e.offset} for e in events],
         )
 
+    def _unpositioned_past(self, record: ConsumerRecord, stored: int | None) -> bool:
+        """A record past the stored offset on a partition this runner did not seek (the seek on
+        assignment failed, or aiokafka fetched from Kafka's committed offset before it ran):
+        handling it could skip records in between, so the partition is seeked back first."""
+        return (stored is not None and record.offset > stored
+                and TopicPartition(record.topic, record.partition) not in self._seeked)
+
     async def _locked_offset(self, conn: AsyncConnection, record: ConsumerRecord) -> int | None:
         """The partition's stored next offset, row-locked until the transaction ends. Records can
         be handed out before the seek on assignment lands, and during a rebalance two members may
@@ -890,7 +905,7 @@ class ConsumerRunner:
             stored = await self._locked_offset(conn, record)
             if stored is not None and record.offset < stored:
                 return None
-            if stored is not None and record.offset > stored:
+            if self._unpositioned_past(record, stored):
                 raise _PausePartition(f"fetched offset {record.offset} is past the stored offset {stored}", 0.0, "gap")
             await conn.execute(
                 text(

@@ -29,11 +29,17 @@ async def test_gaps_and_reorderings_are_recorded_and_redeliveries_are_not(platfo
     messages = [(0, *_event(1, "A", 1)), (0, *_event(2, "A", 2, again)), (0, *_event(2, "A", 2, again)),  # redelivery
                 (0, *_event(4, "A", 4)), (0, *_event(3, "A", 3)),  # v3 published after v4
                 (0, *_event(1, "B", 1)), (0, *_event(2, "B", 2))]
-    placed = await _produce(topic, messages)
+    # Sent as the relay sends, in Kafka transactions: every commit marker takes an offset, so a
+    # partition's offsets have holes and a stored offset can point at a marker.
     group = f"g-{uuid.uuid4().hex[:8]}"
     before = {k: STREAM_ANOMALIES.labels(group, k)._value.get() for k in ("gap", "out_of_order")}
+    placed = await _produce(topic, messages[:3], transactions=3)
+    await _run_until_stored(engine, ConsumerRunner(engine, KAFKA, group, [topic], handler_for(group)),
+                            topic, {0: placed[-1][1] + 1})
+    placed = await _produce(topic, messages[3:], transactions=2)
     runner = ConsumerRunner(engine, KAFKA, group, [topic], handler_for(group))
     await _run_until_stored(engine, runner, topic, {0: placed[-1][1] + 1})
+    assert placed[0][1] == 4  # the first run stored 3: the first transaction's commit marker
     async with engine.connect() as conn:
         anomalies = [tuple(r) for r in await conn.execute(text(
             "SELECT stream_id, kind, expected_version, received_version FROM stream_anomalies WHERE consumer = :c"
