@@ -5,6 +5,9 @@ Rules (tested in tests/unit/shared/test_money.py):
   rejected, because a float cannot carry an exact cent.
 - Input may not carry more decimals than the currency's minor unit ("10.005" USD is rejected,
   not rounded): a client error should not be hidden by rounding.
+- An amount no currency can hold is refused: more than MAX_INTEGER_DIGITS digits before the
+  point (the NUMERIC(20, 4) columns hold 16; one is kept for sums), more than MAX_DECIMALS
+  significant decimals (the largest ISO 4217 minor unit), NaN or Infinity.
 - Amounts computed here (ratios, allocations) are rounded with ROUND_HALF_UP, the rule an AR
   team expects on an invoice; allocation hands the leftover minor units out so parts sum to the
   whole exactly.
@@ -19,6 +22,8 @@ import iso4217
 from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
 ZERO = Decimal("0")
+MAX_INTEGER_DIGITS = 15
+MAX_DECIMALS = 4
 
 
 class MoneyError(ValueError):
@@ -78,9 +83,18 @@ def parse_amount(value: Any) -> Decimal:
             raise MoneyError(f"{value!r} is not a decimal amount") from exc
     else:
         raise MoneyError("amount must be a decimal string")
-    if not result.is_finite():
-        raise MoneyError("amount must be finite")
-    return result
+    return check_magnitude(result)
+
+
+def check_magnitude(amount: Decimal) -> Decimal:
+    """Refuse what no currency and no amount column can hold (NaN, Infinity, 1E+26, 0.00001)."""
+    if not amount.is_finite():
+        raise MoneyError("amount must be a finite decimal, not NaN or Infinity")
+    if amount != 0 and amount.adjusted() >= MAX_INTEGER_DIGITS:
+        raise MoneyError(f"amount has more than {MAX_INTEGER_DIGITS} digits before the decimal point")
+    if amount != 0 and amount.normalize().as_tuple().exponent < -MAX_DECIMALS:
+        raise MoneyError(f"amount has more than {MAX_DECIMALS} decimals")
+    return amount
 
 
 def exact_amount(value: Any, currency: str) -> Decimal:

@@ -86,12 +86,30 @@ class ValidationFailed(Problem):
     title = "The request is not valid"
 
 
+class ServiceUnavailable(Problem):
+    """A dependency (the database) is out of reach: nothing was done, retry after a while."""
+
+    status = 503
+    type_name = "service-unavailable"
+    title = "The service cannot answer right now"
+    retry_after_seconds = 5
+
+
+class InternalError(Problem):
+    status = 500
+    type_name = "internal-error"
+    title = "Internal error"
+
+
 def problem_response(problem: Problem, request: Request | None = None) -> JSONResponse:
-    return JSONResponse(
+    response = JSONResponse(
         problem.body(str(request.url.path) if request else None),
         status_code=problem.status,
         media_type=PROBLEM_MEDIA_TYPE,
     )
+    if isinstance(problem, ServiceUnavailable):
+        response.headers["Retry-After"] = str(problem.retry_after_seconds)
+    return response
 
 
 _NAMED_REASON = re.compile(r"^([A-Za-z_][\w]*(?:\.[\w]+)*): (.+)$", re.S)

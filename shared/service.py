@@ -28,7 +28,18 @@ from shared.contracts import registry
 from shared.contracts.base import topic_for, with_topic_prefix
 from shared.logthrottle import Throttle, throttle_library_logs
 from shared.db import apply_migrations, make_engine, sql_files
-from shared.problems import install_problem_handlers
+from shared.db_errors import DatabaseFailure
+from shared.db_errors import classify as classify_database_failure
+from shared.input_guard import NUL, nul_in_body, nul_in_pairs
+from shared.problems import (
+    Conflict,
+    InternalError,
+    Problem,
+    ServiceUnavailable,
+    ValidationFailed,
+    install_problem_handlers,
+    problem_response,
+)
 from shared.relay import OutboxRelay
 from shared.settings import ServiceSettings
 from shared.telemetry import current_traceparent, setup_tracing, tracer
@@ -204,6 +215,43 @@ def request_metadata(request: Request) -> dict[str, Any]:
     return meta
 
 
+async def refuse_nul_characters(request: Request) -> Response | None:
+    """A NUL character in the path, query, headers or JSON body is a 422 naming where, before any
+    route sees it (PostgreSQL cannot store it; nothing else should fail on it)."""
+    if NUL in request.scope.get("path", ""):
+        field, where = "path", "the path"
+    elif (field := nul_in_pairs(request.query_params.multi_items())) is not None:
+        where = "the query"
+    elif (field := nul_in_pairs(request.headers.items())) is not None:
+        where = "a header"
+    elif request.method in ("POST", "PUT", "PATCH") and (field := nul_in_body(await request.body())) is not None:
+        where = "the body"
+    else:
+        return None
+    return problem_response(ValidationFailed(f"{field}: a NUL character (\\u0000) in {where} is not allowed",
+                                             extra={"errors": [{"field": field,
+                                                                "reason": "contains a NUL character (\\u0000)"}]}),
+                            request)
+
+
+def unhandled_problem(exc: Exception, request: Request) -> Problem:
+    """The problem an exception no route handled stands for: the database out of reach is a 503
+    (retry later), a value that does not fit a column a 422, a constraint a 409; anything else
+    is a bug, logged with its traceback and answered as a problem+json 500."""
+    failure = classify_database_failure(exc)
+    if failure is DatabaseFailure.UNAVAILABLE:
+        log.warning("%s %s: database unavailable: %s", request.method, request.url.path, exc.__class__.__name__)
+        return ServiceUnavailable("the database is not reachable right now; nothing was done, retry later")
+    if failure is DatabaseFailure.INVALID_DATA:
+        log.warning("%s %s: a value was refused by the database: %s", request.method, request.url.path, exc)
+        return ValidationFailed("a value in the request does not fit what can be stored")
+    if failure is DatabaseFailure.CONFLICT:
+        log.warning("%s %s: a constraint refused the change: %s", request.method, request.url.path, exc)
+        return Conflict("the change conflicts with the stored state (maybe a concurrent request); retry")
+    log.exception("%s %s: unhandled error", request.method, request.url.path)
+    return InternalError("an unexpected error occurred; it was logged")
+
+
 def get_runtime(request: Request) -> Runtime:
     return request.app.state.runtime
 
@@ -238,7 +286,11 @@ def build_app(definition: ServiceDefinition) -> FastAPI:
         started = time.perf_counter()
         with http_tracer.start_as_current_span(f"{request.method} {request.url.path}", context=ctx,
                                                kind=SpanKind.SERVER) as span:
-            response = await call_next(request)
+            refused = await refuse_nul_characters(request)
+            try:
+                response = refused or await call_next(request)
+            except Exception as exc:  # whatever escaped the routes' handlers: never text/plain
+                response = problem_response(unhandled_problem(exc, request), request)
             # Label by route template, not the raw path: ids in paths would explode the series.
             matched = request.scope.get("route")
             route = getattr(matched, "path", "unmatched")

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 from datetime import date
+from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.invoicing.domain.terms import PaymentTerms, UnknownTerms
-from shared.money import Amount, CurrencyCode, MoneyError, exact_amount, money_str
+from shared.money import Amount, CurrencyCode, MoneyError, check_magnitude, exact_amount, money_str
 
 
 class _Request(BaseModel):
@@ -69,6 +70,13 @@ class IssueInvoiceRequest(_Request):
 
     @model_validator(mode="after")
     def _prices_in_currency(self) -> "IssueInvoiceRequest":
+        total = Decimal(0)
+        for i, line in enumerate(self.lines):  # quantity x price must fit an amount column too
+            try:
+                total += check_magnitude(line.quantity * line.unit_price)
+                check_magnitude(total)
+            except MoneyError as exc:
+                raise ValueError(f"lines.{i}.quantity: quantity x unit_price: {exc}") from exc
         if self.currency:
             for i, line in enumerate(self.lines):
                 try:

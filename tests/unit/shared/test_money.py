@@ -73,3 +73,15 @@ def test_json_numbers_are_refused_even_integers():
     with pytest.raises(ValidationError):
         M.model_validate_json('{"amount": 10}')
     assert M.model_validate_json('{"amount": "10"}').amount == Decimal("10")
+
+
+@pytest.mark.parametrize("text", ["1E+26", "1000000000000000", "-1000000000000000.00", "NaN", "sNaN", "Infinity",
+                                  "-Infinity", "0.00001", "1.23456"])
+def test_amounts_no_currency_or_column_can_hold_are_refused(text):
+    with pytest.raises(MoneyError):
+        parse_amount(text)
+
+
+@pytest.mark.parametrize("text", ["999999999999999.9999", "-999999999999999.99", "0", "10.5000000", "0.0001"])
+def test_the_largest_and_finest_amounts_a_column_holds_pass(text):
+    assert parse_amount(text) == Decimal(text)
