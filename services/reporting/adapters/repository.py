@@ -125,6 +125,13 @@ async def clear_read_model(conn: AsyncConnection, consumer: str) -> dict[str, in
     for table in FACT_TABLES:
         removed[table] = int((await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one())
     await conn.execute(text(f"TRUNCATE {', '.join(FACT_TABLES)}"))
+    removed.update(await forget_consumer(conn, consumer))
+    return removed
+
+
+async def forget_consumer(conn: AsyncConnection, consumer: str) -> dict[str, int]:
+    """Delete the consumer's inbox rows and stored offsets. Returns rows removed per table."""
+    removed: dict[str, int] = {}
     for table in ("inbox", "consumer_offsets"):
         result = await conn.execute(text(f"DELETE FROM {table} WHERE consumer = :c"), {"c": consumer})
         removed[table] = result.rowcount

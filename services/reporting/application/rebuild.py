@@ -2,11 +2,13 @@
 projection is order-independent and idempotent, so the rebuilt result equals the incrementally
 built one. Two ways:
 
-- batch (the default of `python -m services.reporting rebuild`): in one transaction, empty
-  every fact table and the consumer's inbox and offsets, read all four topics from their
-  beginning to their current end and write the facts set-based (adapters/batch_load), and
-  store the end offsets as the consumer's positions; a tqdm bar shows events read. The workers
-  then carry on from the end. Readers see the old model until the commit.
+- batch (the default of `python -m services.reporting rebuild`): in one transaction, build a
+  new read model in a shadow schema (adapters/shadow) from all four topics, read from their
+  beginning to their current end and written set-based (adapters/batch_load); forget the
+  consumer's inbox and store the end offsets as its positions; then swap the shadow in by
+  renames, which wait only for the reports running at that moment. Readers keep reading the
+  old model, without waiting, until the commit; the workers then carry on from the end. A tqdm
+  bar shows events read.
 - clear only (`--clear-only`): empty the facts and forget the consumer's inbox and offsets, so
   the consumer replays every topic from offset 0, event by event, when the workers start.
 
@@ -21,7 +23,7 @@ from typing import Callable, Sequence
 from sqlalchemy.ext.asyncio import AsyncEngine
 from tqdm import tqdm
 
-from services.reporting.adapters import batch_load, kafka_groups
+from services.reporting.adapters import batch_load, kafka_groups, shadow
 from services.reporting.adapters import repository as repo
 from services.reporting.projections.facts import facts_of
 
@@ -58,11 +60,16 @@ async def rebuild_from_topics(engine: AsyncEngine, bootstrap: str, consumer: str
             bar.update(read)
 
         async with engine.begin() as conn:
-            removed = await repo.clear_read_model(conn, consumer)
+            live = await shadow.create(conn, repo.FACT_TABLES)
+            removed = await repo.forget_consumer(conn, consumer)
             counts = await batch_load.load_topics(conn, bootstrap, consumer, topics, facts_of, advance)
             await repo.rebuild_deltas(conn)
+            swap_started = time.perf_counter()
+            await shadow.swap(conn, repo.FACT_TABLES, live)
+        swapped_in = time.perf_counter() - swap_started
     elapsed = time.perf_counter() - started
-    say("rebuild: removed " + ", ".join(f"{table} {count}" for table, count in removed.items() if count))
+    say("rebuild: forgot " + ", ".join(f"{table} {count}" for table, count in removed.items())
+        + f"; new read model swapped in ({swapped_in * 1000:.0f} ms)")
     say(f"rebuild: {counts['events']} events ({counts['facts']} facts, {counts['skipped']} undecodable skipped) "
         f"from {', '.join(topics)} in {elapsed:.1f} s ({counts['events'] / elapsed if elapsed else 0:,.0f} events/s); "
         f"consumer {consumer} carries on from the end offsets")
