@@ -57,10 +57,9 @@ async def _daily_run_command(runtime: Runtime, args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     meta = {"actor": "cli:daily-run", "correlation_id": f"daily-run:{as_of}"}
-    async with runtime.engine.begin() as conn:
-        result = await dunning.daily_run(conn, as_of=as_of, run_at=dunning.run_instant(as_of, clock.now(),
-                                                                                       runtime.settings),
-                                         settings=runtime.settings, meta=meta)
+    result = await dunning.daily_run(runtime.engine, as_of=as_of,
+                                     run_at=dunning.run_instant(as_of, clock.now(), runtime.settings),
+                                     settings=runtime.settings, meta=meta)
     out = result.as_json()
     if not args.no_send:
         out["deliveries"] = await dunning.deliver_pending_emails(runtime.engine, runtime.settings)

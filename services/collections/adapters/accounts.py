@@ -10,10 +10,11 @@ from typing import Any, Sequence
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-# One daily run at a time (API, CLI, CronJob, replicas): a second waits, then finds every
-# action already in the ledger. The ledger's unique constraint is the guarantee; the lock only
-# keeps two runs from splitting one customer's consolidated notice between them.
-DAILY_RUN_LOCK = "SELECT pg_advisory_xact_lock(hashtext('ledgerline:collections:daily-run'))"
+# One daily run at a time per customer (API, CLI, CronJob, replicas), held by the customer's
+# transaction: a second run waits for that customer, then finds every action already in the
+# ledger. The ledger's unique constraint is the guarantee; the lock only keeps two runs from
+# splitting one customer's consolidated notice between them. Other customers are not held up.
+CUSTOMER_RUN_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('ledgerline:collections:dunning:' || :c, 0))"
 
 CUSTOMER_DEFAULTS: dict[str, Any] = {
     "name": None, "currency": None, "credit_limit": None, "registered_on": None, "language": "en",
@@ -80,16 +81,20 @@ async def advance_invoices(conn: AsyncConnection, invoice_ids: Sequence[str], on
                        {"d": on, "ids": list(invoice_ids)})
 
 
-_OPEN_INVOICES = """
+_OPEN_BALANCE = """
+i.total_amount
+  - coalesce((SELECT sum(amount) FROM payments_applied p WHERE p.invoice_id = i.invoice_id
+              AND p.value_date <= :d), 0)
+  - coalesce((SELECT sum(amount) FROM credit_memos m WHERE m.invoice_id = i.invoice_id
+              AND m.issue_date <= :d), 0)
+  + coalesce((SELECT sum(amount) FROM balance_adjustments a WHERE a.invoice_id = i.invoice_id
+              AND a.effective_on <= :d), 0)
+"""
+
+_OPEN_INVOICES = f"""
 SELECT i.invoice_id, coalesce(i.invoice_number, i.invoice_id) AS invoice_number, i.customer_id, i.currency,
        i.total_amount, i.issue_date, i.due_date, i.strategy_id, i.dunning_paused, i.advanced_on,
-       i.total_amount
-         - coalesce((SELECT sum(amount) FROM payments_applied p WHERE p.invoice_id = i.invoice_id
-                     AND p.value_date <= :d), 0)
-         - coalesce((SELECT sum(amount) FROM credit_memos m WHERE m.invoice_id = i.invoice_id
-                     AND m.issue_date <= :d), 0)
-         + coalesce((SELECT sum(amount) FROM balance_adjustments a WHERE a.invoice_id = i.invoice_id
-                     AND a.effective_on <= :d), 0) AS open_balance,
+       ({_OPEN_BALANCE}) AS open_balance,
        EXISTS (SELECT 1 FROM disputes d WHERE d.invoice_id = i.invoice_id AND d.opened_on <= :d
                AND (d.resolved_on IS NULL OR d.resolved_on > :d)) AS disputed
 FROM invoices i
@@ -104,8 +109,17 @@ async def invoices_as_of(conn: AsyncConnection, as_of: date, customer_id: str | 
     return [dict(r) for r in rows.mappings()]
 
 
-async def customers_with_active_holds(conn: AsyncConnection) -> list[str]:
-    return list((await conn.execute(text("SELECT customer_id FROM credit_holds WHERE released_on IS NULL"))).scalars())
+async def customers_to_run(conn: AsyncConnection, as_of: date) -> list[str]:
+    """Customers the daily run has something to do for: an invoice open at the end of as_of, or
+    an active credit hold (which may be released)."""
+    rows = await conn.execute(text(
+        f"SELECT DISTINCT i.customer_id FROM invoices i WHERE i.issue_date <= :d AND ({_OPEN_BALANCE}) > 0"
+        " UNION SELECT customer_id FROM credit_holds WHERE released_on IS NULL ORDER BY 1"), {"d": as_of})
+    return list(rows.scalars())
+
+
+async def lock_customer_run(conn: AsyncConnection, customer_id: str) -> None:
+    await conn.execute(text(CUSTOMER_RUN_LOCK), {"c": customer_id})
 
 
 async def settlement_movements(conn: AsyncConnection, customer_id: str, as_of: date) -> list[tuple[str, date, Decimal]]:

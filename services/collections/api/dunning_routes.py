@@ -243,7 +243,9 @@ async def run_dunning(body: s.DailyRunRequest, request: Request, key: str = Depe
         raise Unprocessable("run_at needs a UTC offset", field="run_at")
 
     async def command(conn):
-        result = await dunning.daily_run(conn, as_of=as_of, run_at=run_at, settings=runtime.settings,
+        # The run commits customer by customer on its own connections; the key's transaction only
+        # stores the answer (a failed run leaves the key free, and a retry resumes the run).
+        result = await dunning.daily_run(runtime.engine, as_of=as_of, run_at=run_at, settings=runtime.settings,
                                          meta=request_metadata(request))
         return result.as_json()
 

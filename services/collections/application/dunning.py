@@ -96,30 +96,31 @@ def run_instant(as_of: date, now: datetime, settings: CollectionsSettings) -> da
     return datetime.combine(as_of, settings.daily_run_time_utc, tzinfo=timezone.utc)
 
 
-async def daily_run(conn: AsyncConnection, *, as_of: date, run_at: datetime, settings: CollectionsSettings,
+async def daily_run(engine: AsyncEngine, *, as_of: date, run_at: datetime, settings: CollectionsSettings,
                     meta: dict[str, Any]) -> RunResult:
-    """The caller has checked as_of is not after today and owns the transaction."""
-    await conn.execute(text(accounts.DAILY_RUN_LOCK))
-    await ensure_default_strategy(conn, as_of)
+    """The caller has checked as_of is not after today. Short transactions: promises, then plans,
+    then one per customer with an open invoice or an active hold (under that customer's lock),
+    so payments and other customers' work never wait for the whole run. An interrupted run is
+    resumed by running again: what was done is in the ledger and is not done twice."""
     result = RunResult(as_of=as_of, run_at=run_at)
-    evaluation = await evaluate_promises(conn, as_of, as_of, meta)
+    async with engine.begin() as conn:
+        await ensure_default_strategy(conn, as_of)
+    async with engine.begin() as conn:
+        evaluation = await evaluate_promises(conn, as_of, as_of, meta)
     result.promises_kept = [p["promise_id"] for p in evaluation.kept]
     result.promises_broken = [p["promise_id"] for p in evaluation.broken]
-    result.plan_events = await judge_plans(conn, as_of, meta)
-
-    invoices = await accounts.invoices_as_of(conn, as_of)
-    by_customer: dict[str, list[dict[str, Any]]] = {}
-    for row in invoices:
-        by_customer.setdefault(row["customer_id"], []).append(row)
-    for customer_id in await accounts.customers_with_active_holds(conn):
-        by_customer.setdefault(customer_id, [])
+    async with engine.begin() as conn:
+        result.plan_events = await judge_plans(conn, as_of, meta)
+        customer_ids = await accounts.customers_to_run(conn, as_of)
     strategies: dict[str, Strategy | None] = {}
-    for customer_id in sorted(by_customer):
-        rows = by_customer[customer_id]
-        if not any(r["open_balance"] > 0 for r in rows) and await accounts.active_hold(conn, customer_id) is None:
-            continue
-        result.customers += 1
-        await _run_customer(conn, customer_id, rows, as_of, run_at, settings, meta, strategies, result)
+    for customer_id in customer_ids:
+        async with engine.begin() as conn:
+            await accounts.lock_customer_run(conn, customer_id)
+            rows = await accounts.invoices_as_of(conn, as_of, customer_id)
+            if not any(r["open_balance"] > 0 for r in rows) and await accounts.active_hold(conn, customer_id) is None:
+                continue  # settled (or released) since the list was read
+            result.customers += 1
+            await _run_customer(conn, customer_id, rows, as_of, run_at, settings, meta, strategies, result)
     return result
 
 
