@@ -42,7 +42,7 @@ async def invoicing():
 async def test_a_database_out_of_reach_is_a_503_problem_with_retry_after():
     closed = free_port()  # nothing listens there: connection refused
     settings = InvoicingSettings(database_url=f"postgresql+asyncpg://ledgerline:ledgerline@127.0.0.1:{closed}/nowhere",
-                                 migrate_on_start=False, role="api")
+                                 migrate_on_start=False, role="api", allow_open=True)
     app = build_app(invoicing_definition(settings))
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
