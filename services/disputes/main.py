@@ -6,6 +6,7 @@ from shared.contracts import topic_for
 from shared.service import ConsumerSpec, ServiceDefinition, build_app
 from services.disputes.api.deduction_routes import router as deduction_router
 from services.disputes.api.routes import router
+from services.disputes.api.workflow_routes import router as workflow_router
 from services.disputes.application.handlers import on_external_event
 from services.disputes.settings import DisputesSettings
 
@@ -16,7 +17,7 @@ def definition(settings: DisputesSettings | None = None, clock: Clock | None = N
         title="Ledgerline disputes",
         settings=settings or DisputesSettings(),
         migrations_package="services.disputes.adapters.migrations",
-        routers=[router, deduction_router],
+        routers=[router, deduction_router, workflow_router],
         consumers=[ConsumerSpec("disputes", [topic_for("cash_application"), topic_for("invoicing")],
                                 on_external_event)],
         state={"clock": clock or SystemClock()},

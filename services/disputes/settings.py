@@ -8,3 +8,5 @@ class DisputesSettings(ServiceSettings):
 
     database_url: str = LOCAL_DB.format(context="disputes")
     port: int = 8104
+    # Attachments (proof of delivery, pricing agreements) are kept in PostgreSQL up to this size.
+    attachment_max_bytes: int = 5 * 1024 * 1024

@@ -49,9 +49,13 @@ from shared.contracts.disputes import (
     DeductionCodesMapped,
     DeductionOpened,
     DisputeAssigned,
+    DisputeAttachmentAdded,
+    DisputeEscalated,
+    DisputeNoteAdded,
     DisputeOpened,
     DisputeReclassified,
     DisputeResolved,
+    DisputeStatusChanged,
     ReasonCodeMapping,
 )
 from shared.contracts.invoicing import (
@@ -74,7 +78,8 @@ __all__ = [
     "PaymentUnapplied", "PaymentReturned", "PaymentRefunded", "SmallBalanceWrittenOff", "SmallBalanceWriteOffReversed",
     "BankStatementImported",
     "DisputeOpened", "DeductionOpened", "DisputeResolved", "DisputeReclassified", "DisputeAssigned",
-    "DeductionCodesMapped", "ReasonCodeMapping",
+    "DeductionCodesMapped", "ReasonCodeMapping", "DisputeStatusChanged", "DisputeNoteAdded",
+    "DisputeAttachmentAdded", "DisputeEscalated",
     "PromiseToPayMade", "PromiseKept", "PromiseBroken",
     "PaymentPlanAgreed", "Installment", "InstallmentPaid", "InstallmentMissed", "PaymentPlanCompleted",
     "PaymentPlanBroken", "CollectorAssigned", "CustomerSegmented", "DunningNoticeSent", "CallTaskCreated",

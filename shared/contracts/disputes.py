@@ -114,3 +114,62 @@ class DeductionCodesMapped(_Disputes):
     mappings: list[ReasonCodeMapping]
     mapped_on: date
     mapped_by: str
+
+
+@event
+class DisputeStatusChanged(_Disputes):
+    """Where the work stands: new, in_review, waiting_on_customer, waiting_on_internal (resolved
+    is DisputeResolved)."""
+
+    event_type: ClassVar[str] = "DisputeStatusChanged"
+
+    dispute_id: str
+    customer_id: str
+    from_status: str
+    to_status: str
+    changed_on: date
+    changed_by: str
+
+
+@event
+class DisputeNoteAdded(_Disputes):
+    event_type: ClassVar[str] = "DisputeNoteAdded"
+
+    dispute_id: str
+    note_id: str
+    text: str
+    author: str
+    added_on: date
+
+
+@event
+class DisputeAttachmentAdded(_Disputes):
+    """A document kept with the dispute (proof of delivery, pricing agreement); its bytes stay in
+    disputes' database, the event names it and its SHA-256."""
+
+    event_type: ClassVar[str] = "DisputeAttachmentAdded"
+
+    dispute_id: str
+    attachment_id: str
+    file_name: str
+    content_type: str
+    size_bytes: int
+    sha256: str
+    kind: str
+    added_by: str
+    added_on: date
+
+
+@event
+class DisputeEscalated(_Disputes):
+    """Still open after its due date (set by reason code): escalated once per due date."""
+
+    event_type: ClassVar[str] = "DisputeEscalated"
+
+    dispute_id: str
+    customer_id: str
+    reason_code: str
+    team: str
+    owner: str | None
+    due_on: date
+    escalated_on: date

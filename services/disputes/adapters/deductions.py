@@ -127,3 +127,47 @@ async def root_cause(conn: AsyncConnection, *, group_by: str, kind: str | None, 
         " GROUP BY 1 ORDER BY sum(amount) DESC, 1"),
         {"cur": currency, "k": kind, "f": opened_from, "t": opened_to})
     return [dict(r) for r in rows.mappings()]
+
+
+async def add_note(conn: AsyncConnection, *, note_id: str, dispute_id: str, text_: str, author: str,
+                   added_on: date) -> None:
+    await conn.execute(text("INSERT INTO dispute_notes (note_id, dispute_id, text, author, added_on)"
+                            " VALUES (:n, :d, :t, :a, :on) ON CONFLICT DO NOTHING"),
+                       {"n": note_id, "d": dispute_id, "t": text_, "a": author, "on": added_on})
+
+
+async def notes(conn: AsyncConnection, dispute_id: str) -> list[dict[str, Any]]:
+    rows = await conn.execute(text("SELECT note_id, text, author, added_on FROM dispute_notes WHERE dispute_id = :d"
+                                   " ORDER BY created_seq"), {"d": dispute_id})
+    return [dict(r) for r in rows.mappings()]
+
+
+async def add_attachment(conn: AsyncConnection, *, attachment_id: str, dispute_id: str, file_name: str,
+                         content_type: str, kind: str, content: bytes, sha256: str, added_by: str,
+                         added_on: date) -> None:
+    await conn.execute(text(
+        "INSERT INTO dispute_attachments (attachment_id, dispute_id, file_name, content_type, kind, size_bytes,"
+        " sha256, content, added_by, added_on) VALUES (:id, :d, :f, :ct, :k, :n, :h, :c, :by, :on)"
+        " ON CONFLICT DO NOTHING"),
+        {"id": attachment_id, "d": dispute_id, "f": file_name, "ct": content_type, "k": kind, "n": len(content),
+         "h": sha256, "c": content, "by": added_by, "on": added_on})
+
+
+async def attachments(conn: AsyncConnection, dispute_id: str) -> list[dict[str, Any]]:
+    rows = await conn.execute(text(
+        "SELECT attachment_id, file_name, content_type, kind, size_bytes, sha256, added_by, added_on"
+        " FROM dispute_attachments WHERE dispute_id = :d ORDER BY created_seq"), {"d": dispute_id})
+    return [dict(r) for r in rows.mappings()]
+
+
+async def attachment_content(conn: AsyncConnection, dispute_id: str, attachment_id: str) -> dict[str, Any] | None:
+    row = (await conn.execute(text(
+        "SELECT file_name, content_type, content FROM dispute_attachments WHERE dispute_id = :d"
+        " AND attachment_id = :a"), {"d": dispute_id, "a": attachment_id})).mappings().first()
+    return dict(row) if row else None
+
+
+async def overdue_open_disputes(conn: AsyncConnection, as_of: date) -> list[str]:
+    return list((await conn.execute(text(
+        "SELECT dispute_id FROM disputes WHERE status = 'open' AND due_on < :d ORDER BY due_on, dispute_id"),
+        {"d": as_of})).scalars())

@@ -40,17 +40,19 @@ async def amount_in_dispute(conn: AsyncConnection, invoice_id: str) -> Decimal:
 async def insert_dispute(conn: AsyncConnection, row: dict[str, Any]) -> None:
     await conn.execute(
         text("INSERT INTO disputes (dispute_id, kind, invoice_id, customer_id, payment_id, currency, amount,"
-             " reason_code, description, opened_on, status, version, team, customer_reason_code, external_reference)"
-             " VALUES (:dispute_id, :kind, :invoice_id, :customer_id, :payment_id, :currency, :amount, :reason_code,"
-             " :description, :opened_on, 'open', :version, :team, :customer_reason_code, :external_reference)"),
-        {"team": None, "customer_reason_code": None, "external_reference": None, **row},
+             " reason_code, description, opened_on, status, version, team, customer_reason_code, external_reference,"
+             " due_on) VALUES (:dispute_id, :kind, :invoice_id, :customer_id, :payment_id, :currency, :amount,"
+             " :reason_code, :description, :opened_on, 'open', :version, :team, :customer_reason_code,"
+             " :external_reference, :due_on)"),
+        {"team": None, "customer_reason_code": None, "external_reference": None, "due_on": None, **row},
     )
 
 
 async def record_resolution(conn: AsyncConnection, *, dispute_id: str, resolution: str, credit_amount: Decimal,
                             resolved_on: date, note: str | None, version: int) -> None:
     await conn.execute(
-        text("UPDATE disputes SET status = 'resolved', resolution = :r, credit_amount = :c, resolved_on = :on,"
+        text("UPDATE disputes SET status = 'resolved', work_status = 'resolved', resolution = :r, credit_amount = :c,"
+             " resolved_on = :on,"
              " resolution_note = :n, version = :v WHERE dispute_id = :d"),
         {"r": resolution, "c": credit_amount, "on": resolved_on, "n": note, "v": version, "d": dispute_id},
     )

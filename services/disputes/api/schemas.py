@@ -67,5 +67,8 @@ def dispute_out(row: dict[str, Any]) -> dict[str, Any]:
         "rebill_amount": money(row.get("rebill_amount")),
         "rebill_invoice_id": row.get("rebill_invoice_id"),
         "recovered_amount": money(row.get("recovered_amount") or 0),
+        "work_status": row.get("work_status"),
+        "due_on": row["due_on"].isoformat() if row.get("due_on") else None,
+        "escalated_on": row["escalated_on"].isoformat() if row.get("escalated_on") else None,
         "version": row["version"],
     }

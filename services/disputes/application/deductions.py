@@ -4,6 +4,7 @@ command, metadata); the caller owns the transaction."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import uuid
 from dataclasses import dataclass
@@ -65,7 +66,8 @@ async def reclassify(conn: AsyncConnection, dispute_id: str, reason_code: str, o
     except DisputeRuleViolation as exc:
         raise _problem(exc) from exc
     await aggregate.save(conn, dispute, meta)
-    await repo_d.update_dispute(conn, dispute.id, dispute.version, reason_code=dispute.reason_code)
+    await repo_d.update_dispute(conn, dispute.id, dispute.version, reason_code=dispute.reason_code,
+                                due_on=dispute.due_on)
     return await repo.get_dispute(conn, dispute.id)
 
 
@@ -102,7 +104,8 @@ async def decide_validity(conn: AsyncConnection, cmd: DecideValidity, meta: dict
     await repo.record_resolution(conn, dispute_id=dispute.id, resolution=dispute.resolution,
                                  credit_amount=dispute.credit_amount, resolved_on=cmd.decided_on, note=cmd.note,
                                  version=dispute.version)
-    await repo_d.update_dispute(conn, dispute.id, dispute.version, rebill_amount=dispute.rebill_amount)
+    await repo_d.update_dispute(conn, dispute.id, dispute.version, rebill_amount=dispute.rebill_amount,
+                                work_status="resolved")
     return await repo.get_dispute(conn, dispute.id)
 
 
@@ -198,5 +201,68 @@ async def _import_line(conn: AsyncConnection, line_number: int, raw: dict[str, s
         "customer_id": customer_id, "payment_id": dispute.payment_id or None, "currency": dispute.currency,
         "amount": dispute.amount, "reason_code": reason_code, "description": f"retailer deduction {number}",
         "opened_on": dispute.opened_on, "version": dispute.version, "team": dispute.team,
-        "customer_reason_code": customer_code, "external_reference": number})
+        "customer_reason_code": customer_code, "external_reference": number, "due_on": dispute.due_on})
     return {**result, "status": "opened", "dispute_id": dispute.id, "reason_code": reason_code}
+
+
+async def change_status(conn: AsyncConnection, dispute_id: str, status: str, on: date, by: str, note: str | None,
+                        expected_version: int | None, meta: dict[str, Any]) -> dict[str, Any]:
+    dispute = await _load(conn, dispute_id, expected_version)
+    try:
+        dispute.change_status(status=status, on=on, by=by, at=utc_midnight(on))
+    except DisputeRuleViolation as exc:
+        raise _problem(exc) from exc
+    await aggregate.save(conn, dispute, {**meta, **({"note": note} if note else {})})
+    await repo_d.update_dispute(conn, dispute.id, dispute.version, work_status=dispute.work_status)
+    return await repo.get_dispute(conn, dispute.id)
+
+
+async def add_note(conn: AsyncConnection, dispute_id: str, note_id: str, text: str, on: date, by: str,
+                   meta: dict[str, Any]) -> dict[str, Any]:
+    dispute = await _load(conn, dispute_id)
+    try:
+        dispute.add_note(note_id=note_id, text=text, on=on, by=by, at=utc_midnight(on))
+    except DisputeRuleViolation as exc:
+        raise _problem(exc) from exc
+    await aggregate.save(conn, dispute, meta)
+    await repo_d.update_dispute(conn, dispute.id, dispute.version)
+    await repo_d.add_note(conn, note_id=note_id, dispute_id=dispute.id, text_=text, author=by, added_on=on)
+    return {"note_id": note_id, "dispute_id": dispute.id, "text": text, "author": by, "added_on": on.isoformat()}
+
+
+async def add_attachment(conn: AsyncConnection, dispute_id: str, attachment_id: str, file_name: str,
+                         content_type: str, kind: str, content: bytes, max_bytes: int, on: date, by: str,
+                         meta: dict[str, Any]) -> dict[str, Any]:
+    dispute = await _load(conn, dispute_id)
+    digest = hashlib.sha256(content).hexdigest()
+    try:
+        dispute.add_attachment(attachment_id=attachment_id, file_name=file_name, content_type=content_type,
+                               size_bytes=len(content), sha256=digest, kind=kind, max_bytes=max_bytes, on=on, by=by,
+                               at=utc_midnight(on))
+    except DisputeRuleViolation as exc:
+        raise _problem(exc) from exc
+    await aggregate.save(conn, dispute, meta)
+    await repo_d.update_dispute(conn, dispute.id, dispute.version)
+    await repo_d.add_attachment(conn, attachment_id=attachment_id, dispute_id=dispute.id, file_name=file_name,
+                                content_type=content_type, kind=kind, content=content, sha256=digest, added_by=by,
+                                added_on=on)
+    return {"attachment_id": attachment_id, "dispute_id": dispute.id, "file_name": file_name,
+            "content_type": content_type, "kind": kind, "size_bytes": len(content), "sha256": digest,
+            "added_by": by, "added_on": on.isoformat()}
+
+
+async def escalate_overdue(conn: AsyncConnection, as_of: date, meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every open dispute past its due date and not yet escalated for it: DisputeEscalated. Running
+    it again for the same date escalates nothing new."""
+    escalated = []
+    for dispute_id in await repo_d.overdue_open_disputes(conn, as_of):
+        dispute = await aggregate.load(conn, Dispute, dispute_id)
+        if not dispute.escalate_if_overdue(as_of=as_of, at=utc_midnight(as_of)):
+            continue
+        event = dispute.pending[0][0]
+        await aggregate.save(conn, dispute, meta)
+        await repo_d.update_dispute(conn, dispute.id, dispute.version, escalated_on=as_of)
+        escalated.append({"dispute_id": dispute.id, "customer_id": dispute.customer_id,
+                          "reason_code": dispute.reason_code, "team": event.team, "owner": event.owner,
+                          "due_on": event.due_on.isoformat(), "escalated_on": as_of.isoformat()})
+    return escalated

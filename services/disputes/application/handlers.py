@@ -146,7 +146,8 @@ def _row(dispute: Dispute, *, description: str | None = None, payment_id: str | 
             "customer_id": dispute.customer_id, "payment_id": payment_id, "currency": dispute.currency,
             "amount": dispute.amount, "reason_code": dispute.reason_code, "description": description,
             "opened_on": dispute.opened_on, "version": dispute.version, "team": dispute.team,
-            "customer_reason_code": dispute.customer_reason_code, "external_reference": dispute.external_reference}
+            "customer_reason_code": dispute.customer_reason_code, "external_reference": dispute.external_reference,
+            "due_on": dispute.due_on}
 
 
 async def on_external_event(conn: AsyncConnection, event: ReceivedEvent) -> None:

@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Literal
 
 from shared.aggregate import Aggregate
-from shared.contracts import DeductionOpened, DisputeAssigned, DisputeOpened, DisputeReclassified, DisputeResolved
+from shared.contracts import (
+    DeductionOpened,
+    DisputeAssigned,
+    DisputeAttachmentAdded,
+    DisputeEscalated,
+    DisputeNoteAdded,
+    DisputeOpened,
+    DisputeReclassified,
+    DisputeResolved,
+    DisputeStatusChanged,
+)
 from shared.money import ZERO, quantize
-from services.disputes.domain.reason_codes import BY_CODE, TEAMS, is_selectable, team_for
+from services.disputes.domain.reason_codes import BY_CODE, TEAMS, due_days, is_selectable, team_for
 
 Resolution = Literal["credit", "rejected", "partial_credit"]
 RESOLUTIONS: tuple[str, ...] = ("credit", "rejected", "partial_credit")
@@ -19,6 +29,9 @@ RESOLUTIONS: tuple[str, ...] = ("credit", "rejected", "partial_credit")
 WITHDRAWN = "withdrawn"
 # A deduction's validity decision: valid (credited), invalid (re-billed) or partly each.
 VALIDITY = ("valid", "invalid", "partial")
+# The workflow's statuses while open (resolved is the resolution).
+WORK_STATUSES = ("new", "in_review", "waiting_on_customer", "waiting_on_internal")
+ATTACHMENT_KINDS = ("proof_of_delivery", "pricing_agreement", "purchase_order", "correspondence", "other")
 
 
 class DisputeRuleViolation(ValueError):
@@ -69,6 +82,15 @@ class Dispute(Aggregate):
         self.rebill_amount: Decimal | None = None
         self.customer_reason_code: str | None = None
         self.external_reference: str | None = None
+        self.work_status = "new"
+        self.note_ids: set[str] = set()
+        self.attachment_ids: set[str] = set()
+        self.escalated_for: set[date] = set()  # due dates already escalated
+
+    @property
+    def due_on(self) -> date | None:
+        """The reason code's days after opening: when the dispute is escalated if still open."""
+        return self.opened_on + timedelta(days=due_days(self.reason_code)) if self.opened_on else None
 
     # -- commands -------------------------------------------------------------------------
 
@@ -139,6 +161,55 @@ class Dispute(Aggregate):
             raise DisputeRuleViolation(f"dispute {self.id} is already with {owner or 'nobody'} in {team}", "owner")
         self.trigger(DisputeAssigned(dispute_id=self.id, customer_id=self.customer_id, owner=owner, team=team,
                                      assigned_on=on, assigned_by=by), at)
+
+    def change_status(self, *, status: str, on: date, by: str, at: datetime) -> None:
+        self._must_be_open()
+        if status not in WORK_STATUSES or status == "new":
+            raise DisputeRuleViolation(f"status must be one of {', '.join(WORK_STATUSES[1:])} (resolve to close)",
+                                       "status")
+        if status == self.work_status:
+            raise DisputeRuleViolation(f"dispute {self.id} is already {status}", "status")
+        self.trigger(DisputeStatusChanged(dispute_id=self.id, customer_id=self.customer_id,
+                                          from_status=self.work_status, to_status=status, changed_on=on,
+                                          changed_by=by), at)
+
+    def add_note(self, *, note_id: str, text: str, on: date, by: str, at: datetime) -> None:
+        """Notes may be added after resolution too (what was agreed, for the record)."""
+        if not self.exists:
+            raise DisputeRuleViolation(f"dispute {self.id} does not exist", "dispute_id")
+        if note_id in self.note_ids:
+            return
+        if not text.strip():
+            raise DisputeRuleViolation("a note needs text", "text")
+        self.trigger(DisputeNoteAdded(dispute_id=self.id, note_id=note_id, text=text, author=by, added_on=on), at)
+
+    def add_attachment(self, *, attachment_id: str, file_name: str, content_type: str, size_bytes: int,
+                       sha256: str, kind: str, max_bytes: int, on: date, by: str, at: datetime) -> None:
+        if not self.exists:
+            raise DisputeRuleViolation(f"dispute {self.id} does not exist", "dispute_id")
+        if attachment_id in self.attachment_ids:
+            return
+        if kind not in ATTACHMENT_KINDS:
+            raise DisputeRuleViolation(f"kind must be one of {', '.join(ATTACHMENT_KINDS)}", "kind")
+        if size_bytes <= 0:
+            raise DisputeRuleViolation("the attachment is empty", "body")
+        if size_bytes > max_bytes:
+            raise DisputeRuleViolation(f"the attachment has {size_bytes} bytes; at most {max_bytes} are kept", "body")
+        if not file_name.strip():
+            raise DisputeRuleViolation("name the file", "file_name")
+        self.trigger(DisputeAttachmentAdded(dispute_id=self.id, attachment_id=attachment_id, file_name=file_name,
+                                            content_type=content_type, size_bytes=size_bytes, sha256=sha256,
+                                            kind=kind, added_by=by, added_on=on), at)
+
+    def escalate_if_overdue(self, *, as_of: date, at: datetime) -> bool:
+        """Open past its due date and not yet escalated for that due date: escalate (once)."""
+        due = self.due_on
+        if self.status != "open" or due is None or as_of <= due or due in self.escalated_for:
+            return False
+        self.trigger(DisputeEscalated(dispute_id=self.id, customer_id=self.customer_id, reason_code=self.reason_code,
+                                      team=self.team or team_for(self.reason_code), owner=self.owner, due_on=due,
+                                      escalated_on=as_of), at)
+        return True
 
     def decide_validity(self, *, valid_amount: Decimal, invalid_amount: Decimal, decided_on: date,
                         at: datetime) -> None:
@@ -222,6 +293,18 @@ class Dispute(Aggregate):
         self.owner = e.owner
         self.team = e.team
 
+    def when_DisputeStatusChanged(self, e: DisputeStatusChanged) -> None:
+        self.work_status = e.to_status
+
+    def when_DisputeNoteAdded(self, e: DisputeNoteAdded) -> None:
+        self.note_ids.add(e.note_id)
+
+    def when_DisputeAttachmentAdded(self, e: DisputeAttachmentAdded) -> None:
+        self.attachment_ids.add(e.attachment_id)
+
+    def when_DisputeEscalated(self, e: DisputeEscalated) -> None:
+        self.escalated_for.add(e.due_on)
+
     def _opened(self, kind, invoice_id, customer_id, currency, amount, reason_code, opened_on) -> None:
         self.kind = kind
         self.invoice_id = invoice_id
@@ -239,6 +322,7 @@ class Dispute(Aggregate):
         self.credit_amount = e.credit_amount
         self.resolved_on = e.resolved_on
         self.rebill_amount = e.rebill_amount
+        self.work_status = "resolved"
 
 
 def resolution_credit(resolution: str, credit_amount: Decimal | None, disputed_amount: Decimal) -> Decimal:

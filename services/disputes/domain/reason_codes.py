@@ -66,3 +66,14 @@ def mapped_reason_code(customer_code: str | None, mapping: dict[str, str]) -> st
     if code in mapping:
         return mapping[code]
     return deduction_reason_code(code)
+
+
+# Days a dispute of each reason may stay open before it is escalated (its due date).
+DUE_DAYS: dict[str, int] = {
+    "PRICING": 10, "QUANTITY": 14, "DAMAGED": 14, "NOT_RECEIVED": 14, "DUPLICATE_BILLING": 7, "PROMOTION": 30,
+    "TAX": 10, "OTHER": 21, "UNSPECIFIED": 7,
+}
+
+
+def due_days(reason_code: str) -> int:
+    return DUE_DAYS.get(reason_code, 21)
