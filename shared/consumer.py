@@ -482,7 +482,12 @@ class ConsumerRunner:
         self._consumer = consumer
         self._paused.clear()
         consumer.subscribe(self.topics, listener=_SeekToStoredOffsets(self))
-        await consumer.start()
+        try:
+            await consumer.start()
+        except BaseException:
+            self._consumer = None
+            await consumer.stop()  # release its connections and tasks before the retry
+            raise
         self.running = True
         self.last_error = None  # connected again: an earlier outage is over
         self._throttle.reset("restart")

@@ -119,6 +119,7 @@ class OutboxRelay:
         max_idle_interval: float = 0.5,
         lease_seconds: float = 10.0,
         max_backlog_seconds: float = 60.0,
+        max_failing_seconds: float = 30.0,
         holder: str | None = None,
     ) -> None:
         self.engine = engine
@@ -133,6 +134,7 @@ class OutboxRelay:
         self.transactional_id = f"ledgerline-relay-{self.topic}"
         self.lease_seconds = lease_seconds
         self.max_backlog_seconds = max_backlog_seconds
+        self.max_failing_seconds = max_failing_seconds
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.epoch: int | None = None
         self.is_leader = False
@@ -310,8 +312,9 @@ class OutboxRelay:
         return {"backlog_age_seconds": None if oldest is None else round(max(oldest, 0.0), 1)}
 
     async def status(self, task_alive: bool) -> tuple[bool, dict[str, Any]]:
-        """(ready, details): a follower is ready; a leader is not when publishing has failed for
-        30 s or the oldest unpublished event is older than max_backlog_seconds."""
+        """(ready, details): a follower is ready; a relay is not when publishing (or taking the
+        lead and starting its producer) has failed for max_failing_seconds, nor a leader whose
+        oldest unpublished event is older than max_backlog_seconds."""
         details: dict[str, Any] = {
             "running": task_alive, "leader": self.is_leader, "holder": self.holder, "epoch": self.epoch,
             "published": self.published, "last_error": self.last_error,
@@ -321,7 +324,7 @@ class OutboxRelay:
         reasons = []
         if not task_alive:
             reasons.append("relay task not running")
-        if self.error_since is not None and time.monotonic() - self.error_since > 30:
+        if self.error_since is not None and time.monotonic() - self.error_since > self.max_failing_seconds:
             reasons.append(f"publishing failing for {time.monotonic() - self.error_since:.0f}s")
         try:
             progress = await self.progress()
