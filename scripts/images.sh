@@ -26,6 +26,7 @@
 # Environment: PYTHON_IMAGE (force a base), LEDGERLINE_BASE=official|local (skip the registry
 # probe), LEDGERLINE_CACHE.
 set -euo pipefail
+shopt -s inherit_errexit   # a failed build inside $(...) fails the script
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${LEDGERLINE_CACHE:-/var/cache/ledgerline}"
@@ -204,11 +205,14 @@ infra_images() {
     if registry_answers; then
         return  # docker-compose.yml's defaults: the official postgres, apache/kafka, otel images
     fi
-    local base
+    local base postgres kafka otelcol
     base="$(minbase)"
-    echo "LEDGERLINE_POSTGRES_IMAGE=$(build_local postgres postgres.Dockerfile "$ROOT/deploy/images/postgres" "BASE_IMAGE=$base")"
-    echo "LEDGERLINE_KAFKA_IMAGE=$(kafka_image "$base")"
-    echo "LEDGERLINE_OTELCOL_IMAGE=$(otelcol_image "$base")"
+    postgres="$(build_local postgres postgres.Dockerfile "$ROOT/deploy/images/postgres" "BASE_IMAGE=$base")"
+    kafka="$(kafka_image "$base")"
+    otelcol="$(otelcol_image "$base")"
+    echo "LEDGERLINE_POSTGRES_IMAGE=$postgres"
+    echo "LEDGERLINE_KAFKA_IMAGE=$kafka"
+    echo "LEDGERLINE_OTELCOL_IMAGE=$otelcol"
 }
 
 kafka_image() {
@@ -242,7 +246,7 @@ otelcol_image() {
 
 case "${1:-}" in
     docker) ensure_docker ;;
-    base) ensure_docker; echo "PYTHON_IMAGE=$(python_base)" ;;
+    base) ensure_docker; image="$(python_base)"; echo "PYTHON_IMAGE=$image" ;;
     service) ensure_docker; service_image ;;
     platform) ensure_docker; platform_images ;;
     infra) ensure_docker; infra_images ;;

@@ -7,7 +7,9 @@ ARG BASE_IMAGE=ledgerline-local/debian:bookworm-minbase-v2
 FROM ${BASE_IMAGE}
 
 # hadolint ignore=DL3008
-RUN apt-get update \
+# (the JRE's postinst links its man page: the minbase has no man directories)
+RUN mkdir -p /usr/share/man/man1 \
+    && apt-get update \
     && apt-get install -y --no-install-recommends openjdk-17-jre-headless \
     && apt-get clean \
     && rm -rf /var/lib/apt/lists/* /var/cache/apt/*
