@@ -188,10 +188,21 @@ service_image() {
         log "building $tag on $base"
         docker build -q --build-arg "PYTHON_IMAGE=$base" "${proxies[@]}" \
             --label "org.opencontainers.image.revision=$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)" \
+            --label dev.ledgerline.built-by=images.sh \
             -t "$tag" "$ROOT" >&2
         log "built $tag in $((SECONDS - started)) s, $(docker image inspect -f '{{.Size}}' "$tag" | awk '{printf "%.0f MB", $1/1e6}')"
+        prune_service_images
     fi
     echo "LEDGERLINE_IMAGE=$tag"
+}
+
+prune_service_images() {
+    # Only images this script built (by label), keeping the newest three: caches stay warm for a
+    # few trees without filling the disk. Images in use by a container are left alone.
+    docker images --filter label=dev.ledgerline.built-by=images.sh --format '{{.CreatedAt}}\t{{.Repository}}:{{.Tag}}' \
+        | sort -r | tail -n +4 | cut -f2 | while read -r old; do
+            docker rmi "$old" >/dev/null 2>&1 && log "removed the older $old" || true
+        done
 }
 
 # --- the compose stack's infrastructure where no registry answers -------------------------------
