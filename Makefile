@@ -36,6 +36,7 @@ test-deploy: setup
 # the README's flow and a trace through Kafka, and the Kubernetes flow. Images and tools are
 # cached outside the clone (/var/cache/ledgerline), so a second run is much faster.
 test-platform: setup
+	bash scripts/images.sh prepare
 	$(PYTEST) tests/deploy -q -p no:cacheprovider -m platform
 
 # Services never import each other; shared/ never imports a service (also run by `make test`).

@@ -4,6 +4,8 @@
 #
 #   scripts/images.sh docker      make sure a Docker daemon answers (installs Debian's docker.io
 #                                 and starts dockerd when none runs; PID 1 need not be systemd)
+#   scripts/images.sh prepare     the slow cold-start work in parallel (Compose and collector
+#                                 Go builds, the rootfs, the Python base); cached afterwards
 #   scripts/images.sh base        the Python base image: the official python:3.11-slim when a
 #                                 registry answers, else one made here (mmdebstrap bookworm
 #                                 minbase + `docker import`, then Debian's python3 on it)
@@ -255,11 +257,26 @@ otelcol_image() {
     build_local otelcol otelcol.Dockerfile "$ctx" "BASE_IMAGE=$base"
 }
 
+prepare() {
+    # The slow, independent cold-start work at once: Docker Compose and the collector (Go
+    # builds) beside the rootfs and the Python base (downloads). Each is cached, so a warm run
+    # returns at once. Fails if any part failed.
+    local pids=() failed=0
+    bash "$ROOT/scripts/ensure-compose.sh" >/dev/null & pids+=($!)
+    if ! registry_answers; then
+        bash "$ROOT/scripts/ensure-otelcol.sh" >/dev/null & pids+=($!)
+    fi
+    python_base >/dev/null & pids+=($!)
+    for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+    ((failed == 0)) || die "preparing the platform tools failed (see above)"
+}
+
 case "${1:-}" in
     docker) ensure_docker ;;
+    prepare) ensure_docker; prepare ;;
     base) ensure_docker; image="$(python_base)"; echo "PYTHON_IMAGE=$image" ;;
     service) ensure_docker; service_image ;;
     platform) ensure_docker; platform_images ;;
     infra) ensure_docker; infra_images ;;
-    *) echo "usage: $0 {docker|base|service|infra|platform}" >&2; exit 2 ;;
+    *) echo "usage: $0 {docker|prepare|base|service|infra|platform}" >&2; exit 2 ;;
 esac
