@@ -59,8 +59,11 @@ from shared.contracts.disputes import (
     ReasonCodeMapping,
 )
 from shared.contracts.invoicing import (
+    BillingAddress,
+    BillingContact,
     CreditMemoIssued,
     CreditMemoLine,
+    CustomerProfileChanged,
     CustomerRegistered,
     InvoiceAdjusted,
     InvoiceAdjustmentRejected,
@@ -74,6 +77,7 @@ __all__ = [
     "ContractRegistry", "EventContract", "NewerSchemaVersion", "UnknownEvent", "registry", "topic_for",
     "CustomerRegistered", "InvoiceIssued", "InvoiceLine", "CreditMemoIssued", "CreditMemoLine",
     "InvoiceAdjustmentRequested", "InvoiceAdjustmentRejected", "InvoiceAdjusted", "InvoiceVoided",
+    "CustomerProfileChanged", "BillingContact", "BillingAddress",
     "PaymentReceived", "PaymentApplied", "ShortPayDetected", "UnappliedCashRecorded",
     "PaymentUnapplied", "PaymentReturned", "PaymentRefunded", "SmallBalanceWrittenOff", "SmallBalanceWriteOffReversed",
     "BankStatementImported",

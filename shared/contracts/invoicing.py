@@ -156,3 +156,43 @@ class InvoiceVoided(_Invoicing):
     voided_on: date
     reason: str
 
+
+
+class BillingContact(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    email: str | None = None
+    phone: str | None = None
+    role: str | None = None  # ap_clerk, ap_manager, controller, ...
+
+
+class BillingAddress(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    lines: list[str]
+    city: str
+    postal_code: str | None = None
+    region: str | None = None
+    country: str  # ISO 3166-1 alpha-2
+
+
+@event
+class CustomerProfileChanged(_Invoicing):
+    """The customer master changed from effective_on: only the fields given change (None = as
+    before). Each change is a new version of the customer's stream; reads as of a date replay them."""
+
+    event_type: ClassVar[str] = "CustomerProfileChanged"
+    money_fields: ClassVar[tuple[str, ...]] = ("credit_limit",)
+
+    customer_id: str
+    currency: CurrencyCode
+    effective_on: date
+    payment_terms: str | None = None
+    payment_terms_days: int | None = None
+    credit_limit: Amount | None = None
+    billing_contacts: list[BillingContact] | None = None
+    billing_address: BillingAddress | None = None
+    language: str | None = None  # en | fr
+    delivery_preference: str | None = None  # email_pdf | postal | portal_upload | e_invoice
+    changed_by: str

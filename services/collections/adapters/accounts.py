@@ -530,3 +530,19 @@ async def resolve_dispute(conn: AsyncConnection, *, dispute_id: str, invoice_id:
         "INSERT INTO disputes (dispute_id, invoice_id, customer_id, opened_on, resolved_on)"
         " VALUES (:d, :i, :c, :r, :r) ON CONFLICT (dispute_id) DO UPDATE SET resolved_on = excluded.resolved_on"),
         {"d": dispute_id, "i": invoice_id, "c": customer_id, "r": resolved_on})
+
+
+async def record_credit_limit(conn: AsyncConnection, *, event_id: str, customer_id: str, effective_on: date,
+                              credit_limit: Decimal) -> None:
+    await conn.execute(text("INSERT INTO credit_limit_history (event_id, customer_id, effective_on, credit_limit)"
+                            " VALUES (:e, :c, :d, :l) ON CONFLICT (event_id) DO NOTHING"),
+                       {"e": event_id, "c": customer_id, "d": effective_on, "l": credit_limit})
+
+
+async def credit_limit_as_of(conn: AsyncConnection, customer_id: str, as_of: date) -> Decimal | None:
+    """The limit in force on as_of (the latest effective on or before it; on one date, the last
+    recorded); None when no limit was known by then."""
+    value = (await conn.execute(text(
+        "SELECT credit_limit FROM credit_limit_history WHERE customer_id = :c AND effective_on <= :d"
+        " ORDER BY effective_on DESC, recorded_seq DESC LIMIT 1"), {"c": customer_id, "d": as_of})).scalar()
+    return None if value is None else Decimal(value)

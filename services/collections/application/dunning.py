@@ -131,6 +131,15 @@ async def _strategy(conn: AsyncConnection, strategy_id: str, cache: dict[str, St
     return cache[strategy_id]
 
 
+async def _credit_limit_as_of(conn: AsyncConnection, customer: dict[str, Any], as_of: date) -> Decimal | None:
+    """The credit limit that held on as_of (invoicing's customer master over time); the current one
+    for customers whose limit history predates it."""
+    limit = await accounts.credit_limit_as_of(conn, customer["customer_id"], as_of)
+    if limit is not None:
+        return limit
+    return Decimal(customer["credit_limit"]) if customer["credit_limit"] is not None else None
+
+
 async def score(conn: AsyncConnection, customer: dict[str, Any], rows: list[dict[str, Any]], as_of: date):
     totals = {r["invoice_id"]: (Decimal(r["total_amount"]), r["due_date"]) for r in rows}
     reduced: dict[str, Decimal] = {}
@@ -148,7 +157,7 @@ async def score(conn: AsyncConnection, customer: dict[str, Any], rows: list[dict
                           disputes=await accounts.count_disputes(conn, customer["customer_id"], as_of),
                           broken_promises=await accounts.count_broken_commitments(conn, customer["customer_id"], as_of),
                           open_balance=open_balance,
-                          credit_limit=Decimal(customer["credit_limit"]) if customer["credit_limit"] is not None else None)
+                          credit_limit=await _credit_limit_as_of(conn, customer, as_of))
     return score_customer(history), history
 
 

@@ -14,6 +14,7 @@ from shared import aggregate
 from shared.consumer import ReceivedEvent
 from shared.contracts import (
     CreditMemoIssued,
+    CustomerProfileChanged,
     CustomerRegistered,
     DeductionOpened,
     DisputeOpened,
@@ -175,6 +176,9 @@ async def on_external_event(conn: AsyncConnection, event: ReceivedEvent) -> None
         await receivables.on_invoice_issued(conn, contract)
     elif isinstance(contract, CustomerRegistered):
         await receivables.on_customer_registered(conn, contract)
+        await receivables.on_credit_limit(conn, event.event_id, contract)
+    elif isinstance(contract, CustomerProfileChanged):
+        await receivables.on_credit_limit(conn, event.event_id, contract)
     elif isinstance(contract, CreditMemoIssued):
         await receivables.on_credit_memo_issued(conn, contract)
     elif isinstance(contract, PaymentApplied):

@@ -5,6 +5,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.contracts import (
     CreditMemoIssued,
+    CustomerProfileChanged,
     CustomerRegistered,
     DeductionOpened,
     DisputeOpened,
@@ -82,3 +83,13 @@ async def on_invoice_adjusted(conn: AsyncConnection, event_id: str, e: InvoiceAd
                                       kind=f"invoice_{e.direction}_adjustment",
                                       amount=e.amount if e.direction == "debit" else -e.amount,
                                       effective_on=e.adjustment_date)
+
+
+async def on_credit_limit(conn: AsyncConnection, event_id: str, e: CustomerRegistered | CustomerProfileChanged) -> None:
+    """Credit limits over time: the registration's from registered_on, each change from its date."""
+    if isinstance(e, CustomerRegistered):
+        await accounts.record_credit_limit(conn, event_id=event_id, customer_id=e.customer_id,
+                                           effective_on=e.registered_on, credit_limit=e.credit_limit)
+    elif e.credit_limit is not None:
+        await accounts.record_credit_limit(conn, event_id=event_id, customer_id=e.customer_id,
+                                           effective_on=e.effective_on, credit_limit=e.credit_limit)

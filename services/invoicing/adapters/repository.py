@@ -218,3 +218,35 @@ async def set_credit_hold(conn: AsyncConnection, customer_id: str, hold: dict[st
              " WHERE customer_id = :c AND (credit_hold_version IS NULL OR credit_hold_version <= :d)"),
         {"h": dumps(hold) if hold is not None else None, "d": as_of, "c": customer_id},
     )
+
+
+async def record_profile_change(conn: AsyncConnection, customer: Any, change: Any, version: int,
+                                latest: Any) -> None:
+    """The change for the history, and the customer row set to the latest-effective profile."""
+    changes = {k: v for k, v in change.to_payload().items()
+               if v is not None and k not in ("customer_id", "currency", "effective_on", "changed_by")}
+    await conn.execute(text(
+        "INSERT INTO customer_profile_changes (customer_id, version, effective_on, changes, changed_by)"
+        " VALUES (:c, :v, :on, CAST(:ch AS jsonb), :by)"),
+        {"c": customer.id, "v": version, "on": change.effective_on, "ch": dumps(changes), "by": change.changed_by})
+    await conn.execute(text(
+        "UPDATE customers SET payment_terms = :code, payment_terms_days = :days, credit_limit = :limit,"
+        " language = :lang, delivery_preference = :dp, billing_contacts = CAST(:contacts AS jsonb),"
+        " billing_address = CAST(:address AS jsonb), version = :v WHERE customer_id = :c"),
+        {"code": latest.payment_terms.code, "days": latest.payment_terms.days, "limit": latest.credit_limit,
+         "lang": latest.language, "dp": latest.delivery_preference,
+         "contacts": dumps([c.model_dump(mode="json") for c in latest.billing_contacts]),
+         "address": dumps(latest.billing_address.model_dump(mode="json")) if latest.billing_address else None,
+         "v": version, "c": customer.id})
+
+
+async def profile_history(conn: AsyncConnection, customer_id: str) -> list[dict[str, Any]]:
+    rows = await conn.execute(text("SELECT * FROM customer_profile_changes WHERE customer_id = :c ORDER BY version"),
+                              {"c": customer_id})
+    out = []
+    for r in rows.mappings():
+        data = dict(r)
+        if isinstance(data["changes"], str):
+            data["changes"] = json.loads(data["changes"])
+        out.append(data)
+    return out

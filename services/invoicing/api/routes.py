@@ -37,6 +37,9 @@ def _customer_out(c: dict[str, Any]) -> dict[str, Any]:
     c.pop("credit_hold_version", None)
     hold = c.get("credit_hold")
     c["credit_hold"] = json.loads(hold) if isinstance(hold, str) else hold
+    for name in ("billing_contacts", "billing_address"):
+        if isinstance(c.get(name), str):
+            c[name] = json.loads(c[name])
     return c
 
 

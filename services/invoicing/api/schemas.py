@@ -122,6 +122,10 @@ class CustomerOut(BaseModel):
     registered_on: date
     version: int
     credit_hold: CreditHoldOut | None = None
+    language: str = "en"
+    delivery_preference: str = "email_pdf"
+    billing_contacts: list[dict[str, Any]] = Field(default_factory=list)
+    billing_address: dict[str, Any] | None = None
     open_balance: str | None = Field(default=None, description="Only on GET /v1/customers/{customer_id}")
     available_credit: str | None = Field(default=None, description="credit_limit − open_balance (GET one)")
 

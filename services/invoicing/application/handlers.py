@@ -212,3 +212,40 @@ async def rebill_deduction(conn: AsyncConnection, resolved: DisputeResolved, met
     issued = rebill.pending[0][0]
     await aggregate.save(conn, rebill, meta)
     await repo.insert_invoice(conn, rebill, [line.model_dump(mode="json") for line in issued.lines], rebill.version)
+
+
+@dataclass(frozen=True)
+class ChangeCustomerProfile:
+    customer_id: str
+    effective_on: date
+    changed_by: str
+    payment_terms: PaymentTerms | None = None
+    credit_limit: Decimal | None = None
+    billing_contacts: list | None = None
+    billing_address: Any = None
+    language: str | None = None
+    delivery_preference: str | None = None
+    expected_version: int | None = None
+
+
+async def change_customer_profile(conn: AsyncConnection, cmd: ChangeCustomerProfile,
+                                  meta: dict[str, Any]) -> dict[str, Any]:
+    customer = await aggregate.load(conn, Customer, cmd.customer_id)
+    if not customer.exists:
+        raise NotFound(f"customer {cmd.customer_id} is not registered", field="customer_id")
+    if cmd.expected_version is not None and cmd.expected_version != customer.version:
+        raise ConcurrencyError(f"customer {cmd.customer_id} is at version {customer.version}, "
+                               f"not {cmd.expected_version}", field="If-Match")
+    try:
+        customer.change_profile(effective_on=cmd.effective_on, changed_by=cmd.changed_by,
+                                at=utc_midnight(cmd.effective_on), payment_terms=cmd.payment_terms,
+                                credit_limit=cmd.credit_limit, billing_contacts=cmd.billing_contacts,
+                                billing_address=cmd.billing_address, language=cmd.language,
+                                delivery_preference=cmd.delivery_preference)
+    except InvoicingRuleViolation as exc:
+        raise rule_problem(exc) from exc
+    change = customer.pending[0][0]
+    await aggregate.save(conn, customer, meta)
+    latest = customer.profile_as_of(max(c.effective_on for c in customer.changes))
+    await repo.record_profile_change(conn, customer, change, customer.version, latest)
+    return await repo.get_customer(conn, customer.id)

@@ -4,11 +4,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
 from shared.aggregate import Aggregate
 from shared.contracts import (
     CreditMemoIssued,
     CreditMemoLine,
+    CustomerProfileChanged,
     CustomerRegistered,
     InvoiceAdjusted,
     InvoiceAdjustmentRejected,
@@ -44,6 +46,22 @@ class PendingAdjustment:
     note: str | None
 
 
+LANGUAGES = ("en", "fr")
+DELIVERY_PREFERENCES = ("email_pdf", "postal", "portal_upload", "e_invoice")
+
+
+@dataclass(frozen=True)
+class CustomerProfile:
+    """The customer master as it stood on a date."""
+
+    payment_terms: PaymentTerms
+    credit_limit: Decimal
+    billing_contacts: tuple = ()
+    billing_address: Any = None
+    language: str = "en"
+    delivery_preference: str = "email_pdf"
+
+
 class Customer(Aggregate):
     stream_type = "customer"
 
@@ -54,6 +72,64 @@ class Customer(Aggregate):
         self.payment_terms = PaymentTerms(30)
         self.credit_limit = ZERO
         self.registered_on: date | None = None
+        # Profile changes in the order recorded, each effective from its date.
+        self.changes: list[CustomerProfileChanged] = []
+
+    def profile_as_of(self, on: date) -> CustomerProfile:
+        """Registration, then every change effective on or before `on`, by effective date and, on
+        one date, in the order recorded (a later correction of a date wins)."""
+        profile = CustomerProfile(self.payment_terms, self.credit_limit)
+        ordered = sorted(enumerate(self.changes), key=lambda pair: (pair[1].effective_on, pair[0]))
+        for _, c in ordered:
+            if c.effective_on > on:
+                break
+            profile = CustomerProfile(
+                payment_terms=PaymentTerms.parse(c.payment_terms) if c.payment_terms else profile.payment_terms,
+                credit_limit=profile.credit_limit if c.credit_limit is None else c.credit_limit,
+                billing_contacts=profile.billing_contacts if c.billing_contacts is None else tuple(c.billing_contacts),
+                billing_address=profile.billing_address if c.billing_address is None else c.billing_address,
+                language=c.language or profile.language,
+                delivery_preference=c.delivery_preference or profile.delivery_preference)
+        return profile
+
+    def change_profile(self, *, effective_on: date, changed_by: str, at: datetime,
+                       payment_terms: PaymentTerms | None = None, credit_limit: Decimal | None = None,
+                       billing_contacts: list | None = None, billing_address: Any = None,
+                       language: str | None = None, delivery_preference: str | None = None) -> None:
+        if not self.exists:
+            raise InvoicingRuleViolation(f"customer {self.id} is not registered", "customer_id")
+        if self.registered_on and effective_on < self.registered_on:
+            raise InvoicingRuleViolation("a change cannot take effect before the customer was registered",
+                                         "effective_on")
+        if payment_terms is not None and not 0 <= payment_terms.days <= 365:
+            raise InvoicingRuleViolation("payment terms must be between 0 and 365 days", "payment_terms")
+        if credit_limit is not None:
+            if credit_limit < 0:
+                raise InvoicingRuleViolation("credit limit cannot be negative", "credit_limit")
+            if quantize(credit_limit, self.currency) != credit_limit:
+                raise InvoicingRuleViolation(f"{self.currency} amounts have at most its minor unit's decimals",
+                                             "credit_limit")
+        if language is not None and language not in LANGUAGES:
+            raise InvoicingRuleViolation(f"language must be one of {', '.join(LANGUAGES)}", "language")
+        if delivery_preference is not None and delivery_preference not in DELIVERY_PREFERENCES:
+            raise InvoicingRuleViolation(f"delivery_preference must be one of {', '.join(DELIVERY_PREFERENCES)}",
+                                         "delivery_preference")
+        for i, contact in enumerate(billing_contacts or []):
+            if contact.email is not None and "@" not in contact.email:
+                raise InvoicingRuleViolation(f"{contact.email!r} is not an email address",
+                                             f"billing_contacts.{i}.email")
+        if all(v is None for v in (payment_terms, credit_limit, billing_contacts, billing_address, language,
+                                   delivery_preference)):
+            raise InvoicingRuleViolation("name at least one field to change", "body")
+        self.trigger(CustomerProfileChanged(
+            customer_id=self.id, currency=self.currency, effective_on=effective_on,
+            payment_terms=payment_terms.code if payment_terms else None,
+            payment_terms_days=payment_terms.days if payment_terms else None, credit_limit=credit_limit,
+            billing_contacts=billing_contacts, billing_address=billing_address, language=language,
+            delivery_preference=delivery_preference, changed_by=changed_by), at)
+
+    def when_CustomerProfileChanged(self, e: CustomerProfileChanged) -> None:
+        self.changes.append(e)
 
     @property
     def payment_terms_days(self) -> int:
@@ -119,7 +195,8 @@ class Invoice(Aggregate):
             raise InvoicingRuleViolation(f"customer {customer.id} is not registered", "customer_id")
         if not lines:
             raise InvoicingRuleViolation("an invoice needs at least one line", "lines")
-        due = due_date or customer.payment_terms.due_date(issue_date)
+        # The terms as they stood on the issue date (the customer master changes over time).
+        due = due_date or customer.profile_as_of(issue_date).payment_terms.due_date(issue_date)
         if due < issue_date:
             raise InvoicingRuleViolation("due date cannot be before the issue date", "due_date")
         invoice_lines = []
