@@ -6,8 +6,8 @@
 ARG BASE_IMAGE=ledgerline-local/debian:bookworm-minbase-v2
 FROM ${BASE_IMAGE}
 
+# The JRE's postinst links its man page: the minbase has no man directories.
 # hadolint ignore=DL3008
-# (the JRE's postinst links its man page: the minbase has no man directories)
 RUN mkdir -p /usr/share/man/man1 \
     && apt-get update \
     && apt-get install -y --no-install-recommends openjdk-17-jre-headless \

@@ -79,6 +79,16 @@ def test_hadolint_passes():
     run_tool([hadolint, "--failure-threshold", "info", str(DOCKERFILE)])
 
 
+def test_hadolint_passes_on_the_local_base_and_stand_in_images():
+    """deploy/images/: the Python base and the PostgreSQL, Kafka and collector stand-ins that
+    scripts/images.sh builds where no registry answers."""
+    hadolint = run_tool(["bash", "scripts/ensure-hadolint.sh"]).strip()
+    files = sorted((REPO / "deploy" / "images").glob("*.Dockerfile"))
+    assert {f.name for f in files} >= {"python-base.Dockerfile", "postgres.Dockerfile", "kafka.Dockerfile",
+                                       "otelcol.Dockerfile"}
+    run_tool([hadolint, "--failure-threshold", "info", *map(str, files)])
+
+
 def test_multi_stage_on_python_3_11_slim():
     _, all_stages = stages()
     assert len(all_stages) >= 2
