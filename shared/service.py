@@ -234,6 +234,45 @@ async def refuse_nul_characters(request: Request) -> Response | None:
                             request)
 
 
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "RFC 9457 problem details",
+    "required": ["type", "title", "status"],
+    "properties": {
+        "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+        "detail": {"type": "string"}, "instance": {"type": "string"},
+        "errors": {"type": "array", "items": {"type": "object", "required": ["field", "reason"], "properties": {
+            "field": {"type": "string"}, "reason": {"type": "string"}}}},
+    },
+}
+
+
+def document_problems(app: FastAPI) -> None:
+    """Publish what the API answers on errors: every operation's 422 and any other error status
+    (the `default` response) are application/problem+json (RFC 9457), not FastAPI's
+    HTTPValidationError."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = build()
+        schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+        problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                if not isinstance(operation, dict) or "responses" not in operation:
+                    continue
+                responses = operation["responses"]
+                responses["422"] = {"description": "The request is not valid (problem details naming the field)",
+                                    "content": problem}
+                responses.setdefault("default", {"description": "An error (problem details); 503 when the "
+                                                 "database is out of reach, with Retry-After", "content": problem})
+        for name in ("HTTPValidationError", "ValidationError"):
+            schema["components"]["schemas"].pop(name, None)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def unhandled_problem(exc: Exception, request: Request) -> Problem:
     """The problem an exception no route handled stands for: the database out of reach is a 503
     (retry later), a value that does not fit a column a 422, a constraint a 409; anything else
@@ -278,6 +317,7 @@ def build_app(definition: ServiceDefinition) -> FastAPI:
                   openapi_url="/v1/openapi.json", docs_url="/docs")
     install_problem_handlers(app)
     install_auth(app, definition.context, settings.resolved_api_keys(), allow_open=settings.open_mode_requested())
+    document_problems(app)
     http_tracer = tracer(f"ledgerline.{definition.context}.http")
 
     @app.middleware("http")
