@@ -112,10 +112,13 @@ def _eventually(probe, timeout: float = 120.0, interval: float = 1.0):
 
 
 def test_every_service_is_healthy_closed_and_runs_as_the_image_user(stack: Stack):
-    ps = [json.loads(line) for line in stack.run("ps", "--format", "json").stdout.splitlines() if line.strip()]
-    states = {p["Service"]: (p["State"], p.get("Health", "")) for p in ps}
-    for context in CONTEXTS:
-        assert states[context.replace("_", "-")] == ("running", "healthy"), states
+    def states():
+        ps = [json.loads(line) for line in stack.run("ps", "--format", "json").stdout.splitlines() if line.strip()]
+        found = {p["Service"]: (p["State"], p.get("Health", "")) for p in ps}
+        healthy = all(found.get(c.replace("_", "-")) == ("running", "healthy") for c in CONTEXTS)
+        return found if healthy else None
+
+    _eventually(states, timeout=180, interval=5)  # a check can time out on a busy host
     for context, url in stack.urls.items():
         assert httpx.get(f"{url}/healthz").status_code == 200
         # closed: the compose secret holds keys, so an anonymous call is a 401 problem
