@@ -1,0 +1,134 @@
+"""Bulk intake for ERPs: many invoices in one request, each issued or refused on its own (its own
+savepoint: all or nothing per invoice), idempotent per invoice (its invoice_id issued again with
+the same content answers `already_issued`), and CSV/XLSX files read into the same items."""
+from __future__ import annotations
+
+import csv
+import io
+from collections import OrderedDict
+from decimal import Decimal
+from typing import Any, Callable
+
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.money import MoneyError, exact_amount
+from shared.problems import Problem
+from services.invoicing.adapters import repository as repo
+from services.invoicing.application import handlers
+
+MAX_ITEMS = 5000
+FILE_COLUMNS = ("invoice_number", "customer_id", "issue_date", "description", "quantity", "unit_price")
+OPTIONAL_FILE_COLUMNS = ("invoice_id", "due_date", "currency")
+
+
+def _errors(exc: ValidationError, prefix: str = "") -> list[dict[str, str]]:
+    return [{"field": prefix + ".".join(str(p) for p in e["loc"]), "reason": e["msg"]} for e in exc.errors()]
+
+
+def _same(existing: dict[str, Any], item: Any, total: Decimal) -> bool:
+    return (existing["customer_id"] == item.customer_id and existing["issue_date"] == item.issue_date
+            and (item.invoice_number is None or existing["invoice_number"] == item.invoice_number)
+            and Decimal(existing["total_amount"]) == total)
+
+
+async def issue_batch(conn: AsyncConnection, raw_items: list[Any], meta: dict[str, Any], *,
+                      parse: Callable[[Any], Any], invoice_out: Callable[[dict], dict]) -> dict[str, Any]:
+    """parse: the API's request model (validates one item, raising ValidationError); invoice_out:
+    the API's response shape."""
+    if not raw_items:
+        raise Problem("a batch needs at least one invoice", field="invoices", status=422)
+    if len(raw_items) > MAX_ITEMS:
+        raise Problem(f"a batch holds at most {MAX_ITEMS} invoices", field="invoices", status=422)
+    results = []
+    for index, raw in enumerate(raw_items):
+        results.append({"index": index, **await _issue_one(conn, raw, meta, parse, invoice_out)})
+    counts = {s: sum(1 for r in results if r["status"] == s) for s in ("issued", "already_issued", "error")}
+    return {"count": len(results), **counts, "results": results}
+
+
+async def _issue_one(conn: AsyncConnection, raw: Any, meta: dict[str, Any], parse, invoice_out) -> dict[str, Any]:
+    try:
+        item = parse(raw)
+    except ValidationError as exc:
+        return {"status": "error", "invoice_id": raw.get("invoice_id") if isinstance(raw, dict) else None,
+                "errors": _errors(exc)}
+    if not item.invoice_id:
+        return {"status": "error", "invoice_id": None, "errors": [{
+            "field": "invoice_id", "reason": "each invoice of a batch names its invoice_id (what makes a retry "
+                                             "of it idempotent)"}]}
+    existing = await repo.get_invoice(conn, item.invoice_id)
+    if existing is not None:
+        currency = existing["currency"].strip()
+        try:
+            total = sum((exact_amount(line.quantity * line.unit_price, currency) for line in item.lines), Decimal(0))
+        except MoneyError:
+            total = Decimal(-1)
+        if _same(existing, item, total):
+            return {"status": "already_issued", "invoice_id": item.invoice_id, "invoice": invoice_out(existing)}
+        return {"status": "error", "invoice_id": item.invoice_id, "errors": [{
+            "field": "invoice_id", "reason": f"invoice {item.invoice_id} was issued with other content"}]}
+    try:
+        async with conn.begin_nested():
+            invoice = await handlers.issue_invoice(conn, handlers.IssueInvoice(
+                invoice_id=item.invoice_id, invoice_number=item.invoice_number, customer_id=item.customer_id,
+                currency=item.currency, issue_date=item.issue_date, due_date=item.due_date,
+                lines=[(line.description, line.quantity, line.unit_price) for line in item.lines]), meta)
+    except Problem as exc:
+        return {"status": "error", "invoice_id": item.invoice_id,
+                "errors": [{"field": exc.field or "body", "reason": exc.detail}]}
+    return {"status": "issued", "invoice_id": item.invoice_id, "invoice": invoice_out(invoice)}
+
+
+def rows_from_file(content: bytes, file_format: str) -> list[tuple[int, dict[str, str]]]:
+    """(row number, {column: text}) from a CSV (UTF-8, header row) or the first sheet of an XLSX."""
+    if file_format == "csv":
+        reader = csv.DictReader(io.StringIO(content.decode("utf-8-sig")))
+        header = reader.fieldnames or []
+        rows = [(n, {k: (v or "").strip() for k, v in row.items() if k}) for n, row in enumerate(reader, start=2)]
+    else:
+        from openpyxl import load_workbook
+
+        try:
+            sheet = load_workbook(io.BytesIO(content), read_only=True, data_only=True).worksheets[0]
+        except Exception as exc:  # a corrupt or non-XLSX body is bad input, not a server error
+            raise Problem(f"not a readable XLSX workbook: {exc}", field="body", status=422) from exc
+        values = list(sheet.iter_rows(values_only=True))
+        header = [str(h).strip() if h is not None else "" for h in (values[0] if values else [])]
+        rows = []
+        for n, row in enumerate(values[1:], start=2):
+            cells = {}
+            for name, value in zip(header, row):
+                if not name:
+                    continue
+                if hasattr(value, "date") and callable(value.date):
+                    value = value.date().isoformat()
+                elif isinstance(value, float):
+                    value = format(Decimal(str(value)), "f")
+                cells[name] = "" if value is None else str(value).strip()
+            if any(cells.values()):
+                rows.append((n, cells))
+    missing = [c for c in FILE_COLUMNS if c not in header]
+    if missing:
+        raise Problem(f"the file lacks the columns {', '.join(missing)}", field="body", status=422)
+    return rows
+
+
+def items_from_rows(rows: list[tuple[int, dict[str, str]]]) -> list[tuple[list[int], dict[str, Any]]]:
+    """One invoice per invoice_number (its rows are its lines, in file order)."""
+    grouped: OrderedDict[str, tuple[list[int], dict[str, Any]]] = OrderedDict()
+    for n, row in rows:
+        number = row.get("invoice_number", "")
+        if number not in grouped:
+            item = {"invoice_number": number or None, "customer_id": row.get("customer_id"),
+                    "issue_date": row.get("issue_date") or None,
+                    "invoice_id": row.get("invoice_id") or (f"{row.get('customer_id')}:{number}" if number else None),
+                    "lines": []}
+            for optional in ("due_date", "currency"):
+                if row.get(optional):
+                    item[optional] = row[optional]
+            grouped[number] = ([], item)
+        grouped[number][0].append(n)
+        grouped[number][1]["lines"].append({"description": row.get("description"), "quantity": row.get("quantity"),
+                                            "unit_price": row.get("unit_price")})
+    return list(grouped.values())
