@@ -720,7 +720,9 @@ class ConsumerRunner:
 
     async def process(self, record: ConsumerRecord) -> None:
         """Handle one record to the end: applied, a no-op, or parked (retries inline; for
-        tools and tests, the runner itself uses process_batch)."""
+        tools and tests, the runner itself uses process_batch). The caller hands the record in
+        directly, so there is no fetch position to distrust: only the stored offset decides."""
+        self._seeked.add(TopicPartition(record.topic, record.partition))
         while True:
             try:
                 await self.process_batch([record])
@@ -781,7 +783,7 @@ class ConsumerRunner:
             self._throttle.warning(f"unknown:{event.event_type}", "consumer %s has no contract for %s v%d"
                                    " (recorded in unknown_events)", self.name, event.event_type, event.schema_version)
         self._report_anomalies(anomalies)
-        self.handled += handled
+        self.handled += handled + duplicates  # deliveries dealt with: applied, or a no-op repeat
         self.last_error = None
         for record in records:
             self._attempts.pop((TopicPartition(record.topic, record.partition), record.offset), None)

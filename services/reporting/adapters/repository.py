@@ -130,9 +130,11 @@ async def clear_read_model(conn: AsyncConnection, consumer: str) -> dict[str, in
 
 
 async def forget_consumer(conn: AsyncConnection, consumer: str) -> dict[str, int]:
-    """Delete the consumer's inbox rows and stored offsets. Returns rows removed per table."""
+    """Delete the consumer's inbox rows, stored offsets and the stream versions it saw (a replay
+    from offset 0 would otherwise look like every stream going backwards). Returns rows removed
+    per table."""
     removed: dict[str, int] = {}
-    for table in ("inbox", "consumer_offsets"):
+    for table in ("inbox", "consumer_offsets", "consumer_stream_versions"):
         result = await conn.execute(text(f"DELETE FROM {table} WHERE consumer = :c"), {"c": consumer})
         removed[table] = result.rowcount
     return removed
