@@ -6,6 +6,7 @@ stateful run per service follows the links the schemas declare."""
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 
 import asyncpg
@@ -37,7 +38,7 @@ SERVICES = {
     "reporting": lambda url: reporting(ReportingSettings(database_url=url, role="api", allow_open=True)),
 }
 CHECKS = [not_a_server_error, content_type_conformance, response_schema_conformance]
-EXAMPLES_PER_OPERATION = 6
+EXAMPLES_PER_OPERATION = int(os.environ.get("LEDGERLINE_SCHEMATHESIS_EXAMPLES", "6"))
 STATEFUL_SEQUENCES = 8
 STATEFUL_STEPS = 6
 BOUNDED = settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, derandomize=True, database=None,
