@@ -537,6 +537,11 @@ async def record_credit_limit(conn: AsyncConnection, *, event_id: str, customer_
     await conn.execute(text("INSERT INTO credit_limit_history (event_id, customer_id, effective_on, credit_limit)"
                             " VALUES (:e, :c, :d, :l) ON CONFLICT (event_id) DO NOTHING"),
                        {"e": event_id, "c": customer_id, "d": effective_on, "l": credit_limit})
+    # The account shows the latest-effective limit (scoring as of a date reads the history).
+    await conn.execute(text(
+        "UPDATE customers SET credit_limit = (SELECT h.credit_limit FROM credit_limit_history h"
+        " WHERE h.customer_id = :c ORDER BY h.effective_on DESC, h.recorded_seq DESC LIMIT 1)"
+        " WHERE customer_id = :c"), {"c": customer_id})
 
 
 async def credit_limit_as_of(conn: AsyncConnection, customer_id: str, as_of: date) -> Decimal | None:

@@ -100,4 +100,6 @@ async def test_profile_changes_as_of_reads_and_terms_at_issue(invoicing):
                 await collections_handler(conn, event)
         async with capp.state.runtime.engine.connect() as conn:
             limits = [await accounts.credit_limit_as_of(conn, "C1", date(2024, m, 15)) for m in (2, 3, 5)]
+            current = (await accounts.get_customer(conn, "C1"))["credit_limit"]
     assert limits == [Decimal("10000.00"), Decimal("25000.00"), Decimal("5000.00")]
+    assert Decimal(current) == Decimal("5000.00")
