@@ -215,16 +215,32 @@ def request_metadata(request: Request) -> dict[str, Any]:
     return meta
 
 
+UNTYPED_BODY_CHECK_BYTES = 1_000_000
+
+
+def _is_json(request: Request) -> bool:
+    """JSON bodies are read here (the route reads them whole anyway); a file upload (a bank file)
+    is not, so a route can stream it and refuse it past its size limit before it is all read."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media:
+        return media == "application/json" or media.endswith("+json")
+    # FastAPI reads a body without a content type as JSON; a streamed upload declares no length.
+    declared = request.headers.get("content-length", "")
+    return declared.isdigit() and int(declared) <= UNTYPED_BODY_CHECK_BYTES
+
+
 async def refuse_nul_characters(request: Request) -> Response | None:
     """A NUL character in the path, query, headers or JSON body is a 422 naming where, before any
-    route sees it (PostgreSQL cannot store it; nothing else should fail on it)."""
+    route sees it (PostgreSQL cannot store it; nothing else should fail on it). Other bodies are
+    the route's to check (bank files refuse a NUL byte with its line)."""
     if NUL in request.scope.get("path", ""):
         field, where = "path", "the path"
     elif (field := nul_in_pairs(request.query_params.multi_items())) is not None:
         where = "the query"
     elif (field := nul_in_pairs(request.headers.items())) is not None:
         where = "a header"
-    elif request.method in ("POST", "PUT", "PATCH") and (field := nul_in_body(await request.body())) is not None:
+    elif (request.method in ("POST", "PUT", "PATCH") and _is_json(request)
+          and (field := nul_in_body(await request.body())) is not None):
         where = "the body"
     else:
         return None

@@ -156,3 +156,12 @@ def test_fewer_entries_read_than_the_file_holds_is_a_rejection():
     with pytest.raises(FileRejected) as rejected:
         check_every_entry_read(ParsedFile("mt940", (statement,), entry_records=2))
     assert rejected.value.reason.startswith("holds 2 entry records but 1 were read")
+
+
+@pytest.mark.parametrize("file_format", ["bai2", "camt.053", "mt940", "edi820", "csv"])
+def test_a_nul_byte_is_refused_with_its_line_in_every_format(file_format):
+    content = b"first line\nsecond line\nthird \x00 line\n"
+    with pytest.raises(FileRejected) as rejected:
+        parse_file(content, file_format)
+    assert rejected.value.where == "line 3"
+    assert "NUL" in rejected.value.reason

@@ -15,6 +15,7 @@ def parse_file(content: bytes, file_format: str, *, csv_profile: dict | None = N
                default_currency: str = "USD") -> ParsedFile:
     """Parse a file of the given format (`camt` accepts camt.053 and camt.054 alike) and check
     that every entry record of the file was read into a statement."""
+    _refuse_nul_bytes(content)
     return check_every_entry_read(_parse(content, file_format, csv_profile=csv_profile,
                                          default_currency=default_currency))
 
@@ -34,6 +35,15 @@ def _parse(content: bytes, file_format: str, *, csv_profile: dict | None,
     if file_format == "csv":
         return csv_file.parse(_text(content), csv_profile or csv_file.DEFAULT_PROFILE, default_currency)
     raise FileRejected("format", f"unknown format {file_format!r}; one of {', '.join(FORMATS)}")
+
+
+def _refuse_nul_bytes(content: bytes) -> None:
+    """No bank format carries a NUL byte, and PostgreSQL cannot store one in text: a file holding
+    one is damaged (or not text at all) and is refused with its line, whatever its format."""
+    at = content.find(b"\x00")
+    if at >= 0:
+        line = content.count(b"\n", 0, at) + 1
+        raise FileRejected(f"line {line}", "a NUL byte (0x00): the file is damaged or not a text file")
 
 
 def _text(content: bytes) -> str:
