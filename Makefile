@@ -2,7 +2,7 @@ SHELL := /bin/bash
 PYTEST := .venv/bin/pytest
 PYTHON := .venv/bin/python
 
-.PHONY: run stop test test-unit test-integration test-e2e test-deploy test-platform lint bench bench-mechanisms bench-cash bench-reporting setup infra-up infra-down infra-status lock schemas
+.PHONY: run stop test test-unit test-integration test-e2e test-deploy test-platform test-k8s lint bench bench-mechanisms bench-cash bench-reporting setup infra-up infra-down infra-status lock schemas
 
 # Everything on a fresh machine: tools, PostgreSQL, Kafka, migrations, and the five services,
 # in open mode (no API keys; local development only: the script says so).
@@ -38,6 +38,14 @@ test-deploy: setup
 test-platform: setup
 	bash scripts/images.sh prepare
 	$(PYTEST) tests/deploy -q -p no:cacheprovider -m platform
+
+# The platform on a real single-node Kubernetes cluster (root; Docker; Go for the cached
+# binaries): scripts/k8s-cluster.sh, tests/deploy/test_kubernetes_cluster.py. Stage times in
+# .local/k8s/timings.json. Also run by test-platform.
+test-k8s: setup
+	bash scripts/images.sh prepare
+	$(PYTEST) tests/deploy/test_kubernetes_cluster.py -q -m platform -p no:cacheprovider
+	@cat .local/k8s/timings.json .local/k8s/rolling-update.json 2>/dev/null || true
 
 # Services never import each other; shared/ never imports a service (also run by `make test`).
 lint: setup
