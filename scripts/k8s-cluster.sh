@@ -227,6 +227,12 @@ network_down() {
   # kube-proxy removes its own chains with --cleanup.
   local bin
   bin="$(bin_dir 2>/dev/null)" && "$bin/kube-proxy" --cleanup >/dev/null 2>&1 || true
+  # The kubelet's empty canary chains.
+  local table
+  for table in nat filter mangle; do
+    iptables -t "$table" -X KUBE-KUBELET-CANARY 2>/dev/null || true
+    ip6tables -t "$table" -X KUBE-KUBELET-CANARY 2>/dev/null || true
+  done
   ip route del "$SERVICE_CIDR" dev "$BRIDGE" 2>/dev/null || true
   ip link del "$BRIDGE" 2>/dev/null || true
 }
