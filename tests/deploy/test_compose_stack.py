@@ -189,8 +189,9 @@ def test_the_readme_example_flow_with_a_delivered_dunning_email(stack: Stack):
 def _spans(collector_log: str) -> list[dict[str, str]]:
     """Spans from the debug exporter's detailed log: service, trace id, parent id, id, name, kind."""
     spans, service = [], None
-    for block in re.split(r"\n(?=ResourceSpans #|Span #)", collector_log):
-        if block.startswith("ResourceSpans #"):
+    # A batch's first "ResourceSpans #0" line carries the log record's timestamp and level.
+    for block in re.split(r"\n(?=[^\n]*\bResourceSpans #|Span #)", collector_log):
+        if "ResourceSpans #" in block.split("\n", 1)[0]:
             found = re.search(r"service\.name: Str\(([^)]+)\)", block)
             service = found.group(1) if found else None
         elif block.startswith("Span #"):
