@@ -2,7 +2,7 @@ SHELL := /bin/bash
 PYTEST := .venv/bin/pytest
 PYTHON := .venv/bin/python
 
-.PHONY: run stop test test-unit test-integration test-e2e test-deploy test-platform test-k8s lint bench bench-mechanisms bench-cash bench-reporting setup infra-up infra-down infra-status lock schemas
+.PHONY: run stop test test-faults faults-infra-down test-unit test-integration test-e2e test-deploy test-platform test-k8s lint bench bench-mechanisms bench-cash bench-reporting setup infra-up infra-down infra-status lock schemas
 
 # Everything on a fresh machine: tools, PostgreSQL, Kafka, migrations, and the five services,
 # in open mode (no API keys; local development only: the script says so).
@@ -90,3 +90,14 @@ lock:
 # Re-export the event contracts' JSON Schemas after changing one.
 schemas: setup
 	rm -rf docs/events/schemas && $(PYTHON) -m shared.contracts export docs/events/schemas
+
+# The fault suite (tests/faults, not part of `make test`): its own PostgreSQL and Kafka in
+# .local/faults on ports 26432 and 30092/30093 (LEDGERLINE_FAULTS_*_PORT override them), the five
+# services as processes under write load; Kafka and PostgreSQL stopped, services killed, a relay
+# frozen, poison messages. Figures in artifacts/faults/. Never touches `make infra-up`'s.
+test-faults: setup
+	$(PYTEST) tests/faults -q -p no:cacheprovider
+
+# Stop the fault suite's PostgreSQL and Kafka if a run was interrupted (the suite stops them).
+faults-infra-down:
+	LEDGERLINE_STATE_DIR="$${LEDGERLINE_FAULTS_STATE_DIR:-$(CURDIR)/.local/faults}" bash scripts/infra.sh down

@@ -9,6 +9,9 @@
 #
 # Broker: PLAINTEXT://127.0.0.1:${LEDGERLINE_KAFKA_PORT:-29092}; controller 127.0.0.1:29093.
 # The jars come from Maven Central through deploy/kafka/pom.xml; Java 17+ runs them.
+# LEDGERLINE_STATE_DIR (default .local) holds the broker's data, logs, config and pid: another
+# folder and other ports give a second, independent broker (the fault suite runs one). The jars
+# stay in .local/kafka/libs, shared by every state folder.
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -29,9 +32,9 @@ TOPICS=(
 )
 
 POM="$REPO_ROOT/deploy/kafka/pom.xml"
-LOCAL_DIR="$REPO_ROOT/.local"
+LOCAL_DIR="$(realpath -m "${LEDGERLINE_STATE_DIR:-$REPO_ROOT/.local}")"
 KAFKA_DIR="$LOCAL_DIR/kafka"
-LIBS_DIR="$KAFKA_DIR/libs"
+LIBS_DIR="$REPO_ROOT/.local/kafka/libs"
 LIBS_STAMP="$LIBS_DIR/.pom-sha256"
 DATA_DIR="$KAFKA_DIR/data"
 LOG_DIR="$KAFKA_DIR/logs"
@@ -84,9 +87,9 @@ ensure_libs() {
     fi
     command -v mvn >/dev/null 2>&1 || die "mvn not found: run scripts/bootstrap.sh (make setup)"
     log "resolving Kafka jars with Maven (deploy/kafka/pom.xml -> $LIBS_DIR)"
-    local staging="$KAFKA_DIR/libs.staging"
+    local staging="$LIBS_DIR.staging"
     rm -rf "$staging"
-    mkdir -p "$KAFKA_DIR"
+    mkdir -p "$KAFKA_DIR" "$(dirname "$LIBS_DIR")"
     # shellcheck disable=SC2046  # maven_repo_args prints zero or one word
     if ! mvn -B -q -ntp -f "$POM" $(maven_repo_args) \
         dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$staging" \
@@ -344,7 +347,7 @@ wait_ready() {  # $1: pid
 cmd_up() {
     check_java
     mkdir -p "$KAFKA_DIR"
-    ensure_libs
+    with_libs_lock
 
     local pid
     if pid="$(broker_pid)"; then
@@ -421,11 +424,20 @@ with_lock() {
     "$@"
 }
 
+# The jars are shared by every state folder: resolving them takes a lock of their own.
+with_libs_lock() {
+    mkdir -p "$REPO_ROOT/.local"
+    exec 8>"$REPO_ROOT/.local/.kafka-libs.lock"
+    flock -w 600 8 || die "another scripts/kafka.sh is still resolving the jars"
+    ensure_libs
+    exec 8>&-
+}
+
 case "${1:-}" in
     up) with_lock cmd_up ;;
     down) with_lock cmd_down ;;
     status) cmd_status ;;
-    libs) with_lock ensure_libs ;;
+    libs) with_libs_lock ;;
     *)
         echo "usage: $0 {up|down|status|libs}" >&2
         exit 2

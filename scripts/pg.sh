@@ -7,7 +7,9 @@
 #   scripts/pg.sh psql ... psql over TCP as ledgerline (extra arguments are passed on)
 #
 # Listens on 127.0.0.1:${LEDGERLINE_PG_PORT:-25432}; role ledgerline / password ledgerline
-# (scram over TCP, trust on the unix socket in .local/pg/run). initdb refuses to run as root, so
+# (scram over TCP, trust on the unix socket in .local/pg/run). LEDGERLINE_STATE_DIR moves the
+# state (.local by default) elsewhere: a second, independent cluster on another port (the fault
+# suite runs one, which it may stop and start, beside the developer's). initdb refuses to run as root, so
 # as root the cluster belongs to, and runs as, the unprivileged system user "ledgerline".
 set -euo pipefail
 
@@ -27,8 +29,11 @@ DATABASES=(
     ledgerline_test
 )
 
-LOCAL_DIR="$REPO_ROOT/.local"
+LOCAL_DIR="$(realpath -m "${LEDGERLINE_STATE_DIR:-$REPO_ROOT/.local}")"
 PG_DIR="$LOCAL_DIR/pg"
+# Names the fallback folder below: the repository's path, or the state folder when overridden.
+FALLBACK_KEY="$REPO_ROOT"
+if [[ -n "${LEDGERLINE_STATE_DIR:-}" ]]; then FALLBACK_KEY="$LOCAL_DIR"; fi
 
 log() { printf '[pg] %s\n' "$*"; }
 die() { printf '[pg] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -81,7 +86,7 @@ ensure_reachable() {
     chmod 750 "$PG_DIR"
     if ! runuser -u "$OS_USER" -- test -x "$PG_DIR"; then
         local fallback
-        fallback="/var/lib/ledgerline-pg/$(printf '%s' "$REPO_ROOT" | sha256sum | cut -c1-12)"
+        fallback="/var/lib/ledgerline-pg/$(printf '%s' "$FALLBACK_KEY" | sha256sum | cut -c1-12)"
         log "user $OS_USER cannot reach $PG_DIR (a parent folder is closed); using $fallback"
         mkdir -p "$fallback"
         chmod 755 /var/lib/ledgerline-pg
@@ -96,7 +101,7 @@ ensure_reachable() {
 resolve_existing_dir() {
     if [[ ! -d "$DATA_DIR" ]]; then
         local fallback
-        fallback="/var/lib/ledgerline-pg/$(printf '%s' "$REPO_ROOT" | sha256sum | cut -c1-12)"
+        fallback="/var/lib/ledgerline-pg/$(printf '%s' "$FALLBACK_KEY" | sha256sum | cut -c1-12)"
         if [[ -d "$fallback/data" ]]; then
             PG_DIR="$fallback"
             set_paths

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import AsyncIterator, Callable
 
 import asyncpg
@@ -17,12 +18,31 @@ PG_PASSWORD = os.environ.get("LEDGERLINE_PG_PASSWORD", "ledgerline")
 KAFKA = os.environ.get("LEDGERLINE_KAFKA_BOOTSTRAP", f"127.0.0.1:{os.environ.get('LEDGERLINE_KAFKA_PORT', '29092')}")
 
 
+@dataclass(frozen=True)
+class Endpoints:
+    """Where a PostgreSQL cluster and a Kafka broker answer: the developer's (LOCAL, from the
+    environment) or another pair, such as the fault suite's own (tests/faults)."""
+
+    pg_host: str
+    pg_port: int
+    kafka: str
+
+    def sqlalchemy_url(self, database: str) -> str:
+        return f"postgresql+asyncpg://{PG_USER}:{PG_PASSWORD}@{self.pg_host}:{self.pg_port}/{database}"
+
+    def asyncpg_dsn(self, database: str) -> str:
+        return f"postgresql://{PG_USER}:{PG_PASSWORD}@{self.pg_host}:{self.pg_port}/{database}"
+
+
+LOCAL = Endpoints(PG_HOST, PG_PORT, KAFKA)
+
+
 def sqlalchemy_url(database: str) -> str:
-    return f"postgresql+asyncpg://{PG_USER}:{PG_PASSWORD}@{PG_HOST}:{PG_PORT}/{database}"
+    return LOCAL.sqlalchemy_url(database)
 
 
 def asyncpg_dsn(database: str) -> str:
-    return f"postgresql://{PG_USER}:{PG_PASSWORD}@{PG_HOST}:{PG_PORT}/{database}"
+    return LOCAL.asyncpg_dsn(database)
 
 
 @asynccontextmanager

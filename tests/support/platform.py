@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import asyncpg
 import httpx
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from tests.support.infra import KAFKA, asyncpg_dsn, sqlalchemy_url
+from tests.support.infra import LOCAL, Endpoints
 from tests.support.kafka import EVENT_TOPIC_CONFIG
 
 CONTEXTS = ("invoicing", "cash_application", "collections", "disputes", "reporting")
@@ -45,15 +46,153 @@ def free_port() -> int:
     raise RuntimeError("no free port in the listening range")
 
 
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    """The service gets SIGKILL when the test process dies, however it dies (Linux prctl)."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 @dataclass
+class ServiceProcess:
+    """One OS process of a service (`python -m services.<context> serve`, role all), in its own
+    process group, dying with the test process."""
+
+    context: str
+    name: str  # e.g. invoicing#2
+    port: int
+    log: Path
+    proc: subprocess.Popen
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        """Signal the whole process group (uvicorn and anything it started)."""
+        if self.alive():
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def kill(self, timeout: float = 30.0) -> None:
+        """SIGKILL and reap."""
+        self.signal(signal.SIGKILL)
+        self.proc.wait(timeout=timeout)
+
+    def terminate(self, timeout: float = 20.0) -> None:
+        """SIGTERM (a graceful stop), SIGKILL after `timeout`."""
+        self.signal(signal.SIGCONT)  # a stopped process cannot handle SIGTERM
+        self.signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+
 class Platform:
-    urls: dict[str, str]
-    topic_prefix: str
-    databases: dict[str, str]
-    logs: dict[str, Path]
+    """The five services as processes on fresh databases and an isolated topic prefix. Each
+    context has a list of live instances; the first is the one `urls` names (what a load
+    balancer would route to). Tests may start more instances, kill or restart them."""
+
+    def __init__(self, endpoints: Endpoints, log_dir: Path, run_id: str, extra_env: dict[str, str] | None) -> None:
+        self.endpoints = endpoints
+        self.log_dir = log_dir
+        self.run_id = run_id
+        self.topic_prefix = f"e2e{run_id}"
+        self.databases = {c: f"ll_e2e_{run_id}_{c}" for c in CONTEXTS}
+        self.extra_env = dict(extra_env or {})
+        self.instances: dict[str, list[ServiceProcess]] = {c: [] for c in CONTEXTS}
+        self.every_process: list[ServiceProcess] = []
+        self._started: dict[str, int] = {c: 0 for c in CONTEXTS}
+
+    @property
+    def urls(self) -> dict[str, str]:
+        return {c: self.instances[c][0].url for c in CONTEXTS if self.instances[c]}
+
+    @property
+    def logs(self) -> dict[str, Path]:
+        return {c: self.instances[c][0].log for c in CONTEXTS if self.instances[c]}
 
     def topic(self, context: str) -> str:
         return f"{self.topic_prefix}.{context}.events"
+
+    def spawn(self, context: str, port: int | None = None) -> ServiceProcess:
+        """Start one more process of `context` (not waiting for it: see `ready`)."""
+        port = port or free_port()
+        env_prefix = f"LEDGERLINE_{context.upper()}_"
+        env = {**os.environ,
+               env_prefix + "DATABASE_URL": self.endpoints.sqlalchemy_url(self.databases[context]),
+               env_prefix + "KAFKA_BOOTSTRAP_SERVERS": self.endpoints.kafka,
+               env_prefix + "PORT": str(port),
+               env_prefix + "ROLE": "all",
+               env_prefix + "TOPIC_PREFIX": self.topic_prefix,
+               env_prefix + "LOG_LEVEL": "WARNING",
+               # Closed by default: open mode is asked for explicitly (it changes nothing
+               # for a service that extra_env gives API keys).
+               env_prefix + "ALLOW_OPEN": "true",
+               **self.extra_env}
+        self._started[context] += 1
+        name = f"{context}#{self._started[context]}"
+        log = self.log_dir / f"{context}.{self._started[context]}.log"
+        with log.open("a") as out:  # the child keeps its own descriptor
+            proc = subprocess.Popen([sys.executable, "-m", f"services.{context}", "serve"], cwd=ROOT, env=env,
+                                    stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True, preexec_fn=_die_with_parent)
+        instance = ServiceProcess(context, name, port, log, proc)
+        self.instances[context].append(instance)
+        self.every_process.append(instance)
+        return instance
+
+    async def start(self, context: str, port: int | None = None, timeout: float = 90.0) -> ServiceProcess:
+        instance = self.spawn(context, port)
+        await _wait_ready(instance.url, instance.proc, instance.log, timeout)
+        return instance
+
+    def forget(self, instance: ServiceProcess) -> None:
+        if instance in self.instances[instance.context]:
+            self.instances[instance.context].remove(instance)
+
+    def make_primary(self, instance: ServiceProcess) -> None:
+        """Route `urls` to this instance (as a load balancer would after a health check)."""
+        self.forget(instance)
+        self.instances[instance.context].insert(0, instance)
+
+    def kill(self, instance: ServiceProcess) -> None:
+        instance.kill()
+        self.forget(instance)
+
+    async def restart(self, instance: ServiceProcess, timeout: float = 90.0) -> ServiceProcess:
+        """A new process on the same port in the dead one's place (it must be dead already)."""
+        assert not instance.alive(), f"{instance.name} still runs"
+        position = self.instances[instance.context].index(instance) if instance in self.instances[instance.context] else 0
+        self.forget(instance)
+        replacement = self.spawn(instance.context, instance.port)
+        self.forget(replacement)
+        self.instances[instance.context].insert(position, replacement)
+        await _wait_ready(replacement.url, replacement.proc, replacement.log, timeout)
+        return replacement
+
+    def stop_all(self) -> None:
+        for instance in self.every_process:
+            if instance.alive():
+                instance.signal(signal.SIGCONT)
+                instance.signal(signal.SIGTERM)
+        for instance in self.every_process:
+            if instance.alive():
+                try:
+                    instance.proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    instance.kill()
 
 
 async def _wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90.0) -> None:
@@ -72,10 +211,10 @@ async def _wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout: floa
     raise RuntimeError(f"{url} not ready in {timeout}s:\n{log.read_text()[-3000:]}")
 
 
-async def create_event_topics(prefix: str) -> list[str]:
+async def create_event_topics(prefix: str, bootstrap: str = LOCAL.kafka) -> list[str]:
     """The publishing contexts' topics under a prefix, configured as scripts/kafka.sh does."""
     topics = [f"{prefix}.{c}.events" for c in PUBLISHERS]
-    kafka_admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
+    kafka_admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await kafka_admin.start()
     try:
         await kafka_admin.create_topics([NewTopic(t, 3, 1, topic_configs=EVENT_TOPIC_CONFIG) for t in topics])
@@ -85,52 +224,27 @@ async def create_event_topics(prefix: str) -> list[str]:
 
 
 @asynccontextmanager
-async def running_platform(log_dir: Path, extra_env: dict[str, str] | None = None) -> AsyncIterator[Platform]:
-    """extra_env: more environment for the service processes, e.g. LEDGERLINE_COLLECTIONS_SMTP_PORT."""
-    run_id = uuid.uuid4().hex[:8]
-    prefix = f"e2e{run_id}"
-    admin_pg = await asyncpg.connect(asyncpg_dsn("postgres"))
-    databases = {c: f"ll_e2e_{run_id}_{c}" for c in CONTEXTS}
-    for name in databases.values():
+async def running_platform(log_dir: Path, extra_env: dict[str, str] | None = None,
+                           endpoints: Endpoints = LOCAL) -> AsyncIterator[Platform]:
+    """extra_env: more environment for the service processes, e.g. LEDGERLINE_COLLECTIONS_SMTP_PORT.
+    endpoints: the PostgreSQL and Kafka to run against (the developer's by default)."""
+    platform = Platform(endpoints, log_dir, uuid.uuid4().hex[:8], extra_env)
+    admin_pg = await asyncpg.connect(endpoints.asyncpg_dsn("postgres"))
+    for name in platform.databases.values():
         await admin_pg.execute(f'CREATE DATABASE "{name}"')
     await admin_pg.close()
-    await create_event_topics(prefix)
+    await create_event_topics(platform.topic_prefix, endpoints.kafka)
 
     log_dir.mkdir(parents=True, exist_ok=True)
-    procs: dict[str, subprocess.Popen] = {}
-    urls, logs = {}, {}
     try:
         for context in CONTEXTS:
-            port = free_port()
-            env_prefix = f"LEDGERLINE_{context.upper()}_"
-            env = {**os.environ,
-                   env_prefix + "DATABASE_URL": sqlalchemy_url(databases[context]),
-                   env_prefix + "KAFKA_BOOTSTRAP_SERVERS": KAFKA,
-                   env_prefix + "PORT": str(port),
-                   env_prefix + "ROLE": "all",
-                   env_prefix + "TOPIC_PREFIX": prefix,
-                   env_prefix + "LOG_LEVEL": "WARNING",
-                   # Closed by default: open mode is asked for explicitly (it changes nothing
-                   # for a service that extra_env gives API keys).
-                   env_prefix + "ALLOW_OPEN": "true",
-                   **(extra_env or {})}
-            log = log_dir / f"{context}.log"
-            logs[context] = log
-            procs[context] = subprocess.Popen([sys.executable, "-m", f"services.{context}", "serve"], cwd=ROOT, env=env,
-                                              stdout=log.open("w"), stderr=subprocess.STDOUT)
-            urls[context] = f"http://127.0.0.1:{port}"
-        await asyncio.gather(*[_wait_ready(urls[c], procs[c], logs[c]) for c in CONTEXTS])
-        yield Platform(urls=urls, topic_prefix=prefix, databases=databases, logs=logs)
+            platform.spawn(context)
+        await asyncio.gather(*[_wait_ready(i.url, i.proc, i.log) for c in CONTEXTS for i in platform.instances[c]])
+        yield platform
     finally:
-        for proc in procs.values():
-            proc.terminate()
-        for proc in procs.values():
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        admin_pg = await asyncpg.connect(asyncpg_dsn("postgres"))
-        for name in databases.values():
+        platform.stop_all()
+        admin_pg = await asyncpg.connect(endpoints.asyncpg_dsn("postgres"))
+        for name in platform.databases.values():
             await admin_pg.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin_pg.close()
 
