@@ -99,6 +99,10 @@ class ReadinessProbe:
 
     async def _probe(self, client: httpx.AsyncClient, instance: ServiceProcess) -> None:
         t = self.clock()
+        if not instance.alive() and any(i.alive() and i.port == instance.port for i in self.platform.every_process):
+            # Dead, its port taken over by its replacement: the answer would be the replacement's.
+            self.samples.append(Sample(t, instance.name, None, None))
+            return
         try:
             r = await client.get(f"{instance.url}/readyz")
             try:
@@ -154,7 +158,7 @@ class Experiment:
     def log_growth(self) -> dict[str, int]:
         """Bytes each service process logged during the fault (a retry storm shows here)."""
         before, after = self._log_sizes.get("fault_start", {}), self._log_sizes.get("fault_end", {})
-        return {name: after[name] - before.get(name, 0) for name in after}
+        return {name: after[name] - before.get(name, 0) for name in after if after[name] != before.get(name)}
 
     async def begin(self) -> None:
         self.started = time.monotonic()

@@ -126,14 +126,12 @@ class Platform:
     def topic(self, context: str) -> str:
         return f"{self.topic_prefix}.{context}.events"
 
-    def spawn(self, context: str, port: int | None = None) -> ServiceProcess:
-        """Start one more process of `context` (not waiting for it: see `ready`)."""
-        port = port or free_port()
+    def service_env(self, context: str, port: int | None = None) -> dict[str, str]:
+        """The environment of a process of `context` on this platform."""
         env_prefix = f"LEDGERLINE_{context.upper()}_"
         env = {**os.environ,
                env_prefix + "DATABASE_URL": self.endpoints.sqlalchemy_url(self.databases[context]),
                env_prefix + "KAFKA_BOOTSTRAP_SERVERS": self.endpoints.kafka,
-               env_prefix + "PORT": str(port),
                env_prefix + "ROLE": "all",
                env_prefix + "TOPIC_PREFIX": self.topic_prefix,
                env_prefix + "LOG_LEVEL": "WARNING",
@@ -141,6 +139,24 @@ class Platform:
                # for a service that extra_env gives API keys).
                env_prefix + "ALLOW_OPEN": "true",
                **self.extra_env}
+        if port is not None:
+            env[env_prefix + "PORT"] = str(port)
+        return env
+
+    async def cli(self, context: str, *args: str, timeout: float = 120.0) -> str:
+        """Run `python -m services.<context> ARGS` (e.g. dead-letters) on this platform; its stdout."""
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", f"services.{context}", *args, cwd=ROOT,
+                                                    env=self.service_env(context), stdin=asyncio.subprocess.DEVNULL,
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        if proc.returncode != 0:
+            raise RuntimeError(f"services.{context} {' '.join(args)} exited {proc.returncode}: {err.decode()[-2000:]}")
+        return out.decode()
+
+    def spawn(self, context: str, port: int | None = None) -> ServiceProcess:
+        """Start one more process of `context` (not waiting for it: see `ready`)."""
+        port = port or free_port()
+        env = self.service_env(context, port)
         self._started[context] += 1
         name = f"{context}#{self._started[context]}"
         log = self.log_dir / f"{context}.{self._started[context]}.log"
