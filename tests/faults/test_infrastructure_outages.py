@@ -44,16 +44,18 @@ async def test_kafka_stopped_60s_then_restarted(faults):
         for context in ("invoicing", "cash_application"):
             accepted = during.get(context, {}).get("accepted", 0)
             assert accepted > 0, f"{context} accepted no write while Kafka was down: {during}"
-        # Readiness, 35 s into the outage (past the producers' 30 s request timeout): how many
-        # answers of each relay admitted it could not publish (recorded; issue 13 item 3 makes
-        # it an assertion); after recovery every instance must be ready again.
-        window = (exp.marks["fault_start"] + 35, exp.marks["restart_begin"])
+        # Readiness, 45 s into the outage (past the 30 s after which a consumer without an
+        # answered fetch, or a relay failing to publish, stops saying ready): every answer of
+        # every publishing instance admits it cannot publish; after recovery all are ready again.
+        window = (exp.marks["fault_start"] + 45, exp.marks["restart_begin"])
         for context in PUBLISHERS:
             name = faults.platform.instances[context][0].name
             samples = exp.probe.of(name, *window)
             assert samples, f"no readiness sample of {name} during the outage"
             honest = [s for s in samples if _reports_broker_trouble(s.body) or s.status is None]
             exp.figures.setdefault("readiness_admits_broker_outage", {})[name] = f"{len(honest)}/{len(samples)}"
+            assert len(honest) == len(samples), \
+                f"{name} claimed all was well while Kafka was down: {[s.body for s in samples if s not in honest][:2]}"
         await _all_ready_again(exp, faults)
         assert recovery <= exp.convergence_bound
 
@@ -82,6 +84,12 @@ async def test_postgresql_stopped_15s_then_restarted(faults):
                 assert not claimed, f"{instance.name} said ready while PostgreSQL was down: {claimed[0].body}"
         failures = faults.load.summary(exp.marks["pg_stopped"], exp.marks["restart_begin"])
         exp.figures["answers_while_db_down"] = failures
+        # A database outage is answered 503 application/problem+json (retry later), never a bare 500.
+        answered = [a for a in faults.load.attempts
+                    if exp.marks["pg_stopped"] <= a.ended < exp.marks["restart_begin"] and a.status and a.status >= 500]
+        wrong = [(a.context, a.status, a.content_type) for a in answered
+                 if a.status != 503 or not (a.content_type or "").startswith("application/problem+json")]
+        assert not wrong, f"{len(wrong)} of {len(answered)} 5xx answers during the outage were not 503 problem+json: {wrong[:5]}"
         await _all_ready_again(exp, faults)
         assert recovery <= exp.convergence_bound
 
