@@ -278,6 +278,10 @@ class OutboxRelay:
             events = await eventstore.read_all(conn, after, self.batch_size)
             await conn.commit()
         if not events:
+            # Caught up: nothing is failing to publish. Without this, an idle context whose relay
+            # failed once (a database outage) stayed "publishing failing" and unready for good.
+            self.last_error = None
+            self.error_since = None
             return 0
         epoch_header = str(self.epoch or 0).encode()
         async with producer.transaction():

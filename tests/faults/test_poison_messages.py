@@ -103,7 +103,7 @@ async def test_poison_messages_are_parked_and_valid_events_after_them_applied(fa
                             unknown[topic] = unknown.get(topic, 0) + 1
                         else:
                             value, headers = poison_kinds(A_TYPE[context])[kind]
-                        meta = await (await producer.send(topic, value=value, key=None, partition=partition,
+                        meta = await (await producer.send(topic, value=value, key=b"poison", partition=partition,
                                                           headers=headers))
                         if kind != "unknown-event-type":
                             produced.append((kind, topic, partition, meta.offset))
