@@ -10,20 +10,38 @@ from importlib import resources
 from typing import Iterable
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 log = logging.getLogger(__name__)
 
 
-def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> AsyncEngine:
+def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10,
+                idle_in_transaction_timeout: float | None = None) -> AsyncEngine:
+    """idle_in_transaction_timeout (seconds): PostgreSQL ends a session of this engine that sits
+    idle inside a transaction longer than that, and so releases its row and advisory locks. A
+    process frozen (SIGSTOP, a VM paused) or cut off mid-transaction would otherwise keep them
+    for as long as its TCP connection lives, and every other instance retrying the same request
+    (same Idempotency-Key) or touching the same invoices would wait on it."""
+    connect_args = {}
+    if idle_in_transaction_timeout:
+        connect_args["server_settings"] = {
+            "idle_in_transaction_session_timeout": str(int(idle_in_transaction_timeout * 1000))}
     return create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_pre_ping=True,
+        connect_args=connect_args,
         # Transactions are short; READ COMMITTED is the PostgreSQL default and what the
         # event store's visibility rule (pg_snapshot_xmin) is written for.
     )
+
+
+async def allow_long_idle(conn: AsyncConnection) -> None:
+    """Lift the idle-in-transaction limit for the rest of this transaction: for the few that
+    legitimately compute for long between statements (matching a large bank file under its
+    locks, a reporting rebuild reading the topics)."""
+    await conn.execute(text("SET LOCAL idle_in_transaction_session_timeout = 0"))
 
 
 def sql_files(package: str, folder: str = "migrations") -> list[tuple[str, str]]:

@@ -96,7 +96,9 @@ class Runtime:
     def __init__(self, definition: ServiceDefinition) -> None:
         self.definition = definition
         self.settings = definition.settings
-        self.engine: AsyncEngine = make_engine(self.settings.database_url, pool_size=self.settings.db_pool_size)
+        self.engine: AsyncEngine = make_engine(
+            self.settings.database_url, pool_size=self.settings.db_pool_size,
+            idle_in_transaction_timeout=self.settings.db_idle_in_transaction_timeout_seconds)
         self.relay: OutboxRelay | None = None
         self.consumers: list[ConsumerRunner] = []
         self._migration_names = [name for name, _ in self.migrations()]

@@ -27,6 +27,9 @@ class ServiceSettings(BaseSettings):
     port: int = 8000
     migrate_on_start: bool = True
     db_pool_size: int = 10
+    # A session idle inside a transaction this long is ended by PostgreSQL, releasing its locks: a
+    # frozen or partitioned process must not block the instances that carry on (0 = never).
+    db_idle_in_transaction_timeout_seconds: float = 15.0
     consumer_max_attempts: int = 5
     # /readyz: a consumer partition further behind than this is not ready.
     consumer_max_lag: int = 10_000

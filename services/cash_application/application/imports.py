@@ -25,6 +25,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared import aggregate
+from shared.db import allow_long_idle
 from shared.eventstore import utc_midnight
 from shared.money import money_str, to_str
 from shared.problems import Problem, ValidationFailed
@@ -159,6 +160,7 @@ async def import_file(conn: AsyncConnection, cmd: ImportFile, parsed: ParsedFile
         return result
 
     fresh, already = await _without_posted_lines(conn, fresh)
+    await allow_long_idle(conn)  # matching a large file under its locks is CPU work between statements
     matcher = await build_matcher(conn, policy_of(settings))
     receipts = [(statement, line) for statement in fresh for line in statement.lines if line.is_receipt]
     # Pass 1, on the snapshot: which invoices to lock (CPU work, in a worker thread).

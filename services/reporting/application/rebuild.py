@@ -23,6 +23,7 @@ from typing import Callable, Sequence
 from sqlalchemy.ext.asyncio import AsyncEngine
 from tqdm import tqdm
 
+from shared.db import allow_long_idle
 from services.reporting.adapters import batch_load, kafka_groups, shadow
 from services.reporting.adapters import repository as repo
 from services.reporting.projections.facts import facts_of
@@ -60,6 +61,7 @@ async def rebuild_from_topics(engine: AsyncEngine, bootstrap: str, consumer: str
             bar.update(read)
 
         async with engine.begin() as conn:
+            await allow_long_idle(conn)  # the transaction stays open while the topics are read
             live = await shadow.create(conn, repo.FACT_TABLES)
             removed = await repo.forget_consumer(conn, consumer)
             counts = await batch_load.load_topics(conn, bootstrap, consumer, topics, facts_of, advance)

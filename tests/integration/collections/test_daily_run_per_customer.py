@@ -11,6 +11,8 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 from sqlalchemy import text
 
+from shared.db import allow_long_idle
+
 from services.collections.application import dunning
 from services.collections.application.handlers import on_external_event
 from services.collections.main import definition
@@ -58,6 +60,7 @@ async def hold_customer_row(app, customer_id: str):
     """Another transaction holds the customer's row: the run blocks when it updates it."""
     conn = await app.state.runtime.engine.connect()
     await conn.begin()
+    await allow_long_idle(conn)  # stands for a busy transaction: not ended as an idle one
     await conn.execute(text("SELECT 1 FROM customers WHERE customer_id = :c FOR UPDATE"), {"c": customer_id})
     return conn
 
