@@ -170,12 +170,35 @@ ensure_chromium() {
     log "chromium OK ($("$chromium" --version 2>/dev/null | head -n1))"
 }
 
+# --- The workbench's browser assets (npm: htmx served to browsers, axe-core for its tests) ----
+
+WORKBENCH="$REPO_ROOT/services/workbench"
+
+ensure_workbench_assets() {
+    if ! command -v npm >/dev/null 2>&1; then
+        apt_install nodejs npm
+    fi
+    local stamp="$WORKBENCH/node_modules/.lock-stamp" want
+    want="$(sha256_of "$WORKBENCH/package-lock.json")"
+    if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
+        log "npm ci (services/workbench: htmx, axe-core pinned by package-lock.json)"
+        (cd "$WORKBENCH" && npm ci --no-audit --no-fund --loglevel=error </dev/null)
+        echo "$want" >"$stamp"
+    fi
+    # htmx is served from static/ (git-ignored copies made here; the image build copies services/
+    # as this left it, and the package data takes *.js from static/).
+    cp "$WORKBENCH/node_modules/htmx.org/dist/htmx.min.js" "$WORKBENCH/static/htmx.min.js"
+    cp "$WORKBENCH/node_modules/htmx.org/LICENSE" "$WORKBENCH/static/htmx.LICENSE.txt"
+    log "workbench assets OK (htmx $(cd "$WORKBENCH" && node -p 'require("htmx.org/package.json").version'))"
+}
+
 main() {
     cd "$REPO_ROOT"
     ensure_venv
     install_python_packages
     ensure_java_and_maven
     ensure_postgres
+    ensure_workbench_assets
     if [[ "${LEDGERLINE_SKIP_CHROMIUM:-0}" != "1" ]]; then
         ensure_chromium
     fi

@@ -26,6 +26,7 @@ DATABASES=(
     ledgerline_collections
     ledgerline_disputes
     ledgerline_reporting
+    ledgerline_workbench
     ledgerline_test
 )
 

@@ -16,8 +16,9 @@ RUN="${LEDGERLINE_RUN_DIR:-$ROOT/.local/run}"
 PY="${LEDGERLINE_RUN_PYTHON:-$ROOT/.venv/bin/python}"
 mkdir -p "$RUN"
 
-declare -A PORTS=([invoicing]=8101 [cash_application]=8102 [collections]=8103 [disputes]=8104 [reporting]=8105)
-ORDER=(invoicing cash_application collections disputes reporting)
+declare -A PORTS=([invoicing]=8101 [cash_application]=8102 [collections]=8103 [disputes]=8104 [reporting]=8105 [workbench]=8106)
+# The workbench (the AR team's web app) starts last: it calls the five services.
+ORDER=(invoicing cash_application collections disputes reporting workbench)
 
 running() { [[ -f "$RUN/$1.pid" ]] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
 
@@ -30,6 +31,8 @@ start_marker() {  # $1: log file
 up() {
     if [[ "${1:-}" == "--open" ]]; then
         export LEDGERLINE_OPEN_MODE=true
+        # Local development: the workbench gets one demo user per role (README lists them).
+        export LEDGERLINE_WORKBENCH_SEED_DEMO_USERS="${LEDGERLINE_WORKBENCH_SEED_DEMO_USERS:-true}"
         echo "[run] OPEN MODE: the five APIs accept requests without an API key (local development only;"
         echo "[run]            set LEDGERLINE_<CONTEXT>_API_KEYS and run 'scripts/run.sh up' without --open to close them)"
     fi
@@ -69,8 +72,10 @@ up() {
     echo
     echo "Ledgerline is running:"
     for ctx in "${ORDER[@]}"; do
+        [[ "$ctx" == workbench ]] && continue
         printf '  %-17s http://127.0.0.1:%s   (API docs: /docs, OpenAPI: /v1/openapi.json)\n' "$ctx" "${PORTS[$ctx]}"
     done
+    printf '  %-17s http://127.0.0.1:%s   (sign in: see README, e.g. alice / alice-pass-2026)\n' workbench "${PORTS[workbench]}"
     echo "  PostgreSQL        postgresql://ledgerline:ledgerline@127.0.0.1:${LEDGERLINE_PG_PORT:-25432}/ledgerline_<context>"
     echo "  Kafka             127.0.0.1:${LEDGERLINE_KAFKA_PORT:-29092} (topics ledgerline.<context>.events)"
     echo "  SMTP sink         127.0.0.1:8025 (collections' emails in $RUN/mail/)"

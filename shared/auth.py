@@ -11,7 +11,12 @@ metadata of every event the request appends, so the audit trail says who did wha
 
 Closed by default: a service with no keys configured refuses to start (OpenModeNotRequested)
 unless open mode is asked for explicitly (<PREFIX>ALLOW_OPEN=true or LEDGERLINE_OPEN_MODE=true);
-an open service logs a loud warning and takes the actor from `X-Actor` (local development)."""
+an open service logs a loud warning and takes the actor from `X-Actor` (local development).
+
+A key granted the scope `delegate` (and only such a key: `*` does not imply it) belongs to a
+front end that acts for people, such as the workbench: its requests name the person in `X-Actor`,
+and that person is the actor recorded in events and checked by acting_as; without the header the
+key's own actor acts. Any other key's X-Actor is ignored."""
 from __future__ import annotations
 
 import hashlib
@@ -27,6 +32,10 @@ from shared.problems import Problem, problem_response
 
 log = logging.getLogger(__name__)
 
+DELEGATE_SCOPE = "delegate"
+ACTOR_HEADER = "X-Actor"
+MAX_ACTOR_LENGTH = 64
+
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/v1/openapi.json"})
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -38,6 +47,8 @@ class Principal:
 
     def may(self, scope: str) -> bool:
         context, _, action = scope.partition(":")
+        if scope == DELEGATE_SCOPE:  # acting for people is granted by name only
+            return scope in self.scopes
         if action == "admin":  # never implied by <context>:*, which means read and write
             return bool({scope, "*"} & self.scopes)
         return bool({scope, f"{context}:*", "*"} & self.scopes)
@@ -140,7 +151,16 @@ def install_auth(app: FastAPI, context: str, raw_keys: str | None, *, allow_open
             return problem_response(Problem(
                 f"this API key lacks the scope {scope}", field="Authorization", status=403,
                 type_name="forbidden", title="Not allowed", extra={"required_scope": scope}), request)
-        request.state.actor = principal.actor
+        delegated = request.headers.get(ACTOR_HEADER)
+        if delegated is not None and principal.may(DELEGATE_SCOPE):
+            delegated = delegated.strip()
+            if not delegated or len(delegated) > MAX_ACTOR_LENGTH or not delegated.isprintable():
+                return problem_response(Problem(
+                    f"{ACTOR_HEADER} must name a person in 1 to {MAX_ACTOR_LENGTH} printable characters",
+                    field=ACTOR_HEADER, status=400, type_name="bad-request", title="Bad request"), request)
+            request.state.actor = delegated
+        else:
+            request.state.actor = principal.actor
         request.state.principal = principal
         return await call_next(request)
 
@@ -159,9 +179,11 @@ def require_scope(request: Request, scope: str) -> None:
 
 
 def acting_as(request: Request, claimed: str, field: str) -> None:
-    """A body that names who acts (requested_by, approved_by, ...) must name the API key's actor
-    when keys are configured, so nobody approves in someone else's name. Open-mode services trust it."""
+    """A body that names who acts (requested_by, approved_by, ...) must name the request's actor
+    when keys are configured (the key's actor, or the person a `delegate` key acts for), so nobody
+    approves in someone else's name. Open-mode services trust it."""
     principal = _principal(request)
-    if principal is not None and claimed != principal.actor:
-        raise Problem(f"{field} must be the API key's actor ({principal.actor}), not {claimed}", field=field,
+    actor = getattr(request.state, "actor", None) or (principal.actor if principal else None)
+    if principal is not None and claimed != actor:
+        raise Problem(f"{field} must be the API key's actor ({actor}), not {claimed}", field=field,
                       status=403, type_name="forbidden", title="Not allowed")

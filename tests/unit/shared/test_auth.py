@@ -108,3 +108,20 @@ def test_keys_can_come_from_a_mounted_secret_file(tmp_path, monkeypatch):
         ServiceSettings(database_url="x", api_keys_file=str(tmp_path / "missing")).resolved_api_keys()
     monkeypatch.setenv("LEDGERLINE_OPEN_MODE", "true")
     assert ServiceSettings(database_url="x").open_mode_requested()
+
+
+def test_a_delegate_key_names_the_person_in_x_actor_and_no_other_key_can():
+    keys = json.dumps({
+        key_hash("workbench-secret"): {"actor": "workbench", "scopes": ["invoicing:*", "delegate"]},
+        key_hash("admin-secret"): {"actor": "ops", "scopes": ["*"]},
+    })
+    client = _client(keys)
+    bench = {"Authorization": "Bearer workbench-secret"}
+    assert client.post("/v1/invoices", headers={**bench, "X-Actor": "alice"}).json() == {"actor": "alice"}
+    assert client.get("/v1/invoices", headers=bench).json() == {"actor": "workbench"}  # no header: the key acts
+    # '*' does not imply delegate: an admin key cannot put words in someone's mouth.
+    assert client.post("/v1/invoices", headers={"Authorization": "Bearer admin-secret", "X-Actor": "alice"}).json() \
+        == {"actor": "ops"}
+    for bad in ("", "   ", "x" * 65, "bob\tadmin"):
+        refused = client.post("/v1/invoices", headers={**bench, "X-Actor": bad})
+        assert refused.status_code == 400 and refused.json()["errors"][0]["field"] == "X-Actor", bad

@@ -1,0 +1,3 @@
+from services.workbench.main import cli
+
+raise SystemExit(cli())

@@ -1,0 +1,62 @@
+"""The users and sessions tables (SQL only here)."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+
+async def get_user(conn: AsyncConnection, username: str) -> dict[str, Any] | None:
+    row = (await conn.execute(text("SELECT * FROM users WHERE username = :u"), {"u": username})).mappings().first()
+    return dict(row) if row else None
+
+
+async def upsert_user(conn: AsyncConnection, *, username: str, display_name: str, role: str, locale: str,
+                      password_hash: str) -> None:
+    await conn.execute(text(
+        "INSERT INTO users (username, display_name, role, locale, password_hash) VALUES (:u, :d, :r, :l, :p)"
+        " ON CONFLICT (username) DO UPDATE SET display_name = :d, role = :r, locale = :l, password_hash = :p,"
+        " active = true"), {"u": username, "d": display_name, "r": role, "l": locale, "p": password_hash})
+
+
+async def insert_user_if_missing(conn: AsyncConnection, *, username: str, display_name: str, role: str, locale: str,
+                                 password_hash: str) -> bool:
+    result = await conn.execute(text(
+        "INSERT INTO users (username, display_name, role, locale, password_hash) VALUES (:u, :d, :r, :l, :p)"
+        " ON CONFLICT (username) DO NOTHING"),
+        {"u": username, "d": display_name, "r": role, "l": locale, "p": password_hash})
+    return result.rowcount == 1
+
+
+async def set_password_hash(conn: AsyncConnection, username: str, password_hash: str) -> None:
+    await conn.execute(text("UPDATE users SET password_hash = :p WHERE username = :u"),
+                       {"p": password_hash, "u": username})
+
+
+async def set_locale(conn: AsyncConnection, username: str, locale: str) -> None:
+    await conn.execute(text("UPDATE users SET locale = :l WHERE username = :u"), {"l": locale, "u": username})
+
+
+async def insert_session(conn: AsyncConnection, *, token_hash: str, username: str, csrf_token: str,
+                         expires_at: datetime) -> None:
+    await conn.execute(text(
+        "INSERT INTO sessions (token_hash, username, csrf_token, expires_at) VALUES (:t, :u, :c, :e)"),
+        {"t": token_hash, "u": username, "c": csrf_token, "e": expires_at})
+
+
+async def session_user(conn: AsyncConnection, token_hash: str, now: datetime) -> dict[str, Any] | None:
+    row = (await conn.execute(text(
+        "SELECT s.csrf_token, u.username, u.display_name, u.role, u.locale FROM sessions s"
+        " JOIN users u USING (username) WHERE s.token_hash = :t AND s.expires_at > :n AND u.active"),
+        {"t": token_hash, "n": now})).mappings().first()
+    return dict(row) if row else None
+
+
+async def delete_session(conn: AsyncConnection, token_hash: str) -> None:
+    await conn.execute(text("DELETE FROM sessions WHERE token_hash = :t"), {"t": token_hash})
+
+
+async def delete_expired_sessions(conn: AsyncConnection, now: datetime) -> None:
+    await conn.execute(text("DELETE FROM sessions WHERE expires_at <= :n"), {"n": now})

@@ -1,0 +1,142 @@
+"""The AR manager: the book's figures and the dashboard, write-off approvals, collector
+performance, and every table of the workbench as an Excel download."""
+from __future__ import annotations
+
+import asyncio
+from datetime import date, timedelta
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+
+from services.workbench.adapters.backends import BackendError
+from services.workbench.api import deps
+from services.workbench.application.export import workbook
+from services.workbench.domain.roles import Permission as P
+from services.workbench.domain.worklist import sort_and_page
+
+router = APIRouter()
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+async def _currency(request: Request, actor: str) -> str:
+    body = await deps.backends(request).get("reporting", "/v1/reports/currencies", actor)
+    codes = [c if isinstance(c, str) else c.get("currency") for c in body.get("currencies", body.get("data", []))]
+    return (codes or ["USD"])[0]
+
+
+@router.get("/manager")
+async def manager_page(request: Request, saved: str | None = None, error: str | None = None) -> Response:
+    user = deps.require(request, P.VIEW_MANAGER)
+    b = deps.backends(request)
+    today = deps.today(request)
+    currency = await _currency(request, user.username)
+    month_start = today.replace(day=1)
+    summary, write_offs, collectors = await asyncio.gather(
+        b.get("reporting", "/v1/reports/summary", user.username, as_of=today.isoformat(), currency=currency),
+        b.get("collections", "/v1/write-offs", user.username, status="requested"),
+        b.get("reporting", "/v1/reports/collectors", user.username, **{"from": month_start.isoformat(),
+                                                                          "to": today.isoformat()},
+              currency=currency))
+    return deps.render(request, "manager.html", summary=summary, write_offs=write_offs.get("data", []),
+                       collectors=collectors.get("collectors", []), currency=currency, saved=saved, error=error,
+                       dashboard_url=str(request.app.state.settings.dashboard_url or ""))
+
+
+async def _decide(request: Request, write_off_id: str, decision: str) -> Response:
+    user = deps.require(request, P.APPROVE_WRITE_OFF)
+    form = await deps.check_csrf(request)
+    if decision == "approval":
+        body = {"approved_by": user.username, "approved_on": deps.today(request).isoformat()}
+    else:
+        body = {"rejected_by": user.username, "reason": str(form.get("reason") or "rejected by the manager"),
+                "rejected_on": deps.today(request).isoformat()}
+    try:
+        await deps.backends(request).post("collections", f"/v1/write-offs/{write_off_id}/{decision}", user.username,
+                                          body, idempotency_key=str(form.get("idempotency_key")
+                                                                    or deps.new_idempotency_key()))
+    except BackendError as exc:
+        if 400 <= exc.status < 500:
+            return RedirectResponse(f"/manager?error={quote(exc.detail[:300])}", status_code=303)
+        raise
+    return RedirectResponse(f"/manager?saved={decision}", status_code=303)
+
+
+@router.post("/manager/write-offs/{write_off_id}/approval")
+async def approve(request: Request, write_off_id: str) -> Response:
+    return await _decide(request, write_off_id, "approval")
+
+
+@router.post("/manager/write-offs/{write_off_id}/rejection")
+async def reject(request: Request, write_off_id: str) -> Response:
+    return await _decide(request, write_off_id, "rejection")
+
+
+EXPORTS = {
+    "worklist": (P.VIEW_WORKLIST, [("customer_id", "Customer id", "text"), ("name", "Customer", "text"),
+                                   ("priority", "Priority", "text"), ("currency", "Currency", "text"),
+                                   ("amount_past_due", "Past due", "money"),
+                                   ("oldest_days_past_due", "Oldest days past due", "int"),
+                                   ("risk_score", "Risk", "int"), ("reasons", "Why", "text")]),
+    "unapplied": (P.VIEW_UNAPPLIED, [("payment_id", "Payment", "text"), ("reference", "Reference", "text"),
+                                     ("customer_id", "Customer id", "text"), ("value_date", "Value date", "date"),
+                                     ("currency", "Currency", "text"), ("amount", "Amount", "money"),
+                                     ("unapplied_amount", "Unapplied", "money"), ("match_reason", "Reason", "text")]),
+    "disputes": (P.VIEW_DISPUTES, [("dispute_id", "Dispute", "text"), ("kind", "Kind", "text"),
+                                   ("customer_id", "Customer id", "text"), ("invoice_id", "Invoice", "text"),
+                                   ("reason_code", "Reason", "text"), ("currency", "Currency", "text"),
+                                   ("amount", "Amount", "money"), ("opened_on", "Opened", "date"),
+                                   ("status", "Status", "text"), ("owner", "Owner", "text")]),
+    "write-offs": (P.APPROVE_WRITE_OFF, [("write_off_id", "Write-off", "text"), ("invoice_id", "Invoice", "text"),
+                                         ("customer_id", "Customer id", "text"), ("currency", "Currency", "text"),
+                                         ("amount", "Amount", "money"), ("reason", "Reason", "text"),
+                                         ("requested_by", "Requested by", "text"),
+                                         ("requested_on", "Requested on", "date"), ("status", "Status", "text")]),
+    "collectors": (P.VIEW_MANAGER, [("collector_id", "Collector", "text"), ("customers", "Customers", "int"),
+                                    ("open_balance", "Open balance", "money"), ("past_due", "Past due", "money"),
+                                    ("collected", "Collected", "money"), ("promises_made", "Promises", "int"),
+                                    ("promise_kept_rate", "Kept rate", "text"), ("notices_sent", "Notices", "int")]),
+}
+MAX_EXPORT_ROWS = 100_000
+
+
+async def _all_pages(request: Request, context: str, path: str, actor: str, **params) -> list[dict]:
+    rows: list[dict] = []
+    cursor = None
+    while len(rows) < MAX_EXPORT_ROWS:
+        body = await deps.backends(request).get(context, path, actor, cursor=cursor, limit=500, **params)
+        rows += body.get("data", [])
+        cursor = body.get("next_cursor")
+        if not cursor:
+            break
+    return rows
+
+
+@router.get("/export/{table}.xlsx")
+async def export(request: Request, table: str, collector: str | None = None, status: str | None = None) -> Response:
+    if table not in EXPORTS:
+        return Response(status_code=404)
+    permission, columns = EXPORTS[table]
+    user = deps.require(request, permission)
+    actor = user.username
+    if table == "worklist":
+        collector_id = collector if collector and user.may(P.VIEW_ANY_WORKLIST) else user.username
+        entries = await request.app.state.worklists.entries(deps.backends(request), collector_id,
+                                                             deps.today(request).isoformat(), actor)
+        rows = sort_and_page(entries, "priority", "desc", 1, None, everything=True).rows
+    elif table == "unapplied":
+        rows = await _all_pages(request, "cash_application", "/v1/unapplied-cash", actor)
+    elif table == "disputes":
+        rows = await _all_pages(request, "disputes", "/v1/disputes", actor,
+                                status=status if status in ("open", "resolved") else None)
+    elif table == "write-offs":
+        rows = (await deps.backends(request).get("collections", "/v1/write-offs", actor)).get("data", [])
+    else:
+        today = deps.today(request)
+        body = await deps.backends(request).get("reporting", "/v1/reports/collectors", actor,
+                                                **{"from": today.replace(day=1).isoformat(), "to": today.isoformat()},
+                                                currency=await _currency(request, actor))
+        rows = body.get("collectors", [])
+    content = workbook(table, columns, rows)
+    name = f"{table}-{date.today().isoformat()}.xlsx"
+    return Response(content, media_type=XLSX, headers={"Content-Disposition": f'attachment; filename="{name}"'})

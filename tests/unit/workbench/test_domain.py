@@ -1,0 +1,115 @@
+"""The workbench's pure rules: who may do what, sorting and paging on the server, money and
+dates per locale without float, the cash applier's running totals, every text in French."""
+import re
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from services.workbench.domain import money
+from services.workbench.domain.cash import selection
+from services.workbench.domain.i18n import FRENCH, translate
+from services.workbench.domain.roles import PERMISSIONS, ROLES, Permission, home_path, may
+from services.workbench.domain.worklist import aging_bucket, aging_totals, next_account, sort_and_page
+
+TEMPLATES = Path(__file__).resolve().parents[3] / "services" / "workbench" / "templates"
+
+
+def _entries(n: int) -> list[dict]:
+    return [{"customer_id": f"C{i:04d}", "name": f"Name {n - i}", "priority": str(Decimal(i % 7) + Decimal("0.5")),
+             "amount_past_due": f"{(i * 37) % 1000}.{i % 100:02d}", "oldest_days_past_due": i % 90,
+             "risk_score": i % 5} for i in range(n)]
+
+
+def test_each_role_holds_only_its_permissions():
+    assert set(PERMISSIONS) == set(ROLES)
+    assert may("collector", Permission.LOG_CONTACT) and not may("collector", Permission.APPLY_CASH)
+    assert may("cash_applier", Permission.APPLY_CASH) and not may("cash_applier", Permission.VIEW_WORKLIST)
+    assert may("dispute_analyst", Permission.RESOLVE_DISPUTE) and not may("dispute_analyst", Permission.LOG_CONTACT)
+    assert may("manager", Permission.APPROVE_WRITE_OFF) and not may("manager", Permission.LOG_CONTACT)
+    assert not may("collector", Permission.APPROVE_WRITE_OFF)
+    assert all(may("admin", p) for p in Permission)
+    assert not may("intruder", Permission.VIEW_ACCOUNT)
+    assert home_path("cash_applier") == "/cash" and home_path("collector") == "/worklist"
+
+
+def test_the_worklist_sorts_and_pages_on_the_server_with_stable_ties():
+    entries = _entries(5000)
+    first = sort_and_page(entries, None, None, 1, None)
+    assert (first.sort, first.descending, first.size, first.total, first.pages) == ("priority", True, 50, 5000, 100)
+    keys = [(-Decimal(e["priority"]), e["customer_id"]) for e in first.rows]
+    assert keys == sorted(keys)
+    # Paging covers every account once.
+    seen = [e["customer_id"] for p in range(1, 101) for e in sort_and_page(entries, "amount_past_due", "asc", p, 50).rows]
+    assert len(seen) == len(set(seen)) == 5000
+    by_amount = sort_and_page(entries, "amount_past_due", "asc", 1, 100).rows
+    assert [Decimal(e["amount_past_due"]) for e in by_amount] == sorted(Decimal(e["amount_past_due"]) for e in by_amount)
+    last = sort_and_page(entries, "name", "asc", 999, 25)
+    assert (last.number, len(last.rows), last.first_index, last.last_index) == (200, 25, 4976, 5000)
+    unknown = sort_and_page(entries, "DROP TABLE", "sideways", 1, 7)
+    assert (unknown.sort, unknown.descending, unknown.size) == ("priority", True, 50)
+    empty = sort_and_page([], None, None, 3, 25)
+    assert (empty.number, empty.pages, empty.rows, empty.first_index) == (1, 1, [], 0)
+
+
+def test_next_account_follows_the_worklist_order():
+    rows = [{"customer_id": c} for c in ("A", "B", "C")]
+    assert next_account(rows, "A") == "B" and next_account(rows, "C") is None and next_account(rows, "Z") == "A"
+    assert next_account([], "A") is None
+
+
+def test_aging_buckets_and_totals_are_exact():
+    assert [aging_bucket(d) for d in (-5, 0, 1, 30, 31, 60, 61, 90, 91, 400)] == \
+        ["current", "current", "1-30", "1-30", "31-60", "31-60", "61-90", "61-90", "90+", "90+"]
+    totals = aging_totals([{"days_past_due": 3, "open_balance": "0.10"}, {"days_past_due": 4, "open_balance": "0.20"},
+                           {"days_past_due": 120, "open_balance": "1000000.01"}])
+    assert totals["1-30"] == "0.30" and totals["90+"] == "1000000.01" and Decimal(totals["current"]) == 0
+
+
+@pytest.mark.parametrize("value, currency, lang, expected", [
+    ("1234.50", "USD", "en", "$1,234.50"),
+    ("1234.50", "EUR", "fr", "1\u202f234,50\xa0€"),
+    ("0.10", "USD", "en", "$0.10"),
+    ("9999999999999999.99", "USD", "en", "$9,999,999,999,999,999.99"),  # beyond float's precision
+    ("12.345", "BHD", "en", "BHD12.345"),
+    ("-5.00", "USD", "en", "-$5.00"),
+])
+def test_money_keeps_the_apis_digits_in_each_locale(value, currency, lang, expected):
+    assert money.format_money(value, currency, lang) == expected
+
+
+def test_money_refuses_junk_and_dates_follow_the_locale():
+    for junk in ("abc", "NaN", "Infinity", "1e"):
+        with pytest.raises(ValueError):
+            money.parse_amount(junk)
+    assert money.format_money(None, "USD", "en") == ""
+    assert money.format_day("2026-03-05", "en") == "Mar 5, 2026"
+    assert money.format_day("2026-03-05", "fr") == "5 mars 2026"
+    assert money.add(["0.10", "0.20", ""]) == "0.30"
+
+
+class _Form(dict):
+    def getlist(self, key):
+        value = self.get(key, [])
+        return value if isinstance(value, list) else [value]
+
+
+def test_the_cash_appliers_running_totals_are_exact_and_flag_overapplication():
+    form = _Form({"pick": ["I1", "I2"], "amount_I1": "0.10", "amount_I2": "0.20", "amount_I3": "5.00"})
+    sel = selection(form, ["I1", "I2", "I3"], "1.00")
+    assert (sel.selected, sel.remaining, sel.over, sel.errors) == ("0.30", "0.70", False, {})
+    assert sel.applications == [{"invoice_id": "I1", "amount": "0.10"}, {"invoice_id": "I2", "amount": "0.20"}]
+    over = selection(_Form({"pick": ["I3"], "amount_I3": "5.00"}), ["I1", "I2", "I3"], "1.00")
+    assert (over.remaining, over.over) == ("-4.00", True)
+    bad = selection(_Form({"pick": ["I1", "I2"], "amount_I1": "-1", "amount_I2": "ten"}), ["I1", "I2"], "1.00")
+    assert set(bad.errors) == {"I1", "I2"} and bad.applications == []
+
+
+def test_every_text_the_templates_show_has_a_french_translation():
+    used = set()
+    for template in TEMPLATES.glob("*.html"):
+        used |= set(re.findall(r"""\bt\(["']([^"']+)["']\)""", template.read_text()))
+    assert len(used) > 60
+    missing = sorted(u for u in used if u not in FRENCH)
+    assert missing == []
+    assert translate("Worklist", "fr") == "Liste de travail" and translate("Worklist", "en") == "Worklist"

@@ -1,0 +1,162 @@
+"""The collector's flow in headless Chromium through the real services: sign in, the ranked
+worklist with its reasons, an account (open invoices with aging, payments, promises, contacts,
+timeline), logging a contact, recording a promise and opening a dispute (the person is the
+event's actor), the next account one key away, French formats, and what others may not do."""
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+import httpx
+import pytest
+
+from tests.support.platform import eventually
+from tests.workbench.conftest import check_accessibility, new_page, sign_in, snapshot
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+async def _worklist(stack, collector: str) -> list[dict]:
+    async with httpx.AsyncClient(headers=stack.api, timeout=30) as c:
+        r = await c.get(f"{stack.urls['collections']}/v1/worklists/{collector}")
+        assert r.status_code == 200, r.text
+        return r.json()["data"]
+
+
+async def test_a_collector_works_the_worklist_and_an_account(stack, browser):
+    expected = await eventually(lambda: _worklist_with(stack, "alice", 3), timeout=90)
+    page = await new_page(browser, stack)
+
+    await page.goto(f"{stack.url}/worklist")
+    assert page.url.startswith(f"{stack.url}/login")
+    await check_accessibility(page, "login")
+    await snapshot(page, stack, "login")
+    await sign_in(page, stack, "alice", "wrong-password-123")
+    assert "Unknown user or wrong password" in await page.get_by_test_id("login-error").text_content()
+
+    await sign_in(page, stack, "alice")
+    assert page.url.endswith("/worklist")
+    rows = page.locator("[data-testid=worklist] tbody tr")
+    assert await rows.count() == len(expected)
+    # Ranked as collections ranks it, with its reasons and the API's amounts, exactly.
+    shown = [await r.get_attribute("data-customer") for r in await rows.all()]
+    assert shown == [e["customer_id"] for e in expected]
+    first = expected[0]
+    first_row = page.locator(f"tr[data-customer='{first['customer_id']}']")
+    assert await first_row.locator("td[data-amount]").get_attribute("data-amount") == first["amount_past_due"]
+    assert await first_row.get_by_test_id("priority").text_content() == first["priority"]
+    for reason in first["reasons"]:
+        assert reason in await first_row.locator(".reasons").text_content()
+    await check_accessibility(page, "worklist")
+    await snapshot(page, stack, "worklist")
+
+    # Sorting happens on the server: by amount past due, ascending.
+    await page.get_by_test_id("sort-amount_past_due").click()
+    await page.wait_for_url(re.compile(r"sort=amount_past_due&order=desc"))
+    await page.get_by_test_id("sort-amount_past_due").click()
+    await page.wait_for_url(re.compile(r"order=asc"))
+    amounts = [Decimal(await r.locator("td[data-amount]").get_attribute("data-amount")) for r in await rows.all()]
+    assert amounts == sorted(amounts)
+
+    # Keyboard: j selects the first row, Enter opens it.
+    await page.goto(f"{stack.url}/worklist")
+    await page.keyboard.press("j")
+    await page.keyboard.press("Enter")
+    await page.wait_for_url(re.compile(f"/accounts/{first['customer_id']}$"))
+    customer = first["customer_id"]
+    open_ids = stack.book["open"][customer]
+    invoice_rows = page.locator("[data-testid=invoices] tbody tr")
+    assert sorted([await r.get_attribute("data-invoice") for r in await invoice_rows.all()]) == sorted(open_ids)
+    assert await page.locator("[data-testid=payments] tbody tr").count() >= 1
+    await check_accessibility(page, "account")
+
+    # Log a contact.
+    form = page.get_by_test_id("contact-form")
+    await form.get_by_label("Kind").select_option("call")
+    await form.get_by_label("Outcome").select_option("promised")
+    await form.get_by_label("Note").fill("Spoke to AP; will pay Friday")
+    await form.get_by_test_id("log-contact").click()
+    await page.wait_for_selector("[data-testid=saved]")
+    assert "Spoke to AP; will pay Friday" in await page.get_by_test_id("contacts").text_content()
+
+    # Record a promise on the first invoice for part of it.
+    invoice_amount = await invoice_rows.first.locator("td[data-amount]").get_attribute("data-amount")
+    part = str((Decimal(invoice_amount) / 2).quantize(Decimal("0.01")))
+    promise = page.get_by_test_id("promise-form")
+    await promise.get_by_label(re.compile("^Amount")).fill(part)
+    await promise.get_by_label("Promise date").fill(_in_days(7))
+    await promise.get_by_test_id("record-promise").click()
+    await page.wait_for_selector("[data-testid=saved]")
+    assert await page.locator("[data-testid=promises] tbody tr").count() == 1
+
+    # Open a dispute: the person is the actor the disputes service records.
+    dispute = page.get_by_test_id("dispute-form")
+    await dispute.get_by_label("Amount").fill("10.00")
+    await dispute.get_by_label("Reason").select_option("PRICING")
+    await dispute.get_by_label("Note").fill("Price list not applied")
+    await dispute.get_by_test_id("open-dispute").click()
+    await page.wait_for_selector("[data-testid=saved]")
+    await snapshot(page, stack, "account")
+    async with httpx.AsyncClient(headers=stack.api, timeout=30) as c:
+        disputes = (await c.get(f"{stack.urls['disputes']}/v1/disputes", params={"customer_id": customer})).json()
+        opened = [d for d in disputes["data"] if d["kind"] == "dispute"]
+        assert len(opened) == 1 and opened[0]["amount"] == "10.00"
+        timeline = (await c.get(f"{stack.urls['disputes']}/v1/disputes/{opened[0]['dispute_id']}/timeline")).json()
+        assert timeline["data"][0]["actor"] == "alice" if "data" in timeline else timeline["events"][0]["actor"] == "alice"
+        contacts = (await c.get(f"{stack.urls['collections']}/v1/contacts", params={"customer_id": customer})).json()
+        assert [(x["collector_id"], x["outcome"]) for x in contacts["data"]] == [("alice", "promised")]
+
+    # The next account is one key away.
+    await page.keyboard.press("n")
+    await page.wait_for_url(re.compile(f"/accounts/{expected[1]['customer_id']}$"))
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+async def test_french_formats_and_what_other_roles_may_not_do(stack, browser):
+    expected = await eventually(lambda: _worklist_with(stack, "camille", 1), timeout=90)
+    page = await new_page(browser, stack)
+    await sign_in(page, stack, "camille")
+    assert await page.locator("h1").text_content() == "Ma liste de travail"
+    row = page.locator(f"tr[data-customer='{expected[0]['customer_id']}']")
+    shown = await row.locator("td[data-amount]").text_content()
+    amount = Decimal(expected[0]["amount_past_due"])
+    whole, cents = f"{amount:.2f}".split(".")
+    assert shown.replace("\u202f", " ").replace("\xa0", " ").startswith(
+        f"{int(whole):,}".replace(",", " ") + "," + cents), shown
+    assert "$US" in shown
+    await check_accessibility(page, "worklist-fr")
+    await snapshot(page, stack, "worklist-fr")
+
+    # A cash applier sees no worklist and no collector's button, and is refused if it tries.
+    carl = await new_page(browser, stack)
+    await sign_in(carl, stack, "carl")
+    assert await carl.get_by_test_id("nav-worklist").count() == 0
+    response = await carl.goto(f"{stack.url}/worklist")
+    assert response.status == 403
+    await carl.goto(f"{stack.url}/accounts/{expected[0]['customer_id']}")
+    assert await carl.get_by_test_id("contact-form").count() == 0
+    csrf = await carl.locator("input[name=csrf_token]").first.get_attribute("value")
+    refused = await carl.request.post(f"{stack.url}/accounts/{expected[0]['customer_id']}/contacts",
+                                      form={"csrf_token": csrf, "kind": "call", "note": "not mine"})
+    assert refused.status == 403
+    # And a collector's own form without its CSRF token is refused too.
+    alice = await new_page(browser, stack)
+    await sign_in(alice, stack, "alice")
+    forged = await alice.request.post(f"{stack.url}/accounts/{expected[0]['customer_id']}/contacts",
+                                      form={"kind": "call", "note": "forged"})
+    assert forged.status == 403
+    async with httpx.AsyncClient(headers=stack.api, timeout=30) as c:
+        contacts = (await c.get(f"{stack.urls['collections']}/v1/contacts",
+                                params={"customer_id": expected[0]["customer_id"]})).json()["data"]
+        assert [x["note"] for x in contacts if x["note"] in ("not mine", "forged")] == []
+
+
+async def _worklist_with(stack, collector: str, count: int) -> list[dict] | None:
+    rows = await _worklist(stack, collector)
+    return rows if len(rows) >= count else None
+
+
+def _in_days(days: int) -> str:
+    from datetime import date, timedelta
+
+    return (date.today() + timedelta(days=days)).isoformat()
