@@ -4,6 +4,7 @@ from __future__ import annotations
 from shared.clock import SystemClock
 from shared.contracts import topic_for
 from shared.service import ConsumerSpec, ServiceDefinition, build_app
+from services.cash_application.api.card_payout_routes import router as card_payout_router
 from services.cash_application.api.refund_routes import router as refund_router
 from services.cash_application.api.routes import router
 from services.cash_application.projections.open_items import on_collections_event, on_invoicing_event
@@ -17,7 +18,7 @@ def definition(settings: CashApplicationSettings | None = None) -> ServiceDefini
         title="Ledgerline cash application",
         settings=settings or CashApplicationSettings(),
         migrations_package="services.cash_application.adapters.migrations",
-        routers=[router, refund_router],
+        routers=[router, refund_router, card_payout_router],
         publishes=True,
         consumers=[ConsumerSpec("cash_application", [topic_for("invoicing")], on_invoicing_event),
                    ConsumerSpec("cash_application.collections", [topic_for("collections")], on_collections_event)],

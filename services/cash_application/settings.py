@@ -27,3 +27,7 @@ class CashApplicationSettings(ServiceSettings):
     # Processes that parse bank files, so a large file never holds the event loop (health checks
     # and other requests are answered meanwhile). 0 parses in the request's process (tests, CLI).
     parse_workers: int = 1
+    # The column of a card processor's payout report holding the invoice number the ERP put on
+    # the charge (per processor; POST /v1/card-payouts?invoice_column= overrides it per file).
+    card_invoice_columns: dict[str, str] = {"stripe": "payment_metadata[invoice_number]",
+                                            "adyen": "Merchant Reference"}

@@ -13,11 +13,13 @@ from shared.contracts.base import (
 )
 from shared.contracts.cash_application import (
     BankStatementImported,
+    ChargebackReceived,
     PaymentApplied,
     PaymentReceived,
     PaymentRefunded,
     PaymentReturned,
     PaymentUnapplied,
+    ProcessorFeeRecorded,
     ShortPayDetected,
     SmallBalanceWriteOffReversed,
     SmallBalanceWrittenOff,
@@ -78,7 +80,8 @@ __all__ = [
     "CustomerRegistered", "InvoiceIssued", "InvoiceLine", "CreditMemoIssued", "CreditMemoLine",
     "InvoiceAdjustmentRequested", "InvoiceAdjustmentRejected", "InvoiceAdjusted", "InvoiceVoided",
     "CustomerProfileChanged", "BillingContact", "BillingAddress",
-    "PaymentReceived", "PaymentApplied", "ShortPayDetected", "UnappliedCashRecorded",
+    "PaymentReceived", "PaymentApplied", "ShortPayDetected", "UnappliedCashRecorded", "ProcessorFeeRecorded",
+    "ChargebackReceived",
     "PaymentUnapplied", "PaymentReturned", "PaymentRefunded", "SmallBalanceWrittenOff", "SmallBalanceWriteOffReversed",
     "BankStatementImported",
     "DisputeOpened", "DeductionOpened", "DisputeResolved", "DisputeReclassified", "DisputeAssigned",

@@ -76,7 +76,7 @@ class PaymentUnapplied(_CashApplication):
     amount: Amount
     currency: CurrencyCode
     unapplied_on: date
-    reason: str  # manual_reversal | reapplied | payment_returned
+    reason: str  # manual_reversal | reapplied | payment_returned | card_refund
 
 
 @event
@@ -130,7 +130,7 @@ class SmallBalanceWriteOffReversed(_CashApplication):
     amount: Amount
     currency: CurrencyCode
     reversed_on: date
-    reason: str  # manual_reversal | reapplied | payment_returned
+    reason: str  # manual_reversal | reapplied | payment_returned | card_refund
 
 
 @event
@@ -195,3 +195,47 @@ class PaymentRefunded(_CashApplication):
     reference: str | None = None
     refunded_on: date
     reason: str | None = None
+
+
+@event
+class ProcessorFeeRecorded(_CashApplication):
+    """A card processor's fee, deducted from a payout: an adjustment of its own, never netted into
+    the receipt (card charges are received gross). `payment_id` names the charge the fee was taken
+    on (empty for a fee the processor charged on its own, such as a monthly or a dispute fee). A
+    fee the processor gave back is negative. Consumers: reporting (processor fees as such)."""
+
+    event_type: ClassVar[str] = "ProcessorFeeRecorded"
+    money_fields: ClassVar[tuple[str, ...]] = ("amount",)
+
+    fee_id: str
+    processor: str  # stripe | adyen
+    payout_id: str
+    payment_id: str  # "" when the fee belongs to no charge
+    customer_id: str  # the charge's customer, "" when none
+    amount: Amount
+    currency: CurrencyCode
+    recorded_on: date
+    fee_type: str  # processing (on a charge) | refund | dispute | standalone
+    reference: str | None = None  # the processor's transaction id
+
+
+@event
+class ChargebackReceived(_CashApplication):
+    """The card holder disputed a charge and the processor took the money back. The charge's
+    applications are reversed first (PaymentUnapplied reason `chargeback`, then PaymentReturned
+    reason code CHARGEBACK); one event per invoice the charge had paid (`invoice_id` empty when
+    it had paid none). Consumers: disputes (opens a deduction to work the chargeback)."""
+
+    event_type: ClassVar[str] = "ChargebackReceived"
+    money_fields: ClassVar[tuple[str, ...]] = ("amount",)
+
+    chargeback_id: str
+    payment_id: str
+    invoice_id: str  # "" when the charge had been applied to no invoice
+    customer_id: str
+    amount: Amount
+    currency: CurrencyCode
+    received_on: date
+    processor: str
+    processor_reason: str | None = None  # the network's / processor's reason (fraudulent, duplicate, ...)
+    reference: str | None = None  # the processor's dispute id

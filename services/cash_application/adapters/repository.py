@@ -388,6 +388,15 @@ async def refunds_of(conn: AsyncConnection, payment_id: str) -> list[dict[str, A
     return [dict(r) for r in rows.mappings()]
 
 
+async def payment_customers(conn: AsyncConnection, payment_ids: Sequence[str]) -> dict[str, str]:
+    """payment_id -> customer_id of these payments (those that exist)."""
+    if not payment_ids:
+        return {}
+    rows = await conn.execute(text("SELECT payment_id, customer_id FROM payments WHERE payment_id = ANY(CAST(:p AS text[]))"),
+                              {"p": sorted(set(payment_ids))})
+    return {r.payment_id: r.customer_id for r in rows}
+
+
 async def mark_returned(conn: AsyncConnection, payment_id: str, on: date, reason_code: str) -> None:
     await conn.execute(text("UPDATE payments SET returned_on = :d, return_reason_code = :r WHERE payment_id = :p"),
                        {"d": on, "r": reason_code, "p": payment_id})
@@ -484,21 +493,36 @@ async def _details(conn: AsyncConnection, payment_ids: list[str]
 async def statement_lines_for(conn: AsyncConnection, day: date, account: str | None, currency: str) -> list[dict]:
     """Credit lines of the day's statements (receipts the bank booked)."""
     rows = await conn.execute(
-        text("SELECT * FROM statement_lines WHERE value_date = :d AND direction = 'credit' AND currency = :c"
+        text("SELECT import_id, position, account, value_date, currency, amount, direction, bank_reference,"
+             " payer_name, kind, payout_id, coalesce('payout:' || payout_id, payment_id) AS payment_id FROM statement_lines"
+             " WHERE value_date = :d AND direction = 'credit' AND currency = :c"
              " AND (CAST(:a AS text) IS NULL OR account = :a) ORDER BY import_id, position"),
         {"d": day, "a": account, "c": currency})
     return [dict(r) for r in rows.mappings()]
 
 
 async def receipts_for(conn: AsyncConnection, day: date, account: str | None, currency: str) -> list[dict]:
-    """Payments posted with the day's value date; with an account, only those its statements brought."""
+    """Payments posted with the day's value date; with an account, only those its statements brought.
+    Card charges from a processor's report are not bank receipts: their payout is, on the day the
+    bank booked it (or expected, until a statement shows it), as `payout:<processor>:<id>`; a
+    receipt the payout's bank line had posted before the report came (returned since) is left out."""
     rows = await conn.execute(
         text("SELECT p.payment_id, p.amount, p.reference FROM payments p"
              " LEFT JOIN statement_lines l ON l.payment_id = p.payment_id AND l.kind = 'receipt'"
              " WHERE p.value_date = :d AND p.currency = :c"
-             " AND (CAST(:a AS text) IS NULL OR l.account = :a) ORDER BY p.received_seq"),
+             " AND (CAST(:a AS text) IS NULL OR l.account = :a)"
+             " AND NOT EXISTS (SELECT 1 FROM payment_sources s JOIN bank_imports b ON b.import_id = s.import_id"
+             "                 WHERE s.payment_id = p.payment_id AND b.file_format LIKE 'card:%')"
+             " AND NOT EXISTS (SELECT 1 FROM card_payouts c WHERE c.superseded_payment_id = p.payment_id)"
+             " ORDER BY p.received_seq"),
         {"d": day, "a": account, "c": currency})
-    return [dict(r) for r in rows.mappings()]
+    payouts = await conn.execute(
+        text("SELECT 'payout:' || c.payout_id AS payment_id, c.amount, c.processor_payout_id AS reference"
+             " FROM card_payouts c LEFT JOIN statement_lines l ON l.payout_id = c.payout_id"
+             " WHERE coalesce(c.bank_value_date, c.arrival_date) = :d AND c.currency = :c"
+             " AND (CAST(:a AS text) IS NULL OR l.account = :a) ORDER BY c.payout_id"),
+        {"d": day, "a": account, "c": currency})
+    return [dict(r) for r in rows.mappings()] + [dict(r) for r in payouts.mappings()]
 
 
 async def posted_line_keys(conn: AsyncConnection, references: Sequence[str]) -> set[tuple]:
@@ -511,6 +535,15 @@ async def posted_line_keys(conn: AsyncConnection, references: Sequence[str]) -> 
              " FROM statement_lines WHERE bank_reference = ANY(CAST(:refs AS text[]))"),
         {"refs": list(references)})
     return {(r.account, r.bank_reference, Decimal(r.amount).normalize(), r.direction, r.value_date) for r in rows}
+
+
+async def get_import_result(conn: AsyncConnection, import_id: str) -> dict[str, Any] | None:
+    """A finished import's result (what its POST answered), or None."""
+    row = (await conn.execute(text("SELECT result FROM bank_imports WHERE import_id = :i AND result IS NOT NULL"),
+                              {"i": import_id})).scalar()
+    if row is None:
+        return None
+    return row if isinstance(row, dict) else json.loads(row)
 
 
 async def list_imports(conn: AsyncConnection, *, before: str | None, limit: int) -> list[dict[str, Any]]:

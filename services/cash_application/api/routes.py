@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
 from datetime import date
 from decimal import Decimal
@@ -10,7 +9,6 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
 from shared.idempotency import idempotent_create, idempotent_request, idempotency_key_header
 from shared.money import MoneyError, validate_currency
@@ -123,7 +121,7 @@ async def import_bank_file(request: Request, key: str = Depends(idempotency_key_
     """Import a file sent as the raw request body (`curl --data-binary @statement.bai2`). All of
     it posts or none of it; the same file or statement again answers the first import (200)."""
     runtime = get_runtime(request)
-    content = await _body_within(request, runtime.settings.max_file_bytes)
+    content = await body_within(request, runtime.settings.max_file_bytes)
     cmd = imports.ImportFile(content=content, file_format=format, file_name=file_name, csv_profile=profile)
     parsed = await imports.parse(cmd, runtime.settings)
     fingerprint = {"format": format, "profile": profile, "sha256": hashlib.sha256(content).hexdigest()}
@@ -142,7 +140,7 @@ class FileTooLarge(Problem):
     title = "The file is larger than this service accepts; nothing was read or posted"
 
 
-async def _body_within(request: Request, limit: int) -> bytes:
+async def body_within(request: Request, limit: int) -> bytes:
     """The request body, refused (413) as soon as it passes the limit: a declared Content-Length
     over it is refused before a byte is read, and a streamed body is counted as it arrives, so a
     300 MB upload never sits in memory."""
@@ -177,11 +175,10 @@ async def list_bank_files(request: Request, cursor: str | None = None,
 @router.get("/bank-files/{import_id}", tags=["bank files"])
 async def get_bank_file(import_id: str, request: Request) -> dict[str, Any]:
     async with get_runtime(request).engine.connect() as conn:
-        row = (await conn.execute(text("SELECT result FROM bank_imports WHERE import_id = :i AND result IS NOT NULL"),
-                                  {"i": import_id})).scalar()
-    if row is None:
+        result = await repo.get_import_result(conn, import_id)
+    if result is None:
         raise NotFound(f"no import {import_id}", field="import_id")
-    return row if isinstance(row, dict) else json.loads(row)
+    return result
 
 
 # ---------------------------------------------------------------- the unapplied-cash work queue

@@ -160,9 +160,13 @@ async def import_file(conn: AsyncConnection, cmd: ImportFile, parsed: ParsedFile
         return result
 
     fresh, already = await _without_posted_lines(conn, fresh)
+    from services.cash_application.application.card_payouts import claim_payout_lines
+
+    payout_lines = await claim_payout_lines(conn, fresh)  # credits that carry a card payout already imported
     await allow_long_idle(conn)  # matching a large file under its locks is CPU work between statements
     matcher = await build_matcher(conn, policy_of(settings))
-    receipts = [(statement, line) for statement in fresh for line in statement.lines if line.is_receipt]
+    receipts = [(statement, line) for statement in fresh for line in statement.lines
+                if line.is_receipt and id(line) not in payout_lines]
     # Pass 1, on the snapshot: which invoices to lock (CPU work, in a worker thread).
     touched: set[str] = await asyncio.to_thread(lambda: {
         a.invoice_id for statement, line in receipts
@@ -181,7 +185,7 @@ async def import_file(conn: AsyncConnection, cmd: ImportFile, parsed: ParsedFile
             invoice.open_balance = locked[invoice_id].open_balance
     payments_out: list[dict[str, Any]] = []
     counts = {"receipts": 0, "auto_applied": 0, "partially_applied": 0, "unapplied": 0, "returns": 0,
-              "returns_unmatched": 0, "other_lines": 0}
+              "returns_unmatched": 0, "other_lines": 0, "card_payouts": 0}
     threshold = settings.auto_apply_threshold
     sources: list[dict[str, Any]] = []
     new_payments: list[Payment] = []
@@ -223,6 +227,10 @@ async def import_file(conn: AsyncConnection, cmd: ImportFile, parsed: ParsedFile
     for statement in fresh:
         for line in statement.lines:
             if line.is_receipt:
+                if id(line) in payout_lines:  # the payout's charges are posted gross from its report
+                    counts["card_payouts"] += 1
+                    statement_rows.append({**_line_row(import_id, statement, line, None, "card_payout"),
+                                           "po": payout_lines[id(line)]})
                 continue
             if line.is_return:
                 returned = await _return_from_file(conn, line, statement.currency, meta)
@@ -239,6 +247,13 @@ async def import_file(conn: AsyncConnection, cmd: ImportFile, parsed: ParsedFile
                                                                     " recorded differ"}]})
     if statement_rows:
         await conn.execute(_INSERT_LINE, statement_rows)
+    if payout_lines:
+        from services.cash_application.adapters import card_payout_store
+
+        for row in statement_rows:
+            if row["po"]:
+                await card_payout_store.tie_line(conn, payout_id=row["po"], import_id=import_id, position=row["pos"],
+                                                 value_date=row["d"])
     bank_import = BankImport(import_id)
     for statement in fresh:
         bank_import.record_statement(file_format=statement.file_format, account=statement.account,
@@ -315,8 +330,8 @@ async def _return_from_file(conn: AsyncConnection, line: BankLine, currency: str
 
 _INSERT_LINE = text(
     "INSERT INTO statement_lines (import_id, position, account, value_date, currency, amount, direction,"
-    " bank_reference, payer_name, payment_id, kind) VALUES (:i, :pos, :a, :d, :c, :amt, :dir, :ref, :name,"
-    " :p, :k) ON CONFLICT DO NOTHING")
+    " bank_reference, payer_name, payment_id, kind, payout_id) VALUES (:i, :pos, :a, :d, :c, :amt, :dir, :ref,"
+    " :name, :p, :k, :po) ON CONFLICT DO NOTHING")
 
 
 def _source_row(payment_id: str, import_id: str, line: BankLine, result: MatchResult,
@@ -345,7 +360,7 @@ def _line_row(import_id: str, statement: BankStatement, line: BankLine, payment_
               kind: str) -> dict[str, Any]:
     return {"i": import_id, "pos": line.position, "a": statement.account, "d": line.value_date,
             "c": statement.currency, "amt": line.amount, "dir": line.direction, "ref": line.bank_reference,
-            "name": line.payer_name, "p": payment_id, "k": kind}
+            "name": line.payer_name, "p": payment_id, "k": kind, "po": None}
 
 
 def _summary(payment: Payment, line: BankLine, result: MatchResult) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from decimal import Decimal
 from typing import Iterable, Sequence
 
 from shared.aggregate import Aggregate
-from shared.contracts import (BankStatementImported, PaymentApplied, PaymentReceived, PaymentRefunded, PaymentReturned,
+from shared.contracts import (BankStatementImported, ChargebackReceived, ProcessorFeeRecorded, PaymentApplied, PaymentReceived, PaymentRefunded, PaymentReturned,
                               PaymentUnapplied, ShortPayDetected, SmallBalanceWriteOffReversed, SmallBalanceWrittenOff, UnappliedCashRecorded)
 from shared.money import ZERO, MoneyError, exact_amount, quantize, to_str, validate_currency
 from services.cash_application.domain.matching import MatchResult
@@ -429,6 +429,62 @@ class Payment(Aggregate):
                                      amount=amount, currency=self.currency, method=method, reference=reference,
                                      refunded_on=on, reason=reason), at)
 
+    def refund_to_card(self, *, refund_id: str, amount: Decimal, on: date, reason: str | None, at: datetime) -> None:
+        """The processor paid part or all of a card charge back to the card holder. What the
+        charge left unapplied is refunded first; when that is not enough, the charge's
+        applications are reversed (reason `card_refund`: the invoices are owed again) and the rest
+        of the charge waits in the unapplied-cash queue for a person to apply again."""
+        self._must_be_live()
+        if refund_id in self.refunds:
+            return
+        amount = self._money(amount, self.currency, "amount")
+        if amount > self.amount - self.refunded_amount:
+            raise CashApplicationRuleViolation(
+                f"refund of {amount} exceeds what is left of the charge ({self.amount - self.refunded_amount})",
+                "amount")
+        if self.customer_id == UNIDENTIFIED_CUSTOMER:
+            raise CashApplicationRuleViolation("the charge's payer is not identified: apply it before its refund"
+                                               " can be booked", "payment_id")
+        reversed_ = amount > self.unapplied_amount
+        if reversed_:
+            self.reverse(None, "card_refund", max(on, self.value_date or on), at)
+        self.refund(refund_id=refund_id, amount=amount, method="card", reference=refund_id,
+                    on=max(on, self.value_date or on), reason=reason, at=at)
+        if reversed_ and self.unapplied_amount > 0:
+            self.trigger(UnappliedCashRecorded(
+                payment_id=self.id, customer_id=self.customer_id, amount=self.unapplied_amount, currency=self.currency,
+                value_date=self.value_date or on,
+                reason=f"card refund {refund_id} of {to_str(amount)}: the rest of the charge is to be applied again"),
+                at)
+
+    def charge_back(self, *, chargeback_id: str, amount: Decimal, on: date, processor: str,
+                    processor_reason: str | None, reference: str | None, at: datetime) -> None:
+        """The card holder disputed the charge and the processor took its amount back: the charge
+        is returned (every application reversed, the invoices owed again, PaymentReturned reason
+        code CHARGEBACK), and one ChargebackReceived per invoice it had paid tells disputes to
+        open the case. Only a chargeback of the whole charge is taken here; a partial one is left
+        to a person (the caller reports it)."""
+        self._must_be_live()
+        amount = self._money(amount, self.currency, "amount")
+        if amount != self.amount - self.refunded_amount:
+            raise CashApplicationRuleViolation(
+                f"chargeback of {amount} is not the charge's {self.amount - self.refunded_amount}: a partial"
+                " chargeback is left to a person", "amount")
+        on = max(on, self.value_date or on)
+        paid = [(a.invoice_id, a.customer_id, a.amount) for a in self.applications.values()]
+        self.return_payment("CHARGEBACK", f"{processor} chargeback {reference or chargeback_id}"
+                            f"{' (' + processor_reason + ')' if processor_reason else ''}", on, at)
+        rest = amount - sum((part for _, _, part in paid), ZERO)
+        parts = paid + ([("", self.customer_id, rest)] if rest > 0 else [])
+        for invoice_id, customer_id, part in parts:
+            self.trigger(ChargebackReceived(
+                chargeback_id=f"{chargeback_id}:{invoice_id}" if invoice_id else chargeback_id, payment_id=self.id,
+                invoice_id=invoice_id, customer_id=customer_id, amount=part, currency=self.currency, received_on=on,
+                processor=processor, processor_reason=processor_reason, reference=reference), at)
+
+    def when_ChargebackReceived(self, e: ChargebackReceived) -> None:
+        pass  # the return before it moved the state; the event is for disputes
+
     def when_PaymentRefunded(self, e: PaymentRefunded) -> None:
         self.refunds[e.refund_id] = e.amount
 
@@ -505,3 +561,27 @@ class BankImport(Aggregate):
 
     def when_BankStatementImported(self, e: BankStatementImported) -> None:
         self.statements.append(e)
+
+
+class CardSettlement(Aggregate):
+    """One card processor payout, as far as cash application books it beyond the charges: the
+    processor's fees, each an adjustment event of its own (never netted into a receipt)."""
+
+    stream_type = "card-payout"
+
+    def __init__(self, aggregate_id: str) -> None:
+        super().__init__(aggregate_id)
+        self.fee_ids: set[str] = set()
+
+    def record_fee(self, *, fee_id: str, processor: str, payout_id: str, payment_id: str, customer_id: str,
+                   amount: Decimal, currency: str, on: date, fee_type: str, reference: str | None,
+                   at: datetime) -> None:
+        if fee_id in self.fee_ids or amount == 0:
+            return
+        self.trigger(ProcessorFeeRecorded(fee_id=fee_id, processor=processor, payout_id=payout_id,
+                                          payment_id=payment_id, customer_id=customer_id,
+                                          amount=quantize(amount, currency), currency=currency, recorded_on=on,
+                                          fee_type=fee_type, reference=reference), at)
+
+    def when_ProcessorFeeRecorded(self, e: ProcessorFeeRecorded) -> None:
+        self.fee_ids.add(e.fee_id)

@@ -79,7 +79,7 @@ async def payment_returned(conn: AsyncConnection, payment_id: str) -> bool:
 async def open_deductions_of_payment(conn: AsyncConnection, payment_id: str) -> list[str]:
     rows = await conn.execute(
         text("SELECT dispute_id FROM disputes WHERE payment_id = :p AND kind = 'deduction' AND status = 'open'"
-             " ORDER BY dispute_id"), {"p": payment_id})
+             " AND coalesce(external_reference, '') NOT LIKE 'chargeback:%' ORDER BY dispute_id"), {"p": payment_id})
     return list(rows.scalars())
 
 

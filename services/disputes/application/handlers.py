@@ -3,6 +3,7 @@ The caller owns the transaction."""
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -13,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from shared import aggregate
 from shared.consumer import ReceivedEvent
 from shared.contracts import (
+    ChargebackReceived,
     InvoiceIssued,
     PaymentApplied,
     PaymentReturned,
@@ -33,7 +35,7 @@ from services.disputes.domain.model import (
     InvoiceReference,
     deduction_id,
 )
-from services.disputes.domain.reason_codes import mapped_reason_code, normalise_customer_code
+from services.disputes.domain.reason_codes import chargeback_reason_code, mapped_reason_code, normalise_customer_code
 from services.disputes.projections.invoice_references import on_invoice_issued
 
 log = logging.getLogger(__name__)
@@ -141,6 +143,38 @@ async def open_deduction(conn: AsyncConnection, short_pay: ShortPayDetected, met
     return True
 
 
+CHARGEBACK_REFERENCE = "chargeback:"
+
+
+async def open_chargeback(conn: AsyncConnection, chargeback: ChargebackReceived, meta: dict[str, Any]) -> bool:
+    """A card holder's chargeback of a charge that paid an invoice: a deduction to work (evidence
+    for the processor, or a credit), opened once per chargeback and invoice. It is not withdrawn
+    when the charge's PaymentReturned is (re)delivered: that return *is* the chargeback. A
+    chargeback of a charge that paid no invoice has nothing to dispute here (cash application
+    keeps it on the payment)."""
+    if not chargeback.invoice_id:
+        log.info("chargeback %s of payment %s paid no invoice: no deduction", chargeback.chargeback_id,
+                 chargeback.payment_id)
+        return False
+    dispute = await aggregate.load(conn, Dispute, str(uuid.uuid5(uuid.NAMESPACE_URL,
+                                                                 f"ledgerline:chargeback:{chargeback.chargeback_id}")))
+    if dispute.exists:
+        return False
+    try:
+        dispute.open_deduction(invoice_id=chargeback.invoice_id, customer_id=chargeback.customer_id,
+                               payment_id=chargeback.payment_id, currency=chargeback.currency,
+                               shortfall=chargeback.amount,
+                               reason_code=chargeback_reason_code(chargeback.processor_reason),
+                               opened_on=chargeback.received_on, at=utc_midnight(chargeback.received_on),
+                               customer_reason_code=normalise_customer_code(chargeback.processor_reason) or None,
+                               external_reference=f"{CHARGEBACK_REFERENCE}{chargeback.processor}:{chargeback.chargeback_id}")
+    except DisputeRuleViolation as exc:
+        raise ValueError(f"ChargebackReceived {chargeback.chargeback_id} cannot open a deduction: {exc}") from exc
+    await aggregate.save(conn, dispute, {**meta, "processor": chargeback.processor})
+    await repo.insert_dispute(conn, _row(dispute, payment_id=chargeback.payment_id))
+    return True
+
+
 def _row(dispute: Dispute, *, description: str | None = None, payment_id: str | None = None) -> dict[str, Any]:
     return {"dispute_id": dispute.id, "kind": dispute.kind, "invoice_id": dispute.invoice_id,
             "customer_id": dispute.customer_id, "payment_id": payment_id, "currency": dispute.currency,
@@ -161,6 +195,8 @@ async def on_external_event(conn: AsyncConnection, event: ReceivedEvent) -> None
         await on_invoice_issued(conn, contract)
     elif isinstance(contract, ShortPayDetected):
         await open_deduction(conn, contract, event.causation_metadata("disputes:short-pay"))
+    elif isinstance(contract, ChargebackReceived):
+        await open_chargeback(conn, contract, event.causation_metadata("disputes:chargeback"))
     elif isinstance(contract, PaymentReturned):
         await withdraw_deductions(conn, contract, event.causation_metadata("disputes:payment-returned"))
     elif isinstance(contract, PaymentApplied):

@@ -42,6 +42,18 @@ def deduction_reason_code(remittance_code: str | None) -> str:
     return code if code in BY_CODE else UNSPECIFIED
 
 
+# Card networks' dispute reasons as the processors report them (Stripe's `dispute_reason`) ->
+# the catalogue; the rest (fraudulent, unrecognized, general, ...) is UNSPECIFIED until classified.
+CHARGEBACK_REASONS: dict[str, str] = {
+    "duplicate": "DUPLICATE_BILLING", "product_not_received": "NOT_RECEIVED", "product_unacceptable": "DAMAGED",
+    "credit_not_processed": "PRICING",
+}
+
+
+def chargeback_reason_code(processor_reason: str | None) -> str:
+    return CHARGEBACK_REASONS.get((processor_reason or "").strip().lower(), UNSPECIFIED)
+
+
 # Who works a reason by default (routing); an analyst may reassign.
 TEAMS: tuple[str, ...] = ("sales", "customer_service", "billing", "logistics")
 DEFAULT_TEAM: dict[str, str] = {
