@@ -2,7 +2,7 @@ SHELL := /bin/bash
 PYTEST := .venv/bin/pytest
 PYTHON := .venv/bin/python
 
-.PHONY: run stop test test-faults faults-infra-down test-unit test-integration test-e2e test-deploy test-platform test-k8s lint bench bench-mechanisms bench-cash bench-reporting setup infra-up infra-down infra-status lock schemas
+.PHONY: run stop test test-faults faults-infra-down test-unit test-integration test-e2e test-deploy test-platform test-k8s lint bench bench-platform bench-mechanisms bench-cash bench-reporting setup infra-up infra-down infra-status lock schemas
 
 # Everything on a fresh machine: tools, PostgreSQL, Kafka, migrations, and the five services,
 # in open mode (no API keys; local development only: the script says so).
@@ -56,6 +56,14 @@ bench: setup infra-up
 	$(PYTHON) -m bench.mechanisms
 	$(PYTHON) -m bench.cash_application
 	$(PYTHON) -m bench.reporting
+
+# The whole platform under load (issue 9): five services as processes, the load generator, every
+# aim beside its measured value and its raw ceiling, the read models checked to the cent at the
+# end (nonzero exit on a mismatch). About 6 minutes. BENCH_PLATFORM_ARGS: --instances 2 (two
+# processes of every service), --profile (py-spy flame graphs); artifacts in
+# .local/bench-artifacts/platform/. Results: docs/benchmarks.md, "Platform load benchmark".
+bench-platform: setup infra-up
+	$(PYTHON) -m bench.platform $(BENCH_PLATFORM_ARGS)
 
 bench-mechanisms: setup infra-up
 	$(PYTHON) -m bench.mechanisms

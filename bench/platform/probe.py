@@ -1,0 +1,170 @@
+"""What the benchmark watches while the load runs: when each invoice becomes visible in each read
+model that uses it, the read models' totals, and every service process's memory.
+
+Visibility is read from the read models' own tables in their own databases (the rows their GET
+endpoints answer from), not through HTTP: one range query per read model every `interval`
+covers every invoice in flight, where polling GET /v1/open-items/{id} for each invoice would add
+hundreds of requests per second to the load being measured. The query's snapshot is taken when
+it starts, so an invoice first returned by a poll became visible at or before that poll's start:
+the figure overstates the lag by at most one interval (25 ms by default)."""
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from bisect import bisect_left
+
+import asyncpg
+
+# The read models fed by InvoiceIssued (services/*/projections): table, and the condition that
+# makes the invoice complete there (cash application keeps a row for a credit memo that arrives
+# before its invoice, with total_amount NULL).
+READ_MODELS: dict[str, tuple[str, str, str]] = {
+    # context: (table, amount column, extra condition)
+    "cash_application": ("open_items", "total_amount", "total_amount IS NOT NULL"),
+    "collections": ("invoices", "total_amount", "true"),
+    "disputes": ("invoice_references", "total_amount", "true"),
+    "reporting": ("invoices", "amount", "true"),
+}
+
+
+class VisibilityProbe:
+    """First-seen time (time.monotonic) of each of `ids` in each read model. `ids` must sort the
+    same in Python and in PostgreSQL (one prefix, fixed-width numbers)."""
+
+    def __init__(self, conns: dict[str, asyncpg.Connection], ids: list[str], interval: float = 0.025) -> None:
+        self.conns = conns
+        self.ids = sorted(ids)
+        self.interval = interval
+        self.seen: dict[str, dict[str, float]] = {c: {} for c in conns}
+        self._low = {c: 0 for c in conns}
+        self._skip: set[str] = set()
+        self.polls = 0
+
+    def give_up_on(self, ids: set[str]) -> None:
+        """Ids that will never appear (the request failed): stop waiting for them."""
+        self._skip |= ids
+
+    def _advance(self, context: str) -> None:
+        seen = self.seen[context]
+        low = self._low[context]
+        while low < len(self.ids) and (self.ids[low] in seen or self.ids[low] in self._skip):
+            low += 1
+        self._low[context] = low
+
+    def pending(self, context: str) -> bool:
+        self._advance(context)
+        return self._low[context] < len(self.ids)
+
+    async def poll_once(self) -> None:
+        self.polls += 1
+        for context, conn in self.conns.items():
+            if not self.pending(context):
+                continue
+            table, _, condition = READ_MODELS[context]
+            began = time.monotonic()
+            rows = await conn.fetch(f"SELECT invoice_id FROM {table} WHERE invoice_id BETWEEN $1 AND $2 AND {condition}",
+                                    self.ids[self._low[context]], self.ids[-1])
+            seen = self.seen[context]
+            for row in rows:
+                seen.setdefault(row[0], began)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            await self.poll_once()
+            await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
+
+    async def drain(self, timeout: float) -> bool:
+        """Poll until every id not given up on is seen everywhere; False on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            await self.poll_once()
+            if not any(self.pending(c) for c in self.conns):
+                return True
+            await asyncio.sleep(self.interval)
+        return False
+
+    def lags(self, context: str, answered: dict[str, float]) -> list[float]:
+        """Seconds from each 201 (answered: id -> time) to its first sighting in `context`."""
+        seen = self.seen[context]
+        return [max(0.0, seen[i] - t) for i, t in answered.items() if i in seen]
+
+    def missing(self, context: str, answered: dict[str, float]) -> int:
+        return sum(1 for i in answered if i not in self.seen[context])
+
+
+def in_range(ids: list[str], low: str, high: str) -> list[str]:
+    return ids[bisect_left(ids, low):bisect_left(ids, high)]
+
+
+async def read_model_totals(conns: dict[str, asyncpg.Connection]) -> dict[str, dict[str, tuple[int, str]]]:
+    """Per read model: currency -> (invoice count, sum of totals as a decimal string)."""
+    out: dict[str, dict[str, tuple[int, str]]] = {}
+    for context, conn in conns.items():
+        table, amount, condition = READ_MODELS[context]
+        rows = await conn.fetch(f"SELECT trim(currency) AS currency, count(*) AS n, sum({amount}) AS total FROM {table}"
+                                f" WHERE {condition} GROUP BY 1 ORDER BY 1")
+        out[context] = {r["currency"]: (r["n"], f"{r['total']:.2f}") for r in rows}
+    return out
+
+
+# ---------------------------------------------------------------------------------------- memory
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                out += [int(p) for p in f.read().split()]
+    except OSError:
+        pass
+    return out
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of a process (VmRSS from /proc/PID/status), in MB (2^20 bytes)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def tree_rss_mb(pid: int) -> float:
+    """RSS of a process and every process under it (a parse worker, say), summed."""
+    total, stack = 0.0, [pid]
+    while stack:
+        p = stack.pop()
+        total += rss_mb(p)
+        stack += _children(p)
+    return total
+
+
+class MemorySampler:
+    """Samples each named process tree's RSS every `interval` seconds; keeps the peak."""
+
+    def __init__(self, pids: dict[str, int], interval: float = 0.5) -> None:
+        self.pids = pids
+        self.interval = interval
+        self.peak: dict[str, float] = {name: 0.0 for name in pids}
+        self.last: dict[str, float] = {name: 0.0 for name in pids}
+        self.samples = 0
+
+    def sample(self) -> None:
+        self.samples += 1
+        for name, pid in self.pids.items():
+            value = tree_rss_mb(pid)
+            self.last[name] = value
+            self.peak[name] = max(self.peak[name], value)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self.sample()
+            try:
+                await asyncio.wait_for(stop.wait(), self.interval)
+            except asyncio.TimeoutError:
+                pass
