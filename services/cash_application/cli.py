@@ -18,16 +18,21 @@ def _import_args(parser: argparse.ArgumentParser) -> None:
 
 
 async def _import(runtime, args: argparse.Namespace) -> int:
-    """Import a file as the API does: all or nothing, the same file twice posts once."""
-    from services.cash_application.application import imports
+    """Import a file as the API does: all or nothing (a large file chunk by chunk, resumable), the same
+    file twice posts once."""
+    from services.cash_application.application import chunked_imports, imports
 
     cmd = imports.ImportFile(content=args.path.read_bytes(), file_format=args.format, file_name=args.path.name,
                              csv_profile=args.profile)
     meta = {"correlation_id": str(uuid.uuid4()), "actor": "cli"}
     try:
         parsed = await imports.parse(cmd, runtime.settings)
-        async with runtime.engine.begin() as conn:
-            result = await imports.import_file(conn, cmd, parsed, runtime.settings, meta)
+        if chunked_imports.needs_chunks(parsed, runtime.settings):
+            # committed chunk by chunk; run again after a crash, it resumes
+            result = await chunked_imports.import_file_in_chunks(runtime.engine, cmd, parsed, runtime.settings, meta)
+        else:
+            async with runtime.engine.begin() as conn:
+                result = await imports.import_file(conn, cmd, parsed, runtime.settings, meta)
     except Problem as exc:
         print(json.dumps(exc.body()), file=sys.stderr)
         return 2

@@ -31,3 +31,7 @@ class CashApplicationSettings(ServiceSettings):
     # the charge (per processor; POST /v1/card-payouts?invoice_column= overrides it per file).
     card_invoice_columns: dict[str, str] = {"stripe": "payment_metadata[invoice_number]",
                                             "adyen": "Merchant Reference"}
+    # A file with more receipts than this imports in chunks of this many, each committed with the
+    # import's progress (resumable after a crash: send the same file again); smaller files post
+    # in one transaction, all or nothing.
+    import_chunk_receipts: int = 5000

@@ -525,15 +525,18 @@ async def receipts_for(conn: AsyncConnection, day: date, account: str | None, cu
     return [dict(r) for r in rows.mappings()] + [dict(r) for r in payouts.mappings()]
 
 
-async def posted_line_keys(conn: AsyncConnection, references: Sequence[str]) -> set[tuple]:
+async def posted_line_keys(conn: AsyncConnection, references: Sequence[str],
+                           exclude_import: str | None = None) -> set[tuple]:
     """(account, bank reference, amount, direction, value date) of statement lines already
-    imported with one of these bank references."""
+    imported with one of these bank references (by another import than `exclude_import`: a
+    chunked import resuming does not take its own committed chunks for duplicates)."""
     if not references:
         return set()
     rows = await conn.execute(
         text("SELECT coalesce(account, '') AS account, bank_reference, amount, direction, value_date"
-             " FROM statement_lines WHERE bank_reference = ANY(CAST(:refs AS text[]))"),
-        {"refs": list(references)})
+             " FROM statement_lines WHERE bank_reference = ANY(CAST(:refs AS text[]))"
+             " AND import_id IS DISTINCT FROM CAST(:x AS text)"),
+        {"refs": list(references), "x": exclude_import})
     return {(r.account, r.bank_reference, Decimal(r.amount).normalize(), r.direction, r.value_date) for r in rows}
 
 

@@ -18,7 +18,7 @@ from shared.service import get_runtime, request_metadata
 from services.cash_application.adapters import repository as repo
 from services.cash_application.api.schemas import (
     ApplyCashRequest, ReceivePaymentRequest, ReturnRequest, ReverseRequest, money, open_item_out, payment_out)
-from services.cash_application.application import handlers, imports
+from services.cash_application.application import chunked_imports, handlers, imports
 from services.cash_application.domain.model import ManualApplication, RemittanceLine
 from services.cash_application.domain.reconciliation import PostedReceipt, StatementLine, reconcile
 
@@ -125,9 +125,15 @@ async def import_bank_file(request: Request, key: str = Depends(idempotency_key_
     cmd = imports.ImportFile(content=content, file_format=format, file_name=file_name, csv_profile=profile)
     parsed = await imports.parse(cmd, runtime.settings)
     fingerprint = {"format": format, "profile": profile, "sha256": hashlib.sha256(content).hexdigest()}
+    chunked = None
+    if chunked_imports.needs_chunks(parsed, runtime.settings):
+        # A large file commits chunk by chunk (resumable: the same file again carries on after
+        # the last committed chunk); the key then stands for its result.
+        chunked = await chunked_imports.import_file_in_chunks(runtime.engine, cmd, parsed, runtime.settings,
+                                                              request_metadata(request))
 
     async def command(conn):
-        result = await imports.import_file(conn, cmd, parsed, runtime.settings, request_metadata(request))
+        result = chunked or await imports.import_file(conn, cmd, parsed, runtime.settings, request_metadata(request))
         return (200 if result["replayed"] else 201), result
 
     status, body, replayed = await idempotent_request(request, key, fingerprint, command)

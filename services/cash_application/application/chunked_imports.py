@@ -1,0 +1,247 @@
+"""Large bank files, imported in chunks with a resumable import record.
+
+A file with more receipts than `import_chunk_receipts` does not post in one transaction (which
+held every invoice's row lock and every new payment in memory for the whole file). Instead:
+
+1. The import record is claimed (bank_imports, by the file's content hash) and its statements
+   (by identity) in a first short transaction. A session advisory lock on the import id is held
+   on a connection of its own for the whole import, so one process at a time runs it; a process
+   that dies (SIGKILL, a lost node) loses its session and with it the lock. The bank accounts
+   are locked the same way (session locks, in order), so two files cannot both post a line.
+2. The open items are matched on a snapshot; the receipts are numbered in file order (payment
+   `<import>.<n>`, the same numbers the one-transaction import uses).
+3. Each chunk of receipts commits on its own: the invoices its matches touch are locked in
+   invoice_id order, re-read and matched again, its payments appended and projected, its
+   statement lines and sources recorded, and the import's progress (`receipts_done`) and the
+   chunk's summary written, all in the chunk's transaction. A chunk is therefore posted exactly
+   once: either it committed with its progress, or nothing of it did.
+4. A last transaction books the returns and other lines, checks that every line read was
+   recorded, records BankStatementImported and the result.
+
+The same file sent again (by the API or the CLI) while the record has no result resumes after the
+last committed chunk; once it has one, it answers it (`replayed`). Rejections are found while
+parsing, before the record exists, so a refused file still posts nothing."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from dataclasses import replace
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from shared import aggregate
+from shared.db import allow_long_idle
+from shared.eventstore import utc_midnight
+from shared.problems import Conflict
+from services.cash_application.adapters import card_payout_store
+from services.cash_application.adapters import repository as repo
+from services.cash_application.application import posting
+from services.cash_application.application.card_payouts import claim_payout_lines
+from services.cash_application.application.imports import (
+    _INSERT_LINE, FileRejectedProblem, ImportFile, _json, _line_row, _return_from_file, _source_row, _statement_out,
+    _summary, build_matcher, policy_of, receipt_of, statement_keys)
+from services.cash_application.domain.model import UNIDENTIFIED_CUSTOMER, BankImport, CashApplicationRuleViolation, Payment
+from services.cash_application.domain.receipts import BankStatement, ParsedFile
+from services.cash_application.projections import payments as payments_projection
+from services.cash_application.settings import CashApplicationSettings
+
+COUNTS = ("receipts", "auto_applied", "partially_applied", "unapplied")
+
+
+def needs_chunks(parsed: ParsedFile, settings: CashApplicationSettings) -> bool:
+    receipts = sum(1 for s in parsed.statements for line in s.lines if line.is_receipt)
+    return receipts > settings.import_chunk_receipts
+
+
+async def import_file_in_chunks(engine: AsyncEngine, cmd: ImportFile, parsed: ParsedFile,
+                                settings: CashApplicationSettings, meta: dict[str, Any]) -> dict[str, Any]:
+    content_hash = hashlib.sha256(cmd.content).hexdigest()
+    import_id = f"imp_{content_hash[:20]}"
+    async with engine.connect() as holder:  # holds the session locks for the whole import
+        async with engine.begin() as conn:
+            await conn.execute(
+                text("INSERT INTO bank_imports (import_id, content_hash, file_format, file_name) VALUES (:i, :h, :f, :n)"
+                     " ON CONFLICT (content_hash) DO NOTHING"),
+                {"i": import_id, "h": content_hash, "f": parsed.file_format, "n": cmd.file_name})
+        got = (await holder.execute(text("SELECT pg_try_advisory_lock(hashtext(:k))"),
+                                    {"k": f"bank-import:{import_id}"})).scalar_one()
+        if not got:
+            raise Conflict(f"import {import_id} of this file is running in another process; send the file again"
+                           " once it is done (it answers the result) or if that process died (it resumes)",
+                           field="file")
+        await holder.commit()
+        try:
+            return await _run(engine, holder, import_id, cmd, parsed, settings, meta)
+        finally:
+            await holder.execute(text("SELECT pg_advisory_unlock_all()"))
+            await holder.commit()
+
+
+async def _run(engine: AsyncEngine, holder: AsyncConnection, import_id: str, cmd: ImportFile, parsed: ParsedFile,
+               settings: CashApplicationSettings, meta: dict[str, Any]) -> dict[str, Any]:
+    async with engine.connect() as conn:
+        row = (await conn.execute(text("SELECT result, receipts_done FROM bank_imports WHERE import_id = :i"),
+                                  {"i": import_id})).one()
+    if row.result is not None:
+        return {**_json(row.result), "replayed": True}
+    resumed_from = row.receipts_done
+
+    # Statements: claimed once; on a resume, those this import claimed are its own.
+    fresh: list[BankStatement] = []
+    duplicates: list[dict[str, str]] = []
+    async with engine.begin() as conn:
+        for statement, key in zip(parsed.statements, statement_keys(parsed.statements)):
+            if key is not None:
+                await conn.execute(
+                    text("INSERT INTO bank_statements (statement_key, import_id, file_format, account, statement_date,"
+                         " currency, opening_balance, closing_balance) VALUES (:k, :i, :f, :a, :d, :c, :o, :cl)"
+                         " ON CONFLICT (statement_key) DO NOTHING"),
+                    {"k": key, "i": import_id, "f": statement.file_format, "a": statement.account,
+                     "d": statement.statement_date, "c": statement.currency, "o": statement.opening_balance,
+                     "cl": statement.closing_balance})
+                owner = (await conn.execute(text("SELECT import_id FROM bank_statements WHERE statement_key = :k"),
+                                            {"k": key})).scalar_one()
+                if owner != import_id:
+                    duplicates.append({"statement": key, "imported_by": owner})
+                    continue
+            fresh.append(statement)
+    # The bank accounts, locked for the whole import (session locks, in order), then the lines
+    # other imports posted are set aside.
+    for account in sorted({s.account or "" for s in fresh}):
+        await holder.execute(text("SELECT pg_advisory_lock(hashtext(:k))"), {"k": f"bank-account:{account}"})
+    await holder.commit()
+    async with engine.connect() as conn:
+        references = sorted({line.bank_reference for s in fresh for line in s.lines if line.bank_reference})
+        posted = await repo.posted_line_keys(conn, references, exclude_import=import_id)
+    already = 0
+    kept: list[BankStatement] = []
+    for statement in fresh:
+        lines = tuple(line for line in statement.lines
+                      if (statement.account or "", line.bank_reference, line.amount, line.direction,
+                          line.value_date) not in posted)
+        already += len(statement.lines) - len(lines)
+        kept.append(replace(statement, lines=lines))
+    fresh = kept
+    async with engine.begin() as conn:  # credits that carry a card payout already imported: no receipts
+        payout_lines = await claim_payout_lines(conn, fresh)
+    async with engine.connect() as conn:
+        matcher = await build_matcher(conn, policy_of(settings))
+    receipts = [(statement, line) for statement in fresh for line in statement.lines
+                if line.is_receipt and id(line) not in payout_lines]
+    async with engine.begin() as conn:
+        await conn.execute(text("UPDATE bank_imports SET receipts_total = :t WHERE import_id = :i"),
+                           {"t": len(receipts), "i": import_id})
+
+    size = max(1, settings.import_chunk_receipts)
+    threshold = settings.auto_apply_threshold
+    for chunk, start in enumerate(range(0, len(receipts), size)):
+        end = min(start + size, len(receipts))
+        if end <= resumed_from:
+            continue  # committed before the crash: its payments exist, and its matches are in the snapshot
+        part = receipts[start:end]
+        touched: set[str] = await asyncio.to_thread(lambda part=part: {
+            a.invoice_id for statement, line in part for a in matcher.match(receipt_of(line, statement.currency)).allocations})
+        async with engine.begin() as conn:
+            await allow_long_idle(conn)
+            locked = await repo.lock_open_items_by_id(conn, sorted(touched))
+            for invoice_id, item in locked.items():
+                if invoice_id in matcher.invoices:
+                    matcher.invoices[invoice_id].open_balance = item.open_balance
+
+            def match_chunk(part=part, start=start, locked=locked):
+                payments, sources, lines, summaries = [], [], [], []
+                counts = dict.fromkeys(COUNTS, 0)
+                for n, (statement, line) in enumerate(part, start=start + 1):
+                    result = matcher.match(receipt_of(line, statement.currency))
+                    payment = Payment(f"{import_id}.{n}")
+                    try:
+                        payment.receive_matched(
+                            customer_id=result.customer_id or UNIDENTIFIED_CUSTOMER, amount=line.amount,
+                            currency=statement.currency, value_date=line.value_date, method=line.method,
+                            reference=line.bank_reference, result=result,
+                            auto_apply=bool(result.allocations) and result.confidence >= threshold,
+                            at=utc_midnight(line.value_date), locked=locked)
+                    except CashApplicationRuleViolation as exc:
+                        raise FileRejectedProblem(f"{line.position}: {exc}", extra={
+                            "errors": [{"field": line.position, "reason": str(exc)}]}) from exc
+                    if payment.applications:
+                        matcher.commit(result)
+                    payments.append(payment)
+                    sources.append(_source_row(payment.id, import_id, line, result, payment))
+                    lines.append(_line_row(import_id, statement, line, payment.id, "receipt"))
+                    counts["receipts"] += 1
+                    counts["auto_applied" if payment.unapplied_amount == 0 else
+                           "partially_applied" if payment.applications else "unapplied"] += 1
+                    summaries.append(_summary(payment, line, result))
+                return payments, sources, lines, summaries, counts
+
+            payments, sources, lines, summaries, counts = await asyncio.to_thread(match_chunk)
+            streams = await aggregate.save_new(conn, payments, meta)
+            await payments_projection.project_new_payments(conn, streams)
+            await posting.record_sources(conn, sources)
+            await conn.execute(_INSERT_LINE, lines)
+            await conn.execute(
+                text("INSERT INTO bank_import_chunks (import_id, chunk, first_receipt, last_receipt, counts, payments)"
+                     " VALUES (:i, :c, :f, :l, CAST(:counts AS jsonb), CAST(:p AS jsonb))"),
+                {"i": import_id, "c": chunk, "f": start + 1, "l": end, "counts": json.dumps(counts),
+                 "p": json.dumps(summaries, default=str)})
+            await conn.execute(text("UPDATE bank_imports SET receipts_done = :d WHERE import_id = :i"),
+                               {"d": end, "i": import_id})
+
+    # The rest of the file (returns, other lines) and the result, in one last transaction.
+    async with engine.begin() as conn:
+        await allow_long_idle(conn)
+        counts = {"returns": 0, "returns_unmatched": 0, "other_lines": 0, "card_payouts": 0}
+        rows: list[dict[str, Any]] = []
+        for statement in fresh:
+            for line in statement.lines:
+                if line.is_receipt:
+                    if id(line) in payout_lines:
+                        counts["card_payouts"] += 1
+                        rows.append({**_line_row(import_id, statement, line, None, "card_payout"),
+                                     "po": payout_lines[id(line)]})
+                    continue
+                if line.is_return:
+                    returned = await _return_from_file(conn, line, statement.currency, meta)
+                    counts["returns" if returned else "returns_unmatched"] += 1
+                    rows.append(_line_row(import_id, statement, line, returned, "return"))
+                else:
+                    counts["other_lines"] += 1
+                    rows.append(_line_row(import_id, statement, line, None, "other"))
+        if rows:
+            await conn.execute(_INSERT_LINE, rows)
+        for row in rows:
+            if row["po"]:
+                await card_payout_store.tie_line(conn, payout_id=row["po"], import_id=import_id, position=row["pos"],
+                                                 value_date=row["d"])
+        recorded = (await conn.execute(text("SELECT count(*) FROM statement_lines WHERE import_id = :i"),
+                                       {"i": import_id})).scalar_one()
+        lines_in_file = sum(len(s.lines) for s in fresh)
+        if recorded != lines_in_file:
+            raise FileRejectedProblem(f"{lines_in_file} lines were read but {recorded} recorded", extra={
+                "errors": [{"field": "file", "reason": "lines read and recorded differ"}]})
+        bank_import = BankImport(import_id)
+        for statement in fresh:
+            bank_import.record_statement(file_format=statement.file_format, account=statement.account,
+                                         statement_date=statement.statement_date, currency=statement.currency,
+                                         entries=len(statement.lines), total_credits=statement.total_credits,
+                                         at=utc_midnight(statement.statement_date))
+        await aggregate.save(conn, bank_import, meta)
+        chunks = (await conn.execute(text("SELECT counts, payments FROM bank_import_chunks WHERE import_id = :i"
+                                          " ORDER BY chunk"), {"i": import_id})).all()
+        totals = dict.fromkeys(COUNTS, 0)
+        payments_out: list[dict[str, Any]] = []
+        for chunk_counts, chunk_payments in chunks:
+            for key, value in _json(chunk_counts).items():
+                totals[key] += value
+            payments_out.extend(chunk_payments if isinstance(chunk_payments, list) else json.loads(chunk_payments))
+        result = {"import_id": import_id, "file_format": parsed.file_format, "file_name": cmd.file_name,
+                  "statements": [_statement_out(s) for s in fresh], "duplicate_statements": duplicates,
+                  "lines_already_imported": already, **totals, **counts, "chunks": len(chunks),
+                  "resumed_after_receipt": resumed_from or None, "payments": payments_out, "replayed": False}
+        await conn.execute(text("UPDATE bank_imports SET result = CAST(:r AS jsonb) WHERE import_id = :i"),
+                           {"r": json.dumps(result, default=str), "i": import_id})
+    return result

@@ -1,0 +1,144 @@
+"""A large bank file imports in chunks, each committed with the import's progress: through the
+API the result is the one-transaction import's; and a CLI import SIGKILLed mid-way (a real
+process) resumes when the same file is imported again, posting every receipt exactly once.
+Real PostgreSQL."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from services.cash_application.main import definition
+from services.cash_application.projections.open_items import on_invoicing_event
+from services.cash_application.settings import CashApplicationSettings
+from shared.consumer import ReceivedEvent
+from shared.contracts import CustomerRegistered, InvoiceIssued, InvoiceLine
+from tests.support.infra import idem, service_client
+
+ROOT = Path(__file__).resolve().parents[3]
+CUSTOMERS = 30
+INVOICES = 300  # INV-1 .. INV-300, customer n % 30
+RECEIPTS = 600  # odd n pays INV-(n+1)/2 by reference; even n is an unidentified receipt
+
+
+def _received(contract) -> ReceivedEvent:
+    return ReceivedEvent(event_id=str(uuid.uuid4()), event_type=contract.event_type,
+                         schema_version=contract.schema_version, source="/ledgerline/invoicing", subject="s",
+                         occurred_at=None, data=contract.to_payload(), headers={}, topic="t", partition=0, offset=0)
+
+
+def _amount(i: int) -> str:
+    return f"{100 + i}.{i % 100:02d}"
+
+
+def _file() -> bytes:
+    rows = ["receipt_id,value_date,amount,currency,payer_name,invoice_reference,text"]
+    for n in range(1, RECEIPTS + 1):
+        if n % 2:
+            i = (n + 1) // 2
+            rows.append(f"R{n},2024-04-02,{_amount(i)},USD,Customer {i % CUSTOMERS} Inc,INV-{i},")
+        else:
+            rows.append(f"R{n},2024-04-02,{7 + n}.13,USD,Somebody {n},,transfer {n}")
+    return ("\n".join(rows) + "\n").encode()
+
+
+async def _seed(app) -> None:
+    async with app.state.runtime.engine.begin() as conn:
+        for c in range(CUSTOMERS):
+            await on_invoicing_event(conn, _received(CustomerRegistered(
+                customer_id=f"C{c}", name=f"Customer {c} Inc", currency="USD", payment_terms_days=30,
+                credit_limit="1000000.00", registered_on="2024-01-01")))
+        for i in range(1, INVOICES + 1):
+            await on_invoicing_event(conn, _received(InvoiceIssued(
+                invoice_id=f"inv-{i}", invoice_number=f"INV-{i}", customer_id=f"C{i % CUSTOMERS}", currency="USD",
+                issue_date="2024-03-01", due_date="2024-03-31", total_amount=_amount(i),
+                lines=[InvoiceLine(description="Goods", quantity="1", unit_price=_amount(i), amount=_amount(i))])))
+
+
+@pytest.fixture
+async def cash():
+    settings = lambda url: CashApplicationSettings(database_url=url, import_chunk_receipts=100)  # noqa: E731
+    async with service_client(lambda url: definition(settings(url))) as (client, app):
+        await _seed(app)
+        yield client, app
+
+
+async def _posted(app, import_id: str) -> dict:
+    async with app.state.runtime.engine.connect() as conn:
+        ids = list((await conn.execute(text("SELECT payment_id FROM payments WHERE payment_id LIKE :p"),
+                                       {"p": f"{import_id}.%"})).scalars())
+        received = (await conn.execute(text("SELECT count(*) FROM events WHERE event_type = 'PaymentReceived'"))).scalar_one()
+        lines = (await conn.execute(text("SELECT count(*) FROM statement_lines WHERE import_id = :i"),
+                                    {"i": import_id})).scalar_one()
+        applied = (await conn.execute(text("SELECT coalesce(sum(amount), 0) FROM payment_applications"))).scalar_one()
+        on_items = (await conn.execute(text("SELECT coalesce(sum(applied_amount), 0), count(*) FILTER"
+                                            " (WHERE applied_amount > total_amount) FROM open_items"))).one()
+    return {"ids": ids, "received": received, "lines": lines, "applied": Decimal(applied),
+            "items_applied": Decimal(on_items[0]), "overapplied": on_items[1]}
+
+
+async def test_a_large_file_commits_in_chunks_with_the_same_result(cash):
+    client, app = cash
+    r = await client.post("/v1/bank-files", params={"format": "csv"}, content=_file(), headers=idem())
+    assert r.status_code == 201, r.text
+    result = r.json()
+    assert (result["chunks"], result["receipts"], result["auto_applied"], result["unapplied"]) == (6, 600, 300, 300)
+    assert [p["payment_id"] for p in result["payments"]] == [f"{result['import_id']}.{n}" for n in range(1, 601)]
+    posted = await _posted(app, result["import_id"])
+    assert (len(posted["ids"]), posted["received"], posted["lines"]) == (600, 600, 600)
+    assert posted["applied"] == posted["items_applied"] == sum(Decimal(_amount(i)) for i in range(1, 301))
+    again = await client.post("/v1/bank-files", params={"format": "csv"}, content=_file(), headers=idem())
+    assert again.status_code == 200 and again.json()["replayed"] is True
+    assert (await _posted(app, result["import_id"]))["received"] == 600
+
+
+async def test_an_import_killed_mid_way_resumes_and_posts_every_receipt_once(cash, tmp_path):
+    _, app = cash
+    path = tmp_path / "large.csv"
+    path.write_bytes(_file())
+    import_id = f"imp_{hashlib.sha256(path.read_bytes()).hexdigest()[:20]}"
+    env = {**os.environ, "LEDGERLINE_CASH_APPLICATION_DATABASE_URL": app.state.runtime.settings.database_url,
+           "LEDGERLINE_CASH_APPLICATION_IMPORT_CHUNK_RECEIPTS": "20", "LEDGERLINE_CASH_APPLICATION_PARSE_WORKERS": "0"}
+    command = [sys.executable, "-m", "services.cash_application", "import-file", str(path), "--format", "csv"]
+    first = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    done = 0
+    try:
+        for _ in range(1200):  # up to 120 s for the first chunks to commit
+            async with app.state.runtime.engine.connect() as conn:
+                done = (await conn.execute(text("SELECT receipts_done FROM bank_imports WHERE import_id = :i"),
+                                           {"i": import_id})).scalar() or 0
+            if done > 0 or first.poll() is not None:
+                break
+            await asyncio.sleep(0.1)
+        first.send_signal(signal.SIGKILL)
+    finally:
+        first.wait(timeout=30)
+    assert first.returncode == -signal.SIGKILL, first.stderr.read().decode()[-2000:]
+    async with app.state.runtime.engine.connect() as conn:
+        killed_at = (await conn.execute(text("SELECT receipts_done FROM bank_imports WHERE import_id = :i"),
+                                        {"i": import_id})).scalar_one()
+        assert (await conn.execute(text("SELECT result FROM bank_imports WHERE import_id = :i"),
+                                   {"i": import_id})).scalar_one() is None
+    assert 0 < killed_at < RECEIPTS and killed_at % 20 == 0
+    half = await _posted(app, import_id)
+    assert len(half["ids"]) == half["received"] == half["lines"] == killed_at  # whole chunks, nothing more
+
+    second = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert f'"resumed_after_receipt": {killed_at}' in second.stdout
+    posted = await _posted(app, import_id)
+    assert sorted(posted["ids"]) == sorted(f"{import_id}.{n}" for n in range(1, RECEIPTS + 1))
+    assert (posted["received"], posted["lines"], posted["overapplied"]) == (RECEIPTS, RECEIPTS, 0)
+    assert posted["applied"] == posted["items_applied"] == sum(Decimal(_amount(i)) for i in range(1, 301))
+    third = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert third.returncode == 0 and '"replayed": true' in third.stdout, third.stderr[-2000:]
+    assert (await _posted(app, import_id))["received"] == RECEIPTS
