@@ -179,6 +179,7 @@ async def _run(engine: AsyncEngine, holder: AsyncConnection, import_id: str, cmd
                 return payments, sources, lines, summaries, counts
 
             payments, sources, lines, summaries, counts = await asyncio.to_thread(match_chunk)
+            summaries_json = await asyncio.to_thread(json.dumps, summaries, default=str)
             streams = await aggregate.save_new(conn, payments, meta)
             await payments_projection.project_new_payments(conn, streams)
             await posting.record_sources(conn, sources)
@@ -187,7 +188,7 @@ async def _run(engine: AsyncEngine, holder: AsyncConnection, import_id: str, cmd
                 text("INSERT INTO bank_import_chunks (import_id, chunk, first_receipt, last_receipt, counts, payments)"
                      " VALUES (:i, :c, :f, :l, CAST(:counts AS jsonb), CAST(:p AS jsonb))"),
                 {"i": import_id, "c": chunk, "f": start + 1, "l": end, "counts": json.dumps(counts),
-                 "p": json.dumps(summaries, default=str)})
+                 "p": summaries_json})
             await conn.execute(text("UPDATE bank_imports SET receipts_done = :d WHERE import_id = :i"),
                                {"d": end, "i": import_id})
 
@@ -230,18 +231,20 @@ async def _run(engine: AsyncEngine, holder: AsyncConnection, import_id: str, cmd
                                          entries=len(statement.lines), total_credits=statement.total_credits,
                                          at=utc_midnight(statement.statement_date))
         await aggregate.save(conn, bank_import, meta)
-        chunks = (await conn.execute(text("SELECT counts, payments FROM bank_import_chunks WHERE import_id = :i"
-                                          " ORDER BY chunk"), {"i": import_id})).all()
+        # The chunks' summaries as stored text, decoded and joined off the event loop.
+        chunks = (await conn.execute(text("SELECT counts::text, payments::text FROM bank_import_chunks"
+                                          " WHERE import_id = :i ORDER BY chunk"), {"i": import_id})).all()
         totals = dict.fromkeys(COUNTS, 0)
-        payments_out: list[dict[str, Any]] = []
-        for chunk_counts, chunk_payments in chunks:
-            for key, value in _json(chunk_counts).items():
+        for chunk_counts, _ in chunks:
+            for key, value in json.loads(chunk_counts).items():
                 totals[key] += value
-            payments_out.extend(chunk_payments if isinstance(chunk_payments, list) else json.loads(chunk_payments))
+        payments_out: list[dict[str, Any]] = await asyncio.to_thread(
+            lambda: [p for _, chunk_payments in chunks for p in json.loads(chunk_payments)])
         result = {"import_id": import_id, "file_format": parsed.file_format, "file_name": cmd.file_name,
                   "statements": [_statement_out(s) for s in fresh], "duplicate_statements": duplicates,
                   "lines_already_imported": already, **totals, **counts, "chunks": len(chunks),
                   "resumed_after_receipt": resumed_from or None, "payments": payments_out, "replayed": False}
+        encoded = await asyncio.to_thread(json.dumps, result, default=str)
         await conn.execute(text("UPDATE bank_imports SET result = CAST(:r AS jsonb) WHERE import_id = :i"),
-                           {"r": json.dumps(result, default=str), "i": import_id})
+                           {"r": encoded, "i": import_id})
     return result
