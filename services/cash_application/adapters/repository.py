@@ -148,12 +148,16 @@ def open_item_of(r: Any) -> OpenItem:
                     currency=r.currency.strip(), open_balance=Decimal(r.open_balance))
 
 
-async def open_invoices_for_matching(conn: AsyncConnection) -> list[dict[str, Any]]:
-    """Every open issued invoice (a snapshot, not locked): what the matching engine indexes."""
-    rows = await conn.execute(text(
+async def stream_open_invoices_for_matching(conn: AsyncConnection, batch: int = 10_000):
+    """Every open issued invoice (a snapshot, not locked): what the matching engine indexes. Read
+    through a server-side cursor in batches of rows (invoice_id, invoice_number, customer_id,
+    currency, due_date, open_balance), so 500,000 open items are never held twice (as rows and as
+    the engine's objects)."""
+    result = await conn.stream(text(
         f"SELECT invoice_id, invoice_number, customer_id, currency, due_date, {_OPEN_BALANCE} AS open_balance"
         f" FROM open_items WHERE total_amount IS NOT NULL AND {_OPEN_BALANCE} > 0"))
-    return [dict(r) for r in rows.mappings()]
+    async for rows in result.partitions(batch):
+        yield rows
 
 
 async def customer_names(conn: AsyncConnection) -> dict[str, str]:

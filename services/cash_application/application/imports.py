@@ -107,12 +107,16 @@ def open_invoice_of(r: Any) -> OpenInvoice:
 async def build_matcher(conn: AsyncConnection, policy: MatchingPolicy) -> Matcher:
     """The matching engine over every open invoice, the customer master and the learned aliases.
     Indexing is CPU work: it runs in a worker thread, off the event loop."""
-    rows = await repo.open_invoices_for_matching(conn)
+    invoices: list[OpenInvoice] = []
+    currencies: dict[str, str] = {}  # one string per currency code, not one per row
+    async for rows in repo.stream_open_invoices_for_matching(conn):
+        invoices.extend(OpenInvoice(invoice_id=r[0], invoice_number=r[1] or "", customer_id=r[2],
+                                    currency=currencies.setdefault(r[3], r[3].strip()), open_balance=Decimal(r[5]),
+                                    due_date=r[4]) for r in rows)
     names, accounts = await repo.payer_aliases(conn)
     customers = await repo.customer_names(conn)
     return await asyncio.to_thread(
-        lambda: Matcher([open_invoice_of(r) for r in rows], customers, name_aliases=names, account_aliases=accounts,
-                        policy=policy))
+        lambda: Matcher(invoices, customers, name_aliases=names, account_aliases=accounts, policy=policy))
 
 
 def receipt_of(line: BankLine, currency: str) -> Receipt:

@@ -96,7 +96,7 @@ def reference_tokens(text: str) -> list[str]:
     return found
 
 
-@dataclass
+@dataclass(slots=True)
 class OpenInvoice:
     invoice_id: str
     invoice_number: str
@@ -202,7 +202,9 @@ class Matcher:
         self.by_key: dict[str, list[str]] = {}
         self.by_number: dict[str, list[str]] = {}
         self.by_customer: dict[str, list[str]] = {}
-        self._deletions: dict[str, set[str]] = {}
+        # deletion variant -> the normalised key(s) it comes from: a str while one key has it (most
+        # variants), a set once several do, so 500,000 invoices do not cost millions of sets.
+        self._deletions: dict[str, str | set[str]] = {}
         for invoice in invoices:
             self.add_invoice(invoice)
         for ids in self.by_customer.values():
@@ -227,8 +229,16 @@ class Matcher:
         self.by_number.setdefault((invoice.invoice_number or "").upper(), []).append(invoice.invoice_id)
         self.by_customer.setdefault(invoice.customer_id, []).append(invoice.invoice_id)
         if len(key) >= 4:
+            index = self._deletions
             for variant in _deletions(key) | {key}:
-                self._deletions.setdefault(variant, set()).add(key)
+                held = index.get(variant)
+                if held is None:
+                    index[variant] = key
+                elif isinstance(held, str):
+                    if held != key:
+                        index[variant] = {held, key}
+                else:
+                    held.add(key)
 
     def commit(self, result: MatchResult) -> None:
         """Reduce the in-memory balances by what was applied, written off or left short."""
@@ -325,7 +335,11 @@ class Matcher:
             return []
         keys: set[str] = set()
         for variant in _deletions(key) | {key}:
-            keys |= self._deletions.get(variant, set())
+            held = self._deletions.get(variant)
+            if isinstance(held, str):
+                keys.add(held)
+            elif held:
+                keys |= held
         return [self.invoices[i] for k in sorted(keys) if k != key and OSA.distance(key, k) <= 1
                 for i in self.by_key.get(k, ()) if self.invoices[i].open_balance > 0
                 and self.invoices[i].currency == currency]
