@@ -128,6 +128,7 @@ async def _run(engine: AsyncEngine, holder: AsyncConnection, import_id: str, cmd
     async with engine.begin() as conn:  # credits that carry a card payout already imported: no receipts
         payout_lines = await claim_payout_lines(conn, fresh)
     async with engine.connect() as conn:
+        await allow_long_idle(conn)  # indexing 500,000 open items in a thread takes longer than the idle limit
         matcher = await build_matcher(conn, policy_of(settings))
     receipts = [(statement, line) for statement in fresh for line in statement.lines
                 if line.is_receipt and id(line) not in payout_lines]

@@ -44,6 +44,9 @@ RULE_MANUAL = "manual"
 _PREFIXES = ("INVOICES", "INVOICE", "INVOIC", "INVNO", "INV", "NR", "NO", "RE")
 _PREFIX_WORDS = {"INV", "INVOICE", "INVOICES", "NO", "NR", "NUMBER", "#", "INV#", "REF", "RE"}
 _TOKEN_SPLIT = re.compile(r"[\s,;]+")
+_NOT_ALNUM = re.compile(r"[^0-9A-Z]")
+_RF_HEAD = re.compile(r"^RF\d{2}[0-9A-Z]")
+_DIGIT = re.compile(r"[0-9]")
 _AMOUNT_LIKE = re.compile(r"^[-+]?\d{1,3}([.,]\d{3})*[.,]\d{2}$|^\d+[.,]\d{2}$")
 _DATE_LIKE = re.compile(r"^\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}$")
 _LEGAL_SUFFIXES = {"INC", "LLC", "LTD", "LIMITED", "CORP", "CORPORATION", "CO", "COMPANY", "GMBH", "SA", "AG",
@@ -55,12 +58,12 @@ def normalise_reference(reference: str) -> str:
     leading INV/INVOICE/NO/# prefix dropped, leading zeros of a number dropped.
 
     "INV-001001", "inv 1001", "#1001" and "Invoice No. 1001" all become "1001"."""
-    key = re.sub(r"[^0-9A-Z]", "", reference.upper())
-    if re.match(r"^RF\d{2}[0-9A-Z]", key):  # ISO 11649 creditor reference: RF, check digits, the reference
+    key = _NOT_ALNUM.sub("", reference.upper())
+    if _RF_HEAD.match(key):  # ISO 11649 creditor reference: RF, check digits, the reference
         key = key[4:]
     for _ in range(2):  # "Invoice No. 1001": two prefix words
         for prefix in _PREFIXES:
-            if key.startswith(prefix) and any(ch.isdigit() for ch in key[len(prefix):]):
+            if key.startswith(prefix) and _DIGIT.search(key, len(prefix)):  # the key is ASCII [0-9A-Z] here
                 key = key[len(prefix):]
                 break
     if key.isdigit():
