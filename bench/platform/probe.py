@@ -168,3 +168,46 @@ class MemorySampler:
                 await asyncio.wait_for(stop.wait(), self.interval)
             except asyncio.TimeoutError:
                 pass
+
+
+# ------------------------------------------------------------------------- database wait events
+
+class WaitSampler:
+    """What each service's database sessions are doing, sampled every `interval` from
+    pg_stat_activity: per database, how often a non-idle session was seen in each state
+    (active on CPU, waiting on a lock, on the client, on I/O, idle in a transaction). Tells
+    whether a slow service waits on PostgreSQL or on itself."""
+
+    def __init__(self, conn: asyncpg.Connection, databases: dict[str, str], interval: float = 0.5) -> None:
+        self.conn = conn
+        self.names = {db: context for context, db in databases.items()}
+        self.interval = interval
+        self.counts: dict[str, dict[str, int]] = {c: {} for c in databases}
+        self.samples = 0
+
+    async def sample(self) -> None:
+        self.samples += 1
+        rows = await self.conn.fetch(
+            "SELECT datname, state, coalesce(wait_event_type || ':' || wait_event, 'CPU') AS what"
+            " FROM pg_stat_activity WHERE datname = ANY($1::text[]) AND state <> 'idle' AND pid <> pg_backend_pid()",
+            list(self.names))
+        for row in rows:
+            label = row["what"] if row["state"] == "active" else f"{row['state']} ({row['what']})"
+            per = self.counts[self.names[row["datname"]]]
+            per[label] = per.get(label, 0) + 1
+
+    def top(self, context: str, n: int = 3) -> list[tuple[str, float]]:
+        """The n most frequent states: (state, average sessions in it)."""
+        per = self.counts[context]
+        return [(k, v / max(1, self.samples)) for k, v in sorted(per.items(), key=lambda kv: -kv[1])[:n]]
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.sample()
+            except (asyncpg.PostgresError, OSError):
+                pass
+            try:
+                await asyncio.wait_for(stop.wait(), self.interval)
+            except asyncio.TimeoutError:
+                pass
