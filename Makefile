@@ -2,7 +2,7 @@ SHELL := /bin/bash
 PYTEST := .venv/bin/pytest
 PYTHON := .venv/bin/python
 
-.PHONY: run stop test test-faults faults-infra-down test-unit test-integration test-e2e test-deploy test-platform test-k8s lint bench bench-platform bench-mechanisms bench-cash bench-reporting setup infra-up infra-down infra-status lock schemas
+.PHONY: run stop test test-faults faults-infra-down test-unit test-integration test-e2e test-deploy test-platform test-k8s lint bench bench-platform bench-mechanisms bench-cash bench-reporting bench-workbench setup infra-up infra-down infra-status lock schemas
 
 # Everything on a fresh machine: tools, PostgreSQL, Kafka, migrations, and the five services,
 # in open mode (no API keys; local development only: the script says so).
@@ -56,6 +56,7 @@ bench: setup infra-up
 	$(PYTHON) -m bench.mechanisms
 	$(PYTHON) -m bench.cash_application
 	$(PYTHON) -m bench.reporting
+	$(PYTHON) -m bench.workbench
 
 # The whole platform under load (issue 9): five services as processes, the load generator, every
 # aim beside its measured value and its raw ceiling, the read models checked to the cent at the
@@ -73,6 +74,11 @@ bench-cash: setup infra-up
 
 bench-reporting: setup infra-up
 	$(PYTHON) -m bench.reporting
+
+# The workbench's first renders: a worklist of 5,000 accounts, an unapplied queue of 10,000
+# receipts, through the real services (artifacts/bench/workbench.json; docs/benchmarks.md).
+bench-workbench: setup infra-up
+	$(PYTHON) -m bench.workbench
 
 # Python venv from requirements.lock, Java 17+, Maven and PostgreSQL binaries (apt-get as root).
 setup:

@@ -33,6 +33,7 @@ up() {
         export LEDGERLINE_OPEN_MODE=true
         # Local development: the workbench gets one demo user per role (README lists them).
         export LEDGERLINE_WORKBENCH_SEED_DEMO_USERS="${LEDGERLINE_WORKBENCH_SEED_DEMO_USERS:-true}"
+        export LEDGERLINE_WORKBENCH_DASHBOARD_URL="${LEDGERLINE_WORKBENCH_DASHBOARD_URL:-http://127.0.0.1:8105/dashboard}"
         echo "[run] OPEN MODE: the five APIs accept requests without an API key (local development only;"
         echo "[run]            set LEDGERLINE_<CONTEXT>_API_KEYS and run 'scripts/run.sh up' without --open to close them)"
     fi

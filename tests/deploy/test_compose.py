@@ -26,6 +26,8 @@ OTELCOL_IMAGE = "otel/opentelemetry-collector:0.165.0"
 INFRASTRUCTURE = {"postgres", "kafka", "kafka-init", "otel-collector"}
 # Stack helpers that run in the service image but are not services (the dunning email sink).
 HELPERS = {"smtp-sink"}
+# The web app and its migration: the image's, calling the services (tested below on its own).
+WORKBENCH = {"workbench", "workbench-migrate"}
 
 
 def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -65,7 +67,7 @@ def test_the_loader_rejects_what_docker_compose_rejects(deploycheck, tmp_path: P
 
 
 def test_the_platform_services(compose):
-    expected = INFRASTRUCTURE | HELPERS | {k8s_name(c) for c in CONTEXTS} | {f"{k8s_name(c)}-migrate" for c in CONTEXTS}
+    expected = INFRASTRUCTURE | HELPERS | WORKBENCH | {k8s_name(c) for c in CONTEXTS} | {f"{k8s_name(c)}-migrate" for c in CONTEXTS}
     assert set(services(compose)) == expected
 
 
@@ -199,7 +201,7 @@ def test_postgres_creates_the_five_databases_the_services_use(compose):
     scripts = sorted(Path(initdb["source"]).glob("*.sql"))
     assert scripts, "no init script"
     created = set(re.findall(r"CREATE DATABASE (\w+)", "\n".join(s.read_text() for s in scripts)))
-    assert created == {f"ledgerline_{c}" for c in CONTEXTS}
+    assert created == {f"ledgerline_{c}" for c in CONTEXTS} | {"ledgerline_workbench"}
 
     user, password = pg["environment"]["POSTGRES_USER"], pg["environment"]["POSTGRES_PASSWORD"]
     svc = services(compose)
@@ -242,3 +244,23 @@ def test_the_services_are_healthy_only_when_ready(compose):
     for context, s in app_services(compose).items():
         test = " ".join(s["healthcheck"]["test"])
         assert f"127.0.0.1:{CONTAINER_PORT}/readyz" in test, context
+
+
+def test_the_workbench_calls_the_services_by_name_with_its_key_and_its_own_database(compose):
+    svc = services(compose)
+    app, migrate = svc["workbench"], svc["workbench-migrate"]
+    assert app["command"] == ["services.workbench", "serve"] and migrate["command"] == ["services.workbench", "migrate"]
+    env = app["environment"]
+    for context in CONTEXTS:
+        assert env[f"LEDGERLINE_WORKBENCH_{context.upper()}_URL"] == f"http://{k8s_name(context)}:{CONTAINER_PORT}"
+    assert env["LEDGERLINE_WORKBENCH_DATABASE_URL"].endswith("@postgres:5432/ledgerline_workbench")
+    assert migrate["environment"]["LEDGERLINE_WORKBENCH_DATABASE_URL"] == env["LEDGERLINE_WORKBENCH_DATABASE_URL"]
+    assert "LEDGERLINE_WORKBENCH_SEED_DEMO_USERS" not in env  # never demo users outside make run
+    assert int(env["LEDGERLINE_WORKBENCH_PORT"]) == CONTAINER_PORT and env["LEDGERLINE_WORKBENCH_HOST"] == "0.0.0.0"
+    (port,) = app["ports"]
+    assert int(port["published"]) == 8106 and port["host_ip"] == "127.0.0.1"
+    assert depends(app) == {"postgres": "service_healthy", "workbench-migrate": "service_completed_successfully"}
+    from services.workbench.settings import WorkbenchSettings
+
+    fields = {f.upper() for f in WorkbenchSettings.model_fields}
+    assert {k.removeprefix("LEDGERLINE_WORKBENCH_") for k in env} <= fields

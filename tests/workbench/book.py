@@ -75,6 +75,9 @@ async def load(urls: dict[str, str], headers: dict[str, str], collectors: list[s
                     "issue_date": (r["issued"] + shift).isoformat(), "due_date": (r["due"] + shift).isoformat(),
                     "lines": [{"description": "Goods", "quantity": "1", "unit_price": str(r["amount"])}]})
                 r["invoice_id"] = inv["invoice_id"]
+                out.setdefault("invoices", defaultdict(list))[customer_id].append(
+                    {"invoice_id": inv["invoice_id"], "number": f"{r['number']}-{run}", "amount": str(r["amount"]),
+                     "open": r["settled"] > SAMPLE_AS_OF})
                 if r["settled"] > SAMPLE_AS_OF:
                     out["open"][customer_id].append(inv["invoice_id"])
         for n, (sample_id, rows) in enumerate(chosen.items()):

@@ -54,10 +54,11 @@ def _service_keys() -> dict[str, str]:
     return env
 
 
-async def _start_workbench(database: str, urls: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
+async def _start_workbench(database: str, urls: dict[str, str], log: Path,
+                           api_key: str | None = WORKBENCH_KEY) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, "LEDGERLINE_WORKBENCH_DATABASE_URL": sqlalchemy_url(database),
-           "LEDGERLINE_WORKBENCH_PORT": str(port), "LEDGERLINE_WORKBENCH_API_KEY": WORKBENCH_KEY,
+           "LEDGERLINE_WORKBENCH_PORT": str(port), **({"LEDGERLINE_WORKBENCH_API_KEY": api_key} if api_key else {}),
            "LEDGERLINE_WORKBENCH_SEED_DEMO_USERS": "true", "LEDGERLINE_WORKBENCH_LOG_LEVEL": "WARNING",
            **{f"LEDGERLINE_WORKBENCH_{c.upper()}_URL": u for c, u in urls.items()}}
     proc = subprocess.Popen([sys.executable, "-m", "services.workbench", "serve"], cwd=ROOT, env=env,
@@ -75,7 +76,7 @@ async def _start_workbench(database: str, urls: dict[str, str], log: Path) -> tu
     raise AssertionError(f"workbench did not start:\n{log.read_text()[-3000:]}")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 async def stack(artifacts_dir):
     out = artifacts_dir / "workbench"
     out.mkdir(parents=True, exist_ok=True)
@@ -92,7 +93,7 @@ async def stack(artifacts_dir):
                 proc.wait(timeout=20)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 async def browser():
     async with async_playwright() as pw:
         chromium = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)

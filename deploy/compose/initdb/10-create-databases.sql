@@ -6,3 +6,5 @@ CREATE DATABASE ledgerline_cash_application OWNER ledgerline;
 CREATE DATABASE ledgerline_collections OWNER ledgerline;
 CREATE DATABASE ledgerline_disputes OWNER ledgerline;
 CREATE DATABASE ledgerline_reporting OWNER ledgerline;
+-- The workbench's users and sessions (no business data).
+CREATE DATABASE ledgerline_workbench OWNER ledgerline;

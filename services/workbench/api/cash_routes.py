@@ -58,8 +58,9 @@ async def payment_page(request: Request, payment_id: str, saved: str | None = No
     user = deps.require(request, P.VIEW_UNAPPLIED)
     payment, items = await _payment_and_items(request, payment_id, user.username)
     empty = selection({}, [], payment.get("unapplied_amount") or "0")
+    numbers = {i["invoice_id"]: i.get("invoice_number") or i["invoice_id"] for i in items}
     return deps.render(request, "cash_payment.html", payment=payment, items=items, sel=empty, saved=saved,
-                       error=error)
+                       error=error, numbers=numbers)
 
 
 @router.post("/cash/payments/{payment_id}/totals")

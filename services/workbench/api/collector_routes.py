@@ -38,6 +38,17 @@ async def worklist(request: Request, collector: str | None = None, sort: str | N
                        own=collector_id == user.username)
 
 
+@router.post("/worklist/refresh")
+async def refresh(request: Request) -> Response:
+    """Rank again now: drop the ranking the workbench keeps for this collector (60 s otherwise)."""
+    user = deps.require(request, P.VIEW_WORKLIST)
+    form = await deps.check_csrf(request)
+    collector_id = _collector_of(request, user, str(form.get("collector") or "") or None)
+    request.app.state.worklists.drop(collector_id)
+    suffix = f"?collector={collector_id}" if collector_id != user.username else ""
+    return RedirectResponse(f"/worklist{suffix}", status_code=303)
+
+
 @router.get("/worklist/next")
 async def next_in_worklist(request: Request, after: str = "", collector: str | None = None) -> Response:
     """'n' on an account page: the next account of the worklist, in priority order."""

@@ -120,6 +120,7 @@ FRENCH: dict[str, str] = {
     "Skip to content": "Aller au contenu",
     "Main navigation": "Navigation principale",
     "Sort by": "Trier par",
+    "Refresh": "Actualiser",
 }
 
 

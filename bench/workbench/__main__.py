@@ -1,0 +1,168 @@
+"""make bench-workbench: first render of the workbench's heaviest pages on a large book, through
+the real services (processes on PostgreSQL and Kafka, as tests/support/platform starts them).
+
+1. Loads BENCH_WB_ACCOUNTS (default 5,000) customers through invoicing (each with two invoices,
+   one past due, in invoice batches), all assigned to one collector through collections, and
+   BENCH_WB_RECEIPTS (default 10,000) receipts no one can match, in one lockbox file, into cash
+   application's unapplied queue.
+2. Signs in to the workbench (its own process) and times, BENCH_WB_RUNS (default 10) times each:
+   the collector's worklist cold (the worklist cache emptied: collections ranks all accounts,
+   the workbench sorts and renders the first page of 50), warm (ranking cached: another page or
+   sort), and the first page of the unapplied-cash queue (50 of 10,000), beside the bare API
+   calls behind them. Figures: median and max in ms, printed and written to
+   artifacts/bench/workbench.json. Not a test: nothing asserts a time.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import sys
+import time
+import uuid
+from datetime import date, timedelta
+from pathlib import Path
+
+import httpx
+
+from tests.support.infra import fresh_database
+from tests.support.platform import eventually, running_platform
+from tests.workbench.conftest import _start_workbench
+
+ACCOUNTS = int(os.environ.get("BENCH_WB_ACCOUNTS", "5000"))
+RECEIPTS = int(os.environ.get("BENCH_WB_RECEIPTS", "10000"))
+RUNS = int(os.environ.get("BENCH_WB_RUNS", "10"))
+ROOT = Path(__file__).resolve().parents[2]
+OUT = ROOT / "artifacts" / "bench"
+COLLECTOR = "bench-collector"
+
+
+def log(msg: str) -> None:
+    print(f"[bench-workbench] {msg}", file=sys.stderr, flush=True)
+
+
+async def _bounded(coros, limit: int = 16):
+    sem = asyncio.Semaphore(limit)
+
+    async def run(c):
+        async with sem:
+            return await c
+    return await asyncio.gather(*[run(c) for c in coros])
+
+
+async def _ok(response: httpx.Response, *codes: int) -> dict:
+    assert response.status_code in (codes or (200, 201)), f"{response.request.url}: {response.status_code} {response.text[:500]}"
+    return response.json() if response.content else {}
+
+
+async def load(urls: dict[str, str], run: str) -> None:
+    today = date.today()
+    key = lambda: {"Idempotency-Key": str(uuid.uuid4())}  # noqa: E731
+    async with httpx.AsyncClient(timeout=600) as c:
+        t0 = time.perf_counter()
+        ids = [f"B{run}-{n:05d}" for n in range(ACCOUNTS)]
+        await _bounded([c.post(f"{urls['invoicing']}/v1/customers", headers=key(), json={
+            "customer_id": cid, "name": f"Bench Customer {n}", "currency": "USD", "payment_terms_days": 30,
+            "credit_limit": "100000.00"}) for n, cid in enumerate(ids)])
+        log(f"{ACCOUNTS} customers in {time.perf_counter() - t0:.1f} s")
+        t0 = time.perf_counter()
+        invoices = []
+        for n, cid in enumerate(ids):
+            for k, days in enumerate((10 + n % 80, -5)):
+                issued = today - timedelta(days=30 + days)
+                invoices.append({"invoice_id": f"{cid}-I{k}", "invoice_number": f"{cid}-N{k}", "customer_id": cid,
+                                 "issue_date": issued.isoformat(), "due_date": (issued + timedelta(days=30)).isoformat(),
+                                 "lines": [{"description": "goods", "quantity": "1",
+                                            "unit_price": f"{100 + (n * 37) % 900}.{n % 100:02d}"}]})
+        for i in range(0, len(invoices), 2500):
+            await _ok(await c.post(f"{urls['invoicing']}/v1/invoice-batches", headers=key(),
+                                   json={"invoices": invoices[i:i + 2500]}))
+        log(f"{len(invoices)} invoices in {time.perf_counter() - t0:.1f} s")
+        t0 = time.perf_counter()
+
+        async def assign(cid: str):
+            async def put():
+                r = await c.put(f"{urls['collections']}/v1/customers/{cid}/collector", json={"collector_id": COLLECTOR})
+                return r.status_code in (200, 201, 204)
+            await eventually(put, timeout=600, interval=1)
+        await _bounded([assign(cid) for cid in ids])
+        log(f"{ACCOUNTS} collectors assigned in {time.perf_counter() - t0:.1f} s")
+
+        async def all_ranked():
+            r = await c.get(f"{urls['collections']}/v1/worklists/{COLLECTOR}")
+            return r.status_code == 200 and len(r.json()["data"]) >= ACCOUNTS
+        await eventually(all_ranked, timeout=1200, interval=5)
+        t0 = time.perf_counter()
+        rows = ["receipt_id,value_date,amount,currency,payer_name,customer_id,invoice_reference,reason_code"]
+        rows += [f"R{run}{n:06d},{today.isoformat()},{n % 97 + 1}.{n % 89:02d},USD,Unknown Payer {n},,,"
+                 for n in range(RECEIPTS)]
+        await _ok(await c.post(f"{urls['cash_application']}/v1/bank-files", params={"format": "csv",
+                                                                                     "file_name": "bench.csv"},
+                               headers=key(), content=("\n".join(rows) + "\n").encode()))
+        log(f"{RECEIPTS} unapplied receipts in {time.perf_counter() - t0:.1f} s")
+
+
+async def _time(call, runs: int) -> dict:
+    samples = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        r = await call()
+        samples.append((time.perf_counter() - t0) * 1000)
+        assert r.status_code == 200, f"{r.status_code} {r.text[:300]}"
+    return {"median_ms": round(statistics.median(samples), 1), "max_ms": round(max(samples), 1), "runs": runs}
+
+
+async def measure(workbench: str, urls: dict[str, str]) -> dict:
+    async with httpx.AsyncClient(base_url=workbench, timeout=600, follow_redirects=False) as wb:
+        page = await wb.get("/login")
+        csrf = page.text.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+        r = await wb.post("/login", data={"username": "admin", "password": "admin-pass-2026", "csrf_token": csrf})
+        assert r.status_code == 303, r.text[:300]
+        results = {}
+
+        async def cold():
+            # "Refresh" drops the ranking the workbench keeps: the next render asks collections again.
+            csrf = await _csrf(wb)
+            await wb.post("/worklist/refresh", data={"csrf_token": csrf, "collector": COLLECTOR})
+            return await wb.get("/worklist", params={"collector": COLLECTOR})
+        results["worklist_cold"] = await _time(cold, max(3, RUNS // 3))
+        results["worklist_warm_page_40"] = await _time(
+            lambda: wb.get("/worklist", params={"collector": COLLECTOR, "page": 40, "sort": "amount_past_due"}), RUNS)
+        results["unapplied_first_page"] = await _time(lambda: wb.get("/cash"), RUNS)
+        async with httpx.AsyncClient(timeout=600) as api:
+            results["api_worklist"] = await _time(lambda: api.get(f"{urls['collections']}/v1/worklists/{COLLECTOR}"),
+                                                  max(3, RUNS // 3))
+            results["api_unapplied_page"] = await _time(
+                lambda: api.get(f"{urls['cash_application']}/v1/unapplied-cash", params={"limit": 50}), RUNS)
+        worklist = await wb.get("/worklist", params={"collector": COLLECTOR})
+        results["worklist_accounts_shown"] = worklist.text.count("data-row")
+        results["worklist_total"] = ACCOUNTS
+    return results
+
+
+async def _csrf(wb: httpx.AsyncClient) -> str:
+    page = await wb.get("/cash")
+    return page.text.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+
+
+async def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    run = uuid.uuid4().hex[:5]
+    async with running_platform(OUT / "workbench-logs") as platform:
+        await load(platform.urls, run)
+        async with fresh_database("wbbench") as database:
+            proc, url = await _start_workbench(database, platform.urls, OUT / "workbench-logs" / "workbench.log",
+                                               api_key=None)
+            try:
+                results = await measure(url, platform.urls)
+            finally:
+                proc.terminate()
+                proc.wait(timeout=20)
+    results["accounts"], results["receipts"] = ACCOUNTS, RECEIPTS
+    (OUT / "workbench.json").write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
