@@ -366,31 +366,28 @@ async def worklist(collector_id: str, request: Request, as_of: date | None = Non
     as_of = as_of or _today(request)
     entries = []
     async with get_runtime(request).engine.connect() as conn:
-        for customer in await accounts.customers_of_collector(conn, collector_id):
-            customer_id = customer["customer_id"]
-            overdue = [r for r in await accounts.invoices_as_of(conn, as_of, customer_id)
-                       if r["open_balance"] > 0 and r["due_date"] < as_of and not r["disputed"]]
-            if not overdue:
-                continue
-            currency = overdue[0]["currency"].strip()
-            facts = await accounts.contact_facts(conn, customer_id, as_of)
-            snapshot = AccountSnapshot(
-                customer_id=customer_id, currency=currency,
-                amount_past_due=sum((Decimal(r["open_balance"]) for r in overdue if r["currency"].strip() == currency),
-                                    Decimal(0)).quantize(Decimal("0.01")),
-                oldest_days_past_due=max((as_of - r["due_date"]).days for r in overdue),
-                risk_score=customer["risk_score"],
-                broken_promises=await accounts.count_broken_commitments(conn, customer_id, as_of),
-                last_contact_on=facts["last_contact_on"], promise_due_today=facts["promise_due_today"],
-                follow_up_due=facts["next_follow_up_on"] is not None and facts["next_follow_up_on"] <= as_of)
-            ranked = priority(snapshot, as_of)
-            tasks = await accounts.list_call_tasks(conn, collector_id=None, customer_id=customer_id, status="open")
-            entries.append({"customer_id": customer_id, "name": customer["name"], "priority": format(ranked.score, "f"),
-                            "reasons": ranked.reasons, "currency": currency,
-                            "amount_past_due": money_str(snapshot.amount_past_due, currency),
-                            "oldest_days_past_due": snapshot.oldest_days_past_due, "segment": customer["segment"],
-                            "risk_score": customer["risk_score"],
-                            "open_call_tasks": [t["task_id"] for t in tasks]})
+        customers = await accounts.worklist_inputs(conn, collector_id, as_of)
+    for customer in customers:
+        customer_id = customer["customer_id"]
+        overdue = [r for r in customer["invoices"]
+                   if r["open_balance"] > 0 and r["due_date"] < as_of and not r["disputed"]]
+        if not overdue:
+            continue
+        currency = overdue[0]["currency"].strip()
+        snapshot = AccountSnapshot(
+            customer_id=customer_id, currency=currency,
+            amount_past_due=sum((Decimal(r["open_balance"]) for r in overdue if r["currency"].strip() == currency),
+                                Decimal(0)).quantize(Decimal("0.01")),
+            oldest_days_past_due=max((as_of - r["due_date"]).days for r in overdue),
+            risk_score=customer["risk_score"], broken_promises=customer["broken"],
+            last_contact_on=customer["last_contact_on"], promise_due_today=customer["promise_due_today"],
+            follow_up_due=customer["next_follow_up_on"] is not None and customer["next_follow_up_on"] <= as_of)
+        ranked = priority(snapshot, as_of)
+        entries.append({"customer_id": customer_id, "name": customer["name"], "priority": format(ranked.score, "f"),
+                        "reasons": ranked.reasons, "currency": currency,
+                        "amount_past_due": money_str(snapshot.amount_past_due, currency),
+                        "oldest_days_past_due": snapshot.oldest_days_past_due, "segment": customer["segment"],
+                        "risk_score": customer["risk_score"], "open_call_tasks": customer["open_call_tasks"]})
     entries.sort(key=lambda e: (-Decimal(e["priority"]), e["customer_id"]))
     return {"collector_id": collector_id, "as_of": as_of.isoformat(), "data": entries}
 

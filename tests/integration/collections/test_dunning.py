@@ -364,6 +364,36 @@ async def test_worklist_ranks_with_reasons_and_assignments_emit_once(collections
         assert r.status_code == 422 and r.json()["errors"][0]["field"] == field, r.text
 
 
+async def test_the_worklist_holds_only_the_collectors_accounts_with_something_past_due(collections):
+    """The worklist reads all of a collector's accounts in a few set-based queries: each account's
+    own invoices, contacts, promises and tasks, never another's, and nobody else's customers."""
+    client, app = collections
+    book = {"a": ("col-1", "2024-02-10", "300.00"), "b": ("col-1", "2024-02-20", "300.00"),
+            "future": ("col-1", "2024-04-30", "300.00"), "theirs": ("col-2", "2024-01-10", "9999.00")}
+    for customer_id, (collector, due, total) in book.items():
+        await customer(app, client, customer_id)
+        await invoice(app, f"{customer_id}-1", due, total, customer_id=customer_id)
+        await client.put(f"/v1/customers/{customer_id}/collector", json={"collector_id": collector})
+    await invoice(app, "a-2", "2024-02-25", "150.25", customer_id="a")
+    await client.post("/v1/contacts", headers=idem(), json={
+        "customer_id": "b", "collector_id": "col-1", "kind": "call", "contacted_on": "2024-02-28",
+        "next_follow_up_on": "2024-03-01"})
+    await client.post("/v1/contacts", headers=idem(), json={
+        "customer_id": "b", "collector_id": "col-1", "kind": "email", "contacted_on": "2024-02-29"})
+    listed = (await client.get("/v1/worklists/col-1", params={"as_of": "2024-03-01"})).json()["data"]
+    assert sorted(e["customer_id"] for e in listed) == ["a", "b"]
+    a, b = (next(e for e in listed if e["customer_id"] == c) for c in ("a", "b"))
+    assert (a["amount_past_due"], a["oldest_days_past_due"]) == ("450.25", 20)
+    assert (b["amount_past_due"], b["oldest_days_past_due"]) == ("300.00", 10)
+    # b's latest contact (the email, no follow-up date) is what counts: no follow-up reason.
+    assert "last contact 1 days ago" in " ".join(b["reasons"]) or "last contact 1 day" in " ".join(b["reasons"])
+    assert not any("follow-up" in r for r in b["reasons"])
+    assert not any("contact" in r and "ago" in r for r in a["reasons"])
+    assert [e["customer_id"] for e in (await client.get("/v1/worklists/col-2",
+                                                        params={"as_of": "2024-03-01"})).json()["data"]] == ["theirs"]
+    assert (await client.get("/v1/worklists/nobody", params={"as_of": "2024-03-01"})).json()["data"] == []
+
+
 async def test_strategies_are_versioned_and_assignable(collections, smtp):
     client, app = collections
     await customer(app, client)
