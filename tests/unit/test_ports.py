@@ -45,6 +45,6 @@ def test_run_script_and_test_servers_listen_outside_the_ephemeral_range() -> Non
     ephemeral = ephemeral_range()
     run = (ROOT / "scripts" / "run.sh").read_text()
     service_ports = [int(p) for p in re.findall(r"\]=(\d+)", run)]
-    assert len(service_ports) == 5
+    assert len(service_ports) == 6  # the five services and the workbench
     assert not [p for p in service_ports if p in ephemeral]
     assert LISTEN_PORTS.stop <= ephemeral.start

@@ -124,7 +124,14 @@ FRENCH: dict[str, str] = {
 }
 
 
+# The services' codes read as words in English (French has its own words above).
+ENGLISH: dict[str, str] = {
+    "wrong_contact": "wrong contact", "partial_credit": "partial credit", "in_review": "in review",
+    "waiting_on_customer": "waiting on customer", "waiting_on_internal": "waiting on internal",
+}
+
+
 def translate(text: str, lang: str) -> str:
     if lang == "fr":
         return FRENCH.get(text, text)
-    return text
+    return ENGLISH.get(text, text)
