@@ -73,7 +73,8 @@ def stack(tmp_path_factory, artifacts_dir) -> Iterator[Stack]:
     keys_file.chmod(0o644)
 
     ports = {name: str(free_port()) for name in [*SERVICE_KEYS.values(), "LEDGERLINE_COMPOSE_PG_PORT",
-                                                  "LEDGERLINE_COMPOSE_KAFKA_PORT", "LEDGERLINE_COMPOSE_SMTP_PORT"]}
+                                                  "LEDGERLINE_COMPOSE_KAFKA_PORT", "LEDGERLINE_COMPOSE_SMTP_PORT",
+                                                  "LEDGERLINE_COMPOSE_WORKBENCH_PORT"]}
     project = f"ledgerline-test-{uuid.uuid4().hex[:8]}"
     env = {**os.environ, **images, **ports, "LEDGERLINE_API_KEYS_FILE": str(keys_file),
            "COMPOSE_PROJECT_NAME": project}

@@ -73,6 +73,10 @@ def test_aging_buckets_and_totals_are_exact():
     ("9999999999999999.99", "USD", "en", "$9,999,999,999,999,999.99"),  # beyond float's precision
     ("12.345", "BHD", "en", "BHD12.345"),
     ("-5.00", "USD", "en", "-$5.00"),
+    ("-5.00", "EUR", "fr", "-5,00\xa0€"),
+    ("1234567.891", "USD", "fr", "1\u202f234\u202f567,891\xa0$US"),
+    ("100", "XYZ", "en", "XYZ100"),
+    ("999.99", None, "fr", "999,99"),
 ])
 def test_money_keeps_the_apis_digits_in_each_locale(value, currency, lang, expected):
     assert money.format_money(value, currency, lang) == expected
@@ -85,6 +89,8 @@ def test_money_refuses_junk_and_dates_follow_the_locale():
     assert money.format_money(None, "USD", "en") == ""
     assert money.format_day("2026-03-05", "en") == "Mar 5, 2026"
     assert money.format_day("2026-03-05", "fr") == "5 mars 2026"
+    assert money.format_day("2026-01-05", "fr") == "5 janv. 2026"
+    assert money.format_day("2026-12-25", "en") == "Dec 25, 2026"
     assert money.add(["0.10", "0.20", ""]) == "0.30"
 
 
