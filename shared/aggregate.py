@@ -53,6 +53,20 @@ async def load(conn: AsyncConnection, cls: type[A], aggregate_id: str) -> A:
     return aggregate
 
 
+async def load_many(conn: AsyncConnection, cls: type[A], aggregate_ids: Sequence[str]) -> dict[str, A]:
+    """Many aggregates of one type in one query: {aggregate_id: aggregate} (one that has no
+    events is there too, not existing)."""
+    streams = await eventstore.read_streams(conn, [cls.stream_id_for(i) for i in aggregate_ids])
+    loaded = {}
+    for aggregate_id in aggregate_ids:
+        aggregate = cls(aggregate_id)
+        for stored in streams.get(cls.stream_id_for(aggregate_id), []):
+            aggregate.apply(registry.parse(stored.event_type, stored.schema_version, stored.payload))
+            aggregate.version = stored.version
+        loaded[aggregate_id] = aggregate
+    return loaded
+
+
 def _new_events(aggregate: Aggregate, metadata: dict[str, Any]) -> list[eventstore.NewEvent]:
     return [
         eventstore.NewEvent(

@@ -31,7 +31,7 @@ class IdempotencyKeyReused(Problem):
     title = "Idempotency-Key was used with a different request"
 
 
-def idempotency_key_header(
+async def idempotency_key_header(
     idempotency_key: str | None = Header(
         default=None,
         alias="Idempotency-Key",
@@ -53,6 +53,8 @@ def idempotency_key_header(
             title="Idempotency-Key is not valid",
         )
     return idempotency_key.strip()
+# (async: FastAPI runs a plain `def` dependency in its thread pool, a thread hand-off per request
+# that the write path's profile showed.)
 
 
 def request_fingerprint(body: Any) -> str:

@@ -331,8 +331,13 @@ def build_app(definition: ServiceDefinition) -> FastAPI:
             await runtime.stop_workers()
             await runtime.dispose()
 
+    # FastAPI's own OpenTelemetry instrumentation is off: the `observe` middleware below makes
+    # the server span (with the caller's traceparent) and the Prometheus metrics; FastAPI's
+    # made a second server span, an operation span, metrics and logs for every request
+    # (profiled on the write path; docs/benchmarks.md).
     app = FastAPI(title=definition.title, version="1.0.0", lifespan=lifespan,
-                  openapi_url="/v1/openapi.json", docs_url="/docs")
+                  openapi_url="/v1/openapi.json", docs_url="/docs",
+                  telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False})
     install_problem_handlers(app)
     install_auth(app, definition.context, settings.resolved_api_keys(), allow_open=settings.open_mode_requested())
     document_problems(app)

@@ -38,7 +38,6 @@ from decimal import Decimal
 from typing import Any, Sequence
 
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.problems import ConcurrencyConflict
@@ -128,35 +127,70 @@ def _row_to_event(row: Any) -> StoredEvent:
     )
 
 
-# New streams: commit_order defaults to the transaction's own id.
-_INSERT = text(
-    "INSERT INTO events (stream_id, stream_type, version, event_id, event_type, schema_version,"
-    " occurred_at, payload, metadata) VALUES (:stream_id, :stream_type, :version, :event_id,"
-    " :event_type, :schema_version, :occurred_at, CAST(:payload AS jsonb), CAST(:metadata AS jsonb))"
+# One statement per append, one round trip, no savepoint: the stream's head (version and commit
+# order) is read, the expected version checked and the rows inserted from arrays in the same
+# statement. ON CONFLICT (stream_id, version) DO NOTHING turns a lost race (a concurrent writer
+# committed the same version after this statement's snapshot) into fewer rows inserted instead
+# of an error, so the caller's transaction stays usable and can answer 409 cleanly; whatever
+# this statement did insert of a lost append is deleted again (_UNDO) before ConcurrencyError.
+# commit_order = greatest(this transaction's id, the previous version's commit order); greatest
+# ignores the NULL of a new stream's missing head (see the module docstring).
+_ROWS = (
+    " unnest(CAST(:event_ids AS uuid[]), CAST(:event_types AS text[]), CAST(:schema_versions AS int[]),"
+    " CAST(:occurred AS timestamptz[]), CAST(:payloads AS text[]), CAST(:metadatas AS text[]))"
+    " WITH ORDINALITY AS e(event_id, event_type, schema_version, occurred_at, payload, metadata, n)"
 )
-# An existing stream: never below its previous version's commit order (see the module docstring).
 _APPEND = text(
-    "INSERT INTO events (stream_id, stream_type, version, event_id, event_type, schema_version,"
-    " occurred_at, payload, metadata, commit_order) VALUES (:stream_id, :stream_type, :version, :event_id,"
-    " :event_type, :schema_version, :occurred_at, CAST(:payload AS jsonb), CAST(:metadata AS jsonb),"
-    " greatest(pg_current_xact_id(), CAST(CAST(:after_order AS text) AS xid8)))"
+    "WITH head AS (SELECT version, commit_order FROM events WHERE stream_id = :stream_id"
+    " ORDER BY version DESC LIMIT 1),"
+    " cur AS (SELECT coalesce((SELECT version FROM head), 0) AS version, (SELECT commit_order FROM head) AS commit_order),"
+    " ins AS (INSERT INTO events (stream_id, stream_type, version, event_id, event_type, schema_version,"
+    " occurred_at, payload, metadata, commit_order)"
+    " SELECT :stream_id, :stream_type, cur.version + e.n, e.event_id, e.event_type, e.schema_version,"
+    " e.occurred_at, CAST(e.payload AS jsonb), CAST(e.metadata AS jsonb),"
+    " greatest(pg_current_xact_id(), cur.commit_order)"
+    " FROM cur," + _ROWS +
+    " WHERE CAST(:expected AS int) IS NULL OR cur.version = CAST(:expected AS int)"
+    " ON CONFLICT (stream_id, version) DO NOTHING RETURNING global_position)"
+    " SELECT (SELECT version FROM cur) AS current, coalesce((SELECT array_agg(global_position) FROM ins), '{}')"
+    " AS positions"
 )
+# Many new streams at once: every stream's versions 1..n; commit_order defaults to the
+# transaction's own id.
+_INSERT_NEW = text(
+    "WITH ins AS (INSERT INTO events (stream_id, stream_type, version, event_id, event_type, schema_version,"
+    " occurred_at, payload, metadata)"
+    " SELECT e.stream_id, e.stream_type, e.version, e.event_id, e.event_type, e.schema_version, e.occurred_at,"
+    " CAST(e.payload AS jsonb), CAST(e.metadata AS jsonb)"
+    " FROM unnest(CAST(:stream_ids AS text[]), CAST(:stream_types AS text[]), CAST(:versions AS int[]),"
+    " CAST(:event_ids AS uuid[]), CAST(:event_types AS text[]), CAST(:schema_versions AS int[]),"
+    " CAST(:occurred AS timestamptz[]), CAST(:payloads AS text[]), CAST(:metadatas AS text[]))"
+    " AS e(stream_id, stream_type, version, event_id, event_type, schema_version, occurred_at, payload, metadata)"
+    " ON CONFLICT (stream_id, version) DO NOTHING RETURNING global_position)"
+    " SELECT coalesce(array_agg(global_position), '{}') AS positions FROM ins"
+)
+_UNDO = text("DELETE FROM events WHERE global_position = ANY(CAST(:positions AS bigint[]))")
 
 
 async def stream_version(conn: AsyncConnection, stream_id: str) -> int:
-    return (await _stream_head(conn, stream_id))[0]
-
-
-async def _stream_head(conn: AsyncConnection, stream_id: str) -> tuple[int, str | None]:
-    """(version, commit_order) of the stream's last event; (0, None) for a new stream."""
     row = (
         await conn.execute(
-            text("SELECT version, commit_order::text AS commit_order FROM events WHERE stream_id = :s"
-                 " ORDER BY version DESC LIMIT 1"),
+            text("SELECT version FROM events WHERE stream_id = :s ORDER BY version DESC LIMIT 1"),
             {"s": stream_id},
         )
     ).first()
-    return (int(row.version), row.commit_order) if row else (0, None)
+    return int(row.version) if row else 0
+
+
+def _event_columns(events: Sequence[NewEvent]) -> dict[str, list[Any]]:
+    return {
+        "event_ids": [e.event_id for e in events],
+        "event_types": [e.event_type for e in events],
+        "schema_versions": [e.schema_version for e in events],
+        "occurred": [e.occurred_at for e in events],
+        "payloads": [dumps(e.payload) for e in events],
+        "metadatas": [dumps(e.metadata) for e in events],
+    }
 
 
 async def append(
@@ -170,42 +204,27 @@ async def append(
 
     expected_version: the version the caller's decision was based on (0 for a new stream), or
     None to append at the end without a check (used only where the stream is private to one
-    writer, e.g. a projection's own log)."""
+    writer, e.g. a projection's own log). One statement (see _APPEND); on a conflict nothing of
+    this append stays and the caller's transaction is still usable."""
     if not events:
         return await stream_version(conn, stream_id)
-    current, after_order = await _stream_head(conn, stream_id)
+    row = (await conn.execute(_APPEND, {
+        "stream_id": stream_id, "stream_type": stream_type, "expected": expected_version,
+        **_event_columns(events)})).one()
+    current, positions = int(row.current), list(row.positions)
+    if len(positions) == len(events):
+        return current + len(events)
+    if positions:
+        await conn.execute(_UNDO, {"positions": positions})
     if expected_version is not None and current != expected_version:
         raise ConcurrencyError(
             f"stream {stream_id} is at version {current}, not the expected {expected_version}",
             extra={"stream_id": stream_id, "current_version": current},
         )
-    rows = [
-        {
-            "stream_id": stream_id,
-            "stream_type": stream_type,
-            "version": current + i + 1,
-            "event_id": e.event_id,
-            "event_type": e.event_type,
-            "schema_version": e.schema_version,
-            "occurred_at": e.occurred_at,
-            "payload": dumps(e.payload),
-            "metadata": dumps(e.metadata),
-            "after_order": after_order,
-        }
-        for i, e in enumerate(events)
-    ]
-    try:
-        # A savepoint keeps the caller's transaction usable so it can answer 409 cleanly.
-        async with conn.begin_nested():
-            await conn.execute(_APPEND, rows)
-    except IntegrityError as exc:
-        if "events_stream_id_version_key" in str(exc.orig):
-            raise ConcurrencyError(
-                f"stream {stream_id} was appended to concurrently",
-                extra={"stream_id": stream_id},
-            ) from exc
-        raise
-    return current + len(events)
+    raise ConcurrencyError(
+        f"stream {stream_id} was appended to concurrently",
+        extra={"stream_id": stream_id},
+    )
 
 
 async def append_new_streams(
@@ -213,36 +232,26 @@ async def append_new_streams(
     streams: Sequence[tuple[str, str, Sequence[NewEvent]]],
 ) -> None:
     """Start many new streams at once: (stream_id, stream_type, events) each, every stream expected
-    at version 0. One savepoint and one batched insert instead of a version check and a savepoint
-    per stream, for commands that create thousands of aggregates (a bank file's receipts). If any
-    of the streams already exists, nothing is appended and ConcurrencyError is raised."""
-    rows = [
-        {
-            "stream_id": stream_id,
-            "stream_type": stream_type,
-            "version": i + 1,
-            "event_id": e.event_id,
-            "event_type": e.event_type,
-            "schema_version": e.schema_version,
-            "occurred_at": e.occurred_at,
-            "payload": dumps(e.payload),
-            "metadata": dumps(e.metadata),
-        }
-        for stream_id, stream_type, events in streams
-        for i, e in enumerate(events)
-    ]
-    if not rows:
+    at version 0. One statement for them all instead of a version check per stream, for commands
+    that create thousands of aggregates (a bank file's receipts, a batch of invoices). If any of
+    the streams already exists, nothing is appended (the caller's transaction stays usable) and
+    ConcurrencyError is raised."""
+    flat = [(stream_id, stream_type, i + 1, e) for stream_id, stream_type, events in streams
+            for i, e in enumerate(events)]
+    if not flat:
         return
-    try:
-        async with conn.begin_nested():
-            await conn.execute(_INSERT, rows)
-    except IntegrityError as exc:
-        if "events_stream_id_version_key" in str(exc.orig):
-            raise ConcurrencyError(
-                f"one of {len(streams)} new streams already exists",
-                extra={"streams": len(streams)},
-            ) from exc
-        raise
+    params = _event_columns([e for *_, e in flat])
+    params["stream_ids"] = [f[0] for f in flat]
+    params["stream_types"] = [f[1] for f in flat]
+    params["versions"] = [f[2] for f in flat]
+    positions = list((await conn.execute(_INSERT_NEW, params)).scalar_one())
+    if len(positions) != len(flat):
+        if positions:
+            await conn.execute(_UNDO, {"positions": positions})
+        raise ConcurrencyError(
+            f"one of {len(streams)} new streams already exists",
+            extra={"streams": len(streams)},
+        )
 
 
 async def read_stream(conn: AsyncConnection, stream_id: str, after_version: int = 0) -> list[StoredEvent]:
@@ -251,6 +260,19 @@ async def read_stream(conn: AsyncConnection, stream_id: str, after_version: int 
         {"s": stream_id, "v": after_version},
     )
     return [_row_to_event(r) for r in result]
+
+
+async def read_streams(conn: AsyncConnection, stream_ids: Sequence[str]) -> dict[str, list[StoredEvent]]:
+    """Many streams in one query: {stream_id: its events in version order} (a stream with no
+    events is absent)."""
+    result = await conn.execute(
+        text(f"SELECT {_COLUMNS} FROM events WHERE stream_id = ANY(CAST(:s AS text[])) ORDER BY stream_id, version"),
+        {"s": list(stream_ids)},
+    )
+    streams: dict[str, list[StoredEvent]] = {}
+    for r in result:
+        streams.setdefault(r.stream_id, []).append(_row_to_event(r))
+    return streams
 
 
 async def read_all(conn: AsyncConnection, after: Position = START, limit: int = 1000) -> list[StoredEvent]:

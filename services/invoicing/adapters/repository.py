@@ -59,6 +59,39 @@ async def insert_invoice(conn: AsyncConnection, inv: Any, lines: list[dict[str, 
     )
 
 
+async def invoice_numbers_taken(conn: AsyncConnection, numbers: list[str]) -> set[str]:
+    rows = await conn.execute(text("SELECT invoice_number FROM invoices WHERE invoice_number = ANY(CAST(:n AS text[]))"),
+                              {"n": numbers})
+    return {r.invoice_number for r in rows}
+
+
+async def insert_invoices(conn: AsyncConnection, invoices: list[tuple[Any, list[dict[str, Any]], int]]) -> int:
+    """Many new invoices in one statement: (invoice, its lines, version) each. Returns how many
+    rows went in: fewer when an invoice_id or invoice_number was taken meanwhile (a concurrent
+    request), in which case the caller undoes its batch."""
+    rows = await conn.execute(
+        text("WITH ins AS (INSERT INTO invoices (invoice_id, invoice_number, customer_id, currency, issue_date,"
+             " due_date, total_amount, lines, version)"
+             " SELECT i.id, i.num, i.cust, i.cur, i.issue, i.due, i.total, CAST(i.lines AS jsonb), i.v"
+             " FROM unnest(CAST(:ids AS text[]), CAST(:nums AS text[]), CAST(:custs AS text[]),"
+             " CAST(:curs AS text[]), CAST(:issues AS date[]), CAST(:dues AS date[]), CAST(:totals AS numeric[]),"
+             " CAST(:lines AS text[]), CAST(:vs AS int[])) AS i(id, num, cust, cur, issue, due, total, lines, v)"
+             " ON CONFLICT DO NOTHING RETURNING 1) SELECT count(*) FROM ins"),
+        {"ids": [inv.id for inv, _, _ in invoices], "nums": [inv.invoice_number for inv, _, _ in invoices],
+         "custs": [inv.customer_id for inv, _, _ in invoices], "curs": [inv.currency for inv, _, _ in invoices],
+         "issues": [inv.issue_date for inv, _, _ in invoices], "dues": [inv.due_date for inv, _, _ in invoices],
+         "totals": [inv.total_amount for inv, _, _ in invoices],
+         "lines": [dumps(lines) for _, lines, _ in invoices], "vs": [v for _, _, v in invoices]},
+    )
+    return int(rows.scalar_one())
+
+
+async def get_invoices(conn: AsyncConnection, invoice_ids: list[str]) -> dict[str, dict[str, Any]]:
+    rows = await conn.execute(text(f"{_INVOICE_SELECT} WHERE i.invoice_id = ANY(CAST(:ids AS text[]))"),
+                              {"ids": invoice_ids})
+    return {r["invoice_id"]: _invoice_row(r) for r in rows.mappings()}
+
+
 async def record_credit_memo(conn: AsyncConnection, memo: dict[str, Any], credited_total: Decimal, version: int) -> None:
     await conn.execute(
         text("INSERT INTO credit_memos (credit_memo_id, invoice_id, customer_id, currency, amount, issue_date,"

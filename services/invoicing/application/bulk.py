@@ -1,6 +1,14 @@
-"""Bulk intake for ERPs: many invoices in one request, each issued or refused on its own (its own
-savepoint: all or nothing per invoice), idempotent per invoice (its invoice_id issued again with
-the same content answers `already_issued`), and CSV/XLSX files read into the same items."""
+"""Bulk intake for ERPs: many invoices in one request, each issued or refused on its own (all or
+nothing per invoice), idempotent per invoice (its invoice_id issued again with the same content
+answers `already_issued`), and CSV/XLSX files read into the same items.
+
+Set-based: every item is parsed and decided in memory against state read in a few queries (the
+invoices and invoice numbers that exist, the customers' streams), then the issued ones are
+written with one statement for their events and one for their read-model rows, and read back
+with one query. An item refused by a rule writes nothing, so each invoice is whole or absent.
+If a concurrent request took one of the batch's invoice ids or numbers between the reads and
+the writes, the batch's writes are rolled back to a savepoint and the items are issued one by
+one (each in its own savepoint), which decides each against the then committed state."""
 from __future__ import annotations
 
 import csv
@@ -12,10 +20,13 @@ from typing import Any, Callable
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from shared import aggregate
+from shared.eventstore import ConcurrencyError, utc_midnight
 from shared.money import MoneyError, exact_amount
 from shared.problems import Problem
 from services.invoicing.adapters import repository as repo
 from services.invoicing.application import handlers
+from services.invoicing.domain.model import Customer, Invoice, InvoicingRuleViolation
 
 MAX_ITEMS = 5000
 FILE_COLUMNS = ("invoice_number", "customer_id", "issue_date", "description", "quantity", "unit_price")
@@ -40,14 +51,108 @@ async def issue_batch(conn: AsyncConnection, raw_items: list[Any], meta: dict[st
         raise Problem("a batch needs at least one invoice", field="invoices", status=422)
     if len(raw_items) > MAX_ITEMS:
         raise Problem(f"a batch holds at most {MAX_ITEMS} invoices", field="invoices", status=422)
-    results = []
-    for index, raw in enumerate(raw_items):
-        results.append({"index": index, **await _issue_one(conn, raw, meta, parse, invoice_out)})
+    try:
+        async with conn.begin_nested():
+            results = await _issue_set(conn, raw_items, meta, parse, invoice_out)
+    except _Raced:
+        results = [{"index": index, **await _issue_one(conn, raw, meta, parse, invoice_out)}
+                   for index, raw in enumerate(raw_items)]
     counts = {s: sum(1 for r in results if r["status"] == s) for s in ("issued", "already_issued", "error")}
     return {"count": len(results), **counts, "results": results}
 
 
-async def _issue_one(conn: AsyncConnection, raw: Any, meta: dict[str, Any], parse, invoice_out) -> dict[str, Any]:
+class _Raced(Exception):
+    """A concurrent request wrote one of the batch's invoices or numbers: redo it item by item."""
+
+
+def _existing_result(existing: dict[str, Any], item: Any, invoice_out) -> dict[str, Any]:
+    currency = existing["currency"].strip()
+    try:
+        total = sum((exact_amount(line.quantity * line.unit_price, currency) for line in item.lines), Decimal(0))
+    except MoneyError:
+        total = Decimal(-1)
+    if _same(existing, item, total):
+        return {"status": "already_issued", "invoice_id": item.invoice_id, "invoice": invoice_out(existing)}
+    return {"status": "error", "invoice_id": item.invoice_id, "errors": [{
+        "field": "invoice_id", "reason": f"invoice {item.invoice_id} was issued with other content"}]}
+
+
+async def _issue_set(conn: AsyncConnection, raw_items: list[Any], meta: dict[str, Any], parse,
+                     invoice_out) -> list[dict[str, Any]]:
+    results: list[dict[str, Any] | None] = [None] * len(raw_items)
+    items: list[tuple[int, Any]] = []
+    for index, raw in enumerate(raw_items):
+        outcome = _parse_one(raw, parse)
+        if isinstance(outcome, dict):
+            results[index] = outcome
+        else:
+            items.append((index, outcome))
+    ids = list({item.invoice_id for _, item in items})
+    existing = await repo.get_invoices(conn, ids) if ids else {}
+    numbers = list({_number(item) for _, item in items})
+    taken = await repo.invoice_numbers_taken(conn, numbers) if numbers else set()
+    customers = await aggregate.load_many(conn, Customer, list({item.customer_id for _, item in items}))
+    issued: dict[str, tuple[int, Any, Invoice]] = {}  # invoice_id -> (index, item, invoice) of this batch
+    for index, item in items:
+        if item.invoice_id in existing:
+            results[index] = _existing_result(existing[item.invoice_id], item, invoice_out)
+            continue
+        if item.invoice_id in issued:  # twice in this batch: the second is judged against the first
+            results[index] = ("same_as", item)
+            continue
+        number = _number(item)
+        if number in taken:
+            results[index] = _error(item, "invoice_number", f"invoice number {number} is already used")
+            continue
+        customer = customers[item.customer_id]
+        if not customer.exists:
+            results[index] = _error(item, "customer_id", f"customer {item.customer_id} is not registered")
+            continue
+        invoice = Invoice(item.invoice_id)
+        try:
+            invoice.issue(invoice_number=number, customer=customer, currency=item.currency or customer.currency,
+                          issue_date=item.issue_date, due_date=item.due_date,
+                          lines=[(line.description, line.quantity, line.unit_price) for line in item.lines],
+                          at=utc_midnight(item.issue_date))
+        except InvoicingRuleViolation as exc:
+            results[index] = _error(item, exc.field or "body", str(exc))
+            continue
+        taken.add(number)
+        issued[item.invoice_id] = (index, item, invoice)
+    if issued:
+        invoices = [invoice for _, _, invoice in issued.values()]
+        rows = [(invoice, [line.model_dump(mode="json") for line in invoice.pending[0][0].lines], 1)
+                for invoice in invoices]
+        try:
+            await aggregate.save_new(conn, invoices, meta)
+        except ConcurrencyError as exc:
+            raise _Raced() from exc
+        if await repo.insert_invoices(conn, rows) != len(rows):
+            raise _Raced()
+        stored = await repo.get_invoices(conn, list(issued))
+        for invoice_id, (index, _, _) in issued.items():
+            results[index] = {"status": "issued", "invoice_id": invoice_id, "invoice": invoice_out(stored[invoice_id])}
+    else:
+        stored = {}
+    for index, result in enumerate(results):
+        if isinstance(result, tuple):  # a repeat within the batch, against what its first issued
+            item = result[1]
+            first = stored.get(item.invoice_id)
+            results[index] = (_existing_result(first, item, invoice_out) if first is not None
+                              else _error(item, "invoice_id", f"invoice {item.invoice_id} appears twice in the batch"))
+    return [{"index": index, **result} for index, result in enumerate(results)]  # type: ignore[dict-item]
+
+
+def _number(item: Any) -> str:
+    return item.invoice_number or f"INV-{item.invoice_id[:8].upper()}"
+
+
+def _error(item: Any, field: str, reason: str) -> dict[str, Any]:
+    return {"status": "error", "invoice_id": item.invoice_id, "errors": [{"field": field, "reason": reason}]}
+
+
+def _parse_one(raw: Any, parse) -> Any:
+    """The parsed item, or its error result."""
     try:
         item = parse(raw)
     except ValidationError as exc:
@@ -57,17 +162,17 @@ async def _issue_one(conn: AsyncConnection, raw: Any, meta: dict[str, Any], pars
         return {"status": "error", "invoice_id": None, "errors": [{
             "field": "invoice_id", "reason": "each invoice of a batch names its invoice_id (what makes a retry "
                                              "of it idempotent)"}]}
+    return item
+
+
+async def _issue_one(conn: AsyncConnection, raw: Any, meta: dict[str, Any], parse, invoice_out) -> dict[str, Any]:
+    """One item against the committed state, in its own savepoint (the path after a race)."""
+    item = _parse_one(raw, parse)
+    if isinstance(item, dict):
+        return item
     existing = await repo.get_invoice(conn, item.invoice_id)
     if existing is not None:
-        currency = existing["currency"].strip()
-        try:
-            total = sum((exact_amount(line.quantity * line.unit_price, currency) for line in item.lines), Decimal(0))
-        except MoneyError:
-            total = Decimal(-1)
-        if _same(existing, item, total):
-            return {"status": "already_issued", "invoice_id": item.invoice_id, "invoice": invoice_out(existing)}
-        return {"status": "error", "invoice_id": item.invoice_id, "errors": [{
-            "field": "invoice_id", "reason": f"invoice {item.invoice_id} was issued with other content"}]}
+        return _existing_result(existing, item, invoice_out)
     try:
         async with conn.begin_nested():
             invoice = await handlers.issue_invoice(conn, handlers.IssueInvoice(

@@ -129,6 +129,44 @@ async def test_checkpoint_round_trip(platform_db):
         assert await eventstore.read_all(conn, event.position) == []
 
 
+async def test_a_lost_race_leaves_nothing_of_the_loser_and_its_transaction_usable(platform_db):
+    """Two writers decided on version 1; the loser's 3 events would take versions 2-4 and the
+    winner (committed after the loser's snapshot was taken) took 2 only: the loser gets
+    ConcurrencyError, none of its events stay (not even versions 3-4, which did not collide),
+    and its transaction goes on (a 409 answer, an idempotency row) and commits."""
+    engine, _ = platform_db
+    async with engine.begin() as conn:
+        await eventstore.append(conn, "lost", "s", 0, [ev(0)])
+        await conn.execute(text("CREATE TABLE after_conflict (n int)"))
+    winner_inserted = asyncio.Event()
+    release = asyncio.Event()
+
+    async def winner():
+        async with engine.begin() as conn:
+            await eventstore.append(conn, "lost", "s", 1, [ev(1)])
+            winner_inserted.set()
+            await release.wait()
+
+    async def loser():
+        await winner_inserted.wait()
+        async with engine.begin() as conn:
+            # Blocks on the winner's uncommitted version 2, then finds it committed.
+            with pytest.raises(ConcurrencyError):
+                await eventstore.append(conn, "lost", "s", 1, [ev(10), ev(11), ev(12)])
+            await conn.execute(text("INSERT INTO after_conflict VALUES (1)"))
+
+    tasks = [asyncio.create_task(winner()), asyncio.create_task(loser())]
+    await asyncio.sleep(0.3)
+    release.set()
+    await asyncio.gather(*tasks)
+    async with engine.connect() as conn:
+        events = await eventstore.read_stream(conn, "lost")
+        assert [(e.version, e.payload["n"]) for e in events] == [(1, 0), (2, 1)]
+        assert (await conn.execute(text("SELECT count(*) FROM after_conflict"))).scalar() == 1
+    async with engine.begin() as conn:  # and the stream goes on from there
+        assert await eventstore.append(conn, "lost", "s", 2, [ev(3)]) == 3
+
+
 async def test_new_streams_are_appended_in_one_batch_or_not_at_all(platform_db):
     import uuid
 
@@ -149,7 +187,7 @@ async def test_new_streams_are_appended_in_one_batch_or_not_at_all(platform_db):
     async with engine.begin() as conn:
         with pytest.raises(ConcurrencyError):
             await append_new_streams(conn, [(f"{prefix}-c", "note", batch(1)), (f"{prefix}-a", "note", batch(1))])
-        assert await read_stream(conn, f"{prefix}-c") == []
+        assert await read_stream(conn, f"{prefix}-c") == []  # and the transaction is still usable
 
 
 async def test_a_stream_is_read_in_version_order_whatever_order_its_writers_got_their_ids(platform_db):
