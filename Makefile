@@ -2,7 +2,7 @@ SHELL := /bin/bash
 PYTEST := .venv/bin/pytest
 PYTHON := .venv/bin/python
 
-.PHONY: run stop test test-faults faults-infra-down test-unit test-integration test-e2e test-deploy test-platform test-k8s lint bench bench-platform bench-mechanisms bench-cash bench-reporting bench-workbench setup infra-up infra-down infra-status lock schemas
+.PHONY: run stop test test-faults faults-infra-down test-unit test-integration test-e2e test-deploy test-platform test-k8s lint bench bench-platform bench-mechanisms bench-write profile-write bench-cash bench-reporting bench-workbench setup infra-up infra-down infra-status lock schemas
 
 # Everything on a fresh machine: tools, PostgreSQL, Kafka, migrations, and the five services,
 # in open mode (no API keys; local development only: the script says so).
@@ -68,6 +68,17 @@ bench-platform: setup infra-up
 
 bench-mechanisms: setup infra-up
 	$(PYTHON) -m bench.mechanisms
+
+# The invoicing write path under load (bench/write_path.py): POST /v1/invoices with 32 clients
+# (closed loop) and at 200/s (open loop), POST /v1/invoice-batches, RSS, and a minimal FastAPI +
+# asyncpg endpoint as the ceiling, from one run.
+bench-write: setup infra-up
+	$(PYTHON) -m bench.write_path
+
+# The same load with py-spy attached to the service: flame graphs (SVG and speedscope JSON) in
+# artifacts/profiles/ (git-ignored; the ones docs/benchmarks.md discusses are in bench/profiles/).
+profile-write: setup infra-up
+	$(PYTHON) -m bench.write_path --profile artifacts/profiles --no-raw
 
 bench-cash: setup infra-up
 	$(PYTHON) -m bench.cash_application

@@ -32,7 +32,7 @@ from pathlib import Path
 import httpx
 
 from tests.support.infra import KAFKA, fresh_database, sqlalchemy_url
-from tests.support.platform import create_event_topics, free_port
+from tests.support.platform import _die_with_parent, create_event_topics, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "32"))
@@ -221,8 +221,8 @@ async def main() -> None:
                "LEDGERLINE_INVOICING_TOPIC_PREFIX": prefix, "LEDGERLINE_INVOICING_ALLOW_OPEN": "true",
                "LEDGERLINE_INVOICING_LOG_LEVEL": "WARNING"}
         proc = subprocess.Popen([sys.executable, "-m", "services.invoicing", "serve"], cwd=ROOT, env=env,
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=None,
-                                start_new_session=True)
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True, preexec_fn=_die_with_parent)
         url = f"http://127.0.0.1:{port}"
         try:
             await wait_ready(url, proc)
@@ -248,9 +248,12 @@ async def main() -> None:
                         print(f"  py-spy: {err.decode()[-500:]}", file=sys.stderr)
             results["closed"] = (f"{ok / SECONDS:8.1f} invoices/s  p50 {percentile(lat, 50):6.1f} ms  "
                                  f"p99 {percentile(lat, 99):6.1f} ms  ({CLIENTS} clients, {SECONDS:.0f} s, {bad} failed)")
-            ok, bad, lat = await open_loop(url, "/v1/invoices", lambda n: invoice_body(n, run), RATE, SECONDS)
-            results["open"] = (f"{ok / SECONDS:8.1f} invoices/s  p50 {percentile(lat, 50):6.1f} ms  "
-                               f"p99 {percentile(lat, 99):6.1f} ms  (offered {RATE:.0f}/s, {bad} failed)")
+            if ok / SECONDS >= RATE:
+                ok, bad, lat = await open_loop(url, "/v1/invoices", lambda n: invoice_body(n, run), RATE, SECONDS)
+                results["open"] = (f"{ok / SECONDS:8.1f} invoices/s  p50 {percentile(lat, 50):6.1f} ms  "
+                                   f"p99 {percentile(lat, 99):6.1f} ms  (offered {RATE:.0f}/s, {bad} failed)")
+            else:  # the queue would only grow: its latency says nothing but "over capacity"
+                results["open"] = f"not run: capacity {ok / SECONDS:.0f}/s is below the offered {RATE:.0f}/s"
             if not args.no_batch:
                 rate, errors = await batches(url, run, BATCH, args.batches)
                 results["batch"] = f"{rate:8.1f} invoices/s  ({args.batches} batches of {BATCH}, 2 clients, {errors} errors)"
@@ -270,7 +273,7 @@ async def main() -> None:
             raw = subprocess.Popen([sys.executable, "-m", "uvicorn", "bench_raw_app:app", "--port", str(raw_port),
                                     "--log-level", "warning", "--no-access-log"], cwd=app_file.parent,
                                    env={**os.environ, "RAW_DSN": asyncpg_dsn(db)}, stdin=subprocess.DEVNULL,
-                                   start_new_session=True)
+                                   start_new_session=True, preexec_fn=_die_with_parent)
             raw_url = f"http://127.0.0.1:{raw_port}"
             try:
                 deadline = time.monotonic() + 30
