@@ -1,8 +1,9 @@
 """make bench: throughput of the platform mechanisms on this machine, each beside its raw
 baseline measured in the same run.
 
-- append:   shared.eventstore.append (expected-version check, savepoint, JSON) vs plain asyncpg
-            executemany of the same rows into a bare table; same batches, same concurrency.
+- append:   shared.eventstore.append (one statement: head read, expected-version check, insert;
+            JSON) vs plain asyncpg executemany of the same rows into a bare table, and into a
+            table with the event store's keys and indexes; same batches, same concurrency.
 - relay:    shared.relay.OutboxRelay (read committed-safe, CloudEvents headers, acks=all, one
             Kafka transaction per batch, checkpoint) vs a plain aiokafka producer (acks=all, idempotent) sending the same
             messages.
@@ -79,8 +80,24 @@ async def bench_append(engine, dsn: str) -> tuple[float, float]:
     start = time.perf_counter()
     await asyncio.gather(*[raw_writer() for _ in range(WRITERS)])
     raw_rate = EVENTS / (time.perf_counter() - start)
+
+    # The same rows into a table with the event store's keys and indexes (event_id unique,
+    # (stream_id, version) unique, (commit_order, global_position)): what the schema costs,
+    # apart from the mechanism.
+    async with pool.acquire() as conn:
+        await conn.execute("DROP TABLE raw_events")
+        await conn.execute("CREATE TABLE raw_events (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+                           " stream_id text, version int, event_id uuid UNIQUE, event_type text,"
+                           " occurred_at timestamptz, payload jsonb, commit_order xid8 DEFAULT pg_current_xact_id(),"
+                           " UNIQUE (stream_id, version))")
+        await conn.execute("CREATE INDEX ON raw_events (commit_order, id)")
+    for b in batches:
+        queue.put_nowait(b)
+    start = time.perf_counter()
+    await asyncio.gather(*[raw_writer() for _ in range(WRITERS)])
+    raw_indexed_rate = EVENTS / (time.perf_counter() - start)
     await pool.close()
-    return store_rate, raw_rate
+    return store_rate, raw_rate, raw_indexed_rate
 
 
 async def bench_relay(engine) -> tuple[float, float, str]:
@@ -154,7 +171,7 @@ async def main() -> None:
     async with fresh_database("bench") as name:
         engine = make_engine(sqlalchemy_url(name), pool_size=WRITERS + 2)
         await apply_migrations(engine, sql_files("shared.migrations", "."))
-        append_rate, raw_insert = await bench_append(engine, asyncpg_dsn(name))
+        append_rate, raw_insert, raw_indexed = await bench_append(engine, asyncpg_dsn(name))
         relay_rate, raw_produce, topic = await bench_relay(engine)
         project_rate, raw_consume = await bench_project(engine, topic)
         await engine.dispose()
@@ -162,6 +179,7 @@ async def main() -> None:
     print(f"\nLedgerline mechanisms, {EVENTS} events, {os.cpu_count()} cores (higher is better)\n")
     print(f"{'measure':<34}{'events/s':>12}   {'raw baseline':<44}{'events/s':>12}  {'of raw':>7}")
     print(f"{'events appended (event store)':<34}{append_rate:>12,.0f}   {'plain asyncpg executemany, same rows':<44}{raw_insert:>12,.0f}  {per(append_rate, raw_insert)}")
+    print(f"{'':<34}{'':>12}   {'  the same into a table with its indexes':<44}{raw_indexed:>12,.0f}  {per(append_rate, raw_indexed)}")
     print(f"{'events relayed to Kafka':<34}{relay_rate:>12,.0f}   {'plain aiokafka producer, same messages':<44}{raw_produce:>12,.0f}  {per(relay_rate, raw_produce)}")
     print(f"{'events projected (consumer runner)':<34}{project_rate:>12,.0f}   {'plain aiokafka consumer, same messages':<44}{raw_consume:>12,.0f}  {per(project_rate, raw_consume)}")
 

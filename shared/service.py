@@ -309,6 +309,66 @@ def unhandled_problem(exc: Exception, request: Request) -> Problem:
     return InternalError("an unexpected error occurred; it was logged")
 
 
+class _Observe:
+    """The server span (continuing the caller's traceparent), the NUL guard, problem+json for
+    whatever escaped the routes, and the Prometheus request metrics. Pure ASGI middleware: the
+    @app.middleware("http") form (BaseHTTPMiddleware) ran each request through an extra task
+    group and memory streams, which the write path's profile showed."""
+
+    def __init__(self, app, context: str, http_tracer) -> None:
+        self.app = app
+        self.context = context
+        self.http_tracer = http_tracer
+        self.propagator = TraceContextTextMapPropagator()
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        ctx = self.propagator.extract(dict(request.headers))
+        started = time.perf_counter()
+        status = {"code": 500, "sent": False}
+
+        async def send_observed(message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                status["sent"] = True
+            await send(message)
+
+        with self.http_tracer.start_as_current_span(f"{request.method} {request.url.path}", context=ctx,
+                                                    kind=SpanKind.SERVER) as span:
+            refused = await refuse_nul_characters(request)
+            if refused is not None:
+                await refused(scope, receive, send_observed)
+            else:
+                body = getattr(request, "_body", None)
+                if body is not None:  # the guard read it: hand the same bytes to the route
+                    replayed = {"done": False}
+
+                    async def receive_again():
+                        if not replayed["done"]:
+                            replayed["done"] = True
+                            return {"type": "http.request", "body": body, "more_body": False}
+                        return await receive()
+                    downstream_receive = receive_again
+                else:
+                    downstream_receive = receive
+                try:
+                    await self.app(scope, downstream_receive, send_observed)
+                except Exception as exc:  # whatever escaped the routes' handlers: never text/plain
+                    if status["sent"]:
+                        raise
+                    await problem_response(unhandled_problem(exc, request), request)(scope, receive, send_observed)
+            # Label by route template, not the raw path: ids in paths would explode the series.
+            matched = scope.get("route")
+            route = getattr(matched, "path", "unmatched")
+            span.update_name(f"{request.method} {route}")
+            span.set_attribute("http.response.status_code", status["code"])
+        LATENCY.labels(self.context, request.method, route).observe(time.perf_counter() - started)
+        REQUESTS.labels(self.context, request.method, route, status["code"]).inc()
+
+
 def get_runtime(request: Request) -> Runtime:
     return request.app.state.runtime
 
@@ -343,25 +403,7 @@ def build_app(definition: ServiceDefinition) -> FastAPI:
     document_problems(app)
     http_tracer = tracer(f"ledgerline.{definition.context}.http")
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next):
-        ctx = TraceContextTextMapPropagator().extract(dict(request.headers))
-        started = time.perf_counter()
-        with http_tracer.start_as_current_span(f"{request.method} {request.url.path}", context=ctx,
-                                               kind=SpanKind.SERVER) as span:
-            refused = await refuse_nul_characters(request)
-            try:
-                response = refused or await call_next(request)
-            except Exception as exc:  # whatever escaped the routes' handlers: never text/plain
-                response = problem_response(unhandled_problem(exc, request), request)
-            # Label by route template, not the raw path: ids in paths would explode the series.
-            matched = request.scope.get("route")
-            route = getattr(matched, "path", "unmatched")
-            span.update_name(f"{request.method} {route}")
-            span.set_attribute("http.response.status_code", response.status_code)
-        LATENCY.labels(definition.context, request.method, route).observe(time.perf_counter() - started)
-        REQUESTS.labels(definition.context, request.method, route, response.status_code).inc()
-        return response
+    app.add_middleware(_Observe, context=definition.context, http_tracer=http_tracer)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

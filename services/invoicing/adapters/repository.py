@@ -49,6 +49,13 @@ async def invoice_number_taken(conn: AsyncConnection, number: str) -> bool:
     return (await conn.execute(text("SELECT 1 FROM invoices WHERE invoice_number = :n"), {"n": number})).first() is not None
 
 
+async def invoice_id_or_number_taken(conn: AsyncConnection, invoice_id: str, number: str) -> tuple[bool, bool]:
+    rows = (await conn.execute(
+        text("SELECT invoice_id = :id AS same_id, invoice_number = :n AS same_number FROM invoices"
+             " WHERE invoice_id = :id OR invoice_number = :n"), {"id": invoice_id, "n": number})).all()
+    return any(r.same_id for r in rows), any(r.same_number for r in rows)
+
+
 async def insert_invoice(conn: AsyncConnection, inv: Any, lines: list[dict[str, Any]], version: int) -> None:
     await conn.execute(
         text("INSERT INTO invoices (invoice_id, invoice_number, customer_id, currency, issue_date, due_date,"

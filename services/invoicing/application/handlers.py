@@ -76,9 +76,15 @@ async def issue_invoice(conn: AsyncConnection, cmd: IssueInvoice, meta: dict[str
     if not customer.exists:
         raise Unprocessable(f"customer {cmd.customer_id} is not registered", field="customer_id")
     number = cmd.invoice_number or f"INV-{cmd.invoice_id[:8].upper()}"
-    if await repo.invoice_number_taken(conn, number):
+    # One query for both: the invoices read model is written in the same transaction as every
+    # invoice stream's first event, so an invoice_id absent from it has no stream (and a
+    # concurrent twin still loses on the stream version: 409).
+    id_taken, number_taken = await repo.invoice_id_or_number_taken(conn, cmd.invoice_id, number)
+    if number_taken:
         raise Conflict(f"invoice number {number} is already used", field="invoice_number")
-    invoice = await aggregate.load(conn, Invoice, cmd.invoice_id)
+    if id_taken:
+        raise rule_problem(InvoicingRuleViolation(f"invoice {cmd.invoice_id} already exists", "invoice_id"))
+    invoice = Invoice(cmd.invoice_id)
     try:
         invoice.issue(invoice_number=number, customer=customer, currency=cmd.currency or customer.currency,
                       issue_date=cmd.issue_date, due_date=cmd.due_date, lines=cmd.lines,
