@@ -217,6 +217,9 @@ class Matcher:
         for customer_id, name in customers.items():
             self._names.setdefault(normalise_name(name), []).append(customer_id)
         self._name_choices = list(self._names)
+        # token_sort_ratio is ratio() of the token-sorted strings: the choices are sorted once
+        # here, not again on every receipt (same scores, same order).
+        self._sorted_choices = [" ".join(sorted(choice.split())) for choice in self._name_choices]
         self.name_aliases = {normalise_name(k): v for k, v in (name_aliases or {}).items()}
         self.account_aliases = {account_key(k): v for k, v in (account_aliases or {}).items()}
         self._name_cache: dict[str, _Identified | None | tuple] = {}
@@ -296,8 +299,8 @@ class Matcher:
             return _Identified(exact[0], "payer_name", _conf(0.97), f"payer name {shown!r} is the customer's"), []
         if len(exact) > 1:
             return None, [(c, _conf(0.6), f"payer name {shown!r} is shared by several customers") for c in exact]
-        hits = process.extract(name, self._name_choices, scorer=fuzz.token_sort_ratio, limit=3,
-                               score_cutoff=60)
+        hits = [(self._name_choices[index], score, index) for _, score, index in process.extract(
+            " ".join(sorted(name.split())), self._sorted_choices, scorer=fuzz.ratio, limit=3, score_cutoff=60)]
         runners = []
         for choice, score, _ in hits:
             for customer in self._names[choice]:
