@@ -93,7 +93,8 @@ def parse(text: str, invoice_column: str) -> ParsedCardReport:
             position=where, kind=kind, transaction_id=get("Modification Reference") or psp or where,
             charge_id=psp or None, gross=gross, fee=fee, created=created,
             invoice_number=(get(invoice_column) or None) if invoice_column else None,
-            reason=(get("Modification Merchant Reference") or record_type) if kind == CHARGEBACK else None,
+            # The report gives no network reason for a chargeback (disputes opens it UNSPECIFIED).
+            reason=None,
             description=record_type))
     return ParsedCardReport(
         processor="adyen",
