@@ -15,7 +15,11 @@ from tests.deploy.support import REPO, UID, run_tool
 
 pytestmark = pytest.mark.platform
 
-MAX_BYTES = 250_000_000
+# 246 MB for the five services; the workbench (argon2-cffi with cffi and pycparser,
+# python-multipart, its templates) and uvloop/httptools brought it to 251 MB (measured
+# 2026-12-01 with scripts/images.sh service on the local Debian base). The cap stays a few MB
+# above what is built, so a heavy new dependency is still noticed.
+MAX_BYTES = 255_000_000
 
 
 @pytest.fixture(scope="module")
