@@ -50,13 +50,21 @@ def _request_bytes(host: str, path: str, body: dict, key: str) -> bytes:
     return head + payload
 
 
+# uvicorn closes a keep-alive connection idle for 5 s (timeout_keep_alive); a request written
+# to it as it closes gets no answer. A connection idle longer than this is replaced first.
+IDLE_REUSE_SECONDS = 3.0
+
+
 class Connection:
     def __init__(self, host: str, port: int) -> None:
         self.host, self.port = host, port
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
+        self.last_used = 0.0
 
     async def request(self, data: bytes) -> tuple[int, bytes]:
+        if self.writer is not None and time.monotonic() - self.last_used > IDLE_REUSE_SECONDS:
+            self.close()
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         assert self.reader is not None
@@ -75,6 +83,7 @@ class Connection:
             elif name == b"transfer-encoding":
                 raise RuntimeError("chunked answers are not supported by the load generator")
         body = await self.reader.readexactly(length) if length else b""
+        self.last_used = time.monotonic()
         if close:
             self.close()
         return status, body
