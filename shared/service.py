@@ -98,6 +98,7 @@ class Runtime:
         self.settings = definition.settings
         self.engine: AsyncEngine = make_engine(
             self.settings.database_url, pool_size=self.settings.db_pool_size,
+            max_overflow=self.settings.db_pool_overflow,
             idle_in_transaction_timeout=self.settings.db_idle_in_transaction_timeout_seconds)
         self.relay: OutboxRelay | None = None
         self.consumers: list[ConsumerRunner] = []
