@@ -7,6 +7,7 @@ from shared.service import ConsumerSpec, ServiceDefinition, build_app
 from services.invoicing.api.adjustment_routes import router as adjustment_router
 from services.invoicing.api.customer_profile_routes import router as profile_router
 from services.invoicing.api.bulk_routes import router as bulk_router
+from services.invoicing.api.hierarchy_routes import router as hierarchy_router
 from services.invoicing.api.routes import router
 from services.invoicing.application.handlers import on_external_event
 from services.invoicing.settings import InvoicingSettings
@@ -18,7 +19,7 @@ def definition(settings: InvoicingSettings | None = None) -> ServiceDefinition:
         title="Ledgerline invoicing",
         settings=settings or InvoicingSettings(),
         migrations_package="services.invoicing.adapters.migrations",
-        routers=[router, adjustment_router, profile_router, bulk_router],
+        routers=[router, adjustment_router, profile_router, bulk_router, hierarchy_router],
         consumers=[ConsumerSpec("invoicing", [topic_for("cash_application"), topic_for("disputes"), topic_for("collections")], on_external_event)],
         state={"clock": SystemClock()},
     )

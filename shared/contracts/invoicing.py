@@ -196,3 +196,19 @@ class CustomerProfileChanged(_Invoicing):
     language: str | None = None  # en | fr
     delivery_preference: str | None = None  # email_pdf | postal | portal_upload | e_invoice
     changed_by: str
+
+
+@event
+class CustomerParentChanged(_Invoicing):
+    """The customer's parent account from effective_on: the parent pays for it, its open items
+    roll up to the parent's aging and statements, and its exposure counts against the parent's
+    credit limit too. parent_customer_id None: the customer stands alone again. The parent is a
+    registered customer of the same currency, and no customer is ever its own ancestor."""
+
+    event_type: ClassVar[str] = "CustomerParentChanged"
+
+    customer_id: str
+    parent_customer_id: str | None
+    previous_parent_customer_id: str | None = None
+    effective_on: date
+    changed_by: str

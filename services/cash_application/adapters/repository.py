@@ -17,9 +17,10 @@ _OPEN_BALANCE = "(total_amount - credited_amount - applied_amount - written_off_
 _OPEN_ITEM_SELECT = f"SELECT *, {_OPEN_BALANCE} AS open_balance FROM open_items"
 
 
-async def lock_open_items(conn: AsyncConnection, customer_id: str, invoice_ids: Sequence[str],
+async def lock_open_items(conn: AsyncConnection, customer_ids: Sequence[str], invoice_ids: Sequence[str],
                           invoice_numbers: Sequence[str]) -> list[OpenItem]:
-    """The customer's issued invoices named by id or number, locked FOR UPDATE until commit.
+    """The customers' (a payer's family's) issued invoices named by id or number, locked FOR
+    UPDATE until commit.
 
     Locks are taken in invoice_id order (PostgreSQL locks rows after the sort), so two payments
     naming the same invoices queue up instead of deadlocking; the one that waits then reads the
@@ -27,21 +28,21 @@ async def lock_open_items(conn: AsyncConnection, customer_id: str, invoice_ids: 
     if not invoice_ids and not invoice_numbers:
         return []
     rows = await conn.execute(
-        text(f"{_OPEN_ITEM_SELECT} WHERE customer_id = :c AND total_amount IS NOT NULL"
+        text(f"{_OPEN_ITEM_SELECT} WHERE customer_id = ANY(CAST(:c AS text[])) AND total_amount IS NOT NULL"
              " AND (invoice_id = ANY(CAST(:ids AS text[])) OR invoice_number = ANY(CAST(:nums AS text[])))"
              " ORDER BY invoice_id FOR UPDATE"),
-        {"c": customer_id, "ids": list(invoice_ids), "nums": list(invoice_numbers)},
+        {"c": list(customer_ids), "ids": list(invoice_ids), "nums": list(invoice_numbers)},
     )
     return [open_item_of(r) for r in rows]
 
 
-async def lock_customer_open_items(conn: AsyncConnection, customer_id: str) -> list[Any]:
-    """Every open issued invoice of one customer, locked FOR UPDATE in invoice_id order: what a
-    payment without remittance is matched against."""
+async def lock_customer_open_items(conn: AsyncConnection, customer_ids: Sequence[str]) -> list[Any]:
+    """Every open issued invoice of the customers (a payer's family), locked FOR UPDATE in
+    invoice_id order: what a payment without remittance is matched against."""
     rows = await conn.execute(
-        text(f"{_OPEN_ITEM_SELECT} WHERE customer_id = :c AND total_amount IS NOT NULL AND {_OPEN_BALANCE} > 0"
-             " ORDER BY invoice_id FOR UPDATE"),
-        {"c": customer_id},
+        text(f"{_OPEN_ITEM_SELECT} WHERE customer_id = ANY(CAST(:c AS text[])) AND total_amount IS NOT NULL"
+             f" AND {_OPEN_BALANCE} > 0 ORDER BY invoice_id FOR UPDATE"),
+        {"c": list(customer_ids)},
     )
     return list(rows)
 
@@ -169,6 +170,33 @@ async def record_customer(conn: AsyncConnection, *, customer_id: str, name: str,
         text("INSERT INTO customers (customer_id, name, currency) VALUES (:c, :n, :cur)"
              " ON CONFLICT (customer_id) DO UPDATE SET name = excluded.name, currency = excluded.currency"),
         {"c": customer_id, "n": name, "cur": currency})
+
+
+async def record_customer_parent(conn: AsyncConnection, *, customer_id: str, parent_customer_id: str | None) -> None:
+    """The customer's parent account now (events of one customer arrive in order: one stream)."""
+    if parent_customer_id is None:
+        await conn.execute(text("DELETE FROM customer_parents WHERE customer_id = :c"), {"c": customer_id})
+        return
+    await conn.execute(
+        text("INSERT INTO customer_parents (customer_id, parent_customer_id) VALUES (:c, :p)"
+             " ON CONFLICT (customer_id) DO UPDATE SET parent_customer_id = excluded.parent_customer_id"),
+        {"c": customer_id, "p": parent_customer_id})
+
+
+async def customer_parents(conn: AsyncConnection) -> dict[str, str]:
+    """child -> parent account, for the matching engine's families."""
+    return {r.customer_id: r.parent_customer_id
+            for r in await conn.execute(text("SELECT customer_id, parent_customer_id FROM customer_parents"))}
+
+
+async def family_of(conn: AsyncConnection, customer_id: str) -> list[str]:
+    """The customer and every customer below it (what it pays for), in customer_id order."""
+    rows = await conn.execute(text(
+        "WITH RECURSIVE down(customer_id, depth) AS (SELECT CAST(:c AS text), 0"
+        "  UNION SELECT p.customer_id, down.depth + 1 FROM customer_parents p"
+        "  JOIN down ON p.parent_customer_id = down.customer_id WHERE down.depth < 20)"
+        " SELECT DISTINCT customer_id FROM down ORDER BY customer_id"), {"c": customer_id})
+    return [r.customer_id for r in rows]
 
 
 async def payer_aliases(conn: AsyncConnection) -> tuple[dict[str, str], dict[str, str]]:

@@ -141,6 +141,7 @@ def payment_out(row: dict[str, Any]) -> dict[str, Any]:
         "unapplied_reason": row["unapplied_reason"],
         "applications": [
             {"application_id": a["application_id"], "invoice_id": a["invoice_id"],
+             "customer_id": a["customer_id"],  # the invoice's: a parent account pays for its children
              "amount": money(a["amount"], currency), "rule": a["rule"], "confidence": to_str(a["confidence"]),
              "reversed_on": a["reversed_on"].isoformat() if a["reversed_on"] else None,
              "reversal_reason": a["reversal_reason"]}

@@ -50,15 +50,18 @@ async def receive_payment(conn: AsyncConnection, cmd: ReceivePayment, meta: dict
         return await _receive_and_match(conn, payment, cmd, cmd.policy, meta)
     # The balances the decision is based on stay locked until commit, so concurrent payments to
     # one invoice apply one after the other and never exceed its open balance together.
+    # A parent account's remittance may name any of its children's invoices.
+    family = await repo.family_of(conn, cmd.customer_id)
     open_items = await repo.lock_open_items(
-        conn, cmd.customer_id,
+        conn, family,
         invoice_ids=sorted({line.invoice_id for line in cmd.remittance if line.invoice_id}),
         invoice_numbers=sorted({line.invoice_number for line in cmd.remittance if line.invoice_number}),
     )
     try:
         payment.receive(customer_id=cmd.customer_id, amount=cmd.amount, currency=cmd.currency,
                         value_date=cmd.value_date, method=cmd.method, reference=cmd.reference,
-                        remittance=cmd.remittance, open_items=open_items, at=utc_midnight(cmd.value_date))
+                        remittance=cmd.remittance, open_items=open_items, at=utc_midnight(cmd.value_date),
+                        family=frozenset(family))
     except CashApplicationRuleViolation as exc:
         raise Unprocessable(str(exc), field=exc.field) from exc
     loaded_at = payment.version
@@ -71,11 +74,14 @@ async def receive_payment(conn: AsyncConnection, cmd: ReceivePayment, meta: dict
 
 async def _receive_and_match(conn: AsyncConnection, payment: Payment, cmd: ReceivePayment, policy: MatchingPolicy,
                              meta: dict[str, Any]) -> dict[str, Any]:
-    # The customer's open invoices are locked before matching, so the balances the engine sees
-    # hold until commit (concurrent payments for one customer queue up).
-    rows = await repo.lock_customer_open_items(conn, cmd.customer_id)
+    # The open invoices the customer pays for (its own and, for a parent account, its children's)
+    # are locked before matching, so the balances the engine sees hold until commit (concurrent
+    # payments for one customer queue up).
+    family = await repo.family_of(conn, cmd.customer_id)
+    rows = await repo.lock_customer_open_items(conn, family)
     locked = {r.invoice_id: repo.open_item_of(r) for r in rows}
-    matcher = Matcher([imports.open_invoice_of(r._mapping) for r in rows], {}, policy=policy)
+    matcher = Matcher([imports.open_invoice_of(r._mapping) for r in rows], {}, policy=policy,
+                      parents=await repo.customer_parents(conn) if len(family) > 1 else None)
     result = matcher.match(Receipt(amount=cmd.amount, currency=cmd.currency, customer_id=cmd.customer_id,
                                    text=cmd.reference or ""))
     try:

@@ -115,8 +115,10 @@ async def build_matcher(conn: AsyncConnection, policy: MatchingPolicy) -> Matche
                                     due_date=r[4]) for r in rows)
     names, accounts = await repo.payer_aliases(conn)
     customers = await repo.customer_names(conn)
+    parents = await repo.customer_parents(conn)
     return await asyncio.to_thread(
-        lambda: Matcher(invoices, customers, name_aliases=names, account_aliases=accounts, policy=policy))
+        lambda: Matcher(invoices, customers, name_aliases=names, account_aliases=accounts, policy=policy,
+                        parents=parents))
 
 
 def receipt_of(line: BankLine, currency: str) -> Receipt:

@@ -8,6 +8,8 @@ suggestions. Precision comes first: an ambiguous answer (two invoices one edit a
 combinations that sum to the amount, a name close to two customers) is refused, not guessed.
 
 Rules, strongest first (docs/cash-application.md has the table):
+- creditor_reference: an ISO 11649 RF reference with valid check digits (printed in groups of
+  four or compact, in a remittance line or free text) whose reference is an invoice number;
 - remittance_exact: a structured remittance line names the invoice number exactly;
 - reference_exact: the bank's free text or reference field holds the invoice number as printed;
 - reference_normalised: a reference equals an invoice number once case, punctuation, prefixes
@@ -17,6 +19,11 @@ Rules, strongest first (docs/cash-application.md has the table):
 - amount_exact: the identified customer has exactly one open invoice of the receipt's amount;
 - combination: the customer's open invoices, oldest first, or a unique bounded subset of them,
   add up to the amount exactly.
+
+Account hierarchies: a parent account pays for its children (a head office for its stores). A
+receipt identified as the parent's is matched against the whole family's open invoices (the
+parent's and every descendant's), and a reference naming a child's invoice counts as the
+payer's own; each application names the invoice's customer.
 """
 from __future__ import annotations
 
@@ -29,10 +36,12 @@ from typing import Iterable, Sequence
 from rapidfuzz import fuzz, process
 from rapidfuzz.distance import OSA
 
+from shared import creditor_reference
 from shared.money import minor_unit
 
 from services.cash_application.domain.receipts import RemittanceItem
 
+RULE_CREDITOR_REFERENCE = "creditor_reference"
 RULE_REMITTANCE_EXACT = "remittance_exact"
 RULE_REFERENCE_EXACT = "reference_exact"
 RULE_REFERENCE_NORMALISED = "reference_normalised"
@@ -76,6 +85,35 @@ def normalise_name(name: str) -> str:
     words = re.sub(r"[^0-9A-Z ]", " ", name.upper().replace("&", " AND ")).split()
     kept = [w for w in words if w not in _LEGAL_SUFFIXES]
     return " ".join(kept or words)
+
+
+_RF_HEAD = re.compile(r"^RF\d{2}", re.IGNORECASE)
+
+
+def creditor_references(text: str) -> tuple[list[str], str]:
+    """ISO 11649 references in free text, printed in groups of four or compact (the longest run
+    of words after "RFnn" whose check digits hold), and the text without them."""
+    words = (text or "").split()
+    found: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(words):
+        end = None
+        if _RF_HEAD.match(words[i]):
+            candidate = ""
+            for j in range(i, min(i + 7, len(words))):
+                candidate += words[j].strip(".,;:()[]")
+                if len(candidate) > 25:
+                    break
+                if creditor_reference.is_valid(candidate):
+                    end, best = j, candidate.upper()
+        if end is None:
+            rest.append(words[i])
+            i += 1
+        else:
+            found.append(best)
+            i = end + 1
+    return found, " ".join(rest)
 
 
 def reference_tokens(text: str) -> list[str]:
@@ -199,8 +237,13 @@ class Matcher:
 
     def __init__(self, invoices: Iterable[OpenInvoice], customers: dict[str, str], *,
                  name_aliases: dict[str, str] | None = None, account_aliases: dict[str, str] | None = None,
-                 policy: MatchingPolicy | None = None) -> None:
+                 policy: MatchingPolicy | None = None, parents: dict[str, str] | None = None) -> None:
         self.policy = policy or MatchingPolicy()
+        # child -> parent account; a family is a customer and everyone below it.
+        self._children: dict[str, list[str]] = {}
+        for child, parent in sorted((parents or {}).items()):
+            self._children.setdefault(parent, []).append(child)
+        self._families: dict[str, frozenset[str]] = {}
         self.invoices: dict[str, OpenInvoice] = {}
         self.by_key: dict[str, list[str]] = {}
         self.by_number: dict[str, list[str]] = {}
@@ -253,9 +296,28 @@ class Matcher:
             if invoice is not None:
                 invoice.open_balance -= allocation.applied + allocation.write_off
 
+    def family(self, customer_id: str | None) -> frozenset[str]:
+        """The customer and every customer below it in its account hierarchy."""
+        if customer_id is None:
+            return frozenset()
+        found = self._families.get(customer_id)
+        if found is None:
+            members, todo = {customer_id}, [customer_id]
+            while todo:
+                for child in self._children.get(todo.pop(), ()):
+                    if child not in members:  # a cycle is never stored; this guard keeps it finite anyway
+                        members.add(child)
+                        todo.append(child)
+            found = self._families[customer_id] = frozenset(members)
+        return found
+
     def open_invoices_of(self, customer_id: str, currency: str) -> list[OpenInvoice]:
-        return [inv for i in self.by_customer.get(customer_id, ())
-                if (inv := self.invoices[i]).open_balance > 0 and inv.currency == currency]
+        """The open invoices the customer pays for (its family's), oldest due date first."""
+        members = self.family(customer_id)
+        ids = (self.by_customer.get(customer_id, ()) if len(members) == 1 else
+               sorted((i for m in members for i in self.by_customer.get(m, ())),
+                      key=lambda i: (self.invoices[i].due_date, i)))
+        return [inv for i in ids if (inv := self.invoices[i]).open_balance > 0 and inv.currency == currency]
 
     def learn_alias(self, *, payer_name: str | None, payer_account: str | None, customer_id: str) -> None:
         if payer_name:
@@ -323,15 +385,23 @@ class Matcher:
                           ) -> tuple[list[OpenInvoice], str]:
         """Open invoices a reference names: exact number, normalised, or one edit away; and the
         rule. Several results mean the reference is ambiguous."""
+        body = creditor_reference.reference_of(reference) if reference[:2].upper() == "RF" else None
+        if body:
+            # Check digits rule out a typo: the invoice whose number, letters and digits only, it is.
+            named = [self.invoices[i] for i in self.by_key.get(normalise_reference(body), ())
+                     if self.invoices[i].open_balance > 0 and self.invoices[i].currency == currency
+                     and re.sub(r"[^0-9A-Z]", "", self.invoices[i].invoice_number.upper()) == body]
+            if named:
+                return _prefer_customer(named, self.family(customer_id)), RULE_CREDITOR_REFERENCE
         exact = [self.invoices[i] for i in self.by_number.get(reference.strip().upper(), ())
                  if self.invoices[i].open_balance > 0 and self.invoices[i].currency == currency]
         if exact:
-            return _prefer_customer(exact, customer_id), RULE_REMITTANCE_EXACT
+            return _prefer_customer(exact, self.family(customer_id)), RULE_REMITTANCE_EXACT
         key = normalise_reference(reference)
         found = [self.invoices[i] for i in self.by_key.get(key, ())
                  if self.invoices[i].open_balance > 0 and self.invoices[i].currency == currency]
         if found:
-            return _prefer_customer(found, customer_id), RULE_REFERENCE_NORMALISED
+            return _prefer_customer(found, self.family(customer_id)), RULE_REFERENCE_NORMALISED
         near = self.near_reference(key, currency)
         return near, RULE_REFERENCE_FUZZY if near else ""
 
@@ -355,11 +425,12 @@ class Matcher:
         """A reference that names a real invoice of another customer, or of a different amount,
         may be a typo of the invoice really paid: the one invoice one edit away that belongs to
         the payer (when known) and has exactly the amount paid."""
-        names_payer = customer_id is None or found.customer_id == customer_id
+        family = self.family(customer_id)
+        names_payer = customer_id is None or found.customer_id in family
         if amount is None or (names_payer and found.open_balance == amount):
             return None  # the reference agrees with the payer and the amount: not a typo
         near = [i for i in self.near_reference(normalise_reference(reference), currency)
-                if i.open_balance == amount and (customer_id is None or i.customer_id == customer_id)]
+                if i.open_balance == amount and (customer_id is None or i.customer_id in family)]
         return near[0] if len(near) == 1 else None
 
     # ------------------------------------------------------------------ matching
@@ -370,7 +441,8 @@ class Matcher:
         result = MatchResult(customer_id=customer_id, customer_rule=identified.rule if identified else None,
                              customer_confidence=identified.confidence if identified else Decimal(0))
         structured = [item for item in receipt.remittance if item.reference]
-        text_refs = reference_tokens(receipt.text)
+        rf_refs, rest = creditor_references(receipt.text)
+        text_refs = rf_refs + reference_tokens(rest)
         if structured and all(item.paid_amount is not None for item in structured):
             self._match_remittance_lines(receipt, structured, identified, result)
         elif structured or text_refs:
@@ -403,7 +475,7 @@ class Matcher:
                 continue
             invoices, rule = self.resolve_reference(item.reference, customer_id, receipt.currency)
             invoice = self._accept(invoices, rule, customer_id, item.paid_amount)
-            if invoice is not None and rule != RULE_REFERENCE_FUZZY:
+            if invoice is not None and rule not in (RULE_REFERENCE_FUZZY, RULE_CREDITOR_REFERENCE):
                 alternative = self._typo_alternative(item.reference, invoice, customer_id, receipt.currency,
                                                      item.paid_amount)
                 if alternative is not None:
@@ -439,7 +511,7 @@ class Matcher:
             invoice = self._accept(invoices, rule, customer_id, single_amount)
             if invoice is None and rule == RULE_REFERENCE_FUZZY and len(refs) > 1:
                 invoice = self._accept(invoices, rule, customer_id, None, need_amount=False)
-            if invoice is not None and rule != RULE_REFERENCE_FUZZY and len(refs) == 1:
+            if invoice is not None and rule not in (RULE_REFERENCE_FUZZY, RULE_CREDITOR_REFERENCE) and len(refs) == 1:
                 alternative = self._typo_alternative(reference, invoice, customer_id, receipt.currency,
                                                      receipt.amount)
                 if alternative is not None:
@@ -455,7 +527,7 @@ class Matcher:
         if not chosen:
             return False
         owners = {inv.customer_id for inv, _, _, _ in chosen.values()}
-        if len(owners) > 1:
+        if len(owners) > 1 and not owners <= self.family(customer_id):
             result.reason = "references name invoices of several customers"
             for inv, _, _, ref in chosen.values():
                 result.suggestions.append(Suggestion((inv.invoice_id,), inv.customer_id, inv.open_balance,
@@ -496,15 +568,16 @@ class Matcher:
                 need_amount: bool = True) -> OpenInvoice | None:
         if not invoices:
             return None
+        family = self.family(customer_id)
         if rule != RULE_REFERENCE_FUZZY:
             if customer_id:
-                own = [i for i in invoices if i.customer_id == customer_id]
+                own = [i for i in invoices if i.customer_id in family]
                 invoices = own or invoices
             return invoices[0] if len(invoices) == 1 else None
         # One edit away: only when a single invoice of the identified customer is that close, and
         # the amount agrees with it (within tolerance) — sequential numbering puts other real
         # invoices one edit away from almost every number.
-        candidates = [i for i in invoices if customer_id is None or i.customer_id == customer_id]
+        candidates = [i for i in invoices if customer_id is None or i.customer_id in family]
         if need_amount and amount is not None:
             candidates = [i for i in candidates if i.open_balance == amount
                           or self.policy.within_tolerance(i.open_balance - amount, i.open_balance)]
@@ -516,9 +589,9 @@ class Matcher:
 
     def _rule_confidence(self, rule: str, identified: _Identified | None, invoice: OpenInvoice,
                          structured: bool) -> Decimal:
-        base = {RULE_REMITTANCE_EXACT: Decimal("1.00"), RULE_REFERENCE_EXACT: Decimal("0.98"),
+        base = {RULE_CREDITOR_REFERENCE: Decimal("1.00"), RULE_REMITTANCE_EXACT: Decimal("1.00"), RULE_REFERENCE_EXACT: Decimal("0.98"),
                 RULE_REFERENCE_NORMALISED: Decimal("0.97"), RULE_REFERENCE_FUZZY: Decimal("0.90")}[rule]
-        if identified and identified.customer_id != invoice.customer_id:
+        if identified and invoice.customer_id not in self.family(identified.customer_id):
             # The payer looks like another customer: a third party paying, or a wrong reference.
             return min(base, _conf(0.8) if identified.rule.startswith("payer_name") else _conf(0.6))
         return base
@@ -624,12 +697,10 @@ class Matcher:
         result.suggestions.sort(key=lambda s: s.score, reverse=True)
 
 
-def _prefer_customer(invoices: list[OpenInvoice], customer_id: str | None) -> list[OpenInvoice]:
-    if customer_id:
-        own = [i for i in invoices if i.customer_id == customer_id]
-        if own:
-            return own
-    return invoices
+def _prefer_customer(invoices: list[OpenInvoice], family: frozenset[str]) -> list[OpenInvoice]:
+    """The payer's own invoices (its family's) when the reference names some, else all it names."""
+    own = [i for i in invoices if i.customer_id in family]
+    return own or invoices
 
 
 def _deletions(key: str) -> set[str]:

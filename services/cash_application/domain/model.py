@@ -102,15 +102,16 @@ def apply_remittance(remitted: Decimal, open_balance: Decimal, currency: str) ->
     return RemittanceOutcome(applied=applied, shortfall=open_balance - applied, excess=remitted - applied)
 
 
-def resolve_line(line: RemittanceLine, customer_id: str, currency: str,
+def resolve_line(line: RemittanceLine, customers: frozenset[str], currency: str,
                  items: Sequence[OpenItem]) -> OpenItem | str:
-    """The open item a remittance line names, or why it names none."""
+    """The open item a remittance line names, or why it names none. customers: the payer and,
+    for a parent account, every customer below it."""
     by_id = {item.invoice_id: item for item in items}
     by_number: dict[str, OpenItem] = {}
     for item in sorted(items, key=lambda i: i.invoice_id):
         by_number.setdefault(item.invoice_number, item)
     item = by_id.get(line.invoice_id) if line.invoice_id else by_number.get(line.invoice_number or "")
-    if item is None or item.customer_id != customer_id:
+    if item is None or item.customer_id not in customers:
         return f"invoice {line.named_as} not found"
     if line.invoice_id and line.invoice_number and item.invoice_number != line.invoice_number:
         return f"invoice_id {line.invoice_id} and invoice_number {line.invoice_number} name different invoices"
@@ -211,8 +212,10 @@ class Payment(Aggregate):
 
     def receive(self, *, customer_id: str, amount: Decimal, currency: str, value_date: date, method: str,
                 reference: str | None, remittance: Sequence[RemittanceLine], open_items: Iterable[OpenItem],
-                at: datetime) -> None:
-        """Receive the payment and apply it as its remittance says, against the given open items."""
+                at: datetime, family: frozenset[str] | None = None) -> None:
+        """Receive the payment and apply it as its remittance says, against the given open items.
+        family: the customers the payer pays for (a parent account's children); each application
+        and short pay names the invoice's customer."""
         if self.exists:
             raise CashApplicationRuleViolation(f"payment {self.id} was already received", "payment_id")
         try:
@@ -238,7 +241,7 @@ class Payment(Aggregate):
         instructions: dict[str, _Instruction] = {}
         unapplied: list[tuple[str, Decimal]] = []
         for line, line_amount in lines:
-            target = resolve_line(line, customer_id, currency, items)
+            target = resolve_line(line, family or frozenset({customer_id}), currency, items)
             if isinstance(target, str):
                 unapplied.append((target, line_amount))
                 continue
@@ -258,12 +261,12 @@ class Payment(Aggregate):
                 unapplied.append((f"invoice {instruction.named_as} is closed", instruction.remitted))
                 continue
             outcome = apply_remittance(instruction.remitted, item.open_balance, currency)
-            self.trigger(PaymentApplied(payment_id=self.id, invoice_id=item.invoice_id, customer_id=customer_id,
+            self.trigger(PaymentApplied(payment_id=self.id, invoice_id=item.invoice_id, customer_id=item.customer_id,
                                         amount=outcome.applied, currency=currency, value_date=value_date,
                                         application_id=self._application_id(item.invoice_id), rule=RULE_REMITTANCE,
                                         confidence=REMITTANCE_CONFIDENCE), at)
             if outcome.shortfall > 0:
-                self.trigger(ShortPayDetected(payment_id=self.id, invoice_id=item.invoice_id, customer_id=customer_id,
+                self.trigger(ShortPayDetected(payment_id=self.id, invoice_id=item.invoice_id, customer_id=item.customer_id,
                                               currency=currency, open_amount=item.open_balance,
                                               paid_amount=outcome.applied, shortfall=outcome.shortfall,
                                               value_date=value_date, reason_code=instruction.reason_code), at)

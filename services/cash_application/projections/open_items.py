@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from shared.consumer import ReceivedEvent
 from shared.contracts import (
     CreditMemoIssued,
+    CustomerParentChanged,
     CustomerRegistered,
     InvoiceAdjusted,
     InvoiceIssued,
@@ -41,6 +42,9 @@ async def on_invoicing_event(conn: AsyncConnection, event: ReceivedEvent) -> Non
     elif isinstance(contract, CustomerRegistered):
         await repo.record_customer(conn, customer_id=contract.customer_id, name=contract.name,
                                    currency=contract.currency)
+    elif isinstance(contract, CustomerParentChanged):
+        await repo.record_customer_parent(conn, customer_id=contract.customer_id,
+                                          parent_customer_id=contract.parent_customer_id)
     elif isinstance(contract, InvoiceAdjusted):
         # A credit adjustment lowers what cash can be applied to; a debit raises it.
         await repo.record_invoice_adjustment(

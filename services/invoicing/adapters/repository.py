@@ -34,17 +34,6 @@ async def list_customers(conn: AsyncConnection, after: str | None, limit: int) -
     return [dict(r) for r in rows.mappings()]
 
 
-async def customer_exposure(conn: AsyncConnection, customer_id: str) -> Decimal:
-    """Open balance across the customer's invoices."""
-    value = (await conn.execute(
-        text("SELECT coalesce(sum(i.total_amount + i.debit_adjusted - i.credited_amount - i.credit_adjusted"
-             " - i.voided_amount - coalesce(s.settled, 0)), 0)"
-             " FROM invoices i LEFT JOIN (SELECT invoice_id, sum(amount) AS settled FROM invoice_settlements"
-             " GROUP BY invoice_id) s USING (invoice_id) WHERE i.customer_id = :c"),
-        {"c": customer_id})).scalar_one()
-    return Decimal(value)
-
-
 async def invoice_number_taken(conn: AsyncConnection, number: str) -> bool:
     return (await conn.execute(text("SELECT 1 FROM invoices WHERE invoice_number = :n"), {"n": number})).first() is not None
 
@@ -290,3 +279,50 @@ async def profile_history(conn: AsyncConnection, customer_id: str) -> list[dict[
             data["changes"] = json.loads(data["changes"])
         out.append(data)
     return out
+
+
+# ---------------------------------------------------------------- account hierarchies
+
+async def lock_hierarchy(conn: AsyncConnection) -> None:
+    """Hierarchy changes run one at a time: two concurrent changes (A under B, B under A) would
+    each pass the cycle check on a state without the other."""
+    await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('invoicing:customer-hierarchy'))"))
+
+
+async def ancestors(conn: AsyncConnection, customer_id: str) -> list[str]:
+    """The customer's chain of parents upwards, its parent first (bounded: a cycle never stored)."""
+    rows = await conn.execute(text(
+        "WITH RECURSIVE up(customer_id, depth) AS ("
+        "  SELECT parent_customer_id, 1 FROM customers WHERE customer_id = :c AND parent_customer_id IS NOT NULL"
+        "  UNION ALL SELECT c.parent_customer_id, up.depth + 1 FROM customers c JOIN up USING (customer_id)"
+        "  WHERE c.parent_customer_id IS NOT NULL AND up.depth < 20)"
+        " SELECT customer_id FROM up ORDER BY depth"), {"c": customer_id})
+    return [r.customer_id for r in rows]
+
+
+async def descendants(conn: AsyncConnection, customer_id: str) -> list[dict[str, Any]]:
+    """Every customer below this one, with its parent and its depth below it (1: a child)."""
+    rows = await conn.execute(text(
+        "WITH RECURSIVE down(customer_id, parent_customer_id, depth) AS ("
+        "  SELECT customer_id, parent_customer_id, 1 FROM customers WHERE parent_customer_id = :c"
+        "  UNION ALL SELECT c.customer_id, c.parent_customer_id, down.depth + 1 FROM customers c"
+        "  JOIN down ON c.parent_customer_id = down.customer_id WHERE down.depth < 20)"
+        " SELECT d.customer_id, d.parent_customer_id, d.depth, c.name, c.credit_limit FROM down d"
+        " JOIN customers c USING (customer_id) ORDER BY d.depth, d.customer_id"), {"c": customer_id})
+    return [dict(r) for r in rows.mappings()]
+
+
+async def set_parent(conn: AsyncConnection, customer_id: str, parent_customer_id: str | None, version: int) -> None:
+    await conn.execute(text("UPDATE customers SET parent_customer_id = :p, version = :v WHERE customer_id = :c"),
+                       {"p": parent_customer_id, "v": version, "c": customer_id})
+
+
+async def exposures(conn: AsyncConnection, customer_ids: list[str]) -> dict[str, Decimal]:
+    """Open balance per customer (customers with no open invoice are absent)."""
+    rows = await conn.execute(
+        text("SELECT i.customer_id, sum(i.total_amount + i.debit_adjusted - i.credited_amount - i.credit_adjusted"
+             " - i.voided_amount - coalesce((SELECT sum(amount) FROM invoice_settlements s"
+             " WHERE s.invoice_id = i.invoice_id), 0)) AS exposure"
+             " FROM invoices i WHERE i.customer_id = ANY(CAST(:ids AS text[]))"
+             " GROUP BY i.customer_id"), {"ids": list(customer_ids)})
+    return {r.customer_id: Decimal(r.exposure) for r in rows}

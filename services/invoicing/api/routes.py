@@ -78,11 +78,12 @@ async def get_customer(customer_id: str, request: Request) -> dict[str, Any]:
         customer = await repo.get_customer(conn, customer_id)
         if customer is None:
             raise NotFound(f"customer {customer_id} does not exist", field="customer_id")
-        exposure = await repo.customer_exposure(conn, customer_id)
+        credit = await handlers.credit_position(conn, customer_id)
     out = _customer_out(customer)
-    # Exposure against the limit: what an order desk checks before shipping more on credit.
-    out["open_balance"] = money_str(exposure, out["currency"])
-    out["available_credit"] = money_str(customer["credit_limit"] - exposure, out["currency"])
+    # Exposure against the limits: what an order desk checks before shipping more on credit.
+    out["open_balance"] = money_str(credit["own_exposure"], out["currency"])
+    out["family_open_balance"] = money_str(credit["levels"][0].exposure, out["currency"])
+    out["available_credit"] = money_str(credit["available"], out["currency"])
     return out
 
 

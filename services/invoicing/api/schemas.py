@@ -127,7 +127,12 @@ class CustomerOut(BaseModel):
     billing_contacts: list[dict[str, Any]] = Field(default_factory=list)
     billing_address: dict[str, Any] | None = None
     open_balance: str | None = Field(default=None, description="Only on GET /v1/customers/{customer_id}")
-    available_credit: str | None = Field(default=None, description="credit_limit − open_balance (GET one)")
+    parent_customer_id: str | None = Field(default=None, description="The account that pays for this one")
+    family_open_balance: str | None = Field(
+        default=None, description="Its own and every descendant's open balance (GET one)")
+    available_credit: str | None = Field(
+        default=None, description="The least of credit_limit − family_open_balance over the customer and each of its"
+                                  " ancestors (GET one): a child's exposure counts against its parent's limit too")
 
 
 class CustomerPage(BaseModel):

@@ -27,6 +27,8 @@ from shared.contracts import (
 from shared.eventstore import ConcurrencyError, utc_midnight
 from shared.problems import Conflict, NotFound, Unprocessable
 from services.invoicing.adapters import repository as repo
+from shared.money import ZERO
+from services.invoicing.domain.hierarchy import CreditLevel, available_credit
 from services.invoicing.domain.model import Customer, Invoice, InvoicingConflict, InvoicingRuleViolation
 from services.invoicing.domain.terms import PaymentTerms
 
@@ -255,3 +257,55 @@ async def change_customer_profile(conn: AsyncConnection, cmd: ChangeCustomerProf
     latest = customer.profile_as_of(max(c.effective_on for c in customer.changes))
     await repo.record_profile_change(conn, customer, change, customer.version, latest)
     return await repo.get_customer(conn, customer.id)
+
+
+@dataclass(frozen=True)
+class ChangeParent:
+    customer_id: str
+    parent_customer_id: str | None
+    effective_on: date
+    changed_by: str
+    expected_version: int | None = None
+
+
+async def change_parent(conn: AsyncConnection, cmd: ChangeParent, meta: dict[str, Any]) -> dict[str, Any]:
+    """Put a customer under a parent account (or, parent None, take it out): no cycles, one
+    currency, at most MAX_DEPTH levels. Hierarchy changes are serialised (repo.lock_hierarchy)."""
+    await repo.lock_hierarchy(conn)
+    customer = await aggregate.load(conn, Customer, cmd.customer_id)
+    if not customer.exists:
+        raise NotFound(f"customer {cmd.customer_id} is not registered", field="customer_id")
+    if cmd.expected_version is not None and cmd.expected_version != customer.version:
+        raise ConcurrencyError(f"customer {cmd.customer_id} is at version {customer.version}, "
+                               f"not {cmd.expected_version}", field="If-Match")
+    parent_currency, parent_ancestors = None, []
+    if cmd.parent_customer_id is not None:
+        parent = await repo.get_customer(conn, cmd.parent_customer_id)
+        parent_currency = parent["currency"].strip() if parent else None
+        parent_ancestors = await repo.ancestors(conn, cmd.parent_customer_id)
+    below = await repo.descendants(conn, cmd.customer_id)
+    try:
+        customer.change_parent(parent_customer_id=cmd.parent_customer_id, effective_on=cmd.effective_on,
+                               changed_by=cmd.changed_by, at=utc_midnight(cmd.effective_on),
+                               parent_currency=parent_currency, parent_ancestors=parent_ancestors,
+                               depth_below=max((d["depth"] for d in below), default=0))
+    except InvoicingRuleViolation as exc:
+        raise rule_problem(exc) from exc
+    if customer.pending:
+        await aggregate.save(conn, customer, meta)
+        await repo.set_parent(conn, customer.id, customer.parent_customer_id, customer.version)
+    return await repo.get_customer(conn, customer.id)
+
+
+async def credit_position(conn: AsyncConnection, customer_id: str) -> dict[str, Any]:
+    """The customer's credit check at every level: its own and each ancestor's limit against its
+    family's exposure (own open balance and every descendant's), and what is available."""
+    chain = [customer_id, *await repo.ancestors(conn, customer_id)]
+    families = {c: [c, *(d["customer_id"] for d in await repo.descendants(conn, c))] for c in chain}
+    exposure = await repo.exposures(conn, sorted({m for members in families.values() for m in members}))
+    levels = []
+    for c in chain:
+        row = await repo.get_customer(conn, c)
+        levels.append(CreditLevel(c, row["credit_limit"], sum((exposure.get(m, ZERO) for m in families[c]), ZERO)))
+    return {"levels": levels, "own_exposure": exposure.get(customer_id, ZERO), "available": available_credit(levels),
+            "family": families[customer_id]}

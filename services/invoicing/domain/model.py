@@ -10,6 +10,7 @@ from shared.aggregate import Aggregate
 from shared.contracts import (
     CreditMemoIssued,
     CreditMemoLine,
+    CustomerParentChanged,
     CustomerProfileChanged,
     CustomerRegistered,
     InvoiceAdjusted,
@@ -20,6 +21,7 @@ from shared.contracts import (
     InvoiceVoided,
 )
 from shared.money import ZERO, quantize
+from services.invoicing.domain.hierarchy import HierarchyViolation, check_parent
 from services.invoicing.domain.adjustments import BY_CODE as ADJUSTMENT_REASONS, CREDIT, DEBIT, DIRECTIONS
 from services.invoicing.domain.terms import PaymentTerms
 
@@ -74,6 +76,8 @@ class Customer(Aggregate):
         self.registered_on: date | None = None
         # Profile changes in the order recorded, each effective from its date.
         self.changes: list[CustomerProfileChanged] = []
+        self.parent_customer_id: str | None = None
+        self.parent_changes: list[CustomerParentChanged] = []
 
     def profile_as_of(self, on: date) -> CustomerProfile:
         """Registration, then every change effective on or before `on`, by effective date and, on
@@ -130,6 +134,34 @@ class Customer(Aggregate):
 
     def when_CustomerProfileChanged(self, e: CustomerProfileChanged) -> None:
         self.changes.append(e)
+
+    def change_parent(self, *, parent_customer_id: str | None, effective_on: date, changed_by: str, at: datetime,
+                      parent_currency: str | None = None, parent_ancestors: list[str] | None = None,
+                      depth_below: int = 0) -> None:
+        """Set (or, with None, clear) the account that pays for this customer. Setting the
+        parent it already has changes nothing. The caller hands in what the database knows of the
+        parent: its currency (None: not registered) and its ancestors, parent first."""
+        if not self.exists:
+            raise InvoicingRuleViolation(f"customer {self.id} is not registered", "customer_id")
+        if self.registered_on and effective_on < self.registered_on:
+            raise InvoicingRuleViolation("a change cannot take effect before the customer was registered",
+                                         "effective_on")
+        if parent_customer_id == self.parent_customer_id:
+            return
+        if parent_customer_id is not None:
+            try:
+                check_parent(customer_id=self.id, customer_currency=self.currency, parent_id=parent_customer_id,
+                             parent_currency=parent_currency, parent_ancestors=parent_ancestors or [],
+                             customer_depth_below=depth_below)
+            except HierarchyViolation as exc:
+                raise InvoicingRuleViolation(str(exc), exc.field) from exc
+        self.trigger(CustomerParentChanged(customer_id=self.id, parent_customer_id=parent_customer_id,
+                                           previous_parent_customer_id=self.parent_customer_id,
+                                           effective_on=effective_on, changed_by=changed_by), at)
+
+    def when_CustomerParentChanged(self, e: CustomerParentChanged) -> None:
+        self.parent_customer_id = e.parent_customer_id
+        self.parent_changes.append(e)
 
     @property
     def payment_terms_days(self) -> int:

@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.reporting.domain.facts import OpenItem, PromiseFact, PromiseOutcomeFact, RecoveryItem
+from services.reporting.domain.hierarchy import ParentChange
 
 # Every table of the read model, in the order rebuild truncates them (no foreign keys between
 # them: facts arrive in any order).
@@ -21,7 +22,7 @@ FACT_TABLES: tuple[str, ...] = (
     "unapplications", "payment_returns", "adjustments", "write_offs", "escalations",
     "collector_assignments", "customer_segments", "payment_plans", "plan_installments",
     "installment_outcomes", "plan_outcomes", "dunning_notices", "call_tasks", "adjustment_reversals",
-    "invoice_adjustments", "refunds", "ar_deltas",
+    "invoice_adjustments", "refunds", "customer_parents", "ar_deltas",
 )
 
 # Fact tables whose rows move an invoice's balance (see the invoice_movements view), with the
@@ -162,19 +163,22 @@ _MOVEMENT_SUMS = (
 )
 
 
-def _scope(currency: str | None, customer_id: str | None) -> str:
-    """Invoices issued on or before :d, of :cur and :cust when given. Written out per case (no
-    `:x IS NULL OR ...`), so a prepared statement's generic plan still uses the indexes."""
+def _scope(currency: str | None, customer_id: str | list[str] | None) -> str:
+    """Invoices issued on or before :d, of :cur and :cust when given (:cust a list: any of those
+    customers, a parent account's family). Written out per case (no `:x IS NULL OR ...`), so a
+    prepared statement's generic plan still uses the indexes."""
     parts = ["i.issue_date <= :d"]
     if currency is not None:
         parts.append("i.currency = :cur")
-    if customer_id is not None:
+    if isinstance(customer_id, list):
+        parts.append("i.customer_id = ANY(CAST(:cust AS text[]))")
+    elif customer_id is not None:
         parts.append("i.customer_id = :cust")
     return " AND ".join(parts)
 
 
 async def open_items(conn: AsyncConnection, currency: str | None, as_of: date,
-                     customer_id: str | None = None) -> list[OpenItem]:
+                     customer_id: str | list[str] | None = None) -> list[OpenItem]:
     """Invoices issued on or before as_of with their movements (credits, cash net of
     unapplications, adjustments, write-offs) dated up to as_of; only those whose balance is
     not zero (the rest cannot change a total). currency None: every currency. One customer's
@@ -304,7 +308,7 @@ async def top_overdue(conn: AsyncConnection, currency: str, as_of: date, limit: 
 
 
 async def ledger_totals(conn: AsyncConnection, currency: str | None, as_of: date,
-                        customer_id: str | None = None) -> dict[str, Decimal]:
+                        customer_id: str | list[str] | None = None) -> dict[str, Decimal]:
     """The tie-out, added up without the per-invoice query: invoiced, and each kind of
     movement dated on or before as_of, on invoices issued on or before as_of."""
     params = {"cur": currency, "d": as_of, "cust": customer_id}
@@ -438,6 +442,13 @@ async def awaiting_invoice(conn: AsyncConnection, currency: str, as_of: date) ->
         {"cur": currency, "d": as_of},
     )
     return {r.kind: (int(r.n), Decimal(r.amount)) for r in rows}
+
+
+async def parent_changes(conn: AsyncConnection, as_of: date) -> list[ParentChange]:
+    """Every parent change effective on or before as_of (domain/hierarchy.py picks the latest)."""
+    rows = await conn.execute(text("SELECT customer_id, parent_customer_id, effective_on, stream_version"
+                                   " FROM customer_parents WHERE effective_on <= :d"), {"d": as_of})
+    return [ParentChange(r.customer_id, r.parent_customer_id, r.effective_on, r.stream_version) for r in rows]
 
 
 async def customer_names(conn: AsyncConnection, customer_ids: Iterable[str]) -> dict[str, str]:

@@ -17,6 +17,7 @@ from shared.contracts import (
     CallTaskCreated,
     CollectorAssigned,
     CreditMemoIssued,
+    CustomerParentChanged,
     CustomerRegistered,
     CustomerSegmented,
     DeductionOpened,
@@ -58,6 +59,11 @@ Fact = tuple[str, dict[str, Any]]
 def _customer(e: CustomerRegistered) -> Fact:
     return "customers", {"customer_id": e.customer_id, "name": e.name, "currency": e.currency,
                          "payment_terms_days": e.payment_terms_days, "registered_on": e.registered_on}
+
+
+def _parent(e: CustomerParentChanged) -> Fact:
+    return "customer_parents", {"customer_id": e.customer_id, "parent_customer_id": e.parent_customer_id,
+                                "effective_on": e.effective_on}
 
 
 def _invoice(e: InvoiceIssued) -> Fact:
@@ -258,7 +264,11 @@ FACT_OF: dict[type[EventContract], Callable[[Any], Fact | list[Fact]]] = {
     InvoiceAdjusted: _invoice_adjustment,
     InvoiceVoided: _void,
     PaymentRefunded: _refund,
+    CustomerParentChanged: _parent,
 }
+
+# Facts whose order within their stream matters on one business date: they keep the stream version.
+VERSIONED_TABLES = frozenset({"customer_parents"})
 
 # Rows of these tables are parts of one event's fact (a plan's installments): keyed by their
 # own natural key, without the event id.
@@ -277,6 +287,8 @@ def facts_of(event: ReceivedEvent) -> list[Fact]:
         return []
     produced = to_fact(contract)
     rows = produced if isinstance(produced, list) else [produced]
+    rows = [(table, {**row, "stream_version": event.stream_version or 0} if table in VERSIONED_TABLES else row)
+            for table, row in rows]
     return [(table, row if table in PART_TABLES else {**row, "event_id": event.event_id}) for table, row in rows]
 
 

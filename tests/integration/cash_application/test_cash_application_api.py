@@ -82,7 +82,7 @@ async def test_full_payment_by_invoice_number_closes_the_item(cash):
     payment = await _pay(client, _payment("100.00", [{"invoice_number": "INV-1001", "amount": "100.00"}]))
     assert payment["applications"] == [
         {"application_id": f"{payment['payment_id']}:{invoice.invoice_id}", "invoice_id": invoice.invoice_id,
-         "amount": "100.00", "rule": "remittance", "confidence": "1.00", "reversed_on": None, "reversal_reason": None}]
+         "customer_id": "cus-1", "amount": "100.00", "rule": "remittance", "confidence": "1.00", "reversed_on": None, "reversal_reason": None}]
     assert payment["short_pays"] == [] and payment["unapplied_amount"] == "0.00"
     assert payment["status"] == "applied"
 

@@ -1,0 +1,41 @@
+"""Reports rolled up to a parent account: its family as of the date (itself and every customer
+below it), their open invoices aged together, and the tie to the family's ledger."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.reporting.adapters import repository as repo
+from services.reporting.application.reports import resolve_currency
+from services.reporting.domain import metrics
+from services.reporting.domain.hierarchy import family, parents_as_of
+
+
+@dataclass(frozen=True)
+class RollupAging:
+    customer_id: str
+    currency: str
+    members: list[str]
+    parents: dict[str, str]
+    aging: metrics.Aging
+    ledger_net: Decimal  # invoiced - credited - applied - adjusted - written off, the family's
+    names: dict[str, str]
+
+    @property
+    def ties_out(self) -> bool:
+        return self.aging.ties_out and self.aging.total == self.ledger_net
+
+
+async def rollup_aging(conn: AsyncConnection, customer_id: str, as_of: date, currency: str | None,
+                       spec: metrics.BucketSpec) -> RollupAging:
+    code = await resolve_currency(conn, currency)
+    parents = parents_as_of(await repo.parent_changes(conn, as_of), as_of)
+    members = family(parents, customer_id)
+    aging = metrics.aging(await repo.open_items(conn, code, as_of, members), as_of, spec)
+    totals = await repo.ledger_totals(conn, code, as_of, members)
+    net = totals["invoiced"] - totals["credited"] - totals["applied"] - totals["adjusted"] - totals["written_off"]
+    names = await repo.customer_names(conn, members)
+    return RollupAging(customer_id, code, members, {m: parents[m] for m in members if m in parents}, aging, net, names)
