@@ -3,11 +3,14 @@ from __future__ import annotations
 
 from shared.clock import SystemClock
 from shared.contracts import topic_for
-from shared.service import ConsumerSpec, ServiceDefinition, build_app
+from shared.service import ConsumerSpec, PeriodicTask, ServiceDefinition, build_app
 from services.invoicing.api.adjustment_routes import router as adjustment_router
 from services.invoicing.api.customer_profile_routes import router as profile_router
 from services.invoicing.api.bulk_routes import router as bulk_router
 from services.invoicing.api.hierarchy_routes import router as hierarchy_router
+from services.invoicing.api.delivery_routes import router as delivery_router
+from services.invoicing.api.document_routes import router as document_router
+from services.invoicing.application.documents import deliver_pending_documents
 from services.invoicing.api.routes import router
 from services.invoicing.application.handlers import on_external_event
 from services.invoicing.settings import InvoicingSettings
@@ -19,9 +22,13 @@ def definition(settings: InvoicingSettings | None = None) -> ServiceDefinition:
         title="Ledgerline invoicing",
         settings=settings or InvoicingSettings(),
         migrations_package="services.invoicing.adapters.migrations",
-        routers=[router, adjustment_router, profile_router, bulk_router, hierarchy_router],
+        routers=[router, adjustment_router, profile_router, bulk_router, hierarchy_router, document_router,
+                 delivery_router],
         consumers=[ConsumerSpec("invoicing", [topic_for("cash_application"), topic_for("disputes"), topic_for("collections")], on_external_event)],
         state={"clock": SystemClock()},
+        # Invoices and credit memos to email go out shortly after the transaction that issued them.
+        periodic=[PeriodicTask("deliver-documents", lambda s: s.document_delivery_interval_seconds,
+                               lambda runtime: deliver_pending_documents(runtime.engine, runtime.settings))],
     )
 
 

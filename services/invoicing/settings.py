@@ -1,5 +1,7 @@
 from decimal import Decimal
 
+from pydantic import Field
+
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import LOCAL_DB, ServiceSettings
@@ -12,3 +14,19 @@ class InvoicingSettings(ServiceSettings):
     port: int = 8101
     # Adjustments above this amount (in the invoice's currency) wait for a second person's approval.
     adjustment_approval_limit: Decimal = Decimal("1000.00")
+
+    # Payment instructions printed on invoices (with each invoice's RF creditor reference).
+    payee_name: str = "Ledgerline Demo Ltd"
+    payee_iban: str | None = "GB33BUKB20201555555555"
+    payee_bic: str | None = "BUKBGB22"
+    # Invoices and credit memos emailed by the delivery outbox (as collections sends notices).
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 8025
+    smtp_from: str = "Accounts Receivable <ar@ledgerline.local>"
+    smtp_starttls: bool = False
+    smtp_ssl: bool = False
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_timeout_seconds: float = 10.0
+    smtp_max_attempts: int = Field(default=5, ge=1, le=50)
+    document_delivery_interval_seconds: float = Field(default=5.0, gt=0)

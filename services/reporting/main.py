@@ -10,6 +10,7 @@ from shared.service import ConsumerSpec, Runtime, ServiceDefinition, build_app
 from services.reporting.api.period_routes import router as period_router
 from services.reporting.api.routes import dashboard_router, router
 from services.reporting.api.rollup_routes import router as rollup_router
+from services.reporting.api.statement_routes import router as statement_router
 from services.reporting.application.rebuild import rebuild, rebuild_from_topics
 from services.reporting.projections.facts import CONSUMER_NAME, TOPICS, project
 from services.reporting.settings import ReportingSettings
@@ -46,7 +47,7 @@ def definition(settings: ReportingSettings | None = None) -> ServiceDefinition:
         title="Ledgerline reporting",
         settings=settings or ReportingSettings(),
         migrations_package="services.reporting.adapters.migrations",
-        routers=[rollup_router, router, period_router, dashboard_router],
+        routers=[rollup_router, statement_router, router, period_router, dashboard_router],
         publishes=False,
         consumers=[CONSUMER],
         commands={"rebuild": (REBUILD_HELP, _rebuild_arguments, _run_rebuild)},

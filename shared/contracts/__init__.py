@@ -73,12 +73,13 @@ from shared.contracts.invoicing import (
     InvoiceAdjustmentRequested,
     InvoiceIssued,
     InvoiceLine,
+    InvoiceTax,
     InvoiceVoided,
 )
 
 __all__ = [
     "ContractRegistry", "EventContract", "NewerSchemaVersion", "UnknownEvent", "registry", "topic_for",
-    "CustomerRegistered", "InvoiceIssued", "InvoiceLine", "CreditMemoIssued", "CreditMemoLine",
+    "CustomerRegistered", "InvoiceIssued", "InvoiceLine", "InvoiceTax", "CreditMemoIssued", "CreditMemoLine",
     "InvoiceAdjustmentRequested", "InvoiceAdjustmentRejected", "InvoiceAdjusted", "InvoiceVoided",
     "CustomerProfileChanged", "CustomerParentChanged", "BillingContact", "BillingAddress",
     "PaymentReceived", "PaymentApplied", "ShortPayDetected", "UnappliedCashRecorded", "ProcessorFeeRecorded",

@@ -27,6 +27,9 @@ class DisputeOpened(_Disputes):
     reason_code: str
     opened_on: date
     description: str | None = None
+    # The invoice line disputed (1-based), when the customer names one: root-cause reports count
+    # the dispute under that line's product line. Optional, added without a version change.
+    line_number: int | None = None
 
 
 @event

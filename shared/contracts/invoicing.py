@@ -36,6 +36,18 @@ class InvoiceLine(BaseModel):
     quantity: Amount
     unit_price: Amount
     amount: Amount
+    # The product line the goods belong to (root-cause reports by product line); optional.
+    product_line: str | None = None
+
+
+class InvoiceTax(BaseModel):
+    """A tax amount as the ERP computed it (Ledgerline never recomputes tax): VAT 20 %, GST, ..."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    code: str
+    rate: Amount | None = None  # percent, for the document only
+    amount: Amount
 
 
 @event
@@ -54,6 +66,10 @@ class InvoiceIssued(_Invoicing):
     # A re-bill of an invalid deduction: the deduction (dispute_id) and the invoice it was taken on.
     rebill_of_deduction: str | None = None
     original_invoice_id: str | None = None
+    # Tax amounts as given by the ERP (total_amount = the lines + these); the customer's purchase
+    # order number. Optional fields added without a version change.
+    taxes: list[InvoiceTax] = []
+    po_number: str | None = None
 
 
 class CreditMemoLine(BaseModel):
@@ -196,6 +212,8 @@ class CustomerProfileChanged(_Invoicing):
     language: str | None = None  # en | fr
     delivery_preference: str | None = None  # email_pdf | postal | portal_upload | e_invoice
     changed_by: str
+    # Customer-specific issue rule: every invoice must carry the customer's PO number.
+    po_number_required: bool | None = None
 
 
 @event

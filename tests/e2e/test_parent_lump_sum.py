@@ -3,16 +3,19 @@ Kafka. Invoicing puts 50 customers under one parent account (CustomerParentChang
 cycle, and counts the stores' exposure against the parent's credit limit. The head office pays
 twice: a remittance naming each store's first invoice (remittance references decide), then a
 bank file lump sum with no reference at all, which the matching engine identifies as the head
-office's by its payer name and applies across the 50 stores' remaining invoices. Every invoice
-closes in invoicing, cash application and reporting; reporting's rolled-up aging for the parent
-shows the 51 accounts and ties out before and after; the roll-forward ties out."""
+office's by its payer name and applies across the 50 stores' remaining invoices. A third receipt
+quotes only the RF creditor reference printed on the head office's own invoice. Every invoice
+closes in invoicing, cash application and reporting; reporting's rolled-up aging and statement
+for the parent cover the 51 accounts and tie out before and after; the roll-forward ties out."""
 from __future__ import annotations
 
+import io
 import uuid
 from decimal import Decimal
 from pathlib import Path
 
 import httpx
+from pypdf import PdfReader
 
 from tests.support.platform import eventually, running_platform
 
@@ -53,9 +56,15 @@ async def test_a_parents_lump_sum_across_50_child_accounts_is_applied_and_ties_o
                     "customer_id": store, "invoice_number": number, "issue_date": "2024-03-01",
                     "lines": [{"description": "Weekly delivery", "quantity": "1", "unit_price": f"{amount:.2f}"}]})
                 book[issued["invoice_id"]] = (number, f"{amount:.2f}")
+        # The head office buys too (due after its stores' invoices): its own invoice carries an ISO
+        # 11649 RF payment reference.
+        own = await post(c, f"{inv}/v1/invoices", {
+            "customer_id": parent, "invoice_number": f"{RUN}-HQ1", "issue_date": "2024-03-10",
+            "lines": [{"description": "Head office supplies", "quantity": "1", "unit_price": "77.70"}]})
+        assert own["payment_reference"].startswith("RF")
         total_first = sum(Decimal(a) for _, a in first.values())
         total_second = sum(Decimal(a) for _, a in second.values())
-        total = total_first + total_second
+        total = total_first + total_second + Decimal("77.70")
 
         # No cycles: the head office cannot go under one of its stores; 422 names the field.
         r = await c.post(f"{inv}/v1/customers/{parent}/parent", json={"parent_customer_id": stores[0]}, headers=key())
@@ -80,12 +89,23 @@ async def test_a_parents_lump_sum_across_50_child_accounts_is_applied_and_ties_o
             return await eventually(probe, timeout=120)
 
         before = await rollup("2024-03-15", total)
-        assert before["ties_out"] and len(before["customers"]) == STORES
-        assert {m["parent_customer_id"] for m in before["customers"]} == {parent}
+        assert before["ties_out"] and len(before["customers"]) == STORES + 1
+        assert {m["parent_customer_id"] for m in before["customers"] if m["customer_id"] != parent} == {parent}
+
+        # The parent's statement of account covers its family, as JSON and as a PDF in French.
+        statement = (await c.get(f"{rep}/v1/reports/statements/{parent}",
+                                 params={"as_of": "2024-03-15", "currency": "USD"})).json()
+        assert len(statement["members"]) == STORES + 1 and len(statement["open_items"]) == 2 * STORES + 1
+        assert statement["open_total"] == statement["balance_due"] == f"{total:.2f}"
+        r = await c.get(f"{rep}/v1/reports/statements/{parent}", params={"as_of": "2024-03-15", "currency": "USD",
+                                                                          "format": "pdf", "language": "fr"})
+        assert r.status_code == 200 and r.headers["content-type"] == "application/pdf"
+        text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(r.content)).pages)
+        assert "Relevé de compte" in text and f"{RUN}-A49" in text and f"{total:.2f}".replace(".", ",") in text
 
         async def cash_knows_the_family():
-            items = (await c.get(f"{cash}/v1/open-items", params={"status": "open", "limit": 200})).json()["data"]
-            return len([i for i in items if i["customer_id"] in stores]) == 2 * STORES or None
+            items = (await c.get(f"{cash}/v1/open-items", params={"status": "open", "limit": 300})).json()["data"]
+            return len([i for i in items if i["customer_id"] in stores + [parent]]) == 2 * STORES + 1 or None
         await eventually(cash_knows_the_family, timeout=120)
 
         # 1. The head office's remittance names each store's first invoice: applied as remitted.
@@ -110,18 +130,33 @@ async def test_a_parents_lump_sum_across_50_child_accounts_is_applied_and_ties_o
         detail = (await c.get(f"{cash}/v1/payments/{lump[0]['payment_id']}")).json()
         assert {a["invoice_id"] for a in detail["applications"]} == set(second)
 
+        # 3. A bank receipt from a payer nobody knows, quoting only the RF reference printed on the
+        # head office's invoice (in groups of four): check digits verified, matched to that invoice.
+        csv = ("receipt_id,value_date,amount,currency,payer_name,text\n"
+               f"RF-{RUN},2024-04-03,77.70,USD,SOME CLEARING BANK,PAYMENT {own['payment_reference'][:4]}"
+               f" {own['payment_reference'][4:8]} {own['payment_reference'][8:]}\n")
+        r = await c.post(f"{cash}/v1/bank-files", params={"format": "csv"}, content=csv.encode(), headers=key())
+        assert r.status_code == 201, r.text
+        by_rf = (await c.get(f"{cash}/v1/payments", params={"customer_id": parent, "limit": 10})).json()["data"]
+        by_rf = [p for p in by_rf if p["amount"] == "77.70"]
+        assert len(by_rf) == 1 and [(a["invoice_id"], a["rule"]) for a in by_rf[0]["applications"]] == [
+            (own["invoice_id"], "creditor_reference")]
+
         async def everything_closed():
             invoices = []
             for store in stores:
                 invoices += (await c.get(f"{inv}/v1/invoices", params={"customer_id": store})).json()["data"]
-            items = (await c.get(f"{cash}/v1/open-items", params={"status": "open", "limit": 200})).json()["data"]
-            return (all(i["status"] == "closed" for i in invoices) and len(invoices) == 2 * STORES
-                    and not [i for i in items if i["customer_id"] in stores]) or None
+            invoices += (await c.get(f"{inv}/v1/invoices", params={"customer_id": parent})).json()["data"]
+            items = (await c.get(f"{cash}/v1/open-items", params={"status": "open", "limit": 300})).json()["data"]
+            return (all(i["status"] == "closed" for i in invoices) and len(invoices) == 2 * STORES + 1
+                    and not [i for i in items if i["customer_id"] in stores + [parent]]) or None
         await eventually(everything_closed, timeout=120)
 
         after = await rollup("2024-04-30", Decimal(0))
         assert after["ties_out"] and after["customers"] == [] and after["ledger_net"] == "0.00"
         assert (await c.get(f"{inv}/v1/customers/{parent}")).json()["family_open_balance"] == "0.00"
+        closed = (await c.get(f"{rep}/v1/reports/statements/{parent}", params={"as_of": "2024-04-30"})).json()
+        assert (closed["open_items"], closed["unapplied_cash"], closed["balance_due"]) == ([], "0.00", "0.00")
 
         async def roll_forward():
             r = await c.get(f"{rep}/v1/reports/roll-forward", params={"from": "2024-03-01", "to": "2024-04-30",

@@ -1,6 +1,6 @@
 """Notices: Jinja2 templates (one folder per language) rendered to HTML for the email body and
-to a PDF with fpdf2 for the attachment and for printed letters; email sent by SMTP with the
-standard library's smtplib.
+to a PDF with fpdf2 for the attachment and for printed letters; email sent by SMTP through
+shared/mail.py (the standard library's smtplib).
 
 fpdf2 is pure Python (no system libraries such as Cairo or Pango that WeasyPrint needs), so the
 service image stays small and the same code runs on a laptop, in CI and in the container. Its
@@ -11,8 +11,6 @@ from __future__ import annotations
 import html
 import json
 import re
-import smtplib
-import ssl
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -163,18 +161,6 @@ def _paragraphs(pdf: FPDF, text: str) -> None:
             pdf.ln(2)
 
 
-@dataclass(frozen=True)
-class SmtpSettings:
-    host: str
-    port: int
-    sender: str
-    starttls: bool = False
-    ssl: bool = False
-    username: str | None = None
-    password: str | None = None
-    timeout: float = 10.0
-
-
 def email_message(*, notice_id: str, sender: str, recipient: str, subject: str, text: str, html_body: str,
                   pdf: bytes) -> EmailMessage:
     message = EmailMessage()
@@ -189,18 +175,3 @@ def email_message(*, notice_id: str, sender: str, recipient: str, subject: str, 
     message.add_alternative(f"<html><body>{html_body}</body></html>", subtype="html")
     message.add_attachment(pdf, maintype="application", subtype="pdf", filename=f"{notice_id}.pdf")
     return message
-
-
-def send_email(settings: SmtpSettings, message: EmailMessage) -> None:
-    """Blocking: run in a worker thread."""
-    if settings.ssl:
-        client: smtplib.SMTP = smtplib.SMTP_SSL(settings.host, settings.port, timeout=settings.timeout,
-                                               context=ssl.create_default_context())
-    else:
-        client = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
-    with client:
-        if settings.starttls and not settings.ssl:
-            client.starttls(context=ssl.create_default_context())
-        if settings.username:
-            client.login(settings.username, settings.password or "")
-        client.send_message(message)

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from shared import mail
 from shared.contracts import (
     AccountEscalated,
     CallTaskCreated,
@@ -374,8 +375,8 @@ async def escalate_account(conn: AsyncConnection, customer: dict[str, Any], *, e
 
 # -- email delivery ---------------------------------------------------------------------------
 
-def smtp_settings(settings: CollectionsSettings) -> notices.SmtpSettings:
-    return notices.SmtpSettings(host=settings.smtp_host, port=settings.smtp_port, sender=settings.smtp_from,
+def smtp_settings(settings: CollectionsSettings) -> mail.SmtpSettings:
+    return mail.SmtpSettings(host=settings.smtp_host, port=settings.smtp_port, sender=settings.smtp_from,
                                 starttls=settings.smtp_starttls, ssl=settings.smtp_ssl,
                                 username=settings.smtp_username, password=settings.smtp_password,
                                 timeout=settings.smtp_timeout_seconds)
@@ -398,7 +399,7 @@ async def deliver_pending_emails(engine: AsyncEngine, settings: CollectionsSetti
                                             subject=row["subject"], text=row["body"], html_body=row["html_body"],
                                             pdf=bytes(row["pdf"]))
             try:
-                await asyncio.to_thread(notices.send_email, smtp, message)
+                await asyncio.to_thread(mail.send_email, smtp, message)
             except Exception as exc:  # smtplib raises OSError and SMTPException subclasses; all count
                 final = row["attempts"] + 1 >= settings.smtp_max_attempts
                 await accounts.mark_delivery(conn, row["notice_id"], delivery="failed" if final else "pending",

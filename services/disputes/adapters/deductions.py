@@ -102,8 +102,15 @@ async def refresh_recovered(conn: AsyncConnection, invoice_id: str) -> None:
         " WHERE invoice_id = :i) WHERE rebill_invoice_id = :i"), {"i": invoice_id})
 
 
-_GROUPS = {"reason": "reason_code", "customer": "customer_id", "owner_team": "coalesce(team, 'unassigned')",
-           "owner": "coalesce(owner, 'unassigned')"}
+# A dispute's product line: its named line's, else the invoice's when every line has the same one
+# (a short pay names no line), else unassigned. Read from the invoice's lines at report time, so
+# the answer is the same whichever of InvoiceIssued and the dispute arrived first.
+_PRODUCT_LINE = (
+    "coalesce(r.product_lines ->> (d.line_number - 1),"
+    " CASE WHEN d.line_number IS NULL THEN (SELECT min(x) FROM jsonb_array_elements_text(r.product_lines) x"
+    "  HAVING count(DISTINCT x) = 1 AND count(x) = count(*)) END, 'unassigned')")
+_GROUPS = {"reason": "reason_code", "customer": "d.customer_id", "owner_team": "coalesce(team, 'unassigned')",
+           "owner": "coalesce(owner, 'unassigned')", "product_line": _PRODUCT_LINE}
 
 
 async def root_cause(conn: AsyncConnection, *, group_by: str, kind: str | None, currency: str,
@@ -122,7 +129,8 @@ async def root_cause(conn: AsyncConnection, *, group_by: str, kind: str | None, 
         " coalesce(sum(recovered_amount), 0) AS recovered_amount,"
         " avg(resolved_on - opened_on) FILTER (WHERE status = 'resolved') AS avg_cycle_days,"
         " max(resolved_on - opened_on) FILTER (WHERE status = 'resolved') AS max_cycle_days"
-        " FROM disputes WHERE currency = :cur AND (CAST(:k AS text) IS NULL OR kind = :k)"
+        " FROM disputes d LEFT JOIN invoice_references r USING (invoice_id)"
+        " WHERE d.currency = :cur AND (CAST(:k AS text) IS NULL OR kind = :k)"
         " AND (CAST(:f AS date) IS NULL OR opened_on >= :f) AND (CAST(:t AS date) IS NULL OR opened_on <= :t)"
         " GROUP BY 1 ORDER BY sum(amount) DESC, 1"),
         {"cur": currency, "k": kind, "f": opened_from, "t": opened_to})

@@ -1,6 +1,7 @@
 """SQL for disputes' read models: the invoice reference model and the disputes list."""
 from __future__ import annotations
 
+import json
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -11,13 +12,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 async def record_invoice_reference(conn: AsyncConnection, *, invoice_id: str, customer_id: str, currency: str,
                                    total_amount: Decimal, issue_date: date, due_date: date,
-                                   invoice_number: str | None = None, rebill_of_deduction: str | None = None) -> None:
+                                   invoice_number: str | None = None, rebill_of_deduction: str | None = None,
+                                   product_lines: list[str | None] | None = None) -> None:
+    """product_lines: each line's product line in line order (None where the ERP gave none)."""
     await conn.execute(
         text("INSERT INTO invoice_references (invoice_id, customer_id, currency, total_amount, issue_date, due_date,"
-             " invoice_number, rebill_of_deduction) VALUES (:i, :c, :cur, :t, :issue, :due, :n, :rb)"
-             " ON CONFLICT (invoice_id) DO NOTHING"),
+             " invoice_number, rebill_of_deduction, product_lines) VALUES (:i, :c, :cur, :t, :issue, :due, :n, :rb,"
+             " CAST(:pl AS jsonb)) ON CONFLICT (invoice_id) DO NOTHING"),
         {"i": invoice_id, "c": customer_id, "cur": currency, "t": total_amount, "issue": issue_date, "due": due_date,
-         "n": invoice_number, "rb": rebill_of_deduction},
+         "n": invoice_number, "rb": rebill_of_deduction, "pl": json.dumps(product_lines or [])},
     )
 
 
@@ -41,10 +44,11 @@ async def insert_dispute(conn: AsyncConnection, row: dict[str, Any]) -> None:
     await conn.execute(
         text("INSERT INTO disputes (dispute_id, kind, invoice_id, customer_id, payment_id, currency, amount,"
              " reason_code, description, opened_on, status, version, team, customer_reason_code, external_reference,"
-             " due_on) VALUES (:dispute_id, :kind, :invoice_id, :customer_id, :payment_id, :currency, :amount,"
-             " :reason_code, :description, :opened_on, 'open', :version, :team, :customer_reason_code,"
-             " :external_reference, :due_on)"),
-        {"team": None, "customer_reason_code": None, "external_reference": None, "due_on": None, **row},
+             " due_on, line_number) VALUES (:dispute_id, :kind, :invoice_id, :customer_id, :payment_id, :currency,"
+             " :amount, :reason_code, :description, :opened_on, 'open', :version, :team, :customer_reason_code,"
+             " :external_reference, :due_on, :line_number)"),
+        {"team": None, "customer_reason_code": None, "external_reference": None, "due_on": None, "line_number": None,
+         **row},
     )
 
 

@@ -218,10 +218,11 @@ async def import_deductions(request: Request, key: str = Depends(idempotency_key
 
 @router.get("/reports/deductions", tags=["reports"])
 async def root_cause_report(request: Request, currency: CurrencyCode,
-                            group_by: Literal["reason", "customer", "owner_team", "owner"] = "reason",
+                            group_by: Literal["reason", "customer", "owner_team", "owner", "product_line"] = "reason",
                             kind: Literal["dispute", "deduction"] | None = "deduction",
                             opened_from: date | None = None, opened_to: date | None = None) -> dict[str, Any]:
-    """Root causes: per reason, customer, owner team or owner, what was opened, is still open, was
+    """Root causes: per reason, customer, owner team, owner or product line (the disputed line's, else
+    the invoice's when all its lines share one), what was opened, is still open, was
     credited (valid), re-billed (invalid) and recovered on the re-bills, with cycle times in days."""
     async with get_runtime(request).engine.connect() as conn:
         rows = await repo_d.root_cause(conn, group_by=group_by, kind=kind, currency=currency,

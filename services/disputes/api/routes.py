@@ -53,7 +53,8 @@ async def open_dispute(body: OpenDisputeRequest, request: Request, key: str = De
         amount = _exact(body.amount, ref["currency"].strip(), "amount")
         dispute = await handlers.open_dispute(conn, handlers.OpenDispute(
             dispute_id=dispute_id, invoice_id=body.invoice_id, amount=amount, reason_code=body.reason_code,
-            opened_on=body.opened_on or today, description=body.description), request_metadata(request))
+            opened_on=body.opened_on or today, description=body.description, line_number=body.line_number),
+            request_metadata(request))
         return dispute_out(dispute)
 
     return await idempotent_create(request, key, body.model_dump(mode="json"), command)

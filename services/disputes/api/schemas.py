@@ -21,6 +21,8 @@ class OpenDisputeRequest(_Request):
     reason_code: str = Field(min_length=1, max_length=40, description="One of GET /v1/reason-codes")
     description: str | None = Field(default=None, max_length=2000)
     opened_on: date | None = Field(default=None, description="Defaults to today")
+    line_number: int | None = Field(default=None, ge=1, le=1000,
+                                    description="The invoice line disputed (from 1): root cause by its product line")
 
     @field_validator("reason_code")
     @classmethod

@@ -2,6 +2,7 @@
 The caller owns the transaction."""
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ class OpenDispute:
     reason_code: str
     opened_on: date
     description: str | None = None
+    line_number: int | None = None
 
 
 async def open_dispute(conn: AsyncConnection, cmd: OpenDispute, meta: dict[str, Any]) -> dict[str, Any]:
@@ -68,7 +70,8 @@ async def open_dispute(conn: AsyncConnection, cmd: OpenDispute, meta: dict[str, 
     try:
         dispute.open(invoice=invoice, amount=cmd.amount, reason_code=cmd.reason_code, opened_on=cmd.opened_on,
                      description=cmd.description, already_disputed=await repo.amount_in_dispute(conn, invoice.invoice_id),
-                     at=utc_midnight(cmd.opened_on))
+                     at=utc_midnight(cmd.opened_on), line_number=cmd.line_number,
+                     line_count=len(_json(ref.get("product_lines")) or []))
     except DisputeRuleViolation as exc:
         raise _rule(exc) from exc
     await aggregate.save(conn, dispute, meta)
@@ -175,13 +178,17 @@ async def open_chargeback(conn: AsyncConnection, chargeback: ChargebackReceived,
     return True
 
 
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
 def _row(dispute: Dispute, *, description: str | None = None, payment_id: str | None = None) -> dict[str, Any]:
     return {"dispute_id": dispute.id, "kind": dispute.kind, "invoice_id": dispute.invoice_id,
             "customer_id": dispute.customer_id, "payment_id": payment_id, "currency": dispute.currency,
             "amount": dispute.amount, "reason_code": dispute.reason_code, "description": description,
             "opened_on": dispute.opened_on, "version": dispute.version, "team": dispute.team,
             "customer_reason_code": dispute.customer_reason_code, "external_reference": dispute.external_reference,
-            "due_on": dispute.due_on}
+            "due_on": dispute.due_on, "line_number": dispute.line_number}
 
 
 async def on_external_event(conn: AsyncConnection, event: ReceivedEvent) -> None:

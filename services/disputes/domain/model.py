@@ -67,6 +67,7 @@ class Dispute(Aggregate):
         super().__init__(aggregate_id)
         self.kind: Literal["dispute", "deduction"] | None = None
         self.invoice_id = ""
+        self.line_number: int | None = None
         self.customer_id = ""
         self.currency = ""
         self.amount = ZERO
@@ -95,7 +96,8 @@ class Dispute(Aggregate):
     # -- commands -------------------------------------------------------------------------
 
     def open(self, *, invoice: InvoiceReference, amount: Decimal, reason_code: str, opened_on: date,
-             description: str | None, already_disputed: Decimal, at: datetime) -> None:
+             description: str | None, already_disputed: Decimal, at: datetime, line_number: int | None = None,
+             line_count: int | None = None) -> None:
         """A customer disputes part or all of an invoice. already_disputed: what other disputes
         on the invoice hold (open amounts plus credits granted), so the invoice is never
         disputed for more than it is worth."""
@@ -112,9 +114,12 @@ class Dispute(Aggregate):
                 f" ({disputable} of {invoice.total_amount})", "amount")
         if opened_on < invoice.issue_date:
             raise DisputeRuleViolation("a dispute cannot be opened before its invoice was issued", "opened_on")
+        if line_number is not None and not 1 <= line_number <= (line_count or 0):
+            raise DisputeRuleViolation(f"invoice {invoice.invoice_id} has lines 1 to {line_count or 0},"
+                                       f" not {line_number}", "line_number")
         self.trigger(DisputeOpened(dispute_id=self.id, invoice_id=invoice.invoice_id, customer_id=invoice.customer_id,
                                    currency=invoice.currency, amount=amount, reason_code=reason_code,
-                                   opened_on=opened_on, description=description), at)
+                                   opened_on=opened_on, description=description, line_number=line_number), at)
 
     def open_deduction(self, *, invoice_id: str, customer_id: str, payment_id: str, currency: str,
                        shortfall: Decimal, reason_code: str, opened_on: date, at: datetime,
@@ -279,6 +284,7 @@ class Dispute(Aggregate):
 
     def when_DisputeOpened(self, e: DisputeOpened) -> None:
         self._opened("dispute", e.invoice_id, e.customer_id, e.currency, e.amount, e.reason_code, e.opened_on)
+        self.line_number = e.line_number
 
     def when_DeductionOpened(self, e: DeductionOpened) -> None:
         self._opened("deduction", e.invoice_id, e.customer_id, e.currency, e.amount, e.reason_code, e.opened_on)

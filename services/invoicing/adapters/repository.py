@@ -45,13 +45,15 @@ async def invoice_id_or_number_taken(conn: AsyncConnection, invoice_id: str, num
     return any(r.same_id for r in rows), any(r.same_number for r in rows)
 
 
-async def insert_invoice(conn: AsyncConnection, inv: Any, lines: list[dict[str, Any]], version: int) -> None:
+async def insert_invoice(conn: AsyncConnection, inv: Any, lines: list[dict[str, Any]], version: int,
+                         taxes: list[dict[str, Any]] | None = None, po_number: str | None = None) -> None:
     await conn.execute(
         text("INSERT INTO invoices (invoice_id, invoice_number, customer_id, currency, issue_date, due_date,"
-             " total_amount, lines, version) VALUES (:id, :num, :cust, :cur, :issue, :due, :total,"
-             " CAST(:lines AS jsonb), :v)"),
+             " total_amount, lines, version, taxes, po_number) VALUES (:id, :num, :cust, :cur, :issue, :due, :total,"
+             " CAST(:lines AS jsonb), :v, CAST(:taxes AS jsonb), :po)"),
         {"id": inv.id, "num": inv.invoice_number, "cust": inv.customer_id, "cur": inv.currency,
-         "issue": inv.issue_date, "due": inv.due_date, "total": inv.total_amount, "lines": dumps(lines), "v": version},
+         "issue": inv.issue_date, "due": inv.due_date, "total": inv.total_amount, "lines": dumps(lines), "v": version,
+         "taxes": dumps(taxes or []), "po": po_number},
     )
 
 
@@ -61,23 +63,26 @@ async def invoice_numbers_taken(conn: AsyncConnection, numbers: list[str]) -> se
     return {r.invoice_number for r in rows}
 
 
-async def insert_invoices(conn: AsyncConnection, invoices: list[tuple[Any, list[dict[str, Any]], int]]) -> int:
-    """Many new invoices in one statement: (invoice, its lines, version) each. Returns how many
+async def insert_invoices(conn: AsyncConnection, invoices: list[tuple[Any, list[dict[str, Any]], int, Any, Any]]) -> int:
+    """Many new invoices in one statement: (invoice, its lines, version, taxes, PO number) each. Returns how many
     rows went in: fewer when an invoice_id or invoice_number was taken meanwhile (a concurrent
     request), in which case the caller undoes its batch."""
     rows = await conn.execute(
         text("WITH ins AS (INSERT INTO invoices (invoice_id, invoice_number, customer_id, currency, issue_date,"
-             " due_date, total_amount, lines, version)"
-             " SELECT i.id, i.num, i.cust, i.cur, i.issue, i.due, i.total, CAST(i.lines AS jsonb), i.v"
+             " due_date, total_amount, lines, version, taxes, po_number)"
+             " SELECT i.id, i.num, i.cust, i.cur, i.issue, i.due, i.total, CAST(i.lines AS jsonb), i.v,"
+             " CAST(i.taxes AS jsonb), i.po"
              " FROM unnest(CAST(:ids AS text[]), CAST(:nums AS text[]), CAST(:custs AS text[]),"
              " CAST(:curs AS text[]), CAST(:issues AS date[]), CAST(:dues AS date[]), CAST(:totals AS numeric[]),"
-             " CAST(:lines AS text[]), CAST(:vs AS int[])) AS i(id, num, cust, cur, issue, due, total, lines, v)"
+             " CAST(:lines AS text[]), CAST(:vs AS int[]), CAST(:taxes AS text[]), CAST(:pos AS text[]))"
+             " AS i(id, num, cust, cur, issue, due, total, lines, v, taxes, po)"
              " ON CONFLICT DO NOTHING RETURNING 1) SELECT count(*) FROM ins"),
-        {"ids": [inv.id for inv, _, _ in invoices], "nums": [inv.invoice_number for inv, _, _ in invoices],
-         "custs": [inv.customer_id for inv, _, _ in invoices], "curs": [inv.currency for inv, _, _ in invoices],
-         "issues": [inv.issue_date for inv, _, _ in invoices], "dues": [inv.due_date for inv, _, _ in invoices],
-         "totals": [inv.total_amount for inv, _, _ in invoices],
-         "lines": [dumps(lines) for _, lines, _ in invoices], "vs": [v for _, _, v in invoices]},
+        {"ids": [row[0].id for row in invoices], "nums": [row[0].invoice_number for row in invoices],
+         "custs": [row[0].customer_id for row in invoices], "curs": [row[0].currency for row in invoices],
+         "issues": [row[0].issue_date for row in invoices], "dues": [row[0].due_date for row in invoices],
+         "totals": [row[0].total_amount for row in invoices],
+         "lines": [dumps(row[1]) for row in invoices], "vs": [row[2] for row in invoices],
+         "taxes": [dumps(row[3] or []) for row in invoices], "pos": [row[4] for row in invoices]},
     )
     return int(rows.scalar_one())
 
@@ -144,8 +149,9 @@ async def list_invoices(conn: AsyncConnection, *, customer_id: str | None, statu
 
 def _invoice_row(row: Any) -> dict[str, Any]:
     data = dict(row)
-    if isinstance(data.get("lines"), str):
-        data["lines"] = json.loads(data["lines"])
+    for name in ("lines", "taxes"):
+        if isinstance(data.get(name), str):
+            data[name] = json.loads(data[name])
     for name in ("paid_amount", "adjusted_amount", "written_off_amount", "open_balance"):
         data[name] = Decimal(data[name])
     return data
@@ -261,9 +267,10 @@ async def record_profile_change(conn: AsyncConnection, customer: Any, change: An
     await conn.execute(text(
         "UPDATE customers SET payment_terms = :code, payment_terms_days = :days, credit_limit = :limit,"
         " language = :lang, delivery_preference = :dp, billing_contacts = CAST(:contacts AS jsonb),"
+        " po_number_required = :po,"
         " billing_address = CAST(:address AS jsonb), version = :v WHERE customer_id = :c"),
         {"code": latest.payment_terms.code, "days": latest.payment_terms.days, "limit": latest.credit_limit,
-         "lang": latest.language, "dp": latest.delivery_preference,
+         "lang": latest.language, "dp": latest.delivery_preference, "po": latest.po_number_required,
          "contacts": dumps([c.model_dump(mode="json") for c in latest.billing_contacts]),
          "address": dumps(latest.billing_address.model_dump(mode="json")) if latest.billing_address else None,
          "v": version, "c": customer.id})
@@ -326,3 +333,54 @@ async def exposures(conn: AsyncConnection, customer_ids: list[str]) -> dict[str,
              " FROM invoices i WHERE i.customer_id = ANY(CAST(:ids AS text[]))"
              " GROUP BY i.customer_id"), {"ids": list(customer_ids)})
     return {r.customer_id: Decimal(r.exposure) for r in rows}
+
+
+# ---------------------------------------------------------------- document deliveries (an outbox)
+
+async def insert_delivery(conn: AsyncConnection, row: dict[str, Any] | list[dict[str, Any]]) -> None:
+    """One delivery per document (a list: many at once); issuing the same document again (a
+    replayed command) adds none."""
+    await conn.execute(text(
+        "INSERT INTO document_deliveries (delivery_id, document_kind, document_id, customer_id, channel, language,"
+        " recipient, status, last_error, created_on) VALUES (:delivery_id, :document_kind, :document_id,"
+        " :customer_id, :channel, :language, :recipient, :status, :last_error, :created_on)"
+        " ON CONFLICT (document_kind, document_id) DO NOTHING"), row)
+
+
+async def claim_pending_delivery(conn: AsyncConnection) -> dict[str, Any] | None:
+    """The oldest email still to send, locked for this transaction; other instances skip it."""
+    row = (await conn.execute(text(
+        "SELECT * FROM document_deliveries WHERE status = 'pending' ORDER BY created_seq LIMIT 1"
+        " FOR UPDATE SKIP LOCKED"))).mappings().first()
+    return dict(row) if row else None
+
+
+async def mark_delivery(conn: AsyncConnection, delivery_id: str, *, status: str, error: str | None) -> None:
+    await conn.execute(text(
+        "UPDATE document_deliveries SET status = :s, attempts = attempts + 1, last_error = :e,"
+        " delivered_at = CASE WHEN :s = 'sent' THEN now() ELSE delivered_at END WHERE delivery_id = :d"),
+        {"s": status, "e": error, "d": delivery_id})
+
+
+async def get_delivery(conn: AsyncConnection, delivery_id: str, lock: bool = False) -> dict[str, Any] | None:
+    row = (await conn.execute(text("SELECT * FROM document_deliveries WHERE delivery_id = :d"
+                                   + (" FOR UPDATE" if lock else "")), {"d": delivery_id})).mappings().first()
+    return dict(row) if row else None
+
+
+async def mark_picked_up(conn: AsyncConnection, delivery_id: str, picked_up_by: str) -> None:
+    await conn.execute(text(
+        "UPDATE document_deliveries SET status = 'picked_up', picked_up_by = :by, delivered_at = now()"
+        " WHERE delivery_id = :d"), {"by": picked_up_by, "d": delivery_id})
+
+
+async def list_deliveries(conn: AsyncConnection, *, customer_id: str | None, status: str | None,
+                          channel: str | None, document_id: str | None, after: int | None,
+                          limit: int) -> list[dict[str, Any]]:
+    rows = await conn.execute(text(
+        "SELECT * FROM document_deliveries WHERE (CAST(:c AS text) IS NULL OR customer_id = :c)"
+        " AND (CAST(:s AS text) IS NULL OR status = :s) AND (CAST(:ch AS text) IS NULL OR channel = :ch)"
+        " AND (CAST(:doc AS text) IS NULL OR document_id = :doc)"
+        " AND (CAST(:after AS bigint) IS NULL OR created_seq > :after) ORDER BY created_seq LIMIT :limit"),
+        {"c": customer_id, "s": status, "ch": channel, "doc": document_id, "after": after, "limit": limit})
+    return [dict(r) for r in rows.mappings()]

@@ -34,6 +34,7 @@ class ProfileChangeRequest(BaseModel):
     billing_address: BillingAddress | None = None
     language: Literal["en", "fr"] | None = None
     delivery_preference: Literal["email_pdf", "postal", "portal_upload", "e_invoice"] | None = None
+    po_number_required: bool | None = Field(default=None, description="Refuse invoices without a PO number")
 
     @model_validator(mode="after")
     def _terms_known(self) -> "ProfileChangeRequest":
@@ -52,7 +53,8 @@ def _profile_out(customer: Customer, on: date) -> dict[str, Any]:
             "credit_limit": money_str(p.credit_limit, customer.currency),
             "billing_contacts": [c.model_dump(mode="json") for c in p.billing_contacts],
             "billing_address": p.billing_address.model_dump(mode="json") if p.billing_address else None,
-            "language": p.language, "delivery_preference": p.delivery_preference, "version": customer.version}
+            "language": p.language, "delivery_preference": p.delivery_preference,
+            "po_number_required": p.po_number_required, "version": customer.version}
 
 
 @router.post("/customers/{customer_id}/profile-changes", status_code=201, tags=["customers"])
@@ -80,7 +82,8 @@ async def change_profile(customer_id: str, body: ProfileChangeRequest, request: 
             customer_id=customer_id, effective_on=body.effective_on or today, changed_by=meta["actor"],
             payment_terms=PaymentTerms.parse(body.payment_terms) if body.payment_terms else None,
             credit_limit=limit, billing_contacts=body.billing_contacts, billing_address=body.billing_address,
-            language=body.language, delivery_preference=body.delivery_preference, expected_version=expected), meta)
+            language=body.language, delivery_preference=body.delivery_preference,
+            po_number_required=body.po_number_required, expected_version=expected), meta)
         return _customer_out(row)
 
     return await idempotent_create(request, key, {"customer_id": customer_id, **body.model_dump(mode="json")},

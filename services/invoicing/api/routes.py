@@ -26,6 +26,7 @@ from services.invoicing.api.schemas import (
     money_out,
 )
 from services.invoicing.application import handlers
+from services.invoicing.domain.documents import payment_reference
 
 router = APIRouter(prefix="/v1")
 
@@ -53,6 +54,8 @@ def _invoice_out(i: dict[str, Any]) -> dict[str, Any]:
     out["due_date"] = i["due_date"].isoformat()
     out["voided_on"] = i["voided_on"].isoformat() if i.get("voided_on") else None
     out["status"] = "void" if i.get("voided_on") else "open" if i["open_balance"] > 0 else "closed"
+    out["taxes"] = i.get("taxes") or []
+    out["payment_reference"] = payment_reference(i["invoice_number"])
     return out
 
 
@@ -101,7 +104,7 @@ async def issue_invoice(body: IssueInvoiceRequest, request: Request, key: str = 
     cmd = handlers.IssueInvoice(
         invoice_id=body.invoice_id or str(uuid.uuid4()), invoice_number=body.invoice_number,
         customer_id=body.customer_id, currency=body.currency, issue_date=body.issue_date, due_date=body.due_date,
-        lines=[(line.description, line.quantity, line.unit_price) for line in body.lines])
+        lines=body.line_tuples(), taxes=body.tax_tuples(), po_number=body.po_number)
 
     async def command(conn):
         invoice = await handlers.issue_invoice(conn, cmd, request_metadata(request))

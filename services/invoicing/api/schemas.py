@@ -57,6 +57,14 @@ class InvoiceLineRequest(_Request):
     description: str = Field(min_length=1, max_length=500)
     quantity: Amount = Field(description="Decimal string, e.g. \"1\" or \"2.5\"")
     unit_price: Amount
+    product_line: str | None = Field(default=None, min_length=1, max_length=64,
+                                     description="The product line (root-cause reports by product line)")
+
+
+class InvoiceTaxRequest(_Request):
+    code: str = Field(min_length=1, max_length=32, description="VAT, GST, QST, ... as the ERP names it")
+    rate: Amount | None = Field(default=None, description="Percent, printed on the document only")
+    amount: Amount = Field(description="The tax amount as the ERP computed it; added to the invoice total")
 
 
 class IssueInvoiceRequest(_Request):
@@ -67,6 +75,15 @@ class IssueInvoiceRequest(_Request):
     issue_date: date
     due_date: date | None = Field(default=None, description="Defaults to issue date + the customer's terms")
     lines: list[InvoiceLineRequest] = Field(min_length=1, max_length=1000)
+    taxes: list[InvoiceTaxRequest] = Field(default_factory=list, max_length=20)
+    po_number: str | None = Field(default=None, min_length=1, max_length=64,
+                                  description="The customer's purchase order number (required by some customers)")
+
+    def line_tuples(self) -> list[tuple]:
+        return [(line.description, line.quantity, line.unit_price, line.product_line) for line in self.lines]
+
+    def tax_tuples(self) -> list[tuple]:
+        return [(tax.code, tax.rate, tax.amount) for tax in self.taxes]
 
     @model_validator(mode="after")
     def _prices_in_currency(self) -> "IssueInvoiceRequest":
@@ -145,6 +162,13 @@ class InvoiceLineOut(BaseModel):
     quantity: str
     unit_price: str
     amount: str
+    product_line: str | None = None
+
+
+class InvoiceTaxOut(BaseModel):
+    code: str
+    rate: str | None = None
+    amount: str
 
 
 class CreditMemoLineOut(BaseModel):
@@ -176,6 +200,10 @@ class InvoiceOut(BaseModel):
     issue_date: date
     due_date: date
     lines: list[InvoiceLineOut]
+    taxes: list[InvoiceTaxOut] = Field(default_factory=list, description="Tax amounts as the ERP gave them")
+    po_number: str | None = None
+    payment_reference: str | None = Field(
+        default=None, description="ISO 11649 RF creditor reference printed on the invoice (from its number)")
     total_amount: MoneyString
     credited_amount: MoneyString
     paid_amount: MoneyString = Field(description="Applications net of reversals")

@@ -14,8 +14,9 @@ from shared.contracts import CreditMemoIssued, InvoiceAdjusted, InvoiceAdjustmen
 from shared.eventstore import ConcurrencyError, utc_midnight
 from shared.problems import Conflict, NotFound
 from services.invoicing.adapters import repository as repo
+from services.invoicing.application.documents import queue_document
 from services.invoicing.application.handlers import rule_problem
-from services.invoicing.domain.model import Invoice, InvoicingRuleViolation
+from services.invoicing.domain.model import Customer, Invoice, InvoicingRuleViolation
 
 
 
@@ -153,4 +154,6 @@ async def credit_return(conn: AsyncConnection, cmd: CreditReturn, meta: dict[str
     payload = memo.to_payload()
     await repo.record_credit_memo(conn, {**payload, "amount": memo.amount, "issue_date": memo.issue_date},
                                   invoice.credited_amount, invoice.version)
+    customer = await aggregate.load(conn, Customer, invoice.customer_id)
+    await queue_document(conn, "credit_memo", memo.credit_memo_id, customer, memo.issue_date)
     return {**payload, "invoice_version": invoice.version}

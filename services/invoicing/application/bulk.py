@@ -26,6 +26,7 @@ from shared.money import MoneyError, exact_amount
 from shared.problems import Problem
 from services.invoicing.adapters import repository as repo
 from services.invoicing.application import handlers
+from services.invoicing.application.documents import queue_documents
 from services.invoicing.domain.model import Customer, Invoice, InvoicingRuleViolation
 
 MAX_ITEMS = 5000
@@ -69,6 +70,7 @@ def _existing_result(existing: dict[str, Any], item: Any, invoice_out) -> dict[s
     currency = existing["currency"].strip()
     try:
         total = sum((exact_amount(line.quantity * line.unit_price, currency) for line in item.lines), Decimal(0))
+        total += sum((tax.amount for tax in item.taxes), Decimal(0))
     except MoneyError:
         total = Decimal(-1)
     if _same(existing, item, total):
@@ -112,8 +114,8 @@ async def _issue_set(conn: AsyncConnection, raw_items: list[Any], meta: dict[str
         try:
             invoice.issue(invoice_number=number, customer=customer, currency=item.currency or customer.currency,
                           issue_date=item.issue_date, due_date=item.due_date,
-                          lines=[(line.description, line.quantity, line.unit_price) for line in item.lines],
-                          at=utc_midnight(item.issue_date))
+                          lines=item.line_tuples(), at=utc_midnight(item.issue_date), taxes=item.tax_tuples(),
+                          po_number=item.po_number)
         except InvoicingRuleViolation as exc:
             results[index] = _error(item, exc.field or "body", str(exc))
             continue
@@ -121,14 +123,18 @@ async def _issue_set(conn: AsyncConnection, raw_items: list[Any], meta: dict[str
         issued[item.invoice_id] = (index, item, invoice)
     if issued:
         invoices = [invoice for _, _, invoice in issued.values()]
-        rows = [(invoice, [line.model_dump(mode="json") for line in invoice.pending[0][0].lines], 1)
+        rows = [(invoice, [line.model_dump(mode="json") for line in invoice.pending[0][0].lines], 1,
+                 [tax.model_dump(mode="json") for tax in invoice.pending[0][0].taxes], invoice.pending[0][0].po_number)
                 for invoice in invoices]
+        deliveries = [("invoice", invoice.id, customers[invoice.customer_id], invoice.issue_date)
+                      for invoice in invoices]
         try:
             await aggregate.save_new(conn, invoices, meta)
         except ConcurrencyError as exc:
             raise _Raced() from exc
         if await repo.insert_invoices(conn, rows) != len(rows):
             raise _Raced()
+        await queue_documents(conn, deliveries)
         stored = await repo.get_invoices(conn, list(issued))
         for invoice_id, (index, _, _) in issued.items():
             results[index] = {"status": "issued", "invoice_id": invoice_id, "invoice": invoice_out(stored[invoice_id])}
@@ -178,7 +184,7 @@ async def _issue_one(conn: AsyncConnection, raw: Any, meta: dict[str, Any], pars
             invoice = await handlers.issue_invoice(conn, handlers.IssueInvoice(
                 invoice_id=item.invoice_id, invoice_number=item.invoice_number, customer_id=item.customer_id,
                 currency=item.currency, issue_date=item.issue_date, due_date=item.due_date,
-                lines=[(line.description, line.quantity, line.unit_price) for line in item.lines]), meta)
+                lines=item.line_tuples(), taxes=item.tax_tuples(), po_number=item.po_number), meta)
     except Problem as exc:
         return {"status": "error", "invoice_id": item.invoice_id,
                 "errors": [{"field": exc.field or "body", "reason": exc.detail}]}

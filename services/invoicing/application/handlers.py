@@ -27,6 +27,7 @@ from shared.contracts import (
 from shared.eventstore import ConcurrencyError, utc_midnight
 from shared.problems import Conflict, NotFound, Unprocessable
 from services.invoicing.adapters import repository as repo
+from services.invoicing.application.documents import queue_document
 from shared.money import ZERO
 from services.invoicing.domain.hierarchy import CreditLevel, available_credit
 from services.invoicing.domain.model import Customer, Invoice, InvoicingConflict, InvoicingRuleViolation
@@ -70,7 +71,9 @@ class IssueInvoice:
     currency: str | None
     issue_date: date
     due_date: date | None
-    lines: list[tuple[str, Decimal, Decimal]]
+    lines: list[tuple]  # (description, quantity, unit_price[, product_line])
+    taxes: list[tuple[str, Decimal | None, Decimal]] = ()
+    po_number: str | None = None
 
 
 async def issue_invoice(conn: AsyncConnection, cmd: IssueInvoice, meta: dict[str, Any]) -> dict[str, Any]:
@@ -90,12 +93,14 @@ async def issue_invoice(conn: AsyncConnection, cmd: IssueInvoice, meta: dict[str
     try:
         invoice.issue(invoice_number=number, customer=customer, currency=cmd.currency or customer.currency,
                       issue_date=cmd.issue_date, due_date=cmd.due_date, lines=cmd.lines,
-                      at=utc_midnight(cmd.issue_date))
+                      at=utc_midnight(cmd.issue_date), taxes=list(cmd.taxes), po_number=cmd.po_number)
     except InvoicingRuleViolation as exc:
         raise rule_problem(exc) from exc
     issued = invoice.pending[0][0]
     await aggregate.save(conn, invoice, meta)
-    await repo.insert_invoice(conn, invoice, [line.model_dump(mode="json") for line in issued.lines], invoice.version)
+    await repo.insert_invoice(conn, invoice, [line.model_dump(mode="json") for line in issued.lines], invoice.version,
+                              taxes=[t.model_dump(mode="json") for t in issued.taxes], po_number=issued.po_number)
+    await queue_document(conn, "invoice", invoice.id, customer, cmd.issue_date)
     return await repo.get_invoice(conn, invoice.id)
 
 
@@ -131,6 +136,8 @@ async def issue_credit_memo(conn: AsyncConnection, cmd: IssueCreditMemo, meta: d
     await aggregate.save(conn, invoice, meta)
     await repo.record_credit_memo(conn, {**memo, "amount": Decimal(memo["amount"]),
                                          "issue_date": cmd.issue_date}, invoice.credited_amount, invoice.version)
+    await queue_document(conn, "credit_memo", memo_id, await aggregate.load(conn, Customer, invoice.customer_id),
+                         cmd.issue_date)
     return {**memo, "invoice_version": invoice.version}
 
 
@@ -220,6 +227,7 @@ async def rebill_deduction(conn: AsyncConnection, resolved: DisputeResolved, met
     issued = rebill.pending[0][0]
     await aggregate.save(conn, rebill, meta)
     await repo.insert_invoice(conn, rebill, [line.model_dump(mode="json") for line in issued.lines], rebill.version)
+    await queue_document(conn, "invoice", rebill.id, customer, resolved.resolved_on)
 
 
 @dataclass(frozen=True)
@@ -233,6 +241,7 @@ class ChangeCustomerProfile:
     billing_address: Any = None
     language: str | None = None
     delivery_preference: str | None = None
+    po_number_required: bool | None = None
     expected_version: int | None = None
 
 
@@ -249,7 +258,8 @@ async def change_customer_profile(conn: AsyncConnection, cmd: ChangeCustomerProf
                                 at=utc_midnight(cmd.effective_on), payment_terms=cmd.payment_terms,
                                 credit_limit=cmd.credit_limit, billing_contacts=cmd.billing_contacts,
                                 billing_address=cmd.billing_address, language=cmd.language,
-                                delivery_preference=cmd.delivery_preference)
+                                delivery_preference=cmd.delivery_preference,
+                                po_number_required=cmd.po_number_required)
     except InvoicingRuleViolation as exc:
         raise rule_problem(exc) from exc
     change = customer.pending[0][0]

@@ -18,6 +18,7 @@ from shared.contracts import (
     InvoiceAdjustmentRequested,
     InvoiceIssued,
     InvoiceLine,
+    InvoiceTax,
     InvoiceVoided,
 )
 from shared.money import ZERO, quantize
@@ -62,6 +63,7 @@ class CustomerProfile:
     billing_address: Any = None
     language: str = "en"
     delivery_preference: str = "email_pdf"
+    po_number_required: bool = False
 
 
 class Customer(Aggregate):
@@ -93,13 +95,16 @@ class Customer(Aggregate):
                 billing_contacts=profile.billing_contacts if c.billing_contacts is None else tuple(c.billing_contacts),
                 billing_address=profile.billing_address if c.billing_address is None else c.billing_address,
                 language=c.language or profile.language,
-                delivery_preference=c.delivery_preference or profile.delivery_preference)
+                delivery_preference=c.delivery_preference or profile.delivery_preference,
+                po_number_required=(profile.po_number_required if c.po_number_required is None
+                                    else c.po_number_required))
         return profile
 
     def change_profile(self, *, effective_on: date, changed_by: str, at: datetime,
                        payment_terms: PaymentTerms | None = None, credit_limit: Decimal | None = None,
                        billing_contacts: list | None = None, billing_address: Any = None,
-                       language: str | None = None, delivery_preference: str | None = None) -> None:
+                       language: str | None = None, delivery_preference: str | None = None,
+                       po_number_required: bool | None = None) -> None:
         if not self.exists:
             raise InvoicingRuleViolation(f"customer {self.id} is not registered", "customer_id")
         if self.registered_on and effective_on < self.registered_on:
@@ -123,14 +128,15 @@ class Customer(Aggregate):
                 raise InvoicingRuleViolation(f"{contact.email!r} is not an email address",
                                              f"billing_contacts.{i}.email")
         if all(v is None for v in (payment_terms, credit_limit, billing_contacts, billing_address, language,
-                                   delivery_preference)):
+                                   delivery_preference, po_number_required)):
             raise InvoicingRuleViolation("name at least one field to change", "body")
         self.trigger(CustomerProfileChanged(
             customer_id=self.id, currency=self.currency, effective_on=effective_on,
             payment_terms=payment_terms.code if payment_terms else None,
             payment_terms_days=payment_terms.days if payment_terms else None, credit_limit=credit_limit,
             billing_contacts=billing_contacts, billing_address=billing_address, language=language,
-            delivery_preference=delivery_preference, changed_by=changed_by), at)
+            delivery_preference=delivery_preference, changed_by=changed_by,
+            po_number_required=po_number_required), at)
 
     def when_CustomerProfileChanged(self, e: CustomerProfileChanged) -> None:
         self.changes.append(e)
@@ -219,8 +225,12 @@ class Invoice(Aggregate):
         self.returned_amount: dict[int, Decimal] = {}
 
     def issue(self, *, invoice_number: str, customer: Customer, currency: str, issue_date: date,
-              due_date: date | None, lines: list[tuple[str, Decimal, Decimal]], at: datetime,
-              rebill_of_deduction: str | None = None, original_invoice_id: str | None = None) -> None:
+              due_date: date | None, lines: list[tuple], at: datetime,
+              rebill_of_deduction: str | None = None, original_invoice_id: str | None = None,
+              taxes: list[tuple[str, Decimal | None, Decimal]] = (), po_number: str | None = None) -> None:
+        """lines: (description, quantity, unit_price[, product_line]); taxes: (code, rate or None,
+        amount) as the ERP computed them, added to the total. A customer whose master requires a
+        purchase order number on the issue date gets no invoice without one."""
         if self.exists:
             raise InvoicingRuleViolation(f"invoice {self.id} already exists", "invoice_id")
         if not customer.exists:
@@ -228,24 +238,38 @@ class Invoice(Aggregate):
         if not lines:
             raise InvoicingRuleViolation("an invoice needs at least one line", "lines")
         # The terms as they stood on the issue date (the customer master changes over time).
-        due = due_date or customer.profile_as_of(issue_date).payment_terms.due_date(issue_date)
+        profile = customer.profile_as_of(issue_date)
+        if profile.po_number_required and not (po_number or "").strip():
+            raise InvoicingRuleViolation(f"customer {customer.id} requires its purchase order number on every"
+                                         " invoice", "po_number")
+        due = due_date or profile.payment_terms.due_date(issue_date)
         if due < issue_date:
             raise InvoicingRuleViolation("due date cannot be before the issue date", "due_date")
         invoice_lines = []
-        for i, (description, quantity, unit_price) in enumerate(lines):
+        for i, (description, quantity, unit_price, *rest) in enumerate(lines):
             if quantity <= 0:
                 raise InvoicingRuleViolation("quantity must be positive", f"lines.{i}.quantity")
             if unit_price < 0:
                 raise InvoicingRuleViolation("unit price cannot be negative", f"lines.{i}.unit_price")
             invoice_lines.append(InvoiceLine(description=description, quantity=quantity, unit_price=unit_price,
-                                             amount=line_amount(quantity, unit_price, currency)))
-        total = sum((line.amount for line in invoice_lines), ZERO)
+                                             amount=line_amount(quantity, unit_price, currency),
+                                             product_line=rest[0] if rest else None))
+        invoice_taxes = []
+        for i, (code, rate, amount) in enumerate(taxes):
+            if amount < 0:
+                raise InvoicingRuleViolation("a tax amount cannot be negative", f"taxes.{i}.amount")
+            if quantize(amount, currency) != amount:
+                raise InvoicingRuleViolation(f"{currency} amounts have at most its minor unit's decimals",
+                                             f"taxes.{i}.amount")
+            invoice_taxes.append(InvoiceTax(code=code, rate=rate, amount=amount))
+        total = sum((line.amount for line in invoice_lines), ZERO) + sum((t.amount for t in invoice_taxes), ZERO)
         if total <= 0:
             raise InvoicingRuleViolation("invoice total must be positive", "lines")
         self.trigger(InvoiceIssued(invoice_id=self.id, invoice_number=invoice_number, customer_id=customer.id,
                                    currency=currency, issue_date=issue_date, due_date=due,
                                    lines=invoice_lines, total_amount=total, rebill_of_deduction=rebill_of_deduction,
-                                   original_invoice_id=original_invoice_id), at)
+                                   original_invoice_id=original_invoice_id, taxes=invoice_taxes,
+                                   po_number=(po_number or "").strip() or None), at)
 
     def creditable_amount(self, paid_amount: Decimal) -> Decimal:
         """What a credit memo or a credit adjustment may still take off: the invoice's open

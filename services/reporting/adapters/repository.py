@@ -413,6 +413,29 @@ async def cash_totals(conn: AsyncConnection, currency: str, as_of: date) -> dict
     return {"received": Decimal(row.received), "applied": Decimal(row.applied)}
 
 
+async def unapplied_cash(conn: AsyncConnection, currency: str, as_of: date, customer_ids: list[str]) -> Decimal:
+    """The customers' cash received by as_of (net of returns and refunds) not applied by then (net
+    of unapplications): a statement's unapplied cash."""
+    row = (await conn.execute(
+        text(
+            "SELECT (SELECT coalesce(sum(amount), 0) FROM payments WHERE currency = :cur AND value_date <= :d"
+            "        AND customer_id = ANY(CAST(:c AS text[])))"
+            "     - (SELECT coalesce(sum(amount), 0) FROM payment_returns WHERE currency = :cur AND returned_on <= :d"
+            "        AND customer_id = ANY(CAST(:c AS text[])))"
+            "     - (SELECT coalesce(sum(amount), 0) FROM refunds WHERE currency = :cur AND refunded_on <= :d"
+            "        AND customer_id = ANY(CAST(:c AS text[])))"
+            "     - (SELECT coalesce(sum(a.amount), 0) FROM applications a JOIN payments p USING (payment_id)"
+            "        WHERE p.currency = :cur AND p.value_date <= :d AND a.value_date <= :d"
+            "        AND p.customer_id = ANY(CAST(:c AS text[])))"
+            "     + (SELECT coalesce(sum(u.amount), 0) FROM unapplications u JOIN payments p USING (payment_id)"
+            "        WHERE p.currency = :cur AND p.value_date <= :d AND u.unapplied_on <= :d"
+            "        AND p.customer_id = ANY(CAST(:c AS text[]))) AS unapplied"
+        ),
+        {"cur": currency, "d": as_of, "c": list(customer_ids)},
+    )).one()
+    return Decimal(row.unapplied)
+
+
 async def open_disputes(conn: AsyncConnection, currency: str, as_of: date) -> dict[str, tuple[int, Decimal]]:
     """Disputes and deductions opened on or before as_of and not resolved by then, per kind."""
     rows = await conn.execute(

@@ -164,3 +164,14 @@ def test_only_an_open_deduction_is_withdrawn_and_never_before_it_opened():
     deduction.apply(resolved)
     assert deduction.withdraw(resolved_on=date(2024, 3, 30), at=at) is False  # already resolved
     assert Dispute("never-opened").withdraw(resolved_on=date(2024, 3, 30), at=at) is False
+
+
+def test_a_dispute_may_name_one_of_the_invoices_lines():
+    dispute = Dispute("d-line")
+    dispute.open(invoice=INVOICE, amount=Decimal("10.00"), reason_code="DAMAGED", opened_on=date(2024, 3, 1),
+                 description=None, already_disputed=Decimal(0), at=AT, line_number=2, line_count=2)
+    assert dispute.pending[0][0].line_number == 2 and dispute.line_number == 2
+    for line, count in ((3, 2), (1, 0), (0, 2)):
+        assert rule_field(lambda: Dispute("d-bad").open(
+            invoice=INVOICE, amount=Decimal("10.00"), reason_code="DAMAGED", opened_on=date(2024, 3, 1),
+            description=None, already_disputed=Decimal(0), at=AT, line_number=line, line_count=count)) == "line_number"
