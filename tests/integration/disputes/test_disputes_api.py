@@ -155,7 +155,8 @@ async def test_dispute_and_resolution_emit_exact_amounts(disputes):
     opened, resolved = events
     assert opened["payload"] == {
         "dispute_id": dispute_id, "invoice_id": "inv-1", "customer_id": "cus-1", "currency": "USD",
-        "amount": "250.50", "reason_code": "PRICING", "opened_on": "2024-03-10", "description": "price list 2024"}
+        "amount": "250.50", "reason_code": "PRICING", "opened_on": "2024-03-10", "description": "price list 2024",
+        "line_number": None}
     assert opened["metadata"]["actor"] == "ar.clerk@acme"
     assert resolved["payload"] == {
         "dispute_id": dispute_id, "invoice_id": "inv-1", "customer_id": "cus-1", "currency": "USD",
