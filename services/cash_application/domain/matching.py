@@ -87,7 +87,7 @@ def normalise_name(name: str) -> str:
     return " ".join(kept or words)
 
 
-_RF_HEAD = re.compile(r"^RF\d{2}", re.IGNORECASE)
+_RF_WORD = re.compile(r"^RF\d{2}", re.IGNORECASE)
 
 
 def creditor_references(text: str) -> tuple[list[str], str]:
@@ -99,7 +99,7 @@ def creditor_references(text: str) -> tuple[list[str], str]:
     i = 0
     while i < len(words):
         end = None
-        if _RF_HEAD.match(words[i]):
+        if _RF_WORD.match(words[i]):
             candidate = ""
             for j in range(i, min(i + 7, len(words))):
                 candidate += words[j].strip(".,;:()[]")
