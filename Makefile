@@ -2,7 +2,7 @@ SHELL := /bin/bash
 PYTEST := .venv/bin/pytest
 PYTHON := .venv/bin/python
 
-.PHONY: run stop test test-faults faults-infra-down test-unit test-integration test-e2e test-deploy test-platform test-k8s lint bench bench-platform bench-mechanisms bench-write profile-write bench-cash bench-reporting bench-workbench setup infra-up infra-down infra-status lock schemas
+.PHONY: run stop test test-faults faults-infra-down test-unit test-integration test-e2e test-deploy test-platform test-k8s lint bench bench-platform bench-mechanisms bench-write profile-write bench-cash bench-reporting bench-projections bench-workbench setup infra-up infra-down infra-status lock schemas
 
 # Everything on a fresh machine: tools, PostgreSQL, Kafka, migrations, and the five services,
 # in open mode (no API keys; local development only: the script says so).
@@ -57,6 +57,7 @@ bench: setup infra-up
 	$(PYTHON) -m bench.cash_application
 	$(PYTHON) -m bench.reporting
 	$(PYTHON) -m bench.workbench
+	$(PYTHON) -m bench.projections
 
 # The whole platform under load (issue 9): five services as processes, the load generator, every
 # aim beside its measured value and its raw ceiling, the read models checked to the cent at the
@@ -90,6 +91,10 @@ bench-reporting: setup infra-up
 # receipts, through the real services (artifacts/bench/workbench.json; docs/benchmarks.md).
 bench-workbench: setup infra-up
 	$(PYTHON) -m bench.workbench
+# Every service's live projection draining a realistic backlog (its real consumers) beside a
+# plain consumer COPYing the same events; PROFILE=1 writes py-spy flame graphs to artifacts/profiles/.
+bench-projections: setup infra-up
+	$(PYTHON) -m bench.projections
 
 # Python venv from requirements.lock, Java 17+, Maven and PostgreSQL binaries (apt-get as root).
 setup:

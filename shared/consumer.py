@@ -46,7 +46,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.logthrottle import Throttle
-from shared.telemetry import span_from_traceparent
+from shared.telemetry import record_consumed, span_from_traceparent
 
 if TYPE_CHECKING:
     from shared.contracts.base import ContractRegistry
@@ -103,6 +103,33 @@ class ReceivedEvent:
 
 
 Handler = Callable[[AsyncConnection, ReceivedEvent], Awaitable[None]]
+BatchHandler = Callable[[AsyncConnection, Sequence[ReceivedEvent]], Awaitable[None]]
+
+
+class Projection:
+    """A consumer handler that can also apply a whole batch at once.
+
+    The runner hands a projection every fresh event of one partition's batch, in offset order,
+    inside the transaction that also writes their inbox rows, stream versions and the
+    partition's offset: apply_batch(conn, events). Without a batch function, apply_batch calls
+    the per-event handler for each event in order, so a projection can move to set-based
+    application one step at a time. A set-based apply_batch must leave the read model exactly
+    as the per-event handler applied in the same order would (tests hold the two together).
+    A plain handler function is still accepted wherever a Projection is."""
+
+    def __init__(self, handle: Handler, apply_batch: BatchHandler | None = None) -> None:
+        self.handle = handle
+        self._apply_batch = apply_batch
+
+    async def __call__(self, conn: AsyncConnection, event: ReceivedEvent) -> None:
+        await self.handle(conn, event)
+
+    async def apply_batch(self, conn: AsyncConnection, events: Sequence[ReceivedEvent]) -> None:
+        if self._apply_batch is not None:
+            await self._apply_batch(conn, events)
+            return
+        for event in events:
+            await self.handle(conn, event)
 
 
 class PoisonMessage(ValueError):
@@ -368,19 +395,23 @@ class ConsumerRunner:
         bootstrap: str,
         name: str,
         topics: Sequence[str],
-        handler: Handler,
+        handler: Handler | Projection,
         *,
         max_attempts: int = 5,
         backoff_seconds: float = 0.2,
         max_backoff_seconds: float = 30.0,
         contracts: "ContractRegistry | None" = None,
         max_lag: int = 10_000,
+        max_batch: int = 2000,
     ) -> None:
         self.engine = engine
         self.bootstrap = bootstrap
         self.name = name
         self.topics = list(topics)
         self.handler = handler
+        # A Projection's apply_batch gets the batch's fresh events in one call; a plain
+        # handler function is called once per event.
+        self._apply_batch: BatchHandler | None = getattr(handler, "apply_batch", None)
         self.max_attempts = max_attempts
         self.backoff_seconds = backoff_seconds
         self.max_backoff_seconds = max_backoff_seconds
@@ -389,6 +420,10 @@ class ConsumerRunner:
         # to the handler (consumers of non-contract topics, tests).
         self.contracts = contracts
         self.max_lag = max_lag
+        # Records fetched per poll (all partitions together); each partition's share is applied
+        # in one transaction. Larger batches amortise the per-transaction round trips (inbox,
+        # stream versions, offset, Kafka commit) over more events.
+        self.max_batch = max_batch
         self.handled = 0
         self.parked = 0
         self.running = False
@@ -472,7 +507,7 @@ class ConsumerRunner:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
-            max_poll_records=500,
+            max_poll_records=self.max_batch,
             metadata_max_age_ms=5000,
             # aiokafka 0.14 has no exponential reconnect backoff: a per-client jittered retry
             # interval keeps a broker outage at about one attempt a second per client, not
@@ -495,7 +530,7 @@ class ConsumerRunner:
             while not self._stopping.is_set():
                 self.last_poll = time.monotonic()
                 await self._resume_due(consumer)
-                batches = await consumer.getmany(timeout_ms=200, max_records=500)
+                batches = await consumer.getmany(timeout_ms=200, max_records=self.max_batch)
                 for tp, records in batches.items():
                     if self._stopping.is_set():
                         return
@@ -754,6 +789,7 @@ class ConsumerRunner:
             }
             first_seen: list[ReceivedEvent] = []
             unknown: list[ReceivedEvent] = []
+            apply: list[tuple[ConsumerRecord, ReceivedEvent]] = []
             for record, event in todo:
                 if event.event_id not in fresh:
                     duplicates += 1
@@ -763,9 +799,24 @@ class ConsumerRunner:
                 if self.contracts is not None and self.contracts.contract(event.event_type) is None:
                     unknown.append(event)
                     continue
-                with self._span(record, event):
-                    await self.handler(conn, event)
-                handled += 1
+                apply.append((record, event))
+            if self._apply_batch is None:
+                for record, event in apply:
+                    with self._span(record, event):
+                        await self.handler(conn, event)
+            elif apply:
+                # One call for the whole batch, in offset order; one span per event (covering
+                # the batch's application) still continues each event's trace.
+                started = time.time_ns()
+                await self._apply_batch(conn, [e for _, e in apply])
+                ended = time.time_ns()
+                for record, event in apply:
+                    record_consumed(f"consume {event.event_type}", event.traceparent,
+                                    {"messaging.system": "kafka", "messaging.destination.name": record.topic,
+                                     "messaging.consumer.group.name": self.name,
+                                     "ledgerline.event_id": event.event_id, "ledgerline.batch_size": len(apply)},
+                                    started, ended)
+            handled = len(apply)
             anomalies = await self._track_streams(conn, first_seen)
             if unknown:
                 await self._record_unknown(conn, unknown)

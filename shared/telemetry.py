@@ -65,3 +65,14 @@ def span_from_traceparent(name: str, traceparent: str | None, attributes: Mappin
     finally:
         if token is not None:
             otel_context.detach(token)
+
+
+def record_consumed(name: str, traceparent: str | None, attributes: Mapping[str, str | int],
+                    start_ns: int, end_ns: int) -> None:
+    """A finished CONSUMER span whose parent is the remote span named by a traceparent header:
+    an event applied as part of a batch (the span covers the batch's application). Cheaper than
+    span_from_traceparent: no context attached, no context manager."""
+    ctx = _propagator.extract({"traceparent": traceparent}) if traceparent else None
+    span = trace.get_tracer("ledgerline").start_span(name, context=ctx, kind=trace.SpanKind.CONSUMER,
+                                                     attributes=attributes, start_time=start_ns)
+    span.end(end_time=end_ns)

@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from typing import Sequence
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.consumer import ConsumerRunner, ReceivedEvent
+from shared.consumer import ConsumerRunner, Projection, ReceivedEvent
 from shared.db import make_engine
 
 TALLY_DDL = (
@@ -29,6 +30,24 @@ def handler_for(consumer: str):
             {"c": consumer, "k": event.subject, "n": int(event.data["n"])},
         )
     return handle
+
+
+def batch_projection_for(consumer: str, calls: list[list[str]] | None = None) -> Projection:
+    """The same tally, applied set-based: one statement per batch (keys grouped). `calls` gets
+    each batch's event ids, in the order apply_batch received them."""
+    async def apply_batch(conn: AsyncConnection, events: Sequence[ReceivedEvent]) -> None:
+        if any(e.data.get("poison") for e in events):
+            raise ValueError("this event can never be handled")
+        if calls is not None:
+            calls.append([e.event_id for e in events])
+        await conn.execute(
+            text("INSERT INTO tally (consumer, key, total, count) SELECT :c, k, sum(n), count(*)"
+                 " FROM unnest(CAST(:k AS text[]), CAST(:n AS bigint[])) AS t(k, n) GROUP BY k"
+                 " ON CONFLICT (consumer, key) DO UPDATE SET total = tally.total + excluded.total,"
+                 " count = tally.count + excluded.count"),
+            {"c": consumer, "k": [e.subject for e in events], "n": [int(e.data["n"]) for e in events]},
+        )
+    return Projection(handler_for(consumer), apply_batch)
 
 
 async def tally(conn: AsyncConnection, consumer: str) -> dict[str, tuple[int, int]]:

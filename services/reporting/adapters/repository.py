@@ -3,10 +3,11 @@ changes nothing even outside the consumer runner's inbox). Reads filter and pre-
 invoice for speed; the rules that turn those rows into metrics live in domain/metrics.py."""
 from __future__ import annotations
 
+import json
 from contextlib import asynccontextmanager
 from datetime import date
 from decimal import Decimal
-from typing import Any, AsyncIterator, Iterable
+from typing import Any, AsyncIterator, Iterable, Sequence
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -50,46 +51,98 @@ _DELTA_UPSERT = (
 )
 _INVOICE_DELTAS = ("SELECT currency, issue_date AS eff_date, due_date, issue_date, amount AS invoiced, 0 AS moved, "
                    + ", ".join(f"0 AS {c}" for c in DELTA_KINDS.values()) + " FROM invoices")
-# Every movement on a known invoice, at greatest(movement date, issue date), moved and by kind.
-_MOVEMENT_DELTAS = (
-    "SELECT i.currency, greatest(m.on_date, i.issue_date) AS eff_date, i.due_date, i.issue_date,"
-    " 0 AS invoiced, m.amount AS moved, "
-    + ", ".join(f"CASE WHEN m.kind = '{k}' THEN m.amount ELSE 0 END AS {c}" for k, c in DELTA_KINDS.items())
-    + " FROM invoice_movements m JOIN invoices i USING (invoice_id)"
+
+
+def _movement_deltas(source: str) -> str:
+    """Every movement of `source` (rows invoice_id, kind, amount signed, on_date) on a known
+    invoice, at greatest(movement date, issue date), moved and by kind."""
+    return (
+        "SELECT i.currency, greatest(m.on_date, i.issue_date) AS eff_date, i.due_date, i.issue_date,"
+        " 0 AS invoiced, m.amount AS moved, "
+        + ", ".join(f"CASE WHEN m.kind = '{k}' THEN m.amount ELSE 0 END AS {c}" for k, c in DELTA_KINDS.items())
+        + f" FROM {source} m JOIN invoices i USING (invoice_id)"
+    )
+
+
+_MOVEMENT_DELTAS = _movement_deltas("invoice_movements")
+# A batch's new movements, as arrays; those on invoices new in the same batch are left out
+# (the invoice's own delta adds every movement recorded on it, these included).
+_BATCH_MOVEMENTS = (
+    "(SELECT * FROM unnest(CAST(:mi AS text[]), CAST(:mk AS text[]), CAST(:ma AS numeric[]), CAST(:md AS date[]))"
+    " AS t(invoice_id, kind, amount, on_date) WHERE NOT (t.invoice_id = ANY(CAST(:inv AS text[]))))"
 )
-
-
-async def _lock_invoice(conn: AsyncConnection, invoice_id: str) -> None:
-    # An invoice and a movement on it committing at once (two partitions, two workers) would
-    # each miss the other; both take this lock first, so the second sees the first.
-    await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('ar_deltas:' || :i))"), {"i": invoice_id})
-
-
-async def update_deltas(conn: AsyncConnection, table: str, row: dict[str, Any]) -> None:
-    """Keep ar_deltas in step with a new fact: an invoice adds its amount and every movement
-    already recorded on it; a movement adds itself when its invoice is known."""
-    if table == "invoices":
-        rows = (f"{_INVOICE_DELTAS} WHERE invoice_id = :i UNION ALL {_MOVEMENT_DELTAS} WHERE i.invoice_id = :i")
-    elif table in MOVEMENT_TABLES:
-        _, sign, kind = MOVEMENT_TABLES[table]
-        amount = f"{sign} * CAST(:amount AS numeric)"
-        rows = ("SELECT currency, greatest(CAST(:on AS date), issue_date) AS eff_date, due_date, issue_date,"
-                f" 0 AS invoiced, {amount} AS moved, "
-                + ", ".join(f"{amount if k == kind else 0} AS {c}" for k, c in DELTA_KINDS.items())
-                + " FROM invoices WHERE invoice_id = :i")
-    else:
-        return
-    await _lock_invoice(conn, row["invoice_id"])
-    params = {"i": row["invoice_id"]}
-    if table != "invoices":
-        params.update(on=row[MOVEMENT_TABLES[table][0]], amount=row["amount"])
-    await conn.execute(text(_DELTA_UPSERT.format(rows=rows)), params)
 
 
 async def rebuild_deltas(conn: AsyncConnection) -> None:
     """ar_deltas recomputed from the facts, set-based (after a batch load)."""
     await conn.execute(text("TRUNCATE ar_deltas"))
     await conn.execute(text(_DELTA_UPSERT.format(rows=f"{_INVOICE_DELTAS} UNION ALL {_MOVEMENT_DELTAS}")))
+
+
+async def _lock_invoices(conn: AsyncConnection, invoice_ids: Iterable[str]) -> None:
+    """An invoice and a movement on it committing at once (two partitions, two workers) would
+    each miss the other; both lock the invoice after inserting their facts and before reading
+    for ar_deltas, so the second sees the first. One statement for the batch's invoices, in one
+    global order (the lock keys sorted), so two batches never deadlock each other."""
+    await conn.execute(text(
+        "SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT hashtext('ar_deltas:' || i) AS h"
+        " FROM unnest(CAST(:ids AS text[])) AS i ORDER BY h) AS keys"), {"ids": sorted(set(invoice_ids))})
+
+
+def _json_default(value: Any) -> str:
+    if isinstance(value, (Decimal, date)):
+        return str(value)  # exact decimal text, ISO date (datetime: ISO with offset)
+    raise TypeError(f"{type(value).__name__} is not a fact value")
+
+
+async def insert_facts(conn: AsyncConnection, facts: Sequence[tuple[str, dict[str, Any]]]) -> int:
+    """insert_fact for a batch of facts, set-based, with the same result as inserting them one
+    by one in this order: one INSERT ... SELECT FROM jsonb_populate_recordset ... ON CONFLICT DO
+    NOTHING per table and column set (the first fact with a key wins, within the batch as across
+    batches), then ar_deltas in one statement for what was new: each new invoice adds its amount
+    and every movement recorded on it (those of this batch included), each new movement on an
+    invoice known before this batch adds itself. The invoices' locks are taken after the inserts
+    and before ar_deltas is read, as insert_fact does. Returns the number of new facts."""
+    groups: dict[tuple[str, tuple[str, ...]], list[dict[str, Any]]] = {}
+    for table, row in facts:
+        if table not in FACT_TABLES:
+            raise ValueError(f"{table} is not a reporting fact table")
+        groups.setdefault((table, tuple(row)), []).append(row)
+    new_invoices: list[str] = []
+    moves: dict[str, list[Any]] = {"mi": [], "mk": [], "ma": [], "md": []}
+    inserted = 0
+    for (table, columns), rows in groups.items():
+        names = ", ".join(columns)
+        returning = "1"
+        if table == "invoices":
+            returning = "invoice_id"
+        elif table in MOVEMENT_TABLES:
+            returning = f"invoice_id, amount, {MOVEMENT_TABLES[table][0]}"
+        result = await conn.execute(
+            text(f"INSERT INTO {table} ({names}) SELECT {names} FROM"
+                 f" jsonb_populate_recordset(CAST(NULL AS {table}), CAST(:rows AS jsonb))"
+                 f" ON CONFLICT DO NOTHING RETURNING {returning}"),
+            {"rows": json.dumps(rows, default=_json_default)},
+        )
+        new = result.all()
+        inserted += len(new)
+        if table == "invoices":
+            new_invoices.extend(r[0] for r in new)
+        elif table in MOVEMENT_TABLES:
+            _, sign, kind = MOVEMENT_TABLES[table]
+            for invoice_id, amount, on_date in new:
+                moves["mi"].append(invoice_id)
+                moves["mk"].append(kind)
+                moves["ma"].append(sign * amount)
+                moves["md"].append(on_date)
+    if not new_invoices and not moves["mi"]:
+        return inserted
+    await _lock_invoices(conn, [*new_invoices, *moves["mi"]])
+    rows = (f"{_INVOICE_DELTAS} WHERE invoice_id = ANY(CAST(:inv AS text[]))"
+            f" UNION ALL {_MOVEMENT_DELTAS} WHERE i.invoice_id = ANY(CAST(:inv AS text[]))"
+            f" UNION ALL {_movement_deltas(_BATCH_MOVEMENTS)}")
+    await conn.execute(text(_DELTA_UPSERT.format(rows=rows)), {"inv": new_invoices, **moves})
+    return inserted
 
 
 @asynccontextmanager
@@ -106,17 +159,7 @@ async def insert_fact(conn: AsyncConnection, table: str, row: dict[str, Any]) ->
     """Insert a fact unless one with the same key (natural key or event_id) is there already.
     Returns whether it was new. The first version of a fact wins: events are immutable, so a
     second one with the same key is a redelivery."""
-    if table not in FACT_TABLES:
-        raise ValueError(f"{table} is not a reporting fact table")
-    columns = ", ".join(row)
-    values = ", ".join(f":{name}" for name in row)
-    result = await conn.execute(
-        text(f"INSERT INTO {table} ({columns}) VALUES ({values}) ON CONFLICT DO NOTHING RETURNING 1"), row
-    )
-    new = result.first() is not None
-    if new:
-        await update_deltas(conn, table, row)
-    return new
+    return await insert_facts(conn, [(table, row)]) == 1
 
 
 async def clear_read_model(conn: AsyncConnection, consumer: str) -> dict[str, int]:

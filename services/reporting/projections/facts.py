@@ -7,11 +7,11 @@ too (natural keys and event ids), so a handler called again with the same event 
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.consumer import ReceivedEvent
+from shared.consumer import Projection, ReceivedEvent
 from shared.contracts import (
     AccountEscalated,
     CallTaskCreated,
@@ -48,7 +48,7 @@ from shared.contracts import (
     registry,
     topic_for,
 )
-from services.reporting.adapters.repository import insert_fact
+from services.reporting.adapters.repository import insert_facts
 
 CONSUMER_NAME = "reporting"
 TOPICS = tuple(topic_for(context) for context in ("invoicing", "cash_application", "collections", "disputes"))
@@ -292,8 +292,17 @@ def facts_of(event: ReceivedEvent) -> list[Fact]:
     return [(table, row if table in PART_TABLES else {**row, "event_id": event.event_id}) for table, row in rows]
 
 
-async def project(conn: AsyncConnection, event: ReceivedEvent) -> None:
-    """Consumer handler: store the facts the event carries, if reporting keeps any."""
-    for table, row in facts_of(event):
-        await insert_fact(conn, table, row)
+async def project_one(conn: AsyncConnection, event: ReceivedEvent) -> None:
+    """Store the facts one event carries, if reporting keeps any."""
+    await insert_facts(conn, facts_of(event))
+
+
+async def apply_batch(conn: AsyncConnection, events: Sequence[ReceivedEvent]) -> None:
+    """Store the facts a batch of events carries, set-based (one statement per fact table and
+    one for ar_deltas), exactly as project_one would event by event in this order."""
+    await insert_facts(conn, [fact for event in events for fact in facts_of(event)])
+
+
+# The consumer's handler: a partition's batch at once (shared.consumer.Projection).
+project = Projection(project_one, apply_batch)
 

@@ -15,7 +15,7 @@ from sqlalchemy import text
 from shared.consumer import ConsumerRunner
 from tests.support.infra import KAFKA
 from tests.support.kafka import ce_headers, create_topic, produce
-from tests.support.tally import TALLY_DDL, handler_for, tally
+from tests.support.tally import TALLY_DDL, batch_projection_for, handler_for, tally
 
 
 @pytest.fixture
@@ -57,6 +57,66 @@ async def test_redelivered_event_changes_nothing(tally_db):
         await task
     async with engine.connect() as conn:
         assert await tally(conn, group) == {"k1": (12, 2)}
+
+
+async def test_a_batch_projection_applies_each_event_once_in_order(tally_db):
+    """A Projection's apply_batch gets a partition's fresh events in offset order, in one call:
+    a duplicate inside the batch is dropped by the inbox, a poison event makes the batch fall
+    back to one by one (parked, the rest applied once), and the whole batch delivered again
+    (stored offsets lost) changes nothing."""
+    engine, _ = tally_db
+    topic = await create_topic("batched", partitions=1)
+    twice = str(uuid.uuid4())
+    ids = [str(uuid.uuid4()) for _ in range(6)]
+    await produce(topic, [("a", {"n": 1}, ce_headers("Tested", ids[0], subject="a")),
+                          ("b", {"n": 10}, ce_headers("Tested", twice, subject="b")),
+                          ("b", {"n": 10}, ce_headers("Tested", twice, subject="b")),  # duplicate in the batch
+                          ("a", {"n": 2}, ce_headers("Tested", ids[1], subject="a")),
+                          ("b", {"n": 20}, ce_headers("Tested", ids[2], subject="b"))])
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    calls: list[list[str]] = []
+    runner = ConsumerRunner(engine, KAFKA, group, [topic], batch_projection_for(group, calls))
+    task = asyncio.create_task(runner.run())
+    try:
+        await _wait_for(lambda: _offsets_total(engine, group, 5))
+    finally:
+        runner.stop()
+        await task
+    assert [e for call in calls for e in call] == [ids[0], twice, ids[1], ids[2]]
+    async with engine.connect() as conn:
+        assert await tally(conn, group) == {"a": (3, 2), "b": (30, 2)}
+
+    # A poison event in the next batch: the batch falls back to one by one.
+    await produce(topic, [("a", {"n": 4}, ce_headers("Tested", ids[3], subject="a")),
+                          ("b", {"n": 1, "poison": True}, ce_headers("Tested", ids[4], subject="b")),
+                          ("b", {"n": 40}, ce_headers("Tested", ids[5], subject="b"))])
+    calls.clear()
+    runner = ConsumerRunner(engine, KAFKA, group, [topic], batch_projection_for(group, calls), max_attempts=2,
+                            backoff_seconds=0.01)
+    task = asyncio.create_task(runner.run())
+    try:
+        await _wait_for(lambda: _offsets_total(engine, group, 8))
+    finally:
+        runner.stop()
+        await task
+    assert runner.parked == 1
+    async with engine.connect() as conn:
+        assert await tally(conn, group) == {"a": (7, 3), "b": (70, 3)}
+
+    # Every batch delivered again from offset 0: the inbox makes it a no-op.
+    async with engine.begin() as conn:
+        await conn.execute(text("DELETE FROM consumer_offsets WHERE consumer = :c"), {"c": group})
+    calls.clear()
+    runner = ConsumerRunner(engine, KAFKA, group, [topic], batch_projection_for(group, calls))
+    task = asyncio.create_task(runner.run())
+    try:
+        await _wait_for(lambda: _offsets_total(engine, group, 8))
+    finally:
+        runner.stop()
+        await task
+    assert calls == [] and runner.handled == 8  # 8 deliveries dealt with, none applied
+    async with engine.connect() as conn:
+        assert await tally(conn, group) == {"a": (7, 3), "b": (70, 3)}
 
 
 async def _offsets_total(engine, group: str, expected: int) -> bool:
