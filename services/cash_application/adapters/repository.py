@@ -70,42 +70,75 @@ async def list_open_items(conn: AsyncConnection, *, customer_id: str | None, sta
     return [dict(r) for r in rows.mappings()]
 
 
+_UPSERT_INVOICE = text(
+    "INSERT INTO open_items (invoice_id, invoice_number, customer_id, currency, total_amount, issue_date,"
+    " due_date, issued_seen_at) VALUES (:i, :n, :c, :cur, :t, :issue, :due, now())"
+    " ON CONFLICT (invoice_id) DO UPDATE SET invoice_number = excluded.invoice_number,"
+    " customer_id = excluded.customer_id, currency = excluded.currency,"
+    " total_amount = excluded.total_amount, issue_date = excluded.issue_date,"
+    " due_date = excluded.due_date,"
+    " issued_seen_at = coalesce(open_items.issued_seen_at, excluded.issued_seen_at)")
+# The credit as a fact keyed by credit_memo_id, added to the open item only when the fact is new
+# (one statement, so a batch of them goes in one executemany). `credited_amount + excluded` runs
+# on the latest row version under its lock, so it composes with a payment that holds the row
+# FOR UPDATE.
+_RECORD_CREDIT = text(
+    "WITH fact AS (INSERT INTO open_item_credits (credit_memo_id, invoice_id, customer_id, currency, amount,"
+    " issue_date, reason) VALUES (:m, :i, :c, :cur, :a, :d, :r) ON CONFLICT (credit_memo_id) DO NOTHING"
+    " RETURNING invoice_id, customer_id, currency, amount),"
+    " item AS (INSERT INTO open_items (invoice_id, customer_id, currency, credited_amount)"
+    " SELECT invoice_id, customer_id, currency, amount FROM fact ON CONFLICT (invoice_id) DO UPDATE"
+    " SET credited_amount = open_items.credited_amount + excluded.credited_amount RETURNING 1)"
+    " SELECT count(*) FROM fact")
+_UPSERT_CUSTOMER = text(
+    "INSERT INTO customers (customer_id, name, currency) VALUES (:c, :n, :cur)"
+    " ON CONFLICT (customer_id) DO UPDATE SET name = excluded.name, currency = excluded.currency")
+
+
+def invoice_row(*, invoice_id: str, invoice_number: str, customer_id: str, currency: str, total_amount: Decimal,
+                issue_date: date, due_date: date) -> dict[str, Any]:
+    return {"i": invoice_id, "n": invoice_number, "c": customer_id, "cur": currency, "t": total_amount,
+            "issue": issue_date, "due": due_date}
+
+
+def credit_row(*, credit_memo_id: str, invoice_id: str, customer_id: str, currency: str, amount: Decimal,
+               issue_date: date, reason: str) -> dict[str, Any]:
+    return {"m": credit_memo_id, "i": invoice_id, "c": customer_id, "cur": currency, "a": amount, "d": issue_date,
+            "r": reason}
+
+
+def customer_row(*, customer_id: str, name: str, currency: str) -> dict[str, Any]:
+    return {"c": customer_id, "n": name, "cur": currency}
+
+
 async def record_invoice_issued(conn: AsyncConnection, *, invoice_id: str, invoice_number: str, customer_id: str,
                                 currency: str, total_amount: Decimal, issue_date: date, due_date: date) -> None:
     """Upsert: the row may already hold credits (or applications) that arrived first."""
-    await conn.execute(
-        text("INSERT INTO open_items (invoice_id, invoice_number, customer_id, currency, total_amount, issue_date,"
-             " due_date, issued_seen_at) VALUES (:i, :n, :c, :cur, :t, :issue, :due, now())"
-             " ON CONFLICT (invoice_id) DO UPDATE SET invoice_number = excluded.invoice_number,"
-             " customer_id = excluded.customer_id, currency = excluded.currency,"
-             " total_amount = excluded.total_amount, issue_date = excluded.issue_date,"
-             " due_date = excluded.due_date,"
-             " issued_seen_at = coalesce(open_items.issued_seen_at, excluded.issued_seen_at)"),
-        {"i": invoice_id, "n": invoice_number, "c": customer_id, "cur": currency, "t": total_amount,
-         "issue": issue_date, "due": due_date},
-    )
+    await conn.execute(_UPSERT_INVOICE, invoice_row(
+        invoice_id=invoice_id, invoice_number=invoice_number, customer_id=customer_id, currency=currency,
+        total_amount=total_amount, issue_date=issue_date, due_date=due_date))
 
 
 async def record_credit_memo(conn: AsyncConnection, *, credit_memo_id: str, invoice_id: str, customer_id: str,
                              currency: str, amount: Decimal, issue_date: date, reason: str) -> bool:
     """Store the credit as a fact keyed by credit_memo_id; add it to the open item once.
     Returns False when this credit memo was already recorded."""
-    inserted = (await conn.execute(
-        text("INSERT INTO open_item_credits (credit_memo_id, invoice_id, customer_id, currency, amount, issue_date,"
-             " reason) VALUES (:m, :i, :c, :cur, :a, :d, :r) ON CONFLICT (credit_memo_id) DO NOTHING RETURNING 1"),
-        {"m": credit_memo_id, "i": invoice_id, "c": customer_id, "cur": currency, "a": amount, "d": issue_date,
-         "r": reason},
-    )).first()
-    if inserted is None:
-        return False
-    # `credited_amount + excluded` runs on the latest row version under its lock, so it composes
-    # with a payment that holds the row FOR UPDATE.
-    await conn.execute(
-        text("INSERT INTO open_items (invoice_id, customer_id, currency, credited_amount) VALUES (:i, :c, :cur, :a)"
-             " ON CONFLICT (invoice_id) DO UPDATE SET credited_amount = open_items.credited_amount + excluded.credited_amount"),
-        {"i": invoice_id, "c": customer_id, "cur": currency, "a": amount},
-    )
-    return True
+    return bool((await conn.execute(_RECORD_CREDIT, credit_row(
+        credit_memo_id=credit_memo_id, invoice_id=invoice_id, customer_id=customer_id, currency=currency,
+        amount=amount, issue_date=issue_date, reason=reason))).scalar_one())
+
+
+async def record_invoicing_facts(conn: AsyncConnection, *, invoices: Sequence[dict[str, Any]],
+                                 credits: Sequence[dict[str, Any]], customers: Sequence[dict[str, Any]]) -> None:
+    """invoice_row()s, credit_row()s and customer_row()s, one executemany each (one round trip,
+    rows in order). Invoices and credits touch different columns of an open item, so the two
+    commute; each keeps its own order."""
+    if invoices:
+        await conn.execute(_UPSERT_INVOICE, list(invoices))
+    if credits:
+        await conn.execute(_RECORD_CREDIT, list(credits))
+    if customers:
+        await conn.execute(_UPSERT_CUSTOMER, list(customers))
 
 
 async def record_invoice_adjustment(conn: AsyncConnection, *, adjustment_id: str, invoice_id: str, customer_id: str,
@@ -166,10 +199,7 @@ async def customer_names(conn: AsyncConnection) -> dict[str, str]:
 
 
 async def record_customer(conn: AsyncConnection, *, customer_id: str, name: str, currency: str) -> None:
-    await conn.execute(
-        text("INSERT INTO customers (customer_id, name, currency) VALUES (:c, :n, :cur)"
-             " ON CONFLICT (customer_id) DO UPDATE SET name = excluded.name, currency = excluded.currency"),
-        {"c": customer_id, "n": name, "cur": currency})
+    await conn.execute(_UPSERT_CUSTOMER, customer_row(customer_id=customer_id, name=name, currency=currency))
 
 
 async def record_customer_parent(conn: AsyncConnection, *, customer_id: str, parent_customer_id: str | None) -> None:

@@ -6,9 +6,11 @@ row holding only the credit, which InvoiceIssued completes. Redeliveries are sto
 consumer runner's inbox, and the keyed upserts make them harmless anyway."""
 from __future__ import annotations
 
+from typing import Any, Sequence
+
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.consumer import ReceivedEvent
+from shared.consumer import Projection, ReceivedEvent
 from shared.contracts import (
     CreditMemoIssued,
     CustomerParentChanged,
@@ -23,12 +25,7 @@ from shared.contracts import (
 from services.cash_application.adapters import repository as repo
 
 
-async def on_invoicing_event(conn: AsyncConnection, event: ReceivedEvent) -> None:
-    """The cash_application consumer's handler (topic ledgerline.invoicing.events)."""
-    try:
-        contract = registry.parse(event.event_type, event.schema_version, event.data)
-    except UnknownEvent:
-        return  # an event type this version does not know: nothing to do with it
+async def _on_invoicing_contract(conn: AsyncConnection, contract: Any) -> None:
     if isinstance(contract, InvoiceIssued):
         await repo.record_invoice_issued(
             conn, invoice_id=contract.invoice_id, invoice_number=contract.invoice_number,
@@ -57,6 +54,57 @@ async def on_invoicing_event(conn: AsyncConnection, event: ReceivedEvent) -> Non
             conn, adjustment_id=f"void:{contract.invoice_id}", invoice_id=contract.invoice_id,
             customer_id=contract.customer_id, currency=contract.currency, kind="void", lowers_by=contract.amount,
             adjusted_on=contract.voided_on, reason=contract.reason)
+
+
+async def _on_invoicing_event(conn: AsyncConnection, event: ReceivedEvent) -> None:
+    """The cash_application consumer's handler (topic ledgerline.invoicing.events)."""
+    try:
+        contract = registry.parse(event.event_type, event.schema_version, event.data)
+    except UnknownEvent:
+        return  # an event type this version does not know: nothing to do with it
+    await _on_invoicing_contract(conn, contract)
+
+
+async def _apply_invoicing_batch(conn: AsyncConnection, events: Sequence[ReceivedEvent]) -> None:
+    """The same for a batch in offset order: invoices, credit memos and customers with one
+    executemany each per run of them; an adjustment or a void first writes what is pending."""
+    invoices: list[dict[str, Any]] = []
+    credits: list[dict[str, Any]] = []
+    customers: list[dict[str, Any]] = []
+
+    async def flush() -> None:
+        await repo.record_invoicing_facts(conn, invoices=invoices, credits=credits, customers=customers)
+        invoices.clear()
+        credits.clear()
+        customers.clear()
+
+    for event in events:
+        try:
+            contract = registry.parse(event.event_type, event.schema_version, event.data)
+        except UnknownEvent:
+            continue
+        if isinstance(contract, InvoiceIssued):
+            invoices.append(repo.invoice_row(
+                invoice_id=contract.invoice_id, invoice_number=contract.invoice_number,
+                customer_id=contract.customer_id, currency=contract.currency, total_amount=contract.total_amount,
+                issue_date=contract.issue_date, due_date=contract.due_date))
+        elif isinstance(contract, CreditMemoIssued):
+            credits.append(repo.credit_row(
+                credit_memo_id=contract.credit_memo_id, invoice_id=contract.invoice_id,
+                customer_id=contract.customer_id, currency=contract.currency, amount=contract.amount,
+                issue_date=contract.issue_date, reason=contract.reason))
+        elif isinstance(contract, CustomerRegistered):
+            customers.append(repo.customer_row(customer_id=contract.customer_id, name=contract.name,
+                                               currency=contract.currency))
+        else:
+            await flush()
+            await _on_invoicing_contract(conn, contract)
+    await flush()
+
+
+# The cash_application consumer's handler (topic ledgerline.invoicing.events): event by event,
+# or a batch at once (shared.consumer.Projection).
+on_invoicing_event = Projection(_on_invoicing_event, _apply_invoicing_batch)
 
 
 async def on_collections_event(conn: AsyncConnection, event: ReceivedEvent) -> None:

@@ -96,6 +96,17 @@ async def record_collection(conn: AsyncConnection, *, application_id: str, invoi
     await refresh_recovered(conn, invoice_id)
 
 
+async def record_collections(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """record_collection for many (rows: a application id, i invoice, amt signed amount, d value
+    date): one executemany, then each re-bill's recovered amount once per invoice touched."""
+    await conn.execute(text("INSERT INTO rebill_collections (application_id, invoice_id, amount, value_date)"
+                            " VALUES (:a, :i, :amt, :d) ON CONFLICT (application_id) DO NOTHING"), rows)
+    await conn.execute(text(
+        "UPDATE disputes d SET recovered_amount = (SELECT coalesce(sum(c.amount), 0) FROM rebill_collections c"
+        " WHERE c.invoice_id = d.rebill_invoice_id) WHERE d.rebill_invoice_id = ANY(CAST(:ids AS text[]))"),
+        {"ids": sorted({r["i"] for r in rows})})
+
+
 async def refresh_recovered(conn: AsyncConnection, invoice_id: str) -> None:
     await conn.execute(text(
         "UPDATE disputes SET recovered_amount = (SELECT coalesce(sum(amount), 0) FROM rebill_collections"

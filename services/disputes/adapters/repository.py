@@ -10,18 +10,34 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 
+_INSERT_REFERENCE = text(
+    "INSERT INTO invoice_references (invoice_id, customer_id, currency, total_amount, issue_date, due_date,"
+    " invoice_number, rebill_of_deduction, product_lines) VALUES (:i, :c, :cur, :t, :issue, :due, :n, :rb,"
+    " CAST(:pl AS jsonb)) ON CONFLICT (invoice_id) DO NOTHING")
+
+
+def invoice_reference_row(*, invoice_id: str, customer_id: str, currency: str, total_amount: Decimal,
+                          issue_date: date, due_date: date, invoice_number: str | None = None,
+                          rebill_of_deduction: str | None = None,
+                          product_lines: list[str | None] | None = None) -> dict[str, Any]:
+    return {"i": invoice_id, "c": customer_id, "cur": currency, "t": total_amount, "issue": issue_date,
+            "due": due_date, "n": invoice_number, "rb": rebill_of_deduction, "pl": json.dumps(product_lines or [])}
+
+
 async def record_invoice_reference(conn: AsyncConnection, *, invoice_id: str, customer_id: str, currency: str,
                                    total_amount: Decimal, issue_date: date, due_date: date,
                                    invoice_number: str | None = None, rebill_of_deduction: str | None = None,
                                    product_lines: list[str | None] | None = None) -> None:
     """product_lines: each line's product line in line order (None where the ERP gave none)."""
-    await conn.execute(
-        text("INSERT INTO invoice_references (invoice_id, customer_id, currency, total_amount, issue_date, due_date,"
-             " invoice_number, rebill_of_deduction, product_lines) VALUES (:i, :c, :cur, :t, :issue, :due, :n, :rb,"
-             " CAST(:pl AS jsonb)) ON CONFLICT (invoice_id) DO NOTHING"),
-        {"i": invoice_id, "c": customer_id, "cur": currency, "t": total_amount, "issue": issue_date, "due": due_date,
-         "n": invoice_number, "rb": rebill_of_deduction, "pl": json.dumps(product_lines or [])},
-    )
+    await conn.execute(_INSERT_REFERENCE, invoice_reference_row(
+        invoice_id=invoice_id, customer_id=customer_id, currency=currency, total_amount=total_amount,
+        issue_date=issue_date, due_date=due_date, invoice_number=invoice_number,
+        rebill_of_deduction=rebill_of_deduction, product_lines=product_lines))
+
+
+async def record_invoice_references(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """Many invoice_reference_row()s in one round trip (executemany, in order: the first wins)."""
+    await conn.execute(_INSERT_REFERENCE, rows)
 
 
 async def get_invoice_reference(conn: AsyncConnection, invoice_id: str, *, lock: bool = False) -> dict[str, Any] | None:

@@ -8,12 +8,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import Any, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared import aggregate
-from shared.consumer import ReceivedEvent
+from shared.consumer import Projection, ReceivedEvent
 from shared.contracts import (
     ChargebackReceived,
     InvoiceIssued,
@@ -191,13 +191,7 @@ def _row(dispute: Dispute, *, description: str | None = None, payment_id: str | 
             "due_on": dispute.due_on, "line_number": dispute.line_number}
 
 
-async def on_external_event(conn: AsyncConnection, event: ReceivedEvent) -> None:
-    """Disputes' consumer: invoices (the reference model API disputes are checked against), short
-    pays (each opens a deduction) and returned payments (their open deductions are withdrawn)."""
-    try:
-        contract = registry.parse(event.event_type, event.schema_version, event.data)
-    except UnknownEvent:
-        return
+async def _on_contract(conn: AsyncConnection, event: ReceivedEvent, contract: Any) -> None:
     if isinstance(contract, InvoiceIssued):
         await on_invoice_issued(conn, contract)
     elif isinstance(contract, ShortPayDetected):
@@ -214,6 +208,59 @@ async def on_external_event(conn: AsyncConnection, event: ReceivedEvent) -> None
         await deductions.record_collection(conn, application_id=f"{contract.application_id}:reversed",
                                            invoice_id=contract.invoice_id, amount=-contract.amount,
                                            value_date=contract.unapplied_on)
+
+
+async def _on_external_event(conn: AsyncConnection, event: ReceivedEvent) -> None:
+    """Disputes' consumer: invoices (the reference model API disputes are checked against), short
+    pays (each opens a deduction) and returned payments (their open deductions are withdrawn)."""
+    try:
+        contract = registry.parse(event.event_type, event.schema_version, event.data)
+    except UnknownEvent:
+        return
+    await _on_contract(conn, event, contract)
+
+
+async def _apply_external_batch(conn: AsyncConnection, events: Sequence[ReceivedEvent]) -> None:
+    """The same, for a batch in offset order: invoice references and cash collected are written
+    with one statement each per run of them; anything else (a re-bill, a short pay, a returned
+    payment: process-manager work) first writes what is pending, then runs on its own, so it
+    sees everything before it."""
+    references: list[dict[str, Any]] = []
+    collected: list[dict[str, Any]] = []
+
+    async def flush() -> None:
+        if references:
+            await repo.record_invoice_references(conn, references)
+            references.clear()
+        if collected:
+            await deductions.record_collections(conn, collected)
+            collected.clear()
+
+    for event in events:
+        try:
+            contract = registry.parse(event.event_type, event.schema_version, event.data)
+        except UnknownEvent:
+            continue
+        if isinstance(contract, InvoiceIssued) and not contract.rebill_of_deduction:
+            references.append(repo.invoice_reference_row(
+                invoice_id=contract.invoice_id, customer_id=contract.customer_id, currency=contract.currency,
+                total_amount=contract.total_amount, issue_date=contract.issue_date, due_date=contract.due_date,
+                invoice_number=contract.invoice_number,
+                product_lines=[line.product_line for line in contract.lines]))
+        elif isinstance(contract, PaymentApplied):
+            collected.append({"a": contract.application_id, "i": contract.invoice_id, "amt": contract.amount,
+                              "d": contract.value_date})
+        elif isinstance(contract, PaymentUnapplied):
+            collected.append({"a": f"{contract.application_id}:reversed", "i": contract.invoice_id,
+                              "amt": -contract.amount, "d": contract.unapplied_on})
+        else:
+            await flush()
+            await _on_contract(conn, event, contract)
+    await flush()
+
+
+# The consumer's handler (shared.consumer.Projection): event by event, or a batch at once.
+on_external_event = Projection(_on_external_event, _apply_external_batch)
 
 
 async def withdraw_deductions(conn: AsyncConnection, returned: PaymentReturned, meta: dict[str, Any]) -> int:

@@ -236,14 +236,22 @@ async def record_void(conn: AsyncConnection, e: Any, version: int) -> None:
         {"a": e.amount, "on": e.voided_on, "r": e.reason, "v": version, "i": e.invoice_id})
 
 
+_INSERT_SETTLEMENT = text(
+    "INSERT INTO invoice_settlements (entry_id, invoice_id, kind, payment_id, amount, value_date)"
+    " VALUES (:entry_id, :invoice_id, :kind, :payment_id, :amount, :value_date) ON CONFLICT (entry_id) DO NOTHING")
+
+
 async def record_settlement(conn: AsyncConnection, *, entry_id: str, invoice_id: str, kind: str,
                             payment_id: str | None, amount: Decimal, value_date: Any) -> None:
     """One signed entry per producer id; a redelivered event finds its row and changes nothing."""
-    await conn.execute(
-        text("INSERT INTO invoice_settlements (entry_id, invoice_id, kind, payment_id, amount, value_date)"
-             " VALUES (:e, :i, :k, :p, :a, :d) ON CONFLICT (entry_id) DO NOTHING"),
-        {"e": entry_id, "i": invoice_id, "k": kind, "p": payment_id, "a": amount, "d": value_date},
-    )
+    await conn.execute(_INSERT_SETTLEMENT, {"entry_id": entry_id, "invoice_id": invoice_id, "kind": kind,
+                                            "payment_id": payment_id, "amount": amount, "value_date": value_date})
+
+
+async def record_settlements(conn: AsyncConnection, entries: list[dict[str, Any]]) -> None:
+    """record_settlement for many (its keyword arguments per entry): one executemany, in order."""
+    if entries:
+        await conn.execute(_INSERT_SETTLEMENT, list(entries))
 
 
 async def set_credit_hold(conn: AsyncConnection, customer_id: str, hold: dict[str, Any] | None, as_of: Any) -> None:

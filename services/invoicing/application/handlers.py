@@ -6,12 +6,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared import aggregate
-from shared.consumer import ReceivedEvent
+from shared.consumer import Projection, ReceivedEvent
 from shared.contracts import (
     CreditHoldPlaced,
     CreditHoldReleased,
@@ -146,7 +146,28 @@ def credit_memo_id_for_dispute(dispute_id: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"ledgerline:dispute-credit:{dispute_id}"))
 
 
-async def on_external_event(conn: AsyncConnection, event: ReceivedEvent) -> None:
+def _settlement(contract: Any) -> dict[str, Any] | None:
+    """The settlement entry an event records (repo.record_settlement's arguments), if any."""
+    if isinstance(contract, PaymentApplied):
+        return dict(entry_id=contract.application_id, invoice_id=contract.invoice_id, kind="payment",
+                    payment_id=contract.payment_id, amount=contract.amount, value_date=contract.value_date)
+    if isinstance(contract, PaymentUnapplied):
+        return dict(entry_id=f"{contract.application_id}:reversed", invoice_id=contract.invoice_id, kind="payment",
+                    payment_id=contract.payment_id, amount=-contract.amount, value_date=contract.unapplied_on)
+    if isinstance(contract, SmallBalanceWrittenOff):
+        return dict(entry_id=contract.adjustment_id, invoice_id=contract.invoice_id, kind="adjustment",
+                    payment_id=contract.payment_id, amount=contract.amount, value_date=contract.value_date)
+    if isinstance(contract, SmallBalanceWriteOffReversed):
+        return dict(entry_id=f"{contract.adjustment_id}:reversed", invoice_id=contract.invoice_id,
+                    kind="adjustment", payment_id=contract.payment_id, amount=-contract.amount,
+                    value_date=contract.reversed_on)
+    if isinstance(contract, WriteOffApproved):
+        return dict(entry_id=contract.write_off_id, invoice_id=contract.invoice_id, kind="write_off",
+                    payment_id=None, amount=contract.amount, value_date=contract.approved_on)
+    return None
+
+
+async def _on_external_event(conn: AsyncConnection, event: ReceivedEvent) -> None:
     """Invoicing's consumer: what settles its invoices (payments applied and reversed, small-balance
     adjustments, approved write-offs), credit holds, and dispute resolutions (choreography: a
     resolved dispute with a credit is granted as a credit memo)."""
@@ -154,26 +175,32 @@ async def on_external_event(conn: AsyncConnection, event: ReceivedEvent) -> None
         contract = registry.parse(event.event_type, event.schema_version, event.data)
     except UnknownEvent:
         return
-    if isinstance(contract, PaymentApplied):
-        await repo.record_settlement(conn, entry_id=contract.application_id, invoice_id=contract.invoice_id,
-                                     kind="payment", payment_id=contract.payment_id, amount=contract.amount,
-                                     value_date=contract.value_date)
-    elif isinstance(contract, PaymentUnapplied):
-        await repo.record_settlement(conn, entry_id=f"{contract.application_id}:reversed",
-                                     invoice_id=contract.invoice_id, kind="payment", payment_id=contract.payment_id,
-                                     amount=-contract.amount, value_date=contract.unapplied_on)
-    elif isinstance(contract, SmallBalanceWrittenOff):
-        await repo.record_settlement(conn, entry_id=contract.adjustment_id, invoice_id=contract.invoice_id,
-                                     kind="adjustment", payment_id=contract.payment_id, amount=contract.amount,
-                                     value_date=contract.value_date)
-    elif isinstance(contract, SmallBalanceWriteOffReversed):
-        await repo.record_settlement(conn, entry_id=f"{contract.adjustment_id}:reversed", invoice_id=contract.invoice_id,
-                                     kind="adjustment", payment_id=contract.payment_id, amount=-contract.amount,
-                                     value_date=contract.reversed_on)
-    elif isinstance(contract, WriteOffApproved):
-        await repo.record_settlement(conn, entry_id=contract.write_off_id, invoice_id=contract.invoice_id,
-                                     kind="write_off", payment_id=None, amount=contract.amount,
-                                     value_date=contract.approved_on)
+    await _on_contract(conn, event, contract)
+
+
+async def _apply_external_batch(conn: AsyncConnection, events: Sequence[ReceivedEvent]) -> None:
+    """The same for a batch in offset order: settlement entries with one executemany per run of
+    them; anything else (credit holds, dispute resolutions) first writes what is pending."""
+    settlements: list[dict[str, Any]] = []
+    for event in events:
+        try:
+            contract = registry.parse(event.event_type, event.schema_version, event.data)
+        except UnknownEvent:
+            continue
+        entry = _settlement(contract)
+        if entry is not None:
+            settlements.append(entry)
+            continue
+        await repo.record_settlements(conn, settlements)
+        settlements.clear()
+        await _on_contract(conn, event, contract)
+    await repo.record_settlements(conn, settlements)
+
+
+async def _on_contract(conn: AsyncConnection, event: ReceivedEvent, contract: Any) -> None:
+    entry = _settlement(contract)
+    if entry is not None:
+        await repo.record_settlement(conn, **entry)
     elif isinstance(contract, CreditHoldPlaced):
         await repo.set_credit_hold(conn, contract.customer_id, {
             "hold_id": contract.hold_id, "reason": contract.reason, "placed_on": contract.placed_on.isoformat()},
@@ -191,6 +218,10 @@ async def on_external_event(conn: AsyncConnection, event: ReceivedEvent) -> None
                 dispute_id=contract.dispute_id, credit_memo_id=credit_memo_id_for_dispute(contract.dispute_id)), meta)
         if contract.rebill_amount:
             await rebill_deduction(conn, contract, event.causation_metadata("invoicing:deduction-rebill"))
+
+
+# Invoicing's consumer handler: event by event, or a batch at once (shared.consumer.Projection).
+on_external_event = Projection(_on_external_event, _apply_external_batch)
 
 
 def rebill_ids(dispute_id: str) -> tuple[str, str]:

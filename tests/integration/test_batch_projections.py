@@ -1,0 +1,171 @@
+"""The services' batch projections (shared.consumer.Projection.apply_batch) against their
+per-event handlers, on PostgreSQL: the same events applied one per transaction, and in batches
+(one transaction each) mixing event types that touch the same row, with an event delivered
+twice inside its batch, a fact repeated under a new event id, and a whole batch delivered again,
+must leave every read-model table with the same rows, to the cent. (Reporting's equivalent,
+with every report compared, is tests/integration/reporting/test_order_independence.py.)"""
+from __future__ import annotations
+
+import uuid
+from typing import Any, Callable
+
+import pytest
+from sqlalchemy import text
+
+from shared.consumer import Projection, ReceivedEvent
+from shared.contracts import (
+    CreditHoldPlaced,
+    CreditMemoIssued,
+    CustomerRegistered,
+    InvoiceAdjusted,
+    InvoiceIssued,
+    InvoiceLine,
+    PaymentApplied,
+    PaymentUnapplied,
+    SmallBalanceWrittenOff,
+    WriteOffApproved,
+    topic_for,
+)
+from shared.service import Runtime
+from tests.support.infra import fresh_database, sqlalchemy_url
+
+
+def _event(contract: Any, event_id: str | None = None) -> ReceivedEvent:
+    return ReceivedEvent(event_id=event_id or str(uuid.uuid4()), event_type=contract.event_type,
+                         schema_version=contract.schema_version, source=f"/ledgerline/{contract.context}",
+                         subject="s", occurred_at=None, data=contract.to_payload(), headers={},
+                         topic=topic_for(contract.context), partition=0, offset=0)
+
+
+def _invoice(invoice_id: str, amount: str, customer: str = "C1") -> InvoiceIssued:
+    return InvoiceIssued(invoice_id=invoice_id, invoice_number=f"N-{invoice_id}", customer_id=customer,
+                         currency="USD", issue_date="2024-03-01", due_date="2024-03-31", total_amount=amount,
+                         lines=[InvoiceLine(description="Goods", quantity="1", unit_price=amount, amount=amount)])
+
+
+def _credit(memo: str, invoice_id: str, amount: str) -> CreditMemoIssued:
+    return CreditMemoIssued(credit_memo_id=memo, invoice_id=invoice_id, customer_id="C1", currency="USD",
+                            amount=amount, issue_date="2024-03-05", reason="damaged")
+
+
+def _applied(app: str, invoice_id: str, amount: str) -> PaymentApplied:
+    return PaymentApplied(payment_id=f"P-{app}", invoice_id=invoice_id, customer_id="C1", amount=amount,
+                          currency="USD", value_date="2024-03-10", application_id=app, rule="remittance",
+                          confidence="1")
+
+
+def _unapplied(app: str, invoice_id: str, amount: str) -> PaymentUnapplied:
+    return PaymentUnapplied(payment_id=f"P-{app}", application_id=app, invoice_id=invoice_id, customer_id="C1",
+                            amount=amount, currency="USD", unapplied_on="2024-03-12", reason="manual_reversal")
+
+
+def _cash_application_events() -> list[ReceivedEvent]:
+    credit_twice = _credit("CM-2", "INV-2", "20.00")
+    return [_event(c) for c in [
+        CustomerRegistered(customer_id="C1", name="Acme", currency="USD", payment_terms_days=30,
+                           credit_limit="5000.00", registered_on="2023-01-01"),
+        _credit("CM-1", "INV-1", "100.00"),  # before its invoice: the row holds the credit only
+        _invoice("INV-1", "1000.00"),
+        _invoice("INV-2", "500.50"),
+        credit_twice,
+        credit_twice,  # the same credit memo again under a new event id: counted once
+        InvoiceAdjusted(adjustment_id="ADJ-1", invoice_id="INV-2", customer_id="C1", currency="USD",
+                        direction="credit", amount="0.50", reason_code="PRICE", adjustment_date="2024-03-06",
+                        requested_by="u1"),
+        _credit("CM-3", "INV-2", "30.00"),  # after the adjustment (one by one), before INV-3
+        _invoice("INV-3", "75.25"),
+        _credit("CM-4", "INV-3", "5.25"),
+        CustomerRegistered(customer_id="C1", name="Acme Wholesale", currency="USD", payment_terms_days=30,
+                           credit_limit="5000.00", registered_on="2023-01-01"),  # the last name wins
+    ]]
+
+
+def _disputes_events() -> list[ReceivedEvent]:
+    return [_event(c) for c in [
+        _applied("A-1", "INV-1", "40.00"),  # cash before the invoice is known
+        _invoice("INV-1", "1000.00"),
+        _applied("A-2", "INV-1", "60.00"),
+        _unapplied("A-1", "INV-1", "40.00"),
+        _applied("A-2", "INV-1", "60.00"),  # the same application under a new event id
+        _invoice("INV-1", "1000.00"),
+        _invoice("INV-2", "250.00", "C2"),
+    ]]
+
+
+def _invoicing_events() -> list[ReceivedEvent]:
+    return [_event(c) for c in [
+        _applied("A-1", "INV-1", "400.00"),
+        _applied("A-2", "INV-1", "100.00"),
+        _unapplied("A-1", "INV-1", "400.00"),
+        CreditHoldPlaced(hold_id="H1", customer_id="C1", reason="over limit", placed_on="2024-03-02"),
+        SmallBalanceWrittenOff(adjustment_id="SB-1", payment_id="P-A-2", invoice_id="INV-1", customer_id="C1",
+                               currency="USD", amount="0.40", value_date="2024-03-10", reason_code="SMALL"),
+        WriteOffApproved(write_off_id="W-1", invoice_id="INV-2", customer_id="C1", amount="90.00", currency="USD",
+                         reason="bankrupt", requested_by="u1", approved_by="u2", approved_on="2024-03-20"),
+        _applied("A-2", "INV-1", "100.00"),  # the same application under a new event id
+    ]]
+
+
+def _cash_application():
+    from services.cash_application.main import definition
+    from services.cash_application.projections.open_items import on_invoicing_event
+    from services.cash_application.settings import CashApplicationSettings
+    return (lambda url: definition(CashApplicationSettings(database_url=url)), on_invoicing_event,
+            ("open_items", "open_item_credits", "open_item_adjustments", "customers"), _cash_application_events)
+
+
+def _disputes():
+    from services.disputes.application.handlers import on_external_event
+    from services.disputes.main import definition
+    from services.disputes.settings import DisputesSettings
+    return (lambda url: definition(DisputesSettings(database_url=url)), on_external_event,
+            ("invoice_references", "rebill_collections", "disputes"), _disputes_events)
+
+
+def _invoicing():
+    from services.invoicing.application.handlers import on_external_event
+    from services.invoicing.main import definition
+    from services.invoicing.settings import InvoicingSettings
+    return (lambda url: definition(InvoicingSettings(database_url=url)), on_external_event,
+            ("invoice_settlements",), _invoicing_events)
+
+
+async def _model(make_definition: Callable[[str], Any], projection: Projection, tables: tuple[str, ...],
+                 batches: list[list[ReceivedEvent]], one_by_one: bool) -> dict[str, list[tuple]]:
+    async with fresh_database("batchproj") as name:
+        runtime = Runtime(make_definition(sqlalchemy_url(name)))
+        await runtime.migrate()
+        try:
+            for batch in batches:
+                async with runtime.engine.begin() as conn:
+                    if one_by_one:
+                        for event in batch:
+                            await projection(conn, event)
+                    else:
+                        await projection.apply_batch(conn, batch)
+            model: dict[str, list[tuple]] = {}
+            async with runtime.engine.connect() as conn:
+                for table in tables:
+                    columns = [r[0] for r in await conn.execute(text(
+                        "SELECT column_name FROM information_schema.columns WHERE table_name = :t"
+                        " AND data_type NOT LIKE 'timestamp%' ORDER BY ordinal_position"), {"t": table})]
+                    listed = ", ".join(f'"{c}"' for c in columns)
+                    model[table] = [tuple(r) for r in await conn.execute(text(
+                        f"SELECT {listed} FROM {table} ORDER BY {listed}"))]
+            return model
+        finally:
+            await runtime.dispose()
+
+
+@pytest.mark.parametrize("service", [_cash_application, _disputes, _invoicing],
+                         ids=["cash_application", "disputes", "invoicing"])
+async def test_a_batch_leaves_the_read_model_of_the_events_one_by_one(service):
+    make_definition, projection, tables, events_of = service()
+    events = events_of()
+    expected = await _model(make_definition, projection, tables, [[e] for e in events], one_by_one=True)
+    assert any(expected.values())
+    whole = await _model(make_definition, projection, tables, [events], one_by_one=False)
+    assert whole == expected
+    # Small batches, the first event delivered twice within its batch, the second batch delivered again.
+    batches = [[events[0], events[0], events[1]], events[2:5], events[2:5], events[5:]]
+    assert await _model(make_definition, projection, tables, batches, one_by_one=False) == expected
