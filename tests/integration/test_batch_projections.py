@@ -106,6 +106,32 @@ def _invoicing_events() -> list[ReceivedEvent]:
     ]]
 
 
+def _collections_events() -> list[ReceivedEvent]:
+    return [_event(c) for c in [
+        _applied("A-1", "INV-1", "40.00"),  # cash before the invoice is known
+        CustomerRegistered(customer_id="C1", name="Acme", currency="USD", payment_terms_days=30,
+                           credit_limit="5000.00", registered_on="2023-01-01"),
+        _invoice("INV-1", "1000.00"),
+        _credit("CM-1", "INV-1", "100.00"),
+        _applied("A-2", "INV-1", "60.00"),
+        _unapplied("A-1", "INV-1", "40.00"),
+        _invoice("INV-2", "250.00"),
+        _credit("CM-1", "INV-1", "100.00"),  # the same credit memo under a new event id
+        SmallBalanceWrittenOff(adjustment_id="SB-1", payment_id="P-A-2", invoice_id="INV-2", customer_id="C1",
+                               currency="USD", amount="0.40", value_date="2024-03-10", reason_code="SMALL"),
+        _applied("A-3", "INV-2", "249.60"),
+    ]]
+
+
+def _collections():
+    from services.collections.application.handlers import on_external_event
+    from services.collections.main import definition
+    from services.collections.settings import CollectionsSettings
+    return (lambda url: definition(CollectionsSettings(database_url=url)), on_external_event,
+            ("invoices", "payments_applied", "credit_memos", "balance_adjustments", "customers",
+             "credit_limit_history"), _collections_events)
+
+
 def _cash_application():
     from services.cash_application.main import definition
     from services.cash_application.projections.open_items import on_invoicing_event
@@ -157,8 +183,8 @@ async def _model(make_definition: Callable[[str], Any], projection: Projection, 
             await runtime.dispose()
 
 
-@pytest.mark.parametrize("service", [_cash_application, _disputes, _invoicing],
-                         ids=["cash_application", "disputes", "invoicing"])
+@pytest.mark.parametrize("service", [_cash_application, _collections, _disputes, _invoicing],
+                         ids=["cash_application", "collections", "disputes", "invoicing"])
 async def test_a_batch_leaves_the_read_model_of_the_events_one_by_one(service):
     make_definition, projection, tables, events_of = service()
     events = events_of()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -13,35 +13,76 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 EVALUATION_LOCK = "SELECT pg_advisory_xact_lock(hashtext('ledgerline:collections:promise-evaluation'))"
 
 
+_INSERT_INVOICE = text(
+    "INSERT INTO invoices (invoice_id, customer_id, currency, total_amount, issue_date, due_date,"
+    " invoice_number) VALUES (:i, :c, :cur, :t, :issue, :due, :n) ON CONFLICT (invoice_id) DO NOTHING")
+_INSERT_PAYMENT_APPLIED = (
+    "INSERT INTO payments_applied (event_id, payment_id, invoice_id, customer_id, currency, amount,"
+    " value_date) VALUES (:e, :p, :i, :c, :cur, :a, :d) ON CONFLICT (event_id) DO NOTHING")
+_INSERT_CREDIT_MEMO = text(
+    "INSERT INTO credit_memos (credit_memo_id, invoice_id, amount, issue_date)"
+    " VALUES (:m, :i, :a, :d) ON CONFLICT (credit_memo_id) DO NOTHING")
+
+
+def invoice_row(*, invoice_id: str, customer_id: str, currency: str, total_amount: Decimal, issue_date: date,
+                due_date: date, invoice_number: str | None = None) -> dict[str, Any]:
+    return {"i": invoice_id, "c": customer_id, "cur": currency, "t": total_amount, "issue": issue_date,
+            "due": due_date, "n": invoice_number}
+
+
+def payment_applied_row(*, event_id: str, payment_id: str, invoice_id: str, customer_id: str, currency: str,
+                        amount: Decimal, value_date: date) -> dict[str, Any]:
+    return {"e": event_id, "p": payment_id, "i": invoice_id, "c": customer_id, "cur": currency, "a": amount,
+            "d": value_date}
+
+
+def credit_memo_row(*, credit_memo_id: str, invoice_id: str, amount: Decimal, issue_date: date) -> dict[str, Any]:
+    return {"m": credit_memo_id, "i": invoice_id, "a": amount, "d": issue_date}
+
+
 async def record_invoice(conn: AsyncConnection, *, invoice_id: str, customer_id: str, currency: str,
                          total_amount: Decimal, issue_date: date, due_date: date,
                          invoice_number: str | None = None) -> None:
-    await conn.execute(
-        text("INSERT INTO invoices (invoice_id, customer_id, currency, total_amount, issue_date, due_date,"
-             " invoice_number) VALUES (:i, :c, :cur, :t, :issue, :due, :n) ON CONFLICT (invoice_id) DO NOTHING"),
-        {"i": invoice_id, "c": customer_id, "cur": currency, "t": total_amount, "issue": issue_date, "due": due_date,
-         "n": invoice_number},
-    )
+    await conn.execute(_INSERT_INVOICE, invoice_row(
+        invoice_id=invoice_id, customer_id=customer_id, currency=currency, total_amount=total_amount,
+        issue_date=issue_date, due_date=due_date, invoice_number=invoice_number))
 
 
 async def record_payment_applied(conn: AsyncConnection, *, event_id: str, payment_id: str, invoice_id: str,
                                  customer_id: str, currency: str, amount: Decimal, value_date: date) -> bool:
-    inserted = (await conn.execute(
-        text("INSERT INTO payments_applied (event_id, payment_id, invoice_id, customer_id, currency, amount,"
-             " value_date) VALUES (:e, :p, :i, :c, :cur, :a, :d) ON CONFLICT (event_id) DO NOTHING RETURNING 1"),
-        {"e": event_id, "p": payment_id, "i": invoice_id, "c": customer_id, "cur": currency, "a": amount,
-         "d": value_date},
-    )).first()
+    inserted = (await conn.execute(text(_INSERT_PAYMENT_APPLIED + " RETURNING 1"), payment_applied_row(
+        event_id=event_id, payment_id=payment_id, invoice_id=invoice_id, customer_id=customer_id,
+        currency=currency, amount=amount, value_date=value_date))).first()
     return inserted is not None
 
 
 async def record_credit_memo(conn: AsyncConnection, *, credit_memo_id: str, invoice_id: str, amount: Decimal,
                              issue_date: date) -> None:
-    await conn.execute(
-        text("INSERT INTO credit_memos (credit_memo_id, invoice_id, amount, issue_date)"
-             " VALUES (:m, :i, :a, :d) ON CONFLICT (credit_memo_id) DO NOTHING"),
-        {"m": credit_memo_id, "i": invoice_id, "a": amount, "d": issue_date},
-    )
+    await conn.execute(_INSERT_CREDIT_MEMO, credit_memo_row(credit_memo_id=credit_memo_id, invoice_id=invoice_id,
+                                                            amount=amount, issue_date=issue_date))
+
+
+async def record_receivables_facts(conn: AsyncConnection, *, invoices: Sequence[dict[str, Any]],
+                                   credit_memos: Sequence[dict[str, Any]],
+                                   payments: Sequence[dict[str, Any]]) -> None:
+    """invoice_row()s, credit_memo_row()s and payment_applied_row()s, one executemany each (keyed
+    inserts into three tables that read nothing, so the three commute)."""
+    if invoices:
+        await conn.execute(_INSERT_INVOICE, list(invoices))
+    if credit_memos:
+        await conn.execute(_INSERT_CREDIT_MEMO, list(credit_memos))
+    if payments:
+        await conn.execute(text(_INSERT_PAYMENT_APPLIED), list(payments))
+
+
+async def promised_invoices(conn: AsyncConnection, invoice_ids: Iterable[str]) -> set[str]:
+    """Those of the invoices that some promise to pay names (whatever its status)."""
+    ids = sorted(set(invoice_ids))
+    if not ids:
+        return set()
+    rows = await conn.execute(text("SELECT DISTINCT invoice_id FROM promise_invoices"
+                                   " WHERE invoice_id = ANY(CAST(:ids AS text[]))"), {"ids": ids})
+    return {r[0] for r in rows}
 
 
 async def invoices_with_open_balance(conn: AsyncConnection, invoice_ids: Sequence[str],
