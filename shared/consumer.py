@@ -531,12 +531,16 @@ class ConsumerRunner:
                 self.last_poll = time.monotonic()
                 await self._resume_due(consumer)
                 batches = await consumer.getmany(timeout_ms=200, max_records=self.max_batch)
+                stored: dict[TopicPartition, int] = {}
                 for tp, records in batches.items():
                     if self._stopping.is_set():
-                        return
+                        break
                     if tp in self._paused or not records:
                         continue  # fetched before the pause: read again after the seek back
-                    await self._handle_partition(consumer, tp, records)
+                    offset = await self._handle_partition(consumer, tp, records)
+                    if offset is not None:
+                        stored[tp] = offset
+                await self._commit_to_kafka(consumer, stored)
         finally:
             self.running = False
             self._consumer = None
@@ -546,7 +550,8 @@ class ConsumerRunner:
             await consumer.stop()
 
     async def _handle_partition(self, consumer: AIOKafkaConsumer, tp: TopicPartition,
-                                records: Sequence[ConsumerRecord]) -> None:
+                                records: Sequence[ConsumerRecord]) -> int | None:
+        """Handle one partition's records; returns the offset the database stored, if any."""
         stored: int | None = None
         try:
             stored = await self.process_batch(records)
@@ -555,16 +560,21 @@ class ConsumerRunner:
             stored = pause.stored
             self._pause(consumer, tp, pause)
         if stored is not None:
-            # Only the offset the database stored goes to Kafka (for lag tools; the database's
-            # offsets are what a restart seeks to).
-            try:
-                await consumer.commit({tp: stored})
-            except Exception as exc:  # a rebalance in progress; the database offsets still hold
-                log.debug("kafka commit skipped: %r", exc)
             highwater = consumer.highwater(tp)
             if highwater is not None:
                 self.lag[tp] = max(highwater - stored, 0)
                 LAG.labels(self.name, tp.topic, tp.partition).set(self.lag[tp])
+        return stored
+
+    async def _commit_to_kafka(self, consumer: AIOKafkaConsumer, stored: dict[TopicPartition, int]) -> None:
+        """Only offsets the database stored go to Kafka (for lag tools; the database's offsets are
+        what a restart seeks to): one commit per poll for every partition handled."""
+        if not stored:
+            return
+        try:
+            await consumer.commit(stored)
+        except Exception as exc:  # a rebalance in progress; the database offsets still hold
+            log.debug("kafka commit skipped: %r", exc)
 
     def _pause(self, consumer: AIOKafkaConsumer, tp: TopicPartition, pause: _PausePartition) -> None:
         if tp not in consumer.assignment():

@@ -96,9 +96,10 @@ async def _apply_invoicing_batch(conn: AsyncConnection, events: Sequence[Receive
         elif isinstance(contract, CustomerRegistered):
             customers.append(repo.customer_row(customer_id=contract.customer_id, name=contract.name,
                                                currency=contract.currency))
-        else:
+        elif isinstance(contract, (InvoiceAdjusted, InvoiceVoided)):
             await flush()
             await _on_invoicing_contract(conn, contract)
+        # any other event changes nothing here
     await flush()
 
 

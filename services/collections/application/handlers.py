@@ -214,10 +214,16 @@ async def _apply_external_batch(conn: AsyncConnection, events: Sequence[Received
                 event_id=event.event_id, payment_id=contract.payment_id, invoice_id=contract.invoice_id,
                 customer_id=contract.customer_id, currency=contract.currency, amount=contract.amount,
                 value_date=contract.value_date))
-        else:
+        elif isinstance(contract, _HANDLED):
             await flush()
             await _on_contract(conn, event, contract)
+        # any other event (payments received, promises' own events, ...) changes nothing here
     await flush()
+
+
+_HANDLED = (InvoiceIssued, CustomerRegistered, CustomerProfileChanged, CreditMemoIssued, PaymentApplied,
+            PaymentUnapplied, SmallBalanceWrittenOff, SmallBalanceWriteOffReversed, DisputeOpened, DeductionOpened,
+            DisputeResolved, InvoiceAdjusted, InvoiceVoided)
 
 
 async def _on_contract(conn: AsyncConnection, event: ReceivedEvent, contract: Any) -> None:

@@ -253,9 +253,10 @@ async def _apply_external_batch(conn: AsyncConnection, events: Sequence[Received
         elif isinstance(contract, PaymentUnapplied):
             collected.append({"a": f"{contract.application_id}:reversed", "i": contract.invoice_id,
                               "amt": -contract.amount, "d": contract.unapplied_on})
-        else:
+        elif isinstance(contract, (InvoiceIssued, ShortPayDetected, ChargebackReceived, PaymentReturned)):
             await flush()
             await _on_contract(conn, event, contract)
+        # any other event (payments received, credit memos, ...) changes nothing here
     await flush()
 
 

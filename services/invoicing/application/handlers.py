@@ -191,6 +191,8 @@ async def _apply_external_batch(conn: AsyncConnection, events: Sequence[Received
         if entry is not None:
             settlements.append(entry)
             continue
+        if not isinstance(contract, (CreditHoldPlaced, CreditHoldReleased, DisputeResolved)):
+            continue  # changes nothing here
         await repo.record_settlements(conn, settlements)
         settlements.clear()
         await _on_contract(conn, event, contract)
