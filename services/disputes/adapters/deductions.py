@@ -73,6 +73,11 @@ async def set_reference(conn: AsyncConnection, dispute_id: str, reference: str, 
                        {"r": reference, "cc": customer_code, "d": dispute_id})
 
 
+async def lock_escalation_run(conn: AsyncConnection) -> None:
+    """One escalation run at a time across the service's instances (released at commit)."""
+    await conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended('disputes:escalation-run', 0))"))
+
+
 async def update_dispute(conn: AsyncConnection, dispute_id: str, version: int, **columns: Any) -> None:
     sets = ", ".join(f"{name} = :{name}" for name in columns)
     await conn.execute(text(f"UPDATE disputes SET {sets}{', ' if sets else ''}version = :version"

@@ -12,7 +12,7 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared import aggregate, eventstore
 from shared.eventstore import ConcurrencyError, utc_midnight
@@ -249,6 +249,18 @@ async def add_attachment(conn: AsyncConnection, dispute_id: str, attachment_id: 
     return {"attachment_id": attachment_id, "dispute_id": dispute.id, "file_name": file_name,
             "content_type": content_type, "kind": kind, "size_bytes": len(content), "sha256": digest,
             "added_by": by, "added_on": on.isoformat()}
+
+
+async def scheduled_escalation(engine: AsyncEngine, as_of: date) -> int:
+    """The periodic escalation run (every disputes worker, `escalation_interval_seconds`): the same
+    run as POST /v1/dispute-escalations as of today, with the system as the actor. Instances take
+    turns on a transaction-scoped advisory lock, so two workers never escalate the same dispute;
+    a run repeated the same day escalates nothing new."""
+    async with engine.begin() as conn:
+        await repo_d.lock_escalation_run(conn)
+        escalated = await escalate_overdue(conn, as_of, {"correlation_id": str(uuid.uuid4()),
+                                                         "actor": "system:dispute-escalation"})
+    return len(escalated)
 
 
 async def escalate_overdue(conn: AsyncConnection, as_of: date, meta: dict[str, Any]) -> list[dict[str, Any]]:

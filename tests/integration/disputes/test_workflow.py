@@ -3,6 +3,7 @@ in PostgreSQL (size-limited), due dates by reason code and the escalation run, r
 every step on the timeline."""
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import date
 
@@ -94,3 +95,34 @@ async def test_workflow_steps_attachments_escalation_and_timeline(disputes):
                                                 "DisputeResolved"]
     assert steps[1]["actor"] == "ann" and steps[1]["note"] == "asked for the price list"
     assert steps[3]["data"]["sha256"] == att.json()["sha256"]
+
+
+async def test_the_periodic_run_escalates_overdue_disputes_once_across_workers(disputes):
+    """The workers' scheduled escalation (no request): as of the service's today (Apr 15), the
+    PRICING dispute opened Apr 1 (due Apr 11) escalates with the system as its actor; two runs at
+    once, as two workers would, escalate it once, and a later run escalates nothing new."""
+    client, app = disputes
+    runtime = app.state.runtime
+    invoice = InvoiceIssued(invoice_id="inv-2", invoice_number="2001", customer_id="C2", currency="USD",
+                            issue_date="2024-03-01", due_date="2024-03-31",
+                            lines=[InvoiceLine(description="Goods", quantity="1", unit_price="500.00", amount="500.00")],
+                            total_amount="500.00")
+    async with runtime.engine.begin() as conn:
+        await on_external_event(conn, ReceivedEvent(event_id=str(uuid.uuid4()), event_type="InvoiceIssued",
+                                                    schema_version=1, source="t", subject="s", occurred_at=None,
+                                                    data=invoice.to_payload(), headers={}, topic="t", partition=0,
+                                                    offset=0))
+    await _post(client, "/v1/disputes", {"dispute_id": "D-OLD", "invoice_id": "inv-2", "amount": "80.00",
+                                         "reason_code": "PRICING", "opened_on": "2024-04-01"})
+    await _post(client, "/v1/disputes", {"dispute_id": "D-NEW", "invoice_id": "inv-2", "amount": "20.00",
+                                         "reason_code": "PRICING", "opened_on": "2024-04-10"})
+    [task] = [t for t in runtime.definition.periodic if t.name == "escalate-overdue-disputes"]
+    assert task.seconds(runtime.settings) == 3600.0
+    counts = await asyncio.gather(task.run(runtime), task.run(runtime))
+    assert sorted(counts) == [0, 1]
+    assert await task.run(runtime) == 0
+    assert (await client.get("/v1/disputes/D-OLD")).json()["escalated_on"] == "2024-04-15"
+    assert (await client.get("/v1/disputes/D-NEW")).json()["escalated_on"] is None
+    steps = (await client.get("/v1/disputes/D-OLD/timeline")).json()["data"]
+    assert [(s["event_type"], s["actor"]) for s in steps if s["event_type"] == "DisputeEscalated"] == [
+        ("DisputeEscalated", "system:dispute-escalation")]
