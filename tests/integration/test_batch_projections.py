@@ -16,6 +16,7 @@ from shared.consumer import Projection, ReceivedEvent
 from shared.contracts import (
     CreditHoldPlaced,
     CreditMemoIssued,
+    CustomerParentChanged,
     CustomerRegistered,
     InvoiceAdjusted,
     InvoiceIssued,
@@ -77,6 +78,12 @@ def _cash_application_events() -> list[ReceivedEvent]:
         _credit("CM-4", "INV-3", "5.25"),
         CustomerRegistered(customer_id="C1", name="Acme Wholesale", currency="USD", payment_terms_days=30,
                            credit_limit="5000.00", registered_on="2023-01-01"),  # the last name wins
+        # A parent account (its receipts are matched across its children's invoices), changed
+        # within the batch: the last parent wins, as one event at a time.
+        CustomerParentChanged(customer_id="C1", parent_customer_id="HQ", effective_on="2024-03-01", changed_by="u1"),
+        CustomerParentChanged(customer_id="C2", parent_customer_id="HQ", effective_on="2024-03-01", changed_by="u1"),
+        CustomerParentChanged(customer_id="C1", parent_customer_id="HQ2", previous_parent_customer_id="HQ",
+                              effective_on="2024-03-02", changed_by="u1"),
     ]]
 
 
@@ -137,7 +144,8 @@ def _cash_application():
     from services.cash_application.projections.open_items import on_invoicing_event
     from services.cash_application.settings import CashApplicationSettings
     return (lambda url: definition(CashApplicationSettings(database_url=url)), on_invoicing_event,
-            ("open_items", "open_item_credits", "open_item_adjustments", "customers"), _cash_application_events)
+            ("open_items", "open_item_credits", "open_item_adjustments", "customers", "customer_parents"),
+            _cash_application_events)
 
 
 def _disputes():

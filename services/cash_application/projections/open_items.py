@@ -96,10 +96,12 @@ async def _apply_invoicing_batch(conn: AsyncConnection, events: Sequence[Receive
         elif isinstance(contract, CustomerRegistered):
             customers.append(repo.customer_row(customer_id=contract.customer_id, name=contract.name,
                                                currency=contract.currency))
-        elif isinstance(contract, (InvoiceAdjusted, InvoiceVoided)):
+        else:
+            # Everything else (adjustments, voids, parent changes, and any event added later) goes
+            # through the per-event handler, in order, after what is pending: a batch never skips
+            # what one event at a time would have applied.
             await flush()
             await _on_invoicing_contract(conn, contract)
-        # any other event changes nothing here
     await flush()
 
 
