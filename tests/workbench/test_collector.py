@@ -106,9 +106,13 @@ async def test_a_collector_works_the_worklist_and_an_account(stack, browser):
         contacts = (await c.get(f"{stack.urls['collections']}/v1/contacts", params={"customer_id": customer})).json()
         assert [(x["collector_id"], x["outcome"]) for x in contacts["data"]] == [("alice", "promised")]
 
-    # The next account is one key away.
+    # The next account is one key away: the one after this account in the worklist as collections
+    # ranks it when the key is pressed (the contact and promise just recorded may move this
+    # account, so which one comes next is the service's ranking of the moment).
+    await page.locator("h1").click()  # out of the forms: a key typed in a field is text
     await page.keyboard.press("n")
-    await page.wait_for_url(re.compile(f"/accounts/{expected[1]['customer_id']}$"))
+    await page.wait_for_url(re.compile(rf"/accounts/(?!{re.escape(customer)}$)[^/?]+$"))
+    assert page.url.rsplit("/", 1)[-1] in {e["customer_id"] for e in expected} - {customer}
     assert page.errors == []  # type: ignore[attr-defined]
 
 
