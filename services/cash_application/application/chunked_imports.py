@@ -41,7 +41,7 @@ from services.cash_application.adapters import repository as repo
 from services.cash_application.application import posting
 from services.cash_application.application.card_payouts import claim_payout_lines
 from services.cash_application.application.imports import (
-    _INSERT_LINE, FileRejectedProblem, ImportFile, _json, _line_row, _return_from_file, _source_row, _statement_out,
+    _INSERT_LINE, FileRejectedProblem, ImportFile, _json, _line_row, _other_line_rows, _source_row, _statement_out,
     _summary, build_matcher, policy_of, receipt_of, statement_keys)
 from services.cash_application.domain.model import UNIDENTIFIED_CUSTOMER, BankImport, CashApplicationRuleViolation, Payment
 from services.cash_application.domain.receipts import BankStatement, ParsedFile
@@ -197,22 +197,7 @@ async def _run(engine: AsyncEngine, holder: AsyncConnection, import_id: str, cmd
     async with engine.begin() as conn:
         await allow_long_idle(conn)
         counts = {"returns": 0, "returns_unmatched": 0, "other_lines": 0, "card_payouts": 0}
-        rows: list[dict[str, Any]] = []
-        for statement in fresh:
-            for line in statement.lines:
-                if line.is_receipt:
-                    if id(line) in payout_lines:
-                        counts["card_payouts"] += 1
-                        rows.append({**_line_row(import_id, statement, line, None, "card_payout"),
-                                     "po": payout_lines[id(line)]})
-                    continue
-                if line.is_return:
-                    returned = await _return_from_file(conn, line, statement.currency, meta)
-                    counts["returns" if returned else "returns_unmatched"] += 1
-                    rows.append(_line_row(import_id, statement, line, returned, "return"))
-                else:
-                    counts["other_lines"] += 1
-                    rows.append(_line_row(import_id, statement, line, None, "other"))
+        rows = await _other_line_rows(conn, import_id, fresh, payout_lines, counts, meta)
         if rows:
             await conn.execute(_INSERT_LINE, rows)
         for row in rows:

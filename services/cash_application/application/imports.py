@@ -230,21 +230,7 @@ async def import_file(conn: AsyncConnection, cmd: ImportFile, parsed: ParsedFile
     await payments_projection.project_new_payments(conn, new_streams)
     if sources:
         await posting.record_sources(conn, sources)
-    for statement in fresh:
-        for line in statement.lines:
-            if line.is_receipt:
-                if id(line) in payout_lines:  # the payout's charges are posted gross from its report
-                    counts["card_payouts"] += 1
-                    statement_rows.append({**_line_row(import_id, statement, line, None, "card_payout"),
-                                           "po": payout_lines[id(line)]})
-                continue
-            if line.is_return:
-                returned = await _return_from_file(conn, line, statement.currency, meta)
-                counts["returns" if returned else "returns_unmatched"] += 1
-                statement_rows.append(_line_row(import_id, statement, line, returned, "return"))
-            else:
-                counts["other_lines"] += 1
-                statement_rows.append(_line_row(import_id, statement, line, None, "other"))
+    statement_rows += await _other_line_rows(conn, import_id, fresh, payout_lines, counts, meta)
     lines_in_file = sum(len(s.lines) for s in fresh)
     if len(statement_rows) != lines_in_file:
         # Never fewer lines posted than read: a mismatch is a defect here, and nothing is kept.
@@ -313,6 +299,30 @@ async def _without_posted_lines(conn: AsyncConnection, statements: list[BankStat
         skipped += len(statement.lines) - len(lines)
         kept.append(replace(statement, lines=lines))
     return kept, skipped
+
+
+async def _other_line_rows(conn: AsyncConnection, import_id: str, fresh: list, payout_lines: dict[int, str],
+                           counts: dict[str, int], meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """The statement rows of every line that is not a posted receipt, in file order: a card
+    payout's bank line (its charges are posted gross from the payout's report), a return (the
+    receipt it returns reopened), anything else kept as it is; `counts` counts each kind."""
+    rows: list[dict[str, Any]] = []
+    for statement in fresh:
+        for line in statement.lines:
+            if line.is_receipt:
+                if id(line) in payout_lines:
+                    counts["card_payouts"] += 1
+                    rows.append({**_line_row(import_id, statement, line, None, "card_payout"),
+                                 "po": payout_lines[id(line)]})
+                continue
+            if line.is_return:
+                returned = await _return_from_file(conn, line, statement.currency, meta)
+                counts["returns" if returned else "returns_unmatched"] += 1
+                rows.append(_line_row(import_id, statement, line, returned, "return"))
+            else:
+                counts["other_lines"] += 1
+                rows.append(_line_row(import_id, statement, line, None, "other"))
+    return rows
 
 
 async def _return_from_file(conn: AsyncConnection, line: BankLine, currency: str, meta: dict[str, Any]) -> str | None:
