@@ -26,10 +26,15 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 
-# binutils only to strip the extension modules below (this stage is discarded).
-# hadolint ignore=DL3008
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends binutils \
+# binutils only to strip the extension modules below, and python3-venv only where the base's
+# interpreter lacks ensurepip (Debian's python3, as on the locally made base; the official image
+# has it). This stage is discarded, so neither reaches the runtime image. $packages is split into
+# package names on purpose (SC2086).
+# hadolint ignore=DL3008,SC2086
+RUN packages=binutils \
+    && if ! python -c 'import ensurepip' 2>/dev/null; then packages="$packages python3-venv"; fi \
+    && apt-get update \
+    && apt-get install -y --no-install-recommends $packages \
     && rm -rf /var/lib/apt/lists/* \
     && python -m venv /opt/ledgerline
 ENV PATH=/opt/ledgerline/bin:$PATH

@@ -4,11 +4,13 @@
 ARG BASE_IMAGE=ledgerline-local/debian:bookworm-minbase-v2
 FROM ${BASE_IMAGE}
 
-# python3-venv brings ensurepip (the build stage makes a virtualenv); ca-certificates for TLS
-# to SMTP relays and the like; no compiler, no docs.
+# Only what the services need at run time: python3, and ca-certificates for TLS to SMTP relays
+# and the like; no compiler, no docs. python3-venv (ensurepip and its bundled pip and setuptools
+# wheels, about 3 MB) is installed by the Dockerfile's build stage, which is discarded, so the
+# runtime image built on this base does not carry it.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates python3 python3-venv \
+    && apt-get install -y --no-install-recommends ca-certificates python3 \
     && ln -s /usr/bin/python3 /usr/local/bin/python \
     && apt-get clean \
     && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log
