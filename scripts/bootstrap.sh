@@ -30,11 +30,13 @@ apt_install() {
     command -v apt-get >/dev/null || die "missing system packages ($*) and no apt-get on this machine"
     if [[ "$APT_UPDATED" -eq 0 ]]; then
         log "apt-get update"
-        apt-get update -qq </dev/null
+        apt-get -o DPkg::Lock::Timeout=600 update -qq </dev/null
         APT_UPDATED=1
     fi
     log "apt-get install -y $*"
-    apt-get install -y -qq --no-install-recommends "$@" </dev/null
+    # Another installer may hold dpkg's lock (CI's platform preparation, unattended upgrades):
+    # wait for it rather than fail.
+    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "$@" </dev/null
 }
 
 sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
