@@ -77,6 +77,8 @@ class PaymentUnapplied(_CashApplication):
     currency: CurrencyCode
     unapplied_on: date
     reason: str  # manual_reversal | reapplied | payment_returned | card_refund
+    # Why a person reversed or re-applied it, in their words (optional; added without a new version).
+    note: str | None = None
 
 
 @event

@@ -528,6 +528,39 @@ async def list_payments(conn: AsyncConnection, *, customer_id: str | None, unapp
     return payments
 
 
+# The unapplied-cash queue's orders: the sort key's SQL (ties broken by received_seq, so a keyset
+# cursor pages without gaps or repeats). `score` is the top suggestion's (-1 with none).
+UNAPPLIED_SORTS = {
+    "received": "payments.received_seq",
+    "amount": "payments.unapplied_amount",
+    "value_date": "payments.value_date",
+    "customer": "payments.customer_id",
+    "score": "coalesce(CAST(s.suggestions -> 0 ->> 'score' AS numeric), -1)",
+}
+
+
+async def list_unapplied(conn: AsyncConnection, *, customer_id: str | None, sort: str, descending: bool,
+                         after: tuple[Any, int] | None, limit: int) -> list[dict[str, Any]]:
+    """The unapplied-cash queue in `sort` order (UNAPPLIED_SORTS), after the keyset (key, seq)."""
+    key = UNAPPLIED_SORTS[sort]
+    op, direction = ("<", "DESC") if descending else (">", "ASC")
+    rows = await conn.execute(
+        text(f"SELECT * FROM ({_PAYMENT_SELECT.replace('SELECT payments.*', f'SELECT payments.*, {key} AS sort_key', 1)}"
+             " WHERE (CAST(:c AS text) IS NULL OR payments.customer_id = :c)"
+             " AND payments.unapplied_amount > 0 AND payments.returned_on IS NULL) q"
+             f" WHERE (CAST(:has_after AS boolean) IS NOT TRUE OR (q.sort_key, q.received_seq) {op} (:k, :seq))"
+             f" ORDER BY q.sort_key {direction}, q.received_seq {direction} LIMIT :limit"),
+        {"c": customer_id, "has_after": after is not None, "k": after[0] if after else None,
+         "seq": after[1] if after else None, "limit": limit},
+    )
+    payments = [dict(r) for r in rows.mappings()]
+    if payments:
+        applications, short_pays, write_offs = await _details(conn, [p["payment_id"] for p in payments])
+        for payment, apps, shorts, offs in zip(payments, applications, short_pays, write_offs):
+            payment["applications"], payment["short_pays"], payment["write_offs"] = apps, shorts, offs
+    return payments
+
+
 async def _details(conn: AsyncConnection, payment_ids: list[str]
                    ) -> tuple[list[list[dict]], list[list[dict]], list[list[dict]]]:
     """Applications, short pays and small-balance write-offs of each payment, in the order they

@@ -17,7 +17,7 @@ from shared.problems import NotFound, Problem, ValidationFailed
 from shared.service import get_runtime, request_metadata
 from services.cash_application.adapters import repository as repo
 from services.cash_application.api.schemas import (
-    ApplyCashRequest, ReceivePaymentRequest, ReturnRequest, ReverseRequest, money, open_item_out, payment_out)
+    ApplyCashRequest, ReapplyCashRequest, ReceivePaymentRequest, ReturnRequest, ReverseRequest, money, open_item_out, payment_out)
 from services.cash_application.application import chunked_imports, handlers, imports
 from services.cash_application.domain.model import ManualApplication, RemittanceLine
 from services.cash_application.domain.reconciliation import PostedReceipt, StatementLine, reconcile
@@ -101,11 +101,34 @@ async def list_payments(request: Request, customer_id: str | None = None, cursor
     return await _payments_page(request, customer_id, cursor, limit, unapplied_only=False)
 
 
+_SORT_KEY_TYPES = {"received": int, "amount": Decimal, "value_date": date.fromisoformat, "customer": str,
+                   "score": Decimal}
+
+
 @router.get("/unapplied-cash", tags=["payments"])
-async def list_unapplied_cash(request: Request, customer_id: str | None = None, cursor: str | None = None,
-                              limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)) -> dict[str, Any]:
-    """Payments with cash not (yet) applied to any invoice: the unapplied-cash worklist."""
-    return await _payments_page(request, customer_id, cursor, limit, unapplied_only=True)
+async def list_unapplied_cash(
+        request: Request, customer_id: str | None = None, cursor: str | None = None,
+        limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT),
+        sort: str = Query("received", pattern="^(received|amount|value_date|customer|score)$",
+                          description="received (the order payments came in), amount (unapplied), value_date,"
+                                      " customer, score (the top suggestion's)"),
+        order: str = Query("asc", pattern="^(asc|desc)$")) -> dict[str, Any]:
+    """Payments with cash not (yet) applied to any invoice: the unapplied-cash worklist, sorted and
+    paged here (a keyset cursor: pages never skip or repeat a receipt)."""
+    after = decode_cursor(cursor)
+    if after is not None:
+        try:
+            if len(after) != 3 or after[0] != sort:
+                raise ValueError("cursor of another sort")
+            after = (_SORT_KEY_TYPES[sort](after[1]), int(after[2]))
+        except (TypeError, ValueError, ArithmeticError) as exc:
+            raise _bad_cursor() from exc
+    async with get_runtime(request).engine.connect() as conn:
+        rows = await repo.list_unapplied(conn, customer_id=customer_id, sort=sort, descending=order == "desc",
+                                         after=after, limit=limit + 1)
+    keys = [(r["sort_key"], r["received_seq"]) for r in rows]
+    return page([payment_out(r) for r in rows], limit,
+                lambda _: [sort, str(keys[min(limit, len(keys)) - 1][0]), keys[min(limit, len(keys)) - 1][1]])
 
 
 # ---------------------------------------------------------------- bank and remittance files
@@ -214,11 +237,11 @@ async def apply_cash(payment_id: str, body: ApplyCashRequest, request: Request,
 
 
 @router.post("/payments/{payment_id}/reapplication", status_code=201, tags=["unapplied cash"])
-async def reapply_cash(payment_id: str, body: ApplyCashRequest, request: Request,
+async def reapply_cash(payment_id: str, body: ReapplyCashRequest, request: Request,
                        key: str = Depends(idempotency_key_header)):
     """Reverse all of the payment's applications and apply it as given, in one step."""
     cmd = handlers.ApplyCash(payment_id=payment_id, applications=_manual(body), on=_today(request, body.applied_on),
-                             reapply=True)
+                             reapply=True, note=body.note)
     return await _on_payment(request, key, payment_id, body, handlers.apply_cash, cmd)
 
 
@@ -226,7 +249,7 @@ async def reapply_cash(payment_id: str, body: ApplyCashRequest, request: Request
 async def reverse_applications(payment_id: str, body: ReverseRequest, request: Request,
                                key: str = Depends(idempotency_key_header)):
     cmd = handlers.ReverseApplications(payment_id=payment_id, application_ids=tuple(body.application_ids),
-                                       on=_today(request, body.reversed_on))
+                                       on=_today(request, body.reversed_on), note=body.note)
     return await _on_payment(request, key, payment_id, body, handlers.reverse_applications, cmd)
 
 

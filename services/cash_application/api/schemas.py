@@ -80,10 +80,17 @@ class ApplyCashRequest(_Request):
     applied_on: date | None = Field(default=None, description="Defaults to today")
 
 
+class ReapplyCashRequest(ApplyCashRequest):
+    note: str | None = Field(default=None, max_length=500,
+                             description="Why it is re-applied: on each PaymentUnapplied (reason `reapplied`)")
+
+
 class ReverseRequest(_Request):
     application_ids: list[str] = Field(default_factory=list, max_length=500,
                                        description="Applications to reverse; all of the payment's when empty")
     reversed_on: date | None = None
+    note: str | None = Field(default=None, max_length=500,
+                             description="Why they are reversed: on each PaymentUnapplied")
 
 
 class ReturnRequest(_Request):

@@ -111,6 +111,7 @@ class ApplyCash:
     applications: tuple[ManualApplication, ...]
     on: date
     reapply: bool = False
+    note: str | None = None      # why (re-application): on each PaymentUnapplied
 
 
 async def _load_payment(conn: AsyncConnection, payment_id: str, lock_applied: bool = False) -> Payment:
@@ -141,7 +142,7 @@ async def apply_cash(conn: AsyncConnection, cmd: ApplyCash, meta: dict[str, Any]
     try:
         if cmd.reapply:
             # The reversed applications (and the write-offs they justified) give their invoices back.
-            for invoice_id, reopened in payment.reverse(None, "reapplied", cmd.on, at).items():
+            for invoice_id, reopened in payment.reverse(None, "reapplied", cmd.on, at, cmd.note).items():
                 item = locked.get(invoice_id)
                 if item is not None:
                     locked[invoice_id] = replace(item, open_balance=item.open_balance + reopened)
@@ -174,6 +175,7 @@ class ReverseApplications:
     payment_id: str
     application_ids: tuple[str, ...]  # empty: all of the payment's applications
     on: date
+    note: str | None = None           # why: on each PaymentUnapplied
 
 
 async def reverse_applications(conn: AsyncConnection, cmd: ReverseApplications, meta: dict[str, Any]) -> dict[str, Any]:
@@ -182,7 +184,7 @@ async def reverse_applications(conn: AsyncConnection, cmd: ReverseApplications, 
         if not payment.applications:
             raise CashApplicationRuleViolation(f"payment {cmd.payment_id} has no application to reverse",
                                                "application_ids")
-        payment.reverse(cmd.application_ids or None, "manual_reversal", cmd.on, utc_midnight(cmd.on))
+        payment.reverse(cmd.application_ids or None, "manual_reversal", cmd.on, utc_midnight(cmd.on), cmd.note)
     except CashApplicationRuleViolation as exc:
         raise Unprocessable(str(exc), field=exc.field) from exc
     return await _saved(conn, payment, meta)

@@ -372,7 +372,7 @@ class Payment(Aggregate):
                 application_id=self._application_id(item.invoice_id), rule="manual", confidence=Decimal("1")), at)
 
     def reverse(self, application_ids: Sequence[str] | None, reason: str, on: date,
-                at: datetime) -> dict[str, Decimal]:
+                at: datetime, note: str | None = None) -> dict[str, Decimal]:
         """Reverse applications (all when none named), each followed by the reversal of the
         small-balance write-off it justified, if any. Returns how much each invoice's open balance
         grows back (the applied amounts and the write-offs)."""
@@ -390,7 +390,7 @@ class Payment(Aggregate):
             self.trigger(PaymentUnapplied(payment_id=self.id, application_id=application.application_id,
                                           invoice_id=application.invoice_id, customer_id=application.customer_id,
                                           amount=application.amount, currency=self.currency, unapplied_on=on,
-                                          reason=reason), at)
+                                          reason=reason, note=note), at)
             grows_back = application.amount
             write_off = self.write_offs.get(application.application_id)
             if write_off is not None:

@@ -3,14 +3,18 @@ ranked suggestions, applying and splitting with running totals (computed on the 
 uploading a bank file."""
 from __future__ import annotations
 
+from datetime import date, timedelta
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from services.workbench.adapters.backends import BackendError
 from services.workbench.api import deps
-from services.workbench.domain.cash import selection
+from services.workbench.application.reconciliation import day as reconciliation_day
+from services.workbench.domain.cash import (QUEUE_SORTS, active_applications, applied_total, queue_order,
+                                            reopened_balances, selection)
 from services.workbench.domain.roles import Permission as P
 from services.workbench.domain.worklist import page_size
 
@@ -21,13 +25,22 @@ MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 
 @router.get("/cash")
 async def queue(request: Request, cursor: str | None = None, size: int | None = None,
-                customer_id: str | None = None, start: int = Query(1, ge=1)) -> Response:
+                customer_id: str | None = None, start: int = Query(1, ge=1), sort: str | None = None,
+                order: str | None = None) -> Response:
+    """The queue as cash application sorts and pages it (10,000 receipts never reach the browser)."""
     user = deps.require(request, P.VIEW_UNAPPLIED)
     size = page_size(size)
+    q = queue_order(sort, order)
     body = await deps.backends(request).get("cash_application", "/v1/unapplied-cash", user.username,
-                                            limit=size, cursor=cursor, customer_id=customer_id)
-    return deps.render(request, "cash_queue.html", rows=body.get("data", []), next_cursor=body.get("next_cursor"),
-                       size=size, start=start, customer_id=customer_id or "", formats=BANK_FORMATS)
+                                            limit=size, cursor=cursor, customer_id=customer_id,
+                                            sort=q.api_sort, order=q.api_order)
+    today = deps.today(request)
+    rows = body.get("data", [])
+    for r in rows:
+        r["age_days"] = (today - date.fromisoformat(r["value_date"])).days
+    return deps.render(request, "cash_queue.html", rows=rows, next_cursor=body.get("next_cursor"),
+                       size=size, start=start, customer_id=customer_id or "", formats=BANK_FORMATS, q=q,
+                       sorts=QUEUE_SORTS)
 
 
 async def _payment_and_items(request: Request, payment_id: str, actor: str) -> tuple[dict, list[dict]]:
@@ -46,6 +59,14 @@ async def _payment_and_items(request: Request, payment_id: str, actor: str) -> t
                 except BackendError as exc:
                     if exc.status != 404:
                         raise
+    # The invoices it is applied to (closed once paid in full): a re-application may use them again.
+    for a in active_applications(payment):
+        if a["invoice_id"] not in items:
+            try:
+                items[a["invoice_id"]] = await b.get("cash_application", f"/v1/open-items/{a['invoice_id']}", actor)
+            except BackendError as exc:
+                if exc.status != 404:
+                    raise
     suggested = {i for s in payment.get("suggestions", [])[:1] for i in s.get("invoice_ids", [])}
     ordered = sorted(items.values(), key=lambda i: (i["invoice_id"] not in suggested, i.get("due_date") or "",
                                                      i["invoice_id"]))
@@ -59,8 +80,11 @@ async def payment_page(request: Request, payment_id: str, saved: str | None = No
     payment, items = await _payment_and_items(request, payment_id, user.username)
     empty = selection({}, [], payment.get("unapplied_amount") or "0")
     numbers = {i["invoice_id"]: i.get("invoice_number") or i["invoice_id"] for i in items}
-    return deps.render(request, "cash_payment.html", payment=payment, items=items, sel=empty, saved=saved,
-                       error=error, numbers=numbers)
+    open_items = [i for i in items if i.get("open_balance") not in (None, "0", "0.00") and i.get("status") != "closed"]
+    return deps.render(request, "cash_payment.html", payment=payment, items=open_items, all_items=items,
+                       sel=empty, saved=saved, error=error, numbers=numbers,
+                       active=active_applications(payment), reopened=reopened_balances(payment, items),
+                       live=not payment.get("returned_on"), return_codes=RETURN_CODES)
 
 
 @router.post("/cash/payments/{payment_id}/totals")
@@ -121,3 +145,119 @@ async def upload(request: Request) -> Response:
                                error=f"{exc.detail}" + (f" ({exc.field})" if exc.field else ""))
         raise
     return deps.render(request, "cash_import.html", result=result, error=None)
+
+
+# ---------------------------------------------------------------- re-apply, reverse, return
+# Each asks for a reason and shows what it will do before doing it: the first POST answers a
+# confirmation page carrying the same fields (and Idempotency-Key); only `confirm=yes` acts.
+
+RETURN_CODES = ("NSF", "R01", "R02", "R03", "R08", "R10", "R16", "WIRE_RECALL", "STOP_PAYMENT", "OTHER")
+MAX_REASON = 500
+
+
+def _reason(form) -> str:
+    return str(form.get("reason") or "").strip()[:MAX_REASON]
+
+
+async def _act(request: Request, payment_id: str, user, path: str, body: dict, form, saved: str) -> Response:
+    back = f"/cash/payments/{payment_id}"
+    try:
+        await deps.backends(request).post("cash_application", f"/v1/payments/{payment_id}/{path}", user.username,
+                                          body, idempotency_key=str(form.get("idempotency_key")
+                                                                    or deps.new_idempotency_key()))
+    except BackendError as exc:
+        if 400 <= exc.status < 500:
+            return RedirectResponse(f"{back}?error={quote(exc.detail[:300])}", status_code=303)
+        raise
+    return RedirectResponse(f"{back}?saved={saved}", status_code=303)
+
+
+def _confirm(request: Request, payment: dict, action: str, form, summary: list[tuple[str, str]]) -> Response:
+    fields = [(k, str(v)) for k, v in form.multi_items() if k not in ("confirm", deps.CSRF_FIELD)]
+    return deps.render(request, "cash_confirm.html", payment=payment, action=action, fields=fields, summary=summary)
+
+
+@router.post("/cash/payments/{payment_id}/reversal")
+async def reverse(request: Request, payment_id: str) -> Response:
+    """Reverse applications (those ticked, else all): the cash is unapplied again, the invoices reopen."""
+    user = deps.require(request, P.APPLY_CASH)
+    form = await deps.check_csrf(request)
+    payment = await deps.backends(request).get("cash_application", f"/v1/payments/{payment_id}", user.username)
+    active = {a["application_id"] for a in active_applications(payment)}
+    chosen = [a for a in form.getlist("application_id") if a in active]
+    reason = _reason(form)
+    back = f"/cash/payments/{payment_id}"
+    if not active:
+        return RedirectResponse(f"{back}?error={quote('nothing to reverse')}", status_code=303)
+    if not reason:
+        return RedirectResponse(f"{back}?error={quote('give the reason for the reversal')}", status_code=303)
+    if form.get("confirm") != "yes":
+        return _confirm(request, payment, "reversal", form, [
+            ("Reverse", applied_total(payment, chosen)), ("Applications", str(len(chosen) or len(active))),
+            ("Reason", reason)])
+    return await _act(request, payment_id, user, "reversals",
+                      {"application_ids": chosen, "reversed_on": deps.today(request).isoformat(), "note": reason},
+                      form, "reversed")
+
+
+@router.post("/cash/payments/{payment_id}/reapplication")
+async def reapply(request: Request, payment_id: str) -> Response:
+    """Reverse every application and apply the payment as chosen now, in one step."""
+    user = deps.require(request, P.APPLY_CASH)
+    form = await deps.check_csrf(request)
+    payment = await deps.backends(request).get("cash_application", f"/v1/payments/{payment_id}", user.username)
+    ids = [k[len("amount_"):] for k in form.keys() if k.startswith("amount_")]
+    sel = selection(form, ids, payment.get("amount") or "0")
+    reason = _reason(form)
+    back = f"/cash/payments/{payment_id}"
+    if sel.errors or not sel.applications or sel.over:
+        return RedirectResponse(f"{back}?error={quote('select invoices and positive amounts within the payment')}",
+                                status_code=303)
+    if not reason:
+        return RedirectResponse(f"{back}?error={quote('give the reason for the re-application')}", status_code=303)
+    if form.get("confirm") != "yes":
+        return _confirm(request, payment, "reapplication", form, [
+            ("Reverse", applied_total(payment)), ("Apply", sel.selected), ("Reason", reason)])
+    return await _act(request, payment_id, user, "reapplication",
+                      {"applications": sel.applications, "applied_on": deps.today(request).isoformat(),
+                       "note": reason}, form, "reapplied")
+
+
+@router.post("/cash/payments/{payment_id}/return")
+async def return_payment(request: Request, payment_id: str) -> Response:
+    """The bank returned the payment (NSF, recalled wire): every application reversed, then returned."""
+    user = deps.require(request, P.RETURN_PAYMENT)
+    form = await deps.check_csrf(request)
+    payment = await deps.backends(request).get("cash_application", f"/v1/payments/{payment_id}", user.username)
+    code = str(form.get("reason_code") or "")
+    reason = _reason(form)
+    back = f"/cash/payments/{payment_id}"
+    if code not in RETURN_CODES or not reason:
+        return RedirectResponse(f"{back}?error={quote('choose the return code and give the reason')}",
+                                status_code=303)
+    if form.get("confirm") != "yes":
+        return _confirm(request, payment, "return", form, [
+            ("Amount", payment["amount"]), ("Reverse", applied_total(payment)), ("Return code", code),
+            ("Reason", reason)])
+    return await _act(request, payment_id, user, "return",
+                      {"reason_code": code, "reason": reason, "returned_on": deps.today(request).isoformat()},
+                      form, "returned")
+
+
+# ---------------------------------------------------------------- daily reconciliation
+
+@router.get("/cash/reconciliation")
+async def reconciliation(request: Request, day: str | None = None, account: str | None = None,
+                         currency: str | None = None) -> Response:
+    """The day's bank lines against the posted receipts, per bank account (or one account)."""
+    user = deps.require(request, P.VIEW_UNAPPLIED)
+    try:
+        chosen = date.fromisoformat(day) if day else deps.today(request)
+    except ValueError:
+        chosen = deps.today(request)
+    currency = (currency or "USD").strip().upper()[:3]
+    accounts, results, overall = await reconciliation_day(deps.backends(request), user.username, chosen.isoformat(),
+                                                          currency, account or None)
+    return deps.render(request, "cash_reconciliation.html", on=chosen.isoformat(), account=account or "",
+                       currency=currency, accounts=accounts, results=results, overall=overall,
+                       previous=(chosen - timedelta(days=1)).isoformat(), next=(chosen + timedelta(days=1)).isoformat())

@@ -11,7 +11,9 @@ from fastapi.responses import RedirectResponse, Response
 
 from services.workbench.adapters.backends import BackendError
 from services.workbench.api import deps
+from services.workbench.application import reconciliation
 from services.workbench.application.export import workbook
+from services.workbench.domain.cash import queue_order
 from services.workbench.domain.roles import Permission as P
 from services.workbench.domain.worklist import sort_and_page
 
@@ -96,6 +98,11 @@ EXPORTS = {
                                     ("open_balance", "Open balance", "money"), ("past_due", "Past due", "money"),
                                     ("collected", "Collected", "money"), ("promises_made", "Promises", "int"),
                                     ("promise_kept_rate", "Kept rate", "text"), ("notices_sent", "Notices", "int")]),
+    "reconciliation": (P.VIEW_UNAPPLIED, [("date", "Day", "date"), ("account", "Bank account", "text"),
+                                          ("currency", "Currency", "text"), ("lines", "Bank lines", "int"),
+                                          ("bank_total", "Bank total", "money"), ("receipts", "Receipts", "int"),
+                                          ("posted_total", "Posted total", "money"), ("matched", "Matched", "int"),
+                                          ("difference", "Difference", "money"), ("variances", "Variances", "int")]),
 }
 MAX_EXPORT_ROWS = 100_000
 
@@ -112,8 +119,22 @@ async def _all_pages(request: Request, context: str, path: str, actor: str, **pa
     return rows
 
 
+async def _reconciliation_rows(request: Request, actor: str, day: str | None, account: str | None,
+                               currency: str | None) -> list[dict]:
+    try:
+        chosen = date.fromisoformat(day) if day else deps.today(request)
+    except ValueError:
+        chosen = deps.today(request)
+    _, per_account, overall = await reconciliation.day(deps.backends(request), actor, chosen.isoformat(),
+                                                       (currency or "USD").strip().upper()[:3], account or None)
+    rows = per_account + ([] if account else [{**overall, "account": "all"}])
+    return [{**r, "variances": len(r.get("variances", []))} for r in rows]
+
+
 @router.get("/export/{table}.xlsx")
-async def export(request: Request, table: str, collector: str | None = None, status: str | None = None) -> Response:
+async def export(request: Request, table: str, collector: str | None = None, status: str | None = None,
+                 sort: str | None = None, order: str | None = None, day: str | None = None,
+                 account: str | None = None, currency: str | None = None) -> Response:
     if table not in EXPORTS:
         return Response(status_code=404)
     permission, columns = EXPORTS[table]
@@ -125,7 +146,11 @@ async def export(request: Request, table: str, collector: str | None = None, sta
                                                              deps.today(request).isoformat(), actor)
         rows = sort_and_page(entries, "priority", "desc", 1, None, everything=True).rows
     elif table == "unapplied":
-        rows = await _all_pages(request, "cash_application", "/v1/unapplied-cash", actor)
+        q = queue_order(sort, order)  # as the queue shows it
+        rows = await _all_pages(request, "cash_application", "/v1/unapplied-cash", actor, sort=q.api_sort,
+                                order=q.api_order)
+    elif table == "reconciliation":
+        rows = await _reconciliation_rows(request, actor, day, account, currency)
     elif table == "disputes":
         rows = await _all_pages(request, "disputes", "/v1/disputes", actor,
                                 status=status if status in ("open", "resolved") else None)

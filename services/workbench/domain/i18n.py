@@ -93,6 +93,34 @@ FRENCH: dict[str, str] = {
     "Upload": "Importer",
     "Import result": "Résultat de l'import",
     "Applied.": "Affecté.",
+    # The cash applier: re-apply, reverse, return; the queue's order; the daily reconciliation.
+    "Reversed.": "Extourné.", "Re-applied.": "Réaffecté.", "Returned.": "Retourné.",
+    "Returned on": "Retourné le", "Applications": "Affectations", "Rule": "Règle", "Reversed on": "Extourné le",
+    "Reverse applications": "Extourner des affectations",
+    "Applications to reverse (none ticked: all)": "Affectations à extourner (aucune cochée : toutes)",
+    "Reverse…": "Extourner…", "Reverse": "Extourner", "Re-apply": "Réaffecter", "Re-apply…": "Réaffecter…",
+    "Every application is reversed and the payment applied as chosen here, in one step.":
+        "Toutes les affectations sont extournées et le paiement affecté comme choisi ici, en une seule fois.",
+    "Open balance after reversal": "Solde ouvert après extourne",
+    "Return the payment": "Retourner le paiement", "Return code": "Code de retour", "Return…": "Retourner…",
+    "The bank took it back (NSF, recalled wire, ACH return): every application is reversed.":
+        "La banque l'a repris (provision insuffisante, virement rappelé, rejet ACH) : toutes les affectations"
+        " sont extournées.",
+    "The cash becomes unapplied again and the invoices reopen.":
+        "L'encaissement redevient non affecté et les factures sont rouvertes.",
+    "Confirm": "Confirmer", "Cancel": "Annuler",
+    "unapplied": "non affecté", "applied": "affecté", "partially_applied": "partiellement affecté",
+    "returned": "retourné", "refunded": "remboursé",
+    "manual_reversal": "extourne manuelle", "reapplied": "réaffecté", "payment_returned": "paiement retourné",
+    "Daily reconciliation": "Rapprochement quotidien", "Day": "Jour", "Bank account": "Compte bancaire",
+    "Currency": "Devise", "Previous day": "Jour précédent", "Next day": "Jour suivant",
+    "Bank lines": "Lignes bancaires", "Bank total": "Total banque", "Receipts posted": "Encaissements comptabilisés",
+    "Posted total": "Total comptabilisé", "Matched": "Rapprochés", "Difference": "Écart",
+    "All receipts of the day": "Tous les encaissements du jour", "Variances": "Écarts",
+    "Nothing to explain: the bank and the books agree.": "Rien à expliquer : la banque et les livres concordent.",
+    "Statement line": "Ligne de relevé", "Detail": "Détail",
+    "line_without_receipt": "ligne sans encaissement", "receipt_without_line": "encaissement sans ligne",
+    "amount_difference": "écart de montant",
     "Disputes": "Litiges",
     "Owner": "Responsable",
     "Age (days)": "Âge (jours)",
@@ -128,6 +156,9 @@ FRENCH: dict[str, str] = {
 ENGLISH: dict[str, str] = {
     "wrong_contact": "wrong contact", "partial_credit": "partial credit", "in_review": "in review",
     "waiting_on_customer": "waiting on customer", "waiting_on_internal": "waiting on internal",
+    "partially_applied": "partially applied", "manual_reversal": "manual reversal",
+    "payment_returned": "payment returned", "line_without_receipt": "bank line without receipt",
+    "receipt_without_line": "receipt without bank line", "amount_difference": "amount difference",
 }
 
 

@@ -19,7 +19,8 @@ class Permission(str, Enum):
     OPEN_DISPUTE = "open_dispute"
     REQUEST_WRITE_OFF = "request_write_off"
     VIEW_UNAPPLIED = "view_unapplied"
-    APPLY_CASH = "apply_cash"
+    APPLY_CASH = "apply_cash"                    # apply, split, re-apply and reverse
+    RETURN_PAYMENT = "return_payment"            # the bank took a payment back
     UPLOAD_BANK_FILE = "upload_bank_file"
     VIEW_DISPUTES = "view_disputes"
     RESOLVE_DISPUTE = "resolve_dispute"
@@ -32,7 +33,7 @@ class Permission(str, Enum):
 P = Permission
 _COLLECTOR = {P.VIEW_WORKLIST, P.VIEW_ACCOUNT, P.LOG_CONTACT, P.RECORD_PROMISE, P.OPEN_DISPUTE, P.REQUEST_WRITE_OFF,
               P.EXPORT}
-_CASH = {P.VIEW_ACCOUNT, P.VIEW_UNAPPLIED, P.APPLY_CASH, P.UPLOAD_BANK_FILE, P.EXPORT}
+_CASH = {P.VIEW_ACCOUNT, P.VIEW_UNAPPLIED, P.APPLY_CASH, P.RETURN_PAYMENT, P.UPLOAD_BANK_FILE, P.EXPORT}
 _DISPUTES = {P.VIEW_ACCOUNT, P.VIEW_DISPUTES, P.RESOLVE_DISPUTE, P.OPEN_DISPUTE, P.EXPORT}
 # The manager oversees (every worklist, queue and approval) but does not work the accounts.
 _MANAGER = {P.VIEW_WORKLIST, P.VIEW_ANY_WORKLIST, P.VIEW_ACCOUNT, P.VIEW_UNAPPLIED, P.VIEW_DISPUTES,

@@ -309,6 +309,66 @@ async def test_listings_paginate(cash):
     assert missing.status_code == 404
 
 
+async def test_the_unapplied_queue_sorts_and_pages_on_the_server(cash):
+    """Each order pages every unapplied receipt exactly once, in that order (ties by arrival);
+    a cursor of another order is refused."""
+    client, app = cash
+    amounts = ["5.00", "1.00", "5.00", "3.00", "2.00", "5.00", "4.00"]
+    for i, amount in enumerate(amounts):
+        await _pay(client, _payment(amount, customer_id=f"cus-s{i % 3}", payment_id=f"pay-s{i}",
+                                    value_date=f"2024-03-{10 + (i * 5) % 7:02d}"))
+
+    async def walk(**params):
+        seen, cursor = [], None
+        while True:
+            r = await client.get("/v1/unapplied-cash", params={**params, "limit": 2, **({"cursor": cursor} if cursor else {})})
+            assert r.status_code == 200, r.text
+            seen += r.json()["data"]
+            cursor = r.json()["next_cursor"]
+            if not cursor:
+                return seen
+
+    ids = [f"pay-s{i}" for i in range(len(amounts))]
+    by_amount = await walk(sort="amount", order="desc")
+    assert [p["payment_id"] for p in by_amount] == sorted(
+        ids, key=lambda p: (-Decimal(amounts[int(p[5:])]), -int(p[5:])))
+    by_date = await walk(sort="value_date")
+    assert [p["value_date"] for p in by_date] == sorted(p["value_date"] for p in by_date)
+    assert sorted(p["payment_id"] for p in by_date) == sorted(ids)
+    by_customer = await walk(sort="customer", order="asc")
+    assert [(p["customer_id"], p["payment_id"]) for p in by_customer] == sorted(
+        (p["customer_id"], p["payment_id"]) for p in by_customer)
+    by_score = await walk(sort="score", order="desc")
+    assert sorted(p["payment_id"] for p in by_score) == sorted(ids)
+    assert [p["payment_id"] for p in await walk()] == ids  # arrival order, as before
+    first = (await client.get("/v1/unapplied-cash", params={"sort": "amount", "limit": 2})).json()
+    other = await client.get("/v1/unapplied-cash", params={"sort": "customer", "cursor": first["next_cursor"]})
+    assert other.status_code == 400 and other.json()["errors"][0]["field"] == "cursor"
+    bad = await client.get("/v1/unapplied-cash", params={"sort": "DROP TABLE"})
+    assert bad.status_code == 422
+
+
+async def test_a_reversal_and_a_reapplication_carry_the_persons_note(cash):
+    client, app = cash
+    a, b = _invoice("100.00", invoice_id="inv-n1"), _invoice("100.00", invoice_id="inv-n2")
+    await _feed(app, a, b)
+    paid = await _pay(client, _payment("60.00", [{"invoice_id": "inv-n1", "amount": "60.00"}]))
+    r = await client.post(f"/v1/payments/{paid['payment_id']}/reapplication", headers=idem(),
+                          json={"applications": [{"invoice_id": "inv-n2", "amount": "60.00"}],
+                                "note": "customer said it was for the other invoice"})
+    assert r.status_code == 201, r.text
+    r = await client.post(f"/v1/payments/{paid['payment_id']}/reversals", headers=idem(),
+                          json={"note": "paid twice: refund pending"})
+    assert r.status_code == 201, r.text
+    unapplied = [(e["payload"]["invoice_id"], e["payload"]["reason"], e["payload"].get("note"))
+                 for e in await _events(app, paid["payment_id"]) if e["event_type"] == "PaymentUnapplied"]
+    assert unapplied == [("inv-n1", "reapplied", "customer said it was for the other invoice"),
+                         ("inv-n2", "manual_reversal", "paid twice: refund pending")]
+    too_long = await client.post(f"/v1/payments/{paid['payment_id']}/reversals", headers=idem(),
+                                 json={"note": "x" * 501})
+    assert too_long.status_code == 422 and too_long.json()["errors"][0]["field"].endswith("note")
+
+
 async def test_rebuilt_read_models_equal_the_incremental_ones(cash):
     client, app = cash
     a, b = _invoice("100.00", invoice_id="inv-r1"), _invoice("80.00", invoice_id="inv-r2")

@@ -119,3 +119,20 @@ def test_every_text_the_templates_show_has_a_french_translation():
     missing = sorted(u for u in used if u not in FRENCH)
     assert missing == []
     assert translate("Worklist", "fr") == "Liste de travail" and translate("Worklist", "en") == "Worklist"
+
+
+def test_the_unapplied_queues_order_maps_onto_the_service_and_balances_reopen_exactly():
+    from services.workbench.domain.cash import applied_total, queue_order, reopened_balances
+
+    age = queue_order("age", None)  # oldest first: the value date ascending
+    assert (age.descending, age.api_sort, age.api_order, age.toggled("age")) == (True, "value_date", "asc", "asc")
+    assert (queue_order("amount", "asc").api_order, queue_order("customer", None).api_order) == ("asc", "asc")
+    assert queue_order("amount", "asc").toggled("amount") == "desc" and queue_order("amount", None).toggled("score") == "desc"
+    unknown = queue_order("1; DROP TABLE payments", "sideways")
+    assert (unknown.api_sort, unknown.api_order) == ("received", "asc")
+    payment = {"applications": [{"application_id": "a1", "invoice_id": "I1", "amount": "0.10", "reversed_on": None},
+                                {"application_id": "a2", "invoice_id": "I1", "amount": "0.20", "reversed_on": None},
+                                {"application_id": "a3", "invoice_id": "I2", "amount": "5.00", "reversed_on": "2026-01-02"}]}
+    items = [{"invoice_id": "I1", "open_balance": "0.00"}, {"invoice_id": "I2", "open_balance": "7.10"}]
+    assert reopened_balances(payment, items) == {"I1": "0.30", "I2": "7.10"}
+    assert (applied_total(payment), applied_total(payment, ["a2"])) == ("0.30", "0.20")
