@@ -202,6 +202,12 @@ class _Profiler:
             self.proc.wait(timeout=60)
 
 
+def subscribed_topics(service: str, topics: dict[str, str]) -> list[str]:
+    """The private topics the service's consumers subscribe to."""
+    definition = _definition(service, "postgresql+asyncpg://unused/none")
+    return sorted({_private(t, topics) for spec in definition.consumers for t in spec.topics})
+
+
 async def drain_service(service: str, topics: dict[str, str], counts: dict[str, int]) -> dict[str, Any]:
     """The service's real consumers on the backlog: events/s, parked, stream anomalies."""
     async with fresh_database(f"proj_{service}") as name:
@@ -311,8 +317,7 @@ async def main() -> None:
           f"{'of raw':>8}{'parked':>8}{'anomalies':>10}")
     for service in SERVICES:
         result = await drain_service(service, topics, counts)
-        definition = _definition(service, "postgresql+asyncpg://unused/none")
-        subscribed = sorted({_private(t, topics) for spec in definition.consumers for t in spec.topics})
+        subscribed = subscribed_topics(service, topics)
         ceiling = await raw_ceiling(service, subscribed, sum(counts[t] for t in subscribed))
         print(f"{service:<18}{result['events']:>11,}{result['rate']:>11,.0f}   {ceiling:>36,.0f}"
               f"{result['rate'] / ceiling * 100:>7.1f}%{result['parked']:>8}{result['anomalies']:>10}", flush=True)

@@ -8,7 +8,7 @@ same run, under the same load generator (bench/platform/loadgen.py, in worker pr
 own): a bare HTTP responder (the generator's own ceiling) and a minimal FastAPI + asyncpg service
 inserting the same invoice row (bench/platform/raw_app.py, the raw ceiling).
 
-Phases (about 6 minutes with the defaults):
+Phases (about 9 minutes with the defaults):
  1. generator ceiling: 32 closed-loop clients against the bare responder;
  2. raw ceiling: 32 clients, then 200/s open loop, against raw_app;
  3. the platform, one invoice per request: 32 clients (max sustained rate, latency);
@@ -21,6 +21,10 @@ Phases (about 6 minutes with the defaults):
  7. after the lag has drained: every read model's count and sum per currency against what was
     accepted, to the cent (a mismatch fails the run), and a plain consumer inserting the same
     InvoiceIssued rows with COPY (the projections' ceiling);
+ 8. the aims no HTTP load shows (bench/platform/backlog.py): event appends beside raw asyncpg
+    inserts of the same rows, the outbox relay beside a plain aiokafka producer, and every
+    service's live projection draining a backlog of --backlog-events events with its real
+    consumers beside a plain consumer COPYing the same events;
  each service's RSS sampled from /proc every 0.5 s throughout.
 
 Options (or BENCH_PLATFORM_* variables): --instances 2 runs two processes of every service (the
@@ -53,7 +57,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from bench.platform import loadgen
+from bench.platform import backlog, loadgen
 from bench.platform.probe import READ_MODELS, MemorySampler, VisibilityProbe, WaitSampler, read_model_totals
 from bench.platform.stats import percentile, summary_ms
 from tests.support.infra import LOCAL
@@ -66,6 +70,8 @@ AIM_LAG_P99_MS = 500.0
 AIM_LAG_IMPORT_P99_MS = 1000.0
 AIM_RSS_MB = 300.0
 AIM_DRAIN = 10_000.0
+AIM_APPEND_SHARE = 0.6     # event appends / plain asyncpg inserts of the same rows
+AIM_RELAY_SHARE = 0.7      # outbox relay / a plain aiokafka producer of the same messages
 
 LOAD_CURRENCIES = ("USD", "EUR")
 
@@ -90,6 +96,7 @@ class Config:
     receipts: int = 10_000
     import_seconds: float = 60.0          # open-loop window around the bank import
     drain_timeout: float = 240.0
+    backlog_events: int = 20_000          # the backlog each service's live projection drains
 
 
 @dataclass
@@ -467,6 +474,27 @@ class Bench:
         self.build_rows(sink_result, raw_closed, raw_open, platform_closed, platform_open, lag_open,
                         batch_rate, raw_batch_rate, absorb, copy_rate, lag_import, half_rate, platform_half, lag_half)
 
+        step("event appends and the outbox relay beside raw asyncpg inserts and a plain aiokafka producer")
+        mech = await backlog.measure_mechanisms()
+        f.data["mechanisms"] = mech.__dict__
+        f.add(f"event appends, events/s (aim >= {AIM_APPEND_SHARE:.1f} of raw asyncpg inserts)",
+              f"{mech.append_rate:,.0f}", f"{mech.raw_insert_rate:,.0f}", ratio(mech.append_rate, mech.raw_insert_rate),
+              verdict(mech.append_rate >= AIM_APPEND_SHARE * mech.raw_insert_rate))
+        f.add(f"outbox relay to Kafka, events/s (aim >= {AIM_RELAY_SHARE:.1f} of a plain aiokafka producer)",
+              f"{mech.relay_rate:,.0f}", f"{mech.raw_produce_rate:,.0f}", ratio(mech.relay_rate, mech.raw_produce_rate),
+              verdict(mech.relay_rate >= AIM_RELAY_SHARE * mech.raw_produce_rate))
+
+        step(f"every service's live projection draining a backlog of {cfg.backlog_events:,} events"
+             " beside a plain consumer COPYing them")
+        drains = await backlog.measure_drains(cfg.backlog_events)
+        f.data["backlog_drains"] = [d.__dict__ for d in drains]
+        for d in drains:
+            f.add(f"{d.service} live projection draining a backlog, events/s (aim >= {AIM_DRAIN:,.0f})",
+                  f"{d.rate:,.0f}", f"{d.ceiling:,.0f}", ratio(d.rate, d.ceiling), verdict(d.rate >= AIM_DRAIN))
+            if d.parked or d.anomalies:
+                f.failures.append(f"{d.service} parked {d.parked} and recorded {d.anomalies} stream anomalies"
+                                  f" draining the backlog (expected none)")
+
     # ------------------------------------------------------------------------------ helpers
 
     async def with_probe(self, conns, ids: list[str], work, interval: float = 0.025, drain_timeout: float | None = None,
@@ -837,10 +865,13 @@ def main() -> None:
     parser.add_argument("--receipts", type=int, default=env_int("RECEIPTS", 10_000))
     parser.add_argument("--import-seconds", type=float, default=env_int("IMPORT_SECONDS", 60),
                         help="how long the 200/s load runs around the bank import (it starts 4 s in)")
+    parser.add_argument("--backlog-events", type=int, default=env_int("BACKLOG_EVENTS", 20_000),
+                        help="the backlog each service's live projection drains (the 10,000 events/s aim)")
     args = parser.parse_args()
     config = Config(instances=args.instances, profile=args.profile, open_seconds=args.open_seconds,
                     closed_seconds=args.closed_seconds, batch_invoices=args.batch_invoices, receipts=args.receipts,
-                    import_seconds=args.import_seconds, batch_seconds=args.batch_seconds)
+                    import_seconds=args.import_seconds, batch_seconds=args.batch_seconds,
+                    backlog_events=args.backlog_events)
     artifacts = ROOT / ".local" / "bench-artifacts" / "platform" / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     bench = Bench(config, artifacts)
 
@@ -849,7 +880,7 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, interrupted)
     try:
-        code = asyncio.run(asyncio.wait_for(bench.run(), timeout=1500))
+        code = asyncio.run(asyncio.wait_for(bench.run(), timeout=2400))
     except KeyboardInterrupt:
         print("[bench-platform] interrupted; every process it started was stopped", file=sys.stderr)
         code = 130
