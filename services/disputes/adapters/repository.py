@@ -110,14 +110,28 @@ async def get_dispute(conn: AsyncConnection, dispute_id: str) -> dict[str, Any] 
 
 
 async def list_disputes(conn: AsyncConnection, *, customer_id: str | None, invoice_id: str | None,
-                        status: str | None, kind: str | None, after: int | None, limit: int) -> list[dict[str, Any]]:
+                        status: str | None, kind: str | None, after: int | None, limit: int,
+                        reason_code: str | None = None, owner: str | None = None, unassigned: bool = False,
+                        team: str | None = None, min_amount=None, max_amount=None, opened_from=None,
+                        opened_to=None) -> list[dict[str, Any]]:
+    """The queue's filters (each optional): reason, owner (or no owner), team, amount between, opened between."""
     rows = await conn.execute(
         text("SELECT * FROM disputes WHERE (CAST(:c AS text) IS NULL OR customer_id = :c)"
              " AND (CAST(:i AS text) IS NULL OR invoice_id = :i)"
              " AND (CAST(:s AS text) IS NULL OR status = :s)"
              " AND (CAST(:k AS text) IS NULL OR kind = :k)"
+             " AND (CAST(:r AS text) IS NULL OR reason_code = :r)"
+             " AND (CAST(:o AS text) IS NULL OR owner = :o)"
+             " AND (NOT :unassigned OR owner IS NULL)"
+             " AND (CAST(:t AS text) IS NULL OR team = :t)"
+             " AND (CAST(:min AS numeric) IS NULL OR amount >= :min)"
+             " AND (CAST(:max AS numeric) IS NULL OR amount <= :max)"
+             " AND (CAST(:from AS date) IS NULL OR opened_on >= :from)"
+             " AND (CAST(:to AS date) IS NULL OR opened_on <= :to)"
              " AND (CAST(:after AS bigint) IS NULL OR created_seq > :after)"
              " ORDER BY created_seq LIMIT :limit"),
-        {"c": customer_id, "i": invoice_id, "s": status, "k": kind, "after": after, "limit": limit},
+        {"c": customer_id, "i": invoice_id, "s": status, "k": kind, "r": reason_code, "o": owner,
+         "unassigned": unassigned, "t": team, "min": min_amount, "max": max_amount, "from": opened_from,
+         "to": opened_to, "after": after, "limit": limit},
     )
     return [dict(r) for r in rows.mappings()]

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import uuid
+from datetime import date
+from decimal import Decimal
 from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
@@ -97,6 +99,14 @@ async def get_dispute(dispute_id: str, request: Request, response: Response) -> 
 async def list_disputes(request: Request, customer_id: str | None = None, invoice_id: str | None = None,
                         status: str | None = Query(None, pattern="^(open|resolved)$"),
                         kind: str | None = Query(None, pattern="^(dispute|deduction)$"),
+                        reason_code: str | None = Query(None, max_length=64),
+                        owner: str | None = Query(None, max_length=120,
+                                                  description="the owner's name; `-` for disputes without one"),
+                        team: str | None = Query(None, pattern="^(sales|customer_service|billing|logistics)$"),
+                        min_amount: Decimal | None = Query(None, ge=0, le=Decimal("999999999999999"),
+                                                           description="at least this amount (decimal string)"),
+                        max_amount: Decimal | None = Query(None, ge=0, le=Decimal("999999999999999")),
+                        opened_from: date | None = None, opened_to: date | None = None,
                         cursor: str | None = None,
                         limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)) -> dict[str, Any]:
     after = decode_cursor(cursor)
@@ -106,6 +116,9 @@ async def list_disputes(request: Request, customer_id: str | None = None, invoic
         raise Problem("cursor is not one this API returned", field="cursor") from exc
     async with get_runtime(request).engine.connect() as conn:
         rows = await repo.list_disputes(conn, customer_id=customer_id, invoice_id=invoice_id, status=status,
-                                        kind=kind, after=after_seq, limit=limit + 1)
+                                        kind=kind, after=after_seq, limit=limit + 1, reason_code=reason_code,
+                                        owner=None if owner == "-" else owner, unassigned=owner == "-", team=team,
+                                        min_amount=min_amount, max_amount=max_amount, opened_from=opened_from,
+                                        opened_to=opened_to)
     seqs = [r["created_seq"] for r in rows]
     return page([dispute_out(r) for r in rows], limit, lambda _: [seqs[min(limit, len(seqs)) - 1]])

@@ -78,6 +78,6 @@ class Backends:
                                  idempotency_key=idempotency_key)).json()
 
     async def post_bytes(self, context: str, path: str, actor: str, content: bytes, idempotency_key: str,
-                         **params: Any) -> Any:
+                         content_type: str = "application/octet-stream", **params: Any) -> Any:
         return (await self._call(context, "POST", path, actor, content=content, params=params,
-                                 idempotency_key=idempotency_key, content_type="application/octet-stream")).json()
+                                 idempotency_key=idempotency_key, content_type=content_type)).json()

@@ -14,6 +14,7 @@ from services.workbench.api import deps
 from services.workbench.application import reconciliation
 from services.workbench.application.export import workbook
 from services.workbench.domain.cash import queue_order
+from services.workbench.domain.disputes import queue_filters
 from services.workbench.domain.roles import Permission as P
 from services.workbench.domain.worklist import sort_and_page
 
@@ -88,7 +89,8 @@ EXPORTS = {
                                    ("customer_id", "Customer id", "text"), ("invoice_id", "Invoice", "text"),
                                    ("reason_code", "Reason", "text"), ("currency", "Currency", "text"),
                                    ("amount", "Amount", "money"), ("opened_on", "Opened", "date"),
-                                   ("status", "Status", "text"), ("owner", "Owner", "text")]),
+                                   ("status", "Status", "text"), ("owner", "Owner", "text"),
+                                   ("team", "Team", "text")]),
     "write-offs": (P.APPROVE_WRITE_OFF, [("write_off_id", "Write-off", "text"), ("invoice_id", "Invoice", "text"),
                                          ("customer_id", "Customer id", "text"), ("currency", "Currency", "text"),
                                          ("amount", "Amount", "money"), ("reason", "Reason", "text"),
@@ -151,9 +153,11 @@ async def export(request: Request, table: str, collector: str | None = None, sta
                                 order=q.api_order)
     elif table == "reconciliation":
         rows = await _reconciliation_rows(request, actor, day, account, currency)
-    elif table == "disputes":
-        rows = await _all_pages(request, "disputes", "/v1/disputes", actor,
-                                status=status if status in ("open", "resolved") else None)
+    elif table == "disputes":  # the queue's filters, as it shows them
+        query = queue_filters(request.query_params, deps.today(request)).query
+        if not status:
+            query.pop("status", None)
+        rows = await _all_pages(request, "disputes", "/v1/disputes", actor, **query)
     elif table == "write-offs":
         rows = (await deps.backends(request).get("collections", "/v1/write-offs", actor)).get("data", [])
     else:

@@ -24,6 +24,7 @@ class Permission(str, Enum):
     UPLOAD_BANK_FILE = "upload_bank_file"
     VIEW_DISPUTES = "view_disputes"
     RESOLVE_DISPUTE = "resolve_dispute"
+    WORK_DISPUTE = "work_dispute"                # reassign, notes, status, attachments
     APPROVE_WRITE_OFF = "approve_write_off"
     VIEW_MANAGER = "view_manager"
     EXPORT = "export"
@@ -34,7 +35,7 @@ P = Permission
 _COLLECTOR = {P.VIEW_WORKLIST, P.VIEW_ACCOUNT, P.LOG_CONTACT, P.RECORD_PROMISE, P.OPEN_DISPUTE, P.REQUEST_WRITE_OFF,
               P.EXPORT}
 _CASH = {P.VIEW_ACCOUNT, P.VIEW_UNAPPLIED, P.APPLY_CASH, P.RETURN_PAYMENT, P.UPLOAD_BANK_FILE, P.EXPORT}
-_DISPUTES = {P.VIEW_ACCOUNT, P.VIEW_DISPUTES, P.RESOLVE_DISPUTE, P.OPEN_DISPUTE, P.EXPORT}
+_DISPUTES = {P.VIEW_ACCOUNT, P.VIEW_DISPUTES, P.RESOLVE_DISPUTE, P.WORK_DISPUTE, P.OPEN_DISPUTE, P.EXPORT}
 # The manager oversees (every worklist, queue and approval) but does not work the accounts.
 _MANAGER = {P.VIEW_WORKLIST, P.VIEW_ANY_WORKLIST, P.VIEW_ACCOUNT, P.VIEW_UNAPPLIED, P.VIEW_DISPUTES,
             P.APPROVE_WRITE_OFF, P.VIEW_MANAGER, P.EXPORT}

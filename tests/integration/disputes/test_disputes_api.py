@@ -312,3 +312,40 @@ async def test_listing_paginates_and_filters(disputes):
     assert seen == ["1.00", "2.00", "3.00", "4.00", "5.00"]
     bad = await client.get("/v1/disputes", params={"status": "closed"})
     assert bad.status_code == 422 and _field(bad) == "status"
+
+
+async def test_the_queue_filters_by_reason_owner_team_amount_and_age(disputes):
+    client, app = disputes
+    await _invoice(app, "inv-f1", total="1000.00")
+    opened = {}
+    for name, amount, reason, on in (("a", "10.00", "PRICING", "2024-04-10"), ("b", "250.00", "QUANTITY", "2024-03-15"),
+                                     ("c", "99.99", "PRICING", "2024-03-02")):
+        r = await client.post("/v1/disputes", headers=idem(), json={
+            "invoice_id": "inv-f1", "amount": amount, "reason_code": reason, "opened_on": on})
+        assert r.status_code == 201, r.text
+        opened[name] = r.json()["dispute_id"]
+    r = await client.post(f"/v1/disputes/{opened['c']}/assignment", headers=idem(),
+                          json={"owner": "dora", "team": "billing"})
+    assert r.status_code == 201, r.text
+
+    async def ids(**params) -> list[str]:
+        r = await client.get("/v1/disputes", params={"invoice_id": "inv-f1", "limit": 1, **params})
+        assert r.status_code == 200, r.text
+        seen, body = [], r.json()
+        while True:
+            seen += [{v: k for k, v in opened.items()}[d["dispute_id"]] for d in body["data"]]
+            if not body["next_cursor"]:
+                return seen
+            body = (await client.get("/v1/disputes", params={"invoice_id": "inv-f1", "limit": 1, **params,
+                                                               "cursor": body["next_cursor"]})).json()
+
+    assert await ids(reason_code="PRICING") == ["a", "c"]
+    assert await ids(owner="dora") == ["c"] and await ids(owner="-") == ["a", "b"]
+    assert await ids(team="billing") == ["c"] and await ids(team="sales") == ["a"]
+    assert await ids(min_amount="99.99") == ["b", "c"] and await ids(min_amount="50", max_amount="100") == ["c"]
+    assert await ids(opened_to="2024-03-15") == ["b", "c"]        # at least 31 days old on 2024-04-15
+    assert await ids(opened_from="2024-03-10", reason_code="QUANTITY") == ["b"]
+    for bad in ({"min_amount": "ten"}, {"min_amount": "-1"}, {"team": "finance"}, {"opened_to": "yesterday"},
+                {"max_amount": "NaN"}):
+        r = await client.get("/v1/disputes", params=bad)
+        assert r.status_code == 422 and _field(r) == next(iter(bad)), (bad, r.text)

@@ -136,3 +136,19 @@ def test_the_unapplied_queues_order_maps_onto_the_service_and_balances_reopen_ex
     items = [{"invoice_id": "I1", "open_balance": "0.00"}, {"invoice_id": "I2", "open_balance": "7.10"}]
     assert reopened_balances(payment, items) == {"I1": "0.30", "I2": "7.10"}
     assert (applied_total(payment), applied_total(payment, ["a2"])) == ("0.30", "0.20")
+
+
+def test_the_dispute_queues_filters_become_the_services_query_and_junk_filters_nothing():
+    from datetime import date
+
+    from services.workbench.domain.disputes import queue_filters
+
+    f = queue_filters({"reason_code": "PRICING", "owner": "-", "min_age": "30", "max_age": "90",
+                       "min_amount": "10.50", "max_amount": "", "team": "billing", "kind": "deduction"},
+                      date(2026, 3, 31))
+    assert f.query == {"status": "open", "kind": "deduction", "reason_code": "PRICING", "owner": "-",
+                       "team": "billing", "opened_to": "2026-03-01", "opened_from": "2025-12-31",
+                       "min_amount": "10.50"} and f.errors == {}
+    bad = queue_filters({"status": "closed'", "min_age": "-3", "min_amount": "NaN", "max_amount": "1e99",
+                         "team": "finance"}, date(2026, 3, 31))
+    assert bad.query == {"status": "open"} and set(bad.errors) == {"min_age", "min_amount", "max_amount"}
