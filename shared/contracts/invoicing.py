@@ -23,7 +23,9 @@ class CustomerRegistered(_Invoicing):
     name: str
     currency: CurrencyCode
     payment_terms_days: int
-    credit_limit: Amount
+    # None: the customer has no credit limit (unlimited). Optional since schema 1 was extended
+    # (a minor change: every earlier event carries a limit).
+    credit_limit: Amount | None
     registered_on: date
     # The terms code (NET30, NET30_EOM, DUE_ON_RECEIPT); payment_terms_days is its day count.
     payment_terms: str | None = None
@@ -50,6 +52,29 @@ class InvoiceTax(BaseModel):
     amount: Amount
 
 
+class CreditLimitExceeded(BaseModel):
+    """One level whose credit limit an invoice took the exposure over: the invoiced customer's own
+    (level customer) or an account above it that pays for it (level parent); exposure is that
+    level's family open balance before the invoice."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    level: Literal["customer", "parent"]
+    customer_id: str
+    credit_limit: Amount
+    exposure: Amount
+
+
+class CreditOverride(BaseModel):
+    """An invoice issued above a credit limit on someone's explicit approval."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    approved_by: str
+    reason: str
+    exceeded: list[CreditLimitExceeded]
+
+
 @event
 class InvoiceIssued(_Invoicing):
     event_type: ClassVar[str] = "InvoiceIssued"
@@ -70,6 +95,9 @@ class InvoiceIssued(_Invoicing):
     # order number. Optional fields added without a version change.
     taxes: list[InvoiceTax] = []
     po_number: str | None = None
+    # Issued above the customer's or a parent's credit limit on an explicit approval (optional
+    # field added without a version change: absent on every invoice issued within its limits).
+    credit_override: CreditOverride | None = None
 
 
 class CreditMemoLine(BaseModel):

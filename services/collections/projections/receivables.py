@@ -86,8 +86,11 @@ async def on_invoice_adjusted(conn: AsyncConnection, event_id: str, e: InvoiceAd
 
 
 async def on_credit_limit(conn: AsyncConnection, event_id: str, e: CustomerRegistered | CustomerProfileChanged) -> None:
-    """Credit limits over time: the registration's from registered_on, each change from its date."""
+    """Credit limits over time: the registration's from registered_on, each change from its date
+    (a customer registered without a limit has none until a change sets one)."""
     if isinstance(e, CustomerRegistered):
+        if e.credit_limit is None:
+            return
         await accounts.record_credit_limit(conn, event_id=event_id, customer_id=e.customer_id,
                                            effective_on=e.registered_on, credit_limit=e.credit_limit)
     elif e.credit_limit is not None:

@@ -46,14 +46,16 @@ async def invoice_id_or_number_taken(conn: AsyncConnection, invoice_id: str, num
 
 
 async def insert_invoice(conn: AsyncConnection, inv: Any, lines: list[dict[str, Any]], version: int,
-                         taxes: list[dict[str, Any]] | None = None, po_number: str | None = None) -> None:
+                         taxes: list[dict[str, Any]] | None = None, po_number: str | None = None,
+                         credit_override: dict[str, Any] | None = None) -> None:
     await conn.execute(
         text("INSERT INTO invoices (invoice_id, invoice_number, customer_id, currency, issue_date, due_date,"
-             " total_amount, lines, version, taxes, po_number) VALUES (:id, :num, :cust, :cur, :issue, :due, :total,"
-             " CAST(:lines AS jsonb), :v, CAST(:taxes AS jsonb), :po)"),
+             " total_amount, lines, version, taxes, po_number, credit_override) VALUES (:id, :num, :cust, :cur, :issue,"
+             " :due, :total, CAST(:lines AS jsonb), :v, CAST(:taxes AS jsonb), :po, CAST(:co AS jsonb))"),
         {"id": inv.id, "num": inv.invoice_number, "cust": inv.customer_id, "cur": inv.currency,
          "issue": inv.issue_date, "due": inv.due_date, "total": inv.total_amount, "lines": dumps(lines), "v": version,
-         "taxes": dumps(taxes or []), "po": po_number},
+         "taxes": dumps(taxes or []), "po": po_number,
+         "co": dumps(credit_override) if credit_override is not None else None},
     )
 
 
@@ -63,26 +65,29 @@ async def invoice_numbers_taken(conn: AsyncConnection, numbers: list[str]) -> se
     return {r.invoice_number for r in rows}
 
 
-async def insert_invoices(conn: AsyncConnection, invoices: list[tuple[Any, list[dict[str, Any]], int, Any, Any]]) -> int:
-    """Many new invoices in one statement: (invoice, its lines, version, taxes, PO number) each. Returns how many
+async def insert_invoices(conn: AsyncConnection, invoices: list[tuple[Any, list[dict[str, Any]], int, Any, Any, Any]]) -> int:
+    """Many new invoices in one statement: (invoice, its lines, version, taxes, PO number, credit override
+    or None) each. Returns how many
     rows went in: fewer when an invoice_id or invoice_number was taken meanwhile (a concurrent
     request), in which case the caller undoes its batch."""
     rows = await conn.execute(
         text("WITH ins AS (INSERT INTO invoices (invoice_id, invoice_number, customer_id, currency, issue_date,"
-             " due_date, total_amount, lines, version, taxes, po_number)"
+             " due_date, total_amount, lines, version, taxes, po_number, credit_override)"
              " SELECT i.id, i.num, i.cust, i.cur, i.issue, i.due, i.total, CAST(i.lines AS jsonb), i.v,"
-             " CAST(i.taxes AS jsonb), i.po"
+             " CAST(i.taxes AS jsonb), i.po, CAST(i.co AS jsonb)"
              " FROM unnest(CAST(:ids AS text[]), CAST(:nums AS text[]), CAST(:custs AS text[]),"
              " CAST(:curs AS text[]), CAST(:issues AS date[]), CAST(:dues AS date[]), CAST(:totals AS numeric[]),"
-             " CAST(:lines AS text[]), CAST(:vs AS int[]), CAST(:taxes AS text[]), CAST(:pos AS text[]))"
-             " AS i(id, num, cust, cur, issue, due, total, lines, v, taxes, po)"
+             " CAST(:lines AS text[]), CAST(:vs AS int[]), CAST(:taxes AS text[]), CAST(:pos AS text[]),"
+             " CAST(:cos AS text[]))"
+             " AS i(id, num, cust, cur, issue, due, total, lines, v, taxes, po, co)"
              " ON CONFLICT DO NOTHING RETURNING 1) SELECT count(*) FROM ins"),
         {"ids": [row[0].id for row in invoices], "nums": [row[0].invoice_number for row in invoices],
          "custs": [row[0].customer_id for row in invoices], "curs": [row[0].currency for row in invoices],
          "issues": [row[0].issue_date for row in invoices], "dues": [row[0].due_date for row in invoices],
          "totals": [row[0].total_amount for row in invoices],
          "lines": [dumps(row[1]) for row in invoices], "vs": [row[2] for row in invoices],
-         "taxes": [dumps(row[3] or []) for row in invoices], "pos": [row[4] for row in invoices]},
+         "taxes": [dumps(row[3] or []) for row in invoices], "pos": [row[4] for row in invoices],
+         "cos": [dumps(row[5]) if len(row) > 5 and row[5] is not None else None for row in invoices]},
     )
     return int(rows.scalar_one())
 
@@ -149,7 +154,7 @@ async def list_invoices(conn: AsyncConnection, *, customer_id: str | None, statu
 
 def _invoice_row(row: Any) -> dict[str, Any]:
     data = dict(row)
-    for name in ("lines", "taxes"):
+    for name in ("lines", "taxes", "credit_override"):
         if isinstance(data.get(name), str):
             data[name] = json.loads(data[name])
     for name in ("paid_amount", "adjusted_amount", "written_off_amount", "open_balance"):
@@ -392,3 +397,51 @@ async def list_deliveries(conn: AsyncConnection, *, customer_id: str | None, sta
         " AND (CAST(:after AS bigint) IS NULL OR created_seq > :after) ORDER BY created_seq LIMIT :limit"),
         {"c": customer_id, "s": status, "ch": channel, "doc": document_id, "after": after, "limit": limit})
     return [dict(r) for r in rows.mappings()]
+
+
+# ---------------------------------------------------------------- credit checks at issue time
+
+async def lock_credit_chains(conn: AsyncConnection, customer_ids: list[str]) -> dict[str, list[str]]:
+    """Each customer's chain upwards (itself first, then its parent, ...), with every customer on
+    those chains locked (FOR UPDATE, in customer_id order, one statement, so concurrent issuers
+    cannot deadlock) until the transaction ends: two issues against one customer or one parent
+    are decided one after the other, the second against the first's exposure. The hierarchy
+    lock is taken shared, so no hierarchy change moves a chain meanwhile."""
+    await conn.execute(text("SELECT pg_advisory_xact_lock_shared(hashtext('invoicing:customer-hierarchy'))"))
+    rows = await conn.execute(text(
+        "WITH RECURSIVE up(customer_id, level_id, depth) AS ("
+        "  SELECT customer_id, customer_id, 0 FROM customers WHERE customer_id = ANY(CAST(:ids AS text[]))"
+        "  UNION ALL SELECT up.customer_id, c.parent_customer_id, up.depth + 1 FROM up"
+        "  JOIN customers c ON c.customer_id = up.level_id"
+        "  WHERE c.parent_customer_id IS NOT NULL AND up.depth < 20)"
+        " SELECT customer_id, level_id FROM up ORDER BY customer_id, depth"), {"ids": list(customer_ids)})
+    chains: dict[str, list[str]] = {}
+    for r in rows:
+        chains.setdefault(r.customer_id, []).append(r.level_id)
+    members = sorted({m for chain in chains.values() for m in chain})
+    if members:
+        await conn.execute(text("SELECT customer_id FROM customers WHERE customer_id = ANY(CAST(:ids AS text[]))"
+                                " ORDER BY customer_id FOR UPDATE"), {"ids": members})
+    return chains
+
+
+async def family_exposures(conn: AsyncConnection, level_ids: list[str]) -> dict[str, Decimal]:
+    """Each customer's family exposure: its own and every descendant's open balance (invoices
+    net of credits, adjustments, voids and what other contexts settled: payments applied net of
+    reversals, small-balance adjustments, write-offs). Customers with nothing open are absent."""
+    if not level_ids:
+        return {}
+    rows = await conn.execute(text(
+        "WITH RECURSIVE fam(root, member, depth) AS ("
+        "  SELECT customer_id, customer_id, 0 FROM customers WHERE customer_id = ANY(CAST(:ids AS text[]))"
+        "  UNION ALL SELECT fam.root, c.customer_id, fam.depth + 1 FROM fam"
+        "  JOIN customers c ON c.parent_customer_id = fam.member WHERE fam.depth < 20),"
+        " own AS (SELECT i.customer_id, sum(i.total_amount + i.debit_adjusted - i.credited_amount - i.credit_adjusted"
+        "  - i.voided_amount) AS billed FROM invoices i WHERE i.customer_id IN (SELECT member FROM fam)"
+        "  GROUP BY i.customer_id),"
+        " settled AS (SELECT i.customer_id, sum(s.amount) AS settled FROM invoice_settlements s"
+        "  JOIN invoices i USING (invoice_id) WHERE i.customer_id IN (SELECT member FROM fam) GROUP BY i.customer_id)"
+        " SELECT fam.root, sum(coalesce(own.billed, 0) - coalesce(settled.settled, 0)) AS exposure FROM fam"
+        " LEFT JOIN own ON own.customer_id = fam.member LEFT JOIN settled ON settled.customer_id = fam.member"
+        " GROUP BY fam.root"), {"ids": list(level_ids)})
+    return {r.root: Decimal(r.exposure) for r in rows if r.exposure is not None}

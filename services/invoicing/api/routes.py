@@ -104,7 +104,8 @@ async def issue_invoice(body: IssueInvoiceRequest, request: Request, key: str = 
     cmd = handlers.IssueInvoice(
         invoice_id=body.invoice_id or str(uuid.uuid4()), invoice_number=body.invoice_number,
         customer_id=body.customer_id, currency=body.currency, issue_date=body.issue_date, due_date=body.due_date,
-        lines=body.line_tuples(), taxes=body.tax_tuples(), po_number=body.po_number)
+        lines=body.line_tuples(), taxes=body.tax_tuples(), po_number=body.po_number,
+        credit_override=body.override())
 
     async def command(conn):
         invoice = await handlers.issue_invoice(conn, cmd, request_metadata(request))

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from services.invoicing.domain.credit import CreditOverride
 from services.invoicing.domain.terms import PaymentTerms, UnknownTerms
 from shared.money import Amount, CurrencyCode, MoneyError, check_magnitude, exact_amount, money_str
 
@@ -24,7 +25,8 @@ class RegisterCustomerRequest(_Request):
                                       description="NET30, NET45, NET30_EOM (after month end), DUE_ON_RECEIPT")
     payment_terms_days: int | None = Field(default=None, ge=0, le=365,
                                            description="Net-N terms as a day count (instead of payment_terms); default 30")
-    credit_limit: Amount = Field(description="Decimal string in the customer's currency")
+    credit_limit: Amount | None = Field(default=None, description="Decimal string in the customer's currency;"
+                                        " omitted or null: no credit limit (unlimited)")
     registered_on: date | None = None
 
     def terms(self) -> PaymentTerms:
@@ -44,6 +46,8 @@ class RegisterCustomerRequest(_Request):
 
     @model_validator(mode="after")
     def _limit_in_currency(self) -> "RegisterCustomerRequest":
+        if self.credit_limit is None:
+            return self
         try:
             self.credit_limit = exact_amount(self.credit_limit, self.currency)
         except MoneyError as exc:
@@ -67,6 +71,11 @@ class InvoiceTaxRequest(_Request):
     amount: Amount = Field(description="The tax amount as the ERP computed it; added to the invoice total")
 
 
+class CreditOverrideRequest(_Request):
+    approved_by: str = Field(min_length=1, max_length=200, description="Who approved issuing above the credit limit")
+    reason: str = Field(min_length=1, max_length=500, description="Why the limit may be exceeded")
+
+
 class IssueInvoiceRequest(_Request):
     invoice_id: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")
     invoice_number: str | None = Field(default=None, min_length=1, max_length=64)
@@ -78,6 +87,13 @@ class IssueInvoiceRequest(_Request):
     taxes: list[InvoiceTaxRequest] = Field(default_factory=list, max_length=20)
     po_number: str | None = Field(default=None, min_length=1, max_length=64,
                                   description="The customer's purchase order number (required by some customers)")
+    credit_override: CreditOverrideRequest | None = Field(
+        default=None, description="Issue even if the invoice takes the customer's or a parent account's exposure over"
+                                  " its credit limit: who approved it and why (recorded on InvoiceIssued)")
+
+    def override(self) -> CreditOverride | None:
+        return CreditOverride(self.credit_override.approved_by, self.credit_override.reason) \
+            if self.credit_override else None
 
     def line_tuples(self) -> list[tuple]:
         return [(line.description, line.quantity, line.unit_price, line.product_line) for line in self.lines]
@@ -135,7 +151,7 @@ class CustomerOut(BaseModel):
     currency: str
     payment_terms: str | None
     payment_terms_days: int
-    credit_limit: MoneyString
+    credit_limit: MoneyString | None = Field(description="None: no credit limit")
     registered_on: date
     version: int
     credit_hold: CreditHoldOut | None = None
@@ -202,6 +218,9 @@ class InvoiceOut(BaseModel):
     lines: list[InvoiceLineOut]
     taxes: list[InvoiceTaxOut] = Field(default_factory=list, description="Tax amounts as the ERP gave them")
     po_number: str | None = None
+    credit_override: dict[str, Any] | None = Field(
+        default=None, description="Set when issued above a credit limit on approval: approved_by, reason, exceeded"
+                                  " (level customer|parent, customer_id, credit_limit, exposure)")
     payment_reference: str | None = Field(
         default=None, description="ISO 11649 RF creditor reference printed on the invoice (from its number)")
     total_amount: MoneyString

@@ -8,7 +8,13 @@ written with one statement for their events and one for their read-model rows, a
 with one query. An item refused by a rule writes nothing, so each invoice is whole or absent.
 If a concurrent request took one of the batch's invoice ids or numbers between the reads and
 the writes, the batch's writes are rolled back to a savepoint and the items are issued one by
-one (each in its own savepoint), which decides each against the then committed state."""
+one (each in its own savepoint), which decides each against the then committed state.
+
+Credit limits apply per item as on POST /v1/invoices: the batch's customers and their parents
+are locked first (handlers.credit_chains), and items are decided in batch order, each against
+the exposure left by those before it, so an item that would take its customer (or a parent)
+over its limit is refused on its own (`error`, field customer_id, with the levels exceeded)
+unless it carries its own credit_override, while the others are issued."""
 from __future__ import annotations
 
 import csv
@@ -27,11 +33,12 @@ from shared.problems import Problem
 from services.invoicing.adapters import repository as repo
 from services.invoicing.application import handlers
 from services.invoicing.application.documents import queue_documents
-from services.invoicing.domain.model import Customer, Invoice, InvoicingRuleViolation
+from services.invoicing.domain.model import CreditLimitRefused, Invoice, InvoicingRuleViolation
 
 MAX_ITEMS = 5000
 FILE_COLUMNS = ("invoice_number", "customer_id", "issue_date", "description", "quantity", "unit_price")
-OPTIONAL_FILE_COLUMNS = ("invoice_id", "due_date", "currency")
+OPTIONAL_FILE_COLUMNS = ("invoice_id", "due_date", "currency", "credit_override_approved_by",
+                         "credit_override_reason")
 
 
 def _errors(exc: ValidationError, prefix: str = "") -> list[dict[str, str]]:
@@ -93,7 +100,7 @@ async def _issue_set(conn: AsyncConnection, raw_items: list[Any], meta: dict[str
     existing = await repo.get_invoices(conn, ids) if ids else {}
     numbers = list({_number(item) for _, item in items})
     taken = await repo.invoice_numbers_taken(conn, numbers) if numbers else set()
-    customers = await aggregate.load_many(conn, Customer, list({item.customer_id for _, item in items}))
+    chains, customers, exposures = await handlers.credit_chains(conn, sorted({item.customer_id for _, item in items}))
     issued: dict[str, tuple[int, Any, Invoice]] = {}  # invoice_id -> (index, item, invoice) of this batch
     for index, item in items:
         if item.invoice_id in existing:
@@ -111,20 +118,31 @@ async def _issue_set(conn: AsyncConnection, raw_items: list[Any], meta: dict[str
             results[index] = _error(item, "customer_id", f"customer {item.customer_id} is not registered")
             continue
         invoice = Invoice(item.invoice_id)
+        chain = chains[item.customer_id]
+        currency = item.currency or customer.currency
         try:
-            invoice.issue(invoice_number=number, customer=customer, currency=item.currency or customer.currency,
+            invoice.issue(invoice_number=number, customer=customer, currency=currency,
                           issue_date=item.issue_date, due_date=item.due_date,
                           lines=item.line_tuples(), at=utc_midnight(item.issue_date), taxes=item.tax_tuples(),
-                          po_number=item.po_number)
+                          po_number=item.po_number,
+                          credit_levels=handlers.limit_levels(chain, customers, exposures, item.issue_date),
+                          credit_override=item.override())
+        except CreditLimitRefused as exc:
+            results[index] = {**_error(item, exc.field, str(exc)),
+                              "credit_limit_exceeded": handlers.credit_refusal_details(exc, currency)}
+            continue
         except InvoicingRuleViolation as exc:
             results[index] = _error(item, exc.field or "body", str(exc))
             continue
+        for member in chain:  # the next items are decided against this one's exposure too
+            exposures[member] = exposures.get(member, Decimal(0)) + invoice.total_amount
         taken.add(number)
         issued[item.invoice_id] = (index, item, invoice)
     if issued:
         invoices = [invoice for _, _, invoice in issued.values()]
         rows = [(invoice, [line.model_dump(mode="json") for line in invoice.pending[0][0].lines], 1,
-                 [tax.model_dump(mode="json") for tax in invoice.pending[0][0].taxes], invoice.pending[0][0].po_number)
+                 [tax.model_dump(mode="json") for tax in invoice.pending[0][0].taxes], invoice.pending[0][0].po_number,
+                 _override_json(invoice.pending[0][0]))
                 for invoice in invoices]
         deliveries = [("invoice", invoice.id, customers[invoice.customer_id], invoice.issue_date)
                       for invoice in invoices]
@@ -147,6 +165,10 @@ async def _issue_set(conn: AsyncConnection, raw_items: list[Any], meta: dict[str
             results[index] = (_existing_result(first, item, invoice_out) if first is not None
                               else _error(item, "invoice_id", f"invoice {item.invoice_id} appears twice in the batch"))
     return [{"index": index, **result} for index, result in enumerate(results)]  # type: ignore[dict-item]
+
+
+def _override_json(issued: Any) -> dict[str, Any] | None:
+    return issued.credit_override.model_dump(mode="json") if issued.credit_override else None
 
 
 def _number(item: Any) -> str:
@@ -184,10 +206,11 @@ async def _issue_one(conn: AsyncConnection, raw: Any, meta: dict[str, Any], pars
             invoice = await handlers.issue_invoice(conn, handlers.IssueInvoice(
                 invoice_id=item.invoice_id, invoice_number=item.invoice_number, customer_id=item.customer_id,
                 currency=item.currency, issue_date=item.issue_date, due_date=item.due_date,
-                lines=item.line_tuples(), taxes=item.tax_tuples(), po_number=item.po_number), meta)
+                lines=item.line_tuples(), taxes=item.tax_tuples(), po_number=item.po_number,
+                credit_override=item.override()), meta)
     except Problem as exc:
         return {"status": "error", "invoice_id": item.invoice_id,
-                "errors": [{"field": exc.field or "body", "reason": exc.detail}]}
+                "errors": [{"field": exc.field or "body", "reason": exc.detail}], **exc.extra}
     return {"status": "issued", "invoice_id": item.invoice_id, "invoice": invoice_out(invoice)}
 
 
@@ -238,6 +261,9 @@ def items_from_rows(rows: list[tuple[int, dict[str, str]]]) -> list[tuple[list[i
             for optional in ("due_date", "currency"):
                 if row.get(optional):
                     item[optional] = row[optional]
+            if row.get("credit_override_approved_by") or row.get("credit_override_reason"):
+                item["credit_override"] = {"approved_by": row.get("credit_override_approved_by", ""),
+                                           "reason": row.get("credit_override_reason", "")}
             grouped[number] = ([], item)
         grouped[number][0].append(n)
         grouped[number][1]["lines"].append({"description": row.get("description"), "quantity": row.get("quantity"),

@@ -28,13 +28,33 @@ from shared.eventstore import ConcurrencyError, utc_midnight
 from shared.problems import Conflict, NotFound, Unprocessable
 from services.invoicing.adapters import repository as repo
 from services.invoicing.application.documents import queue_document
-from shared.money import ZERO
+from shared.money import ZERO, money_str
 from services.invoicing.domain.hierarchy import CreditLevel, available_credit
-from services.invoicing.domain.model import Customer, Invoice, InvoicingConflict, InvoicingRuleViolation
+from services.invoicing.domain.credit import CreditOverride, LimitLevel, levels_for
+from services.invoicing.domain.model import (
+    CreditLimitRefused,
+    Customer,
+    Invoice,
+    InvoicingConflict,
+    InvoicingRuleViolation,
+)
 from services.invoicing.domain.terms import PaymentTerms
 
 
-def rule_problem(exc: InvoicingRuleViolation) -> Unprocessable | Conflict:
+def credit_refusal_details(exc: CreditLimitRefused, currency: str) -> dict[str, Any]:
+    """What a refused issue tells the client: the first level exceeded and every one."""
+    def level(b):
+        return {"level": b.level, "customer_id": b.customer_id, "credit_limit": money_str(b.credit_limit, currency),
+                "exposure": money_str(b.exposure, currency), "amount": money_str(b.amount, currency),
+                "available": money_str(b.available, currency)}
+    return {**level(exc.breach), "currency": currency, "exceeded": [level(b) for b in exc.all]}
+
+
+def rule_problem(exc: InvoicingRuleViolation, currency: str = "") -> Unprocessable | Conflict:
+    if isinstance(exc, CreditLimitRefused):
+        return Unprocessable(str(exc), field=exc.field, type_name="credit-limit-exceeded",
+                             title="The invoice would exceed a credit limit",
+                             extra={"credit_limit_exceeded": credit_refusal_details(exc, currency)})
     if isinstance(exc, InvoicingConflict):
         return Conflict(str(exc), field=exc.field)
     return Unprocessable(str(exc), field=exc.field)
@@ -74,10 +94,31 @@ class IssueInvoice:
     lines: list[tuple]  # (description, quantity, unit_price[, product_line])
     taxes: list[tuple[str, Decimal | None, Decimal]] = ()
     po_number: str | None = None
+    credit_override: CreditOverride | None = None
+
+
+async def credit_chains(conn: AsyncConnection, customer_ids: list[str]) -> tuple[dict[str, list[str]],
+                                                                                dict[str, Customer],
+                                                                                dict[str, Decimal]]:
+    """For a credit check at issue time: each customer's chain (itself, its parent, ...), locked
+    until the transaction ends (repo.lock_credit_chains), every customer on them loaded (their
+    limits over time) after the lock, and each one's family exposure."""
+    chains = await repo.lock_credit_chains(conn, customer_ids)
+    members = sorted({m for chain in chains.values() for m in chain} | set(customer_ids))
+    customers = await aggregate.load_many(conn, Customer, members)
+    exposures = await repo.family_exposures(conn, sorted({m for chain in chains.values() for m in chain}))
+    return chains, customers, exposures
+
+
+def limit_levels(chain: list[str], customers: dict[str, Customer], exposures: dict[str, Decimal],
+                 issue_date: date) -> list[LimitLevel]:
+    """The credit check's levels for an invoice issued on issue_date: each limit in force then."""
+    return levels_for(chain, {c: customers[c].profile_as_of(issue_date).credit_limit for c in chain}, exposures)
 
 
 async def issue_invoice(conn: AsyncConnection, cmd: IssueInvoice, meta: dict[str, Any]) -> dict[str, Any]:
-    customer = await aggregate.load(conn, Customer, cmd.customer_id)
+    chains, customers, exposures = await credit_chains(conn, [cmd.customer_id])
+    customer = customers[cmd.customer_id]
     if not customer.exists:
         raise Unprocessable(f"customer {cmd.customer_id} is not registered", field="customer_id")
     number = cmd.invoice_number or f"INV-{cmd.invoice_id[:8].upper()}"
@@ -90,16 +131,21 @@ async def issue_invoice(conn: AsyncConnection, cmd: IssueInvoice, meta: dict[str
     if id_taken:
         raise rule_problem(InvoicingRuleViolation(f"invoice {cmd.invoice_id} already exists", "invoice_id"))
     invoice = Invoice(cmd.invoice_id)
+    currency = cmd.currency or customer.currency
     try:
-        invoice.issue(invoice_number=number, customer=customer, currency=cmd.currency or customer.currency,
+        invoice.issue(invoice_number=number, customer=customer, currency=currency,
                       issue_date=cmd.issue_date, due_date=cmd.due_date, lines=cmd.lines,
-                      at=utc_midnight(cmd.issue_date), taxes=list(cmd.taxes), po_number=cmd.po_number)
+                      at=utc_midnight(cmd.issue_date), taxes=list(cmd.taxes), po_number=cmd.po_number,
+                      credit_levels=limit_levels(chains[cmd.customer_id], customers, exposures, cmd.issue_date),
+                      credit_override=cmd.credit_override)
     except InvoicingRuleViolation as exc:
-        raise rule_problem(exc) from exc
+        raise rule_problem(exc, currency) from exc
     issued = invoice.pending[0][0]
     await aggregate.save(conn, invoice, meta)
     await repo.insert_invoice(conn, invoice, [line.model_dump(mode="json") for line in issued.lines], invoice.version,
-                              taxes=[t.model_dump(mode="json") for t in issued.taxes], po_number=issued.po_number)
+                              taxes=[t.model_dump(mode="json") for t in issued.taxes], po_number=issued.po_number,
+                              credit_override=issued.credit_override.model_dump(mode="json")
+                              if issued.credit_override else None)
     await queue_document(conn, "invoice", invoice.id, customer, cmd.issue_date)
     return await repo.get_invoice(conn, invoice.id)
 

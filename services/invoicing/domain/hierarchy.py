@@ -48,18 +48,19 @@ class CreditLevel:
     open balance and every descendant's)."""
 
     customer_id: str
-    credit_limit: Decimal
+    credit_limit: Decimal | None  # None: no limit
     exposure: Decimal
 
     @property
-    def available(self) -> Decimal:
-        return self.credit_limit - self.exposure
+    def available(self) -> Decimal | None:
+        return None if self.credit_limit is None else self.credit_limit - self.exposure
 
 
-def available_credit(levels: list[CreditLevel]) -> Decimal:
+def available_credit(levels: list[CreditLevel]) -> Decimal | None:
     """Credit limits hold at every level: what a customer may still take on credit is the least
     headroom of itself and each of its ancestors (a store's order counts against the head
-    office's limit too)."""
+    office's limit too). None: no level has a limit (unlimited)."""
     if not levels:
         raise ValueError("at least the customer's own level is needed")
-    return min(level.available for level in levels)
+    limited = [level.available for level in levels if level.available is not None]
+    return min(limited) if limited else None

@@ -9,7 +9,9 @@ from typing import Any
 from shared.aggregate import Aggregate
 from shared.contracts import (
     CreditMemoIssued,
+    CreditLimitExceeded,
     CreditMemoLine,
+    CreditOverride as CreditOverrideRecord,
     CustomerParentChanged,
     CustomerProfileChanged,
     CustomerRegistered,
@@ -22,6 +24,7 @@ from shared.contracts import (
     InvoiceVoided,
 )
 from shared.money import ZERO, quantize
+from services.invoicing.domain.credit import CreditBreach, CreditOverride, LimitLevel, breaches
 from services.invoicing.domain.hierarchy import HierarchyViolation, check_parent
 from services.invoicing.domain.adjustments import BY_CODE as ADJUSTMENT_REASONS, CREDIT, DEBIT, DIRECTIONS
 from services.invoicing.domain.terms import PaymentTerms
@@ -31,6 +34,17 @@ class InvoicingRuleViolation(ValueError):
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+
+
+class CreditLimitRefused(InvoicingRuleViolation):
+    """Issuing would take the customer's or a parent's exposure over its credit limit, and no
+    override was given. breach: the first level exceeded (the customer's own before a parent's);
+    all: every level exceeded."""
+
+    def __init__(self, message: str, breach: CreditBreach, all_breaches: list[CreditBreach]) -> None:
+        super().__init__(message, "customer_id")
+        self.breach = breach
+        self.all = all_breaches
 
 
 class InvoicingConflict(InvoicingRuleViolation):
@@ -58,7 +72,7 @@ class CustomerProfile:
     """The customer master as it stood on a date."""
 
     payment_terms: PaymentTerms
-    credit_limit: Decimal
+    credit_limit: Decimal | None  # None: no limit
     billing_contacts: tuple = ()
     billing_address: Any = None
     language: str = "en"
@@ -74,7 +88,7 @@ class Customer(Aggregate):
         self.name = ""
         self.currency = ""
         self.payment_terms = PaymentTerms(30)
-        self.credit_limit = ZERO
+        self.credit_limit: Decimal | None = None
         self.registered_on: date | None = None
         # Profile changes in the order recorded, each effective from its date.
         self.changes: list[CustomerProfileChanged] = []
@@ -173,17 +187,17 @@ class Customer(Aggregate):
     def payment_terms_days(self) -> int:
         return self.payment_terms.days
 
-    def register(self, name: str, currency: str, payment_terms: PaymentTerms, credit_limit: Decimal,
+    def register(self, name: str, currency: str, payment_terms: PaymentTerms, credit_limit: Decimal | None,
                  registered_on: date, at: datetime) -> None:
         if self.exists:
             raise InvoicingRuleViolation(f"customer {self.id} is already registered", "customer_id")
         if payment_terms.days < 0 or payment_terms.days > 365:
             raise InvoicingRuleViolation("payment terms must be between 0 and 365 days", "payment_terms")
-        if credit_limit < 0:
+        if credit_limit is not None and credit_limit < 0:
             raise InvoicingRuleViolation("credit limit cannot be negative", "credit_limit")
         self.trigger(CustomerRegistered(customer_id=self.id, name=name, currency=currency,
                                         payment_terms_days=payment_terms.days, payment_terms=payment_terms.code,
-                                        credit_limit=quantize(credit_limit, currency),
+                                        credit_limit=None if credit_limit is None else quantize(credit_limit, currency),
                                         registered_on=registered_on), at)
 
     def when_CustomerRegistered(self, e: CustomerRegistered) -> None:
@@ -227,10 +241,17 @@ class Invoice(Aggregate):
     def issue(self, *, invoice_number: str, customer: Customer, currency: str, issue_date: date,
               due_date: date | None, lines: list[tuple], at: datetime,
               rebill_of_deduction: str | None = None, original_invoice_id: str | None = None,
-              taxes: list[tuple[str, Decimal | None, Decimal]] = (), po_number: str | None = None) -> None:
+              taxes: list[tuple[str, Decimal | None, Decimal]] = (), po_number: str | None = None,
+              credit_levels: list[LimitLevel] | None = None, credit_override: CreditOverride | None = None) -> None:
         """lines: (description, quantity, unit_price[, product_line]); taxes: (code, rate or None,
         amount) as the ERP computed them, added to the total. A customer whose master requires a
-        purchase order number on the issue date gets no invoice without one."""
+        purchase order number on the issue date gets no invoice without one.
+
+        credit_levels: the customer's and each ancestor's credit limit in force on the issue date
+        against its family's exposure (None: no credit check, as for a re-bill, which moves an
+        amount already owed). An invoice taking any level over its limit is refused
+        (CreditLimitRefused) unless credit_override names who approved it and why; the override
+        is then recorded on the event with the levels it exceeded."""
         if self.exists:
             raise InvoicingRuleViolation(f"invoice {self.id} already exists", "invoice_id")
         if not customer.exists:
@@ -265,11 +286,22 @@ class Invoice(Aggregate):
         total = sum((line.amount for line in invoice_lines), ZERO) + sum((t.amount for t in invoice_taxes), ZERO)
         if total <= 0:
             raise InvoicingRuleViolation("invoice total must be positive", "lines")
+        exceeded = breaches(credit_levels or [], total)
+        override_record = None
+        if exceeded:
+            if credit_override is None:
+                first = exceeded[0]
+                raise CreditLimitRefused(first.describe(customer.id, currency), first, exceeded)
+            override_record = CreditOverrideRecord(
+                approved_by=credit_override.approved_by, reason=credit_override.reason,
+                exceeded=[CreditLimitExceeded(level=b.level, customer_id=b.customer_id,
+                                              credit_limit=quantize(b.credit_limit, currency),
+                                              exposure=quantize(b.exposure, currency)) for b in exceeded])
         self.trigger(InvoiceIssued(invoice_id=self.id, invoice_number=invoice_number, customer_id=customer.id,
                                    currency=currency, issue_date=issue_date, due_date=due,
                                    lines=invoice_lines, total_amount=total, rebill_of_deduction=rebill_of_deduction,
                                    original_invoice_id=original_invoice_id, taxes=invoice_taxes,
-                                   po_number=(po_number or "").strip() or None), at)
+                                   po_number=(po_number or "").strip() or None, credit_override=override_record), at)
 
     def creditable_amount(self, paid_amount: Decimal) -> Decimal:
         """What a credit memo or a credit adjustment may still take off: the invoice's open
