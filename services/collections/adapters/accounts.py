@@ -10,6 +10,8 @@ from typing import Any, Sequence
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.collections.domain.family import ParentChange
+
 # One daily run at a time per customer (API, CLI, CronJob, replicas), held by the customer's
 # transaction: a second run waits for that customer, then finds every action already in the
 # ledger. The ledger's unique constraint is the guarantee; the lock only keeps two runs from
@@ -403,49 +405,92 @@ async def list_contacts(conn: AsyncConnection, customer_id: str | None, collecto
     return [dict(r) for r in rows.mappings()]
 
 
-_OF_COLLECTOR = "SELECT customer_id FROM customers WHERE collector_id = :col"
+async def collector_customers(conn: AsyncConnection, collector_id: str) -> list[str]:
+    rows = await conn.execute(text("SELECT customer_id FROM customers WHERE collector_id = :col"),
+                              {"col": collector_id})
+    return list(rows.scalars())
 
 
-async def worklist_inputs(conn: AsyncConnection, collector_id: str, as_of: date) -> list[dict[str, Any]]:
-    """Everything the worklist ranks, for all of a collector's customers at once (a few set-based
-    queries, not a few per customer, so a book of thousands of accounts ranks in well under a
-    second): each customer as get_customer reads it, with `invoices` (as invoices_as_of),
-    `last_contact_on`, `next_follow_up_on` (of the latest contact), `promise_due_today`, `broken`
-    (as count_broken_commitments) and `open_call_tasks` (task ids in creation order)."""
-    params = {"col": collector_id, "d": as_of}
-    customers = {r["customer_id"]: _customer(r) for r in (await conn.execute(text(
-        "SELECT * FROM customers WHERE collector_id = :col ORDER BY customer_id"), params)).mappings()}
+async def collectors_of(conn: AsyncConnection, customer_ids: Sequence[str]) -> dict[str, str | None]:
+    rows = await conn.execute(text("SELECT customer_id, collector_id FROM customers WHERE customer_id = ANY(:ids)"),
+                              {"ids": list(customer_ids)})
+    return {r.customer_id: r.collector_id for r in rows}
+
+
+async def worklist_inputs(conn: AsyncConnection, customer_ids: Sequence[str], as_of: date) -> list[dict[str, Any]]:
+    """Everything the worklist ranks, for many customers at once (a few set-based queries, not a
+    few per customer, so a book of thousands of accounts ranks in well under a second): each
+    customer as get_customer reads it, with `invoices` (as invoices_as_of), `last_contact_on`,
+    `next_follow_up_on` (of the latest contact), `promise_due_today`, `broken` (as
+    count_broken_commitments) and `open_call_tasks` (task ids in creation order)."""
+    ids = sorted(set(customer_ids))
+    params = {"ids": ids, "d": as_of}
+    customers = {c: {**CUSTOMER_DEFAULTS, "customer_id": c, "known": False} for c in ids}
+    for r in (await conn.execute(text("SELECT * FROM customers WHERE customer_id = ANY(:ids)"), params)).mappings():
+        customers[r["customer_id"]] = _customer(r)
     for c in customers.values():
         c.update(invoices=[], last_contact_on=None, next_follow_up_on=None, promise_due_today=False, broken=0,
                  open_call_tasks=[])
     if not customers:
         return []
     invoices = _OPEN_INVOICES.replace("AND (CAST(:c AS text) IS NULL OR i.customer_id = :c)",
-                                      f"AND i.customer_id IN ({_OF_COLLECTOR})")
+                                      "AND i.customer_id = ANY(:ids)")
     for r in (await conn.execute(text(invoices), params)).mappings():
         customers[r["customer_id"]]["invoices"].append(dict(r))
     for r in (await conn.execute(text(
             "SELECT DISTINCT ON (customer_id) customer_id, next_follow_up_on,"
             " max(contacted_on) OVER (PARTITION BY customer_id) AS last_contact_on FROM contacts"
-            f" WHERE contacted_on <= :d AND customer_id IN ({_OF_COLLECTOR})"
+            " WHERE contacted_on <= :d AND customer_id = ANY(:ids)"
             " ORDER BY customer_id, contacted_on DESC, created_seq DESC"), params)).mappings():
         customers[r["customer_id"]].update(last_contact_on=r["last_contact_on"], next_follow_up_on=r["next_follow_up_on"])
     for r in (await conn.execute(text(
             "SELECT DISTINCT customer_id FROM promises WHERE status = 'open' AND promise_date = :d"
-            f" AND customer_id IN ({_OF_COLLECTOR})"), params)).mappings():
+            " AND customer_id = ANY(:ids)"), params)).mappings():
         customers[r["customer_id"]]["promise_due_today"] = True
     for r in (await conn.execute(text(
             "SELECT customer_id, count(*) AS n FROM ("
             "  SELECT customer_id FROM promises WHERE status = 'broken' AND broken_on <= :d"
             "   AND (settled_late_on IS NULL OR settled_late_on > :d)"
             "  UNION ALL SELECT customer_id FROM payment_plans WHERE status = 'broken' AND ended_on <= :d) b"
-            f" WHERE customer_id IN ({_OF_COLLECTOR}) GROUP BY customer_id"), params)).mappings():
+            " WHERE customer_id = ANY(:ids) GROUP BY customer_id"), params)).mappings():
         customers[r["customer_id"]]["broken"] = int(r["n"])
     for r in (await conn.execute(text(
-            f"SELECT customer_id, task_id FROM call_tasks WHERE status = 'open' AND customer_id IN ({_OF_COLLECTOR})"
+            "SELECT customer_id, task_id FROM call_tasks WHERE status = 'open' AND customer_id = ANY(:ids)"
             " ORDER BY created_seq"), params)).mappings():
         customers[r["customer_id"]]["open_call_tasks"].append(r["task_id"])
     return list(customers.values())
+
+
+# -- account hierarchies ----------------------------------------------------------------------
+
+async def record_parent_change(conn: AsyncConnection, *, event_id: str, customer_id: str,
+                               parent_customer_id: str | None, effective_on: date, stream_version: int) -> None:
+    await conn.execute(text(
+        "INSERT INTO customer_parents (event_id, customer_id, parent_customer_id, effective_on, stream_version)"
+        " VALUES (:e, :c, :p, :d, :v) ON CONFLICT (event_id) DO NOTHING"),
+        {"e": event_id, "c": customer_id, "p": parent_customer_id, "d": effective_on, "v": stream_version})
+
+
+async def parent_changes(conn: AsyncConnection, as_of: date) -> list[ParentChange]:
+    """Every parent change effective on or before as_of (domain/family.py picks the latest)."""
+    rows = await conn.execute(text("SELECT customer_id, parent_customer_id, effective_on, stream_version"
+                                   " FROM customer_parents WHERE effective_on <= :d"), {"d": as_of})
+    return [ParentChange(r.customer_id, r.parent_customer_id, r.effective_on, r.stream_version) for r in rows]
+
+
+async def names_of(conn: AsyncConnection, customer_ids: Sequence[str]) -> dict[str, str | None]:
+    rows = await conn.execute(text("SELECT customer_id, name FROM customers WHERE customer_id = ANY(:ids)"),
+                              {"ids": list(customer_ids)})
+    return {r.customer_id: r.name for r in rows}
+
+
+async def family_invoices_as_of(conn: AsyncConnection, customer_ids: Sequence[str],
+                                as_of: date) -> list[dict[str, Any]]:
+    """invoices_as_of for several customers at once (a family)."""
+    query = _OPEN_INVOICES.replace("AND (CAST(:c AS text) IS NULL OR i.customer_id = :c)",
+                                   "AND i.customer_id = ANY(:ids)")
+    rows = await conn.execute(text(query), {"d": as_of, "ids": list(customer_ids)})
+    return [dict(r) for r in rows.mappings()]
 
 
 # -- plans ------------------------------------------------------------------------------------

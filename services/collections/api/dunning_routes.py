@@ -20,12 +20,12 @@ from services.collections.adapters import accounts
 from services.collections.adapters.notices import template_names
 from services.collections.api import schemas as s
 from services.collections.application import accounts as account_commands
-from services.collections.application import dunning, plans
+from services.collections.application import dunning, families, plans
 from services.collections.domain.compliance import zone
 from services.collections.domain.model import CollectionsRuleViolation
 from services.collections.domain.plans import PlannedInstallment
 from services.collections.domain.strategy import build_steps
-from services.collections.domain.worklist import AccountSnapshot, priority
+from services.collections.domain.family import Balances
 
 router = APIRouter(prefix="/v1")
 
@@ -59,8 +59,9 @@ async def get_account(customer_id: str, request: Request, as_of: date | None = N
         customer = await accounts.get_customer(conn, customer_id)
         invoices = await accounts.invoices_as_of(conn, as_of, customer_id)
         hold = await accounts.active_hold(conn, customer_id)
-    if not customer["known"] and not invoices:
-        raise NotFound(f"customer {customer_id} is not known to collections", field="customer_id")
+        if not customer["known"] and not invoices:
+            raise NotFound(f"customer {customer_id} is not known to collections", field="customer_id")
+        hierarchy = await families.account_family(conn, customer_id, invoices, as_of)
     open_items = [r for r in invoices if r["open_balance"] > 0]
     out = s.jsonable({k: v for k, v in customer.items() if k not in ("known",)}, money=("credit_limit",))
     out["credit_hold"] = s.jsonable(hold) if hold else None
@@ -69,6 +70,15 @@ async def get_account(customer_id: str, request: Request, as_of: date | None = N
          "open_balance": money_str(r["open_balance"], r["currency"].strip()), "due_date": r["due_date"].isoformat(),
          "days_past_due": (as_of - r["due_date"]).days, "disputed": r["disputed"], "strategy_id": r["strategy_id"],
          "dunning_paused": r["dunning_paused"]} for r in open_items]
+    # Account hierarchies: who pays for this account, and the balances of the accounts it pays for.
+    currency = (customer["currency"] or (invoices[0]["currency"] if invoices else "") or "").strip() or None
+    out["parent_customer_id"] = hierarchy.parent_customer_id
+    out["paid_by"] = hierarchy.payer_customer_id
+    out["balances"] = _balances_out(hierarchy.own, currency)
+    out["family"] = {**_balances_out(hierarchy.family, currency), "accounts": 1 + len(hierarchy.children)}
+    out["children"] = [{"customer_id": c["customer_id"], "name": c["name"],
+                        "parent_customer_id": c["parent_customer_id"],
+                        **_balances_out(c["balances"], c["currency"] or currency)} for c in hierarchy.children]
     return out
 
 
@@ -359,36 +369,35 @@ async def list_credit_holds(request: Request, customer_id: str | None = None, ac
 
 # -- worklists and contacts -----------------------------------------------------------------
 
+def _balances_out(b: Balances, currency: str | None) -> dict[str, Any]:
+    def money(amount: Decimal) -> str:
+        return money_str(amount, currency) if currency else format(amount, "f")
+    return {"currency": currency, "open_balance": money(b.open_balance), "past_due": money(b.past_due),
+            "aging": {name: money(amount) for name, amount in b.aging.items()}}
+
+
 @router.get("/worklists/{collector_id}", tags=["worklists"])
 async def worklist(collector_id: str, request: Request, as_of: date | None = None) -> dict[str, Any]:
     """The collector's customers with something past due, highest priority first, each with the
-    reasons that make up its priority and its open call tasks."""
+    reasons that make up its priority and its open call tasks. A parent that pays for its
+    children is one entry with its whole family (the children are not listed on their own)."""
     as_of = as_of or _today(request)
-    entries = []
     async with get_runtime(request).engine.connect() as conn:
-        customers = await accounts.worklist_inputs(conn, collector_id, as_of)
-    for customer in customers:
-        customer_id = customer["customer_id"]
-        overdue = [r for r in customer["invoices"]
-                   if r["open_balance"] > 0 and r["due_date"] < as_of and not r["disputed"]]
-        if not overdue:
-            continue
-        currency = overdue[0]["currency"].strip()
-        snapshot = AccountSnapshot(
-            customer_id=customer_id, currency=currency,
-            amount_past_due=sum((Decimal(r["open_balance"]) for r in overdue if r["currency"].strip() == currency),
-                                Decimal(0)).quantize(Decimal("0.01")),
-            oldest_days_past_due=max((as_of - r["due_date"]).days for r in overdue),
-            risk_score=customer["risk_score"], broken_promises=customer["broken"],
-            last_contact_on=customer["last_contact_on"], promise_due_today=customer["promise_due_today"],
-            follow_up_due=customer["next_follow_up_on"] is not None and customer["next_follow_up_on"] <= as_of)
-        ranked = priority(snapshot, as_of)
-        entries.append({"customer_id": customer_id, "name": customer["name"], "priority": format(ranked.score, "f"),
-                        "reasons": ranked.reasons, "currency": currency,
-                        "amount_past_due": money_str(snapshot.amount_past_due, currency),
-                        "oldest_days_past_due": snapshot.oldest_days_past_due, "segment": customer["segment"],
-                        "risk_score": customer["risk_score"], "open_call_tasks": customer["open_call_tasks"]})
-    entries.sort(key=lambda e: (-Decimal(e["priority"]), e["customer_id"]))
+        ranked = await families.worklist(conn, collector_id, as_of)
+    entries = []
+    for e in ranked:
+        unit, currency = e.snapshot, e.snapshot.currency
+        entries.append({
+            "customer_id": e.customer["customer_id"], "name": e.customer["name"],
+            "priority": format(e.ranked.score, "f"), "reasons": e.ranked.reasons,
+            "reason_details": [{"code": r.code, "points": format(r.points, "f"), "values": r.values}
+                               for r in e.ranked.details],
+            "currency": currency, "amount_past_due": money_str(unit.amount_past_due, currency),
+            "oldest_days_past_due": unit.oldest_days_past_due, "segment": e.customer["segment"],
+            "risk_score": e.customer["risk_score"], "open_call_tasks": e.open_call_tasks,
+            "family_size": unit.family_size, "family_members": e.members,
+            "own_amount_past_due": money_str(e.own.amount_past_due, currency),
+            "family": _balances_out(e.family, currency)})
     return {"collector_id": collector_id, "as_of": as_of.isoformat(), "data": entries}
 
 

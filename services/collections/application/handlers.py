@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import Any, Sequence
+from typing import Any, Awaitable, Callable, Sequence
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -14,6 +14,7 @@ from shared import aggregate
 from shared.consumer import Projection, ReceivedEvent
 from shared.contracts import (
     CreditMemoIssued,
+    CustomerParentChanged,
     CustomerProfileChanged,
     CustomerRegistered,
     DeductionOpened,
@@ -214,39 +215,49 @@ async def _apply_external_batch(conn: AsyncConnection, events: Sequence[Received
                 event_id=event.event_id, payment_id=contract.payment_id, invoice_id=contract.invoice_id,
                 customer_id=contract.customer_id, currency=contract.currency, amount=contract.amount,
                 value_date=contract.value_date))
-        elif isinstance(contract, _HANDLED):
+        elif type(contract) in _HANDLERS:
+            # Everything else collections uses (parent changes, adjustments, disputes, ...) goes
+            # to the per-event handler in order, through the same table.
             await flush()
             await _on_contract(conn, event, contract)
         # any other event (payments received, promises' own events, ...) changes nothing here
     await flush()
 
 
-_HANDLED = (InvoiceIssued, CustomerRegistered, CustomerProfileChanged, CreditMemoIssued, PaymentApplied,
-            PaymentUnapplied, SmallBalanceWrittenOff, SmallBalanceWriteOffReversed, DisputeOpened, DeductionOpened,
-            DisputeResolved, InvoiceAdjusted, InvoiceVoided)
+async def _on_payment_applied(conn: AsyncConnection, event: ReceivedEvent, contract: PaymentApplied) -> None:
+    if await receivables.on_payment_applied(conn, event.event_id, contract):
+        await keep_promises_paid_by(conn, contract.invoice_id, event.causation_metadata("collections:promise-rule"))
+        await note_late_settlements(conn, contract.invoice_id)
+
+
+async def _on_registered(conn: AsyncConnection, event: ReceivedEvent, contract: CustomerRegistered) -> None:
+    await receivables.on_customer_registered(conn, contract)
+    await receivables.on_credit_limit(conn, event.event_id, contract)
+
+
+# What collections does with each event it uses, one table for the per-event path and the batch
+# path alike (a type missing here is ignored by both, so they cannot drift apart).
+_HANDLERS: dict[type, Callable[[AsyncConnection, ReceivedEvent, Any], Awaitable[None]]] = {
+    InvoiceIssued: lambda conn, event, c: receivables.on_invoice_issued(conn, c),
+    CustomerRegistered: _on_registered,
+    CustomerProfileChanged: lambda conn, event, c: receivables.on_credit_limit(conn, event.event_id, c),
+    CustomerParentChanged: lambda conn, event, c: receivables.on_parent_changed(conn, event.event_id,
+                                                                                event.stream_version, c),
+    CreditMemoIssued: lambda conn, event, c: receivables.on_credit_memo_issued(conn, c),
+    PaymentApplied: _on_payment_applied,
+    **{t: (lambda conn, event, c: receivables.on_balance_adjusted(conn, event.event_id, c))
+       for t in (PaymentUnapplied, SmallBalanceWrittenOff, SmallBalanceWriteOffReversed)},
+    **{t: (lambda conn, event, c: receivables.on_dispute(conn, c))
+       for t in (DisputeOpened, DeductionOpened, DisputeResolved)},
+    **{t: (lambda conn, event, c: receivables.on_invoice_adjusted(conn, event.event_id, c))
+       for t in (InvoiceAdjusted, InvoiceVoided)},
+}
 
 
 async def _on_contract(conn: AsyncConnection, event: ReceivedEvent, contract: Any) -> None:
-    if isinstance(contract, InvoiceIssued):
-        await receivables.on_invoice_issued(conn, contract)
-    elif isinstance(contract, CustomerRegistered):
-        await receivables.on_customer_registered(conn, contract)
-        await receivables.on_credit_limit(conn, event.event_id, contract)
-    elif isinstance(contract, CustomerProfileChanged):
-        await receivables.on_credit_limit(conn, event.event_id, contract)
-    elif isinstance(contract, CreditMemoIssued):
-        await receivables.on_credit_memo_issued(conn, contract)
-    elif isinstance(contract, PaymentApplied):
-        if await receivables.on_payment_applied(conn, event.event_id, contract):
-            await keep_promises_paid_by(conn, contract.invoice_id,
-                                        event.causation_metadata("collections:promise-rule"))
-            await note_late_settlements(conn, contract.invoice_id)
-    elif isinstance(contract, (PaymentUnapplied, SmallBalanceWrittenOff, SmallBalanceWriteOffReversed)):
-        await receivables.on_balance_adjusted(conn, event.event_id, contract)
-    elif isinstance(contract, (DisputeOpened, DeductionOpened, DisputeResolved)):
-        await receivables.on_dispute(conn, contract)
-    elif isinstance(contract, (InvoiceAdjusted, InvoiceVoided)):
-        await receivables.on_invoice_adjusted(conn, event.event_id, contract)
+    handler = _HANDLERS.get(type(contract))
+    if handler is not None:
+        await handler(conn, event, contract)
 
 
 # Collections' consumer handler: event by event, or a batch at once (shared.consumer.Projection).

@@ -5,6 +5,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.contracts import (
     CreditMemoIssued,
+    CustomerParentChanged,
     CustomerProfileChanged,
     CustomerRegistered,
     DeductionOpened,
@@ -96,3 +97,12 @@ async def on_credit_limit(conn: AsyncConnection, event_id: str, e: CustomerRegis
     elif e.credit_limit is not None:
         await accounts.record_credit_limit(conn, event_id=event_id, customer_id=e.customer_id,
                                            effective_on=e.effective_on, credit_limit=e.credit_limit)
+
+
+async def on_parent_changed(conn: AsyncConnection, event_id: str, stream_version: int | None,
+                            e: CustomerParentChanged) -> None:
+    """The account that pays for the customer from effective_on, kept as a dated fact: the
+    worklist and the account read the hierarchy as of their day."""
+    await accounts.record_parent_change(conn, event_id=event_id, customer_id=e.customer_id,
+                                        parent_customer_id=e.parent_customer_id, effective_on=e.effective_on,
+                                        stream_version=stream_version or 0)
