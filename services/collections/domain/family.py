@@ -80,11 +80,7 @@ def collection_units(collector_id: str, assigned: Iterable[str], parents: Mappin
     `assigned` are the customers given to this collector; `collector_of` must know the collector
     of each of their payers. A customer whose payer has a collector belongs to the payer's unit
     (on that collector's worklist, whoever works the customer itself); a customer whose payer has
-    none is a unit of its own.
-
-parents_as_of and family read the hierarchy as reporting's domain/hierarchy.py does: the same
-published fact read by two contexts that share no code (a hierarchy is a business rule, not a
-shared/ mechanism), so each keeps its own few lines."""
+    none is a unit of its own."""
     units: dict[str, list[str]] = {}
     for customer_id in sorted(set(assigned)):
         payer = payer_of(parents, customer_id)
