@@ -107,7 +107,8 @@ async def database_runs(portfolio: Portfolio, lines, csv_bytes: bytes) -> dict[s
             await load_portfolio(asyncpg_dsn(name), portfolio)
             started = time.perf_counter()
             async with runtime.engine.connect() as conn:
-                matcher = await imports.build_matcher(conn, imports.policy_of(settings))
+                base = await imports.customer_matcher(conn, imports.policy_of(settings))
+                matcher = await imports.scoped_matcher(conn, base, [receipt_of(line, "USD") for line in lines])
             loaded = time.perf_counter()
             for line in lines:
                 result = matcher.match(receipt_of(line, "USD"))

@@ -182,16 +182,36 @@ def open_item_of(r: Any) -> OpenItem:
                     currency=r.currency.strip(), open_balance=Decimal(r.open_balance))
 
 
-async def stream_open_invoices_for_matching(conn: AsyncConnection, batch: int = 10_000):
-    """Every open issued invoice (a snapshot, not locked): what the matching engine indexes. Read
-    through a server-side cursor in batches of rows (invoice_id, invoice_number, customer_id,
-    currency, due_date, open_balance), so 500,000 open items are never held twice (as rows and as
-    the engine's objects)."""
-    result = await conn.stream(text(
-        f"SELECT invoice_id, invoice_number, customer_id, currency, due_date, {_OPEN_BALANCE} AS open_balance"
-        f" FROM open_items WHERE total_amount IS NOT NULL AND {_OPEN_BALANCE} > 0"))
-    async for rows in result.partitions(batch):
-        yield rows
+_MATCHING_COLUMNS = f"invoice_id, invoice_number, customer_id, currency, due_date, {_OPEN_BALANCE} AS open_balance"
+_ITEM_KEY = "cash_open_item_key(invoice_number, invoice_id)"
+
+
+async def open_invoices_concerned(conn: AsyncConnection, customer_ids: Sequence[str],
+                                  keys: Sequence[str]) -> list[Any]:
+    """The open issued invoices (a snapshot, not locked) of these customers, and those whose
+    normalised number (cash_reference_key, migration 0011) is one of these keys, through the
+    customer and key indexes: what an import's receipts can be matched against. Rows
+    (invoice_id, invoice_number, customer_id, currency, due_date, open_balance)."""
+    if not customer_ids and not keys:
+        return []
+    result = await conn.execute(text(
+        f"SELECT {_MATCHING_COLUMNS} FROM open_items WHERE total_amount IS NOT NULL AND {_OPEN_BALANCE} > 0"
+        " AND customer_id = ANY(CAST(:c AS text[]))"
+        f" UNION SELECT {_MATCHING_COLUMNS} FROM open_items WHERE total_amount IS NOT NULL AND {_OPEN_BALANCE} > 0"
+        f" AND {_ITEM_KEY} = ANY(CAST(:k AS text[]))"), {"c": sorted(customer_ids), "k": sorted(keys)})
+    return list(result)
+
+
+async def open_invoices_near(conn: AsyncConnection, variants: Sequence[str]) -> list[Any]:
+    """Open issued invoices whose key shares one of these variants (a key or a form of it with one
+    character deleted): every invoice one edit from the keys they came from, and a few more,
+    through the GIN index of migration 0011."""
+    if not variants:
+        return []
+    result = await conn.execute(text(
+        f"SELECT {_MATCHING_COLUMNS} FROM open_items WHERE total_amount IS NOT NULL AND {_OPEN_BALANCE} > 0"
+        f" AND cash_reference_variants({_ITEM_KEY}) && CAST(:v AS text[])"), {"v": sorted(variants)})
+    return list(result)
 
 
 async def customer_names(conn: AsyncConnection) -> dict[str, str]:

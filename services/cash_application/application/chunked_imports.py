@@ -8,9 +8,10 @@ held every invoice's row lock and every new payment in memory for the whole file
    on a connection of its own for the whole import, so one process at a time runs it; a process
    that dies (SIGKILL, a lost node) loses its session and with it the lock. The bank accounts
    are locked the same way (session locks, in order), so two files cannot both post a line.
-2. The open items are matched on a snapshot; the receipts are numbered in file order (payment
-   `<import>.<n>`, the same numbers the one-transaction import uses).
-3. Each chunk of receipts commits on its own: the invoices its matches touch are locked in
+2. The receipts are numbered in file order (payment `<import>.<n>`, the same numbers the
+   one-transaction import uses).
+3. Each chunk of receipts commits on its own: the open items it can concern are read (only
+   those: imports.scoped_matcher) and matched on that snapshot; the invoices its matches touch are locked in
    invoice_id order, re-read and matched again, its payments appended and projected, its
    statement lines and sources recorded, and the import's progress (`receipts_done`) and the
    chunk's summary written, all in the chunk's transaction. A chunk is therefore posted exactly
@@ -42,7 +43,7 @@ from services.cash_application.application import posting
 from services.cash_application.application.card_payouts import claim_payout_lines
 from services.cash_application.application.imports import (
     _INSERT_LINE, FileRejectedProblem, ImportFile, _json, _line_row, _other_line_rows, _source_row, _statement_out,
-    _summary, build_matcher, policy_of, receipt_of, statement_keys)
+    _summary, customer_matcher, policy_of, receipt_of, scoped_matcher, statement_keys)
 from services.cash_application.domain.model import UNIDENTIFIED_CUSTOMER, BankImport, CashApplicationRuleViolation, Payment
 from services.cash_application.domain.receipts import BankStatement, ParsedFile
 from services.cash_application.projections import payments as payments_projection
@@ -128,8 +129,7 @@ async def _run(engine: AsyncEngine, holder: AsyncConnection, import_id: str, cmd
     async with engine.begin() as conn:  # credits that carry a card payout already imported: no receipts
         payout_lines = await claim_payout_lines(conn, fresh)
     async with engine.connect() as conn:
-        await allow_long_idle(conn)  # indexing 500,000 open items in a thread takes longer than the idle limit
-        matcher = await build_matcher(conn, policy_of(settings))
+        base = await customer_matcher(conn, policy_of(settings))  # the customer side, shared by the chunks
     receipts = [(statement, line) for statement in fresh for line in statement.lines
                 if line.is_receipt and id(line) not in payout_lines]
     async with engine.begin() as conn:
@@ -141,18 +141,22 @@ async def _run(engine: AsyncEngine, holder: AsyncConnection, import_id: str, cmd
     for chunk, start in enumerate(range(0, len(receipts), size)):
         end = min(start + size, len(receipts))
         if end <= resumed_from:
-            continue  # committed before the crash: its payments exist, and its matches are in the snapshot
+            continue  # committed before the crash: its payments exist, and later chunks read the balances it left
         part = receipts[start:end]
-        touched: set[str] = await asyncio.to_thread(lambda part=part: {
-            a.invoice_id for statement, line in part for a in matcher.match(receipt_of(line, statement.currency)).allocations})
         async with engine.begin() as conn:
             await allow_long_idle(conn)
+            # The engine over the open items this chunk can concern (a snapshot), matched once to
+            # know which invoices to lock; then locked, re-read and matched again under the locks.
+            matcher = await scoped_matcher(conn, base, [receipt_of(line, statement.currency) for statement, line in part])
+            touched: set[str] = await asyncio.to_thread(lambda part=part, matcher=matcher: {
+                a.invoice_id for statement, line in part
+                for a in matcher.match(receipt_of(line, statement.currency)).allocations})
             locked = await repo.lock_open_items_by_id(conn, sorted(touched))
             for invoice_id, item in locked.items():
                 if invoice_id in matcher.invoices:
                     matcher.invoices[invoice_id].open_balance = item.open_balance
 
-            def match_chunk(part=part, start=start, locked=locked):
+            def match_chunk(part=part, start=start, locked=locked, matcher=matcher):
                 payments, sources, lines, summaries = [], [], [], []
                 counts = dict.fromkeys(COUNTS, 0)
                 for n, (statement, line) in enumerate(part, start=start + 1):

@@ -19,7 +19,7 @@ import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Any
+from typing import Any, Sequence
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -33,7 +33,8 @@ from services.cash_application.adapters import repository as repo
 from services.cash_application.adapters.bank_files import FORMATS, parse_file
 from services.cash_application.application import posting
 from services.cash_application.application.posting import project_saved
-from services.cash_application.domain.matching import Matcher, MatchingPolicy, MatchResult, OpenInvoice, Receipt
+from services.cash_application.domain.matching import (
+    Matcher, MatchingPolicy, MatchResult, OpenInvoice, Receipt, reference_variants)
 from services.cash_application.domain.model import UNIDENTIFIED_CUSTOMER, BankImport, CashApplicationRuleViolation, Payment
 from services.cash_application.domain.receipts import BankLine, BankStatement, FileRejected, ParsedFile
 from services.cash_application.projections import payments as payments_projection
@@ -104,21 +105,56 @@ def open_invoice_of(r: Any) -> OpenInvoice:
                        open_balance=Decimal(r["open_balance"]), due_date=r["due_date"])
 
 
-async def build_matcher(conn: AsyncConnection, policy: MatchingPolicy) -> Matcher:
-    """The matching engine over every open invoice, the customer master and the learned aliases.
-    Indexing is CPU work: it runs in a worker thread, off the event loop."""
-    invoices: list[OpenInvoice] = []
-    currencies: dict[str, str] = {}  # one string per currency code, not one per row
-    async for rows in repo.stream_open_invoices_for_matching(conn):
-        invoices.extend(OpenInvoice(invoice_id=r[0], invoice_number=r[1] or "", customer_id=r[2],
-                                    currency=currencies.setdefault(r[3], r[3].strip()), open_balance=Decimal(r[5]),
-                                    due_date=r[4]) for r in rows)
+async def customer_matcher(conn: AsyncConnection, policy: MatchingPolicy) -> Matcher:
+    """The matching engine's customer side (customer master, learned aliases, account hierarchy)
+    without any open item: what identifies payers, and from which scoped_matcher builds the
+    engine for a set of receipts."""
     names, accounts = await repo.payer_aliases(conn)
     customers = await repo.customer_names(conn)
     parents = await repo.customer_parents(conn)
     return await asyncio.to_thread(
-        lambda: Matcher(invoices, customers, name_aliases=names, account_aliases=accounts, policy=policy,
+        lambda: Matcher((), customers, name_aliases=names, account_aliases=accounts, policy=policy,
                         parents=parents))
+
+
+def _open_invoices(rows: Any) -> list[OpenInvoice]:
+    currencies: dict[str, str] = {}  # one string per currency code, not one per row
+    return [OpenInvoice(invoice_id=r[0], invoice_number=r[1] or "", customer_id=r[2],
+                        currency=currencies.setdefault(r[3], r[3].strip()), open_balance=Decimal(r[5]),
+                        due_date=r[4]) for r in rows]
+
+
+async def scoped_matcher(conn: AsyncConnection, base: Matcher, receipts: Sequence[Receipt]) -> Matcher:
+    """The matching engine over only the open items these receipts can concern (issue 10), read
+    through indexes: the open invoices of the customers they identify (and the runners-up, and
+    their families), those their references name, and, for a reference with an amount that no
+    such invoice agrees with, the invoices one edit from it whose balance that amount can pay (the
+    typo rules search those across customers). Matching them against it gives what matching against every open item gives
+    (tests/unit/cash_application/test_scoped_matching.py). CPU work runs in worker threads."""
+    def concerned() -> tuple[set[str], set[str]]:
+        customers: set[str] = set()
+        keys: set[str] = set()
+        for receipt in receipts:
+            more_customers, more_keys = base.concerns(receipt)
+            customers |= more_customers
+            keys |= more_keys
+        return customers, keys
+
+    customers, keys = await asyncio.to_thread(concerned)
+    rows = await repo.open_invoices_concerned(conn, sorted(customers), sorted(keys))
+    matcher = await asyncio.to_thread(lambda: base.with_invoices(_open_invoices(rows)))
+    del rows
+    needed: set[tuple[str, Decimal]] = await asyncio.to_thread(
+        lambda: {pair for receipt in receipts for pair in matcher.neighbours_needed(receipt)})
+    if needed:
+        amounts: dict[str, list[Decimal]] = {}
+        for key, amount in needed:
+            for variant in reference_variants(key):
+                amounts.setdefault(variant, []).append(amount)
+        rows = await repo.open_invoices_near(conn, sorted(amounts))
+        await asyncio.to_thread(lambda: matcher.add_invoices(
+            invoice for invoice in _open_invoices(rows) if matcher.could_be_neighbour(invoice, amounts)))
+    return matcher
 
 
 def receipt_of(line: BankLine, currency: str) -> Receipt:
@@ -170,9 +206,10 @@ async def import_file(conn: AsyncConnection, cmd: ImportFile, parsed: ParsedFile
 
     payout_lines = await claim_payout_lines(conn, fresh)  # credits that carry a card payout already imported
     await allow_long_idle(conn)  # matching a large file under its locks is CPU work between statements
-    matcher = await build_matcher(conn, policy_of(settings))
     receipts = [(statement, line) for statement in fresh for line in statement.lines
                 if line.is_receipt and id(line) not in payout_lines]
+    matcher = await scoped_matcher(conn, await customer_matcher(conn, policy_of(settings)),
+                                   [receipt_of(line, statement.currency) for statement, line in receipts])
     # Pass 1, on the snapshot: which invoices to lock (CPU work, in a worker thread).
     touched: set[str] = await asyncio.to_thread(lambda: {
         a.invoice_id for statement, line in receipts

@@ -27,6 +27,7 @@ payer's own; each application names the invoice's customer.
 """
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass, field
 from datetime import date
@@ -52,6 +53,7 @@ RULE_MANUAL = "manual"
 
 _PREFIXES = ("INVOICES", "INVOICE", "INVOIC", "INVNO", "INV", "NR", "NO", "RE")
 _PREFIX_WORDS = {"INV", "INVOICE", "INVOICES", "NO", "NR", "NUMBER", "#", "INV#", "REF", "RE"}
+_ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _TOKEN_SPLIT = re.compile(r"[\s,;]+")
 _NOT_ALNUM = re.compile(r"[^0-9A-Z]")
 _RF_HEAD = re.compile(r"^RF\d{2}[0-9A-Z]")
@@ -66,8 +68,10 @@ def normalise_reference(reference: str) -> str:
     """The comparable form of an invoice reference: upper case, letters and digits only, a
     leading INV/INVOICE/NO/# prefix dropped, leading zeros of a number dropped.
 
-    "INV-001001", "inv 1001", "#1001" and "Invoice No. 1001" all become "1001"."""
-    key = _NOT_ALNUM.sub("", reference.upper())
+    "INV-001001", "inv 1001", "#1001" and "Invoice No. 1001" all become "1001". Only ASCII
+    letters are upper-cased (others are dropped as punctuation is), so PostgreSQL computes the same
+    key (cash_reference_key, migration 0011) and open items can be found by it through an index."""
+    key = _NOT_ALNUM.sub("", reference.translate(_ASCII_UPPER))
     if _RF_HEAD.match(key):  # ISO 11649 creditor reference: RF, check digits, the reference
         key = key[4:]
     for _ in range(2):  # "Invoice No. 1001": two prefix words
@@ -249,12 +253,10 @@ class Matcher:
         self.by_number: dict[str, list[str]] = {}
         self.by_customer: dict[str, list[str]] = {}
         # deletion variant -> the normalised key(s) it comes from: a str while one key has it (most
-        # variants), a set once several do, so 500,000 invoices do not cost millions of sets.
-        self._deletions: dict[str, str | set[str]] = {}
-        for invoice in invoices:
-            self.add_invoice(invoice)
-        for ids in self.by_customer.values():
-            ids.sort(key=lambda i: (self.invoices[i].due_date, i))
+        # variants), a set once several do, so 500,000 invoices do not cost millions of sets. Built
+        # on the first one-edit search (most files never need one).
+        self._deletions: dict[str, str | set[str]] | None = None
+        self.add_invoices(invoices)
         self.customers = dict(customers)
         self._names: dict[str, list[str]] = {}
         for customer_id, name in customers.items():
@@ -269,25 +271,104 @@ class Matcher:
 
     # ------------------------------------------------------------------ the open-item index
 
-    def add_invoice(self, invoice: OpenInvoice) -> None:
-        if invoice.open_balance <= 0:
+    def add_invoices(self, invoices: Iterable[OpenInvoice]) -> None:
+        """Index open invoices (one already held is kept as it is); each customer's stay oldest due first."""
+        customers: set[str] = set()
+        for invoice in invoices:
+            if invoice.open_balance <= 0 or invoice.invoice_id in self.invoices:
+                continue
+            self.invoices[invoice.invoice_id] = invoice
+            key = normalise_reference(invoice.invoice_number or invoice.invoice_id)
+            self.by_key.setdefault(key, []).append(invoice.invoice_id)
+            self.by_number.setdefault((invoice.invoice_number or "").upper(), []).append(invoice.invoice_id)
+            self.by_customer.setdefault(invoice.customer_id, []).append(invoice.invoice_id)
+            customers.add(invoice.customer_id)
+            if self._deletions is not None:
+                self._index_deletions(key)
+        for customer_id in customers:
+            self.by_customer[customer_id].sort(key=lambda i: (self.invoices[i].due_date, i))
+
+    def _index_deletions(self, key: str) -> None:
+        if len(key) < 4:
             return
-        self.invoices[invoice.invoice_id] = invoice
+        index = self._deletions
+        for variant in _deletions(key) | {key}:
+            held = index.get(variant)
+            if held is None:
+                index[variant] = key
+            elif isinstance(held, str):
+                if held != key:
+                    index[variant] = {held, key}
+            else:
+                held.add(key)
+
+    def with_invoices(self, invoices: Iterable[OpenInvoice]) -> "Matcher":
+        """A matcher over these open invoices that shares this one's customer side (the customer
+        master, aliases, hierarchy and the payer names already identified), so an import builds
+        one per chunk of receipts over only the open items the chunk can concern."""
+        other = copy.copy(self)
+        other.invoices, other.by_key, other.by_number, other.by_customer = {}, {}, {}, {}
+        other._deletions = None
+        other.add_invoices(invoices)
+        return other
+
+    # ------------------------------------------------------------------ what a receipt can concern
+
+    def references_of(self, receipt: Receipt) -> list[tuple[str, Decimal | None]]:
+        """The references match() resolves for the receipt, each with the amount an invoice it
+        names must agree with to be taken one edit away (None: no amount, so only the payer's own
+        invoices can be)."""
+        structured = [item for item in receipt.remittance if item.reference]
+        if structured and all(item.paid_amount is not None for item in structured):
+            return [(item.reference, item.paid_amount) for item in structured if item.paid_amount > 0]
+        rf_refs, rest = creditor_references(receipt.text)
+        refs = [item.reference for item in structured] + rf_refs + reference_tokens(rest)
+        return [(reference, receipt.amount if len(refs) == 1 else None) for reference in refs]
+
+    def concerns(self, receipt: Receipt) -> tuple[set[str], set[str]]:
+        """What matching the receipt can read, found without any open item: the customers whose
+        open invoices it can be matched against or suggested from (the payer identified, else the
+        runners-up; and their families), and the normalised keys its references name."""
+        identified, runners = self.identify(receipt)
+        customers: set[str] = set()
+        # The runners-up are suggested from only when no one is identified (match()).
+        for customer_id in [identified.customer_id] if identified else [r[0] for r in runners]:
+            customers |= self.family(customer_id)
+        keys: set[str] = set()
+        for reference, _ in self.references_of(receipt):
+            keys.add(normalise_reference(reference))
+            if reference[:2].upper() == "RF" and (body := creditor_reference.reference_of(reference)):
+                keys.add(normalise_reference(body))
+        return customers, keys
+
+    def neighbours_needed(self, receipt: Receipt) -> set[tuple[str, Decimal]]:
+        """Where matching the receipt may look one edit away (a typo) beyond the customers' and
+        references' open items this matcher holds: (key, amount) for each reference with an amount
+        that no held invoice it names agrees with (for the payer, when known). Only an invoice one
+        edit from the key whose open balance is the amount, or above it within the tolerance, can
+        then be taken (the payer's own are held already); the caller adds those, so the typo rules
+        see every candidate they can take."""
+        identified, _ = self.identify(receipt)
+        family = self.family(identified.customer_id) if identified else None
+        needed: set[tuple[str, Decimal]] = set()
+        for reference, amount in self.references_of(receipt):
+            key = normalise_reference(reference)
+            if amount is None or len(key) < 4:
+                continue  # no amount: only the payer's own invoices (held) can be taken one edit away
+            if not any(inv.open_balance == amount and inv.currency == receipt.currency
+                       and (family is None or inv.customer_id in family)
+                       for i in self.by_key.get(key, ()) if (inv := self.invoices[i]).open_balance > 0):
+                needed.add((key, amount))
+        return needed
+
+    def could_be_neighbour(self, invoice: OpenInvoice, needed: dict[str, list[Decimal]]) -> bool:
+        """Whether the invoice is one that neighbours_needed asked for: its key shares a variant
+        with a needed key, and its open balance is that reference's amount or above it within the
+        absolute tolerance. `needed` maps each variant of the needed keys to their amounts."""
         key = normalise_reference(invoice.invoice_number or invoice.invoice_id)
-        self.by_key.setdefault(key, []).append(invoice.invoice_id)
-        self.by_number.setdefault((invoice.invoice_number or "").upper(), []).append(invoice.invoice_id)
-        self.by_customer.setdefault(invoice.customer_id, []).append(invoice.invoice_id)
-        if len(key) >= 4:
-            index = self._deletions
-            for variant in _deletions(key) | {key}:
-                held = index.get(variant)
-                if held is None:
-                    index[variant] = key
-                elif isinstance(held, str):
-                    if held != key:
-                        index[variant] = {held, key}
-                else:
-                    held.add(key)
+        ceiling = self.policy.tolerance_absolute
+        return any(amount <= invoice.open_balance <= amount + ceiling
+                   for variant in reference_variants(key) for amount in needed.get(variant, ()))
 
     def commit(self, result: MatchResult) -> None:
         """Reduce the in-memory balances by what was applied, written off or left short."""
@@ -409,6 +490,10 @@ class Matcher:
         """Open invoices whose normalised number is exactly one edit from the key."""
         if len(key) < 4:
             return []
+        if self._deletions is None:
+            self._deletions = {}
+            for indexed in self.by_key:
+                self._index_deletions(indexed)
         keys: set[str] = set()
         for variant in _deletions(key) | {key}:
             held = self._deletions.get(variant)
@@ -705,6 +790,12 @@ def _prefer_customer(invoices: list[OpenInvoice], family: frozenset[str]) -> lis
 
 def _deletions(key: str) -> set[str]:
     return {key[:i] + key[i + 1:] for i in range(len(key))}
+
+
+def reference_variants(key: str) -> set[str]:
+    """A normalised key and, from four characters on, its forms with one character deleted (as
+    cash_reference_variants in PostgreSQL): keys one edit apart share one of them."""
+    return _deletions(key) | {key} if len(key) >= 4 else {key}
 
 
 def account_key(account: str) -> str:
