@@ -57,30 +57,37 @@ RELAY_ERRORS = Counter("ledgerline_relay_errors_total", "Relay publish failures"
 RELAY_LEADER = Gauge("ledgerline_relay_leader", "1 while this process holds the relay lease", ["context"])
 
 
-def cloudevent_headers(event: eventstore.StoredEvent, context: str) -> list[tuple[str, bytes]]:
-    headers = {
-        "ce_specversion": "1.0",
-        "ce_id": str(event.event_id),
-        "ce_type": event.event_type,
-        "ce_source": f"/ledgerline/{context}",
-        "ce_subject": event.stream_id,
-        "ce_time": event.occurred_at.isoformat(),
-        "ce_schemaversion": str(event.schema_version),
-        "ce_recordedat": event.recorded_at.isoformat(),
-        "ce_streamtype": event.stream_type,
-        "ce_streamversion": str(event.version),
-        "content-type": "application/json",
-    }
-    for meta_key, header in (
-        ("traceparent", "traceparent"),
-        ("correlation_id", "ce_correlationid"),
-        ("causation_id", "ce_causationid"),
-        ("actor", "ce_actor"),
-    ):
-        value = event.metadata.get(meta_key)
-        if value:
-            headers[header] = str(value)
-    return [(k, v.encode()) for k, v in headers.items()]
+def cloudevent_headers(event: eventstore.StoredEvent | eventstore.OutboxEvent, context: str) -> list[tuple[str, bytes]]:
+    """The message's CloudEvents headers (Kafka binary content mode), in a fixed order."""
+    headers = [
+        ("ce_specversion", b"1.0"),
+        ("ce_id", str(event.event_id).encode()),
+        ("ce_type", event.event_type.encode()),
+        ("ce_source", f"/ledgerline/{context}".encode()),
+        ("ce_subject", event.stream_id.encode()),
+        ("ce_time", event.occurred_at.isoformat().encode()),
+        ("ce_schemaversion", str(event.schema_version).encode()),
+        ("ce_recordedat", event.recorded_at.isoformat().encode()),
+        ("ce_streamtype", event.stream_type.encode()),
+        ("ce_streamversion", str(event.version).encode()),
+        ("content-type", b"application/json"),
+    ]
+    metadata = event.metadata
+    if metadata:
+        for meta_key, header in _METADATA_HEADERS:
+            value = metadata.get(meta_key)
+            if value:
+                headers.append((header, str(value).encode()))
+    return headers
+
+
+_METADATA_HEADERS = (
+    ("traceparent", "traceparent"),
+    ("correlation_id", "ce_correlationid"),
+    ("causation_id", "ce_causationid"),
+    ("actor", "ce_actor"),
+)
+assert {key for key, _ in _METADATA_HEADERS} == set(eventstore.OUTBOX_METADATA)
 
 
 def make_producer(bootstrap: str, client_id: str, transactional_id: str | None = None) -> AIOKafkaProducer:
@@ -275,7 +282,7 @@ class OutboxRelay:
                 await self._renew(conn)
         async with self.engine.connect() as conn:
             after = await eventstore.load_checkpoint(conn, self.checkpoint_name)
-            events = await eventstore.read_all(conn, after, self.batch_size)
+            events = await eventstore.read_outbox(conn, after, self.batch_size)
             await conn.commit()
         if not events:
             # Caught up: nothing is failing to publish. Without this, an idle context whose relay
@@ -290,7 +297,7 @@ class OutboxRelay:
                 futures.append(
                     await producer.send(
                         self.topic,
-                        value=eventstore.dumps(event.payload).encode(),
+                        value=event.payload_json.encode(),
                         key=event.stream_id.encode(),
                         headers=cloudevent_headers(event, self.context) + [("ledgerline_relay_epoch", epoch_header)],
                     )

@@ -275,19 +275,73 @@ async def read_streams(conn: AsyncConnection, stream_ids: Sequence[str]) -> dict
     return streams
 
 
+# The commit-safe window (the module's docstring says why it skips nothing and keeps each stream
+# in version order): rows after the reader's position, written by transactions that have ended.
+_COMMITTED_AFTER = (
+    " WHERE (commit_order, global_position) > (CAST({tx} AS text)::xid8, {pos})"
+    " AND commit_order < pg_snapshot_xmin(pg_current_snapshot())"
+    " ORDER BY commit_order, global_position LIMIT {limit}"
+)
+
+
 async def read_all(conn: AsyncConnection, after: Position = START, limit: int = 1000) -> list[StoredEvent]:
     """Committed events after `after`, in commit-safe order. Never returns an event that is
     ordered before one it returned earlier (given the reader keeps the last position)."""
     result = await conn.execute(
-        text(
-            f"SELECT {_COLUMNS} FROM events"
-            " WHERE (commit_order, global_position) > (CAST(:tx AS text)::xid8, :pos)"
-            " AND commit_order < pg_snapshot_xmin(pg_current_snapshot())"
-            " ORDER BY commit_order, global_position LIMIT :limit"
-        ),
+        text(f"SELECT {_COLUMNS} FROM events" + _COMMITTED_AFTER.format(tx=":tx", pos=":pos", limit=":limit")),
         {"tx": str(after[0]), "pos": after[1], "limit": limit},
     )
     return [_row_to_event(r) for r in result]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEvent:
+    """A committed event as the outbox relay publishes it: the payload as the JSON text stored
+    (never decoded and encoded again on the way to Kafka), and only the metadata that travels in
+    the message's headers."""
+
+    commit_order: int
+    global_position: int
+    event_id: str
+    event_type: str
+    stream_id: str
+    stream_type: str
+    version: int
+    schema_version: int
+    occurred_at: datetime
+    recorded_at: datetime
+    payload_json: str
+    metadata: dict[str, str]
+
+    @property
+    def position(self) -> Position:
+        return (self.commit_order, self.global_position)
+
+
+# The metadata keys the relay puts in message headers (shared.relay.cloudevent_headers).
+OUTBOX_METADATA = ("traceparent", "correlation_id", "causation_id", "actor")
+
+_OUTBOX_SQL = (
+    "SELECT commit_order::text::bigint, global_position, event_id::text, event_type, stream_id, stream_type,"
+    " version, schema_version, occurred_at, recorded_at, payload::text, "
+    + ", ".join(f"metadata->>'{key}'" for key in OUTBOX_METADATA)
+    + " FROM events" + _COMMITTED_AFTER.format(tx="$1", pos="$2", limit="$3")
+)
+
+
+async def read_outbox(conn: AsyncConnection, after: Position = START, limit: int = 1000) -> list[OutboxEvent]:
+    """read_all's events, in the same commit-safe window and order, shaped for publishing: one
+    statement on the driver's connection, no JSON decoding (about a third of the relay's time
+    per event went to decoding payload and metadata, building StoredEvents and encoding the
+    payload again). Runs in `conn`'s transaction when one is open."""
+    raw = await conn.get_raw_connection()
+    rows = await raw.driver_connection.fetch(_OUTBOX_SQL, str(after[0]), after[1], limit)
+    keys = OUTBOX_METADATA
+    return [
+        OutboxEvent(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10],
+                    {k: v for k, v in zip(keys, r[11:]) if v})
+        for r in rows
+    ]
 
 
 async def load_checkpoint(conn: AsyncConnection, name: str) -> Position:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from datetime import datetime, timezone
 
@@ -263,3 +264,35 @@ async def test_interleaved_writers_on_shared_streams_are_read_in_version_order(p
     for stream, versions in seen.items():
         assert versions == list(range(1, len(versions) + 1)), stream
     assert sum(len(v) for v in seen.values()) == 8 * 15 * 2
+
+
+async def test_the_relays_read_is_read_all_shaped_for_publishing(platform_db):
+    """read_outbox (the relay's read) takes the same commit-safe window in the same order as
+    read_all, hands the payload over as the stored JSON text, and keeps only the metadata that
+    travels in message headers; an open transaction's rows appear in neither."""
+    engine, _ = platform_db
+    payloads = [{"amount": "1234.50", "name": "Société Générale — 東京", "lines": [{"qty": 3, "tax": "0.125"}]},
+                {"nested": {"empty": [], "null": None, "flag": True, "big": 12345678901234567890}},
+                {"n": 3}]
+    metadata = [{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "actor": "user:ana",
+                 "correlation_id": "corr-1", "causation_id": "cause-1", "idempotency_key": "not a header"},
+                {"actor": "system:dunning"}, {}]
+    async with engine.begin() as conn:
+        for i, (p, m) in enumerate(zip(payloads, metadata)):
+            await eventstore.append(conn, f"o-{i}", "s", 0, [NewEvent("Tested", 2, p, NOW, m)])
+    async with engine.connect() as held:  # an uncommitted append must stay out of both reads
+        await eventstore.append(held, "o-late", "s", 0, [ev(99)])
+        async with engine.connect() as conn:
+            stored = await eventstore.read_all(conn, limit=10)
+            outbox = await eventstore.read_outbox(conn, limit=10)
+            assert [e.position for e in outbox] == [e.position for e in stored] and len(stored) == 3
+            assert await eventstore.read_outbox(conn, outbox[0].position, limit=1) == [outbox[1]]
+        await held.rollback()
+    for s, o in zip(stored, outbox):
+        assert (o.event_id, o.event_type, o.stream_id, o.stream_type, o.version, o.schema_version) == (
+            str(s.event_id), s.event_type, s.stream_id, s.stream_type, s.version, s.schema_version)
+        assert (o.occurred_at, o.recorded_at) == (s.occurred_at, s.recorded_at)
+        assert json.loads(o.payload_json) == s.payload
+    assert [json.loads(o.payload_json) for o in outbox] == payloads
+    assert outbox[0].metadata == {k: v for k, v in metadata[0].items() if k != "idempotency_key"}
+    assert outbox[1].metadata == {"actor": "system:dunning"} and outbox[2].metadata == {}
