@@ -23,7 +23,7 @@ from sqlalchemy import text
 
 from shared.db import apply_migrations, make_engine, sql_files
 from services.workbench.adapters.backends import CONTEXTS, BackendError, Backends
-from services.workbench.api import (auth_routes, cash_routes, collector_routes, deps, dispute_routes,
+from services.workbench.api import (admin_routes, auth_routes, cash_routes, collector_routes, deps, dispute_routes,
                                     manager_routes)
 from services.workbench.application import auth
 from services.workbench.application.worklists import WorklistCache
@@ -118,7 +118,7 @@ def create_app(settings: WorkbenchSettings | None = None) -> FastAPI:
             return JSONResponse({"status": "not ready", "database": str(exc)[:200]}, status_code=503)
         return JSONResponse({"status": "ready"})
 
-    for module in (auth_routes, collector_routes, cash_routes, dispute_routes, manager_routes):
+    for module in (auth_routes, collector_routes, cash_routes, dispute_routes, manager_routes, admin_routes):
         app.include_router(module.router)
     return app
 

@@ -60,3 +60,40 @@ async def delete_session(conn: AsyncConnection, token_hash: str) -> None:
 
 async def delete_expired_sessions(conn: AsyncConnection, now: datetime) -> None:
     await conn.execute(text("DELETE FROM sessions WHERE expires_at <= :n"), {"n": now})
+
+
+# ---------------------------------------------------------------- user administration (admin)
+
+async def list_users(conn: AsyncConnection) -> list[dict[str, Any]]:
+    rows = await conn.execute(text("SELECT username, display_name, role, locale, active, created_at FROM users"
+                                   " ORDER BY active DESC, username"))
+    return [dict(r) for r in rows.mappings()]
+
+
+async def insert_user(conn: AsyncConnection, *, username: str, display_name: str, role: str, locale: str,
+                      password_hash: str) -> bool:
+    """A new user; False when the name is taken (nothing changed)."""
+    return await insert_user_if_missing(conn, username=username, display_name=display_name, role=role,
+                                        locale=locale, password_hash=password_hash)
+
+
+async def set_active(conn: AsyncConnection, username: str, active: bool) -> bool:
+    result = await conn.execute(text("UPDATE users SET active = :a WHERE username = :u AND active <> :a"),
+                                {"a": active, "u": username})
+    return result.rowcount == 1
+
+
+async def delete_sessions_of(conn: AsyncConnection, username: str) -> None:
+    await conn.execute(text("DELETE FROM sessions WHERE username = :u"), {"u": username})
+
+
+async def record_change(conn: AsyncConnection, *, actor: str, username: str, change: str,
+                        detail: str | None = None) -> None:
+    await conn.execute(text("INSERT INTO user_changes (actor, username, change, detail) VALUES (:a, :u, :c, :d)"),
+                       {"a": actor, "u": username, "c": change, "d": detail})
+
+
+async def recent_changes(conn: AsyncConnection, limit: int = 50) -> list[dict[str, Any]]:
+    rows = await conn.execute(text("SELECT at, actor, username, change, detail FROM user_changes"
+                                   " ORDER BY at DESC, change_id DESC LIMIT :n"), {"n": limit})
+    return [dict(r) for r in rows.mappings()]

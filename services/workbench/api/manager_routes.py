@@ -14,6 +14,7 @@ from services.workbench.api import deps
 from services.workbench.application import reconciliation
 from services.workbench.application.export import workbook
 from services.workbench.domain.cash import queue_order
+from services.workbench.domain.charts import line_chart
 from services.workbench.domain.disputes import queue_filters
 from services.workbench.domain.roles import Permission as P
 from services.workbench.domain.worklist import sort_and_page
@@ -44,6 +45,51 @@ async def manager_page(request: Request, saved: str | None = None, error: str | 
     return deps.render(request, "manager.html", summary=summary, write_offs=write_offs.get("data", []),
                        collectors=collectors.get("collectors", []), currency=currency, saved=saved, error=error,
                        dashboard_url=str(request.app.state.settings.dashboard_url or ""))
+
+
+def _trend_window(today: date, interval: str, periods: int) -> tuple[date, date]:
+    """The last `periods` months (or quarters) up to today, from the first day of the first one."""
+    months = periods * (3 if interval == "quarter" else 1)
+    first = today.replace(day=1)
+    if interval == "quarter":
+        first = first.replace(month=(first.month - 1) // 3 * 3 + 1)
+        months -= 3
+    else:
+        months -= 1
+    year, month = divmod(first.year * 12 + first.month - 1 - months, 12)
+    return date(year, month + 1, 1), today
+
+
+async def _trend(request: Request, actor: str, interval: str, periods: int, currency: str) -> dict:
+    start, end = _trend_window(deps.today(request), interval, periods)
+    return await deps.backends(request).get("reporting", "/v1/reports/kpis/trend", actor, interval=interval,
+                                            currency=currency, **{"from": start.isoformat(), "to": end.isoformat()})
+
+
+@router.get("/manager/trends")
+async def trends(request: Request, interval: str = "month", periods: int = 12) -> Response:
+    """DSO and CEI per month or quarter (reporting's KPI trend): a table and two inline SVG charts."""
+    user = deps.require(request, P.VIEW_MANAGER)
+    interval = interval if interval in ("month", "quarter") else "month"
+    periods = periods if periods in TREND_PERIODS else 12
+    currency = await _currency(request, user.username)
+    body = await _trend(request, user.username, interval, periods, currency)
+    rows = body.get("periods", [])
+    labels = [_label(r, interval) for r in rows]
+    for row, label in zip(rows, labels):
+        row["label"] = label
+    return deps.render(request, "manager_trends.html", rows=rows, currency=currency, interval=interval,
+                       periods=periods, choices=TREND_PERIODS,
+                       dso=line_chart(labels, [r.get("dso") for r in rows]),
+                       cei=line_chart(labels, [r.get("cei") for r in rows]))
+
+
+TREND_PERIODS = (6, 12, 24, 36)
+
+
+def _label(row: dict, interval: str) -> str:
+    start = row["from"]
+    return start[:7] if interval == "month" else f"{start[:4]}-Q{(int(start[5:7]) - 1) // 3 + 1}"
 
 
 async def _decide(request: Request, write_off_id: str, decision: str) -> Response:
@@ -100,6 +146,13 @@ EXPORTS = {
                                     ("open_balance", "Open balance", "money"), ("past_due", "Past due", "money"),
                                     ("collected", "Collected", "money"), ("promises_made", "Promises", "int"),
                                     ("promise_kept_rate", "Kept rate", "text"), ("notices_sent", "Notices", "int")]),
+    "trends": (P.VIEW_MANAGER, [("label", "Period", "text"), ("from", "From", "date"), ("to", "To", "date"),
+                                ("currency", "Currency", "text"), ("dso", "DSO (days)", "decimal"),
+                                ("countback_dso", "Countback DSO (days)", "decimal"),
+                                ("best_possible_dso", "Best possible DSO (days)", "decimal"),
+                                ("average_days_delinquent", "Average days delinquent", "decimal"),
+                                ("cei", "CEI (%)", "decimal"), ("beginning_ar", "Beginning AR", "money"),
+                                ("ending_ar", "Ending AR", "money"), ("credit_sales", "Credit sales", "money")]),
     "reconciliation": (P.VIEW_UNAPPLIED, [("date", "Day", "date"), ("account", "Bank account", "text"),
                                           ("currency", "Currency", "text"), ("lines", "Bank lines", "int"),
                                           ("bank_total", "Bank total", "money"), ("receipts", "Receipts", "int"),
@@ -136,7 +189,8 @@ async def _reconciliation_rows(request: Request, actor: str, day: str | None, ac
 @router.get("/export/{table}.xlsx")
 async def export(request: Request, table: str, collector: str | None = None, status: str | None = None,
                  sort: str | None = None, order: str | None = None, day: str | None = None,
-                 account: str | None = None, currency: str | None = None) -> Response:
+                 account: str | None = None, currency: str | None = None, interval: str = "month",
+                 periods: int = 12) -> Response:
     if table not in EXPORTS:
         return Response(status_code=404)
     permission, columns = EXPORTS[table]
@@ -151,6 +205,13 @@ async def export(request: Request, table: str, collector: str | None = None, sta
         q = queue_order(sort, order)  # as the queue shows it
         rows = await _all_pages(request, "cash_application", "/v1/unapplied-cash", actor, sort=q.api_sort,
                                 order=q.api_order)
+    elif table == "trends":
+        interval = interval if interval in ("month", "quarter") else "month"
+        body = await _trend(request, actor, interval, periods if periods in TREND_PERIODS else 12,
+                            await _currency(request, actor))
+        rows = body.get("periods", [])
+        for r in rows:
+            r["label"] = _label(r, interval)
     elif table == "reconciliation":
         rows = await _reconciliation_rows(request, actor, day, account, currency)
     elif table == "disputes":  # the queue's filters, as it shows them

@@ -14,7 +14,7 @@ MONEY_FORMAT = "#,##0.00"
 
 
 def workbook(title: str, columns: Sequence[tuple[str, str, str]], rows: Sequence[dict[str, Any]]) -> bytes:
-    """columns: (key, header, kind) with kind 'text', 'money', 'int' or 'date'."""
+    """columns: (key, header, kind) with kind 'text', 'money', 'decimal' (a ratio, as given), 'int' or 'date'."""
     wb = Workbook()
     ws = wb.active
     ws.title = title[:31]
@@ -25,7 +25,7 @@ def workbook(title: str, columns: Sequence[tuple[str, str, str]], rows: Sequence
             value = row.get(key)
             if value in (None, ""):
                 values.append(None)
-            elif kind == "money":
+            elif kind in ("money", "decimal"):
                 values.append(Decimal(str(value)))
             elif kind == "int":
                 values.append(int(value))

@@ -152,3 +152,24 @@ def test_the_dispute_queues_filters_become_the_services_query_and_junk_filters_n
     bad = queue_filters({"status": "closed'", "min_age": "-3", "min_amount": "NaN", "max_amount": "1e99",
                          "team": "finance"}, date(2026, 3, 31))
     assert bad.query == {"status": "open"} and set(bad.errors) == {"min_age", "min_amount", "max_amount"}
+
+
+def test_a_trend_chart_scales_exactly_and_breaks_its_line_where_a_value_is_missing():
+    from services.workbench.domain.charts import HEIGHT, line_chart
+
+    chart = line_chart(["2026-01", "2026-02", "2026-03", "2026-04"], ["40.5", None, "60", "20"])
+    assert not chart.empty and len(chart.segments) == 2 and len(chart.dots) == 3
+    ys = {value: Decimal(y) for _, y, value in chart.dots}
+    assert ys["60"] < ys["40.5"] < ys["20"] <= HEIGHT  # higher values are drawn higher up
+    assert [v for _, v in chart.y_ticks] == ["0.0", "15.0", "30.0", "45.0", "60.0"]  # from zero
+    assert line_chart(["a"], [None]).empty and not line_chart(["a"], ["5"]).empty
+    assert len(line_chart([str(i) for i in range(60)], ["1"] * 60).x_labels) <= 9
+
+
+def test_what_an_admin_may_set_on_a_user():
+    from services.workbench.domain.users import new_user_problems, password_problem
+
+    assert new_user_problems("bob.cash", "Bob", "cash_applier", "fr", "x" * 12) == {}
+    bad = new_user_problems("Bob Smith", " ", "root", "de", "short")
+    assert set(bad) == {"username", "display_name", "role", "locale", "password"}
+    assert password_problem("x" * 11) and password_problem("x" * 257) and password_problem("x" * 12) is None
