@@ -8,7 +8,8 @@ the real services (processes on PostgreSQL and Kafka, as tests/support/platform 
 2. Signs in to the workbench (its own process) and times, BENCH_WB_RUNS (default 10) times each:
    the collector's worklist cold (the worklist cache emptied: collections ranks all accounts,
    the workbench sorts and renders the first page of 50), warm (ranking cached: another page or
-   sort), and the first page of the unapplied-cash queue (50 of 10,000), beside the bare API
+   sort), the first page of the unapplied-cash queue (50 of 10,000) in arrival order and sorted by
+   amount, age, customer and suggestion score, and the 11th page by amount, beside the bare API
    calls behind them. Figures: median and max in ms, printed and written to
    artifacts/bench/workbench.json. Not a test: nothing asserts a time.
 """
@@ -130,11 +131,28 @@ async def measure(workbench: str, urls: dict[str, str]) -> dict:
         results["worklist_warm_page_40"] = await _time(
             lambda: wb.get("/worklist", params={"collector": COLLECTOR, "page": 40, "sort": "amount_past_due"}), RUNS)
         results["unapplied_first_page"] = await _time(lambda: wb.get("/cash"), RUNS)
+        # Sorted by cash application in SQL (keyset cursor): each order's first page, and a page
+        # further on (the 11th of 50, reached through the cursors) by amount.
+        for sort, order in (("amount", "desc"), ("age", "desc"), ("customer", "asc"), ("score", "desc")):
+            results[f"unapplied_sorted_{sort}"] = await _time(
+                lambda sort=sort, order=order: wb.get("/cash", params={"sort": sort, "order": order}), RUNS)
+        cursor = None
+        async with httpx.AsyncClient(timeout=600) as api:
+            for _ in range(10):
+                body = (await api.get(f"{urls['cash_application']}/v1/unapplied-cash",
+                                      params={"sort": "amount", "order": "desc", "limit": 50,
+                                              **({"cursor": cursor} if cursor else {})})).json()
+                cursor = body["next_cursor"]
+        results["unapplied_sorted_amount_page_11"] = await _time(
+            lambda: wb.get("/cash", params={"sort": "amount", "order": "desc", "cursor": cursor, "start": 501}), RUNS)
         async with httpx.AsyncClient(timeout=600) as api:
             results["api_worklist"] = await _time(lambda: api.get(f"{urls['collections']}/v1/worklists/{COLLECTOR}"),
                                                   max(3, RUNS // 3))
             results["api_unapplied_page"] = await _time(
                 lambda: api.get(f"{urls['cash_application']}/v1/unapplied-cash", params={"limit": 50}), RUNS)
+            results["api_unapplied_sorted_score"] = await _time(
+                lambda: api.get(f"{urls['cash_application']}/v1/unapplied-cash",
+                                params={"limit": 50, "sort": "score", "order": "desc"}), RUNS)
         worklist = await wb.get("/worklist", params={"collector": COLLECTOR})
         results["worklist_accounts_shown"] = worklist.text.count("data-row")
         results["worklist_total"] = ACCOUNTS
