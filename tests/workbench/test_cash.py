@@ -205,4 +205,8 @@ async def test_the_daily_reconciliation_by_bank_account_and_day(stack, browser):
     sheet = list(load_workbook(BytesIO(await export.body())).active.iter_rows(values_only=True))
     assert sheet[0][:3] == ("Day", "Bank account", "Currency") and sheet[1][1] == account
     assert Decimal(str(sheet[1][4])) == Decimal("1.11") and Decimal(str(sheet[1][8])) == Decimal("0")
+    variances = await page.request.get(f"{stack.url}/export/reconciliation-variances.xlsx")
+    sheet = list(load_workbook(BytesIO(await variances.body())).active.iter_rows(values_only=True))
+    assert sheet[0][:4] == ("Day", "Bank account", "Kind", "Amount")
+    assert "receipt_without_line" in {r[2] for r in sheet[1:]} and all(r[1] == "all" for r in sheet[1:])
     assert page.errors == []  # type: ignore[attr-defined]

@@ -118,6 +118,12 @@ async def test_the_admin_creates_resets_deactivates_and_reactivates_a_user(stack
                for c in await admin.locator("[data-testid=user-changes] td[data-change]").all()][:4]
     assert changes == ["reactivated", "deactivated", "password_reset", "created"]
 
+    export = await admin.request.get(f"{stack.url}/export/users.xlsx")
+    sheet = list(load_workbook(io.BytesIO(await export.body())).active.iter_rows(values_only=True))
+    assert sheet[0][:3] == ("Username", "Display name", "Role")
+    assert [r[2:5] for r in sheet[1:] if r[0] == name] == [("cash_applier", "fr", "yes")]
+    assert (await bob.request.get(f"{stack.url}/export/users.xlsx")).status == 403
+
     # Refused: a short password, a taken name, the admin deactivating itself, no CSRF token.
     csrf = await admin.locator("input[name=csrf_token]").first.get_attribute("value")
     short = await admin.request.post(f"{stack.url}/admin/users", form={

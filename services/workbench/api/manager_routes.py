@@ -11,7 +11,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from services.workbench.adapters.backends import BackendError
 from services.workbench.api import deps
-from services.workbench.application import reconciliation
+from services.workbench.application import reconciliation, user_admin
 from services.workbench.application.export import workbook
 from services.workbench.domain.cash import queue_order
 from services.workbench.domain.charts import line_chart
@@ -153,6 +153,15 @@ EXPORTS = {
                                 ("average_days_delinquent", "Average days delinquent", "decimal"),
                                 ("cei", "CEI (%)", "decimal"), ("beginning_ar", "Beginning AR", "money"),
                                 ("ending_ar", "Ending AR", "money"), ("credit_sales", "Credit sales", "money")]),
+    "reconciliation-variances": (P.VIEW_UNAPPLIED, [("date", "Day", "date"), ("account", "Bank account", "text"),
+                                                    ("kind", "Kind", "text"), ("amount", "Amount", "money"),
+                                                    ("payment_id", "Payment", "text"),
+                                                    ("import_id", "Import", "text"),
+                                                    ("position", "Statement line", "text"),
+                                                    ("detail", "Detail", "text")]),
+    "users": (P.MANAGE_USERS, [("username", "Username", "text"), ("display_name", "Display name", "text"),
+                               ("role", "Role", "text"), ("locale", "Language", "text"),
+                               ("active", "Active", "text"), ("created_at", "Created", "date")]),
     "reconciliation": (P.VIEW_UNAPPLIED, [("date", "Day", "date"), ("account", "Bank account", "text"),
                                           ("currency", "Currency", "text"), ("lines", "Bank lines", "int"),
                                           ("bank_total", "Bank total", "money"), ("receipts", "Receipts", "int"),
@@ -175,13 +184,17 @@ async def _all_pages(request: Request, context: str, path: str, actor: str, **pa
 
 
 async def _reconciliation_rows(request: Request, actor: str, day: str | None, account: str | None,
-                               currency: str | None) -> list[dict]:
+                               currency: str | None, variances: bool = False) -> list[dict]:
+    """One row per account (and the whole day's receipts); with variances, the rows whose
+    variances the page lists (the account's, or the whole day's), each with its variance list."""
     try:
         chosen = date.fromisoformat(day) if day else deps.today(request)
     except ValueError:
         chosen = deps.today(request)
     _, per_account, overall = await reconciliation.day(deps.backends(request), actor, chosen.isoformat(),
                                                        (currency or "USD").strip().upper()[:3], account or None)
+    if variances:
+        return per_account if account else [{**overall, "account": "all"}]
     rows = per_account + ([] if account else [{**overall, "account": "all"}])
     return [{**r, "variances": len(r.get("variances", []))} for r in rows]
 
@@ -214,6 +227,14 @@ async def export(request: Request, table: str, collector: str | None = None, sta
             r["label"] = _label(r, interval)
     elif table == "reconciliation":
         rows = await _reconciliation_rows(request, actor, day, account, currency)
+    elif table == "reconciliation-variances":
+        rows = [{**v, "date": r["date"], "account": r["account"]}
+                for r in await _reconciliation_rows(request, actor, day, account, currency, variances=True)
+                for v in r["variances"]]
+    elif table == "users":
+        people, _ = await user_admin.overview(request.app.state.engine)
+        rows = [{**p, "active": "yes" if p["active"] else "no", "created_at": p["created_at"].date().isoformat()}
+                for p in people]
     elif table == "disputes":  # the queue's filters, as it shows them
         query = queue_filters(request.query_params, deps.today(request)).query
         if not status:
