@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import httpx
 import pytest
+from playwright.async_api import expect
 
 from tests.support.platform import eventually
 from tests.workbench.conftest import check_accessibility, new_page, sign_in, snapshot
@@ -164,3 +165,94 @@ def _in_days(days: int) -> str:
     from datetime import date, timedelta
 
     return (date.today() + timedelta(days=days)).isoformat()
+
+
+async def test_a_collector_sets_up_a_plan_moves_the_strategy_escalates_and_reads_the_timeline(stack, browser):
+    """From the account page: a payment plan with its running total against the balance (htmx,
+    exact), pausing and moving the strategy, an escalation, the statement of account, and the
+    timeline from the services' event histories with the person as the actor. The French
+    worklist says its ranking reasons in French. Others get no button and a 403."""
+    # The last of Alice's accounts (the first test worked the first; a disputed invoice may have
+    # taken one off her worklist).
+    expected = await eventually(lambda: _worklist_with(stack, "alice", 1), timeout=90)
+    customer = expected[-1]["customer_id"]
+    page = await new_page(browser, stack)
+    await sign_in(page, stack, "alice")
+    await page.goto(f"{stack.url}/accounts/{customer}")
+    invoice_rows = page.locator("[data-testid=invoices] tbody tr")
+    balances = [Decimal(await r.locator("td[data-amount]").get_attribute("data-amount")) for r in await invoice_rows.all()]
+    owed = sum(balances, Decimal(0))
+    assert await page.get_by_test_id("owed").get_attribute("data-amount") == f"{owed}"
+
+    # The plan's running total is the server's, exact, as the collector types.
+    plan = page.get_by_test_id("plan-form")
+    first = (owed / 3).quantize(Decimal("0.01"))
+    await plan.locator("#pl-due-1").fill(_in_days(7))
+    await plan.locator("#pl-amount-1").fill(f"{first}")
+    await plan.locator("#pl-due-2").fill(_in_days(37))
+    await plan.locator("#pl-amount-2").fill("0.10")
+    await expect(page.get_by_test_id("planned")).to_have_attribute("data-amount", f"{first + Decimal('0.10')}")
+    assert Decimal(await page.get_by_test_id("plan-remaining").get_attribute("data-amount")) == \
+        owed - first - Decimal("0.10")
+    await check_accessibility(page, "account-plan")
+    await plan.get_by_test_id("set-up-plan").click()
+    await page.wait_for_selector("[data-testid=saved]")
+    assert await page.locator("[data-testid=plans] tbody tr").count() == 1
+
+    # Pause the dunning on another strategy (the default one is `standard`), then escalate.
+    strategy = page.get_by_test_id("strategy-form")
+    await strategy.get_by_label("Strategy").select_option("standard")
+    await strategy.get_by_label("Pause dunning").check()
+    await strategy.get_by_test_id("change-strategy").click()
+    await page.wait_for_selector("[data-testid=saved]")
+    assert "paused" in await page.get_by_test_id("strategy").text_content()
+    escalation = page.get_by_test_id("escalation-form")
+    await escalation.get_by_label("Reason").fill("Three calls unanswered")
+    await escalation.get_by_label("Recommended action").select_option("legal")
+    await escalation.get_by_test_id("escalate").click()
+    await page.wait_for_selector("[data-testid=saved]")
+    assert "Three calls unanswered" in await page.get_by_test_id("escalations").text_content()
+
+    # The timeline comes from the services' event histories, with the person as the actor.
+    timeline = page.get_by_test_id("timeline")
+    for event in ("PaymentPlanAgreed", "AccountEscalated"):
+        item = timeline.locator(f"li[data-event={event}]")
+        assert await item.count() == 1 and "alice" in await item.text_content()
+    assert await timeline.locator("li[data-source=cash_application]").count() == \
+        await page.locator("[data-testid=payments] tbody tr").count()
+    await check_accessibility(page, "account-actions")
+    await snapshot(page, stack, "account-actions")
+    statement = await page.request.get(f"{stack.url}/accounts/{customer}/statement.pdf")
+    assert statement.status == 200 and statement.headers["content-type"] == "application/pdf"
+    assert (await statement.body()).startswith(b"%PDF")
+    async with httpx.AsyncClient(headers=stack.api, timeout=30) as c:
+        account = (await c.get(f"{stack.urls['collections']}/v1/customers/{customer}")).json()
+        assert (account["strategy_id"], account["dunning_paused"]) == ("standard", True)
+        history = (await c.get(f"{stack.urls['collections']}/v1/customers/{customer}/history")).json()["data"]
+        assert {e["event_type"]: e["actor"] for e in history}.get("PaymentPlanAgreed") == "alice"
+
+    # Camille's worklist says why in French.
+    camille = await new_page(browser, stack)
+    await sign_in(camille, stack, "camille")
+    reasons = await camille.locator("[data-testid=worklist] .reasons").first.text_content()
+    assert "jamais contacté" in reasons or "dernier contact" in reasons, reasons
+    assert "past due" not in reasons and "échu" in reasons
+
+    # A cash applier and a manager get no such button, and a 403 if they post anyway.
+    for username in ("carl", "maria"):
+        other = await new_page(browser, stack)
+        await sign_in(other, stack, username)
+        await other.goto(f"{stack.url}/accounts/{customer}")
+        for form in ("plan-form", "strategy-form", "escalation-form"):
+            assert await other.get_by_test_id(form).count() == 0, (username, form)
+        csrf = await other.locator("input[name=csrf_token]").first.get_attribute("value") \
+            if await other.locator("input[name=csrf_token]").count() else ""
+        for path, form in (("plans", {"invoice_ids": "x", "due_1": _in_days(3), "amount_1": "1.00"}),
+                           ("strategy", {"paused": "on"}), ("escalations", {"reason": "not mine"})):
+            refused = await other.request.post(f"{stack.url}/accounts/{customer}/{path}",
+                                               form={"csrf_token": csrf, **form})
+            assert refused.status == 403, (username, path)
+    async with httpx.AsyncClient(headers=stack.api, timeout=30) as c:
+        escalations = (await c.get(f"{stack.urls['collections']}/v1/escalations",
+                                   params={"customer_id": customer})).json()["data"]
+        assert [e["reason"] if "reason" in e else e["summary"] for e in escalations if "not mine" in str(e)] == []

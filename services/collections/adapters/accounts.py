@@ -461,6 +461,22 @@ async def worklist_inputs(conn: AsyncConnection, customer_ids: Sequence[str], as
     return list(customers.values())
 
 
+# -- the account's history ------------------------------------------------------------------
+
+async def account_stream_ids(conn: AsyncConnection, customer_id: str) -> list[str]:
+    """The streams of collections' event store that concern a customer: its account stream and
+    the streams of its promises, plans, write-offs, escalations, credit holds and notices (the
+    read models name them, so the event store is read by stream, on its unique index)."""
+    rows = await conn.execute(text(
+        "SELECT 'promise-' || promise_id FROM promises WHERE customer_id = :c"
+        " UNION ALL SELECT 'payment_plan-' || plan_id FROM payment_plans WHERE customer_id = :c"
+        " UNION ALL SELECT 'write_off-' || write_off_id FROM write_offs WHERE customer_id = :c"
+        " UNION ALL SELECT 'escalation-' || escalation_id FROM escalations WHERE customer_id = :c"
+        " UNION ALL SELECT 'credit_hold-' || hold_id FROM credit_holds WHERE customer_id = :c"
+        " UNION ALL SELECT 'notice-' || notice_id FROM notices WHERE customer_id = :c"), {"c": customer_id})
+    return [f"collections_account-{customer_id}", *rows.scalars()]
+
+
 # -- account hierarchies ----------------------------------------------------------------------
 
 async def record_parent_change(conn: AsyncConnection, *, event_id: str, customer_id: str,

@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
+from shared import eventstore
 from shared.auth import acting_as, require_scope
 from shared.idempotency import idempotency_key_header, idempotent_create
 from shared.money import MoneyError, exact_amount, money_str
@@ -80,6 +81,23 @@ async def get_account(customer_id: str, request: Request, as_of: date | None = N
                         "parent_customer_id": c["parent_customer_id"],
                         **_balances_out(c["balances"], c["currency"] or currency)} for c in hierarchy.children]
     return out
+
+
+@router.get("/customers/{customer_id}/history", tags=["accounts"])
+async def account_history(customer_id: str, request: Request,
+                          limit: int = Query(200, ge=1, le=1000)) -> dict[str, Any]:
+    """What collections did on the account, from its event store, newest first: promises made,
+    kept and broken, plans and their installments, notices sent, escalations, credit holds,
+    write-offs, segment and collector changes; each with its business date, who did it (the
+    event's actor) and the event's data."""
+    async with get_runtime(request).engine.connect() as conn:
+        streams = await eventstore.read_streams(conn, await accounts.account_stream_ids(conn, customer_id))
+    events = sorted((e for stream in streams.values() for e in stream), key=lambda e: e.global_position,
+                    reverse=True)[:limit]
+    return {"customer_id": customer_id, "data": [
+        {"event_id": str(e.event_id), "event_type": e.event_type, "stream_id": e.stream_id,
+         "occurred_at": e.occurred_at.isoformat(), "recorded_at": e.recorded_at.isoformat(),
+         "actor": e.metadata.get("actor"), "data": e.payload} for e in events]}
 
 
 @router.put("/customers/{customer_id}/profile", tags=["accounts"])

@@ -81,3 +81,7 @@ class Backends:
                          content_type: str = "application/octet-stream", **params: Any) -> Any:
         return (await self._call(context, "POST", path, actor, content=content, params=params,
                                  idempotency_key=idempotency_key, content_type=content_type)).json()
+
+    async def put(self, context: str, path: str, actor: str, body: Any, **params: Any) -> Any:
+        """A PUT that sets a resource's state (the same body again changes nothing)."""
+        return (await self._call(context, "PUT", path, actor, json=body, params=params)).json()

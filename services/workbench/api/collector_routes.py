@@ -1,5 +1,7 @@
 """The collector's day: the worklist (ranked by collections, sorted and paged here), the account
-page and its actions (log a contact, record a promise, open a dispute, request a write-off)."""
+page and its actions (log a contact, record a promise, set up a payment plan, pause or move the
+strategy, escalate, open a dispute, request a write-off, the statement of account) and the
+account's timeline from the services' event-backed histories."""
 from __future__ import annotations
 
 import asyncio
@@ -10,8 +12,13 @@ from fastapi.responses import RedirectResponse, Response
 
 from services.workbench.adapters.backends import BackendError
 from services.workbench.api import deps
+from services.workbench.domain import money
+from services.workbench.domain.collector import PLAN_ROWS, plan_draft, timeline
+from services.workbench.domain.collector import reasons as ranking_reasons
 from services.workbench.domain.roles import Permission as P
 from services.workbench.domain.worklist import aging_totals, next_account, sort_and_page
+
+DISPUTE_TIMELINES = 20  # the account's latest disputes whose steps the timeline shows
 
 router = APIRouter()
 
@@ -34,8 +41,11 @@ async def worklist(request: Request, collector: str | None = None, sort: str | N
     result = sort_and_page(entries, sort, order, page, size)
     template = "worklist_table.html" if request.headers.get("HX-Request") and \
         request.headers.get("HX-Target") == "worklist-table" else "worklist.html"
+    # The ranking's reasons in the reader's language (collections says them in English, with codes).
+    said = {e["customer_id"]: e.get("reasons") or [] if user.locale != "fr" else
+            ranking_reasons(e, "fr", lambda v, c: money.format_money(v, c, "fr")) for e in result.rows}
     return deps.render(request, template, page=result, collector_id=collector_id, as_of=as_of,
-                       own=collector_id == user.username)
+                       own=collector_id == user.username, said=said)
 
 
 @router.post("/worklist/refresh")
@@ -64,59 +74,53 @@ async def next_in_worklist(request: Request, after: str = "", collector: str | N
     return RedirectResponse(f"/accounts/{target}{suffix}", status_code=303)
 
 
+async def _optional(coro, default):
+    """A service's answer, or `default` when it knows nothing of the account (404)."""
+    try:
+        return await coro
+    except BackendError as exc:
+        if exc.status == 404:
+            return default
+        raise
+
+
 async def _gather_account(request: Request, customer_id: str, actor: str) -> dict[str, Any]:
     b = deps.backends(request)
     as_of = deps.today(request).isoformat()
-
-    async def optional(coro, default):
-        try:
-            return await coro
-        except BackendError as exc:
-            if exc.status == 404:
-                return default
-            raise
-
-    account, customer, payments, disputes, promises, contacts, write_offs, risk = await asyncio.gather(
+    (account, customer, payments, disputes, promises, contacts, write_offs, risk, plans, escalations, strategies,
+     history, profile_changes) = await asyncio.gather(
         b.get("collections", f"/v1/customers/{customer_id}", actor, as_of=as_of),
-        optional(b.get("invoicing", f"/v1/customers/{customer_id}", actor), {}),
+        _optional(b.get("invoicing", f"/v1/customers/{customer_id}", actor), {}),
         b.get("cash_application", "/v1/payments", actor, customer_id=customer_id, limit=100),
         b.get("disputes", "/v1/disputes", actor, customer_id=customer_id, limit=100),
         b.get("collections", "/v1/promises", actor, customer_id=customer_id, limit=100),
         b.get("collections", "/v1/contacts", actor, customer_id=customer_id),
         b.get("collections", "/v1/write-offs", actor, customer_id=customer_id),
-        optional(b.get("collections", f"/v1/customers/{customer_id}/risk", actor, as_of=as_of), None),
+        _optional(b.get("collections", f"/v1/customers/{customer_id}/risk", actor, as_of=as_of), None),
+        b.get("collections", "/v1/payment-plans", actor, customer_id=customer_id),
+        b.get("collections", "/v1/escalations", actor, customer_id=customer_id),
+        b.get("collections", "/v1/strategies", actor),
+        b.get("collections", f"/v1/customers/{customer_id}/history", actor),
+        _optional(b.get("invoicing", f"/v1/customers/{customer_id}/profile-changes", actor), {"data": []}),
     )
+    dispute_rows = disputes.get("data", [])
+    steps = await asyncio.gather(*[
+        _optional(b.get("disputes", f"/v1/disputes/{d['dispute_id']}/timeline", actor), {"data": []})
+        for d in dispute_rows[-DISPUTE_TIMELINES:]])
     invoices = sorted(account.get("open_invoices", []), key=lambda i: (-int(i["days_past_due"]), i["invoice_id"]))
-    timeline = _timeline(invoices, payments.get("data", []), disputes.get("data", []), promises.get("data", []),
-                         contacts.get("data", []), write_offs.get("data", []))
+    events = timeline(history.get("data", []), [e for s in steps for e in s.get("data", [])],
+                      [{"effective_on": c.get("effective_on"), "changed_by": c.get("changed_by"),
+                        **{k: True for k in (c.get("changes") or {})}} for c in profile_changes.get("data", [])],
+                      payments.get("data", []), contacts.get("data", []))
     numbers = {i["invoice_id"]: i.get("invoice_number") or i["invoice_id"] for i in invoices}
     return {"numbers": numbers, "account": account, "customer": customer, "invoices": invoices, "aging": aging_totals(invoices),
-            "payments": payments.get("data", []), "disputes": disputes.get("data", []),
+            "payments": payments.get("data", []), "disputes": dispute_rows,
             "promises": promises.get("data", []), "contacts": list(reversed(contacts.get("data", []))),
-            "write_offs": write_offs.get("data", []), "risk": risk, "timeline": timeline}
-
-
-def _timeline(invoices, payments, disputes, promises, contacts, write_offs) -> list[dict[str, Any]]:
-    """Everything that happened to the account, newest first, from what the services record."""
-    items: list[dict[str, Any]] = []
-    for p in payments:
-        items.append({"on": p.get("value_date"), "what": "Payment", "ref": p.get("payment_id"),
-                      "amount": p.get("amount"), "currency": p.get("currency"), "by": None})
-    for d in disputes:
-        items.append({"on": d.get("opened_on"), "what": "Disputed", "ref": d.get("dispute_id"),
-                      "amount": d.get("amount"), "currency": d.get("currency"), "by": d.get("opened_by")})
-    for pr in promises:
-        items.append({"on": pr.get("made_on"), "what": "Promises", "ref": pr.get("promise_id"),
-                      "amount": pr.get("amount"), "currency": pr.get("currency"), "by": None})
-    for c in contacts:
-        items.append({"on": c.get("contacted_on"), "what": c.get("kind"), "ref": c.get("outcome") or "",
-                      "amount": None, "currency": None, "by": c.get("collector_id"), "note": c.get("note")})
-    for w in write_offs:
-        items.append({"on": w.get("requested_on"), "what": "Request a write-off", "ref": w.get("write_off_id"),
-                      "amount": w.get("amount"), "currency": w.get("currency"), "by": w.get("requested_by")})
-    items = [i for i in items if i["on"]]
-    items.sort(key=lambda i: str(i["on"]), reverse=True)
-    return items
+            "write_offs": write_offs.get("data", []), "risk": risk, "timeline": events,
+            "plans": plans.get("data", []), "escalations": escalations.get("data", []),
+            "strategies": strategies.get("data", []), "plan_rows": PLAN_ROWS,
+            "plan_initial": plan_draft({"invoice_ids": [i["invoice_id"] for i in invoices]},
+                                       {i["invoice_id"]: i["open_balance"] for i in invoices})}
 
 
 @router.get("/accounts/{customer_id}")
@@ -193,3 +197,79 @@ async def request_write_off(request: Request, customer_id: str) -> Response:
             "requested_on": deps.today(request).isoformat()}
     return await _act(request, customer_id, P.REQUEST_WRITE_OFF, "collections", "/v1/write-offs", body, form,
                       "write-off")
+
+
+def _open_balances(account: dict[str, Any]) -> dict[str, str]:
+    return {i["invoice_id"]: i["open_balance"] for i in account.get("open_invoices", [])}
+
+
+async def _account_of(request: Request, customer_id: str, actor: str) -> dict[str, Any]:
+    return await deps.backends(request).get("collections", f"/v1/customers/{customer_id}", actor,
+                                            as_of=deps.today(request).isoformat())
+
+
+@router.post("/accounts/{customer_id}/plan-totals")
+async def plan_totals(request: Request, customer_id: str) -> Response:
+    """The plan's running total against the balance of the invoices it covers (htmx, on every
+    change), in exact decimals."""
+    user = deps.require(request, P.SET_UP_PLAN)
+    form = await deps.check_csrf(request)
+    account = await _account_of(request, customer_id, user.username)
+    draft = plan_draft(form, _open_balances(account))
+    return deps.render(request, "plan_totals.html", draft=draft, currency=str(form.get("currency") or ""))
+
+
+@router.post("/accounts/{customer_id}/plans")
+async def set_up_plan(request: Request, customer_id: str) -> Response:
+    """An installment plan on some of the account's invoices → collections' PaymentPlanAgreed."""
+    user = deps.require(request, P.SET_UP_PLAN)
+    form = await deps.check_csrf(request)
+    draft = plan_draft(form, _open_balances(await _account_of(request, customer_id, user.username)))
+    if draft.errors:
+        field, why = next(iter(draft.errors.items()))
+        return _back(customer_id, form, error=f"{why} ({field})")
+    body = {"customer_id": customer_id, "invoice_ids": draft.invoice_ids, "currency": form.get("currency"),
+            "installments": draft.installments, "agreed_on": deps.today(request).isoformat()}
+    return await _act(request, customer_id, P.SET_UP_PLAN, "collections", "/v1/payment-plans", body, form, "plan")
+
+
+@router.post("/accounts/{customer_id}/strategy")
+async def change_strategy(request: Request, customer_id: str) -> Response:
+    """Pause the account's dunning or move it to another strategy (collections' PUT)."""
+    user = deps.require(request, P.CHANGE_STRATEGY)
+    form = await deps.check_csrf(request)
+    body = {"strategy_id": str(form.get("strategy_id") or "") or None, "paused": form.get("paused") == "on"}
+    try:
+        await deps.backends(request).put("collections", f"/v1/customers/{customer_id}/strategy", user.username, body)
+    except BackendError as exc:
+        if 400 <= exc.status < 500:
+            return _back(customer_id, form, error=f"{exc.detail}" + (f" ({exc.field})" if exc.field else ""))
+        raise
+    request.app.state.worklists.drop(user.username)
+    return _back(customer_id, form, saved="strategy")
+
+
+@router.post("/accounts/{customer_id}/escalations")
+async def escalate(request: Request, customer_id: str) -> Response:
+    """Escalate the account by hand → AccountEscalated, to the AR manager unless named."""
+    deps.require(request, P.ESCALATE)
+    form = await deps.check_csrf(request)
+    body = {"customer_id": customer_id, "reason": form.get("reason"),
+            "escalated_to": str(form.get("escalated_to") or "") or None,
+            "recommended_action": str(form.get("recommended_action") or "") or None,
+            "escalated_on": deps.today(request).isoformat()}
+    return await _act(request, customer_id, P.ESCALATE, "collections", "/v1/escalations", body, form, "escalation")
+
+
+@router.get("/accounts/{customer_id}/statement.pdf")
+async def statement(request: Request, customer_id: str) -> Response:
+    """The statement of account as of today (reporting's, in the reader's language): open items,
+    aging, unapplied cash; a parent's covers its family."""
+    user = deps.require(request, P.VIEW_ACCOUNT)
+    account = await _account_of(request, customer_id, user.username)
+    currency = next((i["currency"] for i in account.get("open_invoices", [])), None) or account.get("currency")
+    pdf = await deps.backends(request).get_raw(
+        "reporting", f"/v1/reports/statements/{customer_id}", user.username, as_of=deps.today(request).isoformat(),
+        currency=currency, format="pdf", language=user.locale if user.locale in ("en", "fr") else "en")
+    return Response(pdf.content, media_type="application/pdf",
+                    headers={"Content-Disposition": f'inline; filename="statement-{customer_id}.pdf"'})

@@ -2,6 +2,8 @@
 French comes from FRENCH (a unit test checks that every text the templates use has one)."""
 from __future__ import annotations
 
+from services.workbench.domain import i18n_collector
+
 LANGUAGES = ("en", "fr")
 
 FRENCH: dict[str, str] = {
@@ -193,6 +195,10 @@ ENGLISH: dict[str, str] = {
     "payment_returned": "payment returned", "line_without_receipt": "bank line without receipt",
     "receipt_without_line": "receipt without bank line", "amount_difference": "amount difference",
 }
+
+# The collector's account page keeps its words in its own module.
+FRENCH.update(i18n_collector.FRENCH)
+ENGLISH.update(i18n_collector.ENGLISH)
 
 
 def translate(text: str, lang: str) -> str:
