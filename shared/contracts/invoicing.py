@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import date
+from decimal import Decimal
 from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -40,6 +41,9 @@ class InvoiceLine(BaseModel):
     amount: Amount
     # The product line the goods belong to (root-cause reports by product line); optional.
     product_line: str | None = None
+    # The line's tax as the ERP computed it (optional; when given, the lines' taxes sum to the
+    # invoice's taxes). Returns credit their share of it.
+    tax_amount: Amount | None = None
 
 
 class InvoiceTax(BaseModel):
@@ -109,7 +113,10 @@ class CreditMemoLine(BaseModel):
     description: str
     quantity: Amount
     unit_price: Amount
-    amount: Amount
+    amount: Amount  # the returned goods, priced as invoiced
+    # The returned quantity's share of the line's tax (optional, 0 on memos from before returns
+    # credited tax). The memo's amount is its lines' amounts plus their tax.
+    tax_amount: Amount = Decimal(0)
 
 
 @event

@@ -63,6 +63,9 @@ class InvoiceLineRequest(_Request):
     unit_price: Amount
     product_line: str | None = Field(default=None, min_length=1, max_length=64,
                                      description="The product line (root-cause reports by product line)")
+    tax_amount: Amount | None = Field(default=None, description="The line's tax as the ERP computed it (optional;"
+                                      " when lines carry it, they sum to the invoice's taxes). A return credits"
+                                      " its share of it")
 
 
 class InvoiceTaxRequest(_Request):
@@ -96,7 +99,8 @@ class IssueInvoiceRequest(_Request):
             if self.credit_override else None
 
     def line_tuples(self) -> list[tuple]:
-        return [(line.description, line.quantity, line.unit_price, line.product_line) for line in self.lines]
+        return [(line.description, line.quantity, line.unit_price, line.product_line, line.tax_amount)
+                for line in self.lines]
 
     def tax_tuples(self) -> list[tuple]:
         return [(tax.code, tax.rate, tax.amount) for tax in self.taxes]
@@ -179,6 +183,7 @@ class InvoiceLineOut(BaseModel):
     unit_price: str
     amount: str
     product_line: str | None = None
+    tax_amount: str | None = None
 
 
 class InvoiceTaxOut(BaseModel):
@@ -192,7 +197,8 @@ class CreditMemoLineOut(BaseModel):
     description: str
     quantity: str
     unit_price: str
-    amount: str
+    amount: str = Field(description="The returned goods, priced as invoiced")
+    tax_amount: str = Field(default="0", description="The returned quantity's share of the line's tax")
 
 
 class CreditMemoOut(BaseModel):

@@ -90,6 +90,17 @@ async def invoice_document(conn: AsyncConnection, invoice_id: str, language: str
         payment_reference=creditor_reference.printed(reference) if reference else None, payee=payee)
 
 
+def _returned_taxes(memo: dict[str, Any], invoice: dict[str, Any] | None) -> tuple:
+    """A return's credited tax on its document: one line, named after the invoice's tax when it
+    had one code (VAT 20 %), else "Tax"."""
+    tax = sum((Decimal(str(line.get("tax_amount") or 0)) for line in memo["lines"] or []), Decimal(0))
+    if tax == 0:
+        return ()
+    codes = {(t["code"], t.get("rate")) for t in (invoice or {}).get("taxes") or []}
+    code, rate = next(iter(codes)) if len(codes) == 1 else ("Tax", None)
+    return ((code, Decimal(str(rate)) if rate is not None else None, tax),)
+
+
 async def credit_memo_document(conn: AsyncConnection, credit_memo_id: str, language: str | None) -> Document:
     memo = await repo.get_credit_memo(conn, credit_memo_id)
     if memo is None:
@@ -101,7 +112,8 @@ async def credit_memo_document(conn: AsyncConnection, credit_memo_id: str, langu
     return Document(
         kind="credit_memo", language=language_of(language, customer["language"]),
         number=f"CM-{credit_memo_id[:8].upper()}", issue_date=memo["issue_date"], currency=memo["currency"].strip(),
-        customer_name=customer["name"], address_lines=_address(customer), lines=lines, taxes=(), total=amount,
+        customer_name=customer["name"], address_lines=_address(customer), lines=lines,
+        taxes=_returned_taxes(memo, invoice), total=amount,
         original_invoice_number=invoice["invoice_number"] if invoice else memo["invoice_id"],
         rma_number=memo.get("rma_number"), reason=memo["reason"])
 

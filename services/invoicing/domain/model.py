@@ -26,6 +26,7 @@ from shared.contracts import (
 from shared.money import ZERO, quantize
 from services.invoicing.domain.credit import CreditBreach, CreditOverride, LimitLevel, breaches
 from services.invoicing.domain.hierarchy import HierarchyViolation, check_parent
+from services.invoicing.domain.returns import line_taxes, returned_tax
 from services.invoicing.domain.adjustments import BY_CODE as ADJUSTMENT_REASONS, CREDIT, DEBIT, DIRECTIONS
 from services.invoicing.domain.terms import PaymentTerms
 
@@ -237,14 +238,17 @@ class Invoice(Aggregate):
         self.rma_numbers: set[str] = set()
         self.returned_quantity: dict[int, Decimal] = {}
         self.returned_amount: dict[int, Decimal] = {}
+        self.returned_tax: dict[int, Decimal] = {}
+        self.tax_total = ZERO
 
     def issue(self, *, invoice_number: str, customer: Customer, currency: str, issue_date: date,
               due_date: date | None, lines: list[tuple], at: datetime,
               rebill_of_deduction: str | None = None, original_invoice_id: str | None = None,
               taxes: list[tuple[str, Decimal | None, Decimal]] = (), po_number: str | None = None,
               credit_levels: list[LimitLevel] | None = None, credit_override: CreditOverride | None = None) -> None:
-        """lines: (description, quantity, unit_price[, product_line]); taxes: (code, rate or None,
-        amount) as the ERP computed them, added to the total. A customer whose master requires a
+        """lines: (description, quantity, unit_price[, product_line[, tax_amount]]); taxes: (code,
+        rate or None, amount) as the ERP computed them, added to the total; a line's tax_amount (the
+        ERP's per-line tax, optional) is part of those: the lines' tax amounts sum to the taxes. A customer whose master requires a
         purchase order number on the issue date gets no invoice without one.
 
         credit_levels: the customer's and each ancestor's credit limit in force on the issue date
@@ -272,9 +276,13 @@ class Invoice(Aggregate):
                 raise InvoicingRuleViolation("quantity must be positive", f"lines.{i}.quantity")
             if unit_price < 0:
                 raise InvoicingRuleViolation("unit price cannot be negative", f"lines.{i}.unit_price")
+            line_tax = rest[1] if len(rest) > 1 else None
+            if line_tax is not None and (line_tax < 0 or quantize(line_tax, currency) != line_tax):
+                raise InvoicingRuleViolation(f"a line's tax is a non-negative {currency} amount at its minor unit",
+                                             f"lines.{i}.tax_amount")
             invoice_lines.append(InvoiceLine(description=description, quantity=quantity, unit_price=unit_price,
                                              amount=line_amount(quantity, unit_price, currency),
-                                             product_line=rest[0] if rest else None))
+                                             product_line=rest[0] if rest else None, tax_amount=line_tax))
         invoice_taxes = []
         for i, (code, rate, amount) in enumerate(taxes):
             if amount < 0:
@@ -283,7 +291,13 @@ class Invoice(Aggregate):
                 raise InvoicingRuleViolation(f"{currency} amounts have at most its minor unit's decimals",
                                              f"taxes.{i}.amount")
             invoice_taxes.append(InvoiceTax(code=code, rate=rate, amount=amount))
-        total = sum((line.amount for line in invoice_lines), ZERO) + sum((t.amount for t in invoice_taxes), ZERO)
+        tax_total = sum((t.amount for t in invoice_taxes), ZERO)
+        if any(line.tax_amount is not None for line in invoice_lines):
+            line_tax_total = sum((line.tax_amount or ZERO for line in invoice_lines), ZERO)
+            if line_tax_total != tax_total:
+                raise InvoicingRuleViolation(f"the lines' tax amounts sum to {line_tax_total}, the invoice's taxes to"
+                                             f" {tax_total}: they must agree", "taxes")
+        total = sum((line.amount for line in invoice_lines), ZERO) + tax_total
         if total <= 0:
             raise InvoicingRuleViolation("invoice total must be positive", "lines")
         exceeded = breaches(credit_levels or [], total)
@@ -432,8 +446,9 @@ class Invoice(Aggregate):
     def credit_return(self, *, credit_memo_id: str, rma_number: str, returned: list[tuple[int, Decimal]],
                       issue_date: date, reason: str, paid_amount: Decimal, at: datetime) -> None:
         """Goods returned under an RMA: a credit memo for the returned quantities of the
-        invoice's lines, priced as invoiced. No line is ever credited for more than was
-        invoiced (all returns together), and the credit never exceeds the open balance."""
+        invoice's lines, priced as invoiced, with their share of each line's tax (domain.returns).
+        No line is ever credited for more than was invoiced, goods or tax (all returns together),
+        and the credit never exceeds the open balance."""
         self._must_be_live()
         if credit_memo_id in self.credit_memo_ids:
             return
@@ -443,6 +458,8 @@ class Invoice(Aggregate):
             raise InvoicingRuleViolation("a return needs at least one line", "lines")
         seen: set[int] = set()
         memo_lines = []
+        taxes = line_taxes([line.amount for line in self.lines], [line.tax_amount for line in self.lines],
+                           self.tax_total, self.currency)
         for i, (line_number, quantity) in enumerate(returned):
             if not 1 <= line_number <= len(self.lines):
                 raise InvoicingRuleViolation(
@@ -464,9 +481,13 @@ class Invoice(Aggregate):
                 amount = line.amount - self.returned_amount.get(line_number, ZERO)
             else:
                 amount = line_amount(quantity, line.unit_price, self.currency)
+            tax = returned_tax(line_tax=taxes[line_number - 1], invoiced_quantity=line.quantity,
+                               returned_before=before, quantity=quantity,
+                               tax_credited_before=self.returned_tax.get(line_number, ZERO), currency=self.currency)
             memo_lines.append(CreditMemoLine(line_number=line_number, description=line.description,
-                                             quantity=quantity, unit_price=line.unit_price, amount=amount))
-        total = sum((line.amount for line in memo_lines), ZERO)
+                                             quantity=quantity, unit_price=line.unit_price, amount=amount,
+                                             tax_amount=tax))
+        total = sum((line.amount + line.tax_amount for line in memo_lines), ZERO)
         if total <= 0:
             raise InvoicingRuleViolation("the returned lines are worth nothing to credit", "lines")
         self._check_date(issue_date, "return_date", "a return's credit memo")
@@ -502,6 +523,7 @@ class Invoice(Aggregate):
         self.issue_date = e.issue_date
         self.due_date = e.due_date
         self.lines = list(e.lines)
+        self.tax_total = sum((t.amount for t in e.taxes), ZERO)
 
     def when_CreditMemoIssued(self, e: CreditMemoIssued) -> None:
         self.credited_amount += e.amount
@@ -511,6 +533,7 @@ class Invoice(Aggregate):
         for line in e.lines:
             self.returned_quantity[line.line_number] = self.returned_quantity.get(line.line_number, ZERO) + line.quantity
             self.returned_amount[line.line_number] = self.returned_amount.get(line.line_number, ZERO) + line.amount
+            self.returned_tax[line.line_number] = self.returned_tax.get(line.line_number, ZERO) + line.tax_amount
 
     def when_InvoiceAdjustmentRequested(self, e: InvoiceAdjustmentRequested) -> None:
         self.pending_adjustments[e.adjustment_id] = PendingAdjustment(
