@@ -30,3 +30,9 @@ class InvoicingSettings(ServiceSettings):
     smtp_timeout_seconds: float = 10.0
     smtp_max_attempts: int = Field(default=5, ge=1, le=50)
     document_delivery_interval_seconds: float = Field(default=5.0, gt=0)
+    # Statements of account: their content (and PDF) is reporting's, fetched over its API when a
+    # statement delivery is sent or picked up; monthly statement runs are queued every interval.
+    reporting_url: str = "http://127.0.0.1:8105"
+    reporting_api_key: str | None = None
+    reporting_timeout_seconds: float = Field(default=30.0, gt=0)
+    statement_run_interval_seconds: float = Field(default=300.0, gt=0)

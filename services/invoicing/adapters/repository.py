@@ -355,8 +355,9 @@ async def insert_delivery(conn: AsyncConnection, row: dict[str, Any] | list[dict
     replayed command) adds none."""
     await conn.execute(text(
         "INSERT INTO document_deliveries (delivery_id, document_kind, document_id, customer_id, channel, language,"
-        " recipient, status, last_error, created_on) VALUES (:delivery_id, :document_kind, :document_id,"
-        " :customer_id, :channel, :language, :recipient, :status, :last_error, :created_on)"
+        " recipient, status, last_error, created_on, as_of, currency) VALUES (:delivery_id, :document_kind,"
+        " :document_id, :customer_id, :channel, :language, :recipient, :status, :last_error, :created_on, :as_of,"
+        " :currency)"
         " ON CONFLICT (document_kind, document_id) DO NOTHING"), row)
 
 
@@ -445,3 +446,46 @@ async def family_exposures(conn: AsyncConnection, level_ids: list[str]) -> dict[
         " LEFT JOIN own ON own.customer_id = fam.member LEFT JOIN settled ON settled.customer_id = fam.member"
         " GROUP BY fam.root"), {"ids": list(level_ids)})
     return {r.root: Decimal(r.exposure) for r in rows if r.exposure is not None}
+
+
+# ---------------------------------------------------------------- statement schedules
+
+async def insert_schedule(conn: AsyncConnection, row: dict[str, Any]) -> bool:
+    """False when the customer already has an active schedule."""
+    result = await conn.execute(text(
+        "INSERT INTO statement_schedules (schedule_id, customer_id, frequency, next_as_of, created_by, created_on)"
+        " VALUES (:schedule_id, :customer_id, :frequency, :next_as_of, :created_by, :created_on)"
+        " ON CONFLICT (customer_id) WHERE active DO NOTHING RETURNING 1"), row)
+    return result.first() is not None
+
+
+async def get_schedule(conn: AsyncConnection, schedule_id: str, lock: bool = False) -> dict[str, Any] | None:
+    row = (await conn.execute(text("SELECT * FROM statement_schedules WHERE schedule_id = :s"
+                                   + (" FOR UPDATE" if lock else "")), {"s": schedule_id})).mappings().first()
+    return dict(row) if row else None
+
+
+async def list_schedules(conn: AsyncConnection, customer_id: str | None) -> list[dict[str, Any]]:
+    rows = await conn.execute(text(
+        "SELECT * FROM statement_schedules WHERE (CAST(:c AS text) IS NULL OR customer_id = :c)"
+        " ORDER BY created_seq"), {"c": customer_id})
+    return [dict(r) for r in rows.mappings()]
+
+
+async def cancel_schedule(conn: AsyncConnection, schedule_id: str) -> None:
+    await conn.execute(text("UPDATE statement_schedules SET active = false WHERE schedule_id = :s"),
+                       {"s": schedule_id})
+
+
+async def claim_due_schedule(conn: AsyncConnection, today: Any) -> dict[str, Any] | None:
+    """The next active schedule with a statement due before today, locked for this transaction;
+    other instances skip it (nothing in-process assumes a single replica)."""
+    row = (await conn.execute(text(
+        "SELECT * FROM statement_schedules WHERE active AND next_as_of < :d ORDER BY next_as_of, created_seq"
+        " LIMIT 1 FOR UPDATE SKIP LOCKED"), {"d": today})).mappings().first()
+    return dict(row) if row else None
+
+
+async def advance_schedule(conn: AsyncConnection, schedule_id: str, next_as_of: Any, last_as_of: Any) -> None:
+    await conn.execute(text("UPDATE statement_schedules SET next_as_of = :n, last_as_of = :l WHERE schedule_id = :s"),
+                       {"n": next_as_of, "l": last_as_of, "s": schedule_id})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from email.message import EmailMessage
@@ -18,6 +19,8 @@ from shared.money import quantize
 from shared.problems import NotFound
 from services.invoicing.adapters import pdf
 from services.invoicing.adapters import repository as repo
+from services.invoicing.adapters.reporting_client import StatementSource
+from services.invoicing.domain.statements import subject as statement_subject
 from services.invoicing.domain.documents import (
     Document, DocumentLine, Payee, address_lines, delivery_for, language_of, payment_reference)
 from services.invoicing.domain.model import Customer
@@ -39,16 +42,19 @@ async def queue_document(conn: AsyncConnection, kind: str, document_id: str, cus
     await queue_documents(conn, [(kind, document_id, customer, issued_on)])
 
 
-async def queue_documents(conn: AsyncConnection, documents: list[tuple[str, str, Customer, date]]) -> None:
-    """queue_document for many documents at once (a batch of invoices): one statement."""
+async def queue_documents(conn: AsyncConnection, documents: list[tuple]) -> None:
+    """queue_document for many documents at once (a batch of invoices): one statement. Each is
+    (kind, document_id, customer, issued_on[, as_of]): as_of for a statement of account, which
+    goes out by the preference in force on the day it is made (issued_on)."""
     rows = []
-    for kind, document_id, customer, issued_on in documents:
+    for kind, document_id, customer, issued_on, *as_of in documents:
         profile = customer.profile_as_of(issued_on)
         delivery = delivery_for(profile.delivery_preference, [c.model_dump(mode="json") for c in profile.billing_contacts])
         rows.append({"delivery_id": delivery_id_for(kind, document_id), "document_kind": kind,
                      "document_id": document_id, "customer_id": customer.id, "channel": delivery.channel,
                      "language": profile.language, "recipient": delivery.recipient, "status": delivery.status,
-                     "last_error": delivery.last_error, "created_on": issued_on})
+                     "last_error": delivery.last_error, "created_on": issued_on,
+                     "as_of": as_of[0] if as_of else None, "currency": customer.currency if as_of else None})
     if rows:
         await repo.insert_delivery(conn, rows)
 
@@ -125,9 +131,48 @@ async def render(conn: AsyncConnection, kind: str, document_id: str, language: s
     return doc, await asyncio.to_thread(pdf.render, doc)
 
 
-def email_message(*, delivery_id: str, sender: str, recipient: str, doc: Document, content: bytes) -> EmailMessage:
+def statement_source(settings: InvoicingSettings, transport: Any = None) -> StatementSource:
+    return StatementSource(settings.reporting_url, settings.reporting_api_key, settings.reporting_timeout_seconds,
+                           transport)
+
+
+def statement_source_of(runtime: Any) -> StatementSource:
+    """The runtime's way to reporting: definition.state["statement_source"] when set (tests route
+    it to an in-process reporting app), else reporting_url from the settings."""
+    return runtime.definition.state.get("statement_source") or statement_source(runtime.settings)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A delivery's document ready to send: the email's subject and text, the PDF and its name."""
+
+    title: str
+    body: list[str]
+    filename: str
+    content: bytes
+
+
+async def render_delivery(conn: AsyncConnection, row: dict[str, Any], settings: InvoicingSettings,
+                          statements: StatementSource) -> Rendered:
+    """Any delivery's document: an invoice or credit memo rendered here, a statement of account
+    fetched from reporting as of its date (StatementUnavailable when reporting does not answer)."""
+    if row["document_kind"] == "statement":
+        customer = await _customer(conn, row["customer_id"])
+        content = await statements.pdf(row["customer_id"], row["as_of"], row["currency"].strip(), row["language"])
+        title = statement_subject(row["language"], customer["name"], row["as_of"])
+        return Rendered(title, [customer["name"], "", title], f"statement-{row['document_id']}.pdf", content)
+    doc, content = await render(conn, row["document_kind"], row["document_id"], row["language"], settings)
     labels = doc.labels
     title = f"{labels[doc.kind]} {doc.number}"
+    body = [doc.customer_name, "", f"{title} - {labels['total' if doc.kind == 'invoice' else 'credit_total']}:"
+            f" {doc.money(doc.total)}"]
+    if doc.payment_reference:
+        body.append(f"{labels['reference']}: {doc.payment_reference}")
+    return Rendered(title, body, f"{doc.number}.pdf", content)
+
+
+def email_message(*, delivery_id: str, sender: str, recipient: str, rendered: Rendered) -> EmailMessage:
+    title = rendered.title
     message = EmailMessage()
     message["From"] = sender
     message["To"] = recipient
@@ -135,12 +180,8 @@ def email_message(*, delivery_id: str, sender: str, recipient: str, doc: Documen
     message["Date"] = formatdate(localtime=False)
     # The delivery id is the Message-ID: a resend after a crash carries the same one.
     message["Message-ID"] = f"<{delivery_id}@ledgerline.invoicing>"
-    body = [doc.customer_name, "", f"{title} - {labels['total' if doc.kind == 'invoice' else 'credit_total']}:"
-            f" {doc.money(doc.total)}"]
-    if doc.payment_reference:
-        body.append(f"{labels['reference']}: {doc.payment_reference}")
-    message.set_content("\n".join(body))
-    message.add_attachment(content, maintype="application", subtype="pdf", filename=f"{doc.number}.pdf")
+    message.set_content("\n".join(rendered.body))
+    message.add_attachment(rendered.content, maintype="application", subtype="pdf", filename=rendered.filename)
     return message
 
 
@@ -151,22 +192,24 @@ def smtp_settings(settings: InvoicingSettings) -> mail.SmtpSettings:
 
 
 async def deliver_pending_documents(engine: AsyncEngine, settings: InvoicingSettings,
-                                    limit: int = 100_000) -> dict[str, int]:
+                                    limit: int = 100_000, statements: StatementSource | None = None) -> dict[str, int]:
     """Email pending documents, one transaction each: the row is locked (other instances skip it),
-    the PDF rendered, sent, and the row marked sent in the same transaction. A crash after the SMTP
-    server accepted it and before the commit leaves it pending: sent again once, same Message-ID.
-    A failure counts an attempt; after smtp_max_attempts the delivery is marked failed."""
+    the PDF rendered (a statement's fetched from reporting), sent, and the row marked sent in the
+    same transaction. A crash after the SMTP server accepted it and before the commit leaves it
+    pending: sent again once, same Message-ID. A failure (SMTP, or reporting not answering for a
+    statement) counts an attempt; after smtp_max_attempts the delivery is marked failed."""
     smtp = smtp_settings(settings)
+    statements = statements or statement_source(settings)
     counts = {"sent": 0, "failed": 0, "retry": 0}
     for _ in range(limit):
         async with engine.begin() as conn:
             row = await repo.claim_pending_delivery(conn)
             if row is None:
                 break
-            doc, content = await render(conn, row["document_kind"], row["document_id"], row["language"], settings)
-            message = email_message(delivery_id=row["delivery_id"], sender=smtp.sender, recipient=row["recipient"],
-                                    doc=doc, content=content)
             try:
+                rendered = await render_delivery(conn, row, settings, statements)
+                message = email_message(delivery_id=row["delivery_id"], sender=smtp.sender,
+                                        recipient=row["recipient"], rendered=rendered)
                 await asyncio.to_thread(mail.send_email, smtp, message)
             except Exception as exc:  # smtplib raises OSError and SMTPException subclasses; all count
                 final = row["attempts"] + 1 >= settings.smtp_max_attempts
