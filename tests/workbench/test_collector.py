@@ -5,6 +5,7 @@ event's actor), the next account one key away, French formats, and what others m
 from __future__ import annotations
 
 import re
+import uuid
 from decimal import Decimal
 
 import httpx
@@ -256,3 +257,44 @@ async def test_a_collector_sets_up_a_plan_moves_the_strategy_escalates_and_reads
         escalations = (await c.get(f"{stack.urls['collections']}/v1/escalations",
                                    params={"customer_id": customer})).json()["data"]
         assert [e["reason"] if "reason" in e else e["summary"] for e in escalations if "not mine" in str(e)] == []
+
+
+async def test_a_parent_that_pays_for_its_children_is_one_entry_and_shows_its_family(stack, browser):
+    """Invoicing puts one of Alice's accounts under another (CustomerParentChanged): collections
+    ranks the two as one entry, the worklist says so, the parent's page lists the child with its
+    balances and the child's page says who pays for it. The hierarchy is undone at the end (the
+    other tests' invoices are not judged against a parent's credit limit)."""
+    entries = await eventually(lambda: _worklist_with(stack, "alice", 1), timeout=90)
+    parent = entries[0]["customer_id"]
+    child = next(c for c, who in stack.book["collector_of"].items() if who == "alice" and c != parent)
+    async with httpx.AsyncClient(headers=stack.api, timeout=30) as c:
+        r = await c.post(f"{stack.urls['invoicing']}/v1/customers/{child}/parent",
+                         json={"parent_customer_id": parent}, headers={"Idempotency-Key": str(uuid.uuid4())})
+        assert r.status_code == 201, r.text
+        try:
+            async def family_ranked():
+                rows = await _worklist(stack, "alice")
+                unit = next((e for e in rows if e["customer_id"] == parent), None)
+                return rows if unit and unit["family_size"] == 2 and child not in {e["customer_id"] for e in rows} \
+                    else None
+            await eventually(family_ranked, timeout=90)
+            page = await new_page(browser, stack)
+            await sign_in(page, stack, "alice")
+            await page.get_by_test_id("refresh").click()
+            await page.wait_for_load_state("networkidle")
+            assert "2" in await page.get_by_test_id(f"family-{parent}").text_content()
+            await page.goto(f"{stack.url}/accounts/{parent}")
+            account = (await c.get(f"{stack.urls['collections']}/v1/customers/{parent}")).json()
+            row = page.locator(f"[data-testid=children] tr[data-child='{child}']")
+            assert await row.locator("td[data-amount]").get_attribute("data-amount") == \
+                account["children"][0]["open_balance"]
+            assert await page.get_by_test_id("family-open").get_attribute("data-amount") == \
+                account["family"]["open_balance"]
+            await check_accessibility(page, "account-family")
+            await snapshot(page, stack, "account-family")
+            await page.goto(f"{stack.url}/accounts/{child}")
+            assert parent in await page.get_by_test_id("paid-by").text_content()
+        finally:
+            r = await c.post(f"{stack.urls['invoicing']}/v1/customers/{child}/parent",
+                             json={"parent_customer_id": None}, headers={"Idempotency-Key": str(uuid.uuid4())})
+            assert r.status_code == 201, r.text
