@@ -34,7 +34,7 @@ async def _csrf(page) -> str:
 async def test_the_unapplied_queue_sorts_on_the_server(stack, browser):
     run = uuid.uuid4().hex[:6]
     async with httpx.AsyncClient(headers=stack.api, timeout=30) as c:
-        for i, amount in enumerate(("3.21", "987.65", "45.67")):
+        for i, amount in enumerate(("3.21", "987.65", "45.67") + tuple(f"{n}.{n:02d}" for n in range(5, 29))):
             await post(c, f"{stack.urls['cash_application']}/v1/payments", {
                 "customer_id": f"QUEUE-{run}-{i}", "amount": amount, "currency": "USD",
                 "value_date": date.today().replace(day=1).isoformat() if i == 1 else date.today().isoformat(),
@@ -65,9 +65,18 @@ async def test_the_unapplied_queue_sorts_on_the_server(stack, browser):
     await page.wait_for_url(re.compile(r"sort=score&order=desc"))
     await check_accessibility(page, "cash-queue-sorted")
     await snapshot(page, stack, "cash-queue-sorted")
-    # One row per page: the pages walk every receipt once, in the order chosen.
+    # Pages of 25: forward with the service's cursor and back again, every receipt once, in order.
     await page.goto(f"{stack.url}/cash?sort=amount&order=desc&size=25")
     assert [await r.get_attribute("data-payment") for r in await rows.all()] == [p["payment_id"] for p in expected][:25]
+    assert len(expected) > 25
+    seen = [await r.get_attribute("data-payment") for r in await rows.all()]
+    await page.get_by_test_id("page-next").click()
+    await page.wait_for_url(re.compile(r"start=26"))
+    seen += [await r.get_attribute("data-payment") for r in await rows.all()]
+    assert seen == [p["payment_id"] for p in expected][:len(seen)]
+    await page.get_by_test_id("page-previous").click()
+    await page.wait_for_url(re.compile(r"sort=amount&order=desc&size=25$"))
+    assert [await r.get_attribute("data-payment") for r in await rows.all()] == seen[:25]
     assert page.errors == []  # type: ignore[attr-defined]
 
 

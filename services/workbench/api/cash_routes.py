@@ -26,7 +26,7 @@ MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 @router.get("/cash")
 async def queue(request: Request, cursor: str | None = None, size: int | None = None,
                 customer_id: str | None = None, start: int = Query(1, ge=1), sort: str | None = None,
-                order: str | None = None) -> Response:
+                order: str | None = None, trail: str | None = Query(None, max_length=20_000)) -> Response:
     """The queue as cash application sorts and pages it (10,000 receipts never reach the browser)."""
     user = deps.require(request, P.VIEW_UNAPPLIED)
     size = page_size(size)
@@ -38,7 +38,14 @@ async def queue(request: Request, cursor: str | None = None, size: int | None = 
     rows = body.get("data", [])
     for r in rows:
         r["age_days"] = (today - date.fromisoformat(r["value_date"])).days
+    # The cursors of the pages before this one ("."-separated: cursors are base64url), so that
+    # "Previous" goes back through a keyset-paged queue.
+    before = [c for c in (trail or "").split(".") if c] if cursor else []
+    previous = {"cursor": before[-1] if len(before) > 0 else None, "trail": ".".join(before[:-1]),
+                "start": max(1, start - size)} if cursor else None
+    next_trail = ".".join(before + [cursor]) if cursor else ""
     return deps.render(request, "cash_queue.html", rows=rows, next_cursor=body.get("next_cursor"),
+                       previous=previous, next_trail=next_trail,
                        size=size, start=start, customer_id=customer_id or "", formats=BANK_FORMATS, q=q,
                        sorts=QUEUE_SORTS)
 
