@@ -214,6 +214,11 @@ async def test_a_collector_sets_up_a_plan_moves_the_strategy_escalates_and_reads
     await page.wait_for_selector("[data-testid=saved]")
     assert "Three calls unanswered" in await page.get_by_test_id("escalations").text_content()
 
+    # Send the statement of account: invoicing delivers it by the customer's preference.
+    await page.get_by_test_id("send-statement").click()
+    await page.wait_for_selector("[data-testid=saved]")
+    assert await page.locator("[data-testid=deliveries] tr[data-kind=statement]").count() == 1
+
     # The timeline comes from the services' event histories, with the person as the actor.
     timeline = page.get_by_test_id("timeline")
     for event in ("PaymentPlanAgreed", "AccountEscalated"):
@@ -231,6 +236,10 @@ async def test_a_collector_sets_up_a_plan_moves_the_strategy_escalates_and_reads
         assert (account["strategy_id"], account["dunning_paused"]) == ("standard", True)
         history = (await c.get(f"{stack.urls['collections']}/v1/customers/{customer}/history")).json()["data"]
         assert {e["event_type"]: e["actor"] for e in history}.get("PaymentPlanAgreed") == "alice"
+        sent = (await c.get(f"{stack.urls['invoicing']}/v1/document-deliveries",
+                            params={"customer_id": customer})).json()["data"]
+        assert [(d["document_kind"], d["as_of"]) for d in sent if d["document_kind"] == "statement"] == \
+            [("statement", _in_days(0))]
 
     # Camille's worklist says why in French.
     camille = await new_page(browser, stack)
@@ -244,12 +253,13 @@ async def test_a_collector_sets_up_a_plan_moves_the_strategy_escalates_and_reads
         other = await new_page(browser, stack)
         await sign_in(other, stack, username)
         await other.goto(f"{stack.url}/accounts/{customer}")
-        for form in ("plan-form", "strategy-form", "escalation-form"):
+        for form in ("plan-form", "strategy-form", "escalation-form", "statement-form"):
             assert await other.get_by_test_id(form).count() == 0, (username, form)
         csrf = await other.locator("input[name=csrf_token]").first.get_attribute("value") \
             if await other.locator("input[name=csrf_token]").count() else ""
         for path, form in (("plans", {"invoice_ids": "x", "due_1": _in_days(3), "amount_1": "1.00"}),
-                           ("strategy", {"paused": "on"}), ("escalations", {"reason": "not mine"})):
+                           ("strategy", {"paused": "on"}), ("escalations", {"reason": "not mine"}),
+                           ("statements", {})):
             refused = await other.request.post(f"{stack.url}/accounts/{customer}/{path}",
                                                form={"csrf_token": csrf, **form})
             assert refused.status == 403, (username, path)

@@ -88,7 +88,7 @@ async def _gather_account(request: Request, customer_id: str, actor: str) -> dic
     b = deps.backends(request)
     as_of = deps.today(request).isoformat()
     (account, customer, payments, disputes, promises, contacts, write_offs, risk, plans, escalations, strategies,
-     history, profile_changes) = await asyncio.gather(
+     history, profile_changes, deliveries) = await asyncio.gather(
         b.get("collections", f"/v1/customers/{customer_id}", actor, as_of=as_of),
         _optional(b.get("invoicing", f"/v1/customers/{customer_id}", actor), {}),
         b.get("cash_application", "/v1/payments", actor, customer_id=customer_id, limit=100),
@@ -102,6 +102,7 @@ async def _gather_account(request: Request, customer_id: str, actor: str) -> dic
         b.get("collections", "/v1/strategies", actor),
         b.get("collections", f"/v1/customers/{customer_id}/history", actor),
         _optional(b.get("invoicing", f"/v1/customers/{customer_id}/profile-changes", actor), {"data": []}),
+        b.get("invoicing", "/v1/document-deliveries", actor, customer_id=customer_id, limit=100),
     )
     dispute_rows = disputes.get("data", [])
     steps = await asyncio.gather(*[
@@ -119,6 +120,7 @@ async def _gather_account(request: Request, customer_id: str, actor: str) -> dic
             "write_offs": write_offs.get("data", []), "risk": risk, "timeline": events,
             "plans": plans.get("data", []), "escalations": escalations.get("data", []),
             "strategies": strategies.get("data", []), "plan_rows": PLAN_ROWS,
+            "deliveries": list(reversed(deliveries.get("data", []))),
             "plan_initial": plan_draft({"invoice_ids": [i["invoice_id"] for i in invoices]},
                                        {i["invoice_id"]: i["open_balance"] for i in invoices})}
 
@@ -273,3 +275,14 @@ async def statement(request: Request, customer_id: str) -> Response:
         currency=currency, format="pdf", language=user.locale if user.locale in ("en", "fr") else "en")
     return Response(pdf.content, media_type="application/pdf",
                     headers={"Content-Disposition": f'inline; filename="statement-{customer_id}.pdf"'})
+
+
+@router.post("/accounts/{customer_id}/statements")
+async def send_statement(request: Request, customer_id: str) -> Response:
+    """Send the statement of account as of today: invoicing delivers it by the customer's
+    delivery preference (email with the PDF, postal, portal, e-invoice), through its outbox."""
+    deps.require(request, P.SEND_STATEMENT)
+    form = await deps.check_csrf(request)
+    return await _act(request, customer_id, P.SEND_STATEMENT, "invoicing",
+                      f"/v1/customers/{customer_id}/statement-deliveries",
+                      {"as_of": deps.today(request).isoformat()}, form, "statement")

@@ -21,6 +21,11 @@ FRENCH: dict[str, str] = {
     "as the rule recommends": "selon la règle",
     "call_manager": "appel du responsable", "legal": "contentieux", "write_off": "passation en perte",
     "credit_hold": "blocage de crédit", "payment_plan": "plan de paiement",
+    "Send a statement": "Envoyer un relevé", "Documents sent": "Documents envoyés", "Document": "Document",
+    "Channel": "Canal", "Recipient": "Destinataire", "statement": "relevé de compte", "invoice": "facture",
+    "credit_memo": "avoir", "pending": "en attente", "sent": "envoyé", "failed": "échec", "ready": "prêt",
+    "picked_up": "retiré", "email_pdf": "courriel avec PDF", "postal": "courrier", "portal_upload": "portail",
+    "e_invoice": "facture électronique",
     # the timeline's events
     "PromiseToPayMade": "Promesse de paiement", "PromiseKept": "Promesse tenue", "PromiseBroken": "Promesse rompue",
     "PaymentPlanAgreed": "Plan de paiement convenu", "InstallmentPaid": "Échéance payée",
@@ -61,4 +66,6 @@ ENGLISH: dict[str, str] = {
     "contact:meeting": "Meeting", "contact:note": "Note",
     "call_manager": "call the manager", "write_off": "write-off", "credit_hold": "credit hold",
     "payment_plan": "payment plan",
+    "statement": "statement of account", "credit_memo": "credit memo", "email_pdf": "email with PDF",
+    "portal_upload": "portal upload", "e_invoice": "e-invoice", "picked_up": "picked up",
 }

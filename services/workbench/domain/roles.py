@@ -21,6 +21,7 @@ class Permission(str, Enum):
     SET_UP_PLAN = "set_up_plan"                  # payment plans with installments
     CHANGE_STRATEGY = "change_strategy"          # pause or move the account's dunning strategy
     ESCALATE = "escalate"
+    SEND_STATEMENT = "send_statement"            # invoicing delivers it by the customer's preference
     VIEW_UNAPPLIED = "view_unapplied"
     APPLY_CASH = "apply_cash"                    # apply, split, re-apply and reverse
     RETURN_PAYMENT = "return_payment"            # the bank took a payment back
@@ -36,7 +37,7 @@ class Permission(str, Enum):
 
 P = Permission
 _COLLECTOR = {P.VIEW_WORKLIST, P.VIEW_ACCOUNT, P.LOG_CONTACT, P.RECORD_PROMISE, P.OPEN_DISPUTE, P.REQUEST_WRITE_OFF,
-              P.EXPORT, P.SET_UP_PLAN, P.CHANGE_STRATEGY, P.ESCALATE}
+              P.EXPORT, P.SET_UP_PLAN, P.CHANGE_STRATEGY, P.ESCALATE, P.SEND_STATEMENT}
 _CASH = {P.VIEW_ACCOUNT, P.VIEW_UNAPPLIED, P.APPLY_CASH, P.RETURN_PAYMENT, P.UPLOAD_BANK_FILE, P.EXPORT}
 _DISPUTES = {P.VIEW_ACCOUNT, P.VIEW_DISPUTES, P.RESOLVE_DISPUTE, P.WORK_DISPUTE, P.OPEN_DISPUTE, P.EXPORT}
 # The manager oversees (every worklist, queue and approval) but does not work the accounts.

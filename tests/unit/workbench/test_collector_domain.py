@@ -53,8 +53,8 @@ def test_the_ranking_reasons_are_said_in_french_with_french_money():
     assert reasons({"reasons": ["x (+1.0)"]}, "fr") == ["x (+1.0)"]  # an older collections: its English
 
 
-def test_a_collector_sets_up_plans_moves_strategies_and_escalates_a_manager_does_not():
-    for p in (Permission.SET_UP_PLAN, Permission.CHANGE_STRATEGY, Permission.ESCALATE):
+def test_a_collector_sets_up_plans_moves_strategies_escalates_and_sends_statements_a_manager_does_not():
+    for p in (Permission.SET_UP_PLAN, Permission.CHANGE_STRATEGY, Permission.ESCALATE, Permission.SEND_STATEMENT):
         assert may("collector", p) and may("admin", p)
         assert not may("manager", p) and not may("cash_applier", p) and not may("dispute_analyst", p)
 
