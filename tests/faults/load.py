@@ -176,7 +176,7 @@ class LoadGenerator:
     async def _register_customer(self, k: int, rnd: random.Random) -> None:
         customer_id = self._next(f"cus{k}")
         body = {"customer_id": customer_id, "name": f"Fault Customer {customer_id}", "currency": CURRENCY,
-                "payment_terms": "NET30", "credit_limit": "1000000.00"}
+                "payment_terms": "NET30"}  # no credit limit: the load must never be refused for credit
         await self._post("invoicing", "/v1/customers", body, "customer")
         self.ledger.customers[customer_id] = f"client-{k}"
         self._client_customers[k].append(customer_id)
