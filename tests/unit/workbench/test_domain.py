@@ -173,3 +173,22 @@ def test_what_an_admin_may_set_on_a_user():
     bad = new_user_problems("Bob Smith", " ", "root", "de", "short")
     assert set(bad) == {"username", "display_name", "role", "locale", "password"}
     assert password_problem("x" * 11) and password_problem("x" * 257) and password_problem("x" * 12) is None
+
+
+def test_the_messages_the_cash_and_dispute_pages_send_back_read_in_french():
+    import ast
+    import inspect
+
+    from services.workbench.api import cash_routes, dispute_routes
+    from services.workbench.domain import disputes
+
+    said = set()
+    for module in (cash_routes, dispute_routes):
+        for node in ast.walk(ast.parse(inspect.getsource(module))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "quote" and node.args \
+                    and isinstance(node.args[0], ast.Constant):
+                said.add(node.args[0].value)
+    said |= {"a whole number of days", "a positive decimal amount"}
+    assert len(said) >= 10 and sorted(m for m in said if m not in FRENCH) == []
+    assert set(disputes.queue_filters({"min_age": "x", "min_amount": "y"}, __import__("datetime").date.today())
+               .errors.values()) <= said
