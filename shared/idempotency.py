@@ -25,6 +25,12 @@ from shared.problems import Problem
 MAX_KEY_LENGTH = 255
 
 
+class EncodedJSON(str):
+    """A response body the command has already encoded as JSON text (a large one, encoded in a
+    worker thread so the event loop keeps answering): stored and answered as it is, not encoded
+    again. A replay answers it decoded, like any stored body."""
+
+
 class IdempotencyKeyReused(Problem):
     status = 422
     type_name = "idempotency-key-reused"
@@ -129,7 +135,8 @@ async def run_idempotent(
                 "UPDATE idempotency_keys SET response_status = :st, response_body = CAST(:b AS jsonb)"
                 " WHERE scope = :s AND key = :k"
             ),
-            {"st": status, "b": json.dumps(response, default=str), "s": scope, "k": key},
+            {"st": status, "b": response if isinstance(response, EncodedJSON) else json.dumps(response, default=str),
+             "s": scope, "k": key},
         )
         return status, response, False
 

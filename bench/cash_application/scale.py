@@ -1,32 +1,38 @@
 """make bench-cash, at scale: a 100,000-receipt file against 500,000 open invoices, end to end
-through the HTTP API (in-process app on a fresh PostgreSQL database), while a prober asks
-/healthz every 100 ms. Reported: wall time and receipts/s, the service's peak memory (the API
-process plus its parse worker, sampled from /proc every 100 ms), and the slowest health answer;
-beside the raw baseline on the same receipts (the plain dict lookup of each remittance word,
-in memory, no database).
+through the HTTP API of the service running as its own process (`python -m
+services.cash_application serve`, API role, on a fresh PostgreSQL database), while a prober asks
+/healthz every 100 ms over loopback. Reported: wall time and receipts/s, the service's peak memory
+(the service process and its children, i.e. the parse worker, sampled from /proc every 100 ms:
+the harness, which holds the generated portfolio, is not in it), and the slowest health answer;
+beside the raw baseline on the same receipts (the plain dict lookup of each remittance word, in
+memory, no database).
 
 BENCH_CASH_SCALE_INVOICES / BENCH_CASH_SCALE_RECEIPTS change the sizes; BENCH_CASH_SCALE=0
-skips this part of make bench-cash."""
+skips this part of make bench-cash. BENCH_CASH_PROFILE=path records the service with py-spy
+(10 samples/s, every thread and the parse worker) into that file (`.svg` a flame graph, `.txt`
+collapsed stacks)."""
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import subprocess
+import sys
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 
 from bench.cash_application.generator import generate
 from services.cash_application.adapters.bank_files import parse_file
-from services.cash_application.application import imports
-from services.cash_application.main import definition
-from services.cash_application.settings import CashApplicationSettings
-from shared.service import build_app
 from tests.support.infra import asyncpg_dsn, fresh_database, sqlalchemy_url
+from tests.support.platform import ROOT, _wait_ready, free_port
 
 INVOICES = int(os.environ.get("BENCH_CASH_SCALE_INVOICES", "500000"))
 RECEIPTS = int(os.environ.get("BENCH_CASH_SCALE_RECEIPTS", "100000"))
 SEED = int(os.environ.get("BENCH_CASH_SEED", "7"))
+PROFILE = os.environ.get("BENCH_CASH_PROFILE")
 
 
 def _rss_mb(pid: int) -> float:
@@ -40,50 +46,94 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
-def _service_rss_mb() -> float:
-    workers = list(imports._POOL._processes) if imports._POOL is not None else []
-    return _rss_mb(os.getpid()) + sum(_rss_mb(pid) for pid in workers)
+def _tree(pid: int) -> list[int]:
+    """The process and its descendants (the service's parse worker)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        try:
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as children:
+                    todo.extend(int(c) for c in children.read().split())
+        except OSError:
+            pass
+    return found
+
+
+def _service_rss_mb(pid: int) -> float:
+    return sum(_rss_mb(p) for p in _tree(pid))
+
+
+def _spawn(database: str, port: int, log: Path) -> subprocess.Popen:
+    env = {**os.environ,
+           "LEDGERLINE_CASH_APPLICATION_DATABASE_URL": sqlalchemy_url(database),
+           "LEDGERLINE_CASH_APPLICATION_ROLE": "api",
+           "LEDGERLINE_CASH_APPLICATION_ALLOW_OPEN": "true",
+           "LEDGERLINE_CASH_APPLICATION_PORT": str(port),
+           "LEDGERLINE_CASH_APPLICATION_LOG_LEVEL": "WARNING",
+           "LEDGERLINE_CASH_APPLICATION_MAX_FILE_BYTES": "200000000"}
+    command = [sys.executable, "-m", "services.cash_application", "serve"]
+    if PROFILE:
+        fmt = "raw" if PROFILE.endswith(".txt") else "flamegraph"
+        command = [str(Path(sys.executable).parent / "py-spy"), "record", "-r", "10", "--subprocesses",
+                   "--format", fmt, "-o", PROFILE, "--"] + command
+    with log.open("w") as out:
+        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
 
 
 async def run(portfolio, csv_bytes: bytes) -> dict[str, float]:
     from bench.cash_application.__main__ import load_portfolio
 
+    log = ROOT / ".local" / "bench-cash-scale-service.log"
+    log.parent.mkdir(exist_ok=True)
     async with fresh_database("benchscale") as name:
-        settings = CashApplicationSettings(database_url=sqlalchemy_url(name), max_file_bytes=200_000_000)
-        service = definition(settings)
-        service.settings.role = "api"
-        if not service.settings.api_keys:
-            service.settings.allow_open = True
-        app = build_app(service)
-        async with app.router.lifespan_context(app):
+        port = free_port()
+        service = _spawn(name, port, log)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            await _wait_ready(url, service, log, timeout=180)  # its lifespan has applied the migrations
             await load_portfolio(asyncpg_dsn(name), portfolio)
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=3600) as client:
-                baseline_rss = _service_rss_mb()
+            async with httpx.AsyncClient(base_url=url, timeout=3600) as client, \
+                    httpx.AsyncClient(base_url=url, timeout=60) as prober:
+                baseline_rss = _service_rss_mb(service.pid)
                 peak_rss = baseline_rss
                 slowest = 0.0
                 probes = 0
+                load = os.getloadavg()
                 started = time.perf_counter()
                 task = asyncio.create_task(client.post(
                     "/v1/bank-files", params={"format": "csv", "file_name": "scale.csv"}, content=csv_bytes,
                     headers={"Idempotency-Key": str(uuid.uuid4())}))
                 while not task.done():
                     began = time.perf_counter()
-                    health = await client.get("/healthz")
+                    health = await prober.get("/healthz")
                     slowest = max(slowest, time.perf_counter() - began)
                     probes += 1
                     if health.status_code != 200:
                         raise SystemExit(f"/healthz answered {health.status_code}")
-                    peak_rss = max(peak_rss, _service_rss_mb())
+                    peak_rss = max(peak_rss, _service_rss_mb(service.pid))
                     await asyncio.sleep(0.1)
                 response = await task
                 elapsed = time.perf_counter() - started
                 if response.status_code != 201:
                     raise SystemExit(f"import answered {response.status_code}: {response.text[:500]}")
                 result = response.json()
+        finally:
+            if PROFILE:  # stop the service under py-spy, which then writes the profile and exits
+                for child in _tree(service.pid)[1:2]:
+                    os.kill(child, signal.SIGTERM)
+            else:
+                os.killpg(service.pid, signal.SIGTERM)  # the service's own process group
+            try:
+                service.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                os.killpg(service.pid, signal.SIGKILL)
+                service.wait()
     return {"import_s": elapsed, "receipts": result["receipts"], "auto_applied": result["auto_applied"],
             "peak_rss_mb": peak_rss, "baseline_rss_mb": baseline_rss, "slowest_health_s": slowest,
-            "probes": probes}
+            "probes": probes, "load_before": load[0], "load_after": os.getloadavg()[0]}
 
 
 def main() -> None:
@@ -103,6 +153,8 @@ def main() -> None:
     print(f"{'peak memory of the service (API + parse worker), MB':58}{figures['peak_rss_mb']:>16,.0f}{'':>16}")
     print(f"{'slowest /healthz answer during the import, s':58}{figures['slowest_health_s']:>16.3f}{'':>16}")
     print(f"  ({int(figures['probes']):,} health probes; {int(figures['auto_applied']):,} receipts fully auto-applied;"
+          f" the service's memory before the import {figures['baseline_rss_mb']:,.0f} MB; load average (1 min)"
+          f" {figures['load_before']:.1f} at the start, {figures['load_after']:.1f} at the end;"
           f" the raw baseline matches in memory only, no database, no posting)")
 
 

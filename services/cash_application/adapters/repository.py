@@ -186,31 +186,47 @@ _MATCHING_COLUMNS = f"invoice_id, invoice_number, customer_id, currency, due_dat
 _ITEM_KEY = "cash_open_item_key(invoice_number, invoice_id)"
 
 
-async def open_invoices_concerned(conn: AsyncConnection, customer_ids: Sequence[str],
-                                  keys: Sequence[str]) -> list[Any]:
+async def without_jit(conn: AsyncConnection) -> None:
+    """No JIT compilation for the rest of this transaction: the open-item reads of an import are
+    planned at costs (arrays of thousands of ids, keys and variants) that would have PostgreSQL
+    spend about a second compiling each, for index probes that take milliseconds."""
+    await conn.execute(text("SET LOCAL jit = off"))
+
+
+async def open_invoices_concerned(conn: AsyncConnection, customer_ids: Sequence[str], keys: Sequence[str],
+                                  batch: int = 5_000):
     """The open issued invoices (a snapshot, not locked) of these customers, and those whose
     normalised number (cash_reference_key, migration 0011) is one of these keys, through the
-    customer and key indexes: what an import's receipts can be matched against. Rows
-    (invoice_id, invoice_number, customer_id, currency, due_date, open_balance)."""
+    customer and key indexes: what an import's receipts can be matched against. Yields batches of
+    rows (invoice_id, invoice_number, customer_id, currency, due_date, open_balance) from a
+    server-side cursor, so the event loop converts a batch at a time and answers in between."""
     if not customer_ids and not keys:
-        return []
-    result = await conn.execute(text(
+        return
+    result = await conn.stream(text(
         f"SELECT {_MATCHING_COLUMNS} FROM open_items WHERE total_amount IS NOT NULL AND {_OPEN_BALANCE} > 0"
         " AND customer_id = ANY(CAST(:c AS text[]))"
-        f" UNION SELECT {_MATCHING_COLUMNS} FROM open_items WHERE total_amount IS NOT NULL AND {_OPEN_BALANCE} > 0"
-        f" AND {_ITEM_KEY} = ANY(CAST(:k AS text[]))"), {"c": sorted(customer_ids), "k": sorted(keys)})
-    return list(result)
+        f" UNION ALL SELECT {_MATCHING_COLUMNS} FROM open_items WHERE total_amount IS NOT NULL"
+        f" AND {_OPEN_BALANCE} > 0 AND {_ITEM_KEY} = ANY(CAST(:k AS text[]))"
+        " AND customer_id <> ALL(CAST(:c AS text[]))"), {"c": list(customer_ids), "k": list(keys)})
+    async for rows in result.partitions(batch):
+        yield rows
 
 
-async def open_invoices_near(conn: AsyncConnection, variants: Sequence[str]) -> list[Any]:
-    """Open issued invoices whose key shares one of these variants (a key or a form of it with one
-    character deleted): every invoice one edit from the keys they came from, and a few more,
-    through the GIN index of migration 0011."""
-    if not variants:
+async def open_invoices_near(conn: AsyncConnection, wanted: Sequence[tuple[str, Decimal, Decimal]]) -> list[Any]:
+    """Open issued invoices one edit from some keys whose open balance lies in a range: for each
+    (variant, low, high), those whose key shares the variant (a key or a form of it with one
+    character deleted: keys one edit apart share one) with a balance from low to high. One GIN
+    index probe per variant (migration 0011), each with its one-element array (an overlap with
+    thousands of variants at once is planned as a scan of the whole table)."""
+    if not wanted:
         return []
     result = await conn.execute(text(
-        f"SELECT {_MATCHING_COLUMNS} FROM open_items WHERE total_amount IS NOT NULL AND {_OPEN_BALANCE} > 0"
-        f" AND cash_reference_variants({_ITEM_KEY}) && CAST(:v AS text[])"), {"v": sorted(variants)})
+        f"SELECT DISTINCT ON (o.invoice_id) o.* FROM unnest(CAST(:v AS text[]), CAST(:lo AS numeric[]),"
+        " CAST(:hi AS numeric[])) AS q(variant, low, high)"
+        f" CROSS JOIN LATERAL (SELECT {_MATCHING_COLUMNS} FROM open_items WHERE total_amount IS NOT NULL"
+        f" AND cash_reference_variants({_ITEM_KEY}) && ARRAY[q.variant]"
+        f" AND {_OPEN_BALANCE} BETWEEN q.low AND q.high) AS o ORDER BY o.invoice_id"),
+        {"v": [w[0] for w in wanted], "lo": [w[1] for w in wanted], "hi": [w[2] for w in wanted]})
     return list(result)
 
 

@@ -1,16 +1,18 @@
 """/v1 routes of cash_application."""
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import json
 import uuid
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
-from shared.idempotency import idempotent_create, idempotent_request, idempotency_key_header
+from shared.idempotency import EncodedJSON, idempotent_create, idempotent_request, idempotency_key_header
 from shared.money import MoneyError, validate_currency
 from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, page
 from shared.problems import NotFound, Problem, ValidationFailed
@@ -157,10 +159,15 @@ async def import_bank_file(request: Request, key: str = Depends(idempotency_key_
 
     async def command(conn):
         result = chunked or await imports.import_file(conn, cmd, parsed, runtime.settings, request_metadata(request))
-        return (200 if result["replayed"] else 201), result
+        # A large file's result (every payment) is encoded once, in a worker thread: stored with
+        # the key and answered as it is, the event loop answering other requests meanwhile.
+        return (200 if result["replayed"] else 201), EncodedJSON(await asyncio.to_thread(json.dumps, result, default=str))
 
     status, body, replayed = await idempotent_request(request, key, fingerprint, command)
-    return JSONResponse(body, status_code=status, headers={"Idempotent-Replayed": "true"} if replayed else {})
+    headers = {"Idempotent-Replayed": "true"} if replayed else {}
+    if isinstance(body, EncodedJSON):
+        return Response(body, status_code=status, media_type="application/json", headers=headers)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 class FileTooLarge(Problem):

@@ -50,6 +50,7 @@ from services.cash_application.projections import payments as payments_projectio
 from services.cash_application.settings import CashApplicationSettings
 
 COUNTS = ("receipts", "auto_applied", "partially_applied", "unapplied")
+POSTING_SLICE = 500  # payments appended, projected and recorded per round of statements
 
 
 def needs_chunks(parsed: ParsedFile, settings: CashApplicationSettings) -> bool:
@@ -185,10 +186,14 @@ async def _run(engine: AsyncEngine, holder: AsyncConnection, import_id: str, cmd
 
             payments, sources, lines, summaries, counts = await asyncio.to_thread(match_chunk)
             summaries_json = await asyncio.to_thread(json.dumps, summaries, default=str)
-            streams = await aggregate.save_new(conn, payments, meta)
-            await payments_projection.project_new_payments(conn, streams)
-            await posting.record_sources(conn, sources)
-            await conn.execute(_INSERT_LINE, lines)
+            # Posted in slices: what runs on the event loop between two statements (the events'
+            # payloads, the statements' parameters) stays short, so it keeps answering.
+            for first in range(0, len(payments), POSTING_SLICE):
+                last = first + POSTING_SLICE
+                streams = await aggregate.save_new(conn, payments[first:last], meta)
+                await payments_projection.project_new_payments(conn, streams)
+                await posting.record_sources(conn, sources[first:last])
+                await conn.execute(_INSERT_LINE, lines[first:last])
             await conn.execute(
                 text("INSERT INTO bank_import_chunks (import_id, chunk, first_receipt, last_receipt, counts, payments)"
                      " VALUES (:i, :c, :f, :l, CAST(:counts AS jsonb), CAST(:p AS jsonb))"),

@@ -141,9 +141,10 @@ async def scoped_matcher(conn: AsyncConnection, base: Matcher, receipts: Sequenc
         return customers, keys
 
     customers, keys = await asyncio.to_thread(concerned)
-    rows = await repo.open_invoices_concerned(conn, sorted(customers), sorted(keys))
-    matcher = await asyncio.to_thread(lambda: base.with_invoices(_open_invoices(rows)))
-    del rows
+    await repo.without_jit(conn)
+    matcher = base.with_invoices(())
+    async for rows in repo.open_invoices_concerned(conn, sorted(customers), sorted(keys)):
+        await asyncio.to_thread(lambda rows=rows: matcher.add_invoices(_open_invoices(rows)))
     needed: set[tuple[str, Decimal]] = await asyncio.to_thread(
         lambda: {pair for receipt in receipts for pair in matcher.neighbours_needed(receipt)})
     if needed:
@@ -151,7 +152,9 @@ async def scoped_matcher(conn: AsyncConnection, base: Matcher, receipts: Sequenc
         for key, amount in needed:
             for variant in reference_variants(key):
                 amounts.setdefault(variant, []).append(amount)
-        rows = await repo.open_invoices_near(conn, sorted(amounts))
+        ceiling = base.policy.tolerance_absolute
+        rows = await repo.open_invoices_near(conn, sorted(
+            {(variant, amount, amount + ceiling) for variant, values in amounts.items() for amount in values}))
         await asyncio.to_thread(lambda: matcher.add_invoices(
             invoice for invoice in _open_invoices(rows) if matcher.could_be_neighbour(invoice, amounts)))
     return matcher

@@ -7,6 +7,7 @@ lock that decided the application. rebuild() replays every payment stream into e
 must give the same result."""
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
@@ -95,7 +96,32 @@ async def project_new_payments(conn: AsyncConnection, streams: Sequence[Sequence
     is new and holds only PaymentReceived, PaymentApplied, SmallBalanceWrittenOff,
     ShortPayDetected and UnappliedCashRecorded. One statement per table instead of several per
     event; the rows are the ones project() writes event by event, which rebuild() replays, and a
-    test holds the two to the same read model."""
+    test holds the two to the same read model. The rows are built (each event parsed against its
+    contract: CPU work) in a worker thread, so the event loop keeps answering meanwhile."""
+    rows = await asyncio.to_thread(new_payment_rows, streams)
+    await write_new_payment_rows(conn, rows)
+
+
+@dataclass
+class NewPaymentRows:
+    payments: list[dict[str, Any]]
+    applications: list[dict[str, Any]]
+    short_pays: list[dict[str, Any]]
+    write_offs: list[dict[str, Any]]
+    applied_by_invoice: dict[str, Any]
+    written_off_by_invoice: dict[str, tuple[str, str, Any]]
+
+
+async def write_new_payment_rows(conn: AsyncConnection, rows: NewPaymentRows) -> None:
+    await repo.insert_payment_rows(conn, rows.payments)
+    await repo.insert_application_rows(conn, rows.applications)
+    await repo.insert_short_pay_rows(conn, rows.short_pays)
+    await repo.insert_write_off_rows(conn, rows.write_offs, rows.written_off_by_invoice)
+    await repo.add_applied_to_open_items(conn, rows.applied_by_invoice)
+
+
+def new_payment_rows(streams: Sequence[Sequence[eventstore.NewEvent]]) -> NewPaymentRows:
+    """The read model's rows of new payment streams (pure: no I/O)."""
     payments: list[dict[str, Any]] = []
     applications: list[dict[str, Any]] = []
     short_pays: list[dict[str, Any]] = []
@@ -144,11 +170,7 @@ async def project_new_payments(conn: AsyncConnection, streams: Sequence[Sequence
                 raise ValueError(f"{new.event_type} is not an event of a newly received payment")
         if row is not None:
             payments.append(row)
-    await repo.insert_payment_rows(conn, payments)
-    await repo.insert_application_rows(conn, applications)
-    await repo.insert_short_pay_rows(conn, short_pays)
-    await repo.insert_write_off_rows(conn, write_offs, written_off_by_invoice)
-    await repo.add_applied_to_open_items(conn, applied_by_invoice)
+    return NewPaymentRows(payments, applications, short_pays, write_offs, applied_by_invoice, written_off_by_invoice)
 
 
 async def rebuild(conn: AsyncConnection) -> int:
