@@ -16,6 +16,9 @@ import functools
 import hashlib
 import json
 import multiprocessing
+import os
+import signal
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -64,11 +67,26 @@ def policy_of(settings: CashApplicationSettings) -> MatchingPolicy:
 _POOL: ProcessPoolExecutor | None = None
 
 
+def _worker_start(service_pid: int) -> None:
+    """A parse worker ends with the service process however that ends (a SIGKILL, the OOM killer),
+    instead of living on as an orphan holding its memory: Linux's parent-death signal. The pool is
+    only ever grown from the event loop's thread, the process's main thread, so the signal cannot
+    come from a helper thread ending."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != service_pid:  # the service died before the signal was armed
+        os._exit(0)
+
+
 def _parse_pool(workers: int) -> ProcessPoolExecutor:
     global _POOL
     if _POOL is None:
         # spawn, not fork: the service process runs an event loop and driver threads.
-        _POOL = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        _POOL = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                    initializer=_worker_start, initargs=(os.getpid(),))
     return _POOL
 
 
