@@ -1,7 +1,7 @@
 """An import reads only the open items its receipts can concern (issue 10), through the indexes of
 migration 0011, and matches them as it would every open item. Real PostgreSQL, through the API,
 in one transaction and in chunks; the matching engine's own equivalence is tested in
-tests/unit/cash_application/test_scoped_matching.py."""
+tests/unit/cash_application/test_scoped_matching_rules.py."""
 from __future__ import annotations
 
 import uuid
