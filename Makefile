@@ -2,7 +2,7 @@ SHELL := /bin/bash
 PYTEST := .venv/bin/pytest
 PYTHON := .venv/bin/python
 
-.PHONY: run stop test test-faults faults-infra-down test-unit test-integration test-e2e test-deploy test-platform test-k8s lint bench bench-platform bench-mechanisms bench-write profile-write bench-cash bench-reporting bench-projections bench-workbench setup infra-up infra-down infra-status lock schemas
+.PHONY: run stop test test-workbench test-faults faults-infra-down test-unit test-integration test-e2e test-deploy test-platform test-k8s lint bench bench-platform bench-mechanisms bench-write profile-write bench-cash bench-reporting bench-projections bench-workbench setup infra-up infra-down infra-status lock schemas
 
 # Everything on a fresh machine: tools, PostgreSQL, Kafka, migrations, and the five services,
 # in open mode (no API keys; local development only: the script says so).
@@ -17,7 +17,12 @@ stop:
 # The whole suite: unit, integration (real PostgreSQL and Kafka), deployment checks, end to end.
 # No Docker needed: the tests marked `platform` run in `make test-platform`.
 test: setup infra-up
-	$(PYTEST) tests -q -p no:cacheprovider -m "not platform"
+	$(PYTEST) tests -q -p no:cacheprovider -m "not platform" --ignore=tests/workbench
+
+# The workbench's browser tests (Playwright on Debian's chromium through the five real services,
+# axe-core; about 5 minutes): run by .ci/run after the fault suite, outside the quick loop.
+test-workbench: setup infra-up
+	$(PYTEST) tests/workbench -q -p no:cacheprovider
 
 test-unit: setup
 	$(PYTEST) tests/unit -q
