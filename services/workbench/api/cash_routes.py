@@ -167,16 +167,8 @@ def _reason(form) -> str:
 
 
 async def _act(request: Request, payment_id: str, user, path: str, body: dict, form, saved: str) -> Response:
-    back = f"/cash/payments/{payment_id}"
-    try:
-        await deps.backends(request).post("cash_application", f"/v1/payments/{payment_id}/{path}", user.username,
-                                          body, idempotency_key=str(form.get("idempotency_key")
-                                                                    or deps.new_idempotency_key()))
-    except BackendError as exc:
-        if 400 <= exc.status < 500:
-            return RedirectResponse(f"{back}?error={quote(exc.detail[:300])}", status_code=303)
-        raise
-    return RedirectResponse(f"{back}?saved={saved}", status_code=303)
+    return await deps.post_then_back(request, "cash_application", f"/v1/payments/{payment_id}/{path}", user, body,
+                                     form, f"/cash/payments/{payment_id}", saved)
 
 
 def _confirm(request: Request, payment: dict, action: str, form, summary: list[tuple[str, str]]) -> Response:

@@ -8,12 +8,13 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
-from services.workbench.adapters.backends import Backends
+from services.workbench.adapters.backends import BackendError, Backends
 from services.workbench.domain import money
 from services.workbench.domain.i18n import translate
 from services.workbench.domain.roles import Permission, may
@@ -86,6 +87,21 @@ def today(request: Request) -> date:
 
 def new_idempotency_key() -> str:
     return str(uuid.uuid4())
+
+
+async def post_then_back(request: Request, context: str, path: str, user: User, body: dict[str, Any],
+                         form: dict[str, Any], back: str, saved: str) -> RedirectResponse:
+    """A form's action: POST to a service as the person (the form's Idempotency-Key, or a new
+    one), then back to the page with `saved`, or with the service's words when it refused the
+    input (4xx); anything else is the service's failure and propagates."""
+    try:
+        await backends(request).post(context, path, user.username, body,
+                                     idempotency_key=str(form.get("idempotency_key") or new_idempotency_key()))
+    except BackendError as exc:
+        if 400 <= exc.status < 500:
+            return RedirectResponse(f"{back}?error={quote(exc.detail[:300])}", status_code=303)
+        raise
+    return RedirectResponse(f"{back}?saved={saved}", status_code=303)
 
 
 def render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:

@@ -61,15 +61,8 @@ async def dispute_page(request: Request, dispute_id: str, saved: str | None = No
 
 
 async def _post(request: Request, dispute_id: str, user, path: str, body: dict, form, saved: str) -> Response:
-    back = f"/disputes/{dispute_id}"
-    try:
-        await deps.backends(request).post("disputes", f"/v1/disputes/{dispute_id}/{path}", user.username, body,
-                                          idempotency_key=str(form.get("idempotency_key") or deps.new_idempotency_key()))
-    except BackendError as exc:
-        if 400 <= exc.status < 500:
-            return RedirectResponse(f"{back}?error={quote(exc.detail[:300])}", status_code=303)
-        raise
-    return RedirectResponse(f"{back}?saved={saved}", status_code=303)
+    return await deps.post_then_back(request, "disputes", f"/v1/disputes/{dispute_id}/{path}", user, body, form,
+                                     f"/disputes/{dispute_id}", saved)
 
 
 @router.post("/disputes/{dispute_id}/assignment")
@@ -152,11 +145,4 @@ async def resolve(request: Request, dispute_id: str) -> Response:
     body = {"resolution": resolution, "credit_amount": (form.get("credit_amount") or None)
             if resolution != "rejected" else None, "resolved_on": deps.today(request).isoformat(),
             "note": form.get("note") or None}
-    try:
-        await deps.backends(request).post("disputes", f"/v1/disputes/{dispute_id}/resolution", user.username, body,
-                                          idempotency_key=str(form.get("idempotency_key") or deps.new_idempotency_key()))
-    except BackendError as exc:
-        if 400 <= exc.status < 500:
-            return RedirectResponse(f"/disputes/{dispute_id}?error={quote(exc.detail[:300])}", status_code=303)
-        raise
-    return RedirectResponse(f"/disputes/{dispute_id}?saved=resolved", status_code=303)
+    return await _post(request, dispute_id, user, "resolution", body, form, "resolved")

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from datetime import date, timedelta
-from urllib.parse import quote
 
 from fastapi import APIRouter, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 
-from services.workbench.adapters.backends import BackendError
 from services.workbench.api import deps
 from services.workbench.application import reconciliation, user_admin
 from services.workbench.application.export import workbook
@@ -100,15 +98,8 @@ async def _decide(request: Request, write_off_id: str, decision: str) -> Respons
     else:
         body = {"rejected_by": user.username, "reason": str(form.get("reason") or "rejected by the manager"),
                 "rejected_on": deps.today(request).isoformat()}
-    try:
-        await deps.backends(request).post("collections", f"/v1/write-offs/{write_off_id}/{decision}", user.username,
-                                          body, idempotency_key=str(form.get("idempotency_key")
-                                                                    or deps.new_idempotency_key()))
-    except BackendError as exc:
-        if 400 <= exc.status < 500:
-            return RedirectResponse(f"/manager?error={quote(exc.detail[:300])}", status_code=303)
-        raise
-    return RedirectResponse(f"/manager?saved={decision}", status_code=303)
+    return await deps.post_then_back(request, "collections", f"/v1/write-offs/{write_off_id}/{decision}", user, body,
+                                     form, "/manager", decision)
 
 
 @router.post("/manager/write-offs/{write_off_id}/approval")
