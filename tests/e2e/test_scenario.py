@@ -1,6 +1,6 @@
 """The platform end to end: five service processes, real PostgreSQL and Kafka, HTTP only.
 
-A small EUR book: a full payment, a short payment that becomes a deduction resolved with a
+A small book (in Swiss francs): a full payment, a short payment that becomes a deduction resolved with a
 credit memo, a promise kept and one broken; then exact figures from reporting and the events
 as an outside consumer sees them on Kafka."""
 from __future__ import annotations
@@ -15,6 +15,9 @@ from tests.support.infra import KAFKA
 from tests.support.platform import eventually
 
 RUN = uuid.uuid4().hex[:6]
+# The reports below are book-wide per currency, and other tests share this platform (their EUR and
+# USD invoices dated March 2024 would change the totals): this book is the only one in francs.
+CURRENCY = "CHF"
 
 
 def key() -> dict[str, str]:
@@ -34,7 +37,7 @@ async def test_scenario_end_to_end(platform):
         customers = {}
         for name in ("northwind", "contoso", "fabrikam"):
             customers[name] = (await post(c, f"{inv_url}/v1/customers", {
-                "customer_id": f"{name}-{RUN}", "name": name.title(), "currency": "EUR",
+                "customer_id": f"{name}-{RUN}", "name": name.title(), "currency": CURRENCY,
                 "payment_terms_days": 30, "credit_limit": "100000.00"}))["customer_id"]
 
         async def invoice(customer: str, number: str, issued: str, amount: str) -> dict:
@@ -54,11 +57,11 @@ async def test_scenario_end_to_end(platform):
             await eventually(lambda inv=inv: _status_is(c, f"{cash_url}/v1/open-items/{inv['invoice_id']}", 200))
 
         full = await post(c, f"{cash_url}/v1/payments", {
-            "customer_id": customers["northwind"], "amount": "1000.00", "currency": "EUR", "value_date": "2024-02-01",
+            "customer_id": customers["northwind"], "amount": "1000.00", "currency": CURRENCY, "value_date": "2024-02-01",
             "method": "wire", "remittance": [{"invoice_id": i1["invoice_id"], "amount": "1000.00"}]})
         assert full["unapplied_amount"] == "0.00"
         short = await post(c, f"{cash_url}/v1/payments", {
-            "customer_id": customers["northwind"], "amount": "450.00", "currency": "EUR", "value_date": "2024-02-25",
+            "customer_id": customers["northwind"], "amount": "450.00", "currency": CURRENCY, "value_date": "2024-02-25",
             "method": "ach", "remittance": [{"invoice_number": f"I2-{RUN}", "amount": "450.00", "reason_code": "PRICING"}]})
         assert [(s["invoice_id"], s["shortfall"]) for s in short["short_pays"]] == [(i2["invoice_id"], "50.00")]
 
@@ -83,12 +86,12 @@ async def test_scenario_end_to_end(platform):
         async def promise(invoice_id: str, amount: str, made_on: str, promise_date: str):
             r = await c.post(f"{col_url}/v1/promises", headers=key(), json={
                 "customer_id": customers["contoso"], "invoice_ids": [invoice_id], "amount": amount,
-                "currency": "EUR", "made_on": made_on, "promise_date": promise_date, "grace_days": 0})
+                "currency": CURRENCY, "made_on": made_on, "promise_date": promise_date, "grace_days": 0})
             return r.json() if r.status_code == 201 else None
         kept = await eventually(lambda: promise(i3["invoice_id"], "2000.00", "2024-03-05", "2024-03-10"))
         broken = await eventually(lambda: promise(i4["invoice_id"], "800.00", "2024-03-05", "2024-03-15"))
         await post(c, f"{cash_url}/v1/payments", {
-            "customer_id": customers["contoso"], "amount": "2000.00", "currency": "EUR", "value_date": "2024-03-08",
+            "customer_id": customers["contoso"], "amount": "2000.00", "currency": CURRENCY, "value_date": "2024-03-08",
             "method": "check", "remittance": [{"invoice_id": i3["invoice_id"], "amount": "2000.00"}]})
 
         # Collections keeps a promise as soon as the payment reaches it...
@@ -109,14 +112,14 @@ async def test_scenario_end_to_end(platform):
         seen: dict[str, object] = {}
 
         async def aging(as_of: str, expected_total: str):
-            r = await c.get(f"{rep_url}/v1/reports/aging", params={"as_of": as_of, "currency": "EUR"})
+            r = await c.get(f"{rep_url}/v1/reports/aging", params={"as_of": as_of, "currency": CURRENCY})
             body = r.json()
             seen["aging"] = (r.status_code, body)  # what reporting last answered, if it never ties
             return body if r.status_code == 200 and body["total"] == expected_total else None
 
         async def promises_settled():
             r = await c.get(f"{rep_url}/v1/reports/promises",
-                            params={"from": "2024-03-01", "to": "2024-03-31", "currency": "EUR"})
+                            params={"from": "2024-03-01", "to": "2024-03-31", "currency": CURRENCY})
             body = r.json()
             return body if r.status_code == 200 and body["kept"]["count"] == 1 and body["broken"]["count"] == 1 else None
 
@@ -130,24 +133,24 @@ async def test_scenario_end_to_end(platform):
         by_customer = {row["customer_id"]: row["total"] for row in march["customers"]}
         assert by_customer == {customers["contoso"]: "800.00", customers["fabrikam"]: "300.00"}
 
-        feb = (await c.get(f"{rep_url}/v1/reports/aging", params={"as_of": "2024-02-28", "currency": "EUR"})).json()
+        feb = (await c.get(f"{rep_url}/v1/reports/aging", params={"as_of": "2024-02-28", "currency": CURRENCY})).json()
         # I2 owes 50.00 (9 days past due); I3 and I4 are not yet due; I1 is paid; I5 not issued.
         assert feb["buckets"]["current"] == "2800.00" and feb["buckets"]["1-30"] == "50.00"
         assert feb["total"] == feb["total_open_balance"] == "2850.00"
 
         drill = (await c.get(f"{rep_url}/v1/reports/aging", params={
-            "as_of": "2024-02-28", "currency": "EUR", "customer_id": customers["northwind"]})).json()
+            "as_of": "2024-02-28", "currency": CURRENCY, "customer_id": customers["northwind"]})).json()
         assert [(i["invoice_number"], i["open_balance"], i["days_past_due"]) for i in drill["invoices"]] == \
             [(f"I2-{RUN}", "50.00", 9)]
 
         dso = (await c.get(f"{rep_url}/v1/reports/dso",
-                           params={"from": "2024-01-01", "to": "2024-03-31", "currency": "EUR"})).json()
+                           params={"from": "2024-01-01", "to": "2024-03-31", "currency": CURRENCY})).json()
         assert (dso["ending_ar"], dso["credit_sales"], dso["days"]) == ("1100.00", "4600.00", 91)
         expected_dso = (Decimal("1100.00") / Decimal("4600.00") * 91).quantize(Decimal("0.01"))
         assert Decimal(dso["dso"]) == expected_dso == Decimal("21.76")
 
         rec = (await c.get(f"{rep_url}/v1/reports/recovery-rate",
-                           params={"from": "2024-03-01", "to": "2024-03-31", "currency": "EUR"})).json()
+                           params={"from": "2024-03-01", "to": "2024-03-31", "currency": CURRENCY})).json()
         # Past due in March: I2 owing 50.00, I3 owing 2000.00 (collected 2000.00 on 03-08), I4 owing 800.00.
         assert (rec["past_due_balance"], rec["collected"], rec["invoice_count"]) == ("2850.00", "2000.00", 3)
         assert rec["recovery_rate"] == "0.7018"
