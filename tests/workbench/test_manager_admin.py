@@ -153,3 +153,84 @@ async def test_the_admin_creates_resets_deactivates_and_reactivates_a_user(stack
                                        form={"csrf_token": mcsrf, "password": "z" * 16})
     assert refused.status == 403
     assert admin.errors == [] and bob.errors == []  # type: ignore[attr-defined]
+
+
+async def test_the_admin_changes_a_users_role_and_the_next_request_gets_the_new_roles_pages(stack, browser):
+    name = f"eve{uuid.uuid4().hex[:6]}"
+    password = "eve-password-2026"
+    admin = await new_page(browser, stack)
+    await sign_in(admin, stack, "admin")
+    await admin.goto(f"{stack.url}/admin/users")
+    form = admin.get_by_test_id("create-user-form")
+    await form.get_by_label("Username").fill(name)
+    await form.get_by_label("Display name").fill("Eve Collector")
+    await form.get_by_label("Role").select_option("collector")
+    await form.get_by_label("Password").fill(password)
+    await form.get_by_test_id("create-user").click()
+    await admin.wait_for_selector("[data-testid=saved]")
+
+    eve = await new_page(browser, stack)
+    await sign_in(eve, stack, name, password)
+    assert eve.url.endswith("/worklist")
+    assert (await eve.goto(f"{stack.url}/disputes")).status == 403
+
+    # The admin makes Eve a dispute analyst working in French, under another name.
+    row = admin.locator(f"tr[data-user='{name}']")
+    await row.get_by_test_id(f"edit-{name}").locator("summary").click()
+    await row.get_by_label("Display name").fill("Ève Litiges")
+    await row.get_by_label("Role").select_option("dispute_analyst")
+    await row.get_by_label("Language").select_option("fr")
+    await check_accessibility(admin, "admin-users-edit")
+    await snapshot(admin, stack, "admin-users-edit")
+    await row.get_by_test_id(f"save-{name}").click()
+    await admin.wait_for_selector("[data-testid=saved]")
+    row = admin.locator(f"tr[data-user='{name}']")
+    assert await row.locator("td[data-role]").get_attribute("data-role") == "dispute_analyst"
+    changes = [(await c.get_attribute("data-change"), await c.text_content())
+               for c in await admin.locator("[data-testid=user-changes] tr").filter(has_text=name)
+               .locator("td[data-change]").all()]
+    assert [c for c, _ in changes[:3]] == ["renamed", "locale_changed", "role_changed"]
+    assert "collector → dispute_analyst" in changes[2][1]
+
+    # Eve's same session: her next request has the new role's pages (and no longer the old ones), in French.
+    assert (await eve.goto(f"{stack.url}/disputes")).status == 200
+    assert await eve.locator("h1").text_content() != "Disputes and deductions"
+    assert await eve.locator("html").get_attribute("lang") == "fr"
+    assert "Ève Litiges" in await eve.locator("body").text_content()
+    assert (await eve.goto(f"{stack.url}/worklist")).status == 403
+    await eve.goto(f"{stack.url}/")
+    assert eve.url.endswith("/disputes")
+
+    # Saving unchanged values changes nothing; the admin cannot change its own role; no CSRF: 403.
+    csrf = await admin.locator("input[name=csrf_token]").first.get_attribute("value")
+    same = await admin.request.post(f"{stack.url}/admin/users/{name}/profile", form={
+        "csrf_token": csrf, "display_name": "Ève Litiges", "role": "dispute_analyst", "locale": "fr"})
+    assert "unchanged" in await same.text()
+    bad = await admin.request.post(f"{stack.url}/admin/users/{name}/profile", form={
+        "csrf_token": csrf, "display_name": "Eve", "role": "root", "locale": "fr"})
+    assert "role: one of" in await bad.text()
+    own = await admin.request.post(f"{stack.url}/admin/users/admin/profile", form={
+        "csrf_token": csrf, "display_name": "Ada Admin", "role": "collector", "locale": "en"})
+    assert "your own role" in await own.text()
+    forged = await admin.request.post(f"{stack.url}/admin/users/{name}/profile", form={
+        "display_name": "Eve", "role": "admin", "locale": "en"})
+    assert forged.status == 403
+
+    # A non-admin (Eve herself, now a dispute analyst, and the manager) has no edit button and gets 403.
+    ecsrf = await eve.locator("input[name=csrf_token]").first.get_attribute("value")
+    for person, token in ((eve, ecsrf),):
+        assert await person.get_by_test_id("nav-users").count() == 0
+        refused = await person.request.post(f"{stack.url}/admin/users/{name}/profile", form={
+            "csrf_token": token, "display_name": "Eve", "role": "admin", "locale": "en"})
+        assert refused.status == 403
+    maria = await new_page(browser, stack)
+    await sign_in(maria, stack, "maria")
+    assert (await maria.goto(f"{stack.url}/admin/users")).status == 403
+    assert await maria.get_by_test_id(f"save-{name}").count() == 0
+    mcsrf = await maria.locator("input[name=csrf_token]").first.get_attribute("value")
+    refused = await maria.request.post(f"{stack.url}/admin/users/{name}/profile", form={
+        "csrf_token": mcsrf, "display_name": "Eve", "role": "admin", "locale": "en"})
+    assert refused.status == 403
+    await admin.reload()
+    assert await admin.locator(f"tr[data-user='{name}'] td[data-role]").get_attribute("data-role") == "dispute_analyst"
+    assert admin.errors == []  # type: ignore[attr-defined]  (Eve and Maria were refused on purpose: 403s logged)

@@ -77,6 +77,17 @@ async def insert_user(conn: AsyncConnection, *, username: str, display_name: str
                                         locale=locale, password_hash=password_hash)
 
 
+async def set_profile(conn: AsyncConnection, username: str, *, display_name: str, role: str, locale: str) -> None:
+    await conn.execute(text("UPDATE users SET display_name = :d, role = :r, locale = :l WHERE username = :u"),
+                       {"d": display_name, "r": role, "l": locale, "u": username})
+
+
+async def get_user_for_update(conn: AsyncConnection, username: str) -> dict[str, Any] | None:
+    row = (await conn.execute(text("SELECT * FROM users WHERE username = :u FOR UPDATE"),
+                              {"u": username})).mappings().first()
+    return dict(row) if row else None
+
+
 async def set_active(conn: AsyncConnection, username: str, active: bool) -> bool:
     result = await conn.execute(text("UPDATE users SET active = :a WHERE username = :u AND active <> :a"),
                                 {"a": active, "u": username})

@@ -1,5 +1,6 @@
-"""The admin's user administration page: users with their roles, create one, reset a password,
-deactivate or reactivate (admin only: every other role gets no link and a 403)."""
+"""The admin's user administration page: users with their roles, create one, change one's role,
+language or display name, reset a password, deactivate or reactivate (admin only: every other
+role gets no link and a 403)."""
 from __future__ import annotations
 
 from urllib.parse import quote
@@ -39,6 +40,19 @@ async def create_user(request: Request) -> Response:
     except user_admin.UserAdminError as exc:
         return _back(error=exc)
     return _back(saved=f"created {username}")
+
+
+@router.post("/admin/users/{username}/profile")
+async def update_profile(request: Request, username: str) -> Response:
+    user = deps.require(request, P.MANAGE_USERS)
+    form = await deps.check_csrf(request)
+    try:
+        changes = await user_admin.update_profile(request.app.state.engine, user.username, username,
+                                                  str(form.get("display_name") or ""), str(form.get("role") or ""),
+                                                  str(form.get("locale") or ""))
+    except user_admin.UserAdminError as exc:
+        return _back(error=exc)
+    return _back(saved=f"{', '.join(changes) or 'unchanged'} {username}")
 
 
 @router.post("/admin/users/{username}/password")

@@ -1,6 +1,7 @@
-"""The admin's user administration: create a user with a role, reset a password, deactivate or
-reactivate; each change recorded (who, whom, when). A reset or a deactivation ends the person's
-sessions at once."""
+"""The admin's user administration: create a user with a role, change a user's role, language or
+display name, reset a password, deactivate or reactivate; each change recorded (who, whom, what,
+when). A reset or a deactivation ends the person's sessions at once; a new role holds from the
+person's next request (the session reads the user's row each time)."""
 from __future__ import annotations
 
 from typing import Any
@@ -9,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.workbench.adapters import users
 from services.workbench.application.auth import hash_password
-from services.workbench.domain.users import new_user_problems, password_problem
+from services.workbench.domain.users import new_user_problems, password_problem, profile_changes, profile_problems
 
 
 class UserAdminError(ValueError):
@@ -61,3 +62,25 @@ async def set_active(engine: AsyncEngine, actor: str, username: str, active: boo
                 await users.delete_sessions_of(conn, username)
             await users.record_change(conn, actor=actor, username=username,
                                       change="reactivated" if active else "deactivated")
+
+
+async def update_profile(engine: AsyncEngine, actor: str, username: str, display_name: str, role: str,
+                         locale: str) -> list[str]:
+    """Change a user's display name, role and language; the changes made (none: nothing differed).
+    An admin does not change its own role (the last admin cannot lock everyone out)."""
+    problems = profile_problems(display_name, role, locale)
+    if problems:
+        field, reason = next(iter(problems.items()))
+        raise UserAdminError(field, reason)
+    async with engine.begin() as conn:
+        current = await users.get_user_for_update(conn, username)
+        if current is None:
+            raise UserAdminError("username", "no such user")
+        changes = profile_changes(current, display_name, role, locale)
+        if username == actor and role != current["role"]:
+            raise UserAdminError("role", "you cannot change your own role")
+        if changes:
+            await users.set_profile(conn, username, display_name=display_name.strip(), role=role, locale=locale)
+            for change, detail in changes:
+                await users.record_change(conn, actor=actor, username=username, change=change, detail=detail)
+    return [change for change, _ in changes]

@@ -1,5 +1,6 @@
 """What an admin may set on a user (pure): a name people can type and read, a role, a language,
-a password long enough. Each rule answers the field and why, as the forms show it."""
+a password long enough; what an edit of the role, language or display name changes. Each rule
+answers the field and why, as the forms show it."""
 from __future__ import annotations
 
 import re
@@ -19,16 +20,42 @@ def password_problem(password: str) -> str | None:
     return None
 
 
-def new_user_problems(username: str, display_name: str, role: str, locale: str, password: str) -> dict[str, str]:
-    problems: dict[str, str] = {}
-    if not USERNAME.match(username):
-        problems["username"] = "2 to 64 lower-case letters, digits, dots, dashes or underscores"
+def display_name_problem(display_name: str) -> str | None:
     if not display_name.strip() or len(display_name) > 120:
-        problems["display_name"] = "1 to 120 characters"
+        return "1 to 120 characters"
+    return None
+
+
+def profile_problems(display_name: str, role: str, locale: str) -> dict[str, str]:
+    """What is wrong with a user's display name, role and language (empty: nothing)."""
+    problems: dict[str, str] = {}
+    bad = display_name_problem(display_name)
+    if bad:
+        problems["display_name"] = bad
     if role not in ROLES:
         problems["role"] = f"one of {', '.join(ROLES)}"
     if locale not in ("en", "fr"):
         problems["locale"] = "en or fr"
+    return problems
+
+
+def profile_changes(current: dict, display_name: str, role: str, locale: str) -> list[tuple[str, str]]:
+    """The changes an edit makes, as (change, detail) for the user's history: only what differs."""
+    changes = []
+    if role != current["role"]:
+        changes.append(("role_changed", f"{current['role']} → {role}"))
+    if locale != current["locale"]:
+        changes.append(("locale_changed", f"{current['locale']} → {locale}"))
+    if display_name.strip() != current["display_name"]:
+        changes.append(("renamed", display_name.strip()))
+    return changes
+
+
+def new_user_problems(username: str, display_name: str, role: str, locale: str, password: str) -> dict[str, str]:
+    problems: dict[str, str] = {}
+    if not USERNAME.match(username):
+        problems["username"] = "2 to 64 lower-case letters, digits, dots, dashes or underscores"
+    problems.update(profile_problems(display_name, role, locale))
     bad = password_problem(password)
     if bad:
         problems["password"] = bad

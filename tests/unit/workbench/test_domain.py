@@ -175,6 +175,17 @@ def test_what_an_admin_may_set_on_a_user():
     assert password_problem("x" * 11) and password_problem("x" * 257) and password_problem("x" * 12) is None
 
 
+def test_an_edit_of_a_user_records_only_what_it_changes():
+    from services.workbench.domain.users import profile_changes, profile_problems
+
+    bob = {"display_name": "Bob Cash", "role": "cash_applier", "locale": "fr"}
+    assert profile_changes(bob, " Bob Cash ", "cash_applier", "fr") == []
+    assert profile_changes(bob, "Robert Cash", "manager", "en") == [
+        ("role_changed", "cash_applier → manager"), ("locale_changed", "fr → en"), ("renamed", "Robert Cash")]
+    assert set(profile_problems("", "root", "de")) == {"display_name", "role", "locale"}
+    assert profile_problems("Bob", "collector", "en") == {}
+
+
 def test_the_messages_the_cash_and_dispute_pages_send_back_read_in_french():
     import ast
     import inspect
