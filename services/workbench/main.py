@@ -24,8 +24,8 @@ from sqlalchemy import text
 from shared.db import apply_migrations, make_engine, sql_files
 from services.workbench.adapters.backends import CONTEXTS, BackendError, Backends
 from services.workbench.api import (admin_routes, auth_routes, cash_routes, collector_routes, deps, dispute_routes,
-                                    manager_routes)
-from services.workbench.application import auth
+                                    manager_routes, oidc_routes)
+from services.workbench.application import auth, oidc
 from services.workbench.application.worklists import WorklistCache
 from services.workbench.settings import WorkbenchSettings
 
@@ -39,6 +39,8 @@ def migrations() -> list[tuple[str, str]]:
 
 def create_app(settings: WorkbenchSettings | None = None) -> FastAPI:
     settings = settings or WorkbenchSettings()
+    if settings.oidc_enabled:  # misconfigured OIDC fails at start, not at someone's sign-in
+        oidc.check_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -53,9 +55,14 @@ def create_app(settings: WorkbenchSettings | None = None) -> FastAPI:
         urls = {c: getattr(settings, f"{c}_url") for c in CONTEXTS}
         app.state.engine = engine
         app.state.backends = Backends.create(urls, settings.resolved_api_key(), settings.service_timeout_seconds)
+        app.state.oidc = oidc.OidcClient(settings) if settings.oidc_enabled else None
+        if app.state.oidc:
+            log.warning("workbench: people sign in at %s (OIDC); the local password form is off", settings.oidc_issuer)
         try:
             yield
         finally:
+            if app.state.oidc:
+                await app.state.oidc.close()
             await app.state.backends.close()
             await engine.dispose()
 
@@ -118,7 +125,8 @@ def create_app(settings: WorkbenchSettings | None = None) -> FastAPI:
             return JSONResponse({"status": "not ready", "database": str(exc)[:200]}, status_code=503)
         return JSONResponse({"status": "ready"})
 
-    for module in (auth_routes, collector_routes, cash_routes, dispute_routes, manager_routes, admin_routes):
+    for module in (auth_routes, oidc_routes, collector_routes, cash_routes, dispute_routes, manager_routes,
+                   admin_routes):
         app.include_router(module.router)
     return app
 

@@ -36,11 +36,44 @@ class WorkbenchSettings(BaseSettings):
     dashboard_url: str | None = None
     # Optional: the day the workbench asks the services about (tests on a fixed book); else today.
     as_of: str | None = None
+    # OIDC sign-in (docs/workbench.md): set the issuer and the local password form is off; people
+    # sign in at the provider (authorization code flow with PKCE) and their role comes from a claim.
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = None
+    oidc_client_secret_file: str | None = None
+    # The workbench's address as people's browsers reach it; the callback is <this>/oidc/callback
+    # (registered at the provider as the client's redirect URI).
+    oidc_redirect_base_url: str | None = None
+    oidc_scopes: str = "openid profile email"
+    # The claim holding the person's groups or roles (a dotted path reaches into objects, e.g.
+    # realm_access.roles) and which of its values gives which workbench role (JSON). Unmapped:
+    # the role names themselves.
+    oidc_role_claim: str = "groups"
+    oidc_role_mapping: dict[str, str] = {}
+    oidc_username_claim: str = "preferred_username"
+    oidc_provider_name: str = ""  # shown on the sign-in button, e.g. "Keycloak" or "Entra ID"
+    oidc_timeout_seconds: float = 10.0
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return bool(self.oidc_issuer)
+
+    def resolved_oidc_client_secret(self) -> str | None:
+        return _secret(self.oidc_client_secret, self.oidc_client_secret_file)
+
+    def oidc_redirect_uri(self) -> str:
+        return f"{(self.oidc_redirect_base_url or '').rstrip('/')}/oidc/callback"
 
     def resolved_api_key(self) -> str | None:
-        if self.api_key:
-            return self.api_key
-        if self.api_key_file:
-            with open(self.api_key_file, encoding="utf-8") as f:
-                return f.read().strip()
-        return None
+        return _secret(self.api_key, self.api_key_file)
+
+
+def _secret(value: str | None, file: str | None) -> str | None:
+    """A secret given as is, else read from its file (a mounted Kubernetes Secret), else None."""
+    if value:
+        return value
+    if file:
+        with open(file, encoding="utf-8") as f:
+            return f.read().strip()
+    return None

@@ -15,10 +15,14 @@ from tests.deploy.support import REPO, UID, run_tool
 
 pytestmark = pytest.mark.platform
 
-# The issue's aim: under 250 MB. 246 MB measured 2026-12-01 with scripts/images.sh service on the
-# local Debian base (251 MB before python3-venv's ensurepip wheels left the runtime base for the
-# discarded build stage). A new heavy dependency fails this and has to earn its place.
-MAX_BYTES = 250_000_000
+# Issue 14's aim: under 250 MB (slim base, no build tools or caches in the final stage). 246 MB
+# measured 2026-12-01 with scripts/images.sh service on the local Debian base (251 MB before
+# python3-venv's ensurepip wheels left the runtime base for the discarded build stage); 260 MB
+# (260,120,572 bytes) on 2026-12-02 once the workbench's OIDC sign-in brought joserfc and
+# cryptography (13 MB: the maintained RSA/EC signature check an ID token needs; issue 12 asks for
+# OIDC by configuration, so the image must carry it). A new heavy dependency fails this and has to
+# earn its place.
+MAX_BYTES = 265_000_000
 
 
 @pytest.fixture(scope="module")

@@ -54,13 +54,14 @@ def _service_keys() -> dict[str, str]:
     return env
 
 
-async def _start_workbench(database: str, urls: dict[str, str], log: Path,
-                           api_key: str | None = WORKBENCH_KEY) -> tuple[subprocess.Popen, str]:
-    port = free_port()
+async def _start_workbench(database: str, urls: dict[str, str], log: Path, api_key: str | None = WORKBENCH_KEY,
+                           port: int | None = None, extra_env: dict[str, str] | None = None
+                           ) -> tuple[subprocess.Popen, str]:
+    port = port or free_port()
     env = {**os.environ, "LEDGERLINE_WORKBENCH_DATABASE_URL": sqlalchemy_url(database),
            "LEDGERLINE_WORKBENCH_PORT": str(port), **({"LEDGERLINE_WORKBENCH_API_KEY": api_key} if api_key else {}),
            "LEDGERLINE_WORKBENCH_SEED_DEMO_USERS": "true", "LEDGERLINE_WORKBENCH_LOG_LEVEL": "WARNING",
-           **{f"LEDGERLINE_WORKBENCH_{c.upper()}_URL": u for c, u in urls.items()}}
+           **{f"LEDGERLINE_WORKBENCH_{c.upper()}_URL": u for c, u in urls.items()}, **(extra_env or {})}
     proc = subprocess.Popen([sys.executable, "-m", "services.workbench", "serve"], cwd=ROOT, env=env,
                             stdout=log.open("w"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"

@@ -108,3 +108,33 @@ async def recent_changes(conn: AsyncConnection, limit: int = 50) -> list[dict[st
     rows = await conn.execute(text("SELECT at, actor, username, change, detail FROM user_changes"
                                    " ORDER BY at DESC, change_id DESC LIMIT :n"), {"n": limit})
     return [dict(r) for r in rows.mappings()]
+
+
+# ---------------------------------------------------------------- OIDC sign-in
+
+async def insert_oidc_login(conn: AsyncConnection, *, state_hash: str, nonce: str, code_verifier: str,
+                            next_path: str | None, expires_at: datetime) -> None:
+    await conn.execute(text(
+        "INSERT INTO oidc_logins (state_hash, nonce, code_verifier, next_path, expires_at)"
+        " VALUES (:s, :n, :v, :p, :e)"),
+        {"s": state_hash, "n": nonce, "v": code_verifier, "p": next_path, "e": expires_at})
+
+
+async def take_oidc_login(conn: AsyncConnection, state_hash: str, now: datetime) -> dict[str, Any] | None:
+    """The pending sign-in of this state, removed (a state serves once); None when unknown or expired."""
+    row = (await conn.execute(text(
+        "DELETE FROM oidc_logins WHERE state_hash = :s RETURNING nonce, code_verifier, next_path, expires_at"),
+        {"s": state_hash})).mappings().first()
+    return dict(row) if row and row["expires_at"] > now else None
+
+
+async def delete_expired_oidc_logins(conn: AsyncConnection, now: datetime) -> None:
+    await conn.execute(text("DELETE FROM oidc_logins WHERE expires_at <= :n"), {"n": now})
+
+
+async def link_oidc_user(conn: AsyncConnection, username: str, *, subject: str, display_name: str, role: str,
+                         locale: str) -> None:
+    """The provider's word on the person at each sign-in: subject, name, role and language."""
+    await conn.execute(text(
+        "UPDATE users SET oidc_subject = :s, display_name = :d, role = :r, locale = :l WHERE username = :u"),
+        {"s": subject, "d": display_name, "r": role, "l": locale, "u": username})

@@ -20,7 +20,13 @@ async def users_page(request: Request, saved: str | None = None, error: str | No
     deps.require(request, P.MANAGE_USERS)
     people, changes = await user_admin.overview(request.app.state.engine)
     return deps.render(request, "admin_users.html", people=people, changes=changes, roles=ROLES, saved=saved,
-                       error=error)
+                       error=error, oidc=request.app.state.settings.oidc_enabled)
+
+
+def _local_users_only(request: Request) -> None:
+    """With OIDC the provider holds the people and their passwords: no local user, no reset."""
+    if request.app.state.settings.oidc_enabled:
+        raise user_admin.UserAdminError("username", "people sign in at the OpenID provider (OIDC is on)")
 
 
 def _back(saved: str | None = None, error: user_admin.UserAdminError | None = None) -> Response:
@@ -34,6 +40,7 @@ async def create_user(request: Request) -> Response:
     form = await deps.check_csrf(request)
     username = str(form.get("username") or "").strip().lower()
     try:
+        _local_users_only(request)
         await user_admin.create(request.app.state.engine, user.username, username,
                                 str(form.get("display_name") or ""), str(form.get("role") or ""),
                                 str(form.get("locale") or "en"), str(form.get("password") or ""))
@@ -60,6 +67,7 @@ async def reset_password(request: Request, username: str) -> Response:
     user = deps.require(request, P.MANAGE_USERS)
     form = await deps.check_csrf(request)
     try:
+        _local_users_only(request)
         await user_admin.reset_password(request.app.state.engine, user.username, username,
                                         str(form.get("password") or ""))
     except user_admin.UserAdminError as exc:

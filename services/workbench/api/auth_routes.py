@@ -14,7 +14,7 @@ from services.workbench.domain.roles import home_path
 router = APIRouter()
 
 
-def _safe_next(value: str | None) -> str | None:
+def safe_next(value: str | None) -> str | None:
     """Only a local path (no scheme, no //host): never an open redirect."""
     if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
         return value
@@ -29,13 +29,23 @@ async def index(request: Request) -> Response:
 
 @router.get("/login")
 async def login_page(request: Request, next: str | None = None) -> Response:
-    return _login_page(request, next=_safe_next(next) or "", error=None)
+    return _login_page(request, next=safe_next(next) or "", error=None)
+
+
+def set_session_cookie(request: Request, response: Response, token: str) -> None:
+    settings = request.app.state.settings
+    response.set_cookie(deps.SESSION_COOKIE, token, httponly=True, samesite="lax", path="/",
+                        secure=settings.secure_cookies, max_age=int(settings.session_hours * 3600))
 
 
 LOGIN_CSRF_COOKIE = "ll_login_csrf"
 
 
 def _login_page(request: Request, status_code: int = 200, **context) -> Response:
+    settings = request.app.state.settings
+    if settings.oidc_enabled:  # no password form: a link to the provider
+        return deps.render(request, "login.html", status_code=status_code, oidc=True,
+                           provider=settings.oidc_provider_name, **context)
     token = secrets.token_urlsafe(24)
     response = deps.render(request, "login.html", status_code=status_code, login_csrf=token, **context)
     response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", path="/login",
@@ -47,12 +57,16 @@ def _login_page(request: Request, status_code: int = 200, **context) -> Response
 async def login(request: Request) -> Response:
     # Login CSRF: the form carries a token that must match a cookie set with the page
     # (double submit; there is no session yet to hold one).
+    if request.app.state.settings.oidc_enabled:
+        return deps.render(request, "error.html", status_code=403, message="Local sign-in is off",
+                           detail="this workbench signs people in at its OpenID provider", back="/login",
+                           back_label="Sign in")
     form = await request.form()
     sent, expected = str(form.get(deps.CSRF_FIELD) or ""), request.cookies.get(LOGIN_CSRF_COOKIE) or ""
     if not expected or not hmac.compare_digest(sent, expected):
         raise deps.CsrfFailed()
     username, password = str(form.get("username") or ""), str(form.get("password") or "")
-    next_path = _safe_next(str(form.get("next") or ""))
+    next_path = safe_next(str(form.get("next") or ""))
     result = await auth.login(request.app.state.engine, username, password,
                               request.app.state.settings.session_hours) if username and password else None
     if result is None:
@@ -60,9 +74,7 @@ async def login(request: Request) -> Response:
                            error="Unknown user or wrong password", username=username)
     token, user = result
     response = RedirectResponse(next_path or home_path(user["role"]), status_code=303)
-    response.set_cookie(deps.SESSION_COOKIE, token, httponly=True, samesite="lax", path="/",
-                        secure=request.app.state.settings.secure_cookies,
-                        max_age=int(request.app.state.settings.session_hours * 3600))
+    set_session_cookie(request, response, token)
     return response
 
 
@@ -82,6 +94,6 @@ async def language(request: Request) -> Response:
     lang = str(form.get("lang") or "en")
     if lang in ("en", "fr"):
         await auth.set_locale(request.app.state.engine, user.username, lang)
-    back = _safe_next(request.headers.get("HX-Current-URL", "").split(request.url.netloc, 1)[-1]) \
-        or _safe_next(str(form.get("back") or "")) or "/"
+    back = safe_next(request.headers.get("HX-Current-URL", "").split(request.url.netloc, 1)[-1]) \
+        or safe_next(str(form.get("back") or "")) or "/"
     return RedirectResponse(back, status_code=303)

@@ -9,7 +9,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.workbench.adapters import users
 from services.workbench.domain.roles import ROLES
@@ -44,12 +44,17 @@ async def login(engine: AsyncEngine, username: str, password: str, session_hours
             return None
         if HASHER.check_needs_rehash(stored):
             await users.set_password_hash(conn, user["username"], HASHER.hash(password))
-        token = secrets.token_urlsafe(32)
-        await users.insert_session(conn, token_hash=token_hash(token), username=user["username"],
-                                   csrf_token=secrets.token_urlsafe(32),
-                                   expires_at=_now() + timedelta(hours=session_hours))
-        await users.delete_expired_sessions(conn, _now())
+        token = await open_session(conn, user["username"], session_hours)
     return token, user
+
+
+async def open_session(conn: AsyncConnection, username: str, session_hours: float) -> str:
+    """A new session for the user (local password or OIDC sign-in alike): its token."""
+    token = secrets.token_urlsafe(32)
+    await users.insert_session(conn, token_hash=token_hash(token), username=username,
+                               csrf_token=secrets.token_urlsafe(32), expires_at=_now() + timedelta(hours=session_hours))
+    await users.delete_expired_sessions(conn, _now())
+    return token
 
 
 async def session(engine: AsyncEngine, token: str | None) -> dict[str, Any] | None:

@@ -181,6 +181,13 @@ FRENCH: dict[str, str] = {
     "reactivated": "réactivé", "You": "Vous", "Trends": "Tendances", "Edit": "Modifier",
     "role_changed": "rôle modifié", "locale_changed": "langue modifiée", "renamed": "renommé",
     "A new role holds from the person's next page.": "Un nouveau rôle vaut dès la page suivante de la personne.",
+    "People sign in at the OpenID provider; their role comes from it at each sign-in.":
+        "Les personnes se connectent auprès du fournisseur OpenID ; leur rôle en vient à chaque connexion.",
+    "Sign in with your organisation's account.": "Connectez-vous avec le compte de votre organisation.",
+    "Sign in again": "Se connecter à nouveau", "Sign-in was refused": "Connexion refusée",
+    "Sign-in is not available": "La connexion n'est pas disponible",
+    "You have no role in the workbench": "Vous n'avez pas de rôle dans le poste de travail",
+    "Local sign-in is off": "La connexion locale est désactivée",
     "Nothing to approve.": "Rien à approuver.",
     "Queue is empty.": "La file est vide.",
     "A service did not answer": "Un service n'a pas répondu",
