@@ -107,6 +107,31 @@ ORDER BY i.customer_id, i.due_date, i.invoice_id
 """
 
 
+# What the worklist needs of each customer's invoices: only those still open at the end of the
+# day (an invoice settled in full counts nowhere in a worklist, neither past due nor in aging),
+# with what is owed on them, the settlements of the customers' invoices summed once per invoice.
+_WORKLIST_INVOICES = """
+WITH mine AS (
+    SELECT i.invoice_id, i.customer_id, i.currency, i.total_amount, i.due_date
+    FROM invoices i WHERE i.issue_date <= :d AND i.customer_id = ANY(:ids)),
+settled AS (
+    SELECT s.invoice_id, sum(s.amount) AS amount FROM (
+        SELECT p.invoice_id, p.amount FROM payments_applied p JOIN mine USING (invoice_id) WHERE p.value_date <= :d
+        UNION ALL SELECT m.invoice_id, m.amount FROM credit_memos m JOIN mine USING (invoice_id)
+                  WHERE m.issue_date <= :d
+        UNION ALL SELECT a.invoice_id, -a.amount FROM balance_adjustments a JOIN mine USING (invoice_id)
+                  WHERE a.effective_on <= :d) s
+    GROUP BY s.invoice_id)
+SELECT o.customer_id, o.currency, o.due_date, o.open_balance,
+       EXISTS (SELECT 1 FROM disputes d WHERE d.invoice_id = o.invoice_id AND d.opened_on <= :d
+               AND (d.resolved_on IS NULL OR d.resolved_on > :d)) AS disputed
+FROM (SELECT mine.*, mine.total_amount - coalesce(settled.amount, 0) AS open_balance
+      FROM mine LEFT JOIN settled USING (invoice_id)) o
+WHERE o.open_balance > 0
+ORDER BY o.customer_id, o.due_date, o.invoice_id
+"""
+
+
 async def invoices_as_of(conn: AsyncConnection, as_of: date, customer_id: str | None = None) -> list[dict[str, Any]]:
     """Every invoice issued by as_of with what was owed on it at the end of that day."""
     rows = await conn.execute(text(_OPEN_INVOICES), {"d": as_of, "c": customer_id})
@@ -420,7 +445,8 @@ async def collectors_of(conn: AsyncConnection, customer_ids: Sequence[str]) -> d
 async def worklist_inputs(conn: AsyncConnection, customer_ids: Sequence[str], as_of: date) -> list[dict[str, Any]]:
     """Everything the worklist ranks, for many customers at once (a few set-based queries, not a
     few per customer, so a book of thousands of accounts ranks in well under a second): each
-    customer as get_customer reads it, with `invoices` (as invoices_as_of), `last_contact_on`,
+    customer as get_customer reads it, with `invoices` (those open at the end of as_of:
+    customer_id, currency, due_date, open_balance, disputed), `last_contact_on`,
     `next_follow_up_on` (of the latest contact), `promise_due_today`, `broken` (as
     count_broken_commitments) and `open_call_tasks` (task ids in creation order)."""
     ids = sorted(set(customer_ids))
@@ -433,9 +459,7 @@ async def worklist_inputs(conn: AsyncConnection, customer_ids: Sequence[str], as
                  open_call_tasks=[])
     if not customers:
         return []
-    invoices = _OPEN_INVOICES.replace("AND (CAST(:c AS text) IS NULL OR i.customer_id = :c)",
-                                      "AND i.customer_id = ANY(:ids)")
-    for r in (await conn.execute(text(invoices), params)).mappings():
+    for r in (await conn.execute(text(_WORKLIST_INVOICES), params)).mappings():
         customers[r["customer_id"]]["invoices"].append(dict(r))
     for r in (await conn.execute(text(
             "SELECT DISTINCT ON (customer_id) customer_id, next_follow_up_on,"

@@ -26,6 +26,7 @@ from services.collections.domain.compliance import zone
 from services.collections.domain.model import CollectionsRuleViolation
 from services.collections.domain.plans import PlannedInstallment
 from services.collections.domain.strategy import build_steps
+from services.collections.domain.worklist import DESCENDING_BY_DEFAULT, WORKLIST_SORTS
 from services.collections.domain.family import Balances
 
 router = APIRouter(prefix="/v1")
@@ -395,15 +396,28 @@ def _balances_out(b: Balances, currency: str | None) -> dict[str, Any]:
 
 
 @router.get("/worklists/{collector_id}", tags=["worklists"])
-async def worklist(collector_id: str, request: Request, as_of: date | None = None) -> dict[str, Any]:
+async def worklist(
+        collector_id: str, request: Request, as_of: date | None = None,
+        sort: str = Query("priority", pattern=f"^({'|'.join(WORKLIST_SORTS)})$",
+                          description="priority (the ranking), amount_past_due, oldest_days_past_due, name,"
+                                      " risk_score; ties by customer id ascending"),
+        order: str | None = Query(None, pattern="^(asc|desc)$",
+                                  description="desc by default, asc by default for name"),
+        limit: int | None = Query(None, ge=1, le=MAX_LIMIT, description="at most this many entries (all by default)"),
+        offset: int = Query(0, ge=0, description="entries to skip (after `after`, when given)"),
+        after: str | None = Query(None, description="start after this customer's entry (from the first when it is"
+                                                    " not on the worklist): the next account")) -> dict[str, Any]:
     """The collector's customers with something past due, highest priority first, each with the
     reasons that make up its priority and its open call tasks. A parent that pays for its
-    children is one entry with its whole family (the children are not listed on their own)."""
+    children is one entry with its whole family (the children are not listed on their own).
+    Sorted and paged here: `total` counts the whole worklist, `data` is the page asked for."""
     as_of = as_of or _today(request)
+    descending = sort in DESCENDING_BY_DEFAULT if order is None else order == "desc"
     async with get_runtime(request).engine.connect() as conn:
-        ranked = await families.worklist(conn, collector_id, as_of)
+        ranked = await families.worklist(conn, collector_id, as_of, sort=sort, descending=descending,
+                                         offset=offset, limit=limit, after=after)
     entries = []
-    for e in ranked:
+    for e in ranked.entries:
         unit, currency = e.snapshot, e.snapshot.currency
         entries.append({
             "customer_id": e.customer["customer_id"], "name": e.customer["name"],
@@ -416,7 +430,9 @@ async def worklist(collector_id: str, request: Request, as_of: date | None = Non
             "family_size": unit.family_size, "family_members": e.members,
             "own_amount_past_due": money_str(e.own.amount_past_due, currency),
             "family": _balances_out(e.family, currency)})
-    return {"collector_id": collector_id, "as_of": as_of.isoformat(), "data": entries}
+    return {"collector_id": collector_id, "as_of": as_of.isoformat(), "sort": sort,
+            "order": "desc" if descending else "asc", "offset": offset, "limit": limit,
+            "total": ranked.total, "data": entries}
 
 
 @router.post("/contacts", status_code=201, tags=["contacts"])

@@ -11,7 +11,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.collections.adapters import accounts
 from services.collections.domain.family import Balances, balances, collection_units, family, parents_as_of, payer_of
-from services.collections.domain.worklist import AccountSnapshot, Priority, family_snapshot, priority
+from services.collections.domain.worklist import (
+    AccountSnapshot,
+    Priority,
+    Ranked,
+    family_snapshot,
+    ordered,
+    page_of,
+    priority,
+    priority_score,
+)
 
 
 def _overdue(invoices: list[dict[str, Any]], as_of: date) -> list[dict[str, Any]]:
@@ -19,8 +28,7 @@ def _overdue(invoices: list[dict[str, Any]], as_of: date) -> list[dict[str, Any]
     return [r for r in invoices if r["open_balance"] > 0 and r["due_date"] < as_of and not r["disputed"]]
 
 
-def _snapshot(customer: dict[str, Any], currency: str, as_of: date) -> AccountSnapshot:
-    overdue = _overdue(customer["invoices"], as_of)
+def _snapshot(customer: dict[str, Any], overdue: list[dict[str, Any]], currency: str, as_of: date) -> AccountSnapshot:
     return AccountSnapshot(
         customer_id=customer["customer_id"], currency=currency,
         amount_past_due=sum((Decimal(r["open_balance"]) for r in overdue if r["currency"].strip() == currency),
@@ -46,32 +54,56 @@ class WorklistEntry:
     open_call_tasks: list[str]
 
 
-async def worklist(conn: AsyncConnection, collector_id: str, as_of: date) -> list[WorklistEntry]:
-    """The collector's units with something past due (not disputed), highest priority first."""
+@dataclass(frozen=True)
+class WorklistPage:
+    total: int                        # units on the whole worklist
+    entries: list[WorklistEntry]      # the page asked for, in the order asked for
+
+
+@dataclass(frozen=True)
+class _Unit:
+    everyone: list[dict[str, Any]]    # the owner first, then the accounts below it
+    own: AccountSnapshot
+    currency: str
+
+
+async def worklist(conn: AsyncConnection, collector_id: str, as_of: date, *, sort: str = "priority",
+                   descending: bool | None = None, offset: int = 0, limit: int | None = None,
+                   after: str | None = None) -> WorklistPage:
+    """The collector's units with something past due (not disputed), highest priority first (or
+    by another column of WORKLIST_SORTS), one page of them (page_of). Every unit is ranked (its
+    score), but only the page's entries are told in full (reasons, family balances, tasks)."""
     parents = parents_as_of(await accounts.parent_changes(conn, as_of), as_of)
     assigned = await accounts.collector_customers(conn, collector_id)
     collector_of = await accounts.collectors_of(conn, {payer_of(parents, c) for c in assigned})
     units = collection_units(collector_id, assigned, parents, collector_of)
     inputs = {c["customer_id"]: c for c in await accounts.worklist_inputs(
         conn, [m for members in units.values() for m in members], as_of)}
-    entries = []
+    ranked: list[Ranked] = []
+    kept: dict[str, _Unit] = {}
     for owner_id, members in units.items():
-        owner = inputs[owner_id]
         everyone = [inputs[m] for m in members]
-        if not any(_overdue(c["invoices"], as_of) for c in everyone):
+        overdue = [_overdue(c["invoices"], as_of) for c in everyone]
+        if not any(overdue):
             continue
         # The currency of the unit's first overdue invoice (the owner's first, when it has one).
-        currency = next(r["currency"].strip() for c in everyone for r in _overdue(c["invoices"], as_of))
-        own = _snapshot(owner, currency, as_of)
-        unit = family_snapshot(own, [_snapshot(c, currency, as_of) for c in everyone[1:]]) if len(members) > 1 \
-            else own
+        currency = next(r["currency"].strip() for rows in overdue for r in rows)
+        snapshots = [_snapshot(c, rows, currency, as_of) for c, rows in zip(everyone, overdue)]
+        unit = family_snapshot(snapshots[0], snapshots[1:]) if len(members) > 1 else snapshots[0]
+        owner = everyone[0]
+        ranked.append(Ranked(customer_id=owner_id, name=owner["name"], risk_score=owner["risk_score"],
+                             snapshot=unit, score=priority_score(unit, as_of)))
+        kept[owner_id] = _Unit(everyone=everyone, own=snapshots[0], currency=currency)
+    entries = []
+    for r in page_of(ordered(ranked, sort, descending), offset, limit, after):
+        u = kept[r.customer_id]
         entries.append(WorklistEntry(
-            customer=owner, snapshot=unit, ranked=priority(unit, as_of), own=own, members=members[1:],
-            family=balances([i for c in everyone for i in _items(
-                [r for r in c["invoices"] if r["currency"].strip() == currency], as_of)]),
-            open_call_tasks=[t for c in everyone for t in c["open_call_tasks"]]))
-    entries.sort(key=lambda e: (-e.ranked.score, e.customer["customer_id"]))
-    return entries
+            customer=u.everyone[0], snapshot=r.snapshot, ranked=priority(r.snapshot, as_of), own=u.own,
+            members=[c["customer_id"] for c in u.everyone[1:]],
+            family=balances([i for c in u.everyone for i in _items(
+                [row for row in c["invoices"] if row["currency"].strip() == u.currency], as_of)]),
+            open_call_tasks=[t for c in u.everyone for t in c["open_call_tasks"]]))
+    return WorklistPage(total=len(ranked), entries=entries)
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 D = Decimal
 
@@ -72,30 +73,122 @@ def family_snapshot(owner: AccountSnapshot, members: Sequence[AccountSnapshot]) 
         family_size=len(everyone))
 
 
+# Each term's points, rounded to a tenth. The terms of the age, risk, broken commitments and
+# contact take few distinct values, so their points are computed once per value (a book of
+# thousands of accounts ranks without redoing the same decimal divisions).
+_TENTH = D("0.1")
+_PROMISE_DUE, _FOLLOW_UP_DUE, _NONE = D("10.0"), D("5.0"), D("0.0")
+
+
+def _rounded(points: Decimal) -> Decimal:
+    return points.quantize(_TENTH, rounding=ROUND_HALF_UP)
+
+
+def _amount_points(amount: Decimal) -> Decimal:
+    return _rounded(min(amount / D(10000), D(1)) * 30)
+
+
+@lru_cache(maxsize=128)
+def _age_points(days: int) -> Decimal:
+    return _rounded(D(min(max(days, 0), 90)) / 90 * 25)
+
+
+@lru_cache(maxsize=1024)
+def _risk_points(score: int) -> Decimal:
+    return _rounded(D(score) / 100 * 15)
+
+
+@lru_cache(maxsize=16)
+def _broken_points(count: int) -> Decimal:
+    return _rounded(D(min(count, 2)) / 2 * 10)
+
+
+@lru_cache(maxsize=32)
+def _contact_points(days: int) -> Decimal:
+    return _rounded(D(min(max(days, 0), 14)) / 14 * 10)
+
+
+def _since_contact(account: AccountSnapshot, as_of: date) -> int:
+    return (as_of - account.last_contact_on).days if account.last_contact_on else 14
+
+
+def priority_score(account: AccountSnapshot, as_of: date) -> Decimal:
+    """priority(account, as_of).score without its reasons (what ranking a whole book needs; the
+    reasons are said only for the accounts shown)."""
+    return (_amount_points(account.amount_past_due) + _age_points(min(max(account.oldest_days_past_due, 0), 90))
+            + _risk_points(account.risk_score or 0) + _broken_points(min(account.broken_promises, 2))
+            + _contact_points(min(max(_since_contact(account, as_of), 0), 14))
+            + (_PROMISE_DUE if account.promise_due_today else _NONE)
+            + (_FOLLOW_UP_DUE if account.follow_up_due else _NONE))
+
+
 def priority(account: AccountSnapshot, as_of: date) -> Priority:
-    since_contact = (as_of - account.last_contact_on).days if account.last_contact_on else 14
+    since_contact = _since_contact(account, as_of)
     amount = f"{account.amount_past_due} {account.currency} past due"
     if account.family_size > 1:
         amount += f" across {account.family_size} accounts"
-    terms: list[tuple[Decimal, str, str, dict[str, str]]] = [
-        (min(account.amount_past_due / D(10000), D(1)) * 30, "amount_past_due", amount,
-         {"amount": str(account.amount_past_due), "currency": account.currency,
-          "accounts": str(account.family_size)}),
-        (D(min(max(account.oldest_days_past_due, 0), 90)) / 90 * 25, "oldest_days_past_due",
-         f"oldest invoice {account.oldest_days_past_due} days past due", {"days": str(account.oldest_days_past_due)}),
-        (D(account.risk_score or 0) / 100 * 15, "risk_score", f"risk score {account.risk_score or 0}",
-         {"score": str(account.risk_score or 0)}),
-        (D(min(account.broken_promises, 2)) / 2 * 10, "broken_commitments",
-         f"{account.broken_promises} broken promise(s) or plan(s)", {"count": str(account.broken_promises)}),
-        (D(min(max(since_contact, 0), 14)) / 14 * 10,
-         "never_contacted" if account.last_contact_on is None else "last_contact",
-         "never contacted" if account.last_contact_on is None else f"last contact {since_contact} days ago",
-         {} if account.last_contact_on is None else {"days": str(since_contact)}),
-        (D(10) if account.promise_due_today else D(0), "promise_due_today", "promise to pay due today", {}),
-        (D(5) if account.follow_up_due else D(0), "follow_up_due", "follow-up date reached", {}),
+    rounded = [
+        Reason("amount_past_due", _amount_points(account.amount_past_due), amount,
+               {"amount": str(account.amount_past_due), "currency": account.currency,
+                "accounts": str(account.family_size)}),
+        Reason("oldest_days_past_due", _age_points(min(max(account.oldest_days_past_due, 0), 90)),
+               f"oldest invoice {account.oldest_days_past_due} days past due", {"days": str(account.oldest_days_past_due)}),
+        Reason("risk_score", _risk_points(account.risk_score or 0), f"risk score {account.risk_score or 0}",
+               {"score": str(account.risk_score or 0)}),
+        Reason("broken_commitments", _broken_points(min(account.broken_promises, 2)),
+               f"{account.broken_promises} broken promise(s) or plan(s)", {"count": str(account.broken_promises)}),
+        Reason("never_contacted" if account.last_contact_on is None else "last_contact",
+               _contact_points(min(max(since_contact, 0), 14)),
+               "never contacted" if account.last_contact_on is None else f"last contact {since_contact} days ago",
+               {} if account.last_contact_on is None else {"days": str(since_contact)}),
+        Reason("promise_due_today", _PROMISE_DUE if account.promise_due_today else _NONE,
+               "promise to pay due today", {}),
+        Reason("follow_up_due", _FOLLOW_UP_DUE if account.follow_up_due else _NONE, "follow-up date reached", {}),
     ]
-    rounded = [Reason(code, points.quantize(D("0.1"), rounding=ROUND_HALF_UP), why, values)
-               for points, code, why, values in terms]
     score = sum((r.points for r in rounded), D(0))
     shown = [r for r in sorted(rounded, key=lambda r: -r.points) if r.points > 0]
     return Priority(score=score, reasons=[f"{r.text} (+{r.points})" for r in shown], details=shown)
+
+
+# -- the worklist's order ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Ranked:
+    """A collection unit as the worklist orders it: its owner, the unit's snapshot and score."""
+    customer_id: str
+    name: str | None
+    risk_score: int | None            # the owner's own (what the worklist shows beside it)
+    snapshot: AccountSnapshot
+    score: Decimal
+
+
+WORKLIST_SORTS: dict[str, Callable[[Ranked], Any]] = {
+    "priority": lambda r: r.score,
+    "amount_past_due": lambda r: r.snapshot.amount_past_due,
+    "oldest_days_past_due": lambda r: r.snapshot.oldest_days_past_due,
+    "name": lambda r: (r.name or r.customer_id).casefold(),
+    "risk_score": lambda r: r.risk_score or 0,
+}
+DESCENDING_BY_DEFAULT = frozenset({"priority", "amount_past_due", "oldest_days_past_due", "risk_score"})
+
+
+def ordered(units: Sequence[Ranked], sort: str = "priority", descending: bool | None = None) -> list[Ranked]:
+    """The units by a column of WORKLIST_SORTS (descending by default but for the name), ties by
+    customer id ascending in either direction, so pages never shuffle. The default, priority
+    highest first, is the worklist's ranking."""
+    if descending is None:
+        descending = sort in DESCENDING_BY_DEFAULT
+    out = sorted(units, key=lambda r: r.customer_id)
+    out.sort(key=WORKLIST_SORTS[sort], reverse=descending)
+    return out
+
+
+def page_of(units: Sequence[Ranked], offset: int = 0, limit: int | None = None,
+            after: str | None = None) -> list[Ranked]:
+    """A page of ordered units: those following the unit `after` (a customer id; from the first
+    when it is not on the worklist), then skipping `offset` of them, at most `limit`."""
+    start = 0
+    if after is not None:
+        start = next((i + 1 for i, r in enumerate(units) if r.customer_id == after), 0)
+    start += max(offset, 0)
+    return list(units[start:] if limit is None else units[start:start + limit])

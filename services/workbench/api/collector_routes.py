@@ -1,4 +1,4 @@
-"""The collector's day: the worklist (ranked by collections, sorted and paged here), the account
+"""The collector's day: the worklist (ranked, sorted and paged by collections), the account
 page and its actions (log a contact, record a promise, set up a payment plan, pause or move the
 strategy, escalate, open a dispute, request a write-off, the statement of account) and the
 account's timeline from the services' event-backed histories."""
@@ -16,7 +16,7 @@ from services.workbench.domain import money
 from services.workbench.domain.collector import PLAN_ROWS, plan_draft, timeline
 from services.workbench.domain.collector import reasons as ranking_reasons
 from services.workbench.domain.roles import Permission as P
-from services.workbench.domain.worklist import aging_totals, next_account, sort_and_page
+from services.workbench.domain.worklist import Page, aging_totals, page_number, page_size, worklist_order
 
 DISPUTE_TIMELINES = 20  # the account's latest disputes whose steps the timeline shows
 
@@ -37,8 +37,20 @@ async def worklist(request: Request, collector: str | None = None, sort: str | N
     user = deps.require(request, P.VIEW_WORKLIST)
     collector_id = _collector_of(request, user, collector)
     as_of = deps.today(request).isoformat()
-    entries = await request.app.state.worklists.entries(deps.backends(request), collector_id, as_of, user.username)
-    result = sort_and_page(entries, sort, order, page, size)
+    column, descending = worklist_order(sort, order)
+    size = page_size(size)
+    kept = request.app.state.worklists
+
+    async def fetch(number: int) -> dict[str, Any]:
+        return await kept.page(deps.backends(request), collector_id, as_of, user.username, sort=column,
+                               descending=descending, offset=(number - 1) * size, limit=size)
+    number = max(1, page)
+    body = await fetch(number)
+    if number != page_number(number, size, body["total"]):  # past the end: the last page
+        number = page_number(number, size, body["total"])
+        body = await fetch(number)
+    result = Page(rows=body["data"], number=number, size=size, total=body["total"], sort=column,
+                  descending=descending)
     template = "worklist_table.html" if request.headers.get("HX-Request") and \
         request.headers.get("HX-Target") == "worklist-table" else "worklist.html"
     # The ranking's reasons in the reader's language (collections says them in English, with codes).
@@ -64,10 +76,8 @@ async def next_in_worklist(request: Request, after: str = "", collector: str | N
     """'n' on an account page: the next account of the worklist, in priority order."""
     user = deps.require(request, P.VIEW_WORKLIST)
     collector_id = _collector_of(request, user, collector)
-    entries = await request.app.state.worklists.entries(deps.backends(request), collector_id,
-                                                         deps.today(request).isoformat(), user.username)
-    ordered = sort_and_page(entries, "priority", "desc", 1, None, everything=True).rows
-    target = next_account(ordered, after)
+    target = await request.app.state.worklists.next_after(deps.backends(request), collector_id,
+                                                          deps.today(request).isoformat(), user.username, after)
     if target is None:
         return RedirectResponse("/worklist", status_code=303)
     suffix = f"?collector={collector_id}" if collector_id != user.username else ""

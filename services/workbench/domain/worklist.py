@@ -1,6 +1,7 @@
 """Sorting and paging of the tables the workbench shows, and aging of an account's invoices
-(pure). The services answer whole lists where they have no pages (a collector's worklist); the
-workbench sorts and pages them on the server, so the browser never holds a book of 5,000 rows."""
+(pure). Collections sorts and pages a collector's worklist (the workbench asks for one page:
+worklist_order and page_number say which); sort_and_page sorts and pages a whole list the workbench
+holds (the worklist's export), so the browser never holds a book of 5,000 rows."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -54,31 +55,31 @@ def page_size(value: int | None) -> int:
     return value if value in PAGE_SIZES else DEFAULT_PAGE_SIZE
 
 
+def worklist_order(sort: str | None, order: str | None) -> tuple[str, bool]:
+    """The column and direction asked for: an unknown column falls back to priority; the order
+    defaults to descending but for the name."""
+    column = sort if sort in WORKLIST_SORTS else "priority"
+    return column, (order == "desc") if order in ("asc", "desc") else column in DEFAULT_DESCENDING
+
+
+def page_number(page: int | None, size: int, total: int) -> int:
+    """The page shown: the one asked for, or the last one when it is past the end."""
+    return min(max(1, page or 1), max(1, -(-total // size)))
+
+
 def sort_and_page(entries: Sequence[dict[str, Any]], sort: str | None, order: str | None, page: int | None,
                   size: int | None, *, everything: bool = False) -> Page:
     """Sort by a known column (ties by customer id, so pages never shuffle), then cut one page.
     An unknown column falls back to priority; a page past the end shows the last one."""
-    column = sort if sort in WORKLIST_SORTS else "priority"
-    descending = (order == "desc") if order in ("asc", "desc") else column in DEFAULT_DESCENDING
+    column, descending = worklist_order(sort, order)
     key = WORKLIST_SORTS[column]
     ordered = sorted(entries, key=lambda e: e["customer_id"])
     ordered.sort(key=key, reverse=descending)
     size = max(1, len(ordered)) if everything else page_size(size)
-    pages = max(1, -(-len(ordered) // size))
-    number = min(max(1, page or 1), pages)
+    number = page_number(page, size, len(ordered))
     start = (number - 1) * size
     return Page(rows=list(ordered[start:start + size]), number=number, size=size, total=len(ordered), sort=column,
                 descending=descending)
-
-
-def next_account(entries: Sequence[dict[str, Any]], current: str) -> str | None:
-    """The account after `current` in the worklist's order (what the 'next account' key opens);
-    the first one when `current` is not in it; None when nothing is left."""
-    ids = [e["customer_id"] for e in entries]
-    if current in ids:
-        i = ids.index(current)
-        return ids[i + 1] if i + 1 < len(ids) else None
-    return ids[0] if ids else None
 
 
 AGING_BUCKETS = (("current", None, 0), ("1-30", 1, 30), ("31-60", 31, 60), ("61-90", 61, 90), ("90+", 91, None))

@@ -10,7 +10,13 @@ from services.workbench.domain import money
 from services.workbench.domain.cash import selection
 from services.workbench.domain.i18n import FRENCH, translate
 from services.workbench.domain.roles import PERMISSIONS, ROLES, Permission, home_path, may
-from services.workbench.domain.worklist import aging_bucket, aging_totals, next_account, sort_and_page
+from services.workbench.domain.worklist import (
+    aging_bucket,
+    aging_totals,
+    page_number,
+    sort_and_page,
+    worklist_order,
+)
 
 TEMPLATES = Path(__file__).resolve().parents[3] / "services" / "workbench" / "templates"
 
@@ -52,10 +58,14 @@ def test_the_worklist_sorts_and_pages_on_the_server_with_stable_ties():
     assert (empty.number, empty.pages, empty.rows, empty.first_index) == (1, 1, [], 0)
 
 
-def test_next_account_follows_the_worklist_order():
-    rows = [{"customer_id": c} for c in ("A", "B", "C")]
-    assert next_account(rows, "A") == "B" and next_account(rows, "C") is None and next_account(rows, "Z") == "A"
-    assert next_account([], "A") is None
+def test_the_worklist_page_asked_of_collections():
+    assert worklist_order(None, None) == ("priority", True)
+    assert worklist_order("name", None) == ("name", False) and worklist_order("name", "desc") == ("name", True)
+    assert worklist_order("amount_past_due", "asc") == ("amount_past_due", False)
+    assert worklist_order("DROP TABLE", "sideways") == ("priority", True)
+    # Past the end, the last page; an empty worklist has one empty page.
+    assert [page_number(p, 50, 5000) for p in (None, 1, 40, 100, 101, 999)] == [1, 1, 40, 100, 100, 100]
+    assert page_number(3, 25, 0) == 1 and page_number(2, 25, 26) == 2
 
 
 def test_aging_buckets_and_totals_are_exact():
