@@ -59,11 +59,19 @@ def payer_of(parents: Mapping[str, str], customer_id: str) -> str:
     return payer
 
 
-def family(parents: Mapping[str, str], root: str) -> list[str]:
-    """root and every customer below it, root first then in customer_id order."""
+def children_of(parents: Mapping[str, str]) -> dict[str, list[str]]:
+    """parent -> its children (one pass over the hierarchy, for many family() calls)."""
     children: dict[str, list[str]] = {}
     for child, parent in parents.items():
         children.setdefault(parent, []).append(child)
+    return children
+
+
+def family(parents: Mapping[str, str], root: str, children: Mapping[str, list[str]] | None = None) -> list[str]:
+    """root and every customer below it, root first then in customer_id order (`children`, from
+    children_of(parents), saves reading the whole hierarchy again for each root)."""
+    if children is None:
+        children = children_of(parents)
     members, todo = {root}, [root]
     while todo:
         for child in children.get(todo.pop(), ()):
@@ -82,12 +90,13 @@ def collection_units(collector_id: str, assigned: Iterable[str], parents: Mappin
     (on that collector's worklist, whoever works the customer itself); a customer whose payer has
     none is a unit of its own."""
     units: dict[str, list[str]] = {}
+    children = children_of(parents)
     for customer_id in sorted(set(assigned)):
         payer = payer_of(parents, customer_id)
         if collector_of.get(payer) is None:
             units[customer_id] = [customer_id]
         elif payer == customer_id and collector_of.get(payer) == collector_id:
-            units[payer] = family(parents, payer)
+            units[payer] = family(parents, payer, children)
         # else: the payer's collector ranks this customer within the payer's family
     return units
 

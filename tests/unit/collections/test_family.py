@@ -9,6 +9,7 @@ from services.collections.domain.family import (
     ParentChange,
     aging,
     balances,
+    children_of,
     collection_units,
     family,
     parents_as_of,
@@ -35,6 +36,9 @@ def test_the_payer_is_the_top_of_the_hierarchy_and_a_cycle_cannot_loop():
     assert payer_of({"a": "b", "b": "a"}, "a") in ("a", "b")
     assert family(parents, "HQ") == ["HQ", "region", "store"]
     assert family(parents, "region") == ["region", "store"]
+    # The hierarchy read once for many roots gives the same families.
+    children = children_of(parents)
+    assert all(family(parents, root, children) == family(parents, root) for root in ("HQ", "region", "store"))
 
 
 def test_a_paying_parents_family_is_one_unit_on_the_parents_collectors_worklist():
