@@ -7,11 +7,12 @@ the real services (processes on PostgreSQL and Kafka, as tests/support/platform 
    application's unapplied queue.
 2. Signs in to the workbench (its own process) and times, BENCH_WB_RUNS (default 10) times each:
    the collector's worklist cold (the pages the workbench keeps dropped: collections ranks all
-   accounts and answers the first page of 50 by priority, the workbench renders it), another
-   page (the 40th by amount past due: collections sorts and pages again), the first page of the
-   unapplied-cash queue (50 of 10,000) in arrival order and sorted by amount, age, customer and
-   suggestion score, and the 11th page by amount, beside the bare API
-   calls behind them (the worklist's page of 50, and the whole worklist of 5,000 in one answer).
+   accounts and answers the first page of 50 by priority, the workbench renders it; with and
+   without the refresh timed), another page cold (the 40th by amount past due: collections ranks,
+   sorts and pages again) and warm (kept 60 s), the first page of the unapplied-cash queue (50 of
+   10,000) in arrival order and sorted by amount, age, customer and suggestion score, and the 11th
+   page by amount, beside the bare API calls behind them (the worklist's page of 50, and the whole
+   worklist of 5,000 in one answer).
    Figures: median and max in ms, with the load average before and after (the machine is
    shared), printed and written to artifacts/bench/workbench.json. Not a test: nothing asserts a
    time.
@@ -107,9 +108,12 @@ async def load(urls: dict[str, str], run: str) -> None:
         log(f"{RECEIPTS} unapplied receipts in {time.perf_counter() - t0:.1f} s")
 
 
-async def _time(call, runs: int) -> dict:
+async def _time(call, runs: int, setup=None) -> dict:
+    """call's time, `runs` times; `setup` (untimed) runs before each call."""
     samples = []
     for _ in range(runs):
+        if setup is not None:
+            await setup()
         t0 = time.perf_counter()
         r = await call()
         samples.append((time.perf_counter() - t0) * 1000)
@@ -125,12 +129,24 @@ async def measure(workbench: str, urls: dict[str, str]) -> dict:
         assert r.status_code == 303, r.text[:300]
         results: dict = {"load_average_before": [round(v, 2) for v in os.getloadavg()]}
 
-        async def cold():
-            # "Refresh" drops the ranking the workbench keeps: the next render asks collections again.
+        async def refresh():
+            # "Refresh" drops the pages the workbench keeps: the next render asks collections again.
             csrf = await _csrf(wb)
             await wb.post("/worklist/refresh", data={"csrf_token": csrf, "collector": COLLECTOR})
+
+        async def cold():
+            # As the figures before it were taken: the refresh (and the page its form is read from,
+            # the unapplied queue's) timed with the render.
+            await refresh()
             return await wb.get("/worklist", params={"collector": COLLECTOR})
         results["worklist_cold"] = await _time(cold, max(3, RUNS // 3))
+        # The render alone, the refresh before it untimed; and another page (the 40th by amount
+        # past due) after a refresh: collections ranks, sorts and pages again.
+        results["worklist_cold_render"] = await _time(
+            lambda: wb.get("/worklist", params={"collector": COLLECTOR}), RUNS, setup=refresh)
+        results["worklist_cold_page_40"] = await _time(
+            lambda: wb.get("/worklist", params={"collector": COLLECTOR, "page": 40, "sort": "amount_past_due"}), RUNS,
+            setup=refresh)
         results["worklist_warm_page_40"] = await _time(
             lambda: wb.get("/worklist", params={"collector": COLLECTOR, "page": 40, "sort": "amount_past_due"}), RUNS)
         results["unapplied_first_page"] = await _time(lambda: wb.get("/cash"), RUNS)
