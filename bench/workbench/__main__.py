@@ -5,7 +5,8 @@ the real services (processes on PostgreSQL and Kafka, as tests/support/platform 
    one past due, in invoice batches), all assigned to one collector through collections, and
    BENCH_WB_RECEIPTS (default 10,000) receipts no one can match, in one lockbox file, into cash
    application's unapplied queue.
-2. Signs in to the workbench (its own process) and times, BENCH_WB_RUNS (default 10) times each:
+2. Waits until every service's consumers have caught up with the load (their lag gauges at 0).
+3. Signs in to the workbench (its own process) and times, BENCH_WB_RUNS (default 10) times each:
    the collector's worklist cold (the pages the workbench keeps dropped: collections ranks all
    accounts and answers the first page of 50 by priority, the workbench renders it; with and
    without the refresh timed), another page cold (the 40th by amount past due: collections ranks,
@@ -108,6 +109,23 @@ async def load(urls: dict[str, str], run: str) -> None:
         log(f"{RECEIPTS} unapplied receipts in {time.perf_counter() - t0:.1f} s")
 
 
+async def settle(urls: dict[str, str]) -> None:
+    """Wait until every service's consumers have caught up with the load's events (the
+    ledgerline_consumer_lag gauges of /metrics at zero twice in a row), so that the timings do not
+    share the two cores with the projections still draining 10,000 receipts."""
+    t0, calm = time.perf_counter(), 0
+    async with httpx.AsyncClient(timeout=60) as c:
+        while calm < 2 and time.perf_counter() - t0 < 600:
+            lag = 0.0
+            for url in urls.values():
+                text = (await c.get(f"{url}/metrics")).text
+                lag += sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                           if line.startswith("ledgerline_consumer_lag{"))
+            calm = calm + 1 if lag == 0 else 0
+            await asyncio.sleep(5)
+    log(f"consumers caught up in {time.perf_counter() - t0:.1f} s")
+
+
 async def _time(call, runs: int, setup=None) -> dict:
     """call's time, `runs` times; `setup` (untimed) runs before each call."""
     samples = []
@@ -191,6 +209,7 @@ async def main() -> None:
     run = uuid.uuid4().hex[:5]
     async with running_platform(OUT / "workbench-logs") as platform:
         await load(platform.urls, run)
+        await settle(platform.urls)
         async with fresh_database("wbbench") as database:
             proc, url = await _start_workbench(database, platform.urls, OUT / "workbench-logs" / "workbench.log",
                                                api_key=None)
