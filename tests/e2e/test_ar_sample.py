@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import calendar
 import csv
+import io
 import uuid
 from collections import defaultdict
 from datetime import date, datetime
@@ -59,12 +60,14 @@ async def _gather_limited(coros, limit: int = 12):
 
 @pytest.fixture(scope="module")
 async def loaded(platform) -> list[dict]:
-    """The whole sample posted through invoicing and cash_application, and reporting caught up."""
+    """The whole sample through the APIs as an ERP and a bank would send it: the customers one by
+    one, the invoices in one batch (POST /v1/invoice-batches), and the payments as one lockbox
+    file (CSV, one check per invoice with its remittance line); then reporting caught up."""
     rows = load_rows()
     assert len(rows) == 2466
     inv_url, cash_url, rep_url = platform.urls["invoicing"], platform.urls["cash_application"], platform.urls["reporting"]
     limits = httpx.Limits(max_connections=16)
-    async with httpx.AsyncClient(timeout=60, limits=limits) as c:
+    async with httpx.AsyncClient(timeout=300, limits=limits) as c:
         async def post(url: str, body: dict) -> dict:
             r = await c.post(url, json=body, headers={"Idempotency-Key": str(uuid.uuid4())})
             assert r.status_code == 201, f"{url}: {r.status_code} {r.text}"
@@ -73,28 +76,40 @@ async def loaded(platform) -> list[dict]:
         await _gather_limited([post(f"{inv_url}/v1/customers", {
             "customer_id": cust, "name": f"AR sample {cust}", "currency": "USD", "payment_terms_days": 30,
             "credit_limit": "1000000.00"}) for cust in sorted({r["customer"] for r in rows})])
-        invoices = await _gather_limited([post(f"{inv_url}/v1/invoices", {
+        batch = await post(f"{inv_url}/v1/invoice-batches", {"invoices": [{
             "invoice_id": f"ar-{r['number']}", "invoice_number": r["number"], "customer_id": r["customer"],
             "issue_date": r["issued"].isoformat(), "due_date": r["due"].isoformat(),
-            "lines": [{"description": "AR sample invoice", "quantity": "1", "unit_price": str(r["amount"])}]})
-            for r in rows])
-        assert all(i["due_date"] == r["due"].isoformat() for i, r in zip(invoices, rows))
+            "lines": [{"description": "AR sample invoice", "quantity": "1", "unit_price": str(r["amount"])}]}
+            for r in rows]})
+        assert [(x["status"], x["invoice"]["due_date"]) for x in batch["results"]] == \
+            [("issued", r["due"].isoformat()) for r in rows]
 
         pending = {f"ar-{r['number']}" for r in rows}
 
         async def open_items_arrived():
-            async def known(invoice_id):
-                return invoice_id if (await c.get(f"{cash_url}/v1/open-items/{invoice_id}")).status_code == 200 else None
-            for found in await _gather_limited([known(i) for i in sorted(pending)], 16):
-                pending.discard(found)
-            return not pending
+            cursor = None
+            while True:  # every open item cash application knows, a page of 500 at a time
+                params = {"limit": 500, **({"cursor": cursor} if cursor else {})}
+                body = (await c.get(f"{cash_url}/v1/open-items", params=params)).json()
+                pending.difference_update(item["invoice_id"] for item in body["data"])
+                if not (cursor := body.get("next_cursor")):
+                    return not pending
         await eventually(open_items_arrived, timeout=180, interval=1)
 
-        payments = await _gather_limited([post(f"{cash_url}/v1/payments", {
-            "customer_id": r["customer"], "amount": str(r["amount"]), "currency": "USD",
-            "value_date": r["settled"].isoformat(), "method": "ach", "reference": r["number"],
-            "remittance": [{"invoice_id": f"ar-{r['number']}", "amount": str(r["amount"])}]}) for r in rows])
-        assert all(p["unapplied_amount"] == "0.00" and not p["short_pays"] for p in payments)
+        lockbox = io.StringIO()
+        writer = csv.writer(lockbox)
+        writer.writerow(["receipt_id", "value_date", "amount", "currency", "customer_id", "invoice_reference",
+                         "invoice_amount"])
+        for r in rows:
+            writer.writerow([f"CHK-{r['number']}", r["settled"].isoformat(), str(r["amount"]), "USD", r["customer"],
+                             r["number"], str(r["amount"])])
+        response = await c.post(f"{cash_url}/v1/bank-files", params={"format": "csv", "file_name": "ar-sample.csv"},
+                                content=lockbox.getvalue().encode(), headers={
+                                    "Idempotency-Key": str(uuid.uuid4()), "Content-Type": "text/plain"})
+        assert response.status_code == 201, response.text
+        result = response.json()
+        assert (result["receipts"], result["auto_applied"], result["partially_applied"], result["unapplied"]) == \
+            (len(rows), len(rows), 0, 0), {k: v for k, v in result.items() if k != "payments"}
 
         # Reporting has everything once the book is fully paid as of the last settlement.
         total_paid = sum((r["amount"] for r in rows), Decimal("0"))
