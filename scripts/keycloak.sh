@@ -32,7 +32,7 @@ KC_DIR="$LOCAL_DIR/keycloak"
 HOME_DIR="$KC_DIR/keycloak-$VERSION"
 PID_FILE="$KC_DIR/keycloak.pid"
 LOG_FILE="$KC_DIR/keycloak.log"
-READY_TIMEOUT="${LEDGERLINE_KEYCLOAK_READY_TIMEOUT:-420}"
+READY_TIMEOUT="${LEDGERLINE_KEYCLOAK_READY_TIMEOUT:-600}"
 STOP_TIMEOUT=30
 
 log() { printf '[keycloak] %s\n' "$*" >&2; }

@@ -20,7 +20,9 @@ from tests.support.infra import fresh_database
 from tests.support.platform import free_port
 from tests.workbench.conftest import ROOT, _start_workbench, check_accessibility, new_page, snapshot
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
+# The first test also waits for Keycloak: on a cold machine its download, unpacking and first
+# build come before the start (about 4 minutes on 2 busy cores), hence more than the usual 600 s.
+pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.timeout(1200)]
 
 REALM_FILE = ROOT / "tests" / "workbench" / "keycloak-realm.json"
 REALM = json.loads(REALM_FILE.read_text())

@@ -44,3 +44,63 @@ def test_language_name_and_display_name_from_the_claims():
 def test_the_pkce_challenge_is_rfc_7636s():
     # RFC 7636, appendix B.
     assert code_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk") == "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+
+
+def _verifier_with_key():
+    """An OidcClient whose provider metadata and keys are already known (no HTTP), and the
+    provider's private key to sign ID tokens with."""
+    import time
+
+    from joserfc.jwk import KeySet, RSAKey
+
+    from services.workbench.application.oidc import OidcClient, Provider
+    from services.workbench.settings import WorkbenchSettings
+
+    key = RSAKey.generate_key(2048, parameters={"kid": "k1"})
+    client = OidcClient(WorkbenchSettings(oidc_issuer="https://idp.test/realms/ar", oidc_client_id="workbench",
+                                          oidc_redirect_base_url="https://wb.test"))
+    client._provider = (time.monotonic(), Provider(
+        issuer="https://idp.test/realms/ar", authorization_endpoint="https://idp.test/auth",
+        token_endpoint="https://idp.test/token", jwks_uri="https://idp.test/certs", algorithms=("RS256",)))
+    client._keys = (time.monotonic(), KeySet.import_key_set({"keys": [key.as_dict(private=False)]}))
+    return client, key
+
+
+async def test_an_id_token_is_accepted_only_when_signed_by_the_provider_for_this_client_and_this_sign_in():
+    import time
+
+    import pytest
+    from joserfc import jwt
+    from joserfc.jwk import OctKey, RSAKey
+
+    from services.workbench.application.oidc import OidcError
+
+    client, key = _verifier_with_key()
+    now = int(time.time())
+    good = {"iss": "https://idp.test/realms/ar", "aud": "workbench", "sub": "u1", "iat": now, "exp": now + 300,
+            "nonce": "n-1", "preferred_username": "olga"}
+
+    def signed(claims, signing_key=key, alg="RS256"):
+        return jwt.encode({"alg": alg, "kid": "k1"}, claims, signing_key)
+
+    try:
+        assert (await client.verify_id_token(signed(good), "n-1"))["preferred_username"] == "olga"
+        assert (await client.verify_id_token(signed({**good, "aud": ["workbench", "other"], "azp": "workbench"}),
+                                             "n-1"))["sub"] == "u1"
+        refused = [
+            signed(good),                                                  # another sign-in's nonce (below)
+            signed({**good, "aud": "another-client"}),
+            signed({**good, "aud": ["workbench", "other"]}),               # several audiences, no azp
+            signed({**good, "iss": "https://evil.test/realms/ar"}),
+            signed({**good, "exp": now - 3600, "iat": now - 7200}),        # expired
+            signed({k: v for k, v in good.items() if k != "nonce"}),
+            signed(good, RSAKey.generate_key(2048, parameters={"kid": "k1"})),  # not the provider's key
+            signed(good, OctKey.import_key("workbench-client-secret-long-enough-for-hs256"), "HS256"),
+            signed(good)[:-4] + "AAAA",                                    # tampered signature
+        ]
+        nonces = ["n-2"] + ["n-1"] * (len(refused) - 1)
+        for token, nonce in zip(refused, nonces):
+            with pytest.raises(OidcError):
+                await client.verify_id_token(token, nonce)
+    finally:
+        await client.close()
