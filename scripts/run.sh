@@ -6,7 +6,9 @@
 #                          migrate and start every service, wait for /readyz, print the URLs.
 #                          Services are closed by default: without --open each needs its
 #                          LEDGERLINE_<CONTEXT>_API_KEYS, or it refuses to start. --open (what
-#                          `make run` passes) asks for open mode: no keys, anyone may call.
+#                          `make run` passes) asks for open mode: no keys, anyone may call,
+#                          and loads the demo book once (scripts/demo_book.py;
+#                          LEDGERLINE_DEMO_BOOK=0 skips it).
 #   scripts/run.sh down    stop them (SIGTERM, then SIGKILL after 20 s)
 #   scripts/run.sh status  show which run
 set -euo pipefail
@@ -70,6 +72,12 @@ up() {
         done
         curl -fsS "$url/readyz" >/dev/null || { echo "[run] $ctx not ready; see $RUN/$ctx.log" >&2; exit 1; }
     done
+    # A demo book for the demo users (open mode only, once): the AR sample moved to end today.
+    # LEDGERLINE_DEMO_BOOK=0 starts with an empty book.
+    if [[ "${LEDGERLINE_OPEN_MODE:-}" == true && "${LEDGERLINE_DEMO_BOOK:-1}" != 0 ]]; then
+        "$PY" "$ROOT/scripts/demo_book.py" \
+            || echo "[run] the demo book did not load (see above); the platform runs with what it has" >&2
+    fi
     echo
     echo "Ledgerline is running:"
     for ctx in "${ORDER[@]}"; do
