@@ -65,6 +65,10 @@ class WorkbenchSettings(BaseSettings):
     def oidc_redirect_uri(self) -> str:
         return f"{(self.oidc_redirect_base_url or '').rstrip('/')}/oidc/callback"
 
+    def oidc_post_logout_redirect_uri(self) -> str:
+        """Where the provider sends the browser after signing out there: the login page."""
+        return f"{(self.oidc_redirect_base_url or '').rstrip('/')}/login"
+
     def resolved_api_key(self) -> str | None:
         return _secret(self.api_key, self.api_key_file)
 

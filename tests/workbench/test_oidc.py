@@ -5,13 +5,15 @@ once for this module. A second workbench, configured for OIDC, serves the same f
 People sign in on Keycloak's own login page (authorization code flow with PKCE, state and
 nonce); the ID token's groups claim gives the role, its locale claim the language; what the
 person then does is recorded by the services with their name as the actor. A Keycloak user in
-no mapped group is refused with a page that says why, and gets no session."""
+no mapped group is refused with a page that says why, and gets no session. Signing out ends
+Keycloak's session too (RP-initiated logout): the next sign-in asks for the password again."""
 from __future__ import annotations
 
 import asyncio
 import json
 import os
 import time
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -148,3 +150,42 @@ async def test_a_keycloak_user_with_no_mapped_group_is_refused_with_a_page_that_
     # A callback that did not start in this browser (no state cookie, a made-up state) is refused too.
     forged = await page.request.get(f"{oidc_url}/oidc/callback?code=abc&state=made-up")
     assert forged.status == 400 and "did not start in this browser" in await forged.text()
+
+
+async def test_signing_out_ends_the_keycloak_session_too_so_the_next_sign_in_asks_for_the_password(
+        stack, browser, oidc_url):
+    page = await new_page(browser, stack)
+    await _sign_in_at_keycloak(page, oidc_url, "carlos")
+    assert page.url == f"{oidc_url}/cash"
+    logouts: list[str] = []
+    page.on("request", lambda r: logouts.append(r.url) if "/protocol/openid-connect/logout" in r.url else None)
+
+    await page.get_by_role("button", name="Sign out").click()
+    await page.wait_for_url(f"{oidc_url}/login")
+    await page.wait_for_load_state("networkidle")
+    # The workbench's session is over.
+    await page.goto(f"{oidc_url}/cash")
+    assert urlsplit(page.url).path == "/login"
+
+    # Signing in again: Keycloak asks for the credentials (before RP-initiated logout, its own
+    # session signed Carlos straight back in to /cash without them).
+    await page.get_by_test_id("oidc-sign-in").click()
+    await page.wait_for_url(lambda u: "/protocol/openid-connect/auth" in u or u == f"{oidc_url}/cash")
+    await page.wait_for_load_state("networkidle")
+    assert "/realms/ledgerline/protocol/openid-connect/auth" in page.url
+    assert await page.locator("#username").is_visible() and await page.locator("#password").is_visible()
+
+    # The sign-out went through Keycloak's end_session_endpoint once (no confirmation page: the
+    # ID token names the session), with the ID token the sign-in got, kept server-side only.
+    assert len(logouts) == 1
+    query = {k: v[0] for k, v in parse_qs(urlsplit(logouts[0]).query).items()}
+    assert query["client_id"] == CLIENT["clientId"]
+    assert query["post_logout_redirect_uri"] == f"{oidc_url}/login"
+    hint = query["id_token_hint"]
+    assert hint.count(".") == 2
+    assert all(hint not in c["value"] for c in await page.context.cookies())
+
+    await page.locator("#username").fill("carlos")
+    await page.locator("#password").fill("carlos-kc-pass-2026")
+    await page.locator("#kc-login").click()
+    await page.wait_for_url(f"{oidc_url}/cash")

@@ -40,10 +40,11 @@ async def set_locale(conn: AsyncConnection, username: str, locale: str) -> None:
 
 
 async def insert_session(conn: AsyncConnection, *, token_hash: str, username: str, csrf_token: str,
-                         expires_at: datetime) -> None:
+                         expires_at: datetime, id_token: str | None = None) -> None:
     await conn.execute(text(
-        "INSERT INTO sessions (token_hash, username, csrf_token, expires_at) VALUES (:t, :u, :c, :e)"),
-        {"t": token_hash, "u": username, "c": csrf_token, "e": expires_at})
+        "INSERT INTO sessions (token_hash, username, csrf_token, expires_at, id_token)"
+        " VALUES (:t, :u, :c, :e, :i)"),
+        {"t": token_hash, "u": username, "c": csrf_token, "e": expires_at, "i": id_token})
 
 
 async def session_user(conn: AsyncConnection, token_hash: str, now: datetime) -> dict[str, Any] | None:
@@ -54,8 +55,10 @@ async def session_user(conn: AsyncConnection, token_hash: str, now: datetime) ->
     return dict(row) if row else None
 
 
-async def delete_session(conn: AsyncConnection, token_hash: str) -> None:
-    await conn.execute(text("DELETE FROM sessions WHERE token_hash = :t"), {"t": token_hash})
+async def delete_session(conn: AsyncConnection, token_hash: str) -> str | None:
+    """The ID token the session kept (OIDC sign-ins), else None."""
+    return (await conn.execute(text("DELETE FROM sessions WHERE token_hash = :t RETURNING id_token"),
+                               {"t": token_hash})).scalar()
 
 
 async def delete_expired_sessions(conn: AsyncConnection, now: datetime) -> None:

@@ -80,9 +80,14 @@ async def login(request: Request) -> Response:
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
+    """The workbench's session ends; a person who signed in at the OpenID provider is then sent
+    to the provider's end_session_endpoint (when it has one) to end that session too, and comes
+    back to /login."""
     await deps.check_csrf(request)
-    await auth.logout(request.app.state.engine, request.cookies.get(deps.SESSION_COOKIE))
-    response = RedirectResponse("/login", status_code=303)
+    id_token = await auth.logout(request.app.state.engine, request.cookies.get(deps.SESSION_COOKIE))
+    client = getattr(request.app.state, "oidc", None)
+    target = (await client.end_session_url(id_token) if client is not None and id_token else None) or "/login"
+    response = RedirectResponse(target, status_code=303)
     response.delete_cookie(deps.SESSION_COOKIE, path="/")
     return response
 

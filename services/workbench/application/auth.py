@@ -48,11 +48,14 @@ async def login(engine: AsyncEngine, username: str, password: str, session_hours
     return token, user
 
 
-async def open_session(conn: AsyncConnection, username: str, session_hours: float) -> str:
-    """A new session for the user (local password or OIDC sign-in alike): its token."""
+async def open_session(conn: AsyncConnection, username: str, session_hours: float,
+                       id_token: str | None = None) -> str:
+    """A new session for the user (local password or OIDC sign-in alike): its token. An OIDC
+    sign-in's ID token stays with the session (server-side) for signing out at the provider."""
     token = secrets.token_urlsafe(32)
     await users.insert_session(conn, token_hash=token_hash(token), username=username,
-                               csrf_token=secrets.token_urlsafe(32), expires_at=_now() + timedelta(hours=session_hours))
+                               csrf_token=secrets.token_urlsafe(32), expires_at=_now() + timedelta(hours=session_hours),
+                               id_token=id_token)
     await users.delete_expired_sessions(conn, _now())
     return token
 
@@ -64,10 +67,12 @@ async def session(engine: AsyncEngine, token: str | None) -> dict[str, Any] | No
         return await users.session_user(conn, token_hash(token), _now())
 
 
-async def logout(engine: AsyncEngine, token: str | None) -> None:
-    if token:
-        async with engine.begin() as conn:
-            await users.delete_session(conn, token_hash(token))
+async def logout(engine: AsyncEngine, token: str | None) -> str | None:
+    """The session ends; the ID token it kept when it came from an OIDC sign-in, else None."""
+    if not token:
+        return None
+    async with engine.begin() as conn:
+        return await users.delete_session(conn, token_hash(token))
 
 
 async def create_user(engine: AsyncEngine, username: str, display_name: str, role: str, locale: str,

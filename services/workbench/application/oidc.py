@@ -8,7 +8,11 @@ subject), so the services get the person as the actor exactly as for local users
 
 The sign-in's state, nonce and code verifier wait server-side (table oidc_logins, ten minutes,
 used once); the browser holds the state in a cookie, so a callback only completes in the browser
-that started it."""
+that started it.
+
+Signing out (RP-initiated logout): the session keeps the ID token server-side (sessions.id_token,
+never in a cookie); when the provider's discovery document has an end_session_endpoint, the
+browser goes there with it as id_token_hint, and the provider sends it back to /login."""
 from __future__ import annotations
 
 import base64
@@ -62,6 +66,7 @@ class Provider:
     token_endpoint: str
     jwks_uri: str
     algorithms: tuple[str, ...]
+    end_session_endpoint: str | None = None  # RP-Initiated Logout 1.0; absent: sign out here only
 
 
 def code_challenge(verifier: str) -> str:
@@ -93,6 +98,7 @@ class OidcClient:
         self.client_id = settings.oidc_client_id or ""
         self.client_secret = settings.resolved_oidc_client_secret()
         self.redirect_uri = settings.oidc_redirect_uri()
+        self.post_logout_redirect_uri = settings.oidc_post_logout_redirect_uri()
         self.http = http or httpx.AsyncClient(timeout=settings.oidc_timeout_seconds)
         self._provider: tuple[float, Provider] | None = None
         self._keys: tuple[float, KeySet] | None = None
@@ -120,7 +126,8 @@ class OidcClient:
         try:
             provider = Provider(issuer=meta["issuer"], authorization_endpoint=meta["authorization_endpoint"],
                                 token_endpoint=meta["token_endpoint"], jwks_uri=meta["jwks_uri"],
-                                algorithms=algorithms or ("RS256",))
+                                algorithms=algorithms or ("RS256",),
+                                end_session_endpoint=meta.get("end_session_endpoint") or None)
         except KeyError as exc:
             raise OidcError(f"the sign-in provider's discovery document lacks {exc.args[0]}", 502) from exc
         self._provider = (time.monotonic(), provider)
@@ -147,6 +154,22 @@ class OidcClient:
                  "code_challenge": code_challenge(verifier), "code_challenge_method": "S256"}
         separator = "&" if "?" in provider.authorization_endpoint else "?"
         return f"{provider.authorization_endpoint}{separator}{urlencode(query)}"
+
+    async def end_session_url(self, id_token: str) -> str | None:
+        """Where to send the browser so the provider ends its session too (OpenID Connect
+        RP-Initiated Logout 1.0), back to the workbench's login page afterwards; None when the
+        provider publishes no end_session_endpoint (or cannot be reached): signing out then ends
+        the workbench's session only."""
+        try:
+            provider = await self.provider()
+        except OidcError:
+            return None
+        if not provider.end_session_endpoint:
+            return None
+        query = {"id_token_hint": id_token, "client_id": self.client_id,
+                 "post_logout_redirect_uri": self.post_logout_redirect_uri}
+        separator = "&" if "?" in provider.end_session_endpoint else "?"
+        return f"{provider.end_session_endpoint}{separator}{urlencode(query)}"
 
     async def exchange(self, code: str, verifier: str) -> dict[str, Any]:
         """The token endpoint's answer for the code (client_secret_basic for a confidential client)."""
@@ -250,6 +273,6 @@ async def complete(engine: AsyncEngine, client: OidcClient, state: str, code: st
                                       detail=f"{user['role']} → {role}")
         await users.link_oidc_user(conn, username, subject=subject, display_name=display_name, role=role,
                                    locale=locale or (user["locale"] if user else "en"))
-        token = await open_session(conn, username, session_hours)
+        token = await open_session(conn, username, session_hours, id_token=tokens["id_token"])
         user = await users.get_user(conn, username)
     return token, user, pending["next_path"]

@@ -104,3 +104,22 @@ async def test_an_id_token_is_accepted_only_when_signed_by_the_provider_for_this
                 await client.verify_id_token(token, nonce)
     finally:
         await client.close()
+
+
+async def test_signing_out_goes_to_the_providers_end_session_endpoint_only_when_it_has_one():
+    import dataclasses
+    import time
+    from urllib.parse import parse_qs, urlsplit
+
+    client, _ = _verifier_with_key()
+    try:
+        assert await client.end_session_url("h.p.s") is None  # no end_session_endpoint: sign out here only
+        provider = dataclasses.replace(client._provider[1],
+                                       end_session_endpoint="https://idp.test/logout?tenant=ar")
+        client._provider = (time.monotonic(), provider)
+        url = urlsplit(await client.end_session_url("h.p.s"))
+        assert (url.scheme, url.netloc, url.path) == ("https", "idp.test", "/logout")
+        assert parse_qs(url.query) == {"tenant": ["ar"], "id_token_hint": ["h.p.s"], "client_id": ["workbench"],
+                                       "post_logout_redirect_uri": ["https://wb.test/login"]}
+    finally:
+        await client.close()
