@@ -541,6 +541,8 @@ class ConsumerRunner:
                     if offset is not None:
                         stored[tp] = offset
                 await self._commit_to_kafka(consumer, stored)
+                if not batches:
+                    await self._settle_lag(consumer)
         finally:
             self.running = False
             self._consumer = None
@@ -565,6 +567,21 @@ class ConsumerRunner:
                 self.lag[tp] = max(highwater - stored, 0)
                 LAG.labels(self.name, tp.topic, tp.partition).set(self.lag[tp])
         return stored
+
+    async def _settle_lag(self, consumer: AIOKafkaConsumer) -> None:
+        """A poll that brought nothing: what each partition still shows behind is measured from
+        the consumer's position instead of the last record handled. A transactional producer's
+        commit marker takes an offset of its own after its last record, and no record moves the
+        stored offset past it, so a partition read to its end would show a lag of 1 for ever
+        (an alert on lag > 0 would never clear); the position has moved past such markers."""
+        for tp, behind in list(self.lag.items()):
+            if behind == 0 or tp in self._paused or tp not in consumer.assignment():
+                continue
+            highwater = consumer.highwater(tp)
+            position = await consumer.position(tp)
+            if highwater is not None and position is not None:
+                self.lag[tp] = max(highwater - position, 0)
+                LAG.labels(self.name, tp.topic, tp.partition).set(self.lag[tp])
 
     async def _commit_to_kafka(self, consumer: AIOKafkaConsumer, stored: dict[TopicPartition, int]) -> None:
         """Only offsets the database stored go to Kafka (for lag tools; the database's offsets are
