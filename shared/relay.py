@@ -7,8 +7,10 @@
 - One active relay per topic, by a lease row (relay_leases: holder, epoch, expires_at on the
   database's clock). The leader renews it every lease_seconds / 5; the others try to take it
   every lease_seconds / 5 and succeed once it expired, so a frozen (SIGSTOP) or cut-off leader
-  is replaced within lease_seconds + lease_seconds / 5 (12 s by default). Taking it bumps the
-  epoch, the fencing token.
+  is replaced within lease_seconds + lease_seconds / 5 (12 s by default), or, when it froze
+  inside the transaction that renews the lease (holding the row's lock), once PostgreSQL ends
+  that idle transaction (the engine's idle-in-transaction timeout, 15 s by default). Taking it
+  bumps the epoch, the fencing token.
 - Fencing, twice. In the database: the checkpoint is saved in a transaction that renews the
   lease only for the relay's own (holder, epoch), so a superseded relay saves nothing. In Kafka:
   each batch is one Kafka transaction of a producer whose transactional_id is per topic; the new
@@ -349,8 +351,17 @@ class OutboxRelay:
         return not reasons, details
 
 
+def relay_engine(database_url: str, idle_in_transaction_timeout: float = 15.0):
+    """The relay's own engine when it runs as its own process. PostgreSQL ends a session of it
+    that sits idle in a transaction longer than the timeout (the services' engines do the same,
+    `db_idle_in_transaction_timeout_seconds`): a leader frozen (SIGSTOP, a VM pause) inside the
+    transaction that renews its lease holds the lease row's lock, and without the timeout the
+    other relays' takeover waited on that lock for as long as the process stayed frozen."""
+    return make_engine(database_url, pool_size=2, idle_in_transaction_timeout=idle_in_transaction_timeout)
+
+
 async def _main(args: argparse.Namespace) -> None:
-    engine = make_engine(args.database_url, pool_size=2)
+    engine = relay_engine(args.database_url, args.idle_in_transaction_timeout)
     relay = OutboxRelay(engine, args.bootstrap, args.context, topic=args.topic, batch_size=args.batch_size,
                         lease_seconds=args.lease_seconds)
     loop = asyncio.get_running_loop()
@@ -370,6 +381,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--topic")
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--lease-seconds", type=float, default=10.0)
+    parser.add_argument("--idle-in-transaction-timeout", type=float, default=15.0,
+                        help="seconds after which PostgreSQL ends a transaction of this relay left idle")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     throttle_library_logs()
     asyncio.run(_main(parser.parse_args(argv)))

@@ -13,14 +13,18 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections import defaultdict
 from datetime import datetime, timezone
 
+import pytest
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from shared import eventstore
 from shared.eventstore import NewEvent
+from shared.relay import OutboxRelay, relay_engine
 from tests.support.infra import KAFKA
 from tests.support.kafka import create_topic
 
@@ -191,3 +195,44 @@ async def test_a_superseded_producer_is_fenced_by_kafka_and_its_sends_stay_invis
                 pass
     records = await _read_committed(topic, set(), timeout=5)
     assert [int(dict(r.headers)["ce_streamversion"]) for r in records] == [1, 2, 3, 4, 5]
+
+
+async def test_a_leader_frozen_inside_its_lease_transaction_is_replaced_once_postgresql_ends_it(platform_db):
+    """The frozen leader's session is the relay's own engine (relay_engine, as `python -m
+    shared.relay` makes it, with a 2 s idle-in-transaction timeout here), stopped right after the
+    UPDATE that renews its lease and before the COMMIT: it holds the lease row's lock. Another
+    relay takes over once PostgreSQL ends that idle transaction. Without the timeout (the
+    stand-alone relay before this change) the lock stayed and nobody took over."""
+    _, url = platform_db
+    frozen_engine = relay_engine(url, idle_in_transaction_timeout=2.0)
+    topic = f"frozen-in-tx-{uuid.uuid4().hex[:6]}"
+    name = f"relay:{topic}"
+    follower = None
+    try:
+        frozen = await frozen_engine.connect()
+        await frozen.execute(text("INSERT INTO relay_leases (name, holder, epoch, expires_at)"
+                                  " VALUES (:n, 'frozen:1:x', 1, now() + interval '1 second')"), {"n": name})
+        await frozen.commit()
+        # The renewing transaction, stopped before its COMMIT (as a SIGSTOP would leave it).
+        await frozen.execute(text("UPDATE relay_leases SET expires_at = now() + interval '1 second'"
+                                  " WHERE name = :n AND holder = 'frozen:1:x' AND epoch = 1"), {"n": name})
+        frozen_at = time.monotonic()
+        follower_engine = relay_engine(url)
+        follower = OutboxRelay(follower_engine, KAFKA, "testctx", topic=topic, lease_seconds=1.0)
+        task = asyncio.create_task(follower.run())
+        while not follower.is_leader:
+            assert not task.done(), task.result()
+            assert time.monotonic() - frozen_at < 20, "no takeover within 20 s: the frozen lock was kept"
+            await asyncio.sleep(0.05)
+        waited = time.monotonic() - frozen_at
+        follower.stop()
+        await asyncio.wait_for(task, timeout=30)
+        assert follower.epoch == 2
+        assert 1.5 < waited < 10, waited  # after PostgreSQL ended the frozen transaction, not before
+        with pytest.raises(DBAPIError):  # the frozen session was ended by the server
+            await frozen.execute(text("SELECT 1"))
+        await frozen.close()
+    finally:
+        await frozen_engine.dispose()
+        if follower is not None:
+            await follower.engine.dispose()
