@@ -351,7 +351,11 @@ class OutboxRelay:
         return not reasons, details
 
 
-def relay_engine(database_url: str, idle_in_transaction_timeout: float = 15.0):
+# The services' default (db_idle_in_transaction_timeout_seconds), for the stand-alone relay.
+IDLE_IN_TRANSACTION_TIMEOUT = 15.0
+
+
+def relay_engine(database_url: str, idle_in_transaction_timeout: float = IDLE_IN_TRANSACTION_TIMEOUT):
     """The relay's own engine when it runs as its own process. PostgreSQL ends a session of it
     that sits idle in a transaction longer than the timeout (the services' engines do the same,
     `db_idle_in_transaction_timeout_seconds`): a leader frozen (SIGSTOP, a VM pause) inside the
@@ -381,7 +385,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--topic")
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--lease-seconds", type=float, default=10.0)
-    parser.add_argument("--idle-in-transaction-timeout", type=float, default=15.0,
+    parser.add_argument("--idle-in-transaction-timeout", type=float, default=IDLE_IN_TRANSACTION_TIMEOUT,
                         help="seconds after which PostgreSQL ends a transaction of this relay left idle")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     throttle_library_logs()

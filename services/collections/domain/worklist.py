@@ -112,38 +112,42 @@ def _since_contact(account: AccountSnapshot, as_of: date) -> int:
     return (as_of - account.last_contact_on).days if account.last_contact_on else 14
 
 
+def _terms(account: AccountSnapshot, since_contact: int) -> tuple[Decimal, ...]:
+    """The points of the seven terms, in the order priority() tells them (each term clamped
+    before its cached point function, so the caches stay small)."""
+    return (_amount_points(account.amount_past_due), _age_points(min(max(account.oldest_days_past_due, 0), 90)),
+            _risk_points(account.risk_score or 0), _broken_points(min(account.broken_promises, 2)),
+            _contact_points(min(max(since_contact, 0), 14)), _PROMISE_DUE if account.promise_due_today else _NONE,
+            _FOLLOW_UP_DUE if account.follow_up_due else _NONE)
+
+
 def priority_score(account: AccountSnapshot, as_of: date) -> Decimal:
     """priority(account, as_of).score without its reasons (what ranking a whole book needs; the
     reasons are said only for the accounts shown)."""
-    return (_amount_points(account.amount_past_due) + _age_points(min(max(account.oldest_days_past_due, 0), 90))
-            + _risk_points(account.risk_score or 0) + _broken_points(min(account.broken_promises, 2))
-            + _contact_points(min(max(_since_contact(account, as_of), 0), 14))
-            + (_PROMISE_DUE if account.promise_due_today else _NONE)
-            + (_FOLLOW_UP_DUE if account.follow_up_due else _NONE))
+    return sum(_terms(account, _since_contact(account, as_of)), D(0))
 
 
 def priority(account: AccountSnapshot, as_of: date) -> Priority:
     since_contact = _since_contact(account, as_of)
+    amount_pts, age_pts, risk_pts, broken_pts, contact_pts, promise_pts, follow_up_pts = _terms(account, since_contact)
     amount = f"{account.amount_past_due} {account.currency} past due"
     if account.family_size > 1:
         amount += f" across {account.family_size} accounts"
     rounded = [
-        Reason("amount_past_due", _amount_points(account.amount_past_due), amount,
+        Reason("amount_past_due", amount_pts, amount,
                {"amount": str(account.amount_past_due), "currency": account.currency,
                 "accounts": str(account.family_size)}),
-        Reason("oldest_days_past_due", _age_points(min(max(account.oldest_days_past_due, 0), 90)),
+        Reason("oldest_days_past_due", age_pts,
                f"oldest invoice {account.oldest_days_past_due} days past due", {"days": str(account.oldest_days_past_due)}),
-        Reason("risk_score", _risk_points(account.risk_score or 0), f"risk score {account.risk_score or 0}",
+        Reason("risk_score", risk_pts, f"risk score {account.risk_score or 0}",
                {"score": str(account.risk_score or 0)}),
-        Reason("broken_commitments", _broken_points(min(account.broken_promises, 2)),
+        Reason("broken_commitments", broken_pts,
                f"{account.broken_promises} broken promise(s) or plan(s)", {"count": str(account.broken_promises)}),
-        Reason("never_contacted" if account.last_contact_on is None else "last_contact",
-               _contact_points(min(max(since_contact, 0), 14)),
+        Reason("never_contacted" if account.last_contact_on is None else "last_contact", contact_pts,
                "never contacted" if account.last_contact_on is None else f"last contact {since_contact} days ago",
                {} if account.last_contact_on is None else {"days": str(since_contact)}),
-        Reason("promise_due_today", _PROMISE_DUE if account.promise_due_today else _NONE,
-               "promise to pay due today", {}),
-        Reason("follow_up_due", _FOLLOW_UP_DUE if account.follow_up_due else _NONE, "follow-up date reached", {}),
+        Reason("promise_due_today", promise_pts, "promise to pay due today", {}),
+        Reason("follow_up_due", follow_up_pts, "follow-up date reached", {}),
     ]
     score = sum((r.points for r in rounded), D(0))
     shown = [r for r in sorted(rounded, key=lambda r: -r.points) if r.points > 0]
