@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from importlib import resources
 from typing import Iterable
 
@@ -16,16 +17,24 @@ log = logging.getLogger(__name__)
 
 
 def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10,
-                idle_in_transaction_timeout: float | None = None) -> AsyncEngine:
+                idle_in_transaction_timeout: float | None = None,
+                application_name: str | None = None) -> AsyncEngine:
     """idle_in_transaction_timeout (seconds): PostgreSQL ends a session of this engine that sits
     idle inside a transaction longer than that, and so releases its row and advisory locks. A
     process frozen (SIGSTOP, a VM paused) or cut off mid-transaction would otherwise keep them
     for as long as its TCP connection lives, and every other instance retrying the same request
-    (same Idempotency-Key) or touching the same invoices would wait on it."""
-    connect_args = {}
+    (same Idempotency-Key) or touching the same invoices would wait on it.
+
+    application_name names the sessions in pg_stat_activity and the server's log; PGAPPNAME in
+    the environment (libpq's convention, which asyncpg does not read itself) overrides it, so an
+    operator can tell one process's sessions from another's (a CLI import beside the pods)."""
+    server_settings: dict[str, str] = {}
     if idle_in_transaction_timeout:
-        connect_args["server_settings"] = {
-            "idle_in_transaction_session_timeout": str(int(idle_in_transaction_timeout * 1000))}
+        server_settings["idle_in_transaction_session_timeout"] = str(int(idle_in_transaction_timeout * 1000))
+    name = os.environ.get("PGAPPNAME") or application_name
+    if name:
+        server_settings["application_name"] = name[:63]
+    connect_args = {"server_settings": server_settings} if server_settings else {}
     return create_async_engine(
         url,
         pool_size=pool_size,

@@ -361,7 +361,8 @@ def relay_engine(database_url: str, idle_in_transaction_timeout: float = IDLE_IN
     `db_idle_in_transaction_timeout_seconds`): a leader frozen (SIGSTOP, a VM pause) inside the
     transaction that renews its lease holds the lease row's lock, and without the timeout the
     other relays' takeover waited on that lock for as long as the process stayed frozen."""
-    return make_engine(database_url, pool_size=2, idle_in_transaction_timeout=idle_in_transaction_timeout)
+    return make_engine(database_url, pool_size=2, idle_in_transaction_timeout=idle_in_transaction_timeout,
+                       application_name="ledgerline-relay")
 
 
 async def _main(args: argparse.Namespace) -> None:

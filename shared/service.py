@@ -99,7 +99,8 @@ class Runtime:
         self.engine: AsyncEngine = make_engine(
             self.settings.database_url, pool_size=self.settings.db_pool_size,
             max_overflow=self.settings.db_pool_overflow,
-            idle_in_transaction_timeout=self.settings.db_idle_in_transaction_timeout_seconds)
+            idle_in_transaction_timeout=self.settings.db_idle_in_transaction_timeout_seconds,
+            application_name=f"ledgerline-{definition.context}")
         self.relay: OutboxRelay | None = None
         self.consumers: list[ConsumerRunner] = []
         self._migration_names = [name for name, _ in self.migrations()]

@@ -44,7 +44,7 @@ def create_app(settings: WorkbenchSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
+        engine = make_engine(settings.database_url, pool_size=settings.db_pool_size, application_name="ledgerline-workbench")
         if settings.migrate_on_start:
             await apply_migrations(engine, migrations())
         if settings.seed_demo_users:
@@ -132,7 +132,7 @@ def create_app(settings: WorkbenchSettings | None = None) -> FastAPI:
 
 
 async def _migrate(settings: WorkbenchSettings) -> int:
-    engine = make_engine(settings.database_url, pool_size=1)
+    engine = make_engine(settings.database_url, pool_size=1, application_name="ledgerline-workbench")
     try:
         applied = await apply_migrations(engine, migrations())
         print(f"workbench: {len(applied)} migration(s) applied")
@@ -148,7 +148,7 @@ async def _create_user(settings: WorkbenchSettings, args: argparse.Namespace) ->
     if len(password) < 12:
         print("the password must have at least 12 characters", file=sys.stderr)
         return 2
-    engine = make_engine(settings.database_url, pool_size=1)
+    engine = make_engine(settings.database_url, pool_size=1, application_name="ledgerline-workbench")
     try:
         await apply_migrations(engine, migrations())
         await auth.create_user(engine, args.username, args.display_name or args.username, args.role, args.locale,

@@ -107,7 +107,8 @@ async def test_an_import_killed_mid_way_resumes_and_posts_every_receipt_once(cas
     path.write_bytes(_file())
     import_id = f"imp_{hashlib.sha256(path.read_bytes()).hexdigest()[:20]}"
     env = {**os.environ, "LEDGERLINE_CASH_APPLICATION_DATABASE_URL": app.state.runtime.settings.database_url,
-           "LEDGERLINE_CASH_APPLICATION_IMPORT_CHUNK_RECEIPTS": "20", "LEDGERLINE_CASH_APPLICATION_PARSE_WORKERS": "0"}
+           "LEDGERLINE_CASH_APPLICATION_IMPORT_CHUNK_RECEIPTS": "20", "LEDGERLINE_CASH_APPLICATION_PARSE_WORKERS": "0",
+           "PGAPPNAME": f"import-{uuid.uuid4().hex[:12]}"}
     command = [sys.executable, "-m", "services.cash_application", "import-file", str(path), "--format", "csv"]
     first = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     done = 0
@@ -119,22 +120,27 @@ async def test_an_import_killed_mid_way_resumes_and_posts_every_receipt_once(cas
             if done > 0 or first.poll() is not None:
                 break
             await asyncio.sleep(0.1)
+        async with app.state.runtime.engine.connect() as conn:
+            named = (await conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :name"),
+                                        {"name": env["PGAPPNAME"]})).scalar_one()
         first.send_signal(signal.SIGKILL)
     finally:
         first.wait(timeout=30)
     assert first.returncode == -signal.SIGKILL, first.stderr.read().decode()[-2000:]
+    assert named > 0, "the import's sessions do not carry its PGAPPNAME"
     # A COMMIT the killed process had already sent still completes on the server after the process
-    # is gone: wait until no other session of this database is busy before reading how far it got
-    # (the resumed run once found one chunk more than a read taken right after the kill).
+    # is gone: wait until the killed process's sessions (named by PGAPPNAME) have ended before
+    # reading how far it got (the resumed run once found one chunk more than a read taken right
+    # after the kill). Other sessions (the service's relay, autovacuum) are not the import's.
     async with app.state.runtime.engine.connect() as conn:
         for _ in range(300):
-            busy = (await conn.execute(text(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                " AND pid <> pg_backend_pid() AND state <> 'idle'"))).scalar_one()
-            if busy == 0:
+            left = (await conn.execute(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = :name"),
+                {"name": env["PGAPPNAME"]})).scalar_one()
+            if left == 0:
                 break
             await asyncio.sleep(0.1)
-        assert busy == 0, "the killed import's session is still busy after 30 s"
+        assert left == 0, "the killed import's session is still there after 30 s"
     async with app.state.runtime.engine.connect() as conn:
         killed_at = (await conn.execute(text("SELECT receipts_done FROM bank_imports WHERE import_id = :i"),
                                         {"i": import_id})).scalar_one()
