@@ -328,8 +328,9 @@ class OutboxRelay:
         """(ready, details): a follower is ready; a relay is not when publishing (or taking the
         lead and starting its producer) has failed for max_failing_seconds, nor a leader whose
         oldest unpublished event is older than max_backlog_seconds."""
+        leader = self.is_leader  # as of this call: a failing relay drops and retakes the lease meanwhile
         details: dict[str, Any] = {
-            "running": task_alive, "leader": self.is_leader, "holder": self.holder, "epoch": self.epoch,
+            "running": task_alive, "leader": leader, "holder": self.holder, "epoch": self.epoch,
             "published": self.published, "last_error": self.last_error,
             "last_publish_at": None if self.last_publish_at is None else
             datetime.fromtimestamp(self.last_publish_at, timezone.utc).isoformat(),
@@ -343,7 +344,7 @@ class OutboxRelay:
             progress = await self.progress()
             details.update(progress)
             age = progress["backlog_age_seconds"]
-            if self.is_leader and age is not None and age > self.max_backlog_seconds:
+            if leader and age is not None and age > self.max_backlog_seconds:
                 reasons.append(f"oldest unpublished event is {age:.0f}s old")
         except Exception as exc:  # the database check reports the outage itself
             details["backlog_age_seconds"] = f"unknown: {exc.__class__.__name__}"
