@@ -9,13 +9,19 @@ held every invoice's row lock and every new payment in memory for the whole file
    that dies (SIGKILL, a lost node) loses its session and with it the lock. The bank accounts
    are locked the same way (session locks, in order), so two files cannot both post a line.
 2. The receipts are numbered in file order (payment `<import>.<n>`, the same numbers the
-   one-transaction import uses).
+   one-transaction import uses), and put in the order they post in: grouped by payer (the
+   customers whose open items they read), file order within a group, so each customer's open
+   items are read by one chunk rather than by every chunk one of its receipts falls in. The
+   order is kept with the import record (`receipt_order`), so a resumed import cuts the same chunks.
 3. Each chunk of receipts commits on its own: the open items it can concern are read (only
-   those: imports.scoped_matcher) and matched on that snapshot; the invoices its matches touch are locked in
-   invoice_id order, re-read and matched again, its payments appended and projected, its
-   statement lines and sources recorded, and the import's progress (`receipts_done`) and the
-   chunk's summary written, all in the chunk's transaction. A chunk is therefore posted exactly
-   once: either it committed with its progress, or nothing of it did.
+   those: imports.scoped_matcher) and matched on that snapshot, each applied result lowering the
+   snapshot's balances as posting will; the invoices its matches touch are locked in invoice_id
+   order and re-read. If none of the balances the matching read has moved (the usual case) its
+   results stand, else the chunk is matched again against the locked balances. Its payments are
+   appended and projected, its statement lines and sources recorded, and the import's progress
+   (`receipts_done`, a count of receipts in that order) and the chunk's summary written, all in
+   the chunk's transaction. A chunk is therefore posted exactly once: either it committed with
+   its progress, or nothing of it did.
 4. A last transaction books the returns and other lines, checks that every line read was
    recorded, records BankStatementImported and the result.
 
@@ -133,9 +139,7 @@ async def _run(engine: AsyncEngine, holder: AsyncConnection, import_id: str, cmd
         base = await customer_matcher(conn, policy_of(settings))  # the customer side, shared by the chunks
     receipts = [(statement, line) for statement in fresh for line in statement.lines
                 if line.is_receipt and id(line) not in payout_lines]
-    async with engine.begin() as conn:
-        await conn.execute(text("UPDATE bank_imports SET receipts_total = :t WHERE import_id = :i"),
-                           {"t": len(receipts), "i": import_id})
+    order = await _receipt_order(engine, import_id, base, receipts, resumed_from)
 
     size = max(1, settings.import_chunk_receipts)
     threshold = settings.auto_apply_threshold
@@ -143,57 +147,26 @@ async def _run(engine: AsyncEngine, holder: AsyncConnection, import_id: str, cmd
         end = min(start + size, len(receipts))
         if end <= resumed_from:
             continue  # committed before the crash: its payments exist, and later chunks read the balances it left
-        part = receipts[start:end]
+        part = [(n + 1, *receipts[n]) for n in order[start:end]]  # (receipt number in the file, statement, line)
         async with engine.begin() as conn:
             await allow_long_idle(conn)
-            # The engine over the open items this chunk can concern (a snapshot), matched once to
-            # know which invoices to lock; then locked, re-read and matched again under the locks.
-            matcher = await scoped_matcher(conn, base, [receipt_of(line, statement.currency) for statement, line in part])
-            touched: set[str] = await asyncio.to_thread(lambda part=part, matcher=matcher: {
-                a.invoice_id for statement, line in part
-                for a in matcher.match(receipt_of(line, statement.currency)).allocations})
-            locked = await repo.lock_open_items_by_id(conn, sorted(touched))
-            for invoice_id, item in locked.items():
-                if invoice_id in matcher.invoices:
-                    matcher.invoices[invoice_id].open_balance = item.open_balance
+            # The engine over the open items this chunk can concern (a snapshot), matched once
+            # (applying as it goes) to know which invoices to lock; then locked and re-read.
+            matcher = await scoped_matcher(conn, base, [receipt_of(line, statement.currency) for _, statement, line in part])
+            first = await asyncio.to_thread(first_pass, matcher, part, threshold)
+            locked = await repo.lock_open_items_by_id(conn, sorted(first.touched))
 
-            def match_chunk(part=part, start=start, locked=locked, matcher=matcher):
-                payments, sources, lines, summaries = [], [], [], []
-                counts = dict.fromkeys(COUNTS, 0)
-                for n, (statement, line) in enumerate(part, start=start + 1):
-                    result = matcher.match(receipt_of(line, statement.currency))
-                    payment = Payment(f"{import_id}.{n}")
-                    try:
-                        payment.receive_matched(
-                            customer_id=result.customer_id or UNIDENTIFIED_CUSTOMER, amount=line.amount,
-                            currency=statement.currency, value_date=line.value_date, method=line.method,
-                            reference=line.bank_reference, result=result,
-                            auto_apply=bool(result.allocations) and result.confidence >= threshold,
-                            at=utc_midnight(line.value_date), locked=locked)
-                    except CashApplicationRuleViolation as exc:
-                        raise FileRejectedProblem(f"{line.position}: {exc}", extra={
-                            "errors": [{"field": line.position, "reason": str(exc)}]}) from exc
-                    if payment.applications:
-                        matcher.commit(result)
-                    payments.append(payment)
-                    sources.append(_source_row(payment.id, import_id, line, result, payment))
-                    lines.append(_line_row(import_id, statement, line, payment.id, "receipt"))
-                    counts["receipts"] += 1
-                    counts["auto_applied" if payment.unapplied_amount == 0 else
-                           "partially_applied" if payment.applications else "unapplied"] += 1
-                    summaries.append(_summary(payment, line, result))
-                return payments, sources, lines, summaries, counts
-
-            payments, sources, lines, summaries, counts = await asyncio.to_thread(match_chunk)
+            payments, sources, lines, summaries, counts = await asyncio.to_thread(
+                match_locked, import_id, part, matcher, first, locked, threshold)
             summaries_json = await asyncio.to_thread(json.dumps, summaries, default=str)
             # Posted in slices: what runs on the event loop between two statements (the events'
             # payloads, the statements' parameters) stays short, so it keeps answering.
-            for first in range(0, len(payments), POSTING_SLICE):
-                last = first + POSTING_SLICE
-                streams = await aggregate.save_new(conn, payments[first:last], meta)
+            for lo in range(0, len(payments), POSTING_SLICE):
+                hi = lo + POSTING_SLICE
+                streams = await aggregate.save_new(conn, payments[lo:hi], meta)
                 await payments_projection.project_new_payments(conn, streams)
-                await posting.record_sources(conn, sources[first:last])
-                await conn.execute(_INSERT_LINE, lines[first:last])
+                await posting.record_sources(conn, sources[lo:hi])
+                await conn.execute(_INSERT_LINE, lines[lo:hi])
             await conn.execute(
                 text("INSERT INTO bank_import_chunks (import_id, chunk, first_receipt, last_receipt, counts, payments)"
                      " VALUES (:i, :c, :f, :l, CAST(:counts AS jsonb), CAST(:p AS jsonb))"),
@@ -233,8 +206,9 @@ async def _run(engine: AsyncEngine, holder: AsyncConnection, import_id: str, cmd
         for chunk_counts, _ in chunks:
             for key, value in json.loads(chunk_counts).items():
                 totals[key] += value
-        payments_out: list[dict[str, Any]] = await asyncio.to_thread(
-            lambda: [p for _, chunk_payments in chunks for p in json.loads(chunk_payments)])
+        payments_out: list[dict[str, Any]] = await asyncio.to_thread(lambda: sorted(
+            (p for _, chunk_payments in chunks for p in json.loads(chunk_payments)),
+            key=lambda p: int(p["payment_id"].rsplit(".", 1)[1])))  # file order
         result = {"import_id": import_id, "file_format": parsed.file_format, "file_name": cmd.file_name,
                   "statements": [_statement_out(s) for s in fresh], "duplicate_statements": duplicates,
                   "lines_already_imported": already, **totals, **counts, "chunks": len(chunks),
@@ -243,3 +217,113 @@ async def _run(engine: AsyncEngine, holder: AsyncConnection, import_id: str, cmd
         await conn.execute(text("UPDATE bank_imports SET result = CAST(:r AS jsonb) WHERE import_id = :i"),
                            {"r": encoded, "i": import_id})
     return result
+
+
+async def _receipt_order(engine: AsyncEngine, import_id: str, base: Any, receipts: list, resumed_from: int) -> list[int]:
+    """The order the receipts are posted in (indexes into `receipts`): grouped by payer
+    (Matcher.payer_group), in file order within a group, so a customer's open items are read by
+    one chunk rather than by every chunk one of its receipts falls in (about a third of the reads
+    on the 100,000-receipt bench). Computed when the import starts and kept with its record; a
+    resumed import uses the kept order, and file order when it began before orders were kept."""
+    async with engine.connect() as conn:
+        kept = (await conn.execute(text("SELECT receipt_order FROM bank_imports WHERE import_id = :i"),
+                                   {"i": import_id})).scalar_one()
+    if kept is not None and len(kept) == len(receipts):
+        return list(kept)
+    if resumed_from:
+        return list(range(len(receipts)))
+    def groups() -> list[str]:
+        base.identify_payer_names(line.payer_name for _, line in receipts)  # file order: each name as first seen
+        return [base.payer_group(receipt_of(line, statement.currency)) for statement, line in receipts]
+
+    group = await asyncio.to_thread(groups)
+    order = sorted(range(len(receipts)), key=group.__getitem__)
+    async with engine.begin() as conn:
+        await conn.execute(text("UPDATE bank_imports SET receipts_total = :t, receipt_order = CAST(:o AS integer[])"
+                                " WHERE import_id = :i"), {"t": len(receipts), "o": order, "i": import_id})
+    return order
+
+
+class FirstPass:
+    """A chunk matched on its snapshot, each auto-applied result applied to the snapshot's
+    balances before the next receipt is matched (as posting does): the invoices to lock, and the
+    balances read, to tell under the locks whether anything moved."""
+
+    def __init__(self) -> None:
+        self.results: list[Any] = []
+        self.touched: set[str] = set()
+        self.read: dict[str, Any] = {}  # invoice_id -> its snapshot balance, before this pass applied to it
+
+    def unchanged(self, locked: dict[str, Any]) -> bool:
+        return all(invoice_id in locked and locked[invoice_id].open_balance == balance
+                   for invoice_id, balance in self.read.items())
+
+    def reset(self, matcher: Any) -> None:
+        for invoice_id, balance in self.read.items():
+            matcher.invoices[invoice_id].open_balance = balance
+
+
+def first_pass(matcher: Any, part: list, threshold: Any) -> FirstPass:
+    first = FirstPass()
+    for _, statement, line in part:
+        result = matcher.match(receipt_of(line, statement.currency))
+        first.results.append(result)
+        for a in result.allocations:  # suggested or applied: what posting will check against the locked balances
+            first.touched.add(a.invoice_id)
+            if a.invoice_id in matcher.invoices:
+                first.read.setdefault(a.invoice_id, matcher.invoices[a.invoice_id].open_balance)
+        if result.allocations and result.confidence >= threshold:
+            matcher.commit(result)
+    return first
+
+
+def match_locked(import_id: str, part: list, matcher: Any, first: FirstPass, locked: dict[str, Any],
+                 threshold: Any) -> tuple:
+    """A chunk's payments under the locks: when no balance the first pass read has moved since
+    (the usual case), its results are what matching again would give, and are kept; otherwise
+    (another request applied cash meanwhile, an invoice was cancelled) the balances are reset and
+    the chunk is matched again against the locked ones. No I/O."""
+    if first.unchanged(locked):
+        posted = _post_chunk(import_id, part, matcher, dict(locked), threshold, first.results)
+        if posted is not None:
+            return posted
+    first.reset(matcher)
+    for invoice_id, item in locked.items():
+        if invoice_id in matcher.invoices:
+            matcher.invoices[invoice_id].open_balance = item.open_balance
+    return _post_chunk(import_id, part, matcher, dict(locked), threshold, None)
+
+
+def _post_chunk(import_id: str, part: list, matcher: Any, locked: dict[str, Any], threshold: Any,
+                results: list[Any] | None) -> tuple | None:
+    """The chunk's payments, sources, lines, summaries and counts against the locked open items:
+    from the first pass's results when given (None if one of them is not posted as it applied
+    it, so the caller matches again), else matching each receipt now, applying as it goes."""
+    payments, sources, lines, summaries = [], [], [], []
+    counts = dict.fromkeys(COUNTS, 0)
+    for index, (n, statement, line) in enumerate(part):
+        result = results[index] if results is not None else matcher.match(receipt_of(line, statement.currency))
+        auto_apply = bool(result.allocations) and result.confidence >= threshold
+        payment = Payment(f"{import_id}.{n}")
+        try:
+            payment.receive_matched(
+                customer_id=result.customer_id or UNIDENTIFIED_CUSTOMER, amount=line.amount,
+                currency=statement.currency, value_date=line.value_date, method=line.method,
+                reference=line.bank_reference, result=result, auto_apply=auto_apply,
+                at=utc_midnight(line.value_date), locked=locked)
+        except CashApplicationRuleViolation as exc:
+            raise FileRejectedProblem(f"{line.position}: {exc}", extra={
+                "errors": [{"field": line.position, "reason": str(exc)}]}) from exc
+        if results is not None:
+            if bool(payment.applications) != auto_apply:
+                return None  # the first pass applied what posting does not (or the reverse)
+        elif payment.applications:
+            matcher.commit(result)
+        payments.append(payment)
+        sources.append(_source_row(payment.id, import_id, line, result, payment))
+        lines.append(_line_row(import_id, statement, line, payment.id, "receipt"))
+        counts["receipts"] += 1
+        counts["auto_applied" if payment.unapplied_amount == 0 else
+               "partially_applied" if payment.applications else "unapplied"] += 1
+        summaries.append(_summary(payment, line, result))
+    return payments, sources, lines, summaries, counts

@@ -150,6 +150,7 @@ async def scoped_matcher(conn: AsyncConnection, base: Matcher, receipts: Sequenc
     typo rules search those across customers). Matching them against it gives what matching against every open item gives
     (tests/unit/cash_application/test_scoped_matching.py). CPU work runs in worker threads."""
     def concerned() -> tuple[set[str], set[str]]:
+        base.identify_payer_names(receipt.payer_name for receipt in receipts)  # in batches, not one by one
         customers: set[str] = set()
         keys: set[str] = set()
         for receipt in receipts:

@@ -1,0 +1,124 @@
+"""A large file's chunk is matched once on its snapshot, applying as it goes (first_pass), and
+posted under the locks from those results when no balance it read has moved (match_locked);
+otherwise it is matched again against the locked balances. Its receipts post grouped by payer
+(Matcher.payer_group). No I/O: the locked open items are built here as the import reads them."""
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date
+from decimal import Decimal as D
+
+from bench.cash_application.generator import generate
+from services.cash_application.adapters.bank_files import parse_file
+from services.cash_application.application.chunked_imports import _post_chunk, first_pass, match_locked
+from services.cash_application.application.imports import receipt_of
+from services.cash_application.domain.matching import Matcher, OpenInvoice
+from services.cash_application.domain.model import OpenItem
+from services.cash_application.domain.receipts import BankLine, BankStatement
+
+THRESHOLD = D("0.85")
+
+
+def _locked(matcher: Matcher, invoice_ids, moved: dict[str, D] | None = None) -> dict[str, OpenItem]:
+    """What lock_open_items_by_id answers: the invoices' balances now (as the snapshot had them,
+    unless `moved` says another request changed them)."""
+    moved = moved or {}
+    return {i: OpenItem(invoice_id=i, invoice_number=inv.invoice_number, customer_id=inv.customer_id,
+                        currency=inv.currency, open_balance=moved.get(i, inv.open_balance))
+            for i in sorted(invoice_ids) if (inv := matcher.invoices.get(i)) is not None}
+
+
+def _applications(payments) -> list[tuple[str, list[tuple[str, D]]]]:
+    return [(p.id, [(a.invoice_id, a.amount) for a in p.applications.values()]) for p in payments]
+
+
+def _statement(lines: list[BankLine]) -> BankStatement:
+    return BankStatement(file_format="csv", account="ACC", statement_id=None, statement_date=date(2024, 4, 2),
+                         currency="USD", lines=tuple(lines))
+
+
+def _line(n: int, amount: str, payer: str, text: str) -> BankLine:
+    return BankLine(position=f"line {n}", amount=D(amount), direction="credit", value_date=date(2024, 4, 2),
+                    bank_reference=f"R{n}", payer_name=payer, text=text)
+
+
+def _rematched(invoices, customers, part, locked: dict[str, OpenItem]):
+    """The chunk matched against the locked balances from scratch, applying as it goes (what the
+    import did before it kept the first pass's results, and still does when a balance moved)."""
+    matcher = Matcher([replace(i) for i in invoices], customers)
+    for invoice_id, item in locked.items():
+        matcher.invoices[invoice_id].open_balance = item.open_balance
+    payments, *_ = _post_chunk("imp", part, matcher, dict(locked), THRESHOLD, None)
+    return payments
+
+
+INVOICES = [OpenInvoice("inv-1", "INV-1", "C1", "USD", D("100.00"), date(2024, 3, 31)),
+            OpenInvoice("inv-2", "INV-2", "C1", "USD", D("60.00"), date(2024, 4, 30)),
+            OpenInvoice("inv-3", "INV-3", "C2", "USD", D("75.50"), date(2024, 3, 31))]
+CUSTOMERS = {"C1": "Acme Tools Inc", "C2": "Borealis Freight Ltd"}
+
+
+def test_the_first_pass_applies_as_it_goes_so_a_second_payment_of_one_invoice_is_not_locked_onto_it():
+    lines = [_line(1, "100.00", "Acme Tools Inc", "INV-1"), _line(2, "100.00", "Acme Tools Inc", "INV-1"),
+             _line(3, "75.50", "Borealis Freight", "INV-3")]
+    statement = _statement(lines)
+    part = [(n, statement, line) for n, line in enumerate(lines, start=1)]
+    matcher = Matcher([replace(i) for i in INVOICES], CUSTOMERS)
+    first = first_pass(matcher, part, THRESHOLD)
+    assert first.read == {"inv-1": D("100.00"), "inv-3": D("75.50")}  # balances before it applied
+    assert matcher.invoices["inv-1"].open_balance == 0  # the first payment took it
+    assert [a.invoice_id for a in first.results[1].allocations] != ["inv-1"]  # the duplicate does not
+    payments, _, _, _, counts = match_locked("imp", part, matcher, first, _locked(matcher, first.touched, {
+        "inv-1": D("100.00"), "inv-3": D("75.50")}), THRESHOLD)
+    assert _applications(payments)[0] == ("imp.1", [("inv-1", D("100.00"))])
+    assert _applications(payments)[2] == ("imp.3", [("inv-3", D("75.50"))])
+    assert counts["receipts"] == 3
+
+
+def test_a_balance_moved_under_the_locks_is_matched_again_against_it():
+    lines = [_line(1, "100.00", "Acme Tools Inc", "INV-1"), _line(2, "75.50", "Borealis Freight", "INV-3")]
+    statement = _statement(lines)
+    part = [(n, statement, line) for n, line in enumerate(lines, start=1)]
+    matcher = Matcher([replace(i) for i in INVOICES], CUSTOMERS)
+    first = first_pass(matcher, part, THRESHOLD)
+    assert [a.invoice_id for a in first.results[0].allocations] == ["inv-1"]
+    # Between the snapshot and the lock another request applied 100.00 to INV-1: it is paid.
+    locked = {"inv-1": OpenItem("inv-1", "INV-1", "C1", "USD", D("0.00")),
+              "inv-3": OpenItem("inv-3", "INV-3", "C2", "USD", D("75.50"))}
+    assert not first.unchanged(locked)
+    payments, *_ = match_locked("imp", part, matcher, first, locked, THRESHOLD)
+    applied = _applications(payments)
+    assert all(invoice_id != "inv-1" for _, allocations in applied for invoice_id, _ in allocations)
+    assert applied[1] == ("imp.2", [("inv-3", D("75.50"))])
+    assert matcher.invoices["inv-1"].open_balance == 0  # reset to the locked balance, not below it
+
+
+def test_on_the_seeded_generator_the_kept_results_are_what_matching_again_gives():
+    portfolio = generate(seed=11, invoices=3_000, receipts=1_200)
+    customers = {c.customer_id: c.name for c in portfolio.customers}
+    invoices = [OpenInvoice(i.invoice_id, i.invoice_number, i.customer_id, "USD", i.amount, i.due_date)
+                for i in portfolio.invoices]
+    statement = parse_file(portfolio.csv().encode(), "csv").statements[0]
+    part = [(n, statement, line) for n, line in enumerate(statement.lines, start=1) if line.is_receipt]
+    matcher = Matcher([replace(i) for i in invoices], customers)
+    first = first_pass(matcher, part, THRESHOLD)
+    locked = _locked(Matcher([replace(i) for i in invoices], customers), first.touched)
+    assert first.unchanged(locked)
+    calls = []
+    matcher.match = lambda receipt: calls.append(receipt)  # the kept results need no matching
+    kept, *_ = match_locked("imp", part, matcher, first, dict(locked), THRESHOLD)
+    assert calls == []
+    again = _rematched(invoices, customers, part, locked)
+    assert _applications(kept) == _applications(again)
+    assert sum(1 for p in kept if p.applications) > 600  # most of the generator's receipts apply
+
+
+def test_receipts_of_one_payer_share_a_group_and_unidentified_ones_sort_first():
+    base = Matcher((), CUSTOMERS)
+    acme = receipt_of(_line(1, "10.00", "ACME TOOLS INC.", "INV-1"), "USD")
+    acme_again = receipt_of(_line(2, "12.00", "Acme Tools", ""), "USD")
+    borealis = receipt_of(_line(3, "10.00", "Borealis Freight Ltd", ""), "USD")
+    nobody = receipt_of(_line(4, "10.00", "Zzyzx Qwerty", "transfer"), "USD")
+    assert base.payer_group(acme) == base.payer_group(acme_again) == "C1"
+    assert base.payer_group(borealis) == "C2"
+    assert base.payer_group(nobody) == ""
