@@ -48,14 +48,13 @@ from services.cash_application.adapters import repository as repo
 from services.cash_application.application import posting
 from services.cash_application.application.card_payouts import claim_payout_lines
 from services.cash_application.application.imports import (
-    _INSERT_LINE, FileRejectedProblem, ImportFile, _json, _line_row, _other_line_rows, _source_row, _statement_out,
-    _summary, customer_matcher, policy_of, receipt_of, scoped_matcher, statement_keys)
-from services.cash_application.domain.model import UNIDENTIFIED_CUSTOMER, BankImport, CashApplicationRuleViolation, Payment
+    COUNTS, _INSERT_LINE, FileRejectedProblem, ImportFile, _json, _other_line_rows, _statement_out, customer_matcher,
+    policy_of, post_receipts, receipt_of, scoped_matcher, statement_keys)
+from services.cash_application.domain.model import BankImport
 from services.cash_application.domain.receipts import BankStatement, ParsedFile
 from services.cash_application.projections import payments as payments_projection
 from services.cash_application.settings import CashApplicationSettings
 
-COUNTS = ("receipts", "auto_applied", "partially_applied", "unapplied")
 POSTING_SLICE = 500  # payments appended, projected and recorded per round of statements
 
 
@@ -284,46 +283,11 @@ def match_locked(import_id: str, part: list, matcher: Any, first: FirstPass, loc
     (another request applied cash meanwhile, an invoice was cancelled) the balances are reset and
     the chunk is matched again against the locked ones. No I/O."""
     if first.unchanged(locked):
-        posted = _post_chunk(import_id, part, matcher, dict(locked), threshold, first.results)
+        posted = post_receipts(import_id, part, matcher, dict(locked), threshold, first.results)
         if posted is not None:
             return posted
     first.reset(matcher)
     for invoice_id, item in locked.items():
         if invoice_id in matcher.invoices:
             matcher.invoices[invoice_id].open_balance = item.open_balance
-    return _post_chunk(import_id, part, matcher, dict(locked), threshold, None)
-
-
-def _post_chunk(import_id: str, part: list, matcher: Any, locked: dict[str, Any], threshold: Any,
-                results: list[Any] | None) -> tuple | None:
-    """The chunk's payments, sources, lines, summaries and counts against the locked open items:
-    from the first pass's results when given (None if one of them is not posted as it applied
-    it, so the caller matches again), else matching each receipt now, applying as it goes."""
-    payments, sources, lines, summaries = [], [], [], []
-    counts = dict.fromkeys(COUNTS, 0)
-    for index, (n, statement, line) in enumerate(part):
-        result = results[index] if results is not None else matcher.match(receipt_of(line, statement.currency))
-        auto_apply = bool(result.allocations) and result.confidence >= threshold
-        payment = Payment(f"{import_id}.{n}")
-        try:
-            payment.receive_matched(
-                customer_id=result.customer_id or UNIDENTIFIED_CUSTOMER, amount=line.amount,
-                currency=statement.currency, value_date=line.value_date, method=line.method,
-                reference=line.bank_reference, result=result, auto_apply=auto_apply,
-                at=utc_midnight(line.value_date), locked=locked)
-        except CashApplicationRuleViolation as exc:
-            raise FileRejectedProblem(f"{line.position}: {exc}", extra={
-                "errors": [{"field": line.position, "reason": str(exc)}]}) from exc
-        if results is not None:
-            if bool(payment.applications) != auto_apply:
-                return None  # the first pass applied what posting does not (or the reverse)
-        elif payment.applications:
-            matcher.commit(result)
-        payments.append(payment)
-        sources.append(_source_row(payment.id, import_id, line, result, payment))
-        lines.append(_line_row(import_id, statement, line, payment.id, "receipt"))
-        counts["receipts"] += 1
-        counts["auto_applied" if payment.unapplied_amount == 0 else
-               "partially_applied" if payment.applications else "unapplied"] += 1
-        summaries.append(_summary(payment, line, result))
-    return payments, sources, lines, summaries, counts
+    return post_receipts(import_id, part, matcher, dict(locked), threshold)

@@ -248,41 +248,11 @@ async def import_file(conn: AsyncConnection, cmd: ImportFile, parsed: ParsedFile
     for invoice_id, invoice in list(matcher.invoices.items()):
         if invoice_id in locked:
             invoice.open_balance = locked[invoice_id].open_balance
-    payments_out: list[dict[str, Any]] = []
-    counts = {"receipts": 0, "auto_applied": 0, "partially_applied": 0, "unapplied": 0, "returns": 0,
-              "returns_unmatched": 0, "other_lines": 0, "card_payouts": 0}
-    threshold = settings.auto_apply_threshold
-    sources: list[dict[str, Any]] = []
-    new_payments: list[Payment] = []
-    statement_rows: list[dict[str, Any]] = []
-    def match_under_locks() -> None:  # pass 2, under the locks: CPU work, in a worker thread
-        for n, (statement, line) in enumerate(receipts, start=1):
-            result = matcher.match(receipt_of(line, statement.currency))
-            auto = bool(result.allocations) and result.confidence >= threshold
-            payment = Payment(f"{import_id}.{n}")
-            try:
-                payment.receive_matched(customer_id=result.customer_id or UNIDENTIFIED_CUSTOMER, amount=line.amount,
-                                        currency=statement.currency, value_date=line.value_date, method=line.method,
-                                        reference=line.bank_reference, result=result, auto_apply=auto,
-                                        at=utc_midnight(line.value_date), locked=locked)
-            except CashApplicationRuleViolation as exc:
-                raise FileRejectedProblem(f"{line.position}: {exc}", extra={
-                    "errors": [{"field": line.position, "reason": str(exc)}]}) from exc
-            if payment.applications:
-                matcher.commit(result)
-            new_payments.append(payment)
-            sources.append(_source_row(payment.id, import_id, line, result, payment))
-            statement_rows.append(_line_row(import_id, statement, line, payment.id, "receipt"))
-            counts["receipts"] += 1
-            if payment.unapplied_amount == 0:
-                counts["auto_applied"] += 1
-            elif payment.applications:
-                counts["partially_applied"] += 1
-            else:
-                counts["unapplied"] += 1
-            payments_out.append(_summary(payment, line, result))
-
-    await asyncio.to_thread(match_under_locks)
+    # pass 2, under the locks: CPU work, in a worker thread
+    new_payments, sources, statement_rows, payments_out, counts = await asyncio.to_thread(
+        post_receipts, import_id, [(n, statement, line) for n, (statement, line) in enumerate(receipts, start=1)],
+        matcher, locked, settings.auto_apply_threshold)
+    counts.update({"returns": 0, "returns_unmatched": 0, "other_lines": 0, "card_payouts": 0})
     # Every receipt is a new payment stream: appended in one batch, then projected in bulk before
     # the returns, so a return in the same file finds its receipt.
     new_streams = await aggregate.save_new(conn, new_payments, meta)
@@ -321,6 +291,47 @@ async def import_file(conn: AsyncConnection, cmd: ImportFile, parsed: ParsedFile
     await conn.execute(text("UPDATE bank_imports SET result = CAST(:r AS jsonb) WHERE import_id = :i"),
                        {"r": json.dumps(result, default=str), "i": import_id})
     return result
+
+
+COUNTS = ("receipts", "auto_applied", "partially_applied", "unapplied")
+
+
+def post_receipts(import_id: str, part: Sequence[tuple[int, BankStatement, BankLine]], matcher: Matcher,
+                  locked: dict[str, Any], threshold: Decimal, results: Sequence[MatchResult] | None = None
+                  ) -> tuple | None:
+    """The receipts' payments (`<import>.<n>`), sources, statement lines, summaries and counts,
+    against the locked open items (`locked` is updated as they apply). With `results` (a first
+    pass's, which applied each auto-applied one to the matcher as it went) those are posted, or
+    None is answered if one of them is not posted as the pass applied it, so the caller matches
+    again; without, each receipt is matched now and applied to the matcher as it posts. No I/O."""
+    payments, sources, lines, summaries = [], [], [], []
+    counts = dict.fromkeys(COUNTS, 0)
+    for index, (n, statement, line) in enumerate(part):
+        result = results[index] if results is not None else matcher.match(receipt_of(line, statement.currency))
+        auto_apply = bool(result.allocations) and result.confidence >= threshold
+        payment = Payment(f"{import_id}.{n}")
+        try:
+            payment.receive_matched(
+                customer_id=result.customer_id or UNIDENTIFIED_CUSTOMER, amount=line.amount,
+                currency=statement.currency, value_date=line.value_date, method=line.method,
+                reference=line.bank_reference, result=result, auto_apply=auto_apply,
+                at=utc_midnight(line.value_date), locked=locked)
+        except CashApplicationRuleViolation as exc:
+            raise FileRejectedProblem(f"{line.position}: {exc}", extra={
+                "errors": [{"field": line.position, "reason": str(exc)}]}) from exc
+        if results is not None:
+            if bool(payment.applications) != auto_apply:
+                return None  # the first pass applied what posting does not (or the reverse)
+        elif payment.applications:
+            matcher.commit(result)
+        payments.append(payment)
+        sources.append(_source_row(payment.id, import_id, line, result, payment))
+        lines.append(_line_row(import_id, statement, line, payment.id, "receipt"))
+        counts["receipts"] += 1
+        counts["auto_applied" if payment.unapplied_amount == 0 else
+               "partially_applied" if payment.applications else "unapplied"] += 1
+        summaries.append(_summary(payment, line, result))
+    return payments, sources, lines, summaries, counts
 
 
 def statement_keys(statements: tuple[BankStatement, ...]) -> list[str | None]:

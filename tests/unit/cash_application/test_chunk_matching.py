@@ -10,8 +10,8 @@ from decimal import Decimal as D
 
 from bench.cash_application.generator import generate
 from services.cash_application.adapters.bank_files import parse_file
-from services.cash_application.application.chunked_imports import _post_chunk, first_pass, match_locked
-from services.cash_application.application.imports import receipt_of
+from services.cash_application.application.chunked_imports import first_pass, match_locked
+from services.cash_application.application.imports import post_receipts, receipt_of
 from services.cash_application.domain.matching import Matcher, OpenInvoice
 from services.cash_application.domain.model import OpenItem
 from services.cash_application.domain.receipts import BankLine, BankStatement
@@ -48,7 +48,7 @@ def _rematched(invoices, customers, part, locked: dict[str, OpenItem]):
     matcher = Matcher([replace(i) for i in invoices], customers)
     for invoice_id, item in locked.items():
         matcher.invoices[invoice_id].open_balance = item.open_balance
-    payments, *_ = _post_chunk("imp", part, matcher, dict(locked), THRESHOLD, None)
+    payments, *_ = post_receipts("imp", part, matcher, dict(locked), THRESHOLD)
     return payments
 
 
