@@ -21,7 +21,9 @@ held every invoice's row lock and every new payment in memory for the whole file
    appended and projected, its statement lines and sources recorded, and the import's progress
    (`receipts_done`, a count of receipts in that order) and the chunk's summary written, all in
    the chunk's transaction. A chunk is therefore posted exactly once: either it committed with
-   its progress, or nothing of it did.
+   its progress, or nothing of it did. The next chunk is read and matched (on its own connection,
+   no locks) while one is written; a balance the written chunk moves is then seen under the
+   locks, and that chunk matched again.
 4. A last transaction books the returns and other lines, checks that every line read was
    recorded, records BankStatementImported and the result.
 
@@ -31,6 +33,7 @@ parsing, before the record exists, so a refused file still posts nothing."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 from dataclasses import replace
@@ -142,37 +145,37 @@ async def _run(engine: AsyncEngine, holder: AsyncConnection, import_id: str, cmd
 
     size = max(1, settings.import_chunk_receipts)
     threshold = settings.auto_apply_threshold
-    for chunk, start in enumerate(range(0, len(receipts), size)):
-        end = min(start + size, len(receipts))
-        if end <= resumed_from:
-            continue  # committed before the crash: its payments exist, and later chunks read the balances it left
-        part = [(n + 1, *receipts[n]) for n in order[start:end]]  # (receipt number in the file, statement, line)
+    chunks = [(chunk, start, min(start + size, len(receipts)))
+              for chunk, start in enumerate(range(0, len(receipts), size))
+              if min(start + size, len(receipts)) > resumed_from]  # the others committed before a crash
+
+    async def prepare(start: int, end: int) -> tuple[list, Any, FirstPass]:
+        """The chunk's receipts (number in the file, statement, line), the engine over the open
+        items they can concern (a snapshot, no locks) and their first matching."""
+        part = [(n + 1, *receipts[n]) for n in order[start:end]]
         async with engine.begin() as conn:
             await allow_long_idle(conn)
-            # The engine over the open items this chunk can concern (a snapshot), matched once
-            # (applying as it goes) to know which invoices to lock; then locked and re-read.
             matcher = await scoped_matcher(conn, base, [receipt_of(line, statement.currency) for _, statement, line in part])
-            first = await asyncio.to_thread(first_pass, matcher, part, threshold)
-            locked = await repo.lock_open_items_by_id(conn, sorted(first.touched))
+        return part, matcher, await asyncio.to_thread(first_pass, matcher, part, threshold)
 
-            payments, sources, lines, summaries, counts = await asyncio.to_thread(
-                match_locked, import_id, part, matcher, first, locked, threshold)
-            summaries_json = await asyncio.to_thread(json.dumps, summaries, default=str)
-            # Posted in slices: what runs on the event loop between two statements (the events'
-            # payloads, the statements' parameters) stays short, so it keeps answering.
-            for lo in range(0, len(payments), POSTING_SLICE):
-                hi = lo + POSTING_SLICE
-                streams = await aggregate.save_new(conn, payments[lo:hi], meta)
-                await payments_projection.project_new_payments(conn, streams)
-                await posting.record_sources(conn, sources[lo:hi])
-                await conn.execute(_INSERT_LINE, lines[lo:hi])
-            await conn.execute(
-                text("INSERT INTO bank_import_chunks (import_id, chunk, first_receipt, last_receipt, counts, payments)"
-                     " VALUES (:i, :c, :f, :l, CAST(:counts AS jsonb), CAST(:p AS jsonb))"),
-                {"i": import_id, "c": chunk, "f": start + 1, "l": end, "counts": json.dumps(counts),
-                 "p": summaries_json})
-            await conn.execute(text("UPDATE bank_imports SET receipts_done = :d WHERE import_id = :i"),
-                               {"d": end, "i": import_id})
+    # Each chunk is read and matched while the previous one is written (the chunks concern mostly
+    # different customers, being grouped by payer). A snapshot read before the previous chunk
+    # committed may hold balances it then moved: the check under the locks sees that, and the
+    # chunk is matched again against the locked balances.
+    ahead = asyncio.create_task(prepare(*chunks[0][1:])) if chunks else None
+    try:
+        for index, (chunk, start, end) in enumerate(chunks):
+            part, matcher, first = await ahead
+            ahead = asyncio.create_task(prepare(*chunks[index + 1][1:])) if index + 1 < len(chunks) else None
+            async with engine.begin() as conn:
+                await allow_long_idle(conn)
+                locked = await repo.lock_open_items_by_id(conn, sorted(first.touched))
+                await _post_chunk(conn, import_id, chunk, start, end, part, matcher, first, locked, threshold, meta)
+    finally:
+        if ahead is not None and not ahead.done():
+            ahead.cancel()
+            with contextlib.suppress(BaseException):
+                await ahead
 
     # The rest of the file (returns, other lines) and the result, in one last transaction.
     async with engine.begin() as conn:
@@ -291,3 +294,26 @@ def match_locked(import_id: str, part: list, matcher: Any, first: FirstPass, loc
         if invoice_id in matcher.invoices:
             matcher.invoices[invoice_id].open_balance = item.open_balance
     return post_receipts(import_id, part, matcher, dict(locked), threshold)
+
+
+async def _post_chunk(conn: AsyncConnection, import_id: str, chunk: int, start: int, end: int, part: list, matcher: Any,
+                      first: FirstPass, locked: dict[str, Any], threshold: Any, meta: dict[str, Any]) -> None:
+    """Post a chunk under its locks, with its summary and the import's progress, in its transaction."""
+    payments, sources, lines, summaries, counts = await asyncio.to_thread(
+        match_locked, import_id, part, matcher, first, locked, threshold)
+    summaries_json = await asyncio.to_thread(json.dumps, summaries, default=str)
+    # Posted in slices: what runs on the event loop between two statements (the events'
+    # payloads, the statements' parameters) stays short, so it keeps answering.
+    for lo in range(0, len(payments), POSTING_SLICE):
+        hi = lo + POSTING_SLICE
+        streams = await aggregate.save_new(conn, payments[lo:hi], meta)
+        await payments_projection.project_new_payments(conn, streams)
+        await posting.record_sources(conn, sources[lo:hi])
+        await conn.execute(_INSERT_LINE, lines[lo:hi])
+    await conn.execute(
+        text("INSERT INTO bank_import_chunks (import_id, chunk, first_receipt, last_receipt, counts, payments)"
+             " VALUES (:i, :c, :f, :l, CAST(:counts AS jsonb), CAST(:p AS jsonb))"),
+        {"i": import_id, "c": chunk, "f": start + 1, "l": end, "counts": json.dumps(counts),
+         "p": summaries_json})
+    await conn.execute(text("UPDATE bank_imports SET receipts_done = :d WHERE import_id = :i"),
+                       {"d": end, "i": import_id})

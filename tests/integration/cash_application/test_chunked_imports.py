@@ -160,3 +160,23 @@ async def test_an_import_killed_mid_way_resumes_and_posts_every_receipt_once(cas
     third = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert third.returncode == 0 and '"replayed": true' in third.stdout, third.stderr[-2000:]
     assert (await _posted(app, import_id))["received"] == RECEIPTS
+
+
+async def test_one_invoice_paid_again_in_later_chunks_is_applied_once(cash):
+    """One payer's 250 receipts all name INV-30 (3 chunks of 100, read and matched while the one
+    before is written, so a later chunk's snapshot can still show the invoice open): it is paid by
+    the first receipt only, and the others wait in the queue."""
+    client, app = cash
+    rows = ["receipt_id,value_date,amount,currency,payer_name,invoice_reference,text"]
+    rows += [f"D{n},2024-04-03,{_amount(30)},USD,Customer 0 Inc,INV-30," for n in range(1, 251)]
+    r = await client.post("/v1/bank-files", params={"format": "csv"}, content=("\n".join(rows) + "\n").encode(),
+                          headers=idem())
+    assert r.status_code == 201, r.text
+    result = r.json()
+    assert (result["chunks"], result["receipts"], result["auto_applied"]) == (3, 250, 1)
+    assert [p["payment_id"] for p in result["payments"]][:3] == [f"{result['import_id']}.{n}" for n in (1, 2, 3)]
+    posted = await _posted(app, result["import_id"])
+    assert posted["overapplied"] == 0 and posted["applied"] == Decimal(_amount(30))
+    async with app.state.runtime.engine.connect() as conn:
+        paid_by = (await conn.execute(text("SELECT payment_id FROM payment_applications WHERE invoice_id = 'inv-30'"))).scalars().all()
+    assert paid_by == [f"{result['import_id']}.1"]
