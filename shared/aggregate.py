@@ -75,6 +75,7 @@ def _new_events(aggregate: Aggregate, metadata: dict[str, Any]) -> list[eventsto
             payload=event.to_payload(),
             occurred_at=occurred_at,
             metadata=metadata,
+            contract=event,
         )
         for event, occurred_at in aggregate.pending
     ]

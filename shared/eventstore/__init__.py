@@ -77,6 +77,9 @@ class NewEvent:
     occurred_at: datetime
     metadata: dict[str, Any] = field(default_factory=dict)
     event_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    # The contract the payload was made from, when the writer has it (not stored): a projection
+    # of the same transaction reads it instead of parsing the payload back.
+    contract: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -132,7 +132,8 @@ def new_payment_rows(streams: Sequence[Sequence[eventstore.NewEvent]]) -> NewPay
         row: dict[str, Any] | None = None
         latest_application: dict[str, str] = {}  # invoice -> the application just made on it
         for version, new in enumerate(events, start=1):
-            e = registry.parse(new.event_type, new.schema_version, new.payload)
+            e = new.contract if new.contract is not None else registry.parse(new.event_type, new.schema_version,
+                                                                             new.payload)
             if isinstance(e, PaymentReceived) and version == 1:
                 row = repo.payment_row(payment_id=e.payment_id, customer_id=e.customer_id, currency=e.currency,
                                        amount=e.amount, value_date=e.value_date, method=e.method,

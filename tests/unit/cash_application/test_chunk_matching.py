@@ -122,3 +122,28 @@ def test_receipts_of_one_payer_share_a_group_and_unidentified_ones_sort_first():
     assert base.payer_group(acme) == base.payer_group(acme_again) == "C1"
     assert base.payer_group(borealis) == "C2"
     assert base.payer_group(nobody) == ""
+
+
+def test_the_payment_rows_from_the_events_contracts_are_those_parsed_back_from_their_payloads():
+    """The projection of an import's new payments reads the contracts the payments' events were
+    made from (NewEvent.contract) instead of parsing each payload back: the same rows."""
+    from dataclasses import asdict
+
+    from shared.aggregate import _new_events
+    from services.cash_application.projections.payments import new_payment_rows
+
+    portfolio = generate(seed=3, invoices=1_500, receipts=600)
+    customers = {c.customer_id: c.name for c in portfolio.customers}
+    invoices = [OpenInvoice(i.invoice_id, i.invoice_number, i.customer_id, "USD", i.amount, i.due_date)
+                for i in portfolio.invoices]
+    statement = parse_file(portfolio.csv().encode(), "csv").statements[0]
+    part = [(n, statement, line) for n, line in enumerate(statement.lines, start=1) if line.is_receipt]
+    matcher = Matcher([replace(i) for i in invoices], customers)
+    locked = _locked(matcher, [i.invoice_id for i in invoices])
+    payments, *_ = post_receipts("imp", part, matcher, locked, THRESHOLD)
+    streams = [_new_events(p, {"actor": "test"}) for p in payments]
+    assert all(e.contract is not None for events in streams for e in events)
+    parsed = [[replace(e, contract=None) for e in events] for events in streams]
+    kinds = {e.event_type for events in streams for e in events}
+    assert {"PaymentReceived", "PaymentApplied"} <= kinds
+    assert asdict(new_payment_rows(streams)) == asdict(new_payment_rows(parsed))
