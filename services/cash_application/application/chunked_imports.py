@@ -230,7 +230,10 @@ async def _receipt_order(engine: AsyncEngine, import_id: str, base: Any, receipt
     async with engine.connect() as conn:
         kept = (await conn.execute(text("SELECT receipt_order FROM bank_imports WHERE import_id = :i"),
                                    {"i": import_id})).scalar_one()
-    if kept is not None and len(kept) == len(receipts):
+    if kept is not None:
+        if len(kept) != len(receipts):  # lines another import posted since the crash left the file
+            raise Conflict(f"import {import_id} began with {len(kept)} receipts to post and now finds"
+                           f" {len(receipts)}; it cannot resume", field="file")
         return list(kept)
     if resumed_from:
         return list(range(len(receipts)))
