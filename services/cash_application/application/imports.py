@@ -17,6 +17,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import pickle
 import signal
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -90,6 +91,32 @@ def _parse_pool(workers: int) -> ProcessPoolExecutor:
     return _POOL
 
 
+_PIECE = 2_000  # lines per pickle the parse worker sends back
+
+
+def _in_pieces(work: Any) -> tuple[bytes, list[list[bytes]]]:
+    """Run in the parse worker: the parsed file pickled in pieces (the file and its statements
+    without their lines, then each statement's lines a piece at a time). Unpickling one object of
+    100,000 lines held the service's GIL for about a second (its health answers waited for it);
+    the pieces are unpickled one at a time, answering in between."""
+    parsed: ParsedFile = work()
+    skeleton = replace(parsed, statements=tuple(replace(s, lines=()) for s in parsed.statements))
+    return pickle.dumps(skeleton), [[pickle.dumps(s.lines[i:i + _PIECE]) for i in range(0, len(s.lines), _PIECE)]
+                                    for s in parsed.statements]
+
+
+async def _from_pieces(skeleton: bytes, pieces: list[list[bytes]]) -> ParsedFile:
+    parsed: ParsedFile = pickle.loads(skeleton)
+    statements = []
+    for statement, statement_pieces in zip(parsed.statements, pieces):
+        lines: list[BankLine] = []
+        for piece in statement_pieces:
+            lines.extend(pickle.loads(piece))
+            await asyncio.sleep(0)
+        statements.append(replace(statement, lines=tuple(lines)))
+    return replace(parsed, statements=tuple(statements))
+
+
 async def parse(cmd: ImportFile, settings: CashApplicationSettings) -> ParsedFile:
     """Parse and check the whole file before anything is posted; a rejection names where and why.
     The parsing runs in a worker process, so the service keeps answering while it reads."""
@@ -110,7 +137,9 @@ async def parse(cmd: ImportFile, settings: CashApplicationSettings) -> ParsedFil
                              default_currency=settings.default_currency)
     try:
         if settings.parse_workers > 0:
-            return await asyncio.get_running_loop().run_in_executor(_parse_pool(settings.parse_workers), work)
+            pieces = await asyncio.get_running_loop().run_in_executor(
+                _parse_pool(settings.parse_workers), functools.partial(_in_pieces, work))
+            return await _from_pieces(*pieces)
         return work()
     except FileRejected as exc:
         raise FileRejectedProblem(str(exc), extra={"errors": [{"field": exc.where, "reason": exc.reason}]}) from exc
