@@ -93,13 +93,18 @@ def test_a_balance_moved_under_the_locks_is_matched_again_against_it():
     assert matcher.invoices["inv-1"].open_balance == 0  # reset to the locked balance, not below it
 
 
-def test_on_the_seeded_generator_the_kept_results_are_what_matching_again_gives():
-    portfolio = generate(seed=11, invoices=3_000, receipts=1_200)
-    customers = {c.customer_id: c.name for c in portfolio.customers}
-    invoices = [OpenInvoice(i.invoice_id, i.invoice_number, i.customer_id, "USD", i.amount, i.due_date)
-                for i in portfolio.invoices]
+def _seeded(seed: int, invoices: int, receipts: int) -> tuple[dict[str, str], list[OpenInvoice], list]:
+    """The generator's customers, open invoices and receipts (number, statement, line)."""
+    portfolio = generate(seed=seed, invoices=invoices, receipts=receipts)
     statement = parse_file(portfolio.csv().encode(), "csv").statements[0]
-    part = [(n, statement, line) for n, line in enumerate(statement.lines, start=1) if line.is_receipt]
+    return ({c.customer_id: c.name for c in portfolio.customers},
+            [OpenInvoice(i.invoice_id, i.invoice_number, i.customer_id, "USD", i.amount, i.due_date)
+             for i in portfolio.invoices],
+            [(n, statement, line) for n, line in enumerate(statement.lines, start=1) if line.is_receipt])
+
+
+def test_on_the_seeded_generator_the_kept_results_are_what_matching_again_gives():
+    customers, invoices, part = _seeded(seed=11, invoices=3_000, receipts=1_200)
     matcher = Matcher([replace(i) for i in invoices], customers)
     first = first_pass(matcher, part, THRESHOLD)
     locked = _locked(Matcher([replace(i) for i in invoices], customers), first.touched)
@@ -132,12 +137,7 @@ def test_the_payment_rows_from_the_events_contracts_are_those_parsed_back_from_t
     from shared.aggregate import _new_events
     from services.cash_application.projections.payments import new_payment_rows
 
-    portfolio = generate(seed=3, invoices=1_500, receipts=600)
-    customers = {c.customer_id: c.name for c in portfolio.customers}
-    invoices = [OpenInvoice(i.invoice_id, i.invoice_number, i.customer_id, "USD", i.amount, i.due_date)
-                for i in portfolio.invoices]
-    statement = parse_file(portfolio.csv().encode(), "csv").statements[0]
-    part = [(n, statement, line) for n, line in enumerate(statement.lines, start=1) if line.is_receipt]
+    customers, invoices, part = _seeded(seed=3, invoices=1_500, receipts=600)
     matcher = Matcher([replace(i) for i in invoices], customers)
     locked = _locked(matcher, [i.invoice_id for i in invoices])
     payments, *_ = post_receipts("imp", part, matcher, locked, THRESHOLD)
