@@ -264,8 +264,7 @@ class FirstPass:
                    for invoice_id, balance in self.read.items())
 
     def reset(self, matcher: Any) -> None:
-        for invoice_id, balance in self.read.items():
-            matcher.invoices[invoice_id].open_balance = balance
+        matcher.set_balances(self.read)
 
 
 def first_pass(matcher: Any, part: list, threshold: Any) -> FirstPass:
@@ -293,9 +292,7 @@ def match_locked(import_id: str, part: list, matcher: Any, first: FirstPass, loc
         if posted is not None:
             return posted
     first.reset(matcher)
-    for invoice_id, item in locked.items():
-        if invoice_id in matcher.invoices:
-            matcher.invoices[invoice_id].open_balance = item.open_balance
+    matcher.set_balances({invoice_id: item.open_balance for invoice_id, item in locked.items()})
     return post_receipts(import_id, part, matcher, dict(locked), threshold)
 
 

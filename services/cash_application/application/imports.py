@@ -274,9 +274,7 @@ async def import_file(conn: AsyncConnection, cmd: ImportFile, parsed: ParsedFile
                 if earlier:
                     touched.update(await repo.applied_invoice_ids(conn, earlier))
     locked = await repo.lock_open_items_by_id(conn, sorted(touched))
-    for invoice_id, invoice in list(matcher.invoices.items()):
-        if invoice_id in locked:
-            invoice.open_balance = locked[invoice_id].open_balance
+    matcher.set_balances({invoice_id: item.open_balance for invoice_id, item in locked.items()})
     # pass 2, under the locks: CPU work, in a worker thread
     new_payments, sources, statement_rows, payments_out, counts = await asyncio.to_thread(
         post_receipts, import_id, [(n, statement, line) for n, (statement, line) in enumerate(receipts, start=1)],

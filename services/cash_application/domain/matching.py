@@ -391,6 +391,14 @@ class Matcher:
             if invoice is not None:
                 invoice.open_balance -= allocation.applied + allocation.write_off
 
+    def set_balances(self, balances: dict[str, Decimal]) -> None:
+        """Take these open balances (by invoice id) for the invoices held: those read under the
+        locks, or a snapshot's to match again from. Others given are not held and are ignored."""
+        for invoice_id, balance in balances.items():
+            invoice = self.invoices.get(invoice_id)
+            if invoice is not None:
+                invoice.open_balance = balance
+
     def family(self, customer_id: str | None) -> frozenset[str]:
         """The customer and every customer below it in its account hierarchy."""
         if customer_id is None:
