@@ -474,7 +474,8 @@ class Matcher:
         scoring each on its own gives: tests/unit/cash_application/test_payer_names.py). One
         receipt at a time, rapidfuzz compares a name with the 25,000 customers of the scale bench
         in about a millisecond; a batch of names against them shares the work across the names
-        (SIMD) and the cores, with the GIL released. A name keeps the spelling it first comes
+        (SIMD), in one thread (with every core, the platform's other services answered far
+        worse during an import in make bench-platform). A name keeps the spelling it first comes
         with (pass them in file order). Returns how many names were scored."""
         pending: dict[str, str] = {}
         for shown in payer_names:
@@ -494,7 +495,7 @@ class Matcher:
             # Scores rounded to whole numbers, as a sieve: every choice at 59 or more is kept and
             # scored exactly below, so nothing process.extract would return at 60 is lost.
             matrix = memoryview(_cdist(queries, self._sorted_choices, scorer=fuzz.ratio, score_cutoff=59,
-                                       dtype=_UINT8, workers=-1)).tobytes()
+                                       dtype=_UINT8, workers=1)).tobytes()
             for row, (name, query) in enumerate(zip(part, queries)):
                 start, end = row * width, (row + 1) * width
                 # Whole-number scores are within one of the exact ones: a choice below the third
