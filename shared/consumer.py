@@ -169,7 +169,7 @@ def decode_raw(topic: str, partition: int, offset: int, raw_headers: Iterable[tu
     headers: dict[str, str] = {}
     for key, raw in raw_headers or ():
         try:
-            header = "" if raw is None else bytes(raw).decode("utf-8")
+            header = "" if raw is None else (raw if type(raw) is bytes else bytes(raw)).decode("utf-8")
         except UnicodeDecodeError as exc:
             raise PoisonMessage(f"header {_printable(key)} is not UTF-8: {exc.reason} at byte {exc.start}") from None
         except Exception as exc:  # a header value that is not bytes at all
@@ -193,6 +193,10 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number PostgreSQL can store")
 
 
+# One decoder for every record (json.loads with parse_constant builds a new one per call).
+_JSON = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def _has_nul(value: Any) -> bool:
     if isinstance(value, str):
         return "\x00" in value
@@ -211,7 +215,7 @@ def _decode_parts(topic: str, partition: int, offset: int, headers: dict[str, st
     except UnicodeDecodeError as exc:
         raise PoisonMessage(f"value is not UTF-8: {exc.reason} at byte {exc.start}") from None
     try:
-        data = json.loads(raw, parse_constant=_reject_constant)
+        data = _JSON.decode(raw)
     except (ValueError, RecursionError) as exc:
         raise PoisonMessage(f"value is not JSON: {exc}"[:500]) from None
     if not isinstance(data, dict):

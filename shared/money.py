@@ -56,6 +56,7 @@ def validate_currency(currency: str) -> str:
     return code
 
 
+@lru_cache(maxsize=None)
 def quantum(currency: str) -> Decimal:
     return Decimal(1).scaleb(-minor_unit(currency))
 
@@ -92,7 +93,10 @@ def check_magnitude(amount: Decimal) -> Decimal:
         raise MoneyError("amount must be a finite decimal, not NaN or Infinity")
     if amount != 0 and amount.adjusted() >= MAX_INTEGER_DIGITS:
         raise MoneyError(f"amount has more than {MAX_INTEGER_DIGITS} digits before the decimal point")
-    if amount != 0 and amount.normalize().as_tuple().exponent < -MAX_DECIMALS:
+    # normalize() only strips trailing zeros (raising the exponent): an amount already within
+    # MAX_DECIMALS (every ordinary one) needs no normalising copy.
+    if amount != 0 and amount.as_tuple().exponent < -MAX_DECIMALS \
+            and amount.normalize().as_tuple().exponent < -MAX_DECIMALS:
         raise MoneyError(f"amount has more than {MAX_DECIMALS} decimals")
     return amount
 

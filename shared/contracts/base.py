@@ -5,7 +5,7 @@ Old payload versions are upcast on read by registered functions, never rewritten
 
 Strict writers, tolerant readers: a producer building a contract gets an error for a field the
 contract does not have (extra="forbid"), but ContractRegistry.parse, what consumers read with,
-ignores fields it does not know, so a producer may add an optional field (a minor change,
+drops fields it does not know, so a producer may add an optional field (a minor change,
 same schema version) before its consumers are upgraded. A payload of a newer schema version
 than the code knows raises NewerSchemaVersion (the consumer runner pauses the partition at such
 an event until newer code is deployed, see shared/consumer.py); a type the code has no contract
@@ -14,9 +14,21 @@ from __future__ import annotations
 
 from typing import Any, Callable, ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationInfo, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from shared.money import quantize
+
+
+# Each contract's field names and aliases, computed once (ContractRegistry.parse runs per event).
+_KNOWN_FIELDS: dict[type, frozenset[str]] = {}
+
+
+def _known_fields(cls: type["EventContract"]) -> frozenset[str]:
+    known = _KNOWN_FIELDS.get(cls)
+    if known is None:
+        known = _KNOWN_FIELDS[cls] = frozenset(cls.model_fields) | {
+            f.alias for f in cls.model_fields.values() if f.alias}
+    return known
 
 
 class EventContract(BaseModel):
@@ -28,15 +40,6 @@ class EventContract(BaseModel):
 
     # Money fields are quantised to the event's currency (every money event has one).
     money_fields: ClassVar[tuple[str, ...]] = ()
-
-    @model_validator(mode="before")
-    @classmethod
-    def _tolerate_unknown_fields(cls, data: Any, info: ValidationInfo) -> Any:
-        """Reading (context {"tolerant": True}): drop fields this version does not know."""
-        if isinstance(data, dict) and info.context and info.context.get("tolerant"):
-            known = set(cls.model_fields) | {f.alias for f in cls.model_fields.values() if f.alias}
-            return {k: v for k, v in data.items() if k in known}
-        return data
 
     @model_validator(mode="after")
     def _quantise_money(self) -> "EventContract":
@@ -103,7 +106,12 @@ class ContractRegistry:
                 raise ValueError(f"no upcaster for {event_type} v{version}")
             data = step(data)
             version += 1
-        return cls.model_validate(data, context={"tolerant": True})
+        # A tolerant reader: fields this version does not know are dropped (in Python here, not
+        # in a model validator: a validator callback per event costs more than this check).
+        known = _known_fields(cls)
+        if not known.issuperset(data):
+            data = {k: v for k, v in data.items() if k in known}
+        return cls.model_validate(data)
 
 
 class UnknownEvent(LookupError):

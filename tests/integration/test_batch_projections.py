@@ -18,6 +18,8 @@ from shared.contracts import (
     CreditMemoIssued,
     CustomerParentChanged,
     CustomerRegistered,
+    DisputeOpened,
+    DisputeResolved,
     InvoiceAdjusted,
     InvoiceIssued,
     InvoiceLine,
@@ -134,7 +136,37 @@ def _collections_events() -> list[ReceivedEvent]:
         CustomerParentChanged(customer_id="C3", parent_customer_id="C1", effective_on="2024-03-01", changed_by="u1"),
         CustomerParentChanged(customer_id="C3", parent_customer_id=None, previous_parent_customer_id="C1",
                               effective_on="2024-04-01", changed_by="u1"),
+        # Registrations and disputes go in multi-row statements: a customer registered again
+        # (the last registration's columns win; a limit is history, the latest-effective one
+        # shown; one without a limit leaves the account's empty), a dispute resolved before it
+        # is opened, opened and resolved in one run, and resolved twice.
+        _registered("C2", "Beta", "1000.00", "2023-02-01"),
+        _registered("C2", "Beta Ltd", "1500.00", "2023-01-15"),
+        _registered("C4", "Gamma", "700.00", "2023-03-01"),
+        _resolved("D-2", "INV-2", "2024-03-20"),
+        _opened("D-1", "INV-1", "2024-03-11"),
+        _opened("D-2", "INV-2", "2024-03-15"),
+        _registered("C4", "Gamma", None, "2023-03-01"),
+        _resolved("D-1", "INV-1", "2024-03-21"),
+        _opened("D-1", "INV-1", "2024-03-12"),
+        _resolved("D-1", "INV-1", "2024-03-22"),
+        _invoice("INV-4", "10.00", "C4"),
     ]]
+
+
+def _registered(customer: str, name: str, limit: str | None, on: str) -> CustomerRegistered:
+    return CustomerRegistered(customer_id=customer, name=name, currency="USD", payment_terms_days=30,
+                              credit_limit=limit, registered_on=on)
+
+
+def _opened(dispute: str, invoice_id: str, on: str) -> DisputeOpened:
+    return DisputeOpened(dispute_id=dispute, invoice_id=invoice_id, customer_id="C1", currency="USD",
+                         amount="25.00", reason_code="pricing", opened_on=on)
+
+
+def _resolved(dispute: str, invoice_id: str, on: str) -> DisputeResolved:
+    return DisputeResolved(dispute_id=dispute, invoice_id=invoice_id, customer_id="C1", currency="USD",
+                           credit_amount="0.00", resolution="rejected", resolved_on=on)
 
 
 def _collections():
@@ -143,7 +175,7 @@ def _collections():
     from services.collections.settings import CollectionsSettings
     return (lambda url: definition(CollectionsSettings(database_url=url)), on_external_event,
             ("invoices", "payments_applied", "credit_memos", "balance_adjustments", "customers",
-             "credit_limit_history", "customer_parents"), _collections_events)
+             "credit_limit_history", "customer_parents", "disputes"), _collections_events)
 
 
 def _cash_application():

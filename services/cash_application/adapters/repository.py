@@ -128,17 +128,64 @@ async def record_credit_memo(conn: AsyncConnection, *, credit_memo_id: str, invo
         amount=amount, issue_date=issue_date, reason=reason))).scalar_one())
 
 
+# The batch forms: one multi-row statement per table (arrays unnested), rows sorted by key so
+# concurrent writers lock open items in one order. A key appears once per statement (an upsert
+# cannot touch a row twice): record_invoicing_facts keeps what applying the rows one by one
+# would leave.
+_UPSERT_INVOICES = text(
+    "INSERT INTO open_items (invoice_id, invoice_number, customer_id, currency, total_amount, issue_date,"
+    " due_date, issued_seen_at) SELECT r.i, r.n, r.c, r.cur, r.t, r.issue, r.due, now()"
+    " FROM unnest(CAST(:i AS text[]), CAST(:n AS text[]), CAST(:c AS text[]), CAST(:cur AS text[]),"
+    " CAST(:t AS numeric[]), CAST(:issue AS date[]), CAST(:due AS date[])) AS r(i, n, c, cur, t, issue, due)"
+    " ORDER BY r.i"
+    " ON CONFLICT (invoice_id) DO UPDATE SET invoice_number = excluded.invoice_number,"
+    " customer_id = excluded.customer_id, currency = excluded.currency,"
+    " total_amount = excluded.total_amount, issue_date = excluded.issue_date,"
+    " due_date = excluded.due_date,"
+    " issued_seen_at = coalesce(open_items.issued_seen_at, excluded.issued_seen_at)")
+# New credit facts, then each invoice's new credits added in one upsert (its customer and
+# currency taken from its first new credit, as the first one-by-one insert would).
+_RECORD_CREDITS = text(
+    "WITH r AS (SELECT * FROM unnest(CAST(:m AS text[]), CAST(:i AS text[]), CAST(:c AS text[]),"
+    " CAST(:cur AS text[]), CAST(:a AS numeric[]), CAST(:d AS date[]), CAST(:r AS text[]))"
+    " WITH ORDINALITY AS r(m, i, c, cur, a, d, reason, ord)),"
+    " fact AS (INSERT INTO open_item_credits (credit_memo_id, invoice_id, customer_id, currency, amount,"
+    " issue_date, reason) SELECT m, i, c, cur, a, d, reason FROM r ORDER BY m"
+    " ON CONFLICT (credit_memo_id) DO NOTHING RETURNING credit_memo_id),"
+    " item AS (INSERT INTO open_items (invoice_id, customer_id, currency, credited_amount)"
+    " SELECT r.i, (array_agg(r.c ORDER BY r.ord))[1], (array_agg(r.cur ORDER BY r.ord))[1], sum(r.a)"
+    " FROM r JOIN fact ON fact.credit_memo_id = r.m GROUP BY r.i ORDER BY r.i"
+    " ON CONFLICT (invoice_id) DO UPDATE"
+    " SET credited_amount = open_items.credited_amount + excluded.credited_amount RETURNING 1)"
+    " SELECT count(*) FROM fact")
+_UPSERT_CUSTOMERS = text(
+    "INSERT INTO customers (customer_id, name, currency) SELECT r.c, r.n, r.cur"
+    " FROM unnest(CAST(:c AS text[]), CAST(:n AS text[]), CAST(:cur AS text[])) AS r(c, n, cur) ORDER BY r.c"
+    " ON CONFLICT (customer_id) DO UPDATE SET name = excluded.name, currency = excluded.currency")
+
+
+def _columns(rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Row dicts (all with the same keys) as one list per key: the arrays a statement unnests."""
+    return {key: [row[key] for row in rows] for key in rows[0]}
+
+
 async def record_invoicing_facts(conn: AsyncConnection, *, invoices: Sequence[dict[str, Any]],
                                  credits: Sequence[dict[str, Any]], customers: Sequence[dict[str, Any]]) -> None:
-    """invoice_row()s, credit_row()s and customer_row()s, one executemany each (one round trip,
-    rows in order). Invoices and credits touch different columns of an open item, so the two
-    commute; each keeps its own order."""
+    """invoice_row()s, credit_row()s and customer_row()s in order, one statement per table.
+    Invoices and credits touch different columns of an open item, so the two commute; within
+    each, the result is that of applying the rows one by one: an invoice or customer upserted
+    twice keeps its last row, a credit memo recorded twice counts once (its first row)."""
     if invoices:
-        await conn.execute(_UPSERT_INVOICE, list(invoices))
+        last = list({row["i"]: row for row in invoices}.values())
+        await conn.execute(_UPSERT_INVOICES, _columns(last))
     if credits:
-        await conn.execute(_RECORD_CREDIT, list(credits))
+        first: dict[str, dict[str, Any]] = {}
+        for row in credits:
+            first.setdefault(row["m"], row)
+        await conn.execute(_RECORD_CREDITS, _columns(list(first.values())))
     if customers:
-        await conn.execute(_UPSERT_CUSTOMER, list(customers))
+        last = list({row["c"]: row for row in customers}.values())
+        await conn.execute(_UPSERT_CUSTOMERS, _columns(last))
 
 
 async def record_invoice_adjustment(conn: AsyncConnection, *, adjustment_id: str, invoice_id: str, customer_id: str,

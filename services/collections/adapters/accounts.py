@@ -58,6 +58,43 @@ async def register_customer(conn: AsyncConnection, *, customer_id: str, name: st
         {"c": customer_id, "n": name, "cur": currency, "l": credit_limit, "d": registered_on})
 
 
+def registration_row(*, event_id: str, customer_id: str, name: str, currency: str, credit_limit: Decimal | None,
+                     registered_on: date) -> dict[str, Any]:
+    return {"e": event_id, "c": customer_id, "n": name, "cur": currency, "l": credit_limit, "d": registered_on}
+
+
+async def register_customers(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    """registration_row()s in event order, with what register_customer and record_credit_limit
+    one by one would leave, in three statements: each customer's last registration (an upsert
+    sets every column), every limit into the history in event order (recorded_seq breaks ties of
+    a date), and the latest-effective limit for each customer whose last registration had one
+    (one without a limit leaves it empty, as its upsert did)."""
+    if not rows:
+        return
+    last = list({row["c"]: row for row in rows}.values())
+    await conn.execute(text(
+        "INSERT INTO customers (customer_id, name, currency, credit_limit, registered_on)"
+        " SELECT * FROM unnest(CAST(:c AS text[]), CAST(:n AS text[]), CAST(:cur AS text[]),"
+        " CAST(:l AS numeric[]), CAST(:d AS date[])) AS r ORDER BY 1"
+        " ON CONFLICT (customer_id) DO UPDATE SET name = excluded.name, currency = excluded.currency,"
+        " credit_limit = excluded.credit_limit, registered_on = excluded.registered_on"),
+        {k: [row[k] for row in last] for k in ("c", "n", "cur", "l", "d")})
+    limits = [row for row in rows if row["l"] is not None]
+    if not limits:
+        return
+    await conn.execute(text(
+        "INSERT INTO credit_limit_history (event_id, customer_id, effective_on, credit_limit)"
+        " SELECT e, c, d, l FROM unnest(CAST(:e AS text[]), CAST(:c AS text[]), CAST(:d AS date[]),"
+        " CAST(:l AS numeric[])) WITH ORDINALITY AS r(e, c, d, l, ord) ORDER BY ord"
+        " ON CONFLICT (event_id) DO NOTHING"),
+        {k: [row[k] for row in limits] for k in ("e", "c", "d", "l")})
+    await conn.execute(text(
+        "UPDATE customers SET credit_limit = (SELECT h.credit_limit FROM credit_limit_history h"
+        " WHERE h.customer_id = customers.customer_id ORDER BY h.effective_on DESC, h.recorded_seq DESC LIMIT 1)"
+        " WHERE customer_id = ANY(CAST(:c AS text[]))"),
+        {"c": sorted(row["c"] for row in last if row["l"] is not None)})
+
+
 async def update_customer(conn: AsyncConnection, customer_id: str, fields: dict[str, Any]) -> None:
     await ensure_customer(conn, customer_id)
     if not fields:
@@ -649,6 +686,27 @@ async def resolve_dispute(conn: AsyncConnection, *, dispute_id: str, invoice_id:
         "INSERT INTO disputes (dispute_id, invoice_id, customer_id, opened_on, resolved_on)"
         " VALUES (:d, :i, :c, :r, :r) ON CONFLICT (dispute_id) DO UPDATE SET resolved_on = excluded.resolved_on"),
         {"d": dispute_id, "i": invoice_id, "c": customer_id, "r": resolved_on})
+
+
+async def record_disputes(conn: AsyncConnection, *, opened: Sequence[dict[str, Any]],
+                          resolved: Sequence[dict[str, Any]]) -> None:
+    """Dispute rows ({"d", "i", "c", "on"}) as record_dispute and then resolve_dispute one by one
+    would leave them, in two statements: the caller keeps a dispute's resolution after its
+    opening, and each dispute once among the resolutions (an upsert touches a row once)."""
+    if opened:
+        opened = list({row["d"]: row for row in reversed(opened)}.values())  # first of each dispute
+        await conn.execute(text(
+            "INSERT INTO disputes (dispute_id, invoice_id, customer_id, opened_on)"
+            " SELECT * FROM unnest(CAST(:d AS text[]), CAST(:i AS text[]), CAST(:c AS text[]), CAST(:on AS date[]))"
+            " AS r ORDER BY 1 ON CONFLICT (dispute_id) DO NOTHING"),
+            {k: [row[k] for row in opened] for k in ("d", "i", "c", "on")})
+    if resolved:
+        await conn.execute(text(
+            "INSERT INTO disputes (dispute_id, invoice_id, customer_id, opened_on, resolved_on)"
+            " SELECT d, i, c, r, r FROM unnest(CAST(:d AS text[]), CAST(:i AS text[]), CAST(:c AS text[]),"
+            " CAST(:on AS date[])) AS r(d, i, c, r) ORDER BY 1"
+            " ON CONFLICT (dispute_id) DO UPDATE SET resolved_on = excluded.resolved_on"),
+            {k: [row[k] for row in resolved] for k in ("d", "i", "c", "on")})
 
 
 async def record_credit_limit(conn: AsyncConnection, *, event_id: str, customer_id: str, effective_on: date,

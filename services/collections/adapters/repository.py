@@ -62,17 +62,45 @@ async def record_credit_memo(conn: AsyncConnection, *, credit_memo_id: str, invo
                                                             amount=amount, issue_date=issue_date))
 
 
+# The batch forms: one multi-row statement per table (arrays unnested), keyed inserts that read
+# nothing, rows sorted by key.
+_INSERT_INVOICES = text(
+    "INSERT INTO invoices (invoice_id, customer_id, currency, total_amount, issue_date, due_date, invoice_number)"
+    " SELECT * FROM unnest(CAST(:i AS text[]), CAST(:c AS text[]), CAST(:cur AS text[]), CAST(:t AS numeric[]),"
+    " CAST(:issue AS date[]), CAST(:due AS date[]), CAST(:n AS text[])) AS r ORDER BY 1"
+    " ON CONFLICT (invoice_id) DO NOTHING")
+_INSERT_CREDIT_MEMOS = text(
+    "INSERT INTO credit_memos (credit_memo_id, invoice_id, amount, issue_date)"
+    " SELECT * FROM unnest(CAST(:m AS text[]), CAST(:i AS text[]), CAST(:a AS numeric[]), CAST(:d AS date[])) AS r"
+    " ORDER BY 1 ON CONFLICT (credit_memo_id) DO NOTHING")
+_INSERT_PAYMENTS_APPLIED = text(
+    "INSERT INTO payments_applied (event_id, payment_id, invoice_id, customer_id, currency, amount, value_date)"
+    " SELECT * FROM unnest(CAST(:e AS text[]), CAST(:p AS text[]), CAST(:i AS text[]), CAST(:c AS text[]),"
+    " CAST(:cur AS text[]), CAST(:a AS numeric[]), CAST(:d AS date[])) AS r ORDER BY 1"
+    " ON CONFLICT (event_id) DO NOTHING")
+
+
+def columns(rows: Sequence[dict[str, Any]], key: str) -> dict[str, list[Any]]:
+    """Row dicts (all with the same keys) as one list per key, the first row of each `key` only
+    (what inserting them one by one with ON CONFLICT DO NOTHING keeps): a statement's arrays."""
+    first: dict[Any, dict[str, Any]] = {}
+    for row in rows:
+        first.setdefault(row[key], row)
+    kept = list(first.values())
+    return {name: [row[name] for row in kept] for name in kept[0]}
+
+
 async def record_receivables_facts(conn: AsyncConnection, *, invoices: Sequence[dict[str, Any]],
                                    credit_memos: Sequence[dict[str, Any]],
                                    payments: Sequence[dict[str, Any]]) -> None:
-    """invoice_row()s, credit_memo_row()s and payment_applied_row()s, one executemany each (keyed
-    inserts into three tables that read nothing, so the three commute)."""
+    """invoice_row()s, credit_memo_row()s and payment_applied_row()s, one statement per table
+    (keyed inserts into three tables that read nothing, so the three commute)."""
     if invoices:
-        await conn.execute(_INSERT_INVOICE, list(invoices))
+        await conn.execute(_INSERT_INVOICES, columns(invoices, "i"))
     if credit_memos:
-        await conn.execute(_INSERT_CREDIT_MEMO, list(credit_memos))
+        await conn.execute(_INSERT_CREDIT_MEMOS, columns(credit_memos, "m"))
     if payments:
-        await conn.execute(text(_INSERT_PAYMENT_APPLIED), list(payments))
+        await conn.execute(_INSERT_PAYMENTS_APPLIED, columns(payments, "e"))
 
 
 async def promised_invoices(conn: AsyncConnection, invoice_ids: Iterable[str]) -> set[str]:

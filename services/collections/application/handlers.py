@@ -32,6 +32,7 @@ from shared.contracts import (
 )
 from shared.eventstore import utc_midnight
 from shared.problems import Conflict, Unprocessable
+from services.collections.adapters import accounts
 from services.collections.adapters import repository as repo
 from services.collections.domain.model import CollectionsRuleViolation, Promise, PromisedInvoice, evaluation_date
 from services.collections.domain.promise_rule import AppliedPayment, Broken, Kept
@@ -177,11 +178,12 @@ async def _on_external_event(conn: AsyncConnection, event: ReceivedEvent) -> Non
 
 
 async def _apply_external_batch(conn: AsyncConnection, events: Sequence[ReceivedEvent]) -> None:
-    """The same for a batch in offset order. Invoices, credit memos and payments applied to
-    invoices no promise names are keyed facts that read nothing: each run of them is written
-    with one executemany per table. A payment on a promised invoice (promise rules read every
-    payment so far), and every other event, first writes what is pending and then runs one by
-    one, so it sees exactly what it would have seen event by event."""
+    """The same for a batch in offset order. Invoices, credit memos, payments applied to
+    invoices no promise names, customer registrations (with their credit limits) and disputes
+    opened or resolved are facts that read nothing of the others: each run of them is written
+    with one multi-row statement per table. A payment on a promised invoice (promise rules read
+    every payment so far), and every other event, first writes what is pending and then runs
+    one by one, so it sees exactly what it would have seen event by event."""
     parsed: list[tuple[ReceivedEvent, Any]] = []
     for event in events:
         try:
@@ -193,12 +195,16 @@ async def _apply_external_batch(conn: AsyncConnection, events: Sequence[Received
     invoices: list[dict[str, Any]] = []
     credits: list[dict[str, Any]] = []
     payments: list[dict[str, Any]] = []
+    registrations: list[dict[str, Any]] = []
+    opened: list[dict[str, Any]] = []
+    resolved: dict[str, dict[str, Any]] = {}  # dispute -> its resolution (once per statement)
 
     async def flush() -> None:
         await repo.record_receivables_facts(conn, invoices=invoices, credit_memos=credits, payments=payments)
-        invoices.clear()
-        credits.clear()
-        payments.clear()
+        await accounts.register_customers(conn, registrations)
+        await accounts.record_disputes(conn, opened=opened, resolved=list(resolved.values()))
+        for pending in (invoices, credits, payments, registrations, opened, resolved):
+            pending.clear()
 
     for event, contract in parsed:
         if isinstance(contract, InvoiceIssued):
@@ -215,6 +221,21 @@ async def _apply_external_batch(conn: AsyncConnection, events: Sequence[Received
                 event_id=event.event_id, payment_id=contract.payment_id, invoice_id=contract.invoice_id,
                 customer_id=contract.customer_id, currency=contract.currency, amount=contract.amount,
                 value_date=contract.value_date))
+        elif isinstance(contract, CustomerRegistered):
+            registrations.append(accounts.registration_row(
+                event_id=event.event_id, customer_id=contract.customer_id, name=contract.name,
+                currency=contract.currency, credit_limit=contract.credit_limit,
+                registered_on=contract.registered_on))
+        elif isinstance(contract, (DisputeOpened, DeductionOpened, DisputeResolved)):
+            # Openings are written before resolutions: one that follows its dispute's pending
+            # resolution, or a second resolution, waits for what is pending to be written.
+            if contract.dispute_id in resolved:
+                await flush()
+            row = {"d": contract.dispute_id, "i": contract.invoice_id, "c": contract.customer_id}
+            if isinstance(contract, DisputeResolved):
+                resolved[contract.dispute_id] = {**row, "on": contract.resolved_on}
+            else:
+                opened.append({**row, "on": contract.opened_on})
         elif type(contract) in _HANDLERS:
             # Everything else collections uses (parent changes, adjustments, disputes, ...) goes
             # to the per-event handler in order, through the same table.
