@@ -81,20 +81,28 @@ def _new_events(aggregate: Aggregate, metadata: dict[str, Any]) -> list[eventsto
     ]
 
 
+def new_streams(aggregates: Sequence[Aggregate], metadata: dict[str, Any]
+                ) -> list[tuple[str, str, list[eventstore.NewEvent]]]:
+    """New aggregates' streams as eventstore.append_new_streams takes them, (stream_id,
+    stream_type, events) each (pure: no I/O; the aggregates keep their pending events), for a
+    caller that builds the rows in one process and inserts them in another (a bank import's
+    worker)."""
+    loaded = [a.stream_id for a in aggregates if a.version != 0]
+    if loaded:
+        raise ValueError(f"save_new takes new aggregates only; {loaded[0]} is at a version")
+    return [(a.stream_id, a.stream_type, _new_events(a, metadata)) for a in aggregates]
+
+
 async def save_new(conn: AsyncConnection, aggregates: Sequence[Aggregate],
                    metadata: dict[str, Any]) -> list[list[eventstore.NewEvent]]:
     """Save many aggregates created in this command (none loaded from a stream) in one batch:
     eventstore.append_new_streams. Returns each one's new events, in order."""
-    loaded = [a.stream_id for a in aggregates if a.version != 0]
-    if loaded:
-        raise ValueError(f"save_new takes new aggregates only; {loaded[0]} is at a version")
-    batches = [_new_events(a, metadata) for a in aggregates]
-    await eventstore.append_new_streams(
-        conn, [(a.stream_id, a.stream_type, events) for a, events in zip(aggregates, batches)])
-    for a, events in zip(aggregates, batches):
+    streams = new_streams(aggregates, metadata)
+    await eventstore.append_new_streams(conn, streams)
+    for a, (_, _, events) in zip(aggregates, streams):
         a.version = len(events)
         a.pending.clear()
-    return batches
+    return [events for _, _, events in streams]
 
 
 async def save(conn: AsyncConnection, aggregate: Aggregate, metadata: dict[str, Any]) -> list[eventstore.NewEvent]:

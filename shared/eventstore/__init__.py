@@ -239,21 +239,39 @@ async def append_new_streams(
     that create thousands of aggregates (a bank file's receipts, a batch of invoices). If any of
     the streams already exists, nothing is appended (the caller's transaction stays usable) and
     ConcurrencyError is raised."""
+    await insert_new_streams(conn, new_stream_rows(streams))
+
+
+@dataclass(frozen=True)
+class NewStreamRows:
+    """The statement parameters of new streams' events (new_stream_rows): plain values, so a worker
+    process can build them and the process holding the transaction insert them."""
+    streams: int
+    params: dict[str, list[Any]]
+
+
+def new_stream_rows(streams: Sequence[tuple[str, str, Sequence[NewEvent]]]) -> NewStreamRows:
+    """The rows append_new_streams inserts (pure: no I/O)."""
     flat = [(stream_id, stream_type, i + 1, e) for stream_id, stream_type, events in streams
             for i, e in enumerate(events)]
-    if not flat:
-        return
     params = _event_columns([e for *_, e in flat])
     params["stream_ids"] = [f[0] for f in flat]
     params["stream_types"] = [f[1] for f in flat]
     params["versions"] = [f[2] for f in flat]
-    positions = list((await conn.execute(_INSERT_NEW, params)).scalar_one())
-    if len(positions) != len(flat):
+    return NewStreamRows(len(streams), params)
+
+
+async def insert_new_streams(conn: AsyncConnection, rows: NewStreamRows) -> None:
+    """append_new_streams with its rows already built."""
+    if not rows.params["versions"]:
+        return
+    positions = list((await conn.execute(_INSERT_NEW, rows.params)).scalar_one())
+    if len(positions) != len(rows.params["versions"]):
         if positions:
             await conn.execute(_UNDO, {"positions": positions})
         raise ConcurrencyError(
-            f"one of {len(streams)} new streams already exists",
-            extra={"streams": len(streams)},
+            f"one of {rows.streams} new streams already exists",
+            extra={"streams": rows.streams},
         )
 
 

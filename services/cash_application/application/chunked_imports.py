@@ -34,31 +34,69 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
+import multiprocessing
+import os
+import pickle
+import uuid
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
-from typing import Any
+from typing import Any, Callable
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared import aggregate
 from shared.db import allow_long_idle
+from shared import eventstore
 from shared.eventstore import utc_midnight
 from shared.problems import Conflict
 from services.cash_application.adapters import card_payout_store
 from services.cash_application.adapters import repository as repo
-from services.cash_application.application import posting
+from services.cash_application.application import chunk_worker, posting
 from services.cash_application.application.card_payouts import claim_payout_lines
 from services.cash_application.application.imports import (
-    COUNTS, _INSERT_LINE, FileRejectedProblem, ImportFile, _json, _other_line_rows, _statement_out, customer_matcher,
-    policy_of, post_receipts, receipt_of, scoped_matcher, statement_keys)
+    COUNTS, _INSERT_LINE, FileRejectedProblem, ImportFile, _json, _other_line_rows, _parse_pool, _statement_out, _worker_start,
+    reset_parse_pool,
+    customer_matcher, policy_of, receipt_of, statement_keys)
 from services.cash_application.domain.model import BankImport
 from services.cash_application.domain.receipts import BankStatement, ParsedFile
 from services.cash_application.projections import payments as payments_projection
 from services.cash_application.settings import CashApplicationSettings
 
-POSTING_SLICE = 500  # payments appended, projected and recorded per round of statements
+_MATCH_POOL: ProcessPoolExecutor | None = None
+
+
+class ChunkWork:
+    """Runs chunk_worker's functions in the matching process (one, spawned once per service
+    process, so the state it keeps between calls is there for the next), or in threads of this
+    process when `parse_workers` is 0."""
+
+    def __init__(self, settings: CashApplicationSettings) -> None:
+        global _MATCH_POOL
+        self.pool: ProcessPoolExecutor | None = None
+        if settings.parse_workers == 1:  # one process parses and matches: one process's memory, not two
+            self.pool = _parse_pool(1)
+        elif settings.parse_workers > 1:
+            if _MATCH_POOL is None:
+                _MATCH_POOL = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                                  initializer=_worker_start, initargs=(os.getpid(),))
+            self.pool = _MATCH_POOL
+
+    async def __call__(self, fn: Callable[..., Any], *args: Any) -> Any:
+        global _MATCH_POOL
+        if self.pool is None:
+            return await asyncio.to_thread(fn, *args)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.pool, functools.partial(fn, *args))
+        except BrokenProcessPool:
+            if _MATCH_POOL is self.pool:  # the process died (killed, out of memory): a new one next time
+                _MATCH_POOL = None
+            reset_parse_pool(self.pool)
+            raise
 
 
 def needs_chunks(parsed: ParsedFile, settings: CashApplicationSettings) -> bool:
@@ -144,38 +182,44 @@ async def _run(engine: AsyncEngine, holder: AsyncConnection, import_id: str, cmd
     order = await _receipt_order(engine, import_id, base, receipts, resumed_from)
 
     size = max(1, settings.import_chunk_receipts)
-    threshold = settings.auto_apply_threshold
     chunks = [(chunk, start, min(start + size, len(receipts)))
               for chunk, start in enumerate(range(0, len(receipts), size))
               if min(start + size, len(receipts)) > resumed_from]  # the others committed before a crash
+    # The statements go to the matching process without their lines (a chunk's receipts carry
+    # their own line), so a chunk does not send the whole file again.
+    bare = {id(s): replace(s, lines=()) for s in fresh}
+    work = ChunkWork(settings)
+    token = f"{import_id}:{uuid.uuid4().hex}"
+    await work(chunk_worker.begin, token, await asyncio.to_thread(pickle.dumps, base), import_id,
+               settings.auto_apply_threshold, meta, settings.database_url)
 
-    async def prepare(start: int, end: int) -> tuple[list, Any, FirstPass]:
-        """The chunk's receipts (number in the file, statement, line), the engine over the open
-        items they can concern (a snapshot, no locks) and their first matching."""
-        part = [(n + 1, *receipts[n]) for n in order[start:end]]
-        async with engine.begin() as conn:
-            await allow_long_idle(conn)
-            matcher = await scoped_matcher(conn, base, [receipt_of(line, statement.currency) for _, statement, line in part])
-        return part, matcher, await asyncio.to_thread(first_pass, matcher, part, threshold)
+    async def prepare(chunk: int, start: int, end: int) -> list[str]:
+        """The chunk's receipts to the matching process, which reads the open items they can
+        concern (a snapshot, no locks) and matches them: the invoices to lock."""
+        part = [(n + 1, bare[id(receipts[n][0])], receipts[n][1]) for n in order[start:end]]
+        return await work(chunk_worker.chunk_prepare, token, chunk, part)
 
-    # Each chunk is read and matched while the previous one is written (the chunks concern mostly
-    # different customers, being grouped by payer). A snapshot read before the previous chunk
-    # committed may hold balances it then moved: the check under the locks sees that, and the
-    # chunk is matched again against the locked balances.
-    ahead = asyncio.create_task(prepare(*chunks[0][1:])) if chunks else None
+    # Each chunk is read and matched in the matching process while the previous one is written
+    # here (the chunks concern mostly different customers, being grouped by payer). A snapshot
+    # read before the previous chunk committed may hold balances it then moved: the check under
+    # the locks sees that, and the chunk is matched again against the locked balances.
+    ahead = asyncio.create_task(prepare(*chunks[0])) if chunks else None
     try:
         for index, (chunk, start, end) in enumerate(chunks):
-            part, matcher, first = await ahead
-            ahead = asyncio.create_task(prepare(*chunks[index + 1][1:])) if index + 1 < len(chunks) else None
+            touched = await ahead
             async with engine.begin() as conn:
                 await allow_long_idle(conn)
-                locked = await repo.lock_open_items_by_id(conn, sorted(first.touched))
-                await _post_chunk(conn, import_id, chunk, start, end, part, matcher, first, locked, threshold, meta)
+                locked = await repo.lock_open_items_by_id(conn, touched)
+                posted = await work(chunk_worker.chunk_posting, token, chunk, locked)
+                ahead = asyncio.create_task(prepare(*chunks[index + 1])) if index + 1 < len(chunks) else None
+                await _post_chunk(conn, import_id, chunk, start, end, posted)
     finally:
         if ahead is not None and not ahead.done():
             ahead.cancel()
             with contextlib.suppress(BaseException):
                 await ahead
+        with contextlib.suppress(Exception):  # the process may be gone; its state with it
+            await work(chunk_worker.end, token)
 
     # The rest of the file (returns, other lines) and the result, in one last transaction.
     async with engine.begin() as conn:
@@ -249,71 +293,20 @@ async def _receipt_order(engine: AsyncEngine, import_id: str, base: Any, receipt
     return order
 
 
-class FirstPass:
-    """A chunk matched on its snapshot, each auto-applied result applied to the snapshot's
-    balances before the next receipt is matched (as posting does): the invoices to lock, and the
-    balances read, to tell under the locks whether anything moved."""
-
-    def __init__(self) -> None:
-        self.results: list[Any] = []
-        self.touched: set[str] = set()
-        self.read: dict[str, Any] = {}  # invoice_id -> its snapshot balance, before this pass applied to it
-
-    def unchanged(self, locked: dict[str, Any]) -> bool:
-        return all(invoice_id in locked and locked[invoice_id].open_balance == balance
-                   for invoice_id, balance in self.read.items())
-
-    def reset(self, matcher: Any) -> None:
-        matcher.set_balances(self.read)
-
-
-def first_pass(matcher: Any, part: list, threshold: Any) -> FirstPass:
-    first = FirstPass()
-    for _, statement, line in part:
-        result = matcher.match(receipt_of(line, statement.currency))
-        first.results.append(result)
-        for a in result.allocations:  # suggested or applied: what posting will check against the locked balances
-            first.touched.add(a.invoice_id)
-            if a.invoice_id in matcher.invoices:
-                first.read.setdefault(a.invoice_id, matcher.invoices[a.invoice_id].open_balance)
-        if result.allocations and result.confidence >= threshold:
-            matcher.commit(result)
-    return first
-
-
-def match_locked(import_id: str, part: list, matcher: Any, first: FirstPass, locked: dict[str, Any],
-                 threshold: Any) -> tuple:
-    """A chunk's payments under the locks: when no balance the first pass read has moved since
-    (the usual case), its results are what matching again would give, and are kept; otherwise
-    (another request applied cash meanwhile, an invoice was cancelled) the balances are reset and
-    the chunk is matched again against the locked ones. No I/O."""
-    if first.unchanged(locked):
-        posted = post_receipts(import_id, part, matcher, dict(locked), threshold, first.results)
-        if posted is not None:
-            return posted
-    first.reset(matcher)
-    matcher.set_balances({invoice_id: item.open_balance for invoice_id, item in locked.items()})
-    return post_receipts(import_id, part, matcher, dict(locked), threshold)
-
-
-async def _post_chunk(conn: AsyncConnection, import_id: str, chunk: int, start: int, end: int, part: list, matcher: Any,
-                      first: FirstPass, locked: dict[str, Any], threshold: Any, meta: dict[str, Any]) -> None:
-    """Post a chunk under its locks, with its summary and the import's progress, in its transaction."""
-    payments, sources, lines, summaries, counts = await asyncio.to_thread(
-        match_locked, import_id, part, matcher, first, locked, threshold)
-    summaries_json = await asyncio.to_thread(json.dumps, summaries, default=str)
-    # Posted in slices: what runs on the event loop between two statements (the events'
-    # payloads, the statements' parameters) stays short, so it keeps answering.
-    for lo in range(0, len(payments), POSTING_SLICE):
-        hi = lo + POSTING_SLICE
-        streams = await aggregate.save_new(conn, payments[lo:hi], meta)
-        await payments_projection.project_new_payments(conn, streams)
-        await posting.record_sources(conn, sources[lo:hi])
-        await conn.execute(_INSERT_LINE, lines[lo:hi])
+async def _post_chunk(conn: AsyncConnection, import_id: str, chunk: int, start: int, end: int,
+                      posted: chunk_worker.PostedChunk) -> None:
+    """Insert a chunk's rows with its summary and the import's progress, in its transaction (under
+    its locks). In slices: what runs on the event loop between two statements (the statements'
+    parameters) stays short, so it keeps answering."""
+    for part in posted.slices:
+        await eventstore.insert_new_streams(conn, part.events)
+        await payments_projection.write_new_payment_rows(conn, part.read_model)
+        await posting.record_sources(conn, part.sources)
+        await conn.execute(_INSERT_LINE, part.lines)
     await conn.execute(
         text("INSERT INTO bank_import_chunks (import_id, chunk, first_receipt, last_receipt, counts, payments)"
              " VALUES (:i, :c, :f, :l, CAST(:counts AS jsonb), CAST(:p AS jsonb))"),
-        {"i": import_id, "c": chunk, "f": start + 1, "l": end, "counts": json.dumps(counts),
-         "p": summaries_json})
+        {"i": import_id, "c": chunk, "f": start + 1, "l": end, "counts": json.dumps(posted.counts),
+         "p": posted.summaries})
     await conn.execute(text("UPDATE bank_imports SET receipts_done = :d WHERE import_id = :i"),
                        {"d": end, "i": import_id})

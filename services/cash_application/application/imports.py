@@ -23,7 +23,7 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Any, Sequence
+from typing import Any, Awaitable, Callable, Sequence
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -89,6 +89,13 @@ def _parse_pool(workers: int) -> ProcessPoolExecutor:
         _POOL = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                     initializer=_worker_start, initargs=(os.getpid(),))
     return _POOL
+
+
+def reset_parse_pool(pool: ProcessPoolExecutor) -> None:
+    """Forget a pool whose process died (BrokenProcessPool), so the next file gets a new one."""
+    global _POOL
+    if _POOL is pool:
+        _POOL = None
 
 
 _PIECE = 2_000  # lines per pickle the parse worker sends back
@@ -171,41 +178,56 @@ def _open_invoices(rows: Any) -> list[OpenInvoice]:
                         due_date=r[4]) for r in rows]
 
 
-async def scoped_matcher(conn: AsyncConnection, base: Matcher, receipts: Sequence[Receipt]) -> Matcher:
+async def scoped_matcher(conn: AsyncConnection, base: Matcher, receipts: Sequence[Receipt],
+                         run: Callable[..., Awaitable[Any]] = asyncio.to_thread) -> Matcher:
     """The matching engine over only the open items these receipts can concern (issue 10), read
     through indexes: the open invoices of the customers they identify (and the runners-up, and
     their families), those their references name, and, for a reference with an amount that no
     such invoice agrees with, the invoices one edit from it whose balance that amount can pay (the
     typo rules search those across customers). Matching them against it gives what matching against every open item gives
-    (tests/unit/cash_application/test_scoped_matching.py). CPU work runs in worker threads."""
-    def concerned() -> tuple[set[str], set[str]]:
-        base.identify_payer_names(receipt.payer_name for receipt in receipts)  # in batches, not one by one
-        customers: set[str] = set()
-        keys: set[str] = set()
-        for receipt in receipts:
-            more_customers, more_keys = base.concerns(receipt)
-            customers |= more_customers
-            keys |= more_keys
-        return customers, keys
-
-    customers, keys = await asyncio.to_thread(concerned)
+    (tests/unit/cash_application/test_scoped_matching.py). `run` runs the CPU work: in a worker
+    thread (the one-transaction import), or in place (a chunked import's matching process)."""
+    customers, keys = await run(concerned, base, receipts)
     await repo.without_jit(conn)
     matcher = base.with_invoices(())
-    async for rows in repo.open_invoices_concerned(conn, sorted(customers), sorted(keys)):
-        await asyncio.to_thread(lambda rows=rows: matcher.add_invoices(_open_invoices(rows)))
-    needed: set[tuple[str, Decimal]] = await asyncio.to_thread(
-        lambda: {pair for receipt in receipts for pair in matcher.neighbours_needed(receipt)})
-    if needed:
-        amounts: dict[str, list[Decimal]] = {}
-        for key, amount in needed:
-            for variant in reference_variants(key):
-                amounts.setdefault(variant, []).append(amount)
-        ceiling = base.policy.tolerance_absolute
-        rows = await repo.open_invoices_near(conn, sorted(
-            {(variant, amount, amount + ceiling) for variant, values in amounts.items() for amount in values}))
-        await asyncio.to_thread(lambda: matcher.add_invoices(
-            invoice for invoice in _open_invoices(rows) if matcher.could_be_neighbour(invoice, amounts)))
+    async for rows in repo.open_invoices_concerned(conn, customers, keys):
+        await run(lambda rows=rows: matcher.add_invoices(_open_invoices(rows)))
+    wanted, amounts = await run(neighbours_wanted, matcher, receipts)
+    if wanted:
+        rows = await repo.open_invoices_near(conn, wanted)
+        await run(add_neighbours, matcher, rows, amounts)
     return matcher
+
+
+def concerned(base: Matcher, receipts: Sequence[Receipt]) -> tuple[list[str], list[str]]:
+    """The customers and invoice keys whose open items these receipts can concern (sorted)."""
+    base.identify_payer_names(receipt.payer_name for receipt in receipts)  # in batches, not one by one
+    customers: set[str] = set()
+    keys: set[str] = set()
+    for receipt in receipts:
+        more_customers, more_keys = base.concerns(receipt)
+        customers |= more_customers
+        keys |= more_keys
+    return sorted(customers), sorted(keys)
+
+
+def neighbours_wanted(matcher: Matcher, receipts: Sequence[Receipt]
+                      ) -> tuple[list[tuple[str, Decimal, Decimal]], dict[str, list[Decimal]]]:
+    """For the references whose amount no open item held agrees with: the (key variant, lowest,
+    highest balance) to read open items one edit away by (repo.open_invoices_near), and the
+    amounts by variant that add_neighbours keeps them for."""
+    needed = {pair for receipt in receipts for pair in matcher.neighbours_needed(receipt)}
+    amounts: dict[str, list[Decimal]] = {}
+    for key, amount in needed:
+        for variant in reference_variants(key):
+            amounts.setdefault(variant, []).append(amount)
+    ceiling = matcher.policy.tolerance_absolute
+    return sorted({(variant, amount, amount + ceiling) for variant, values in amounts.items()
+                   for amount in values}), amounts
+
+
+def add_neighbours(matcher: Matcher, rows: Any, amounts: dict[str, list[Decimal]]) -> None:
+    matcher.add_invoices(invoice for invoice in _open_invoices(rows) if matcher.could_be_neighbour(invoice, amounts))
 
 
 def receipt_of(line: BankLine, currency: str) -> Receipt:

@@ -67,7 +67,10 @@ EXPECTED = {"R1": [("inv-1007", _amount(7))], "R2": [("inv-1243", _amount(243))]
 
 @pytest.fixture(params=[1000, 2], ids=["one-transaction", "chunks-of-2"])
 async def cash(request):
-    settings = lambda url: CashApplicationSettings(database_url=url, import_chunk_receipts=request.param)  # noqa: E731
+    # parse_workers=0: a chunked import matches in threads of this process, where the test's spy
+    # on Matcher.match sees it (with a worker, it runs in the matching process).
+    settings = lambda url: CashApplicationSettings(database_url=url, import_chunk_receipts=request.param,  # noqa: E731
+                                                   parse_workers=0)
     async with service_client(lambda url: definition(settings(url))) as (client, app):
         await _seed(app)
         yield client, app

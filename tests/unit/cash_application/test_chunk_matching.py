@@ -10,7 +10,7 @@ from decimal import Decimal as D
 
 from bench.cash_application.generator import generate
 from services.cash_application.adapters.bank_files import parse_file
-from services.cash_application.application.chunked_imports import first_pass, match_locked
+from services.cash_application.application.chunk_worker import first_pass, match_locked
 from services.cash_application.application.imports import post_receipts, receipt_of
 from services.cash_application.domain.matching import Matcher, OpenInvoice
 from services.cash_application.domain.model import OpenItem

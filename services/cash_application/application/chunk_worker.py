@@ -1,0 +1,176 @@
+"""The CPU work of a chunked bank import, run in a matching process of its own (issue 10).
+
+The service's process keeps the transactions and the I/O; this process holds the import's
+customer side (the matching engine without open items) and, per chunk, the engine over the open
+items the chunk can concern, and does everything between two reads or writes: which customers
+and keys a chunk concerns, indexing the open items read for it, the first matching on that
+snapshot, and, under the locks, the payments with their events' rows, the read model's rows,
+the sources, the statement lines and the summaries, ready to insert. Before, all of this ran in
+threads of the service's process: one core's worth of GIL for matching, posting and answering
+requests, the health checks waiting behind it (up to a second per chunk) while PostgreSQL had
+the other core.
+
+Every function here is called with plain values (pickled to the process) and keeps its state in
+this module, by import token and chunk number: ChunkWork calls them in the order the import
+needs, in one process (max_workers=1), or in threads of the service when `parse_workers` is 0.
+The open items a chunk concerns are read here, on a connection of this process (sending them
+from the service cost more than reading them: pickling some 70,000 rows per chunk); the locks,
+the writes and the transactions they belong to stay in the service's process."""
+from __future__ import annotations
+
+import asyncio
+import json
+import pickle
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from shared import aggregate, eventstore
+from shared.db import allow_long_idle, make_engine
+from services.cash_application.application.imports import post_receipts, receipt_of, scoped_matcher
+from services.cash_application.domain.matching import Matcher
+from services.cash_application.projections import payments as payments_projection
+
+POSTING_SLICE = 500  # payments per round of statements in the service's transaction
+
+
+class FirstPass:
+    """A chunk matched on its snapshot, each auto-applied result applied to the snapshot's
+    balances before the next receipt is matched (as posting does): the invoices to lock, and the
+    balances read, to tell under the locks whether anything moved."""
+
+    def __init__(self) -> None:
+        self.results: list[Any] = []
+        self.touched: set[str] = set()
+        self.read: dict[str, Any] = {}  # invoice_id -> its snapshot balance, before this pass applied to it
+
+    def unchanged(self, locked: dict[str, Any]) -> bool:
+        return all(invoice_id in locked and locked[invoice_id].open_balance == balance
+                   for invoice_id, balance in self.read.items())
+
+    def reset(self, matcher: Any) -> None:
+        matcher.set_balances(self.read)
+
+
+def first_pass(matcher: Any, part: list, threshold: Any) -> FirstPass:
+    first = FirstPass()
+    for _, statement, line in part:
+        result = matcher.match(receipt_of(line, statement.currency))
+        first.results.append(result)
+        for a in result.allocations:  # suggested or applied: what posting will check against the locked balances
+            first.touched.add(a.invoice_id)
+            if a.invoice_id in matcher.invoices:
+                first.read.setdefault(a.invoice_id, matcher.invoices[a.invoice_id].open_balance)
+        if result.allocations and result.confidence >= threshold:
+            matcher.commit(result)
+    return first
+
+
+def match_locked(import_id: str, part: list, matcher: Any, first: FirstPass, locked: dict[str, Any],
+                 threshold: Any) -> tuple:
+    """A chunk's payments under the locks: when no balance the first pass read has moved since
+    (the usual case), its results are what matching again would give, and are kept; otherwise
+    (another request applied cash meanwhile, an invoice was cancelled) the balances are reset and
+    the chunk is matched again against the locked ones. No I/O."""
+    if first.unchanged(locked):
+        posted = post_receipts(import_id, part, matcher, dict(locked), threshold, first.results)
+        if posted is not None:
+            return posted
+    first.reset(matcher)
+    matcher.set_balances({invoice_id: item.open_balance for invoice_id, item in locked.items()})
+    return post_receipts(import_id, part, matcher, dict(locked), threshold)
+
+
+@dataclass
+class _Chunk:
+    part: list  # (number in the file, statement without its lines, line)
+    matcher: Matcher
+    first: FirstPass
+
+
+class _Import:
+    """An import's state in this process: its customer side, its chunks matched and not yet
+    posted, and a database engine of its own (one connection) on an event loop of its own, to
+    read the open items a chunk concerns on a snapshot (no locks: the service's transaction locks
+    and re-reads what the matching touched)."""
+
+    def __init__(self, base: Matcher, import_id: str, threshold: Decimal, meta: dict[str, Any],
+                 database_url: str) -> None:
+        self.base, self.import_id, self.threshold, self.meta = base, import_id, threshold, meta
+        self.chunks: dict[int, _Chunk] = {}
+        self.loop = asyncio.new_event_loop()
+        self.engine = make_engine(database_url, pool_size=1, max_overflow=0,
+                                  application_name="ledgerline-cash_application-import")
+
+    def close(self) -> None:
+        try:
+            self.loop.run_until_complete(self.engine.dispose())
+        finally:
+            self.loop.close()
+
+
+_IMPORTS: dict[str, _Import] = {}
+
+
+@dataclass(frozen=True)
+class PostingSlice:
+    events: eventstore.NewStreamRows
+    read_model: Any  # payments_projection.NewPaymentRows
+    sources: list[dict[str, Any]]
+    lines: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class PostedChunk:
+    slices: list[PostingSlice]
+    summaries: str  # the payments' summaries, JSON
+    counts: dict[str, int]
+
+
+def begin(token: str, base: bytes, import_id: str, threshold: Decimal, meta: dict[str, Any],
+          database_url: str) -> None:
+    _IMPORTS[token] = _Import(pickle.loads(base), import_id, threshold, meta, database_url)
+
+
+def end(token: str) -> None:
+    imp = _IMPORTS.pop(token, None)
+    if imp is not None:
+        imp.close()
+
+
+async def _in_place(fn: Any, *args: Any) -> Any:
+    return fn(*args)
+
+
+def chunk_prepare(token: str, chunk: int, part: list) -> list[str]:
+    """A chunk's receipts arrive: the open items they can concern are read (imports.scoped_matcher)
+    and the chunk matched on that snapshot. Answers the invoices to lock."""
+    imp = _IMPORTS[token]
+
+    async def read() -> Matcher:
+        async with imp.engine.begin() as conn:
+            await allow_long_idle(conn)
+            return await scoped_matcher(conn, imp.base, [receipt_of(line, statement.currency)
+                                                         for _, statement, line in part], run=_in_place)
+
+    matcher = imp.loop.run_until_complete(read())
+    first = first_pass(matcher, part, imp.threshold)
+    imp.chunks[chunk] = _Chunk(part, matcher, first)
+    return sorted(first.touched)
+
+
+def chunk_posting(token: str, chunk: int, locked: dict[str, Any]) -> PostedChunk:
+    """The chunk under its locks (the balances the service's transaction locked and read): what
+    that transaction inserts, in slices."""
+    imp = _IMPORTS[token]
+    c = imp.chunks.pop(chunk)
+    payments, sources, lines, summaries, counts = match_locked(
+        imp.import_id, c.part, c.matcher, c.first, locked, imp.threshold)
+    slices = []
+    for lo in range(0, len(payments), POSTING_SLICE):
+        hi = lo + POSTING_SLICE
+        streams = aggregate.new_streams(payments[lo:hi], imp.meta)
+        slices.append(PostingSlice(eventstore.new_stream_rows(streams),
+                                   payments_projection.new_payment_rows([events for *_, events in streams]),
+                                   sources[lo:hi], lines[lo:hi]))
+    return PostedChunk(slices, json.dumps(summaries, default=str), counts)
