@@ -53,7 +53,7 @@ from shared import aggregate
 from shared.db import allow_long_idle
 from shared import eventstore
 from shared.eventstore import utc_midnight
-from shared.problems import Conflict
+from shared.problems import Conflict, ServiceUnavailable
 from services.cash_application.adapters import card_payout_store
 from services.cash_application.adapters import repository as repo
 from services.cash_application.application import chunk_worker, posting
@@ -92,11 +92,13 @@ class ChunkWork:
             return await asyncio.to_thread(fn, *args)
         try:
             return await asyncio.get_running_loop().run_in_executor(self.pool, functools.partial(fn, *args))
-        except BrokenProcessPool:
+        except BrokenProcessPool as exc:
             if _MATCH_POOL is self.pool:  # the process died (killed, out of memory): a new one next time
                 _MATCH_POOL = None
             reset_parse_pool(self.pool)
-            raise
+            raise ServiceUnavailable(
+                "the import's matching process stopped (killed or out of memory); the chunks committed"
+                " stay posted: send the same file again and it resumes after them", field="file") from exc
 
 
 def needs_chunks(parsed: ParsedFile, settings: CashApplicationSettings) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -160,6 +161,49 @@ async def test_an_import_killed_mid_way_resumes_and_posts_every_receipt_once(cas
     third = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert third.returncode == 0 and '"replayed": true' in third.stdout, third.stderr[-2000:]
     assert (await _posted(app, import_id))["received"] == RECEIPTS
+
+
+async def test_an_import_whose_matching_process_is_killed_answers_503_and_resumes(cash):
+    """The chunks' matching runs in the service's worker process (parse_workers=1, the default):
+    SIGKILLed mid-import, the request answers 503 naming the file, the chunks committed stay, and
+    the same file again resumes in a new worker process, posting every receipt once."""
+    client, app = cash
+    import_id = f"imp_{hashlib.sha256(_file()).hexdigest()[:20]}"
+    request = asyncio.create_task(client.post("/v1/bank-files", params={"format": "csv"}, content=_file(),
+                                              headers=idem()))
+    done = 0
+    for _ in range(1200):  # until the first chunk committed
+        async with app.state.runtime.engine.connect() as conn:
+            done = (await conn.execute(text("SELECT receipts_done FROM bank_imports WHERE import_id = :i"),
+                                       {"i": import_id})).scalar() or 0
+        if done > 0 or request.done():
+            break
+        await asyncio.sleep(0.02)
+    assert 0 < done < RECEIPTS and not request.done(), done
+    workers = [p for p in multiprocessing.active_children() if p.pid is not None]
+    assert workers, "no worker process"
+    for worker in workers:
+        os.kill(worker.pid, signal.SIGKILL)
+    r = await request
+    assert r.status_code == 503, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert r.json()["errors"][0]["field"] == "file"
+    async with app.state.runtime.engine.connect() as conn:
+        for _ in range(300):  # the killed process's session ends, and any commit it sent lands
+            if not (await conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE application_name ="
+                                            " 'ledgerline-cash_application-import'"))).scalar_one():
+                break
+            await asyncio.sleep(0.1)
+        killed_at = (await conn.execute(text("SELECT receipts_done FROM bank_imports WHERE import_id = :i"),
+                                        {"i": import_id})).scalar_one()
+    assert 0 < killed_at < RECEIPTS
+    again = await client.post("/v1/bank-files", params={"format": "csv"}, content=_file(), headers=idem())
+    assert again.status_code == 201, again.text
+    assert again.json()["resumed_after_receipt"] == killed_at
+    posted = await _posted(app, import_id)
+    assert sorted(posted["ids"]) == sorted(f"{import_id}.{n}" for n in range(1, RECEIPTS + 1))
+    assert (posted["received"], posted["lines"], posted["overapplied"]) == (RECEIPTS, RECEIPTS, 0)
+    assert posted["applied"] == posted["items_applied"] == sum(Decimal(_amount(i)) for i in range(1, 301))
 
 
 async def test_one_invoice_paid_again_in_later_chunks_is_applied_once(cash):
