@@ -9,6 +9,8 @@ from typing import Any, Sequence
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from shared.db import execute_many
+
 from services.cash_application.domain.model import UNIDENTIFIED_CUSTOMER, OpenItem
 
 # ---------------------------------------------------------------- open items
@@ -395,9 +397,9 @@ async def insert_write_off_rows(conn: AsyncConnection, rows: list[dict[str, Any]
     the payment rows); by_invoice: invoice -> (customer, currency, total written off)."""
     if not rows:
         return
-    await conn.execute(text(_INSERT_WRITE_OFF_SQL), rows)
-    await conn.execute(_ADD_WRITTEN_OFF, [{"i": i, "c": c, "cur": cur, "a": a}
-                                          for i, (c, cur, a) in sorted(by_invoice.items())])
+    await execute_many(conn, _INSERT_WRITE_OFF_SQL, rows)
+    await execute_many(conn, _ADD_WRITTEN_OFF.text, [{"i": i, "c": c, "cur": cur, "a": a}
+                                                     for i, (c, cur, a) in sorted(by_invoice.items())])
 
 
 _ADD_APPLIED = text("UPDATE open_items SET applied_amount = applied_amount + :a WHERE invoice_id = :i")
@@ -427,8 +429,7 @@ async def insert_payment(conn: AsyncConnection, **fields: Any) -> None:
 
 async def insert_payment_rows(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
     """Payments received in this transaction, each with its applied and written-off totals."""
-    if rows:
-        await conn.execute(_INSERT_PAYMENT, rows)
+    await execute_many(conn, _INSERT_PAYMENT.text, rows)
 
 
 _INSERT_APPLICATION_SQL = (
@@ -446,14 +447,12 @@ def application_row(*, event_id: Any, payment_id: str, invoice_id: str, customer
 
 async def insert_application_rows(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
     """Applications of payments received in this transaction (their totals are in the payment rows)."""
-    if rows:
-        await conn.execute(text(_INSERT_APPLICATION_SQL), rows)
+    await execute_many(conn, _INSERT_APPLICATION_SQL, rows)
 
 
 async def add_applied_to_open_items(conn: AsyncConnection, applied: dict[str, Decimal]) -> None:
     """Per invoice, in invoice_id order (the lock order), the amount newly applied to it."""
-    if applied:
-        await conn.execute(_ADD_APPLIED, [{"a": applied[i], "i": i} for i in sorted(applied)])
+    await execute_many(conn, _ADD_APPLIED.text, [{"a": applied[i], "i": i} for i in sorted(applied)])
 
 
 async def insert_application(conn: AsyncConnection, *, event_id: Any, payment_id: str, invoice_id: str,
@@ -565,8 +564,7 @@ async def insert_short_pay(conn: AsyncConnection, **fields: Any) -> None:
 
 
 async def insert_short_pay_rows(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        await conn.execute(_INSERT_SHORT_PAY, rows)
+    await execute_many(conn, _INSERT_SHORT_PAY.text, rows)
 
 
 async def set_unapplied_reason(conn: AsyncConnection, payment_id: str, reason: str) -> None:

@@ -50,7 +50,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared import aggregate
-from shared.db import allow_long_idle
+from shared.db import allow_long_idle, execute_many
 from shared import eventstore
 from shared.eventstore import utc_midnight
 from shared.problems import Conflict, ServiceUnavailable
@@ -229,7 +229,7 @@ async def _run(engine: AsyncEngine, holder: AsyncConnection, import_id: str, cmd
         counts = {"returns": 0, "returns_unmatched": 0, "other_lines": 0, "card_payouts": 0}
         rows = await _other_line_rows(conn, import_id, fresh, payout_lines, counts, meta)
         if rows:
-            await conn.execute(_INSERT_LINE, rows)
+            await execute_many(conn, _INSERT_LINE.text, rows)
         for row in rows:
             if row["po"]:
                 await card_payout_store.tie_line(conn, payout_id=row["po"], import_id=import_id, position=row["pos"],
@@ -304,7 +304,7 @@ async def _post_chunk(conn: AsyncConnection, import_id: str, chunk: int, start: 
         await eventstore.insert_new_streams(conn, part.events)
         await payments_projection.write_new_payment_rows(conn, part.read_model)
         await posting.record_sources(conn, part.sources)
-        await conn.execute(_INSERT_LINE, part.lines)
+        await execute_many(conn, _INSERT_LINE.text, part.lines)
     await conn.execute(
         text("INSERT INTO bank_import_chunks (import_id, chunk, first_receipt, last_receipt, counts, payments)"
              " VALUES (:i, :c, :f, :l, CAST(:counts AS jsonb), CAST(:p AS jsonb))"),

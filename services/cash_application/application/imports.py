@@ -29,7 +29,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared import aggregate
-from shared.db import allow_long_idle
+from shared.db import allow_long_idle, execute_many
 from shared.eventstore import utc_midnight
 from shared.money import money_str, to_str
 from shared.problems import Problem, ValidationFailed
@@ -316,7 +316,7 @@ async def import_file(conn: AsyncConnection, cmd: ImportFile, parsed: ParsedFile
                                   " was posted", extra={"errors": [{"field": "file", "reason": "lines read and"
                                                                     " recorded differ"}]})
     if statement_rows:
-        await conn.execute(_INSERT_LINE, statement_rows)
+        await execute_many(conn, _INSERT_LINE.text, statement_rows)
     if payout_lines:
         from services.cash_application.adapters import card_payout_store
 

@@ -10,6 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared import aggregate
+from shared.db import execute_many
 from shared.money import money_str, to_str
 from services.cash_application.domain.matching import MatchResult
 from services.cash_application.domain.model import Payment
@@ -32,8 +33,7 @@ _INSERT_SOURCE = text(
 async def record_sources(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
     """Where each receipt came from (an import's line, or "api") with the engine's reason,
     suggestions and explanation."""
-    if rows:
-        await conn.execute(_INSERT_SOURCE, rows)
+    await execute_many(conn, _INSERT_SOURCE.text, rows)
 
 
 def source_row(payment: Any, result: MatchResult, *, import_id: str, position: str, bank_reference: str | None,
