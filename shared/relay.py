@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import os
 import random
@@ -42,6 +43,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import Counter, Gauge
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -59,20 +61,26 @@ RELAY_ERRORS = Counter("ledgerline_relay_errors_total", "Relay publish failures"
 RELAY_LEADER = Gauge("ledgerline_relay_leader", "1 while this process holds the relay lease", ["context"])
 
 
-def cloudevent_headers(event: eventstore.StoredEvent | eventstore.OutboxEvent, context: str) -> list[tuple[str, bytes]]:
-    """The message's CloudEvents headers (Kafka binary content mode), in a fixed order."""
+def cloudevent_headers(event: eventstore.StoredEvent | eventstore.OutboxEvent, context: str,
+                       times: dict[datetime, bytes] | None = None) -> list[tuple[str, bytes]]:
+    """The message's CloudEvents headers (Kafka binary content mode), in a fixed order.
+
+    times: an IsoTimes shared by the events of a batch (a command's events share their
+    occurred_at and recorded_at: each is formatted once)."""
+    if times is None:
+        times = IsoTimes()
     headers = [
-        ("ce_specversion", b"1.0"),
+        _SPECVERSION,
         ("ce_id", str(event.event_id).encode()),
         ("ce_type", event.event_type.encode()),
-        ("ce_source", f"/ledgerline/{context}".encode()),
+        _source_header(context),
         ("ce_subject", event.stream_id.encode()),
-        ("ce_time", event.occurred_at.isoformat().encode()),
+        ("ce_time", times[event.occurred_at]),
         ("ce_schemaversion", str(event.schema_version).encode()),
-        ("ce_recordedat", event.recorded_at.isoformat().encode()),
+        ("ce_recordedat", times[event.recorded_at]),
         ("ce_streamtype", event.stream_type.encode()),
         ("ce_streamversion", str(event.version).encode()),
-        ("content-type", b"application/json"),
+        _CONTENT_TYPE,
     ]
     metadata = event.metadata
     if metadata:
@@ -81,6 +89,24 @@ def cloudevent_headers(event: eventstore.StoredEvent | eventstore.OutboxEvent, c
             if value:
                 headers.append((header, str(value).encode()))
     return headers
+
+
+class IsoTimes(dict):
+    """datetime -> its isoformat() as bytes, each computed once. For datetimes of one time zone
+    (asyncpg returns every timestamptz in UTC): equal instants in two zones would share a text."""
+
+    def __missing__(self, moment: datetime) -> bytes:
+        value = self[moment] = moment.isoformat().encode()
+        return value
+
+
+_SPECVERSION = ("ce_specversion", b"1.0")
+_CONTENT_TYPE = ("content-type", b"application/json")
+
+
+@functools.lru_cache(maxsize=64)
+def _source_header(context: str) -> tuple[str, bytes]:
+    return ("ce_source", f"/ledgerline/{context}".encode())
 
 
 _METADATA_HEADERS = (
@@ -109,6 +135,11 @@ def make_producer(bootstrap: str, client_id: str, transactional_id: str | None =
         # interval keeps an outage at about one attempt a second per client.
         retry_backoff_ms=random.randint(500, 1500),
     )
+
+
+# The producer's own partitioner (make_producer sets none): the relay computes with it what send()
+# would, once per stream per batch.
+_PARTITIONER = DefaultPartitioner()
 
 
 class LeaseLost(RuntimeError):
@@ -154,6 +185,7 @@ class OutboxRelay:
         self._lease_valid_until = 0.0  # monotonic; a frozen process finds it passed on waking
         self._stopping = asyncio.Event()
         self._throttle = Throttle(log)
+        self._read_ahead: tuple[eventstore.Position, asyncio.Future] | None = None
 
     def stop(self) -> None:
         self._stopping.set()
@@ -267,6 +299,7 @@ class OutboxRelay:
         finally:
             self.is_leader = False
             RELAY_LEADER.labels(self.context).set(0)
+            await self._drop_read_ahead()
             try:
                 await producer.stop()
             except Exception as exc:  # fenced or broker gone: nothing of ours is pending
@@ -278,33 +311,32 @@ class OutboxRelay:
     async def relay_once(self, producer: AIOKafkaProducer) -> int:
         """Publish the next batch in one Kafka transaction, then save the checkpoint in a
         database transaction that also renews (and so checks) the lease."""
-        if self.epoch is not None and time.monotonic() >= self._lease_valid_until:
-            # Frozen past the lease (SIGSTOP, a long pause): prove the lease first.
-            async with self.engine.begin() as conn:
-                await self._renew(conn)
-        async with self.engine.connect() as conn:
-            after = await eventstore.load_checkpoint(conn, self.checkpoint_name)
-            events = await eventstore.read_outbox(conn, after, self.batch_size)
-            await conn.commit()
+        ahead, self._read_ahead = self._read_ahead, None
+        try:
+            if self.epoch is not None and time.monotonic() >= self._lease_valid_until:
+                # Frozen past the lease (SIGSTOP, a long pause): prove the lease first.
+                async with self.engine.begin() as conn:
+                    await self._renew(conn)
+            async with self.engine.connect() as conn:
+                after = await eventstore.load_checkpoint(conn, self.checkpoint_name)
+                events, ahead = await self._take_read_ahead(ahead, after), None
+                if events is None:
+                    events = await eventstore.read_outbox(conn, after, self.batch_size)
+                await conn.commit()
+        finally:
+            if ahead is not None:
+                await self._cancel(ahead[1])
         if not events:
             # Caught up: nothing is failing to publish. Without this, an idle context whose relay
             # failed once (a database outage) stayed "publishing failing" and unready for good.
             self.last_error = None
             self.error_since = None
             return 0
-        epoch_header = str(self.epoch or 0).encode()
-        async with producer.transaction():
-            futures = []
-            for event in events:
-                futures.append(
-                    await producer.send(
-                        self.topic,
-                        value=event.payload_json.encode(),
-                        key=event.stream_id.encode(),
-                        headers=cloudevent_headers(event, self.context) + [("ledgerline_relay_epoch", epoch_header)],
-                    )
-                )
-            await asyncio.gather(*futures)  # every send acknowledged by the broker (acks=all)
+        try:
+            await self._publish(producer, events)
+        except BaseException:
+            await self._drop_read_ahead()
+            raise
         async with self.engine.begin() as conn:
             if self.epoch is not None:
                 await self._renew(conn)
@@ -316,6 +348,96 @@ class OutboxRelay:
         self.error_since = None
         self._throttle.reset("run")
         return len(events)
+
+    # -- reading ahead ----------------------------------------------------------------------
+    # While a batch's Kafka transaction is acknowledged and committed and its checkpoint saved,
+    # the next batch is read (on its own connection, one statement: its own snapshot). The next
+    # relay_once uses it only if the checkpoint it loads is exactly where that read started, so
+    # whatever happened meanwhile (this batch failed, another relay moved the checkpoint) it
+    # reads again as before. Reading earlier is safe: the commit-safe window read then is a
+    # prefix of the one read later (rows committed meanwhile all sort after it; see
+    # shared.eventstore).
+
+    def _start_read_ahead(self, after: eventstore.Position) -> None:
+        self._read_ahead = (after, asyncio.ensure_future(self._read_from(after)))
+
+    async def _read_from(self, after: eventstore.Position) -> list[eventstore.OutboxEvent]:
+        async with self.engine.connect() as conn:
+            return await eventstore.read_outbox(conn, after, self.batch_size)
+
+    async def _take_read_ahead(self, ahead, after: eventstore.Position) -> list[eventstore.OutboxEvent] | None:
+        if ahead is None:
+            return None
+        started, task = ahead
+        if started != after:
+            await self._cancel(task)
+            return None
+        try:
+            return await task
+        except asyncio.CancelledError:
+            if not task.cancelled():  # this relay_once was cancelled, not the read
+                task.cancel()
+            raise
+        except Exception:  # read it again on the relay's own connection
+            return None
+
+    async def _drop_read_ahead(self) -> None:
+        ahead, self._read_ahead = self._read_ahead, None
+        if ahead is not None:
+            await self._cancel(ahead[1])
+
+    @staticmethod
+    async def _cancel(task: asyncio.Future) -> None:
+        task.cancel()
+        try:
+            await task
+        except BaseException:  # cancelled, or failed: nothing of it is used
+            pass
+
+    async def _publish(self, producer: AIOKafkaProducer, events: list[eventstore.OutboxEvent]) -> None:
+        """The batch in one Kafka transaction, returning once the broker acknowledged all of it
+        (acks=all) and the transaction committed.
+
+        The records go in record batches built here, one open batch per partition, each handed to
+        the producer whole (send_batch), instead of one send() per record: per record that saved
+        the producer's coroutine, its partitioner (murmur2 in pure Python), a future and a
+        callback. The partition is the producer's own default partitioner's choice for the key
+        (murmur2 of the stream id over the topic's partitions in id order), computed once per
+        stream in the batch, so a stream's events land in the partition they always did. A
+        partition's records are appended and its batches handed over in read order, and the
+        producer sends one partition's batches in the order given (it waits for a batch to be
+        drained before queueing the next): each stream keeps its order."""
+        topic = self.topic
+        partitions = sorted(await producer.partitions_for(topic))
+        partition_of: dict[str, int] = {}
+        open_batches: dict[int, Any] = {}
+        epoch_header = ("ledgerline_relay_epoch", str(self.epoch or 0).encode())
+        context = self.context
+        times = IsoTimes()
+        async with producer.transaction():
+            futures = []
+            for event in events:
+                stream_id = event.stream_id
+                key = stream_id.encode()
+                partition = partition_of.get(stream_id)
+                if partition is None:
+                    partition = partition_of[stream_id] = _PARTITIONER(key, partitions, partitions)
+                batch = open_batches.get(partition)
+                if batch is None:
+                    batch = open_batches[partition] = producer.create_batch()
+                value = event.payload_json.encode()
+                headers = cloudevent_headers(event, context, times)
+                headers.append(epoch_header)
+                if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+                    futures.append(await producer.send_batch(batch, topic, partition=partition))
+                    batch = open_batches[partition] = producer.create_batch()
+                    if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+                        raise ValueError(f"event {event.event_id} does not fit in a Kafka record batch")
+            for partition, batch in open_batches.items():
+                futures.append(await producer.send_batch(batch, topic, partition=partition))
+            if len(events) >= self.batch_size:  # more may wait: read them while Kafka works
+                self._start_read_ahead(events[-1].position)
+            await asyncio.gather(*futures)  # every record acknowledged by the broker (acks=all)
 
     async def progress(self) -> dict[str, Any]:
         """Publishing progress for /readyz: the oldest unpublished event's age (the backlog)."""

@@ -35,7 +35,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from decimal import Decimal
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -61,8 +61,13 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+# One encoder for every call: json.dumps with arguments builds a new JSONEncoder each time (a
+# third of its cost for an event's payload).
+_ENCODE = json.JSONEncoder(default=_json_default, separators=(",", ":")).encode
+
+
 def dumps(value: Any) -> str:
-    return json.dumps(value, default=_json_default, separators=(",", ":"))
+    return _ENCODE(value)
 
 
 def utc_midnight(day: date) -> datetime:
@@ -191,8 +196,8 @@ def _event_columns(events: Sequence[NewEvent]) -> dict[str, list[Any]]:
         "event_types": [e.event_type for e in events],
         "schema_versions": [e.schema_version for e in events],
         "occurred": [e.occurred_at for e in events],
-        "payloads": [dumps(e.payload) for e in events],
-        "metadatas": [dumps(e.metadata) for e in events],
+        "payloads": [_ENCODE(e.payload) for e in events],
+        "metadatas": [_ENCODE(e.metadata) if e.metadata else "{}" for e in events],
     }
 
 
@@ -298,10 +303,15 @@ async def read_streams(conn: AsyncConnection, stream_ids: Sequence[str]) -> dict
 
 # The commit-safe window (the module's docstring says why it skips nothing and keeps each stream
 # in version order): rows after the reader's position, written by transactions that have ended.
+# The ORDER BY names the table's columns (events.commit_order): a bare `commit_order` there means
+# the select list's `commit_order::text::bigint` (PostgreSQL resolves an ORDER BY name against the
+# output columns first), which no index has, so every read sorted the whole table (a sequential
+# scan and a top-N sort: 67 ms for a batch of 2,000 out of 20,000 events, growing with the table)
+# instead of walking the (commit_order, global_position) index from the reader's position.
 _COMMITTED_AFTER = (
-    " WHERE (commit_order, global_position) > (CAST({tx} AS text)::xid8, {pos})"
-    " AND commit_order < pg_snapshot_xmin(pg_current_snapshot())"
-    " ORDER BY commit_order, global_position LIMIT {limit}"
+    " WHERE (events.commit_order, events.global_position) > (CAST({tx} AS text)::xid8, {pos})"
+    " AND events.commit_order < pg_snapshot_xmin(pg_current_snapshot())"
+    " ORDER BY events.commit_order, events.global_position LIMIT {limit}"
 )
 
 
@@ -315,11 +325,11 @@ async def read_all(conn: AsyncConnection, after: Position = START, limit: int = 
     return [_row_to_event(r) for r in result]
 
 
-@dataclass(frozen=True, slots=True)
-class OutboxEvent:
+class OutboxEvent(NamedTuple):
     """A committed event as the outbox relay publishes it: the payload as the JSON text stored
     (never decoded and encoded again on the way to Kafka), and only the metadata that travels in
-    the message's headers."""
+    the message's headers. A named tuple (immutable, as the frozen dataclass it was, and about a
+    fifth of its construction cost: the relay builds one per event)."""
 
     commit_order: int
     global_position: int
@@ -360,7 +370,7 @@ async def read_outbox(conn: AsyncConnection, after: Position = START, limit: int
     keys = OUTBOX_METADATA
     return [
         OutboxEvent(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10],
-                    {k: v for k, v in zip(keys, r[11:]) if v})
+                    {k: v for k, v in zip(keys, r[11:]) if v} if any(r[11:]) else {})
         for r in rows
     ]
 

@@ -179,3 +179,50 @@ async def test_while_kafka_is_unreachable_the_checkpoint_stays_and_appends_go_on
         await task
     records = await read_all(topic, expect=100)
     assert len({dict(r.headers)["ce_id"] for r in records}) == 100
+
+
+async def test_a_batch_lands_each_stream_in_order_in_the_partition_a_keyed_send_picks(platform_db):
+    """The relay builds the Kafka record batches itself (several per partition when a batch's
+    events do not fit in one): every event once, each stream in version order, in the partition
+    a plain producer's keyed send() chooses for the stream id."""
+    from aiokafka import AIOKafkaProducer
+
+    from shared.relay import OutboxRelay
+
+    engine, _ = platform_db
+    topic, probe_topic = await create_topic("batches"), await create_topic("probe")
+    streams = [f"acct-{n}" for n in range(60)]
+    async with engine.begin() as conn:
+        for round_ in range(10):  # 600 events of ~2 KB: more than one 256 KB batch per partition
+            for stream in streams:
+                await eventstore.append(conn, stream, "acct", round_, [NewEvent(
+                    "Tested", 1, {"n": round_, "pad": "x" * 2000}, datetime(2024, 1, 1, tzinfo=timezone.utc))])
+    relay = OutboxRelay(engine, KAFKA, "testctx", topic=topic)
+    producer = relay.make_producer()
+    await producer.start()
+    try:
+        assert await relay.relay_once(producer) == 600
+        assert await relay.relay_once(producer) == 0
+    finally:
+        await producer.stop()
+
+    plain = AIOKafkaProducer(bootstrap_servers=KAFKA)
+    await plain.start()
+    try:
+        expected = {s: (await plain.send_and_wait(probe_topic, b"probe", key=s.encode())).partition for s in streams}
+    finally:
+        await plain.stop()
+    assert len(set(expected.values())) == 3
+
+    records = await read_all(topic, expect=600)
+    assert len(records) == 600
+    assert len({dict(r.headers)["ce_id"] for r in records}) == 600
+    versions: dict[str, list[int]] = defaultdict(list)
+    for r in sorted(records, key=lambda r: (r.partition, r.offset)):
+        stream = r.key.decode()
+        assert r.partition == expected[stream], stream
+        headers = dict(r.headers)
+        assert headers["ce_subject"].decode() == stream
+        assert headers["ledgerline_relay_epoch"] == b"0"
+        versions[stream].append(int(headers["ce_streamversion"]))
+    assert versions == {s: list(range(1, 11)) for s in streams}
