@@ -434,6 +434,7 @@ class OutboxRelay:
                     if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
                         raise ValueError(f"event {event.event_id} does not fit in a Kafka record batch")
             for partition, batch in open_batches.items():
+                batch.close()  # complete: the producer sends it now instead of lingering (linger_ms)
                 futures.append(await producer.send_batch(batch, topic, partition=partition))
             if len(events) >= self.batch_size:  # more may wait: read them while Kafka works
                 self._start_read_ahead(events[-1].position)

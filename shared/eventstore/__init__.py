@@ -143,26 +143,44 @@ def _row_to_event(row: Any) -> StoredEvent:
 # this statement did insert of a lost append is deleted again (_UNDO) before ConcurrencyError.
 # commit_order = greatest(this transaction's id, the previous version's commit order); greatest
 # ignores the NULL of a new stream's missing head (see the module docstring).
-_ROWS = (
-    " unnest(CAST(:event_ids AS uuid[]), CAST(:event_types AS text[]), CAST(:schema_versions AS int[]),"
-    " CAST(:occurred AS timestamptz[]), CAST(:payloads AS text[]), CAST(:metadatas AS text[]))"
-    " WITH ORDINALITY AS e(event_id, event_type, schema_version, occurred_at, payload, metadata, n)"
-)
-_APPEND = text(
-    "WITH head AS (SELECT version, commit_order FROM events WHERE stream_id = :stream_id"
+_APPEND_SQL = (
+    "WITH head AS (SELECT version, commit_order FROM events WHERE stream_id = $1"
     " ORDER BY version DESC LIMIT 1),"
     " cur AS (SELECT coalesce((SELECT version FROM head), 0) AS version, (SELECT commit_order FROM head) AS commit_order),"
     " ins AS (INSERT INTO events (stream_id, stream_type, version, event_id, event_type, schema_version,"
     " occurred_at, payload, metadata, commit_order)"
-    " SELECT :stream_id, :stream_type, cur.version + e.n, e.event_id, e.event_type, e.schema_version,"
+    " SELECT $1, $2, cur.version + e.n, e.event_id, e.event_type, e.schema_version,"
     " e.occurred_at, CAST(e.payload AS jsonb), CAST(e.metadata AS jsonb),"
     " greatest(pg_current_xact_id(), cur.commit_order)"
-    " FROM cur," + _ROWS +
-    " WHERE CAST(:expected AS int) IS NULL OR cur.version = CAST(:expected AS int)"
+    " FROM cur,"
+    " unnest(CAST($4 AS uuid[]), CAST($5 AS text[]), CAST($6 AS int[]),"
+    " CAST($7 AS timestamptz[]), CAST($8 AS text[]), CAST($9 AS text[]))"
+    " WITH ORDINALITY AS e(event_id, event_type, schema_version, occurred_at, payload, metadata, n)"
+    " WHERE CAST($3 AS int) IS NULL OR cur.version = CAST($3 AS int)"
     " ON CONFLICT (stream_id, version) DO NOTHING RETURNING global_position)"
     " SELECT (SELECT version FROM cur) AS current, coalesce((SELECT array_agg(global_position) FROM ins), '{}')"
     " AS positions"
 )
+
+
+async def _driver(conn: AsyncConnection) -> Any:
+    """The asyncpg connection under `conn`, inside conn's transaction, for the statement run per
+    command (append): SQLAlchemy's execute cost about a fifth of an append transaction's CPU (its
+    statement cache, parameter and result layers, a greenlet); the driver's own prepared-
+    statement cache does the same work for less. SQLAlchemy's asyncpg adapter sends BEGIN
+    lazily, with its first statement: when conn has begun (or, like execute, autobegins now)
+    but sent nothing yet, BEGIN goes through the adapter here, so conn's commit and rollback
+    apply to what the driver runs. Errors are asyncpg's own (shared.db_errors reads any
+    layer's)."""
+    if not conn.in_transaction():
+        await conn.begin()  # what conn.execute would do: the caller commits, or nothing stays
+    raw = await conn.get_raw_connection()
+    adapted = raw.dbapi_connection
+    if adapted._transaction is None:
+        await adapted._start_transaction()
+    return raw.driver_connection
+
+
 # Many new streams at once: every stream's versions 1..n; commit_order defaults to the
 # transaction's own id.
 _INSERT_NEW = text(
@@ -212,14 +230,16 @@ async def append(
 
     expected_version: the version the caller's decision was based on (0 for a new stream), or
     None to append at the end without a check (used only where the stream is private to one
-    writer, e.g. a projection's own log). One statement (see _APPEND); on a conflict nothing of
+    writer, e.g. a projection's own log). One statement (see _APPEND_SQL); on a conflict nothing of
     this append stays and the caller's transaction is still usable."""
     if not events:
         return await stream_version(conn, stream_id)
-    row = (await conn.execute(_APPEND, {
-        "stream_id": stream_id, "stream_type": stream_type, "expected": expected_version,
-        **_event_columns(events)})).one()
-    current, positions = int(row.current), list(row.positions)
+    columns = _event_columns(events)
+    driver = await _driver(conn)
+    row = await driver.fetchrow(
+        _APPEND_SQL, stream_id, stream_type, expected_version, columns["event_ids"], columns["event_types"],
+        columns["schema_versions"], columns["occurred"], columns["payloads"], columns["metadatas"])
+    current, positions = int(row[0]), list(row[1])
     if len(positions) == len(events):
         return current + len(events)
     if positions:

@@ -34,6 +34,36 @@ async def test_append_with_expected_version_and_conflict(platform_db):
     assert [e.version for e in events] == [1, 2] and [e.payload["n"] for e in events] == [1, 2]
 
 
+async def test_an_append_belongs_to_the_callers_transaction_even_as_its_first_statement(platform_db):
+    """append runs on the driver's connection: rolled back with the caller's transaction, kept
+    only when it commits, also when it is the transaction's first statement or runs on a
+    connection that has not begun (it begins, as execute would)."""
+    engine, _ = platform_db
+    async with engine.connect() as conn:
+        async with conn.begin() as tx:
+            await eventstore.append(conn, "tx-1", "s", 0, [ev(1)])
+            await tx.rollback()
+    async with engine.connect() as conn:  # begun by append, closed without a commit
+        await eventstore.append(conn, "tx-1", "s", 0, [ev(1)])
+        assert conn.in_transaction()
+    async with engine.connect() as conn:
+        assert await eventstore.stream_version(conn, "tx-1") == 0
+    async with engine.begin() as conn:  # the first statement of a committed transaction
+        await eventstore.append(conn, "tx-1", "s", 0, [ev(1), ev(2)])
+        await conn.execute(text("SELECT 1"))
+    async with engine.connect() as conn:
+        assert await eventstore.stream_version(conn, "tx-1") == 2
+        await eventstore.append(conn, "tx-1", "s", 2, [ev(3)])
+        await conn.commit()
+        assert not conn.in_transaction()
+        assert await eventstore.stream_version(conn, "tx-1") == 3
+    async with engine.begin() as conn:
+        stored = await eventstore.read_stream(conn, "tx-1")
+    assert [e.version for e in stored] == [1, 2, 3]
+    assert [e.payload for e in stored] == [{"n": 1}, {"n": 2}, {"n": 3}]
+    assert len({e.commit_order for e in stored[:2]}) == 1 and stored[2].commit_order > stored[0].commit_order
+
+
 async def test_concurrent_writers_one_wins_the_other_gets_a_conflict(platform_db):
     engine, _ = platform_db
     async with engine.begin() as conn:
