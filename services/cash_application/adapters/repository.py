@@ -231,7 +231,8 @@ def open_item_of(r: Any) -> OpenItem:
                     currency=r.currency.strip(), open_balance=Decimal(r.open_balance))
 
 
-_MATCHING_COLUMNS = f"invoice_id, invoice_number, customer_id, currency, due_date, {_OPEN_BALANCE} AS open_balance"
+_MATCHING_COLUMNS = (f"invoice_id, invoice_number, customer_id, currency, due_date, {_OPEN_BALANCE} AS open_balance,"
+                     " reference_key")
 _ITEM_KEY = "cash_open_item_key(invoice_number, invoice_id)"
 
 
@@ -247,7 +248,7 @@ async def open_invoices_concerned(conn: AsyncConnection, customer_ids: Sequence[
     """The open issued invoices (a snapshot, not locked) of these customers, and those whose
     normalised number (cash_reference_key, migration 0011) is one of these keys, through the
     customer and key indexes: what an import's receipts can be matched against. Yields batches of
-    rows (invoice_id, invoice_number, customer_id, currency, due_date, open_balance) from a
+    rows (invoice_id, invoice_number, customer_id, currency, due_date, open_balance, reference_key) from a
     server-side cursor, so the event loop converts a batch at a time and answers in between."""
     if not customer_ids and not keys:
         return

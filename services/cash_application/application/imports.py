@@ -175,7 +175,7 @@ def _open_invoices(rows: Any) -> list[OpenInvoice]:
     currencies: dict[str, str] = {}  # one string per currency code, not one per row
     return [OpenInvoice(invoice_id=r[0], invoice_number=r[1] or "", customer_id=r[2],
                         currency=currencies.setdefault(r[3], r[3].strip()), open_balance=Decimal(r[5]),
-                        due_date=r[4]) for r in rows]
+                        due_date=r[4], key=r[6] or "") for r in rows]
 
 
 async def scoped_matcher(conn: AsyncConnection, base: Matcher, receipts: Sequence[Receipt],

@@ -155,6 +155,9 @@ class OpenInvoice:
     currency: str
     open_balance: Decimal
     due_date: date
+    # normalise_reference(invoice_number or invoice_id) when the caller has it already (PostgreSQL
+    # stores it with the open item); empty: computed when indexed.
+    key: str = field(default="", compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -284,7 +287,7 @@ class Matcher:
             if invoice.open_balance <= 0 or invoice.invoice_id in self.invoices:
                 continue
             self.invoices[invoice.invoice_id] = invoice
-            key = normalise_reference(invoice.invoice_number or invoice.invoice_id)
+            key = invoice.key or normalise_reference(invoice.invoice_number or invoice.invoice_id)
             self.by_key.setdefault(key, []).append(invoice.invoice_id)
             self.by_number.setdefault((invoice.invoice_number or "").upper(), []).append(invoice.invoice_id)
             self.by_customer.setdefault(invoice.customer_id, []).append(invoice.invoice_id)

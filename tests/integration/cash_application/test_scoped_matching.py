@@ -118,3 +118,22 @@ async def test_postgresql_computes_the_engines_reference_keys_and_variants(cash)
             assert key == normalise_reference(reference), reference
             assert set(variants) == reference_variants(key), reference
             assert item_key == normalise_reference(reference or "inv-fallback-1"), reference
+
+
+async def test_an_open_items_stored_reference_key_is_the_engines_key(cash):
+    """Imports index open items by the key PostgreSQL stores with them (migration 0014) instead of
+    normalising each number again: it must be the key the engine computes from the number (or,
+    without one, from the invoice id), so a reference finds the same invoices either way."""
+    _, app = cash
+    async with app.state.runtime.engine.connect() as conn:
+        for n, reference in enumerate(REFERENCES):
+            await conn.execute(text(
+                "INSERT INTO open_items (invoice_id, invoice_number, customer_id, currency, total_amount, issue_date,"
+                " due_date) VALUES (:i, nullif(:r, ''), 'C-key', 'USD', 10, '2024-01-01', '2024-01-31')"),
+                {"i": f"inv-key-{n}", "r": reference})
+        rows = (await conn.execute(text("SELECT invoice_id, invoice_number, reference_key FROM open_items"
+                                        " WHERE customer_id = 'C-key'"))).all()
+        await conn.rollback()
+    assert len(rows) == len(REFERENCES)
+    for invoice_id, number, stored in rows:
+        assert stored == normalise_reference(number or invoice_id), (number, stored)
