@@ -53,6 +53,17 @@ async def load(conn: AsyncConnection, cls: type[A], aggregate_id: str) -> A:
     return aggregate
 
 
+def from_history(cls: type[A], aggregate_id: str, history: Sequence[tuple[str, int, dict[str, Any], int]]) -> A:
+    """An aggregate rebuilt from its stream's events read by the caller's own query: (event_type,
+    schema_version, payload, version) each, in version order (a command that reads the stream
+    together with other state, in one round trip)."""
+    aggregate = cls(aggregate_id)
+    for event_type, schema_version, payload, version in history:
+        aggregate.apply(registry.parse(event_type, schema_version, payload))
+        aggregate.version = version
+    return aggregate
+
+
 async def load_many(conn: AsyncConnection, cls: type[A], aggregate_ids: Sequence[str]) -> dict[str, A]:
     """Many aggregates of one type in one query: {aggregate_id: aggregate} (one that has no
     events is there too, not existing)."""

@@ -38,25 +38,53 @@ async def invoice_number_taken(conn: AsyncConnection, number: str) -> bool:
     return (await conn.execute(text("SELECT 1 FROM invoices WHERE invoice_number = :n"), {"n": number})).first() is not None
 
 
-async def invoice_id_or_number_taken(conn: AsyncConnection, invoice_id: str, number: str) -> tuple[bool, bool]:
-    rows = (await conn.execute(
-        text("SELECT invoice_id = :id AS same_id, invoice_number = :n AS same_number FROM invoices"
-             " WHERE invoice_id = :id OR invoice_number = :n"), {"id": invoice_id, "n": number})).all()
-    return any(r.same_id for r in rows), any(r.same_number for r in rows)
-
-
 async def insert_invoice(conn: AsyncConnection, inv: Any, lines: list[dict[str, Any]], version: int,
                          taxes: list[dict[str, Any]] | None = None, po_number: str | None = None,
                          credit_override: dict[str, Any] | None = None) -> None:
     await conn.execute(
-        text("INSERT INTO invoices (invoice_id, invoice_number, customer_id, currency, issue_date, due_date,"
-             " total_amount, lines, version, taxes, po_number, credit_override) VALUES (:id, :num, :cust, :cur, :issue,"
-             " :due, :total, CAST(:lines AS jsonb), :v, CAST(:taxes AS jsonb), :po, CAST(:co AS jsonb))"),
-        {"id": inv.id, "num": inv.invoice_number, "cust": inv.customer_id, "cur": inv.currency,
-         "issue": inv.issue_date, "due": inv.due_date, "total": inv.total_amount, "lines": dumps(lines), "v": version,
-         "taxes": dumps(taxes or []), "po": po_number,
-         "co": dumps(credit_override) if credit_override is not None else None},
+        text(f"INSERT INTO invoices ({_INSERT_INVOICE_COLUMNS}) VALUES ({_INSERT_INVOICE_VALUES})"),
+        _invoice_params(inv, lines, version, taxes, po_number, credit_override),
     )
+
+
+_INSERT_INVOICE_COLUMNS = (
+    "invoice_id, invoice_number, customer_id, currency, issue_date, due_date, total_amount, lines, version, taxes,"
+    " po_number, credit_override")
+_INSERT_INVOICE_VALUES = (
+    ":id, :num, :cust, :cur, :issue, :due, :total, CAST(:lines AS jsonb), :v, CAST(:taxes AS jsonb), :po,"
+    " CAST(:co AS jsonb)")
+_INSERT_DELIVERY_COLUMNS = (
+    "delivery_id, document_kind, document_id, customer_id, channel, language, recipient, status, last_error,"
+    " created_on, as_of, currency")
+_INSERT_DELIVERY_VALUES = (
+    ":delivery_id, :document_kind, :document_id, :customer_id, :channel, :language, :recipient, :status,"
+    " :last_error, :created_on, :as_of, :currency")
+
+
+def _invoice_params(inv: Any, lines: list[dict[str, Any]], version: int, taxes: list[dict[str, Any]] | None,
+                    po_number: str | None, credit_override: dict[str, Any] | None) -> dict[str, Any]:
+    return {"id": inv.id, "num": inv.invoice_number, "cust": inv.customer_id, "cur": inv.currency,
+            "issue": inv.issue_date, "due": inv.due_date, "total": inv.total_amount, "lines": dumps(lines),
+            "v": version, "taxes": dumps(taxes or []), "po": po_number,
+            "co": dumps(credit_override) if credit_override is not None else None}
+
+
+async def insert_issued_invoice(conn: AsyncConnection, inv: Any, lines: list[dict[str, Any]], version: int,
+                                delivery: dict[str, Any], taxes: list[dict[str, Any]] | None = None,
+                                po_number: str | None = None,
+                                credit_override: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A newly issued invoice's read-model row, its document delivery (insert_delivery's row) and
+    the row as get_invoice answers it, in one statement (one round trip instead of three). The
+    settlement sums are read as get_invoice reads them: entries may exist before the invoice."""
+    row = (await conn.execute(
+        text(f"WITH inv AS (INSERT INTO invoices ({_INSERT_INVOICE_COLUMNS}) VALUES ({_INSERT_INVOICE_VALUES})"
+             " RETURNING *),"
+             f" delivery AS (INSERT INTO document_deliveries ({_INSERT_DELIVERY_COLUMNS})"
+             f" VALUES ({_INSERT_DELIVERY_VALUES}) ON CONFLICT (document_kind, document_id) DO NOTHING)"
+             f" {_invoice_select('inv')}"),
+        {**_invoice_params(inv, lines, version, taxes, po_number, credit_override), **delivery},
+    )).mappings().one()
+    return _invoice_row(row)
 
 
 async def invoice_numbers_taken(conn: AsyncConnection, numbers: list[str]) -> set[str]:
@@ -124,12 +152,18 @@ def _settled(kind: str) -> str:
             f" AND s.kind = '{kind}'), 0)")
 
 
-_INVOICE_SELECT = (
-    f"SELECT *, total_amount + debit_adjusted - credited_amount - credit_adjusted - voided_amount - paid_amount"
-    f" - adjusted_amount - written_off_amount AS open_balance"
-    f" FROM (SELECT i.*, {_settled('payment')} AS paid_amount, {_settled('adjustment')} AS adjusted_amount,"
-    f" {_settled('write_off')} AS written_off_amount FROM invoices i) i"
-)
+def _invoice_select(source: str) -> str:
+    """The invoice rows of `source` (the table, or a CTE of rows just inserted) with what other
+    contexts settled and the open balance."""
+    return (
+        f"SELECT *, total_amount + debit_adjusted - credited_amount - credit_adjusted - voided_amount - paid_amount"
+        f" - adjusted_amount - written_off_amount AS open_balance"
+        f" FROM (SELECT i.*, {_settled('payment')} AS paid_amount, {_settled('adjustment')} AS adjusted_amount,"
+        f" {_settled('write_off')} AS written_off_amount FROM {source} i) i"
+    )
+
+
+_INVOICE_SELECT = _invoice_select("invoices")
 
 
 async def get_invoice(conn: AsyncConnection, invoice_id: str) -> dict[str, Any] | None:
@@ -354,11 +388,8 @@ async def insert_delivery(conn: AsyncConnection, row: dict[str, Any] | list[dict
     """One delivery per document (a list: many at once); issuing the same document again (a
     replayed command) adds none."""
     await conn.execute(text(
-        "INSERT INTO document_deliveries (delivery_id, document_kind, document_id, customer_id, channel, language,"
-        " recipient, status, last_error, created_on, as_of, currency) VALUES (:delivery_id, :document_kind,"
-        " :document_id, :customer_id, :channel, :language, :recipient, :status, :last_error, :created_on, :as_of,"
-        " :currency)"
-        " ON CONFLICT (document_kind, document_id) DO NOTHING"), row)
+        f"INSERT INTO document_deliveries ({_INSERT_DELIVERY_COLUMNS}) VALUES ({_INSERT_DELIVERY_VALUES})"
+        " ON CONFLICT (document_kind, document_id) DO NOTHING"), row[0] if isinstance(row, list) and len(row) == 1 else row)
 
 
 async def claim_pending_delivery(conn: AsyncConnection) -> dict[str, Any] | None:
@@ -409,43 +440,75 @@ async def lock_credit_chains(conn: AsyncConnection, customer_ids: list[str]) -> 
     are decided one after the other, the second against the first's exposure. The hierarchy
     lock is taken shared, so no hierarchy change moves a chain meanwhile."""
     await conn.execute(text("SELECT pg_advisory_xact_lock_shared(hashtext('invoicing:customer-hierarchy'))"))
+    # The chains are read and their customers locked by one statement (one round trip): its
+    # snapshot is taken after the shared hierarchy lock above, so no chain changes meanwhile; the
+    # locking subquery is evaluated once, before the chains are returned.
     rows = await conn.execute(text(
         "WITH RECURSIVE up(customer_id, level_id, depth) AS ("
         "  SELECT customer_id, customer_id, 0 FROM customers WHERE customer_id = ANY(CAST(:ids AS text[]))"
         "  UNION ALL SELECT up.customer_id, c.parent_customer_id, up.depth + 1 FROM up"
         "  JOIN customers c ON c.customer_id = up.level_id"
-        "  WHERE c.parent_customer_id IS NOT NULL AND up.depth < 20)"
-        " SELECT customer_id, level_id FROM up ORDER BY customer_id, depth"), {"ids": list(customer_ids)})
+        "  WHERE c.parent_customer_id IS NOT NULL AND up.depth < 20),"
+        " locked AS MATERIALIZED (SELECT customer_id FROM customers WHERE customer_id IN (SELECT level_id FROM up)"
+        "  ORDER BY customer_id FOR UPDATE)"
+        " SELECT customer_id, level_id, (SELECT count(*) FROM locked) AS locked FROM up ORDER BY customer_id, depth"),
+        {"ids": list(customer_ids)})
     chains: dict[str, list[str]] = {}
     for r in rows:
         chains.setdefault(r.customer_id, []).append(r.level_id)
-    members = sorted({m for chain in chains.values() for m in chain})
-    if members:
-        await conn.execute(text("SELECT customer_id FROM customers WHERE customer_id = ANY(CAST(:ids AS text[]))"
-                                " ORDER BY customer_id FOR UPDATE"), {"ids": members})
     return chains
 
 
-async def family_exposures(conn: AsyncConnection, level_ids: list[str]) -> dict[str, Decimal]:
-    """Each customer's family exposure: its own and every descendant's open balance (invoices
-    net of credits, adjustments, voids and what other contexts settled: payments applied net of
-    reversals, small-balance adjustments, write-offs). Customers with nothing open are absent."""
-    if not level_ids:
-        return {}
+_FAMILY_EXPOSURES = (
+    "fam(root, member, depth) AS ("
+    "  SELECT customer_id, customer_id, 0 FROM customers WHERE customer_id = ANY(CAST(:levels AS text[]))"
+    "  UNION ALL SELECT fam.root, c.customer_id, fam.depth + 1 FROM fam"
+    "  JOIN customers c ON c.parent_customer_id = fam.member WHERE fam.depth < 20),"
+    " own AS (SELECT i.customer_id, sum(i.total_amount + i.debit_adjusted - i.credited_amount - i.credit_adjusted"
+    "  - i.voided_amount) AS billed FROM invoices i WHERE i.customer_id IN (SELECT member FROM fam)"
+    "  GROUP BY i.customer_id),"
+    " settled AS (SELECT i.customer_id, sum(s.amount) AS settled FROM invoice_settlements s"
+    "  JOIN invoices i USING (invoice_id) WHERE i.customer_id IN (SELECT member FROM fam) GROUP BY i.customer_id),"
+    " exposure AS (SELECT fam.root, sum(coalesce(own.billed, 0) - coalesce(settled.settled, 0)) AS exposure"
+    "  FROM fam LEFT JOIN own ON own.customer_id = fam.member LEFT JOIN settled ON settled.customer_id = fam.member"
+    "  GROUP BY fam.root)"
+)
+
+
+async def credit_context(conn: AsyncConnection, stream_ids: list[str], level_ids: list[str],
+                         invoice_id: str | None = None, number: str | None = None
+                         ) -> tuple[dict[str, list[tuple[str, int, Any, int]]], dict[str, Decimal], bool, bool]:
+    """What an issue decides on, read after its chains are locked, in one statement (one round
+    trip instead of three): the customers' event streams ({stream_id: [(event_type,
+    schema_version, payload, version)] in version order}); each level's family exposure (its own
+    and every descendant's open balance: invoices net of credits, adjustments, voids and what
+    other contexts settled, payments applied net of reversals, small-balance adjustments,
+    write-offs; levels with nothing open are absent); and whether invoice_id and number are
+    taken by an invoice (both False when not asked)."""
     rows = await conn.execute(text(
-        "WITH RECURSIVE fam(root, member, depth) AS ("
-        "  SELECT customer_id, customer_id, 0 FROM customers WHERE customer_id = ANY(CAST(:ids AS text[]))"
-        "  UNION ALL SELECT fam.root, c.customer_id, fam.depth + 1 FROM fam"
-        "  JOIN customers c ON c.parent_customer_id = fam.member WHERE fam.depth < 20),"
-        " own AS (SELECT i.customer_id, sum(i.total_amount + i.debit_adjusted - i.credited_amount - i.credit_adjusted"
-        "  - i.voided_amount) AS billed FROM invoices i WHERE i.customer_id IN (SELECT member FROM fam)"
-        "  GROUP BY i.customer_id),"
-        " settled AS (SELECT i.customer_id, sum(s.amount) AS settled FROM invoice_settlements s"
-        "  JOIN invoices i USING (invoice_id) WHERE i.customer_id IN (SELECT member FROM fam) GROUP BY i.customer_id)"
-        " SELECT fam.root, sum(coalesce(own.billed, 0) - coalesce(settled.settled, 0)) AS exposure FROM fam"
-        " LEFT JOIN own ON own.customer_id = fam.member LEFT JOIN settled ON settled.customer_id = fam.member"
-        " GROUP BY fam.root"), {"ids": list(level_ids)})
-    return {r.root: Decimal(r.exposure) for r in rows if r.exposure is not None}
+        f"WITH RECURSIVE {_FAMILY_EXPOSURES}"
+        " SELECT 0 AS kind, stream_id AS key, version, event_type, schema_version, payload, NULL::numeric AS amount"
+        "  FROM events WHERE stream_id = ANY(CAST(:streams AS text[]))"
+        " UNION ALL SELECT 1, root, NULL, NULL, NULL, NULL, exposure FROM exposure"
+        " UNION ALL SELECT 2, CASE WHEN invoice_id = :id THEN 'id' ELSE '' END"
+        "  || CASE WHEN invoice_number = :n THEN 'number' ELSE '' END, NULL, NULL, NULL, NULL, NULL"
+        "  FROM invoices WHERE invoice_id = :id OR invoice_number = :n"
+        " ORDER BY kind, key, version"),
+        {"streams": list(stream_ids), "levels": list(level_ids), "id": invoice_id, "n": number})
+    streams: dict[str, list[tuple[str, int, Any, int]]] = {}
+    exposures: dict[str, Decimal] = {}
+    id_taken = number_taken = False
+    for r in rows:
+        if r.kind == 0:
+            payload = r.payload if isinstance(r.payload, dict) else json.loads(r.payload)
+            streams.setdefault(r.key, []).append((r.event_type, r.schema_version, payload, r.version))
+        elif r.kind == 1:
+            if r.amount is not None:
+                exposures[r.key] = Decimal(r.amount)
+        else:
+            id_taken = id_taken or "id" in r.key
+            number_taken = number_taken or "number" in r.key
+    return streams, exposures, id_taken, number_taken
 
 
 # ---------------------------------------------------------------- statement schedules

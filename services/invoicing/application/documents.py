@@ -46,6 +46,13 @@ async def queue_documents(conn: AsyncConnection, documents: list[tuple]) -> None
     """queue_document for many documents at once (a batch of invoices): one statement. Each is
     (kind, document_id, customer, issued_on[, as_of]): as_of for a statement of account, which
     goes out by the preference in force on the day it is made (issued_on)."""
+    rows = delivery_rows(documents)
+    if rows:
+        await repo.insert_delivery(conn, rows)
+
+
+def delivery_rows(documents: list[tuple]) -> list[dict[str, Any]]:
+    """The deliveries queue_documents inserts (repo.insert_delivery's rows), one per document."""
     rows = []
     for kind, document_id, customer, issued_on, *as_of in documents:
         profile = customer.profile_as_of(issued_on)
@@ -55,8 +62,7 @@ async def queue_documents(conn: AsyncConnection, documents: list[tuple]) -> None
                      "language": profile.language, "recipient": delivery.recipient, "status": delivery.status,
                      "last_error": delivery.last_error, "created_on": issued_on,
                      "as_of": as_of[0] if as_of else None, "currency": customer.currency if as_of else None})
-    if rows:
-        await repo.insert_delivery(conn, rows)
+    return rows
 
 
 def _lines(rows: list[dict[str, Any]]) -> tuple[DocumentLine, ...]:

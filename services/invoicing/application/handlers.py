@@ -27,7 +27,7 @@ from shared.contracts import (
 from shared.eventstore import ConcurrencyError, utc_midnight
 from shared.problems import Conflict, NotFound, Unprocessable
 from services.invoicing.adapters import repository as repo
-from services.invoicing.application.documents import queue_document
+from services.invoicing.application.documents import delivery_rows, queue_document
 from shared.money import ZERO, money_str
 from services.invoicing.domain.hierarchy import CreditLevel, available_credit
 from services.invoicing.domain.credit import CreditOverride, LimitLevel, levels_for
@@ -103,11 +103,21 @@ async def credit_chains(conn: AsyncConnection, customer_ids: list[str]) -> tuple
     """For a credit check at issue time: each customer's chain (itself, its parent, ...), locked
     until the transaction ends (repo.lock_credit_chains), every customer on them loaded (their
     limits over time) after the lock, and each one's family exposure."""
+    chains, customers, exposures, _ = await _credit_chains(conn, customer_ids)
+    return chains, customers, exposures
+
+
+async def _credit_chains(conn: AsyncConnection, customer_ids: list[str], invoice_id: str | None = None,
+                         number: str | None = None):
+    """credit_chains, and (repo.credit_context) whether invoice_id and number are taken, read
+    with the customers and exposures in one statement after the lock."""
     chains = await repo.lock_credit_chains(conn, customer_ids)
     members = sorted({m for chain in chains.values() for m in chain} | set(customer_ids))
-    customers = await aggregate.load_many(conn, Customer, members)
-    exposures = await repo.family_exposures(conn, sorted({m for chain in chains.values() for m in chain}))
-    return chains, customers, exposures
+    streams, exposures, id_taken, number_taken = await repo.credit_context(
+        conn, [Customer.stream_id_for(m) for m in members], sorted({m for chain in chains.values() for m in chain}),
+        invoice_id, number)
+    customers = {m: aggregate.from_history(Customer, m, streams.get(Customer.stream_id_for(m), ())) for m in members}
+    return chains, customers, exposures, (id_taken, number_taken)
 
 
 def limit_levels(chain: list[str], customers: dict[str, Customer], exposures: dict[str, Decimal],
@@ -117,15 +127,16 @@ def limit_levels(chain: list[str], customers: dict[str, Customer], exposures: di
 
 
 async def issue_invoice(conn: AsyncConnection, cmd: IssueInvoice, meta: dict[str, Any]) -> dict[str, Any]:
-    chains, customers, exposures = await credit_chains(conn, [cmd.customer_id])
+    number = cmd.invoice_number or f"INV-{cmd.invoice_id[:8].upper()}"
+    # The invoice id and number are checked in the statement that reads the customers after the
+    # lock: the invoices read model is written in the same transaction as every invoice stream's
+    # first event, so an invoice_id absent from it has no stream (and a concurrent twin still
+    # loses on the stream version: 409).
+    chains, customers, exposures, (id_taken, number_taken) = await _credit_chains(
+        conn, [cmd.customer_id], cmd.invoice_id, number)
     customer = customers[cmd.customer_id]
     if not customer.exists:
         raise Unprocessable(f"customer {cmd.customer_id} is not registered", field="customer_id")
-    number = cmd.invoice_number or f"INV-{cmd.invoice_id[:8].upper()}"
-    # One query for both: the invoices read model is written in the same transaction as every
-    # invoice stream's first event, so an invoice_id absent from it has no stream (and a
-    # concurrent twin still loses on the stream version: 409).
-    id_taken, number_taken = await repo.invoice_id_or_number_taken(conn, cmd.invoice_id, number)
     if number_taken:
         raise Conflict(f"invoice number {number} is already used", field="invoice_number")
     if id_taken:
@@ -142,12 +153,12 @@ async def issue_invoice(conn: AsyncConnection, cmd: IssueInvoice, meta: dict[str
         raise rule_problem(exc, currency) from exc
     issued = invoice.pending[0][0]
     await aggregate.save(conn, invoice, meta)
-    await repo.insert_invoice(conn, invoice, [line.model_dump(mode="json") for line in issued.lines], invoice.version,
-                              taxes=[t.model_dump(mode="json") for t in issued.taxes], po_number=issued.po_number,
-                              credit_override=issued.credit_override.model_dump(mode="json")
-                              if issued.credit_override else None)
-    await queue_document(conn, "invoice", invoice.id, customer, cmd.issue_date)
-    return await repo.get_invoice(conn, invoice.id)
+    # The read-model row, the document's delivery and the row as answered: one statement.
+    return await repo.insert_issued_invoice(
+        conn, invoice, [line.model_dump(mode="json") for line in issued.lines], invoice.version,
+        delivery_rows([("invoice", invoice.id, customer, cmd.issue_date)])[0],
+        taxes=[t.model_dump(mode="json") for t in issued.taxes], po_number=issued.po_number,
+        credit_override=issued.credit_override.model_dump(mode="json") if issued.credit_override else None)
 
 
 @dataclass(frozen=True)
