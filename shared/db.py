@@ -68,6 +68,22 @@ def _ping_once(dbapi_connection) -> bool:
     return True
 
 
+async def driver_connection(conn: AsyncConnection) -> Any:
+    """The asyncpg connection under `conn`, inside conn's transaction, for the few statements of
+    a hot path (a creating POST's idempotency key, an invoice's issue): SQLAlchemy's work around
+    a statement (the text's bind parameters parsed, its cache key, the parameters processed, the
+    result's metadata) cost about 0.15 ms of CPU per statement here, asyncpg's own 0.025 ms.
+    SQLAlchemy sends BEGIN with a transaction's first statement; when none was sent yet it is
+    sent now, so a statement on the driver is never outside the caller's transaction. Errors are
+    asyncpg's (shared.db_errors classifies both)."""
+    raw = await conn.get_raw_connection()
+    if conn.in_transaction():
+        adapted = raw.dbapi_connection
+        if adapted._transaction is None and not adapted.autocommit:
+            await adapted._start_transaction()
+    return raw.driver_connection
+
+
 async def allow_long_idle(conn: AsyncConnection) -> None:
     """Lift the idle-in-transaction limit for the rest of this transaction: for the few that
     legitimately compute for long between statements (matching a large bank file under its

@@ -17,9 +17,9 @@ from typing import Any, Awaitable, Callable
 
 from fastapi import Header, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from shared.db import driver_connection
 from shared.problems import Problem
 
 MAX_KEY_LENGTH = 255
@@ -100,45 +100,34 @@ async def run_idempotent(
     request_identity). Returns (status, body, replayed)."""
     fingerprint = request_fingerprint(body)
     async with engine.begin() as conn:
-        inserted = (
-            await conn.execute(
-                text(
-                    "INSERT INTO idempotency_keys (scope, key, request_hash) VALUES (:s, :k, :h)"
-                    " ON CONFLICT (scope, key) DO NOTHING RETURNING 1"
-                ),
-                {"s": scope, "k": key, "h": fingerprint},
-            )
-        ).first()
+        # The key's statements go to the driver directly (shared.db.driver_connection): every
+        # creating POST of every service runs them.
+        driver = await driver_connection(conn)
+        inserted = await driver.fetchval(_CLAIM, scope, key, fingerprint)
         if inserted is None:
-            row = (
-                await conn.execute(
-                    text(
-                        "SELECT request_hash, response_status, response_body FROM idempotency_keys"
-                        " WHERE scope = :s AND key = :k"
-                    ),
-                    {"s": scope, "k": key},
-                )
-            ).one()
-            if row.request_hash != fingerprint:
+            row = await driver.fetchrow(_STORED, scope, key)
+            if row["request_hash"] != fingerprint:
                 raise IdempotencyKeyReused(
                     "this Idempotency-Key was already used for a different request (another method, "
                     "resource or body); use a new key for each intended operation",
                     field="Idempotency-Key",
                 )
-            stored = row.response_body
+            stored = row["response_body"]
             if isinstance(stored, str):
                 stored = json.loads(stored)
-            return row.response_status, stored, True
+            return row["response_status"], stored, True
         status, response = await command(conn)
-        await conn.execute(
-            text(
-                "UPDATE idempotency_keys SET response_status = :st, response_body = CAST(:b AS jsonb)"
-                " WHERE scope = :s AND key = :k"
-            ),
-            {"st": status, "b": response if isinstance(response, EncodedJSON) else json.dumps(response, default=str),
-             "s": scope, "k": key},
-        )
+        await driver.execute(
+            _ANSWER, status,
+            response if isinstance(response, EncodedJSON) else json.dumps(response, default=str), scope, key)
         return status, response, False
+
+
+_CLAIM = ("INSERT INTO idempotency_keys (scope, key, request_hash) VALUES ($1, $2, $3)"
+          " ON CONFLICT (scope, key) DO NOTHING RETURNING 1")
+_STORED = "SELECT request_hash, response_status, response_body FROM idempotency_keys WHERE scope = $1 AND key = $2"
+_ANSWER = ("UPDATE idempotency_keys SET response_status = $1, response_body = CAST($2::text AS jsonb)"
+           " WHERE scope = $3 AND key = $4")
 
 
 async def idempotent_request(

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from shared.db import driver_connection
 from shared.eventstore import dumps
 
 
@@ -53,12 +54,10 @@ _INSERT_INVOICE_COLUMNS = (
 _INSERT_INVOICE_VALUES = (
     ":id, :num, :cust, :cur, :issue, :due, :total, CAST(:lines AS jsonb), :v, CAST(:taxes AS jsonb), :po,"
     " CAST(:co AS jsonb)")
-_INSERT_DELIVERY_COLUMNS = (
-    "delivery_id, document_kind, document_id, customer_id, channel, language, recipient, status, last_error,"
-    " created_on, as_of, currency")
-_INSERT_DELIVERY_VALUES = (
-    ":delivery_id, :document_kind, :document_id, :customer_id, :channel, :language, :recipient, :status,"
-    " :last_error, :created_on, :as_of, :currency")
+_DELIVERY_FIELDS = ("delivery_id", "document_kind", "document_id", "customer_id", "channel", "language", "recipient",
+                    "status", "last_error", "created_on", "as_of", "currency")
+_INSERT_DELIVERY_COLUMNS = ", ".join(_DELIVERY_FIELDS)
+_INSERT_DELIVERY_VALUES = ", ".join(f":{f}" for f in _DELIVERY_FIELDS)
 
 
 def _invoice_params(inv: Any, lines: list[dict[str, Any]], version: int, taxes: list[dict[str, Any]] | None,
@@ -69,6 +68,15 @@ def _invoice_params(inv: Any, lines: list[dict[str, Any]], version: int, taxes: 
             "co": dumps(credit_override) if credit_override is not None else None}
 
 
+# Statements of POST /v1/invoices run on the driver (shared.db.driver_connection): positional.
+_ISSUED_INVOICE = (
+    "WITH inv AS (INSERT INTO invoices (" + _INSERT_INVOICE_COLUMNS + ") VALUES ($1, $2, $3, $4, $5, $6, $7,"
+    " $8::text::jsonb, $9, $10::text::jsonb, $11, $12::text::jsonb) RETURNING *),"
+    " delivery AS (INSERT INTO document_deliveries (" + _INSERT_DELIVERY_COLUMNS + ") VALUES ($13, $14, $15, $16,"
+    " $17, $18, $19, $20, $21, $22::date, $23::date, $24) ON CONFLICT (document_kind, document_id) DO NOTHING) "
+)
+
+
 async def insert_issued_invoice(conn: AsyncConnection, inv: Any, lines: list[dict[str, Any]], version: int,
                                 delivery: dict[str, Any], taxes: list[dict[str, Any]] | None = None,
                                 po_number: str | None = None,
@@ -76,14 +84,12 @@ async def insert_issued_invoice(conn: AsyncConnection, inv: Any, lines: list[dic
     """A newly issued invoice's read-model row, its document delivery (insert_delivery's row) and
     the row as get_invoice answers it, in one statement (one round trip instead of three). The
     settlement sums are read as get_invoice reads them: entries may exist before the invoice."""
-    row = (await conn.execute(
-        text(f"WITH inv AS (INSERT INTO invoices ({_INSERT_INVOICE_COLUMNS}) VALUES ({_INSERT_INVOICE_VALUES})"
-             " RETURNING *),"
-             f" delivery AS (INSERT INTO document_deliveries ({_INSERT_DELIVERY_COLUMNS})"
-             f" VALUES ({_INSERT_DELIVERY_VALUES}) ON CONFLICT (document_kind, document_id) DO NOTHING)"
-             f" {_invoice_select('inv')}"),
-        {**_invoice_params(inv, lines, version, taxes, po_number, credit_override), **delivery},
-    )).mappings().one()
+    p = _invoice_params(inv, lines, version, taxes, po_number, credit_override)
+    driver = await driver_connection(conn)
+    row = await driver.fetchrow(
+        _ISSUED_INVOICE + _invoice_select("inv"),
+        p["id"], p["num"], p["cust"], p["cur"], p["issue"], p["due"], p["total"], p["lines"], p["v"], p["taxes"],
+        p["po"], p["co"], *(delivery[f] for f in _DELIVERY_FIELDS))
     return _invoice_row(row)
 
 
@@ -439,29 +445,33 @@ async def lock_credit_chains(conn: AsyncConnection, customer_ids: list[str]) -> 
     cannot deadlock) until the transaction ends: two issues against one customer or one parent
     are decided one after the other, the second against the first's exposure. The hierarchy
     lock is taken shared, so no hierarchy change moves a chain meanwhile."""
-    await conn.execute(text("SELECT pg_advisory_xact_lock_shared(hashtext('invoicing:customer-hierarchy'))"))
+    driver = await driver_connection(conn)
+    await driver.execute("SELECT pg_advisory_xact_lock_shared(hashtext('invoicing:customer-hierarchy'))")
     # The chains are read and their customers locked by one statement (one round trip): its
     # snapshot is taken after the shared hierarchy lock above, so no chain changes meanwhile; the
     # locking subquery is evaluated once, before the chains are returned.
-    rows = await conn.execute(text(
-        "WITH RECURSIVE up(customer_id, level_id, depth) AS ("
-        "  SELECT customer_id, customer_id, 0 FROM customers WHERE customer_id = ANY(CAST(:ids AS text[]))"
-        "  UNION ALL SELECT up.customer_id, c.parent_customer_id, up.depth + 1 FROM up"
-        "  JOIN customers c ON c.customer_id = up.level_id"
-        "  WHERE c.parent_customer_id IS NOT NULL AND up.depth < 20),"
-        " locked AS MATERIALIZED (SELECT customer_id FROM customers WHERE customer_id IN (SELECT level_id FROM up)"
-        "  ORDER BY customer_id FOR UPDATE)"
-        " SELECT customer_id, level_id, (SELECT count(*) FROM locked) AS locked FROM up ORDER BY customer_id, depth"),
-        {"ids": list(customer_ids)})
+    rows = await driver.fetch(_CHAINS_LOCKED, list(customer_ids))
     chains: dict[str, list[str]] = {}
-    for r in rows:
-        chains.setdefault(r.customer_id, []).append(r.level_id)
+    for customer_id, level_id in rows:
+        chains.setdefault(customer_id, []).append(level_id)
     return chains
+
+
+_CHAINS_LOCKED = (
+    "WITH RECURSIVE up(customer_id, level_id, depth) AS ("
+    "  SELECT customer_id, customer_id, 0 FROM customers WHERE customer_id = ANY($1::text[])"
+    "  UNION ALL SELECT up.customer_id, c.parent_customer_id, up.depth + 1 FROM up"
+    "  JOIN customers c ON c.customer_id = up.level_id"
+    "  WHERE c.parent_customer_id IS NOT NULL AND up.depth < 20),"
+    " locked AS MATERIALIZED (SELECT customer_id FROM customers WHERE customer_id IN (SELECT level_id FROM up)"
+    "  ORDER BY customer_id FOR UPDATE)"
+    " SELECT customer_id, level_id FROM up, (SELECT count(*) FROM locked) AS l(n) ORDER BY customer_id, depth"
+)
 
 
 _FAMILY_EXPOSURES = (
     "fam(root, member, depth) AS ("
-    "  SELECT customer_id, customer_id, 0 FROM customers WHERE customer_id = ANY(CAST(:levels AS text[]))"
+    "  SELECT customer_id, customer_id, 0 FROM customers WHERE customer_id = ANY($2::text[])"
     "  UNION ALL SELECT fam.root, c.customer_id, fam.depth + 1 FROM fam"
     "  JOIN customers c ON c.parent_customer_id = fam.member WHERE fam.depth < 20),"
     " own AS (SELECT i.customer_id, sum(i.total_amount + i.debit_adjusted - i.credited_amount - i.credit_adjusted"
@@ -485,30 +495,34 @@ async def credit_context(conn: AsyncConnection, stream_ids: list[str], level_ids
     other contexts settled, payments applied net of reversals, small-balance adjustments,
     write-offs; levels with nothing open are absent); and whether invoice_id and number are
     taken by an invoice (both False when not asked)."""
-    rows = await conn.execute(text(
-        f"WITH RECURSIVE {_FAMILY_EXPOSURES}"
-        " SELECT 0 AS kind, stream_id AS key, version, event_type, schema_version, payload, NULL::numeric AS amount"
-        "  FROM events WHERE stream_id = ANY(CAST(:streams AS text[]))"
-        " UNION ALL SELECT 1, root, NULL, NULL, NULL, NULL, exposure FROM exposure"
-        " UNION ALL SELECT 2, CASE WHEN invoice_id = :id THEN 'id' ELSE '' END"
-        "  || CASE WHEN invoice_number = :n THEN 'number' ELSE '' END, NULL, NULL, NULL, NULL, NULL"
-        "  FROM invoices WHERE invoice_id = :id OR invoice_number = :n"
-        " ORDER BY kind, key, version"),
-        {"streams": list(stream_ids), "levels": list(level_ids), "id": invoice_id, "n": number})
+    driver = await driver_connection(conn)
+    rows = await driver.fetch(_CREDIT_CONTEXT, list(stream_ids), list(level_ids), invoice_id, number)
     streams: dict[str, list[tuple[str, int, Any, int]]] = {}
     exposures: dict[str, Decimal] = {}
     id_taken = number_taken = False
-    for r in rows:
-        if r.kind == 0:
-            payload = r.payload if isinstance(r.payload, dict) else json.loads(r.payload)
-            streams.setdefault(r.key, []).append((r.event_type, r.schema_version, payload, r.version))
-        elif r.kind == 1:
-            if r.amount is not None:
-                exposures[r.key] = Decimal(r.amount)
+    for kind, key, version, event_type, schema_version, payload, amount in rows:
+        if kind == 0:
+            payload = payload if isinstance(payload, dict) else json.loads(payload)
+            streams.setdefault(key, []).append((event_type, schema_version, payload, version))
+        elif kind == 1:
+            if amount is not None:
+                exposures[key] = Decimal(amount)
         else:
-            id_taken = id_taken or "id" in r.key
-            number_taken = number_taken or "number" in r.key
+            id_taken = id_taken or "id" in key
+            number_taken = number_taken or "number" in key
     return streams, exposures, id_taken, number_taken
+
+
+_CREDIT_CONTEXT = (
+    "WITH RECURSIVE " + _FAMILY_EXPOSURES +
+    " SELECT 0 AS kind, stream_id AS key, version, event_type, schema_version, payload, NULL::numeric AS amount"
+    "  FROM events WHERE stream_id = ANY($1::text[])"
+    " UNION ALL SELECT 1, root, NULL, NULL, NULL, NULL, exposure FROM exposure"
+    " UNION ALL SELECT 2, CASE WHEN invoice_id = $3::text THEN 'id' ELSE '' END"
+    "  || CASE WHEN invoice_number = $4::text THEN 'number' ELSE '' END, NULL, NULL, NULL, NULL, NULL"
+    "  FROM invoices WHERE invoice_id = $3::text OR invoice_number = $4::text"
+    " ORDER BY kind, key, version"
+)
 
 
 # ---------------------------------------------------------------- statement schedules
