@@ -94,42 +94,51 @@ async def insert_issued_invoice(conn: AsyncConnection, inv: Any, lines: list[dic
 
 
 async def invoice_numbers_taken(conn: AsyncConnection, numbers: list[str]) -> set[str]:
-    rows = await conn.execute(text("SELECT invoice_number FROM invoices WHERE invoice_number = ANY(CAST(:n AS text[]))"),
-                              {"n": numbers})
-    return {r.invoice_number for r in rows}
-
-
-async def insert_invoices(conn: AsyncConnection, invoices: list[tuple[Any, list[dict[str, Any]], int, Any, Any, Any]]) -> int:
-    """Many new invoices in one statement: (invoice, its lines, version, taxes, PO number, credit override
-    or None) each. Returns how many
-    rows went in: fewer when an invoice_id or invoice_number was taken meanwhile (a concurrent
-    request), in which case the caller undoes its batch."""
-    rows = await conn.execute(
-        text("WITH ins AS (INSERT INTO invoices (invoice_id, invoice_number, customer_id, currency, issue_date,"
-             " due_date, total_amount, lines, version, taxes, po_number, credit_override)"
-             " SELECT i.id, i.num, i.cust, i.cur, i.issue, i.due, i.total, CAST(i.lines AS jsonb), i.v,"
-             " CAST(i.taxes AS jsonb), i.po, CAST(i.co AS jsonb)"
-             " FROM unnest(CAST(:ids AS text[]), CAST(:nums AS text[]), CAST(:custs AS text[]),"
-             " CAST(:curs AS text[]), CAST(:issues AS date[]), CAST(:dues AS date[]), CAST(:totals AS numeric[]),"
-             " CAST(:lines AS text[]), CAST(:vs AS int[]), CAST(:taxes AS text[]), CAST(:pos AS text[]),"
-             " CAST(:cos AS text[]))"
-             " AS i(id, num, cust, cur, issue, due, total, lines, v, taxes, po, co)"
-             " ON CONFLICT DO NOTHING RETURNING 1) SELECT count(*) FROM ins"),
-        {"ids": [row[0].id for row in invoices], "nums": [row[0].invoice_number for row in invoices],
-         "custs": [row[0].customer_id for row in invoices], "curs": [row[0].currency for row in invoices],
-         "issues": [row[0].issue_date for row in invoices], "dues": [row[0].due_date for row in invoices],
-         "totals": [row[0].total_amount for row in invoices],
-         "lines": [dumps(row[1]) for row in invoices], "vs": [row[2] for row in invoices],
-         "taxes": [dumps(row[3] or []) for row in invoices], "pos": [row[4] for row in invoices],
-         "cos": [dumps(row[5]) if len(row) > 5 and row[5] is not None else None for row in invoices]},
-    )
-    return int(rows.scalar_one())
+    rows = await (await driver_connection(conn)).fetch(
+        "SELECT invoice_number FROM invoices WHERE invoice_number = ANY($1::text[])", numbers)
+    return {r[0] for r in rows}
 
 
 async def get_invoices(conn: AsyncConnection, invoice_ids: list[str]) -> dict[str, dict[str, Any]]:
-    rows = await conn.execute(text(f"{_INVOICE_SELECT} WHERE i.invoice_id = ANY(CAST(:ids AS text[]))"),
-                              {"ids": invoice_ids})
-    return {r["invoice_id"]: _invoice_row(r) for r in rows.mappings()}
+    """Many invoices as get_invoice answers them, by id (on the driver: a batch reads thousands)."""
+    rows = await (await driver_connection(conn)).fetch(_INVOICE_SELECT + " WHERE i.invoice_id = ANY($1::text[])",
+                                                       invoice_ids)
+    return {r["invoice_id"]: _invoice_row(r) for r in rows}
+
+
+_ISSUED_INVOICES = (
+    "WITH inv AS (INSERT INTO invoices (" + _INSERT_INVOICE_COLUMNS + ")"
+    " SELECT i.id, i.num, i.cust, i.cur, i.issue, i.due, i.total, i.lines::jsonb, i.v, i.taxes::jsonb, i.po,"
+    " i.co::jsonb"
+    " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::date[], $6::date[], $7::numeric[],"
+    " $8::text[], $9::int[], $10::text[], $11::text[], $12::text[])"
+    " AS i(id, num, cust, cur, issue, due, total, lines, v, taxes, po, co)"
+    " ON CONFLICT DO NOTHING RETURNING *),"
+    " delivery AS (INSERT INTO document_deliveries (" + _INSERT_DELIVERY_COLUMNS + ")"
+    " SELECT * FROM unnest($13::text[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[],"
+    " $19::text[], $20::text[], $21::text[], $22::date[], $23::date[], $24::text[])"
+    " ON CONFLICT (document_kind, document_id) DO NOTHING) "
+)
+
+
+async def insert_issued_invoices(conn: AsyncConnection,
+                                 invoices: list[tuple[Any, list[dict[str, Any]], int, Any, Any, Any]],
+                                 deliveries: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Many new invoices ((invoice, its lines, version, taxes, PO number, credit override or None)
+    each), their document deliveries (insert_delivery's rows) and the invoices as get_invoices
+    answers them, in one statement. An invoice whose id
+    or number was taken meanwhile (a concurrent request) is not written and not answered: the
+    caller compares the count and undoes its batch."""
+    rows = await (await driver_connection(conn)).fetch(
+        _ISSUED_INVOICES + _invoice_select("inv"),
+        [row[0].id for row in invoices], [row[0].invoice_number for row in invoices],
+        [row[0].customer_id for row in invoices], [row[0].currency for row in invoices],
+        [row[0].issue_date for row in invoices], [row[0].due_date for row in invoices],
+        [row[0].total_amount for row in invoices], [dumps(row[1]) for row in invoices],
+        [row[2] for row in invoices], [dumps(row[3] or []) for row in invoices], [row[4] for row in invoices],
+        [dumps(row[5]) if len(row) > 5 and row[5] is not None else None for row in invoices],
+        *([d[f] for d in deliveries] for f in _DELIVERY_FIELDS))
+    return {r["invoice_id"]: _invoice_row(r) for r in rows}
 
 
 async def record_credit_memo(conn: AsyncConnection, memo: dict[str, Any], credited_total: Decimal, version: int) -> None:

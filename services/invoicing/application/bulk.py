@@ -32,7 +32,7 @@ from shared.money import MoneyError, exact_amount
 from shared.problems import Problem
 from services.invoicing.adapters import repository as repo
 from services.invoicing.application import handlers
-from services.invoicing.application.documents import queue_documents
+from services.invoicing.application.documents import delivery_rows
 from services.invoicing.domain.model import CreditLimitRefused, Invoice, InvoicingRuleViolation
 
 MAX_ITEMS = 5000
@@ -140,20 +140,21 @@ async def _issue_set(conn: AsyncConnection, raw_items: list[Any], meta: dict[str
         issued[item.invoice_id] = (index, item, invoice)
     if issued:
         invoices = [invoice for _, _, invoice in issued.values()]
-        rows = [(invoice, [line.model_dump(mode="json") for line in invoice.pending[0][0].lines], 1,
-                 [tax.model_dump(mode="json") for tax in invoice.pending[0][0].taxes], invoice.pending[0][0].po_number,
-                 _override_json(invoice.pending[0][0]))
-                for invoice in invoices]
-        deliveries = [("invoice", invoice.id, customers[invoice.customer_id], invoice.issue_date)
-                      for invoice in invoices]
+        deliveries = delivery_rows([("invoice", invoice.id, customers[invoice.customer_id], invoice.issue_date)
+                                    for invoice in invoices])
         try:
-            await aggregate.save_new(conn, invoices, meta)
+            saved = await aggregate.save_new(conn, invoices, meta)
         except ConcurrencyError as exc:
             raise _Raced() from exc
-        if await repo.insert_invoices(conn, rows) != len(rows):
+        # The read-model rows take the lines, taxes and override as the events carry them (the
+        # events' payloads are those objects in JSON form already: not dumped a second time).
+        rows = [(invoice, events[0].payload["lines"], 1, events[0].payload["taxes"], events[0].payload["po_number"],
+                 events[0].payload["credit_override"])
+                for invoice, events in zip(invoices, saved)]
+        # Rows, deliveries and the answer's rows in one statement.
+        stored = await repo.insert_issued_invoices(conn, rows, deliveries)
+        if len(stored) != len(rows):
             raise _Raced()
-        await queue_documents(conn, deliveries)
-        stored = await repo.get_invoices(conn, list(issued))
         for invoice_id, (index, _, _) in issued.items():
             results[index] = {"status": "issued", "invoice_id": invoice_id, "invoice": invoice_out(stored[invoice_id])}
     else:
@@ -165,10 +166,6 @@ async def _issue_set(conn: AsyncConnection, raw_items: list[Any], meta: dict[str
             results[index] = (_existing_result(first, item, invoice_out) if first is not None
                               else _error(item, "invoice_id", f"invoice {item.invoice_id} appears twice in the batch"))
     return [{"index": index, **result} for index, result in enumerate(results)]  # type: ignore[dict-item]
-
-
-def _override_json(issued: Any) -> dict[str, Any] | None:
-    return issued.credit_override.model_dump(mode="json") if issued.credit_override else None
 
 
 def _number(item: Any) -> str:

@@ -10,6 +10,7 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
+from sqlalchemy import text
 
 from services.cash_application.main import definition as cash_definition
 from services.cash_application.projections.open_items import on_invoicing_event
@@ -191,9 +192,17 @@ def _received(contract, event_id=None) -> ReceivedEvent:
 
 
 async def _published(engine) -> list[ReceivedEvent]:
-    """Everything invoicing stored, as its consumers receive it from Kafka."""
-    async with engine.connect() as conn:
-        stored = await eventstore.read_all(conn, eventstore.START, limit=10000)
+    """Everything invoicing stored, as its consumers receive it from Kafka. read_all answers an
+    event once every transaction that might still commit before it has ended (its commit-safe
+    window): a relay or consumer transaction of the service under test, open at that moment,
+    holds the newest events back for a few milliseconds, so this waits until all are answered."""
+    for _ in range(200):
+        async with engine.connect() as conn:
+            stored = await eventstore.read_all(conn, eventstore.START, limit=10000)
+            total = (await conn.execute(text("SELECT count(*) FROM events"))).scalar_one()
+        if len(stored) >= total:
+            break
+        await asyncio.sleep(0.05)
     return [ReceivedEvent(event_id=str(e.event_id), event_type=e.event_type, schema_version=e.schema_version,
                           source="/ledgerline/invoicing", subject=e.stream_id, occurred_at=e.occurred_at,
                           data=e.payload, headers={}, topic=topic_for("invoicing"), partition=0,
