@@ -1,5 +1,6 @@
 from decimal import Decimal
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import LOCAL_DB, ServiceSettings
@@ -27,6 +28,10 @@ class CashApplicationSettings(ServiceSettings):
     # Processes that parse bank files, so a large file never holds the event loop (health checks
     # and other requests are answered meanwhile). 0 parses in the request's process (tests, CLI).
     parse_workers: int = 1
+    # The scheduling priority (nice, 0-19) of those processes, which also match a large file's
+    # chunks: a bank import's CPU yields to the API's requests and the other services sharing
+    # the host; on an idle host it changes nothing.
+    import_worker_nice: int = Field(default=10, ge=0, le=19)
     # The column of a card processor's payout report holding the invoice number the ERP put on
     # the charge (per processor; POST /v1/card-payouts?invoice_column= overrides it per file).
     card_invoice_columns: dict[str, str] = {"stripe": "payment_metadata[invoice_number]",

@@ -79,11 +79,12 @@ class ChunkWork:
         global _MATCH_POOL
         self.pool: ProcessPoolExecutor | None = None
         if settings.parse_workers == 1:  # one process parses and matches: one process's memory, not two
-            self.pool = _parse_pool(1)
+            self.pool = _parse_pool(1, settings.import_worker_nice)
         elif settings.parse_workers > 1:
             if _MATCH_POOL is None:
                 _MATCH_POOL = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                                  initializer=_worker_start, initargs=(os.getpid(),))
+                                                  initializer=_worker_start,
+                                                  initargs=(os.getpid(), settings.import_worker_nice))
             self.pool = _MATCH_POOL
 
     async def __call__(self, fn: Callable[..., Any], *args: Any) -> Any:

@@ -68,11 +68,14 @@ def policy_of(settings: CashApplicationSettings) -> MatchingPolicy:
 _POOL: ProcessPoolExecutor | None = None
 
 
-def _worker_start(service_pid: int) -> None:
+def _worker_start(service_pid: int, nice: int = 0) -> None:
     """A parse worker ends with the service process however that ends (a SIGKILL, the OOM killer),
     instead of living on as an orphan holding its memory: Linux's parent-death signal. The pool is
     only ever grown from the event loop's thread, the process's main thread, so the signal cannot
-    come from a helper thread ending."""
+    come from a helper thread ending. It runs at a lower priority (`import_worker_nice`), so an
+    import's CPU yields to requests."""
+    if nice > 0:
+        os.nice(nice)
     if sys.platform.startswith("linux"):
         import ctypes
 
@@ -82,12 +85,12 @@ def _worker_start(service_pid: int) -> None:
         os._exit(0)
 
 
-def _parse_pool(workers: int) -> ProcessPoolExecutor:
+def _parse_pool(workers: int, nice: int = 0) -> ProcessPoolExecutor:
     global _POOL
     if _POOL is None:
         # spawn, not fork: the service process runs an event loop and driver threads.
         _POOL = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                    initializer=_worker_start, initargs=(os.getpid(),))
+                                    initializer=_worker_start, initargs=(os.getpid(), nice))
     return _POOL
 
 
@@ -145,7 +148,7 @@ async def parse(cmd: ImportFile, settings: CashApplicationSettings) -> ParsedFil
     try:
         if settings.parse_workers > 0:
             pieces = await asyncio.get_running_loop().run_in_executor(
-                _parse_pool(settings.parse_workers), functools.partial(_in_pieces, work))
+                _parse_pool(settings.parse_workers, settings.import_worker_nice), functools.partial(_in_pieces, work))
             return await _from_pieces(*pieces)
         return work()
     except FileRejected as exc:

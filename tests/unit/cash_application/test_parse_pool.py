@@ -46,3 +46,17 @@ def test_parse_workers_end_when_the_service_process_is_killed():
     finally:
         if service.poll() is None:
             service.kill()
+
+
+NICE = """
+import os
+from services.cash_application.application.imports import _parse_pool
+print(os.nice(0), _parse_pool(1, 7).submit(os.nice, 0).result(timeout=60), flush=True)
+"""
+
+
+def test_parse_workers_run_at_the_import_worker_nice_level():
+    """They also match a large file's chunks: their CPU yields to the service's requests."""
+    out = subprocess.run([sys.executable, "-c", NICE], capture_output=True, text=True, timeout=120)
+    service, worker = map(int, out.stdout.split())
+    assert worker == min(19, service + 7), out.stderr
