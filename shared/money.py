@@ -24,6 +24,7 @@ from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 ZERO = Decimal("0")
 MAX_INTEGER_DIGITS = 15
 MAX_DECIMALS = 4
+_SMALLEST = Decimal(1).scaleb(-MAX_DECIMALS)
 
 
 class MoneyError(ValueError):
@@ -93,10 +94,11 @@ def check_magnitude(amount: Decimal) -> Decimal:
         raise MoneyError("amount must be a finite decimal, not NaN or Infinity")
     if amount != 0 and amount.adjusted() >= MAX_INTEGER_DIGITS:
         raise MoneyError(f"amount has more than {MAX_INTEGER_DIGITS} digits before the decimal point")
-    # normalize() only strips trailing zeros (raising the exponent): an amount already within
-    # MAX_DECIMALS (every ordinary one) needs no normalising copy.
-    if amount != 0 and amount.as_tuple().exponent < -MAX_DECIMALS \
-            and amount.normalize().as_tuple().exponent < -MAX_DECIMALS:
+    # More than MAX_DECIMALS significant decimals: the amount differs from itself rounded to
+    # them (1.50000 does not). quantize is exact here (at most MAX_INTEGER_DIGITS + MAX_DECIMALS
+    # digits) and cheaper than as_tuple(), which builds a named tuple per call (a batch of
+    # invoices checks every price and product).
+    if amount != 0 and amount != amount.quantize(_SMALLEST):
         raise MoneyError(f"amount has more than {MAX_DECIMALS} decimals")
     return amount
 

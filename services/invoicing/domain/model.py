@@ -95,10 +95,20 @@ class Customer(Aggregate):
         self.changes: list[CustomerProfileChanged] = []
         self.parent_customer_id: str | None = None
         self.parent_changes: list[CustomerParentChanged] = []
+        self._profiles: dict[tuple, CustomerProfile] = {}
 
     def profile_as_of(self, on: date) -> CustomerProfile:
         """Registration, then every change effective on or before `on`, by effective date and, on
-        one date, in the order recorded (a later correction of a date wins)."""
+        one date, in the order recorded (a later correction of a date wins). Remembered per date
+        and state (a batch of invoices asks for the same customers' profiles thousands of times;
+        the profile is immutable, and any event applied since gives another key)."""
+        key = (on, len(self.changes), self.payment_terms, self.credit_limit)
+        profile = self._profiles.get(key)
+        if profile is None:
+            profile = self._profiles[key] = self._profile_as_of(on)
+        return profile
+
+    def _profile_as_of(self, on: date) -> CustomerProfile:
         profile = CustomerProfile(self.payment_terms, self.credit_limit)
         ordered = sorted(enumerate(self.changes), key=lambda pair: (pair[1].effective_on, pair[0]))
         for _, c in ordered:
