@@ -24,10 +24,13 @@ _configured = False
 # scope) on every call, about a third of a span's cost per event. A proxy taken before
 # setup_tracing delegates to the provider set later.
 _consumer_tracer = trace.get_tracer("ledgerline")
+# Whether setup_tracing gave the provider a span processor (OTLP or console): without one a
+# finished span goes nowhere.
+_exporting = False
 
 
 def setup_tracing(service_name: str) -> None:
-    global _configured
+    global _configured, _exporting
     if _configured:
         return
     provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
@@ -39,9 +42,11 @@ def setup_tracing(service_name: str) -> None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(), schedule_delay_millis=1000))
+        _exporting = True
         logging.getLogger(__name__).info("%s: exporting traces over OTLP/HTTP to %s", service_name, endpoint)
     if os.environ.get("LEDGERLINE_TRACE_CONSOLE") == "1":
         provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+        _exporting = True
     trace.set_tracer_provider(provider)
     _configured = True
 
@@ -69,6 +74,13 @@ def span_from_traceparent(name: str, traceparent: str | None, attributes: Mappin
     finally:
         if token is not None:
             otel_context.detach(token)
+
+
+def spans_exported() -> bool:
+    """True when finished spans go somewhere (an exporter is configured). Spans that only record
+    (a consumer's batch spans, which nothing is parented to) can be skipped otherwise: building
+    one costs about 15 µs, a sixth of a batch projection's Python per event."""
+    return _exporting
 
 
 def record_consumed(name: str, traceparent: str | None, attributes: Mapping[str, str | int],

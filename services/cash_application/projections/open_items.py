@@ -110,7 +110,7 @@ async def _apply_invoicing_batch(conn: AsyncConnection, events: Sequence[Receive
 on_invoicing_event = Projection(_on_invoicing_event, _apply_invoicing_batch)
 
 
-async def on_collections_event(conn: AsyncConnection, event: ReceivedEvent) -> None:
+async def _on_collections_event(conn: AsyncConnection, event: ReceivedEvent) -> None:
     """The cash_application consumer of ledgerline.collections.events: an approved bad-debt
     write-off lowers the invoice's open balance (to zero), so no cash is matched to it."""
     try:
@@ -122,3 +122,9 @@ async def on_collections_event(conn: AsyncConnection, event: ReceivedEvent) -> N
             conn, write_off_id=f"collections:{contract.write_off_id}", invoice_id=contract.invoice_id,
             customer_id=contract.customer_id, currency=contract.currency, amount=contract.amount,
             source="collections", payment_id=None, reason_code=contract.reason, recorded_on=contract.approved_on)
+
+
+# As a Projection without a batch function: the runner hands it a partition's batch in one
+# call (one CONSUMER span per event recorded for the batch), which applies the events one by
+# one in offset order, as before.
+on_collections_event = Projection(_on_collections_event)
