@@ -233,7 +233,7 @@ def open_item_of(r: Any) -> OpenItem:
 
 _MATCHING_COLUMNS = (f"invoice_id, invoice_number, customer_id, currency, due_date, {_OPEN_BALANCE} AS open_balance,"
                      " reference_key")
-_ITEM_KEY = "cash_open_item_key(invoice_number, invoice_id)"
+_ITEM_KEY = "reference_key"  # stored: cash_open_item_key(invoice_number, invoice_id), migrations 0014-0015
 
 
 async def without_jit(conn: AsyncConnection) -> None:
