@@ -40,6 +40,7 @@ from typing import Any, NamedTuple, Sequence
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from shared.db import driver_connection
 from shared.problems import ConcurrencyConflict
 
 Position = tuple[int, int]
@@ -164,21 +165,13 @@ _APPEND_SQL = (
 
 
 async def _driver(conn: AsyncConnection) -> Any:
-    """The asyncpg connection under `conn`, inside conn's transaction, for the statement run per
-    command (append): SQLAlchemy's execute cost about a fifth of an append transaction's CPU (its
-    statement cache, parameter and result layers, a greenlet); the driver's own prepared-
-    statement cache does the same work for less. SQLAlchemy's asyncpg adapter sends BEGIN
-    lazily, with its first statement: when conn has begun (or, like execute, autobegins now)
-    but sent nothing yet, BEGIN goes through the adapter here, so conn's commit and rollback
-    apply to what the driver runs. Errors are asyncpg's own (shared.db_errors reads any
-    layer's)."""
+    """The asyncpg connection under `conn`, inside conn's transaction (shared.db.driver_connection),
+    for the statement run per command: SQLAlchemy's execute cost about a fifth of an append
+    transaction's CPU. A connection that has not begun begins here, as execute would: the
+    caller commits, or nothing of the append stays."""
     if not conn.in_transaction():
-        await conn.begin()  # what conn.execute would do: the caller commits, or nothing stays
-    raw = await conn.get_raw_connection()
-    adapted = raw.dbapi_connection
-    if adapted._transaction is None:
-        await adapted._start_transaction()
-    return raw.driver_connection
+        await conn.begin()
+    return await driver_connection(conn)
 
 
 # Many new streams at once: every stream's versions 1..n; commit_order defaults to the
