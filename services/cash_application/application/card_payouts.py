@@ -305,8 +305,9 @@ async def claim_payout_lines(conn: AsyncConnection, statements: Sequence[BankSta
     """The report came first: which credit lines of a bank file carry a payout already imported
     (same currency and amount, booked around its arrival date, the text naming the processor or
     the payout)? Answers {id(line): payout key}; each payout is claimed by one line."""
-    candidates = [(s, line) for s in statements for line in s.lines if line.is_receipt
-                  and any(mentions_payout(_said(line), "\x00", p) for p in PROCESSORS)]
+    candidates = await asyncio.to_thread(  # every line of a large file: off the event loop
+        lambda: [(s, line) for s in statements for line in s.lines if line.is_receipt
+                 and any(mentions_payout(_said(line), "\x00", p) for p in PROCESSORS)])
     if not candidates:
         return {}
     await store.lock_payouts(conn)

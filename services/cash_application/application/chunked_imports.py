@@ -167,21 +167,24 @@ async def _run(engine: AsyncEngine, holder: AsyncConnection, import_id: str, cmd
     async with engine.connect() as conn:
         references = sorted({line.bank_reference for s in fresh for line in s.lines if line.bank_reference})
         posted = await repo.posted_line_keys(conn, references, exclude_import=import_id)
-    already = 0
-    kept: list[BankStatement] = []
-    for statement in fresh:
-        lines = tuple(line for line in statement.lines
-                      if (statement.account or "", line.bank_reference, line.amount, line.direction,
-                          line.value_date) not in posted)
-        already += len(statement.lines) - len(lines)
-        kept.append(replace(statement, lines=lines))
-    fresh = kept
+    def not_posted() -> tuple[list[BankStatement], int]:  # every line of the file: off the event loop
+        kept: list[BankStatement] = []
+        skipped = 0
+        for statement in fresh:
+            lines = tuple(line for line in statement.lines
+                          if (statement.account or "", line.bank_reference, line.amount, line.direction,
+                              line.value_date) not in posted)
+            skipped += len(statement.lines) - len(lines)
+            kept.append(replace(statement, lines=lines))
+        return kept, skipped
+
+    fresh, already = await asyncio.to_thread(not_posted)
     async with engine.begin() as conn:  # credits that carry a card payout already imported: no receipts
         payout_lines = await claim_payout_lines(conn, fresh)
     async with engine.connect() as conn:
         base = await customer_matcher(conn, policy_of(settings))  # the customer side, shared by the chunks
-    receipts = [(statement, line) for statement in fresh for line in statement.lines
-                if line.is_receipt and id(line) not in payout_lines]
+    receipts = await asyncio.to_thread(lambda: [(statement, line) for statement in fresh for line in statement.lines
+                                                if line.is_receipt and id(line) not in payout_lines])
     order = await _receipt_order(engine, import_id, base, receipts, resumed_from)
 
     size = max(1, settings.import_chunk_receipts)
@@ -258,8 +261,9 @@ async def _run(engine: AsyncEngine, holder: AsyncConnection, import_id: str, cmd
         payments_out: list[dict[str, Any]] = await asyncio.to_thread(lambda: sorted(
             (p for _, chunk_payments in chunks for p in json.loads(chunk_payments)),
             key=lambda p: int(p["payment_id"].rsplit(".", 1)[1])))  # file order
+        statements_out = await asyncio.to_thread(lambda: [_statement_out(s) for s in fresh])
         result = {"import_id": import_id, "file_format": parsed.file_format, "file_name": cmd.file_name,
-                  "statements": [_statement_out(s) for s in fresh], "duplicate_statements": duplicates,
+                  "statements": statements_out, "duplicate_statements": duplicates,
                   "lines_already_imported": already, **totals, **counts, "chunks": len(chunks),
                   "resumed_after_receipt": resumed_from or None, "payments": payments_out, "replayed": False}
         encoded = await asyncio.to_thread(json.dumps, result, default=str)
