@@ -59,9 +59,8 @@ from services.cash_application.adapters import repository as repo
 from services.cash_application.application import chunk_worker, posting
 from services.cash_application.application.card_payouts import claim_payout_lines
 from services.cash_application.application.imports import (
-    COUNTS, _INSERT_LINE, FileRejectedProblem, ImportFile, _json, _other_line_rows, _parse_pool, _statement_out, _worker_start,
-    reset_parse_pool,
-    customer_matcher, policy_of, receipt_of, statement_keys)
+    COUNTS, _INSERT_LINE, FileRejectedProblem, ImportFile, _json, _other_line_rows, _parse_pool, _statement_out,
+    _worker_start, customer_matcher, drop_posted, policy_of, receipt_of, reset_parse_pool, statement_keys)
 from services.cash_application.domain.model import BankImport
 from services.cash_application.domain.receipts import BankStatement, ParsedFile
 from services.cash_application.projections import payments as payments_projection
@@ -167,18 +166,7 @@ async def _run(engine: AsyncEngine, holder: AsyncConnection, import_id: str, cmd
     async with engine.connect() as conn:
         references = sorted({line.bank_reference for s in fresh for line in s.lines if line.bank_reference})
         posted = await repo.posted_line_keys(conn, references, exclude_import=import_id)
-    def not_posted() -> tuple[list[BankStatement], int]:  # every line of the file: off the event loop
-        kept: list[BankStatement] = []
-        skipped = 0
-        for statement in fresh:
-            lines = tuple(line for line in statement.lines
-                          if (statement.account or "", line.bank_reference, line.amount, line.direction,
-                              line.value_date) not in posted)
-            skipped += len(statement.lines) - len(lines)
-            kept.append(replace(statement, lines=lines))
-        return kept, skipped
-
-    fresh, already = await asyncio.to_thread(not_posted)
+    fresh, already = await asyncio.to_thread(drop_posted, fresh, posted)  # every line: off the event loop
     async with engine.begin() as conn:  # credits that carry a card payout already imported: no receipts
         payout_lines = await claim_payout_lines(conn, fresh)
     async with engine.connect() as conn:

@@ -412,6 +412,12 @@ async def _without_posted_lines(conn: AsyncConnection, statements: list[BankStat
         await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"bank-account:{account}"})
     references = sorted({line.bank_reference for s in statements for line in s.lines if line.bank_reference})
     posted = await repo.posted_line_keys(conn, references)
+    return drop_posted(statements, posted)
+
+
+def drop_posted(statements: Sequence[BankStatement], posted: set) -> tuple[list[BankStatement], int]:
+    """The statements without the lines in `posted` (account, bank reference, amount, direction,
+    value date), and how many were dropped."""
     kept: list[BankStatement] = []
     skipped = 0
     for statement in statements:
