@@ -1,9 +1,7 @@
 """/v1 routes of cash_application."""
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import json
 import uuid
 from datetime import date
 from decimal import Decimal
@@ -159,9 +157,9 @@ async def import_bank_file(request: Request, key: str = Depends(idempotency_key_
 
     async def command(conn):
         result = chunked or await imports.import_file(conn, cmd, parsed, runtime.settings, request_metadata(request))
-        # A large file's result (every payment) is encoded once, in a worker thread: stored with
-        # the key and answered as it is, the event loop answering other requests meanwhile.
-        return (200 if result["replayed"] else 201), EncodedJSON(await asyncio.to_thread(json.dumps, result, default=str))
+        # A large file's result (every payment) is encoded once, a piece at a time in worker
+        # threads: stored with the key and answered as it is, the event loop answering meanwhile.
+        return (200 if result["replayed"] else 201), EncodedJSON(await imports.encode_result(result))
 
     status, body, replayed = await idempotent_request(request, key, fingerprint, command)
     headers = {"Idempotent-Replayed": "true"} if replayed else {}

@@ -60,7 +60,7 @@ from services.cash_application.application import chunk_worker, posting
 from services.cash_application.application.card_payouts import claim_payout_lines
 from services.cash_application.application.imports import (
     COUNTS, _INSERT_LINE, FileRejectedProblem, ImportFile, _json, _other_line_rows, _parse_pool, _statement_out,
-    _worker_start, customer_matcher, drop_posted, policy_of, receipt_of, reset_parse_pool, statement_keys)
+    _worker_start, customer_matcher, drop_posted, encode_result, policy_of, receipt_of, reset_parse_pool, statement_keys)
 from services.cash_application.domain.model import BankImport
 from services.cash_application.domain.receipts import BankStatement, ParsedFile
 from services.cash_application.projections import payments as payments_projection
@@ -254,7 +254,7 @@ async def _run(engine: AsyncEngine, holder: AsyncConnection, import_id: str, cmd
                   "statements": statements_out, "duplicate_statements": duplicates,
                   "lines_already_imported": already, **totals, **counts, "chunks": len(chunks),
                   "resumed_after_receipt": resumed_from or None, "payments": payments_out, "replayed": False}
-        encoded = await asyncio.to_thread(json.dumps, result, default=str)
+        encoded = await encode_result(result)
         await conn.execute(text("UPDATE bank_imports SET result = CAST(:r AS jsonb) WHERE import_id = :i"),
                            {"r": encoded, "i": import_id})
     return result

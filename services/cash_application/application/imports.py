@@ -233,6 +233,22 @@ def add_neighbours(matcher: Matcher, rows: Any, amounts: dict[str, list[Decimal]
     matcher.add_invoices(invoice for invoice in _open_invoices(rows) if matcher.could_be_neighbour(invoice, amounts))
 
 
+_ENCODE_PIECE = 2_000  # payments per piece of an import's encoded result
+
+
+async def encode_result(result: dict[str, Any]) -> str:
+    """An import's result as JSON text, its payments encoded a piece at a time in worker threads.
+    json.dumps holds the GIL for a whole call (its encoder is C): one call over a 100,000-payment
+    result held the event loop for about a second, so health checks waited. The payments come
+    last in the text."""
+    head = {key: value for key, value in result.items() if key != "payments"}
+    payments = result.get("payments") or []
+    pieces = [await asyncio.to_thread(lambda part=payments[lo:lo + _ENCODE_PIECE]: ",".join(
+        json.dumps(p, default=str) for p in part)) for lo in range(0, len(payments), _ENCODE_PIECE)]
+    encoded = json.dumps(head, default=str)
+    return encoded[:-1] + (", " if head else "") + '"payments": [' + ",".join(pieces) + "]}"
+
+
 def receipt_of(line: BankLine, currency: str) -> Receipt:
     return Receipt(amount=line.amount, currency=currency, payer_name=line.payer_name,
                    payer_account=line.payer_account, customer_hint=line.customer_hint, text=line.text,

@@ -108,7 +108,7 @@ async def test_an_import_killed_mid_way_resumes_and_posts_every_receipt_once(cas
     path.write_bytes(_file())
     import_id = f"imp_{hashlib.sha256(path.read_bytes()).hexdigest()[:20]}"
     env = {**os.environ, "LEDGERLINE_CASH_APPLICATION_DATABASE_URL": app.state.runtime.settings.database_url,
-           "LEDGERLINE_CASH_APPLICATION_IMPORT_CHUNK_RECEIPTS": "5", "LEDGERLINE_CASH_APPLICATION_PARSE_WORKERS": "0",
+           "LEDGERLINE_CASH_APPLICATION_IMPORT_CHUNK_RECEIPTS": "2", "LEDGERLINE_CASH_APPLICATION_PARSE_WORKERS": "0",
            "PGAPPNAME": f"import-{uuid.uuid4().hex[:12]}"}
     command = [sys.executable, "-m", "services.cash_application", "import-file", str(path), "--format", "csv"]
     first = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -147,7 +147,7 @@ async def test_an_import_killed_mid_way_resumes_and_posts_every_receipt_once(cas
                                         {"i": import_id})).scalar_one()
         assert (await conn.execute(text("SELECT result FROM bank_imports WHERE import_id = :i"),
                                    {"i": import_id})).scalar_one() is None
-    assert 0 < killed_at < RECEIPTS and killed_at % 5 == 0
+    assert 0 < killed_at < RECEIPTS and killed_at % 2 == 0
     half = await _posted(app, import_id)
     assert len(half["ids"]) == half["received"] == half["lines"] == killed_at  # whole chunks, nothing more
 

@@ -38,3 +38,16 @@ def test_files_of_several_statements_come_back_whole():
         assert assembled == parsed, entry["file"]
         checked += 1
     assert checked >= 3
+
+
+def test_an_import_result_encoded_in_pieces_is_the_same_json():
+    """encode_result splices the payments, encoded a piece at a time, after the rest: the text
+    must parse to the result itself (pieces of 2,000, amounts as strings, an empty list)."""
+    from decimal import Decimal
+
+    from services.cash_application.application.imports import encode_result
+
+    payments = [{"payment_id": f"imp.{n}", "amount": Decimal(f"{n}.10"), "applications": []} for n in range(4_321)]
+    for result in ({"import_id": "imp", "payments": payments, "replayed": False}, {"import_id": "imp", "payments": []}):
+        encoded = asyncio.run(encode_result(result))
+        assert json.loads(encoded) == json.loads(json.dumps(result, default=str))
