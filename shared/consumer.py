@@ -28,7 +28,6 @@ No message stops a consumer (issue 13):
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import logging
 import random
@@ -46,6 +45,7 @@ from prometheus_client import Counter, Gauge
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from shared.heap import freeze_long_lived
 from shared.logthrottle import Throttle
 from shared.telemetry import record_consumed, span_from_traceparent, spans_exported
 
@@ -380,17 +380,6 @@ class _Paused:
     kind: str
     due: float | None
     since: float = field(default_factory=time.monotonic)
-
-
-def freeze_long_lived() -> None:
-    """Move every object alive now (the process's modules, app, engine, settings: a service's
-    long-lived state at startup) out of the cyclic garbage collector's scans. A consumer
-    allocates several short-lived objects per event, so full collections come every few
-    thousand events, and each one walked the whole startup heap: about a quarter of a
-    projection's CPU (bench/projections.py, collections). Garbage cycles are collected first;
-    objects frozen here are still freed by reference counting when they die."""
-    gc.collect()
-    gc.freeze()
 
 
 class _SeekToStoredOffsets(ConsumerRebalanceListener):

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from shared import aggregate, eventstore
+from shared import aggregate, eventstore, heap
 from shared.db import allow_long_idle, make_engine
 from services.cash_application.application.imports import post_receipts, receipt_of, scoped_matcher
 from services.cash_application.domain.matching import Matcher
@@ -129,13 +129,18 @@ class PostedChunk:
 
 def begin(token: str, base: bytes, import_id: str, threshold: Decimal, meta: dict[str, Any],
           database_url: str) -> None:
+    """The import's customer side lives as long as the import: frozen out of the collector's
+    scans (shared.heap), which otherwise walked it again in every full collection of every chunk."""
     _IMPORTS[token] = _Import(pickle.loads(base), import_id, threshold, meta, database_url)
+    heap.freeze_long_lived()
 
 
 def end(token: str) -> None:
     imp = _IMPORTS.pop(token, None)
     if imp is not None:
         imp.close()
+    if not _IMPORTS:
+        heap.thaw_and_refreeze()
 
 
 async def _in_place(fn: Any, *args: Any) -> Any:
@@ -146,7 +151,11 @@ def chunk_prepare(token: str, chunk: int, part: list) -> list[str]:
     """A chunk's receipts arrive: the open items they can concern are read (imports.scoped_matcher)
     and the chunk matched on that snapshot. Answers the invoices to lock."""
     imp = _IMPORTS[token]
+    with heap.fewer_collections():
+        return _prepare(imp, chunk, part)
 
+
+def _prepare(imp: _Import, chunk: int, part: list) -> list[str]:
     async def read() -> Matcher:
         async with imp.engine.begin() as conn:
             await allow_long_idle(conn)
@@ -163,7 +172,11 @@ def chunk_posting(token: str, chunk: int, locked: dict[str, Any]) -> PostedChunk
     """The chunk under its locks (the balances the service's transaction locked and read): what
     that transaction inserts, in slices."""
     imp = _IMPORTS[token]
-    c = imp.chunks.pop(chunk)
+    with heap.fewer_collections():
+        return _posting(imp, imp.chunks.pop(chunk), locked)
+
+
+def _posting(imp: _Import, c: _Chunk, locked: dict[str, Any]) -> PostedChunk:
     payments, sources, lines, summaries, counts = match_locked(
         imp.import_id, c.part, c.matcher, c.first, locked, imp.threshold)
     slices = []
