@@ -171,3 +171,17 @@ async def execute_many(conn: AsyncConnection, sql: str, rows: Sequence[Mapping[s
     statement, names = positional(sql)
     driver = await driver_connection(conn)
     await driver.executemany(statement, [tuple(row[name] for name in names) for row in rows])
+
+
+async def execute_arrays(conn: AsyncConnection, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    """One statement for many rows, each `:name` parameter bound to that field's values over the
+    rows, as an array: the statement takes them apart itself (`INSERT ... SELECT ... FROM
+    unnest(CAST(:a AS text[]), CAST(:b AS numeric[])) AS r(a, b)`, `UPDATE ... FROM unnest(...)`).
+    PostgreSQL plans and runs it once for the batch; execute_many runs its statement once per row
+    (a bank import's 5,000 open-item updates took 0.7-1.7 s that way). Sent by asyncpg inside
+    conn's transaction (driver_connection)."""
+    if not rows:
+        return
+    statement, names = positional(sql)
+    driver = await driver_connection(conn)
+    await driver.execute(statement, *[[row[name] for row in rows] for name in names])

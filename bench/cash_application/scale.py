@@ -10,7 +10,8 @@ memory, no database).
 BENCH_CASH_SCALE_INVOICES / BENCH_CASH_SCALE_RECEIPTS change the sizes; BENCH_CASH_SCALE=0
 skips this part of make bench-cash. BENCH_CASH_PROFILE=path records the service with py-spy
 (10 samples/s, every thread and the parse worker) into that file (`.svg` a flame graph, `.txt`
-collapsed stacks)."""
+collapsed stacks). BENCH_CASH_LOG_LEVEL=INFO writes each chunk of the import, with where its time
+went, into the service's log (.local/bench-cash-scale-service.log)."""
 from __future__ import annotations
 
 import asyncio
@@ -22,6 +23,7 @@ import time
 import uuid
 from pathlib import Path
 
+import asyncpg
 import httpx
 
 from bench.cash_application.generator import generate
@@ -65,13 +67,53 @@ def _service_rss_mb(pid: int) -> float:
     return sum(_rss_mb(p) for p in _tree(pid))
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_s(pid: int) -> float:
+    """The process's CPU time so far (user + system), seconds."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICK
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+class _CpuBook:
+    """CPU seconds spent during the import by the service's process, its worker processes and
+    PostgreSQL's (the postmaster's tree), from /proc, sampled with the health probes (a process
+    that ends between two samples loses its last 100 ms)."""
+
+    def __init__(self, service_pid: int, postmaster_pid: int) -> None:
+        self.roots = {"service": service_pid, "postgres": postmaster_pid}
+        self.start: dict[int, float] = {}
+        self.last: dict[str, dict[int, float]] = {"service": {}, "postgres": {}}
+        self.sample(first=True)
+
+    def sample(self, first: bool = False) -> None:
+        for side, root in self.roots.items():
+            for pid in _tree(root):
+                cpu = _cpu_s(pid)
+                self.start.setdefault(pid, cpu if first else 0.0)  # a process born during the import: all of it
+                self.last[side][pid] = max(self.last[side].get(pid, 0.0), cpu)
+
+    def spent(self) -> dict[str, float]:
+        used = {side: {pid: cpu - self.start[pid] for pid, cpu in pids.items()} for side, pids in self.last.items()}
+        service_pid = self.roots["service"]
+        return {"service_cpu_s": used["service"].get(service_pid, 0.0),
+                "workers_cpu_s": sum(v for pid, v in used["service"].items() if pid != service_pid),
+                "postgres_cpu_s": sum(used["postgres"].values())}
+
+
 def _spawn(database: str, port: int, log: Path) -> subprocess.Popen:
     env = {**os.environ,
            "LEDGERLINE_CASH_APPLICATION_DATABASE_URL": sqlalchemy_url(database),
            "LEDGERLINE_CASH_APPLICATION_ROLE": "api",
            "LEDGERLINE_CASH_APPLICATION_ALLOW_OPEN": "true",
            "LEDGERLINE_CASH_APPLICATION_PORT": str(port),
-           "LEDGERLINE_CASH_APPLICATION_LOG_LEVEL": "WARNING",
+           # INFO shows the import's chunks, each with where its time went, in the service's log
+           "LEDGERLINE_CASH_APPLICATION_LOG_LEVEL": os.environ.get("BENCH_CASH_LOG_LEVEL", "WARNING"),
            "LEDGERLINE_CASH_APPLICATION_MAX_FILE_BYTES": "200000000"}
     command = [sys.executable, "-m", "services.cash_application", "serve"]
     if PROFILE:
@@ -98,6 +140,13 @@ async def run(portfolio, csv_bytes: bytes) -> dict[str, float]:
             async with httpx.AsyncClient(base_url=url, timeout=3600) as client, \
                     httpx.AsyncClient(base_url=url, timeout=60) as prober:
                 baseline_rss = _service_rss_mb(service.pid)
+                conn = await asyncpg.connect(asyncpg_dsn(name))
+                try:  # a backend's parent is the postmaster
+                    with open(f"/proc/{await conn.fetchval('SELECT pg_backend_pid()')}/stat") as stat:
+                        postmaster = int(stat.read().rsplit(")", 1)[1].split()[1])
+                finally:
+                    await conn.close()
+                cpu = _CpuBook(service.pid, postmaster)
                 peak_rss = baseline_rss
                 slowest = 0.0
                 probes = 0
@@ -114,6 +163,7 @@ async def run(portfolio, csv_bytes: bytes) -> dict[str, float]:
                     if health.status_code != 200:
                         raise SystemExit(f"/healthz answered {health.status_code}")
                     peak_rss = max(peak_rss, _service_rss_mb(service.pid))
+                    cpu.sample()
                     await asyncio.sleep(0.1)
                 response = await task
                 elapsed = time.perf_counter() - started
@@ -133,7 +183,7 @@ async def run(portfolio, csv_bytes: bytes) -> dict[str, float]:
                 service.wait()
     return {"import_s": elapsed, "receipts": result["receipts"], "auto_applied": result["auto_applied"],
             "peak_rss_mb": peak_rss, "baseline_rss_mb": baseline_rss, "slowest_health_s": slowest,
-            "probes": probes, "load_before": load[0], "load_after": os.getloadavg()[0]}
+            "probes": probes, "load_before": load[0], "load_after": os.getloadavg()[0], **cpu.spent()}
 
 
 def main() -> None:
@@ -156,6 +206,9 @@ def main() -> None:
           f" the service's memory before the import {figures['baseline_rss_mb']:,.0f} MB; load average (1 min)"
           f" {figures['load_before']:.1f} at the start, {figures['load_after']:.1f} at the end;"
           f" the raw baseline matches in memory only, no database, no posting)")
+    print(f"  CPU seconds during the import: the service's process {figures['service_cpu_s']:.1f}, its worker"
+          f" process(es) {figures['workers_cpu_s']:.1f}, PostgreSQL {figures['postgres_cpu_s']:.1f}"
+          f" (the machine has {os.cpu_count()} cores: {os.cpu_count() * figures['import_s']:.0f} core-seconds in the wall time)")
 
 
 if __name__ == "__main__":

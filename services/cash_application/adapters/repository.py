@@ -9,7 +9,7 @@ from typing import Any, Sequence
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.db import execute_many
+from shared.db import execute_arrays, execute_many
 
 from services.cash_application.domain.model import UNIDENTIFIED_CUSTOMER, OpenItem
 
@@ -428,9 +428,18 @@ async def insert_payment(conn: AsyncConnection, **fields: Any) -> None:
     await conn.execute(_INSERT_PAYMENT, payment_row(**fields))
 
 
+_INSERT_PAYMENTS = (
+    "INSERT INTO payments (payment_id, customer_id, currency, amount, value_date, method, reference, version,"
+    " applied_amount, written_off_amount, unapplied_reason)"
+    " SELECT * FROM unnest(CAST(:p AS text[]), CAST(:c AS text[]), CAST(:cur AS text[]), CAST(:a AS numeric[]),"
+    " CAST(:d AS date[]), CAST(:m AS text[]), CAST(:r AS text[]), CAST(:v AS integer[]), CAST(:applied AS numeric[]),"
+    " CAST(:written_off AS numeric[]), CAST(:reason AS text[])) ON CONFLICT (payment_id) DO NOTHING")
+
+
 async def insert_payment_rows(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-    """Payments received in this transaction, each with its applied and written-off totals."""
-    await execute_many(conn, _INSERT_PAYMENT.text, rows)
+    """Payments received in this transaction, each with its applied and written-off totals: one
+    statement for them all (shared.db.execute_arrays)."""
+    await execute_arrays(conn, _INSERT_PAYMENTS, rows)
 
 
 _INSERT_APPLICATION_SQL = (
@@ -446,14 +455,42 @@ def application_row(*, event_id: Any, payment_id: str, invoice_id: str, customer
             "d": value_date, "rule": rule, "conf": confidence, "v": stream_version, "app": application_id}
 
 
+_INSERT_APPLICATIONS = (
+    "INSERT INTO payment_applications (event_id, payment_id, invoice_id, customer_id, currency, amount,"
+    " value_date, rule, confidence, stream_version, application_id)"
+    " SELECT * FROM unnest(CAST(:e AS uuid[]), CAST(:p AS text[]), CAST(:i AS text[]), CAST(:c AS text[]),"
+    " CAST(:cur AS text[]), CAST(:a AS numeric[]), CAST(:d AS date[]), CAST(:rule AS text[]),"
+    " CAST(:conf AS numeric[]), CAST(:v AS integer[]), CAST(:app AS text[])) ON CONFLICT (event_id) DO NOTHING")
+
+
 async def insert_application_rows(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-    """Applications of payments received in this transaction (their totals are in the payment rows)."""
-    await execute_many(conn, _INSERT_APPLICATION_SQL, rows)
+    """Applications of payments received in this transaction (their totals are in the payment
+    rows): one statement for them all."""
+    await execute_arrays(conn, _INSERT_APPLICATIONS, rows)
+
+
+_ADD_APPLIED_TO_MANY = (
+    "UPDATE open_items o SET applied_amount = o.applied_amount + r.a"
+    " FROM unnest(CAST(:i AS text[]), CAST(:a AS numeric[])) AS r(i, a) WHERE o.invoice_id = r.i")
 
 
 async def add_applied_to_open_items(conn: AsyncConnection, applied: dict[str, Decimal]) -> None:
-    """Per invoice, in invoice_id order (the lock order), the amount newly applied to it."""
-    await execute_many(conn, _ADD_APPLIED.text, [{"a": applied[i], "i": i} for i in sorted(applied)])
+    """Per invoice (each once: a mapping), the amount newly applied to it, in one statement. The
+    caller holds the rows' locks (taken in invoice_id order)."""
+    await execute_arrays(conn, _ADD_APPLIED_TO_MANY, [{"i": i, "a": applied[i]} for i in sorted(applied)])
+
+
+_INSERT_STATEMENT_LINES = (
+    "INSERT INTO statement_lines (import_id, position, account, value_date, currency, amount, direction,"
+    " bank_reference, payer_name, payment_id, kind, payout_id)"
+    " SELECT * FROM unnest(CAST(:i AS text[]), CAST(:pos AS text[]), CAST(:a AS text[]), CAST(:d AS date[]),"
+    " CAST(:c AS text[]), CAST(:amt AS numeric[]), CAST(:dir AS text[]), CAST(:ref AS text[]), CAST(:name AS text[]),"
+    " CAST(:p AS text[]), CAST(:k AS text[]), CAST(:po AS text[])) ON CONFLICT DO NOTHING")
+
+
+async def insert_statement_lines(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """A bank file's lines as read (what each posted, or why not): one statement for them all."""
+    await execute_arrays(conn, _INSERT_STATEMENT_LINES, rows)
 
 
 async def insert_application(conn: AsyncConnection, *, event_id: Any, payment_id: str, invoice_id: str,

@@ -52,7 +52,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared import aggregate
-from shared.db import allow_long_idle, execute_many
+from shared.db import allow_long_idle
 from shared import eventstore
 from shared.eventstore import utc_midnight
 from shared.problems import Conflict, ServiceUnavailable
@@ -61,7 +61,7 @@ from services.cash_application.adapters import repository as repo
 from services.cash_application.application import chunk_worker, posting
 from services.cash_application.application.card_payouts import claim_payout_lines
 from services.cash_application.application.imports import (
-    COUNTS, _INSERT_LINE, FileRejectedProblem, ImportFile, _json, _other_line_rows, _parse_pool, _statement_out,
+    COUNTS, FileRejectedProblem, ImportFile, _json, _other_line_rows, _parse_pool, _statement_out,
     _worker_start, customer_matcher, drop_posted, encode_result, policy_of, receipt_of, reset_parse_pool, statement_keys)
 from services.cash_application.domain.model import BankImport
 from services.cash_application.domain.receipts import BankStatement, ParsedFile
@@ -234,7 +234,7 @@ async def _run(engine: AsyncEngine, holder: AsyncConnection, import_id: str, cmd
         counts = {"returns": 0, "returns_unmatched": 0, "other_lines": 0, "card_payouts": 0}
         rows = await _other_line_rows(conn, import_id, fresh, payout_lines, counts, meta)
         if rows:
-            await execute_many(conn, _INSERT_LINE.text, rows)
+            await repo.insert_statement_lines(conn, rows)
         for row in rows:
             if row["po"]:
                 await card_payout_store.tie_line(conn, payout_id=row["po"], import_id=import_id, position=row["pos"],
@@ -310,7 +310,7 @@ async def _post_chunk(conn: AsyncConnection, import_id: str, chunk: int, start: 
         await eventstore.insert_new_streams(conn, part.events)
         await payments_projection.write_new_payment_rows(conn, part.read_model)
         await posting.record_sources(conn, part.sources)
-        await execute_many(conn, _INSERT_LINE.text, part.lines)
+        await repo.insert_statement_lines(conn, part.lines)
     await conn.execute(
         text("INSERT INTO bank_import_chunks (import_id, chunk, first_receipt, last_receipt, counts, payments)"
              " VALUES (:i, :c, :f, :l, CAST(:counts AS jsonb), CAST(:p AS jsonb))"),

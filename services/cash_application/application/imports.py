@@ -29,7 +29,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared import aggregate, heap
-from shared.db import allow_long_idle, execute_many
+from shared.db import allow_long_idle
 from shared.eventstore import utc_midnight
 from shared.money import money_str, to_str
 from shared.problems import Problem, ValidationFailed
@@ -337,7 +337,7 @@ async def import_file(conn: AsyncConnection, cmd: ImportFile, parsed: ParsedFile
                                   " was posted", extra={"errors": [{"field": "file", "reason": "lines read and"
                                                                     " recorded differ"}]})
     if statement_rows:
-        await execute_many(conn, _INSERT_LINE.text, statement_rows)
+        await repo.insert_statement_lines(conn, statement_rows)
     if payout_lines:
         from services.cash_application.adapters import card_payout_store
 
@@ -488,12 +488,6 @@ async def _return_from_file(conn: AsyncConnection, line: BankLine, currency: str
         return None
     await project_saved(conn, payment, meta)
     return payment_id
-
-
-_INSERT_LINE = text(
-    "INSERT INTO statement_lines (import_id, position, account, value_date, currency, amount, direction,"
-    " bank_reference, payer_name, payment_id, kind, payout_id) VALUES (:i, :pos, :a, :d, :c, :amt, :dir, :ref,"
-    " :name, :p, :k, :po) ON CONFLICT DO NOTHING")
 
 
 def _source_row(payment_id: str, import_id: str, line: BankLine, result: MatchResult,

@@ -6,11 +6,10 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared import aggregate
-from shared.db import execute_many
+from shared.db import execute_arrays
 from shared.money import money_str, to_str
 from services.cash_application.domain.matching import MatchResult
 from services.cash_application.domain.model import Payment
@@ -25,15 +24,18 @@ async def project_saved(conn: AsyncConnection, payment: Payment, meta: dict[str,
     await payments_projection.project(conn, payments_projection.appended(loaded_at, new_events))
 
 
-_INSERT_SOURCE = text(
+_INSERT_SOURCES = (
     "INSERT INTO payment_sources (payment_id, import_id, position, bank_reference, payer_name, payer_account,"
-    " remittance_text, match_reason, suggestions, explanation) VALUES (:p, :i, :pos, :ref, :name, :acct, :txt, :why,"
-    " CAST(:s AS jsonb), :explanation)")
+    " remittance_text, match_reason, suggestions, explanation)"
+    " SELECT r.p, r.i, r.pos, r.ref, r.name, r.acct, r.txt, r.why, CAST(r.s AS jsonb), r.explanation"
+    " FROM unnest(CAST(:p AS text[]), CAST(:i AS text[]), CAST(:pos AS text[]), CAST(:ref AS text[]),"
+    " CAST(:name AS text[]), CAST(:acct AS text[]), CAST(:txt AS text[]), CAST(:why AS text[]), CAST(:s AS text[]),"
+    " CAST(:explanation AS text[])) AS r(p, i, pos, ref, name, acct, txt, why, s, explanation)")
 
 async def record_sources(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
     """Where each receipt came from (an import's line, or "api") with the engine's reason,
     suggestions and explanation."""
-    await execute_many(conn, _INSERT_SOURCE.text, rows)
+    await execute_arrays(conn, _INSERT_SOURCES, rows)
 
 
 def source_row(payment: Any, result: MatchResult, *, import_id: str, position: str, bank_reference: str | None,
