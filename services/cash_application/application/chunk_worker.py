@@ -29,6 +29,7 @@ from shared import aggregate, eventstore, heap
 from shared.db import allow_long_idle, make_engine
 from services.cash_application.application.imports import post_receipts, receipt_of, scoped_matcher
 from services.cash_application.domain.matching import Matcher
+from services.cash_application.domain.model import OpenItem
 from services.cash_application.projections import payments as payments_projection
 
 POSTING_SLICE = 500  # payments per round of statements in the service's transaction
@@ -82,10 +83,12 @@ def match_locked(import_id: str, part: list, matcher: Any, first: FirstPass, loc
 
 
 @dataclass
-class _Chunk:
+class MatchedChunk:
     part: list  # (number in the file, statement without its lines, line)
     matcher: Matcher
     first: FirstPass
+    snapshot: dict[str, OpenItem]  # the invoices to lock as the snapshot had them, before the first pass
+    built: "PostedChunk | None"  # the chunk posted against the snapshot, to keep if the locks find it unchanged
 
 
 class _Import:
@@ -97,7 +100,7 @@ class _Import:
     def __init__(self, base: Matcher, import_id: str, threshold: Decimal, meta: dict[str, Any],
                  database_url: str) -> None:
         self.base, self.import_id, self.threshold, self.meta = base, import_id, threshold, meta
-        self.chunks: dict[int, _Chunk] = {}
+        self.chunks: dict[int, MatchedChunk] = {}
         self.loop = asyncio.new_event_loop()
         self.engine = make_engine(database_url, pool_size=1, max_overflow=0,
                                   application_name="ledgerline-cash_application-import")
@@ -163,9 +166,23 @@ def _prepare(imp: _Import, chunk: int, part: list) -> list[str]:
                                                          for _, statement, line in part], run=_in_place)
 
     matcher = imp.loop.run_until_complete(read())
-    first = first_pass(matcher, part, imp.threshold)
-    imp.chunks[chunk] = _Chunk(part, matcher, first)
-    return sorted(first.touched)
+    imp.chunks[chunk] = match_chunk(imp.import_id, imp.threshold, imp.meta, part, matcher)
+    return sorted(imp.chunks[chunk].first.touched)
+
+
+def match_chunk(import_id: str, threshold: Decimal, meta: dict[str, Any], part: list, matcher: Matcher) -> MatchedChunk:
+    """The chunk matched on its snapshot (first_pass), and posted against the invoices to lock as
+    the snapshot has them. Posting now, before the locks, takes the building of the chunk's
+    payments and rows out of its transaction, which waited for it holding its locks with the
+    database idle: under the locks, when the locked invoices are these, the payments are what
+    posting would build then (post_receipts is a function of the results and these balances)."""
+    first = first_pass(matcher, part, threshold)
+    snapshot = {invoice_id: OpenItem(invoice_id=invoice_id, invoice_number=item.invoice_number,
+                                     customer_id=item.customer_id, currency=item.currency,
+                                     open_balance=first.read[invoice_id])
+                for invoice_id in first.touched if (item := matcher.invoices.get(invoice_id)) is not None}
+    posted = post_receipts(import_id, part, matcher, dict(snapshot), threshold, first.results)
+    return MatchedChunk(part, matcher, first, snapshot, None if posted is None else _rows(meta, *posted))
 
 
 def chunk_posting(token: str, chunk: int, locked: dict[str, Any]) -> PostedChunk:
@@ -173,16 +190,24 @@ def chunk_posting(token: str, chunk: int, locked: dict[str, Any]) -> PostedChunk
     that transaction inserts, in slices."""
     imp = _IMPORTS[token]
     with heap.fewer_collections():
-        return _posting(imp, imp.chunks.pop(chunk), locked)
+        return post_chunk(imp.import_id, imp.threshold, imp.meta, imp.chunks.pop(chunk), locked)
 
 
-def _posting(imp: _Import, c: _Chunk, locked: dict[str, Any]) -> PostedChunk:
-    payments, sources, lines, summaries, counts = match_locked(
-        imp.import_id, c.part, c.matcher, c.first, locked, imp.threshold)
+def post_chunk(import_id: str, threshold: Decimal, meta: dict[str, Any], c: MatchedChunk,
+               locked: dict[str, OpenItem]) -> PostedChunk:
+    """The chunk's rows under its locks: those built on the snapshot when the locked invoices are
+    the snapshot's (the usual case), else posted again against the locked balances (match_locked)."""
+    if c.built is not None and locked == c.snapshot:
+        return c.built
+    return _rows(meta, *match_locked(import_id, c.part, c.matcher, c.first, locked, threshold))
+
+
+def _rows(meta: dict[str, Any], payments: list, sources: list, lines: list, summaries: list,
+          counts: dict[str, int]) -> PostedChunk:
     slices = []
     for lo in range(0, len(payments), POSTING_SLICE):
         hi = lo + POSTING_SLICE
-        streams = aggregate.new_streams(payments[lo:hi], imp.meta)
+        streams = aggregate.new_streams(payments[lo:hi], meta)
         events = eventstore.new_stream_rows(streams)
         read_model = payments_projection.new_payment_rows([events for *_, events in streams])
         _ids_as_text(events, read_model)

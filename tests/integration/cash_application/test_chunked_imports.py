@@ -147,9 +147,11 @@ async def test_an_import_killed_mid_way_resumes_and_posts_every_receipt_once(cas
                                         {"i": import_id})).scalar_one()
         assert (await conn.execute(text("SELECT result FROM bank_imports WHERE import_id = :i"),
                                    {"i": import_id})).scalar_one() is None
-    assert 0 < killed_at < RECEIPTS and killed_at % 2 == 0
+    assert 0 < killed_at < RECEIPTS and killed_at % 2 == 0, (killed_at, done)
     half = await _posted(app, import_id)
-    assert len(half["ids"]) == half["received"] == half["lines"] == killed_at  # whole chunks, nothing more
+    # whole chunks, nothing more
+    assert len(half["ids"]) == half["received"] == half["lines"] == killed_at, (
+        len(half["ids"]), half["received"], half["lines"], killed_at, done)
 
     second = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stderr[-2000:]

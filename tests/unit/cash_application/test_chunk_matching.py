@@ -4,13 +4,14 @@ otherwise it is matched again against the locked balances. Its receipts post gro
 (Matcher.payer_group). No I/O: the locked open items are built here as the import reads them."""
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import date
 from decimal import Decimal as D
 
 from bench.cash_application.generator import generate
 from services.cash_application.adapters.bank_files import parse_file
-from services.cash_application.application.chunk_worker import first_pass, match_locked
+from services.cash_application.application.chunk_worker import first_pass, match_chunk, match_locked, post_chunk
 from services.cash_application.application.imports import post_receipts, receipt_of
 from services.cash_application.domain.matching import Matcher, OpenInvoice
 from services.cash_application.domain.model import OpenItem
@@ -147,3 +148,46 @@ def test_the_payment_rows_from_the_events_contracts_are_those_parsed_back_from_t
     kinds = {e.event_type for events in streams for e in events}
     assert {"PaymentReceived", "PaymentApplied"} <= kinds
     assert asdict(new_payment_rows(streams)) == asdict(new_payment_rows(parsed))
+
+
+def _chunk(lines):
+    statement = _statement(lines)
+    part = [(n, statement, line) for n, line in enumerate(lines, start=1)]
+    matcher = Matcher([replace(i) for i in INVOICES], CUSTOMERS)
+    return part, matcher, match_chunk("imp", THRESHOLD, {}, part, matcher)
+
+
+def test_a_chunk_is_posted_on_its_snapshot_and_those_rows_are_kept_when_the_locks_find_it_unchanged():
+    lines = [_line(1, "100.00", "Acme Tools Inc", "INV-1"), _line(2, "75.50", "Borealis Freight", "INV-3")]
+    _, _, chunk = _chunk(lines)
+    assert chunk.snapshot == _locked(Matcher(INVOICES, CUSTOMERS), {"inv-1", "inv-3"})
+    assert chunk.built is not None
+    posted = post_chunk("imp", THRESHOLD, {}, chunk, _locked(Matcher(INVOICES, CUSTOMERS), {"inv-1", "inv-3"}))
+    assert posted is chunk.built  # nothing built again under the locks
+    summaries = json.loads(posted.summaries)
+    assert [(s["payment_id"], s["status"], [a["invoice_id"] for a in s["applications"]]) for s in summaries] == [
+        ("imp.1", "applied", ["inv-1"]), ("imp.2", "applied", ["inv-3"])]
+    # the same rows as posting them under those locks would build
+    _, _, again = _chunk(lines)
+    rebuilt = post_chunk("imp", THRESHOLD, {}, replace(again, built=None),
+                         _locked(Matcher(INVOICES, CUSTOMERS), {"inv-1", "inv-3"}))
+    assert json.loads(rebuilt.summaries) == summaries and rebuilt.counts == posted.counts
+    assert [s.read_model.payments for s in rebuilt.slices] == [s.read_model.payments for s in posted.slices]
+    assert [s.lines for s in rebuilt.slices] == [s.lines for s in posted.slices]
+
+
+def test_a_chunk_whose_invoice_moved_before_the_locks_is_posted_again_against_the_locked_balance():
+    lines = [_line(1, "100.00", "Acme Tools Inc", "INV-1"), _line(2, "75.50", "Borealis Freight", "INV-3")]
+    _, _, chunk = _chunk(lines)
+    locked = _locked(Matcher(INVOICES, CUSTOMERS), {"inv-1", "inv-3"}, {"inv-1": D("30.00")})  # paid meanwhile
+    posted = post_chunk("imp", THRESHOLD, {}, chunk, locked)
+    assert posted is not chunk.built
+    first = json.loads(posted.summaries)[0]
+    assert first["payment_id"] == "imp.1" and first["status"] != "applied"  # 100.00 no longer fits inv-1
+    assert json.loads(posted.summaries)[1]["status"] == "applied"
+
+
+def test_a_chunk_whose_locked_invoices_are_not_the_snapshots_is_posted_again():
+    lines = [_line(1, "100.00", "Acme Tools Inc", "INV-1")]
+    _, _, chunk = _chunk(lines)
+    assert post_chunk("imp", THRESHOLD, {}, chunk, {}) is not chunk.built  # the invoice was cancelled meanwhile
