@@ -150,15 +150,32 @@ async def _in_place(fn: Any, *args: Any) -> Any:
     return fn(*args)
 
 
-def chunk_prepare(token: str, chunk: int, part: list) -> list[str]:
+@dataclass(frozen=True)
+class Prepared:
+    """What the service's transaction needs of a chunk before its locks: the invoices to lock,
+    as the snapshot had them, and the rows posted against them. When the locks find exactly these
+    (the usual case) the rows are inserted as they are, with no call here in the transaction, and
+    their transfer from this process overlaps the previous chunk's writes; else chunk_posting
+    posts the chunk again against the locked balances."""
+    touched: list[str]
+    snapshot: dict[str, OpenItem]
+    built: "PostedChunk | None"
+
+    def rows_for(self, locked: dict[str, OpenItem]) -> "PostedChunk | None":
+        return self.built if self.built is not None and locked == self.snapshot else None
+
+
+def chunk_prepare(token: str, chunk: int, part: list) -> Prepared:
     """A chunk's receipts arrive: the open items they can concern are read (imports.scoped_matcher)
-    and the chunk matched on that snapshot. Answers the invoices to lock."""
+    and the chunk matched and posted on that snapshot. Earlier chunks are done with by then (the
+    service prepares a chunk once the previous one's rows are settled)."""
     imp = _IMPORTS[token]
+    imp.chunks.clear()
     with heap.fewer_collections():
         return _prepare(imp, chunk, part)
 
 
-def _prepare(imp: _Import, chunk: int, part: list) -> list[str]:
+def _prepare(imp: _Import, chunk: int, part: list) -> Prepared:
     async def read() -> Matcher:
         async with imp.engine.begin() as conn:
             await allow_long_idle(conn)
@@ -166,8 +183,8 @@ def _prepare(imp: _Import, chunk: int, part: list) -> list[str]:
                                                          for _, statement, line in part], run=_in_place)
 
     matcher = imp.loop.run_until_complete(read())
-    imp.chunks[chunk] = match_chunk(imp.import_id, imp.threshold, imp.meta, part, matcher)
-    return sorted(imp.chunks[chunk].first.touched)
+    c = imp.chunks[chunk] = match_chunk(imp.import_id, imp.threshold, imp.meta, part, matcher)
+    return Prepared(sorted(c.first.touched), c.snapshot, c.built)
 
 
 def match_chunk(import_id: str, threshold: Decimal, meta: dict[str, Any], part: list, matcher: Matcher) -> MatchedChunk:
@@ -186,8 +203,8 @@ def match_chunk(import_id: str, threshold: Decimal, meta: dict[str, Any], part: 
 
 
 def chunk_posting(token: str, chunk: int, locked: dict[str, Any]) -> PostedChunk:
-    """The chunk under its locks (the balances the service's transaction locked and read): what
-    that transaction inserts, in slices."""
+    """The chunk under its locks (the balances the service's transaction locked and read) when
+    they are not the snapshot's: what that transaction inserts, in slices."""
     imp = _IMPORTS[token]
     with heap.fewer_collections():
         return post_chunk(imp.import_id, imp.threshold, imp.meta, imp.chunks.pop(chunk), locked)
