@@ -26,6 +26,7 @@ from shared.auth import OpenModeNotRequested, install_auth
 from shared.consumer import ConsumerRunner, Handler
 from shared.contracts import registry
 from shared.contracts.base import topic_for, with_topic_prefix
+from shared import heap
 from shared.logthrottle import Throttle, throttle_library_logs
 from shared.db import apply_migrations, make_engine, sql_files
 from shared.db_errors import DatabaseFailure
@@ -375,7 +376,11 @@ def get_runtime(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
-def build_app(definition: ServiceDefinition) -> FastAPI:
+def build_app(definition: ServiceDefinition, *, freeze_heap: bool = False) -> FastAPI:
+    """The service's app. freeze_heap (the serving process): once started, everything alive (the
+    app, engine, settings, imported modules) is frozen out of the garbage collector's full
+    collections (shared.heap), which otherwise walk it again every few thousand requests. An
+    app built in a test process leaves that process's collector alone."""
     settings = definition.settings
     setup_tracing(f"ledgerline-{definition.context}")
 
@@ -387,6 +392,8 @@ def build_app(definition: ServiceDefinition) -> FastAPI:
             await runtime.migrate()
         if settings.role in ("all", "worker"):
             runtime.start_workers()
+        if freeze_heap:
+            heap.freeze_long_lived()
         try:
             yield
         finally:
@@ -488,7 +495,7 @@ def cli(definition_factory: Callable[[], ServiceDefinition], argv: list[str] | N
         import uvicorn
 
         try:
-            app = build_app(definition)
+            app = build_app(definition, freeze_heap=True)
         except OpenModeNotRequested as exc:
             log.critical("%s", exc)
             return 2
