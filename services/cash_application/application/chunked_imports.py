@@ -143,6 +143,7 @@ async def _run(engine: AsyncEngine, holder: AsyncConnection, import_id: str, cmd
     if row.result is not None:
         return {**_json(row.result), "replayed": True}
     resumed_from = row.receipts_done
+    started = time.monotonic()
 
     # Statements: claimed once; on a resume, those this import claimed are its own.
     fresh: list[BankStatement] = []
@@ -179,6 +180,10 @@ async def _run(engine: AsyncEngine, holder: AsyncConnection, import_id: str, cmd
     receipts = await asyncio.to_thread(lambda: [(statement, line) for statement in fresh for line in statement.lines
                                                 if line.is_receipt and id(line) not in payout_lines])
     order = await _receipt_order(engine, import_id, base, receipts, resumed_from)
+    log.info("import %s: %d receipts to post%s, ready after %.2f s (statements claimed, lines posted before set"
+             " aside, receipts grouped by payer)", import_id, len(receipts),
+             f" (resuming after {resumed_from})" if resumed_from else "", time.monotonic() - started)
+    chunks_began = time.monotonic()
 
     size = max(1, settings.import_chunk_receipts)
     chunks = [(chunk, start, min(start + size, len(receipts)))
@@ -234,6 +239,7 @@ async def _run(engine: AsyncEngine, holder: AsyncConnection, import_id: str, cmd
         with contextlib.suppress(Exception):  # the process may be gone; its state with it
             await work(chunk_worker.end, token)
 
+    chunks_done = time.monotonic()
     # The rest of the file (returns, other lines) and the result, in one last transaction.
     async with engine.begin() as conn:
         await allow_long_idle(conn)
@@ -276,6 +282,8 @@ async def _run(engine: AsyncEngine, holder: AsyncConnection, import_id: str, cmd
         encoded = await encode_result(result)
         await conn.execute(text("UPDATE bank_imports SET result = CAST(:r AS jsonb) WHERE import_id = :i"),
                            {"r": encoded, "i": import_id})
+    log.info("import %s done: chunks in %.2f s, then the other lines and the result in %.2f s", import_id,
+             chunks_done - chunks_began, time.monotonic() - chunks_done)
     return result
 
 
