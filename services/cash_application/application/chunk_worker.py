@@ -87,8 +87,7 @@ class MatchedChunk:
     part: list  # (number in the file, statement without its lines, line)
     matcher: Matcher
     first: FirstPass
-    snapshot: dict[str, OpenItem]  # the invoices to lock as the snapshot had them, before the first pass
-    built: "PostedChunk | None"  # the chunk posted against the snapshot, to keep if the locks find it unchanged
+    prepared: "Prepared"  # what the service gets: the invoices to lock, as the snapshot had them, and the rows
 
 
 class _Import:
@@ -183,8 +182,8 @@ def _prepare(imp: _Import, chunk: int, part: list) -> Prepared:
                                                          for _, statement, line in part], run=_in_place)
 
     matcher = imp.loop.run_until_complete(read())
-    c = imp.chunks[chunk] = match_chunk(imp.import_id, imp.threshold, imp.meta, part, matcher)
-    return Prepared(sorted(c.first.touched), c.snapshot, c.built)
+    imp.chunks[chunk] = match_chunk(imp.import_id, imp.threshold, imp.meta, part, matcher)
+    return imp.chunks[chunk].prepared
 
 
 def match_chunk(import_id: str, threshold: Decimal, meta: dict[str, Any], part: list, matcher: Matcher) -> MatchedChunk:
@@ -199,7 +198,8 @@ def match_chunk(import_id: str, threshold: Decimal, meta: dict[str, Any], part: 
                                      open_balance=first.read[invoice_id])
                 for invoice_id in first.touched if (item := matcher.invoices.get(invoice_id)) is not None}
     posted = post_receipts(import_id, part, matcher, dict(snapshot), threshold, first.results)
-    return MatchedChunk(part, matcher, first, snapshot, None if posted is None else _rows(meta, *posted))
+    return MatchedChunk(part, matcher, first, Prepared(sorted(first.touched), snapshot,
+                                                       None if posted is None else _rows(meta, *posted)))
 
 
 def chunk_posting(token: str, chunk: int, locked: dict[str, Any]) -> PostedChunk:
@@ -214,8 +214,9 @@ def post_chunk(import_id: str, threshold: Decimal, meta: dict[str, Any], c: Matc
                locked: dict[str, OpenItem]) -> PostedChunk:
     """The chunk's rows under its locks: those built on the snapshot when the locked invoices are
     the snapshot's (the usual case), else posted again against the locked balances (match_locked)."""
-    if c.built is not None and locked == c.snapshot:
-        return c.built
+    kept = c.prepared.rows_for(locked)
+    if kept is not None:
+        return kept
     return _rows(meta, *match_locked(import_id, c.part, c.matcher, c.first, locked, threshold))
 
 

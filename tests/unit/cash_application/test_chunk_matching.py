@@ -160,16 +160,16 @@ def _chunk(lines):
 def test_a_chunk_is_posted_on_its_snapshot_and_those_rows_are_kept_when_the_locks_find_it_unchanged():
     lines = [_line(1, "100.00", "Acme Tools Inc", "INV-1"), _line(2, "75.50", "Borealis Freight", "INV-3")]
     _, _, chunk = _chunk(lines)
-    assert chunk.snapshot == _locked(Matcher(INVOICES, CUSTOMERS), {"inv-1", "inv-3"})
-    assert chunk.built is not None
+    assert chunk.prepared.snapshot == _locked(Matcher(INVOICES, CUSTOMERS), {"inv-1", "inv-3"})
+    assert chunk.prepared.built is not None
     posted = post_chunk("imp", THRESHOLD, {}, chunk, _locked(Matcher(INVOICES, CUSTOMERS), {"inv-1", "inv-3"}))
-    assert posted is chunk.built  # nothing built again under the locks
+    assert posted is chunk.prepared.built  # nothing built again under the locks
     summaries = json.loads(posted.summaries)
     assert [(s["payment_id"], s["status"], [a["invoice_id"] for a in s["applications"]]) for s in summaries] == [
         ("imp.1", "applied", ["inv-1"]), ("imp.2", "applied", ["inv-3"])]
     # the same rows as posting them under those locks would build
     _, _, again = _chunk(lines)
-    rebuilt = post_chunk("imp", THRESHOLD, {}, replace(again, built=None),
+    rebuilt = post_chunk("imp", THRESHOLD, {}, replace(again, prepared=replace(again.prepared, built=None)),
                          _locked(Matcher(INVOICES, CUSTOMERS), {"inv-1", "inv-3"}))
     assert json.loads(rebuilt.summaries) == summaries and rebuilt.counts == posted.counts
     assert [s.read_model.payments for s in rebuilt.slices] == [s.read_model.payments for s in posted.slices]
@@ -181,7 +181,7 @@ def test_a_chunk_whose_invoice_moved_before_the_locks_is_posted_again_against_th
     _, _, chunk = _chunk(lines)
     locked = _locked(Matcher(INVOICES, CUSTOMERS), {"inv-1", "inv-3"}, {"inv-1": D("30.00")})  # paid meanwhile
     posted = post_chunk("imp", THRESHOLD, {}, chunk, locked)
-    assert posted is not chunk.built
+    assert posted is not chunk.prepared.built
     first = json.loads(posted.summaries)[0]
     assert first["payment_id"] == "imp.1" and first["status"] != "applied"  # 100.00 no longer fits inv-1
     assert json.loads(posted.summaries)[1]["status"] == "applied"
@@ -190,4 +190,4 @@ def test_a_chunk_whose_invoice_moved_before_the_locks_is_posted_again_against_th
 def test_a_chunk_whose_locked_invoices_are_not_the_snapshots_is_posted_again():
     lines = [_line(1, "100.00", "Acme Tools Inc", "INV-1")]
     _, _, chunk = _chunk(lines)
-    assert post_chunk("imp", THRESHOLD, {}, chunk, {}) is not chunk.built  # the invoice was cancelled meanwhile
+    assert post_chunk("imp", THRESHOLD, {}, chunk, {}) is not chunk.prepared.built  # the invoice was cancelled meanwhile
