@@ -84,6 +84,7 @@ def env_int(name: str, default: int) -> int:
 class Config:
     instances: int = 1
     profile: bool = False
+    profile_format: str = "flamegraph"   # or raw: collapsed stacks
     clients: int = 32
     closed_seconds: float = 20.0
     rate: float = 200.0
@@ -658,10 +659,11 @@ class Bench:
         out.mkdir(parents=True, exist_ok=True)
         procs = []
         for name, pid in pids.items():
-            svg = out / f"{name.replace('#', '-')}.svg"
+            raw = self.config.profile_format == "raw"  # collapsed stacks, to sum by frame with a script
+            target = out / f"{name.replace('#', '-')}.{'txt' if raw else 'svg'}"
             procs.append(self.owned.start(f"py-spy {name}", [spy, "record", "--pid", str(pid), "--rate", "25", "--nonblocking",
-                                                             "--subprocesses", "--output", str(svg), "--format",
-                                                             "flamegraph"], out / f"{name.replace('#', '-')}.log"))
+                                                             "--subprocesses", "--output", str(target), "--format",
+                                                             self.config.profile_format], out / f"{name.replace('#', '-')}.log"))
         self.figures.notes.append(f"flame graphs: {out}")
         return procs
 
@@ -858,6 +860,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.platform", description=__doc__.split("\n\n")[0])
     parser.add_argument("--instances", type=int, default=env_int("INSTANCES", 1), choices=(1, 2))
     parser.add_argument("--profile", action="store_true", default=os.environ.get("BENCH_PLATFORM_PROFILE") == "1")
+    parser.add_argument("--profile-format", choices=("flamegraph", "raw"),
+                        default=os.environ.get("BENCH_PLATFORM_PROFILE_FORMAT", "flamegraph"))
     parser.add_argument("--open-seconds", type=float, default=env_int("OPEN_SECONDS", 20))
     parser.add_argument("--closed-seconds", type=float, default=env_int("CLOSED_SECONDS", 20))
     parser.add_argument("--batch-invoices", type=int, default=env_int("BATCH_INVOICES", 20_000))
@@ -868,7 +872,8 @@ def main() -> None:
     parser.add_argument("--backlog-events", type=int, default=env_int("BACKLOG_EVENTS", 20_000),
                         help="the backlog each service's live projection drains (the 10,000 events/s aim)")
     args = parser.parse_args()
-    config = Config(instances=args.instances, profile=args.profile, open_seconds=args.open_seconds,
+    config = Config(instances=args.instances, profile=args.profile, profile_format=args.profile_format,
+                    open_seconds=args.open_seconds,
                     closed_seconds=args.closed_seconds, batch_invoices=args.batch_invoices, receipts=args.receipts,
                     import_seconds=args.import_seconds, batch_seconds=args.batch_seconds,
                     backlog_events=args.backlog_events)

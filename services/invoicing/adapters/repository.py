@@ -387,13 +387,11 @@ async def set_parent(conn: AsyncConnection, customer_id: str, parent_customer_id
 
 
 async def exposures(conn: AsyncConnection, customer_ids: list[str]) -> dict[str, Decimal]:
-    """Open balance per customer (customers with no open invoice are absent)."""
+    """Open balance per customer, the running figure migration 0010's triggers keep (customers
+    never invoiced are absent)."""
     rows = await conn.execute(
-        text("SELECT i.customer_id, sum(i.total_amount + i.debit_adjusted - i.credited_amount - i.credit_adjusted"
-             " - i.voided_amount - coalesce((SELECT sum(amount) FROM invoice_settlements s"
-             " WHERE s.invoice_id = i.invoice_id), 0)) AS exposure"
-             " FROM invoices i WHERE i.customer_id = ANY(CAST(:ids AS text[]))"
-             " GROUP BY i.customer_id"), {"ids": list(customer_ids)})
+        text("SELECT customer_id, exposure FROM customer_exposures WHERE customer_id = ANY(CAST(:ids AS text[]))"),
+        {"ids": list(customer_ids)})
     return {r.customer_id: Decimal(r.exposure) for r in rows}
 
 
@@ -483,14 +481,10 @@ _FAMILY_EXPOSURES = (
     "  SELECT customer_id, customer_id, 0 FROM customers WHERE customer_id = ANY($2::text[])"
     "  UNION ALL SELECT fam.root, c.customer_id, fam.depth + 1 FROM fam"
     "  JOIN customers c ON c.parent_customer_id = fam.member WHERE fam.depth < 20),"
-    " own AS (SELECT i.customer_id, sum(i.total_amount + i.debit_adjusted - i.credited_amount - i.credit_adjusted"
-    "  - i.voided_amount) AS billed FROM invoices i WHERE i.customer_id IN (SELECT member FROM fam)"
-    "  GROUP BY i.customer_id),"
-    " settled AS (SELECT i.customer_id, sum(s.amount) AS settled FROM invoice_settlements s"
-    "  JOIN invoices i USING (invoice_id) WHERE i.customer_id IN (SELECT member FROM fam) GROUP BY i.customer_id),"
-    " exposure AS (SELECT fam.root, sum(coalesce(own.billed, 0) - coalesce(settled.settled, 0)) AS exposure"
-    "  FROM fam LEFT JOIN own ON own.customer_id = fam.member LEFT JOIN settled ON settled.customer_id = fam.member"
-    "  GROUP BY fam.root)"
+    # Each member's own exposure is a running figure (migration 0010's triggers keep it): one row
+    # per member, not a sum over its history.
+    " exposure AS (SELECT fam.root, sum(coalesce(e.exposure, 0)) AS exposure"
+    "  FROM fam LEFT JOIN customer_exposures e ON e.customer_id = fam.member GROUP BY fam.root)"
 )
 
 

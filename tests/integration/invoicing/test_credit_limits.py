@@ -190,3 +190,61 @@ async def test_concurrent_issues_cannot_both_squeeze_under_a_limit(invoicing):
         assert sorted(codes[:2]) == [201, 422] and sorted(codes[2:]) == [201, 422], [r.text for r in replies]
         for who in (own, hq):
             assert (await client.get(f"/v1/customers/{who}")).json()["family_open_balance"] == "600.00"
+
+
+def _unapplied(application_event: ReceivedEvent) -> ReceivedEvent:
+    from shared.contracts import PaymentUnapplied
+    applied = application_event.data
+    contract = PaymentUnapplied(application_id=applied["application_id"], payment_id=applied["payment_id"],
+                                invoice_id=applied["invoice_id"], customer_id=applied["customer_id"],
+                                currency="USD", amount=Decimal(applied["amount"]), unapplied_on="2024-03-12",
+                                reason="manual_reversal")
+    return ReceivedEvent(event_id=str(uuid.uuid4()), event_type=contract.event_type,
+                         schema_version=contract.schema_version, source="test", subject="s", occurred_at=None,
+                         data=contract.to_payload(), headers={}, topic="t", partition=0, offset=0)
+
+
+async def test_the_running_exposure_equals_the_sum_over_invoices_and_settlements_after_every_kind_of_write(invoicing):
+    """The credit check reads each customer's exposure as a running figure (migration 0010's
+    triggers) instead of summing its history: after issues (single and batch), a credit memo, an
+    adjustment, a void, cash applied and reversed, a redelivered event and a settlement that
+    arrives before its invoice, it equals the sum it replaces, for every customer."""
+    client, app = invoicing
+    await _customer(client, "E1", "100000.00")
+    await _customer(client, "E2", None, parent="E1")
+    for invoice_id, customer, amount in [("E1-A", "E1", "1000.00"), ("E1-B", "E1", "250.50"), ("E2-A", "E2", "75.25")]:
+        assert (await _issue(client, customer, amount, invoice_id=invoice_id)).status_code == 201
+    batch = await client.post("/v1/invoice-batches", json={"invoices": [
+        _invoice("E2", "10.00", invoice_id="E2-B"), _invoice("E1", "20.00", invoice_id="E1-C")]}, headers=idem())
+    assert batch.status_code in (200, 201, 207), batch.text
+    memo = await client.post("/v1/invoices/E1-A/credit-memos", json={
+        "amount": "100.00", "issue_date": "2024-03-05", "reason": "price correction"}, headers=idem())
+    assert memo.status_code == 201, memo.text
+    adjusted = await client.post("/v1/invoices/E1-B/adjustments", json={
+        "direction": "debit", "amount": "5.00", "reason_code": "LATE_FEE", "adjustment_date": "2024-03-06"},
+        headers=idem())
+    assert adjusted.status_code == 201, adjusted.text
+    voided = await client.post("/v1/invoices/E2-A/void", json={"reason": "duplicate"}, headers=idem())
+    assert voided.status_code == 201, voided.text
+    applied = _applied("E1-B", "E1", "50.50")
+    early = _applied("E2-LATE", "E2", "7.00")  # its invoice is registered after the payment
+    async with app.state.runtime.engine.begin() as conn:
+        await on_external_event(conn, applied)
+        await on_external_event(conn, applied)  # redelivered: counts once
+        await on_external_event(conn, early)
+    async with app.state.runtime.engine.begin() as conn:
+        await on_external_event(conn, _unapplied(applied))
+    assert (await _issue(client, "E2", "30.00", invoice_id="E2-LATE")).status_code == 201
+
+    async with app.state.runtime.engine.connect() as conn:
+        recomputed = dict((await conn.execute(text(
+            "SELECT i.customer_id, sum(i.total_amount + i.debit_adjusted - i.credited_amount - i.credit_adjusted"
+            " - i.voided_amount - coalesce((SELECT sum(amount) FROM invoice_settlements s"
+            " WHERE s.invoice_id = i.invoice_id), 0)) FROM invoices i GROUP BY i.customer_id"))).all())
+        running = dict((await conn.execute(text("SELECT customer_id, exposure FROM customer_exposures"))).all())
+    assert running == recomputed
+    # E1: 1000 - 100 + 250.50 + 5 - 50.50 + 50.50 + 20; E2: 75.25 voided, 10, 30 - 7.
+    assert (recomputed["E1"], recomputed["E2"]) == (Decimal("1175.50"), Decimal("33.00"))
+    position = (await client.get("/v1/customers/E1")).json()
+    assert position["open_balance"] == str(recomputed["E1"].quantize(Decimal("0.01")))
+    assert position["family_open_balance"] == str((recomputed["E1"] + recomputed["E2"]).quantize(Decimal("0.01")))
