@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from shared.problems import Problem, problem_response
+from shared.problem_http import problem_response
+from shared.problems import Problem
 
 log = logging.getLogger(__name__)
 

@@ -38,9 +38,8 @@ from shared.problems import (
     Problem,
     ServiceUnavailable,
     ValidationFailed,
-    install_problem_handlers,
-    problem_response,
 )
+from shared.problem_http import install_problem_handlers, problem_response
 from shared.relay import OutboxRelay
 from shared.settings import ServiceSettings
 from shared.telemetry import current_traceparent, setup_tracing, tracer

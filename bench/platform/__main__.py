@@ -682,6 +682,10 @@ class Bench:
         f.data["rss_peak_mb"] = memory.peak
         for name, peak in memory.peak.items():
             f.add(f"RSS peak of {name}, MB (aim < {AIM_RSS_MB:.0f})", f"{peak:.0f}", "", "", verdict(peak < AIM_RSS_MB))
+            parts = memory.peak_parts[name]
+            if len(parts) > 1:  # a worker process was running at the peak: what each process held
+                f.notes.append(f"RSS peak of {name}: " + " + ".join(f"{role} {rss:.0f} MB" for role, rss in parts))
+        f.data["rss_peak_parts_mb"] = memory.peak_parts
 
     def build_rows(self, sink, raw_closed, raw_open, closed, opened, lag_open, batch_rate, raw_batch_rate,
                    absorb, copy_rate, lag_import, half_rate, half, lag_half) -> None:

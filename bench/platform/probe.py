@@ -136,30 +136,57 @@ def rss_mb(pid: int) -> float:
 
 def tree_rss_mb(pid: int) -> float:
     """RSS of a process and every process under it (a parse worker, say), summed."""
-    total, stack = 0.0, [pid]
+    return sum(rss for _, rss in tree_rss_parts(pid))
+
+
+def _role(pid: int) -> str:
+    """What a process of a service's tree is: the service, a multiprocessing child (its worker or
+    the resource tracker), or its command's first words."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            args = f.read().split(b"\0")
+    except OSError:
+        return "gone"
+    line = " ".join(a.decode(errors="replace") for a in args if a)
+    if "resource_tracker" in line:
+        return "resource tracker"
+    if "multiprocessing" in line:
+        return "worker process"
+    if " serve" in line:
+        return "service"
+    return line[:40]
+
+
+def tree_rss_parts(pid: int) -> list[tuple[str, float]]:
+    """(role, RSS in MB) of a process and of every process under it."""
+    parts, stack = [], [pid]
     while stack:
         p = stack.pop()
-        total += rss_mb(p)
+        parts.append((_role(p), rss_mb(p)))
         stack += _children(p)
-    return total
+    return parts
 
 
 class MemorySampler:
-    """Samples each named process tree's RSS every `interval` seconds; keeps the peak."""
+    """Samples each named process tree's RSS every `interval` seconds; keeps the peak, and what
+    made it up (the service process and any worker process under it)."""
 
     def __init__(self, pids: dict[str, int], interval: float = 0.5) -> None:
         self.pids = pids
         self.interval = interval
         self.peak: dict[str, float] = {name: 0.0 for name in pids}
+        self.peak_parts: dict[str, list[tuple[str, float]]] = {name: [] for name in pids}
         self.last: dict[str, float] = {name: 0.0 for name in pids}
         self.samples = 0
 
     def sample(self) -> None:
         self.samples += 1
         for name, pid in self.pids.items():
-            value = tree_rss_mb(pid)
+            parts = tree_rss_parts(pid)
+            value = sum(rss for _, rss in parts)
             self.last[name] = value
-            self.peak[name] = max(self.peak[name], value)
+            if value > self.peak[name]:
+                self.peak[name], self.peak_parts[name] = value, parts
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

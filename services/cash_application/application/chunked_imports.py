@@ -194,8 +194,11 @@ async def _run(engine: AsyncEngine, holder: AsyncConnection, import_id: str, cmd
     bare = {id(s): replace(s, lines=()) for s in fresh}
     work = ChunkWork(settings)
     token = f"{import_id}:{uuid.uuid4().hex}"
-    await work(chunk_worker.begin, token, await asyncio.to_thread(pickle.dumps, base), import_id,
-               settings.auto_apply_threshold, meta, settings.database_url)
+    customer_side = await asyncio.to_thread(pickle.dumps, base)
+    del base  # the matching process holds the customer side from here on: its memory is free for the chunks
+    await work(chunk_worker.begin, token, customer_side, import_id, settings.auto_apply_threshold, meta,
+               settings.database_url)
+    del customer_side
 
     async def prepare(chunk: int, start: int, end: int) -> chunk_worker.Prepared:
         """The chunk's receipts to the matching process, which reads the open items they can

@@ -5,7 +5,7 @@ from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 
 from shared.auth import install_auth, key_hash, parse_api_keys
-from shared.problems import install_problem_handlers
+from shared.problem_http import install_problem_handlers
 
 KEYS = json.dumps({
     key_hash("erp-secret"): {"actor": "erp-sap", "scopes": ["invoicing:read", "invoicing:write"]},

@@ -3,7 +3,8 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
 from shared.money import Amount
-from shared.problems import Conflict, install_problem_handlers
+from shared.problem_http import install_problem_handlers
+from shared.problems import Conflict
 
 
 def _app():
