@@ -28,6 +28,7 @@ No message stops a consumer (issue 13):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -53,6 +54,10 @@ if TYPE_CHECKING:
     from shared.contracts.base import ContractRegistry
 
 log = logging.getLogger(__name__)
+
+# How often, at most, the offsets the database stored are committed to Kafka while batches keep
+# coming (seconds). Lag tools read them; a restart seeks to the database's own.
+KAFKA_COMMIT_INTERVAL = 1.0
 
 HANDLED = Counter("ledgerline_consumer_events_total", "Events handled", ["consumer", "outcome"])
 PARKED = Counter("ledgerline_consumer_parked_total", "Events parked as dead letters (alert on any)", ["consumer"])
@@ -435,6 +440,10 @@ class ConsumerRunner:
         self.last_poll: float | None = None
         self.last_error: str | None = None
         self.lag: dict[TopicPartition, int] = {}
+        # Offsets the database stored, not yet committed to Kafka (for lag tools only: the
+        # database's offsets are what a restart seeks to), and when Kafka last got them.
+        self._to_commit: dict[TopicPartition, int] = {}
+        self._committed_at = 0.0
         self.unknown_seen: dict[str, int] = {}  # "Type vN" -> count since start (all time: unknown_events)
         self._paused: dict[TopicPartition, _Paused] = {}
         # Partitions this runner positioned at their stored offset since assignment. Offsets are
@@ -546,10 +555,16 @@ class ConsumerRunner:
                     offset = await self._handle_partition(consumer, tp, records)
                     if offset is not None:
                         stored[tp] = offset
-                await self._commit_to_kafka(consumer, stored)
+                self._to_commit.update(stored)
+                if self._to_commit and (not batches or self._stopping.is_set()
+                                        or time.monotonic() - self._committed_at >= KAFKA_COMMIT_INTERVAL):
+                    await self._commit_to_kafka(consumer)
                 if not batches:
                     await self._settle_lag(consumer)
         finally:
+            if self._to_commit and consumer.assignment():
+                with contextlib.suppress(Exception):  # stopping on a broker outage: the database holds them
+                    await asyncio.wait_for(self._commit_to_kafka(consumer), timeout=5)
             self.running = False
             self._consumer = None
             for tp in list(self._paused):
@@ -589,9 +604,16 @@ class ConsumerRunner:
                 self.lag[tp] = max(highwater - position, 0)
                 LAG.labels(self.name, tp.topic, tp.partition).set(self.lag[tp])
 
-    async def _commit_to_kafka(self, consumer: AIOKafkaConsumer, stored: dict[TopicPartition, int]) -> None:
+    async def _commit_to_kafka(self, consumer: AIOKafkaConsumer) -> None:
         """Only offsets the database stored go to Kafka (for lag tools; the database's offsets are
-        what a restart seeks to): one commit per poll for every partition handled."""
+        what a restart seeks to), at most once every KAFKA_COMMIT_INTERVAL while batches keep
+        coming, at once when a poll comes back empty or the runner stops. Once per batch, the
+        commit was a Kafka request and a write to __consumer_offsets for every transaction of
+        every consumer. Partitions no longer assigned are left to their new owner."""
+        assigned = consumer.assignment()
+        stored = {tp: offset for tp, offset in self._to_commit.items() if tp in assigned}
+        self._to_commit.clear()
+        self._committed_at = time.monotonic()
         if not stored:
             return
         try:

@@ -101,6 +101,12 @@ class Runtime:
             max_overflow=self.settings.db_pool_overflow,
             idle_in_transaction_timeout=self.settings.db_idle_in_transaction_timeout_seconds,
             application_name=f"ledgerline-{definition.context}")
+        # The relay's and the consumers' own pool, made by start_workers. Sharing the requests'
+        # pool, they starved under load: asyncio's queue behind SQLAlchemy's pool lets a running
+        # request take a returned connection before the waiter it woke, which then queues again
+        # at the back, so at 200 requests/s the relay waited 10-20 s between batches (its
+        # checkpoint measured every 2 s) and every read model's lag grew with the load.
+        self.worker_engine: AsyncEngine | None = None
         self.relay: OutboxRelay | None = None
         self.consumers: list[ConsumerRunner] = []
         self._migration_names = [name for name, _ in self.migrations()]
@@ -120,15 +126,22 @@ class Runtime:
 
     def start_workers(self) -> None:
         prefix = self.settings.topic_prefix
+        if self.worker_engine is None and (self.definition.publishes or self.definition.consumers):
+            # A connection per consumer and two for the relay (its batch and the next one read
+            # ahead); overflow for a dead letter's bookkeeping beside a batch.
+            self.worker_engine = make_engine(
+                self.settings.database_url, pool_size=len(self.definition.consumers) + 2, max_overflow=2,
+                idle_in_transaction_timeout=self.settings.db_idle_in_transaction_timeout_seconds,
+                application_name=f"ledgerline-{self.definition.context}-workers")
         if self.definition.publishes:
-            self.relay = OutboxRelay(self.engine, self.settings.kafka_bootstrap_servers, self.definition.context,
+            self.relay = OutboxRelay(self.worker_engine, self.settings.kafka_bootstrap_servers, self.definition.context,
                                      topic=topic_for(self.definition.context, prefix),
                                      lease_seconds=self.settings.relay_lease_seconds,
                                      max_backlog_seconds=self.settings.relay_max_backlog_seconds)
             self._tasks.append(asyncio.create_task(self.relay.run(), name="relay"))
         for spec in self.definition.consumers:
             runner = ConsumerRunner(
-                self.engine,
+                self.worker_engine,
                 self.settings.kafka_bootstrap_servers,
                 spec.group(self.settings),
                 [with_topic_prefix(t, prefix) for t in spec.topics],
@@ -204,6 +217,8 @@ class Runtime:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self.worker_engine is not None:
+            await self.worker_engine.dispose()
 
 
 def request_metadata(request: Request) -> dict[str, Any]:
