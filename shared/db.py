@@ -31,13 +31,16 @@ def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10,
     application_name names the sessions in pg_stat_activity and the server's log; PGAPPNAME in
     the environment (libpq's convention, which asyncpg does not read itself) overrides it, so an
     operator can tell one process's sessions from another's (a CLI import beside the pods)."""
-    server_settings: dict[str, str] = {}
+    # While a statement runs (or waits for a lock), PostgreSQL checks every 5 s that the client is
+    # still there and ends the session when it is not: a process killed mid-import (SIGKILL, the
+    # OOM killer) otherwise left a session waiting on a lock, holding its own, until it got it.
+    server_settings: dict[str, str] = {"client_connection_check_interval": "5000"}
     if idle_in_transaction_timeout:
         server_settings["idle_in_transaction_session_timeout"] = str(int(idle_in_transaction_timeout * 1000))
     name = os.environ.get("PGAPPNAME") or application_name
     if name:
         server_settings["application_name"] = name[:63]
-    connect_args = {"server_settings": server_settings} if server_settings else {}
+    connect_args = {"server_settings": server_settings}
     engine = create_async_engine(
         url,
         pool_size=pool_size,
