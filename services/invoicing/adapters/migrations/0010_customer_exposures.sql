@@ -18,37 +18,32 @@ CREATE TABLE IF NOT EXISTS customer_exposures (
     exposure numeric(20, 4) NOT NULL DEFAULT 0
 );
 
+-- What one invoice adds to its customer's exposure: what is open on it, net of what other contexts
+-- settled (the rule every figure below uses once).
+CREATE OR REPLACE FUNCTION invoicing_open_on(i invoices) RETURNS numeric
+LANGUAGE sql STABLE AS $$
+    SELECT i.total_amount + i.debit_adjusted - i.credited_amount - i.credit_adjusted - i.voided_amount
+           - coalesce((SELECT sum(s.amount) FROM invoice_settlements s WHERE s.invoice_id = i.invoice_id), 0)
+$$;
+
 CREATE OR REPLACE FUNCTION invoicing_add_exposure_from_invoices() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+    -- A transition table exists only for the events that have it: one statement per event.
     IF TG_OP = 'INSERT' THEN
         INSERT INTO customer_exposures (customer_id, exposure)
-        SELECT n.customer_id,
-               sum(n.total_amount + n.debit_adjusted - n.credited_amount - n.credit_adjusted - n.voided_amount
-                   - coalesce((SELECT sum(s.amount) FROM invoice_settlements s WHERE s.invoice_id = n.invoice_id), 0))
-          FROM new_invoices n GROUP BY n.customer_id ORDER BY n.customer_id
+        SELECT n.customer_id, sum(invoicing_open_on(n)) FROM new_invoices n GROUP BY n.customer_id ORDER BY n.customer_id
         ON CONFLICT (customer_id) DO UPDATE SET exposure = customer_exposures.exposure + EXCLUDED.exposure;
     ELSIF TG_OP = 'UPDATE' THEN
         INSERT INTO customer_exposures (customer_id, exposure)
         SELECT customer_id, sum(delta) FROM (
-            SELECT n.customer_id,
-                   n.total_amount + n.debit_adjusted - n.credited_amount - n.credit_adjusted - n.voided_amount
-                   - coalesce((SELECT sum(s.amount) FROM invoice_settlements s WHERE s.invoice_id = n.invoice_id), 0)
-                   AS delta
-              FROM new_invoices n
-            UNION ALL
-            SELECT o.customer_id,
-                   -(o.total_amount + o.debit_adjusted - o.credited_amount - o.credit_adjusted - o.voided_amount
-                     - coalesce((SELECT sum(s.amount) FROM invoice_settlements s WHERE s.invoice_id = o.invoice_id), 0))
-              FROM old_invoices o
+            SELECT n.customer_id, invoicing_open_on(n) AS delta FROM new_invoices n
+            UNION ALL SELECT o.customer_id, -invoicing_open_on(o) FROM old_invoices o
         ) d GROUP BY customer_id HAVING sum(delta) <> 0 ORDER BY customer_id
         ON CONFLICT (customer_id) DO UPDATE SET exposure = customer_exposures.exposure + EXCLUDED.exposure;
     ELSE  -- DELETE
         INSERT INTO customer_exposures (customer_id, exposure)
-        SELECT o.customer_id,
-               -sum(o.total_amount + o.debit_adjusted - o.credited_amount - o.credit_adjusted - o.voided_amount
-                    - coalesce((SELECT sum(s.amount) FROM invoice_settlements s WHERE s.invoice_id = o.invoice_id), 0))
-          FROM old_invoices o GROUP BY o.customer_id ORDER BY o.customer_id
+        SELECT o.customer_id, -sum(invoicing_open_on(o)) FROM old_invoices o GROUP BY o.customer_id ORDER BY o.customer_id
         ON CONFLICT (customer_id) DO UPDATE SET exposure = customer_exposures.exposure + EXCLUDED.exposure;
     END IF;
     RETURN NULL;
@@ -110,11 +105,5 @@ CREATE TRIGGER invoice_settlements_exposure_delete AFTER DELETE ON invoice_settl
 -- What is there already. The triggers above hold SHARE ROW EXCLUSIVE locks on both tables until
 -- this migration commits, so no write lands between this sum and the triggers taking over.
 INSERT INTO customer_exposures (customer_id, exposure)
-SELECT i.customer_id,
-       sum(i.total_amount + i.debit_adjusted - i.credited_amount - i.credit_adjusted - i.voided_amount
-           - coalesce(s.settled, 0))
-  FROM invoices i
-  LEFT JOIN (SELECT invoice_id, sum(amount) AS settled FROM invoice_settlements GROUP BY invoice_id) s
-    USING (invoice_id)
- GROUP BY i.customer_id ORDER BY i.customer_id
+SELECT i.customer_id, sum(invoicing_open_on(i)) FROM invoices i GROUP BY i.customer_id ORDER BY i.customer_id
 ON CONFLICT (customer_id) DO UPDATE SET exposure = EXCLUDED.exposure;
