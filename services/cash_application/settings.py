@@ -42,3 +42,11 @@ class CashApplicationSettings(ServiceSettings):
     # bench (71 s and 773 MB; 2,000: 78 s, 806 MB; 5,000: 83 s, 909 MB; 500: 81 s, 760 MB): a
     # chunk's matching costs more than in proportion to its size (docs/benchmarks.md).
     import_chunk_receipts: int = 1000
+    # Processes that read, match and build a chunked import's chunks in turn (chunk n in the n-th
+    # modulo this), so the next chunks are ready while one is written: with one, the loop waited
+    # for it about half its time on the 100,000-receipt bench. Each holds the import's customer
+    # side (on that bench about 100 MB); the ones beyond the first are started for an import of
+    # at least `import_parallel_min_receipts` receipts and stopped when it ends, so a service
+    # that imports smaller files keeps one process's memory.
+    import_match_processes: int = Field(default=2, ge=1, le=8)
+    import_parallel_min_receipts: int = Field(default=20_000, ge=1)

@@ -75,35 +75,61 @@ log = logging.getLogger("ledgerline.cash_application.imports")
 
 
 class ChunkWork:
-    """Runs chunk_worker's functions in the matching process (one, spawned once per service
-    process, so the state it keeps between calls is there for the next), or in threads of this
-    process when `parse_workers` is 0."""
+    """Runs chunk_worker's functions in the matching processes (lanes), or in threads of this
+    process when `parse_workers` is 0. A chunk is prepared, and posted again if need be, in one
+    lane (chunk_worker keeps its state there between the calls); the chunks go to the lanes in
+    turn. The first lane is the parse worker when `parse_workers` is 1 (one process parses and
+    matches), else a matching process kept for the service's life; the others are started for one
+    large import (`import_parallel_min_receipts`) and stopped after it."""
 
-    def __init__(self, settings: CashApplicationSettings) -> None:
+    def __init__(self, settings: CashApplicationSettings, receipts: int) -> None:
         global _MATCH_POOL
-        self.pool: ProcessPoolExecutor | None = None
+        self.lanes: list[ProcessPoolExecutor | None] = [None]
+        self.extra: list[ProcessPoolExecutor] = []
+        if settings.parse_workers == 0:
+            return
         if settings.parse_workers == 1:  # one process parses and matches: one process's memory, not two
-            self.pool = _parse_pool(1, settings.import_worker_nice)
-        elif settings.parse_workers > 1:
+            self.lanes = [_parse_pool(1, settings.import_worker_nice)]
+        else:
             if _MATCH_POOL is None:
-                _MATCH_POOL = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                                  initializer=_worker_start,
-                                                  initargs=(os.getpid(), settings.import_worker_nice))
-            self.pool = _MATCH_POOL
+                _MATCH_POOL = _match_process(settings)
+            self.lanes = [_MATCH_POOL]
+        if receipts >= settings.import_parallel_min_receipts:
+            self.extra = [_match_process(settings) for _ in range(settings.import_match_processes - 1)]
+            self.lanes += self.extra
 
-    async def __call__(self, fn: Callable[..., Any], *args: Any) -> Any:
+    def lane(self, index: int) -> int:
+        """The lane of the index-th chunk this import posts."""
+        return index % len(self.lanes)
+
+    async def __call__(self, lane: int, fn: Callable[..., Any], *args: Any) -> Any:
         global _MATCH_POOL
-        if self.pool is None:
+        pool = self.lanes[lane]
+        if pool is None:
             return await asyncio.to_thread(fn, *args)
         try:
-            return await asyncio.get_running_loop().run_in_executor(self.pool, functools.partial(fn, *args))
+            return await asyncio.get_running_loop().run_in_executor(pool, functools.partial(fn, *args))
         except BrokenProcessPool as exc:
-            if _MATCH_POOL is self.pool:  # the process died (killed, out of memory): a new one next time
+            if _MATCH_POOL is pool:  # the process died (killed, out of memory): a new one next time
                 _MATCH_POOL = None
-            reset_parse_pool(self.pool)
+            reset_parse_pool(pool)
             raise ServiceUnavailable(
                 "the import's matching process stopped (killed or out of memory); the chunks committed"
                 " stay posted: send the same file again and it resumes after them", field="file") from exc
+
+    async def each(self, fn: Callable[..., Any], *args: Any) -> None:
+        """fn in every lane, at once (the import's start and end)."""
+        await asyncio.gather(*(self(lane, fn, *args) for lane in range(len(self.lanes))))
+
+    async def close(self) -> None:
+        """The import's own processes end (their memory goes back); the others stay for the next."""
+        for pool in self.extra:
+            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+
+
+def _match_process(settings: CashApplicationSettings) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_worker_start, initargs=(os.getpid(), settings.import_worker_nice))
 
 
 def needs_chunks(parsed: ParsedFile, settings: CashApplicationSettings) -> bool:
@@ -192,30 +218,34 @@ async def _run(engine: AsyncEngine, holder: AsyncConnection, import_id: str, cmd
     # The statements go to the matching process without their lines (a chunk's receipts carry
     # their own line), so a chunk does not send the whole file again.
     bare = {id(s): replace(s, lines=()) for s in fresh}
-    work = ChunkWork(settings)
+    work = ChunkWork(settings, sum(end - start for _, start, end in chunks))
     token = f"{import_id}:{uuid.uuid4().hex}"
-    customer_side = await asyncio.to_thread(pickle.dumps, base)
-    del base  # the matching process holds the customer side from here on: its memory is free for the chunks
-    await work(chunk_worker.begin, token, customer_side, import_id, settings.auto_apply_threshold, meta,
-               settings.database_url)
-    del customer_side
-
-    async def prepare(chunk: int, start: int, end: int) -> chunk_worker.Prepared:
-        """The chunk's receipts to the matching process, which reads the open items they can
-        concern (a snapshot, no locks), matches them and posts them on it: the invoices to lock,
-        as the snapshot had them, and the rows built against them."""
-        part = [(n + 1, bare[id(receipts[n][0])], receipts[n][1]) for n in order[start:end]]
-        return await work(chunk_worker.chunk_prepare, token, chunk, part)
-
-    # Each chunk is read, matched and posted in the matching process while the previous one is
-    # written here (the chunks concern mostly different customers, being grouped by payer). A
-    # snapshot read before the previous chunk committed may hold balances it then moved: the
-    # locks find them, and the chunk is posted again against the locked balances.
-    ahead = asyncio.create_task(prepare(*chunks[0])) if chunks else None
+    ahead: dict[int, asyncio.Task] = {}
     try:
+        customer_side = await asyncio.to_thread(pickle.dumps, base)
+        del base  # the matching processes hold the customer side from here on: its memory is free for the chunks
+        await work.each(chunk_worker.begin, token, customer_side, import_id, settings.auto_apply_threshold, meta,
+                        settings.database_url)
+        del customer_side
+
+        def prepare(index: int) -> asyncio.Task:
+            """The index-th chunk's receipts to its matching process, which reads the open items
+            they can concern (a snapshot, no locks), matches them and posts them on it: the
+            invoices to lock, as the snapshot had them, and the rows built against them."""
+            chunk, start, end = chunks[index]
+            part = [(n + 1, bare[id(receipts[n][0])], receipts[n][1]) for n in order[start:end]]
+            return asyncio.create_task(work(work.lane(index), chunk_worker.chunk_prepare, token, chunk, part))
+
+        # Each chunk is read, matched and posted in its matching process while the one before is
+        # written here (the chunks concern mostly different customers, being grouped by payer);
+        # with two processes, the next two are. A snapshot read before an earlier chunk committed
+        # may hold balances it then moved: the locks find them, and the chunk is posted again
+        # against the locked balances, in the process that prepared it.
+        for index in range(min(len(work.lanes), len(chunks))):
+            ahead[index] = prepare(index)
         for index, (chunk, start, end) in enumerate(chunks):
             began = time.monotonic()
-            prepared = await ahead
+            prepared = await ahead.pop(index)
             matched = time.monotonic()
             async with engine.begin() as conn:
                 await allow_long_idle(conn)
@@ -223,9 +253,11 @@ async def _run(engine: AsyncEngine, holder: AsyncConnection, import_id: str, cmd
                 lock_done = time.monotonic()
                 posted = prepared.rows_for(locked)
                 if posted is None:  # a balance moved, an invoice went: posted again under the locks
-                    posted = await work(chunk_worker.chunk_posting, token, chunk, locked)
+                    posted = await work(work.lane(index), chunk_worker.chunk_posting, token, chunk, locked)
                 built = time.monotonic()
-                ahead = asyncio.create_task(prepare(*chunks[index + 1])) if index + 1 < len(chunks) else None
+                following = index + len(work.lanes)  # its lane is free now
+                if following < len(chunks):
+                    ahead[following] = prepare(following)
                 await _post_chunk(conn, import_id, chunk, start, end, posted)
             # Where a large import's time goes, chunk by chunk: an operator sees its progress, and
             # which side (the matching process, the locks, the writes) holds it up.
@@ -235,12 +267,13 @@ async def _run(engine: AsyncEngine, holder: AsyncConnection, import_id: str, cmd
                      lock_done - matched, "rows built before the locks kept" if posted is prepared.built else
                      f"posted again under the locks in {built - lock_done:.2f} s", time.monotonic() - built)
     finally:
-        if ahead is not None and not ahead.done():
-            ahead.cancel()
+        for task in ahead.values():
+            task.cancel()
             with contextlib.suppress(BaseException):
-                await ahead
-        with contextlib.suppress(Exception):  # the process may be gone; its state with it
-            await work(chunk_worker.end, token)
+                await task
+        with contextlib.suppress(Exception):  # a process may be gone; its state with it
+            await work.each(chunk_worker.end, token)
+        await work.close()
 
     chunks_done = time.monotonic()
     # The rest of the file (returns, other lines) and the result, in one last transaction.

@@ -66,9 +66,14 @@ async def _seed(app) -> None:
                 lines=[InvoiceLine(description="Goods", quantity="1", unit_price=_amount(i), amount=_amount(i))])))
 
 
-@pytest.fixture
-async def cash():
-    settings = lambda url: CashApplicationSettings(database_url=url, import_chunk_receipts=100)  # noqa: E731
+@pytest.fixture(params=[1, 2], ids=["one matching process", "two in turn"])
+async def cash(request):
+    """The service with chunks of 100; its chunks matched by one process, or (the 100,000-receipt
+    bench's way) by two in turn, each chunk's snapshot then read before the two chunks ahead of it
+    commit."""
+    settings = lambda url: CashApplicationSettings(  # noqa: E731
+        database_url=url, import_chunk_receipts=100, import_match_processes=request.param,
+        import_parallel_min_receipts=1)
     async with service_client(lambda url: definition(settings(url))) as (client, app):
         await _seed(app)
         yield client, app
