@@ -125,7 +125,7 @@ class PostingSlice:
 @dataclass(frozen=True)
 class PostedChunk:
     slices: list[PostingSlice]
-    summaries: str  # the payments' summaries, JSON
+    summaries: list[str]  # each payment's summary as JSON, in the chunk's order
     counts: dict[str, int]
 
 
@@ -230,7 +230,7 @@ def _rows(meta: dict[str, Any], payments: list, sources: list, lines: list, summ
         read_model = payments_projection.new_payment_rows([events for *_, events in streams])
         _ids_as_text(events, read_model)
         slices.append(PostingSlice(events, read_model, sources[lo:hi], lines[lo:hi]))
-    return PostedChunk(slices, json.dumps(summaries, default=str), counts)
+    return PostedChunk(slices, [json.dumps(summary, default=str) for summary in summaries], counts)
 
 
 def _ids_as_text(events: eventstore.NewStreamRows, read_model: Any) -> None:

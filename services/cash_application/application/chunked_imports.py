@@ -64,7 +64,7 @@ from services.cash_application.application import chunk_worker, posting
 from services.cash_application.application.card_payouts import claim_payout_lines
 from services.cash_application.application.imports import (
     COUNTS, FileRejectedProblem, ImportFile, _json, _other_line_rows, _parse_pool, _statement_out,
-    _worker_start, customer_matcher, drop_posted, encode_result, policy_of, receipt_of, reset_parse_pool, statement_keys)
+    EncodedResult, _worker_start, customer_matcher, drop_posted, policy_of, receipt_of, reset_parse_pool, statement_keys)
 from services.cash_application.domain.model import BankImport
 from services.cash_application.domain.receipts import BankStatement, ParsedFile
 from services.cash_application.projections import payments as payments_projection
@@ -205,7 +205,8 @@ async def _run(engine: AsyncEngine, holder: AsyncConnection, import_id: str, cmd
         base = await customer_matcher(conn, policy_of(settings))  # the customer side, shared by the chunks
     receipts = await asyncio.to_thread(lambda: [(statement, line) for statement in fresh for line in statement.lines
                                                 if line.is_receipt and id(line) not in payout_lines])
-    order = await _receipt_order(engine, import_id, base, receipts, resumed_from)
+    work = ChunkWork(settings, len(receipts) - resumed_from)
+    order = await _receipt_order(engine, import_id, base, receipts, resumed_from, workers=len(work.lanes))
     log.info("import %s: %d receipts to post%s, ready after %.2f s (statements claimed, lines posted before set"
              " aside, receipts grouped by payer)", import_id, len(receipts),
              f" (resuming after {resumed_from})" if resumed_from else "", time.monotonic() - started)
@@ -218,9 +219,9 @@ async def _run(engine: AsyncEngine, holder: AsyncConnection, import_id: str, cmd
     # The statements go to the matching process without their lines (a chunk's receipts carry
     # their own line), so a chunk does not send the whole file again.
     bare = {id(s): replace(s, lines=()) for s in fresh}
-    work = ChunkWork(settings, sum(end - start for _, start, end in chunks))
     token = f"{import_id}:{uuid.uuid4().hex}"
     ahead: dict[int, asyncio.Task] = {}
+    summaries: list[tuple[int, str]] = []  # (receipt number, its payment's summary as JSON) of this run's chunks
     try:
         customer_side = await asyncio.to_thread(pickle.dumps, base)
         del base  # the matching processes hold the customer side from here on: its memory is free for the chunks
@@ -259,6 +260,7 @@ async def _run(engine: AsyncEngine, holder: AsyncConnection, import_id: str, cmd
                 if following < len(chunks):
                     ahead[following] = prepare(following)
                 await _post_chunk(conn, import_id, chunk, start, end, posted)
+            summaries.extend(zip((n + 1 for n in order[start:end]), posted.summaries))
             # Where a large import's time goes, chunk by chunk: an operator sees its progress, and
             # which side (the matching process, the locks, the writes) holds it up.
             log.info("import %s chunk %d/%d (receipts %d-%d): matching waited for %.2f s, %d invoices locked in"
@@ -300,30 +302,45 @@ async def _run(engine: AsyncEngine, holder: AsyncConnection, import_id: str, cmd
                                          entries=len(statement.lines), total_credits=statement.total_credits,
                                          at=utc_midnight(statement.statement_date))
         await aggregate.save(conn, bank_import, meta)
-        # The chunks' summaries as stored text, decoded and joined off the event loop.
-        chunks = (await conn.execute(text("SELECT counts::text, payments::text FROM bank_import_chunks"
-                                          " WHERE import_id = :i ORDER BY chunk"), {"i": import_id})).all()
+        # Every chunk's counts; the payments' summaries of the chunks a crashed run committed
+        # (this run's are in `summaries` already, as text).
+        first_here = chunks[0][0] if chunks else len(receipts)  # no chunk numbered that high
+        stored = (await conn.execute(text(
+            "SELECT counts::text, CASE WHEN chunk < :f THEN payments::text END FROM bank_import_chunks"
+            " WHERE import_id = :i ORDER BY chunk"), {"i": import_id, "f": first_here})).all()
         totals = dict.fromkeys(COUNTS, 0)
-        for chunk_counts, _ in chunks:
+        for chunk_counts, earlier in stored:
             for key, value in json.loads(chunk_counts).items():
                 totals[key] += value
-        payments_out: list[dict[str, Any]] = await asyncio.to_thread(lambda: sorted(
-            (p for _, chunk_payments in chunks for p in json.loads(chunk_payments)),
-            key=lambda p: int(p["payment_id"].rsplit(".", 1)[1])))  # file order
+            if earlier is not None:
+                summaries.extend((int(p["payment_id"].rsplit(".", 1)[1]), json.dumps(p, default=str))
+                                 for p in json.loads(earlier))
         statements_out = await asyncio.to_thread(lambda: [_statement_out(s) for s in fresh])
-        result = {"import_id": import_id, "file_format": parsed.file_format, "file_name": cmd.file_name,
-                  "statements": statements_out, "duplicate_statements": duplicates,
-                  "lines_already_imported": already, **totals, **counts, "chunks": len(chunks),
-                  "resumed_after_receipt": resumed_from or None, "payments": payments_out, "replayed": False}
-        encoded = await encode_result(result)
+        head = {"import_id": import_id, "file_format": parsed.file_format, "file_name": cmd.file_name,
+                "statements": statements_out, "duplicate_statements": duplicates,
+                "lines_already_imported": already, **totals, **counts, "chunks": len(stored),
+                "resumed_after_receipt": resumed_from or None, "replayed": False}
+        encoded = await asyncio.to_thread(_encoded_result, head, summaries)
+        del summaries
         await conn.execute(text("UPDATE bank_imports SET result = CAST(:r AS jsonb) WHERE import_id = :i"),
                            {"r": encoded, "i": import_id})
     log.info("import %s done: chunks in %.2f s, then the other lines and the result in %.2f s", import_id,
              chunks_done - chunks_began, time.monotonic() - chunks_done)
-    return result
+    return EncodedResult(head, encoded)
 
 
-async def _receipt_order(engine: AsyncEngine, import_id: str, base: Any, receipts: list, resumed_from: int) -> list[int]:
+def _encoded_result(head: dict[str, Any], summaries: list[tuple[int, str]]) -> str:
+    """The import's result as JSON text: its head, then the payments' summaries in file order,
+    each the text the matching process encoded (decoding and encoding 100,000 of them again cost
+    some 3 s at the end of the request). The result the API answers carries every payment; the
+    dict returned beside this text has the head only (the CLI prints that)."""
+    summaries.sort(key=lambda numbered: numbered[0])
+    encoded = json.dumps({**head, "payments": []}, default=str)
+    return encoded[:-2] + ",".join(text for _, text in summaries) + "]}"
+
+
+async def _receipt_order(engine: AsyncEngine, import_id: str, base: Any, receipts: list, resumed_from: int,
+                         workers: int = 1) -> list[int]:
     """The order the receipts are posted in (indexes into `receipts`): grouped by payer
     (Matcher.payer_group), in file order within a group, so a customer's open items are read by
     one chunk rather than by every chunk one of its receipts falls in (about a third of the reads
@@ -340,7 +357,8 @@ async def _receipt_order(engine: AsyncEngine, import_id: str, base: Any, receipt
     if resumed_from:
         return list(range(len(receipts)))
     def groups() -> list[str]:
-        base.identify_payer_names(line.payer_name for _, line in receipts)  # file order: each name as first seen
+        # file order: each name as first seen; with as many threads as the import has matching processes
+        base.identify_payer_names((line.payer_name for _, line in receipts), workers=workers)
         return [base.payer_group(receipt_of(line, statement.currency)) for statement, line in receipts]
 
     group = await asyncio.to_thread(groups)
@@ -365,6 +383,6 @@ async def _post_chunk(conn: AsyncConnection, import_id: str, chunk: int, start: 
         text("INSERT INTO bank_import_chunks (import_id, chunk, first_receipt, last_receipt, counts, payments)"
              " VALUES (:i, :c, :f, :l, CAST(:counts AS jsonb), CAST(:p AS jsonb))"),
         {"i": import_id, "c": chunk, "f": start + 1, "l": end, "counts": json.dumps(posted.counts),
-         "p": posted.summaries})
+         "p": "[" + ",".join(posted.summaries) + "]"})
     await conn.execute(text("UPDATE bank_imports SET receipts_done = :d WHERE import_id = :i"),
                        {"d": end, "i": import_id})

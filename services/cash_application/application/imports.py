@@ -238,11 +238,23 @@ def add_neighbours(matcher: Matcher, rows: Any, amounts: dict[str, list[Decimal]
 _ENCODE_PIECE = 2_000  # payments per piece of an import's encoded result
 
 
+class EncodedResult(dict):
+    """An import's result with its JSON text, encoded once: a chunked import encodes it for its
+    import record, and the answer is the same text (encoding a 100,000-payment result again cost
+    about 2 s at the end of the request)."""
+
+    def __init__(self, result: dict[str, Any], encoded: str) -> None:
+        super().__init__(result)
+        self.encoded = encoded
+
+
 async def encode_result(result: dict[str, Any]) -> str:
     """An import's result as JSON text, its payments encoded a piece at a time in worker threads.
     json.dumps holds the GIL for a whole call (its encoder is C): one call over a 100,000-payment
     result held the event loop for about a second, so health checks waited. The payments come
     last in the text."""
+    if isinstance(result, EncodedResult):
+        return result.encoded
     head = {key: value for key, value in result.items() if key != "payments"}
     payments = result.get("payments") or []
     pieces = [await asyncio.to_thread(lambda part=payments[lo:lo + _ENCODE_PIECE]: ",".join(

@@ -482,15 +482,16 @@ class Matcher:
             " ".join(sorted(name.split())), self._sorted_choices, scorer=fuzz.ratio, limit=3, score_cutoff=60)]
         return self._named(hits, shown)
 
-    def identify_payer_names(self, payer_names: Iterable[str | None], batch: int = 256) -> int:
+    def identify_payer_names(self, payer_names: Iterable[str | None], batch: int = 256, workers: int = 1) -> int:
         """Score the payer names no alias, exact name or earlier receipt settles against the
         customer master all at once, and keep the outcomes identify() then finds (the same ones
         scoring each on its own gives: tests/unit/cash_application/test_payer_names.py). One
         receipt at a time, rapidfuzz compares a name with the 25,000 customers of the scale bench
         in about a millisecond; a batch of names against them shares the work across the names
-        (SIMD), in one thread (with every core, the platform's other services answered far
-        worse during an import in make bench-platform). A name keeps the spelling it first comes
-        with (pass them in file order). Returns how many names were scored."""
+        (SIMD), in one thread unless told `workers` (with every core, the platform's other services
+        answered far worse during a 10,000-receipt import in make bench-platform; a large import,
+        which matches its chunks in as many processes, scores its names with as many threads). A
+        name keeps the spelling it first comes with (pass them in file order). Returns how many names were scored."""
         pending: dict[str, str] = {}
         for shown in payer_names:
             if not shown:
@@ -509,7 +510,7 @@ class Matcher:
             # Scores rounded to whole numbers, as a sieve: every choice at 59 or more is kept and
             # scored exactly below, so nothing process.extract would return at 60 is lost.
             matrix = memoryview(_cdist(queries, self._sorted_choices, scorer=fuzz.ratio, score_cutoff=59,
-                                       dtype=_UINT8, workers=1)).tobytes()
+                                       dtype=_UINT8, workers=workers)).tobytes()
             for row, (name, query) in enumerate(zip(part, queries)):
                 start, end = row * width, (row + 1) * width
                 # Whole-number scores are within one of the exact ones: a choice below the third

@@ -164,14 +164,14 @@ def test_a_chunk_is_posted_on_its_snapshot_and_those_rows_are_kept_when_the_lock
     assert chunk.prepared.built is not None
     posted = post_chunk("imp", THRESHOLD, {}, chunk, _locked(Matcher(INVOICES, CUSTOMERS), {"inv-1", "inv-3"}))
     assert posted is chunk.prepared.built  # nothing built again under the locks
-    summaries = json.loads(posted.summaries)
+    summaries = [json.loads(s) for s in posted.summaries]
     assert [(s["payment_id"], s["status"], [a["invoice_id"] for a in s["applications"]]) for s in summaries] == [
         ("imp.1", "applied", ["inv-1"]), ("imp.2", "applied", ["inv-3"])]
     # the same rows as posting them under those locks would build
     _, _, again = _chunk(lines)
     rebuilt = post_chunk("imp", THRESHOLD, {}, replace(again, prepared=replace(again.prepared, built=None)),
                          _locked(Matcher(INVOICES, CUSTOMERS), {"inv-1", "inv-3"}))
-    assert json.loads(rebuilt.summaries) == summaries and rebuilt.counts == posted.counts
+    assert [json.loads(s) for s in rebuilt.summaries] == summaries and rebuilt.counts == posted.counts
     assert [s.read_model.payments for s in rebuilt.slices] == [s.read_model.payments for s in posted.slices]
     assert [s.lines for s in rebuilt.slices] == [s.lines for s in posted.slices]
 
@@ -182,9 +182,9 @@ def test_a_chunk_whose_invoice_moved_before_the_locks_is_posted_again_against_th
     locked = _locked(Matcher(INVOICES, CUSTOMERS), {"inv-1", "inv-3"}, {"inv-1": D("30.00")})  # paid meanwhile
     posted = post_chunk("imp", THRESHOLD, {}, chunk, locked)
     assert posted is not chunk.prepared.built
-    first = json.loads(posted.summaries)[0]
+    first = [json.loads(s) for s in posted.summaries][0]
     assert first["payment_id"] == "imp.1" and first["status"] != "applied"  # 100.00 no longer fits inv-1
-    assert json.loads(posted.summaries)[1]["status"] == "applied"
+    assert [json.loads(s) for s in posted.summaries][1]["status"] == "applied"
 
 
 def test_a_chunk_whose_locked_invoices_are_not_the_snapshots_is_posted_again():

@@ -3,6 +3,8 @@
 on its own gives: the same payer, rule, confidence, reasons and runners-up."""
 from __future__ import annotations
 
+import pytest
+
 from bench.cash_application.generator import generate
 from services.cash_application.domain.matching import Matcher, Receipt
 
@@ -11,7 +13,8 @@ def _outcomes(matcher: Matcher, names: list[str]) -> list:
     return [matcher.identify(Receipt(amount=1, currency="USD", payer_name=name)) for name in names]
 
 
-def test_batched_scoring_identifies_every_payer_as_one_by_one_does():
+@pytest.mark.parametrize("workers", [1, 2])
+def test_batched_scoring_identifies_every_payer_as_one_by_one_does(workers):
     portfolio = generate(seed=5, invoices=20_000, receipts=6_000)
     customers = {c.customer_id: c.name for c in portfolio.customers}
     names = [r.payer_name for r in portfolio.receipts]
@@ -19,7 +22,7 @@ def test_batched_scoring_identifies_every_payer_as_one_by_one_does():
     names += ["Zzyzx Qwerty Holdings", customers[portfolio.customers[0].customer_id] + "x", "", "---"]
     one_by_one = _outcomes(Matcher((), customers), names)
     batched = Matcher((), customers)
-    scored = batched.identify_payer_names(names, batch=97)  # several batches, the last one short
+    scored = batched.identify_payer_names(names, batch=97, workers=workers)  # several batches, the last one short
     assert scored > 500  # most of the generator's payer names are variants no exact name settles
     assert _outcomes(batched, names) == one_by_one
     assert sum(1 for identified, _ in one_by_one if identified and identified.rule == "payer_name_fuzzy") > 300
