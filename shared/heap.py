@@ -43,3 +43,18 @@ def fewer_collections(young: int = YOUNG_THRESHOLD_BULK) -> Iterator[None]:
         yield
     finally:
         gc.set_threshold(*before)
+
+
+@contextlib.contextmanager
+def collections_paused() -> Iterator[None]:
+    """Bounded work that builds what it returns (a file parsed into its lines): no collection at
+    all while it runs, since nearly everything it allocates survives it and a collection would only
+    walk it again. Cycles it leaves are collected by the next collection after it (the previous
+    state comes back when the work ends)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()

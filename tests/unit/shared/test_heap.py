@@ -63,3 +63,30 @@ def test_freeze_long_lived_collects_garbage_cycles_before_freezing() -> None:
     ref = _cycle()
     heap.freeze_long_lived()
     assert ref() is None
+
+
+def test_collections_paused_stops_the_collector_and_gives_it_back_even_when_the_work_fails() -> None:
+    assert gc.isenabled()
+    with pytest.raises(ValueError):
+        with heap.collections_paused():
+            assert not gc.isenabled()
+            raise ValueError("line 7: not a date")
+    assert gc.isenabled()
+
+
+def test_collections_paused_leaves_a_disabled_collector_disabled() -> None:
+    gc.disable()
+    try:
+        with heap.collections_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_a_cycle_made_while_paused_is_collected_after() -> None:
+    with heap.collections_paused():
+        ref = _cycle()
+        assert ref() is not None
+    gc.collect()
+    assert ref() is None

@@ -31,37 +31,49 @@ def parse(text: str, profile: dict, default_currency: str = "USD") -> ParsedFile
     columns: dict[str, str] = profile.get("columns") or DEFAULT_PROFILE["columns"]
     date_format = profile.get("date_format", "%Y-%m-%d")
     separator = profile.get("decimal_separator", ".")
-    reader = csv.DictReader(io.StringIO(text), delimiter=profile.get("delimiter", ","))
-    header = reader.fieldnames or []
+    reader = csv.reader(io.StringIO(text), delimiter=profile.get("delimiter", ","))
+    header = next(reader, None) or []
     missing = [columns[f] for f in ("value_date", "amount") if columns.get(f) not in header]
     if missing:
         raise FileRejected("line 1", f"header lacks the column(s) {', '.join(missing)} the profile maps")
+    # Each field's cell by position (a header named twice is its last column, as csv.DictReader
+    # reads it); a field the profile leaves out, or a column a short row lacks, reads as "".
+    column_at = {name: i for i, name in enumerate(header)}
+    positions = tuple(column_at.get(columns[field], -1) if columns.get(field) else -1 for field in FIELDS)
+    width = len(header)
+    dates: dict[str, date] = {}  # a file holds few distinct dates: each parsed once
+    currencies: set[str] = set()
     groups: dict[str, dict] = {}
     order: list[str] = []
     for row in reader:
+        if not row:
+            continue
         lineno = reader.line_num
         where = f"line {lineno}"
-        if None in row:
-            raise FileRejected(where, f"has {len(header) + len(row[None])} fields, the header {len(header)}")
-
-        def get(field: str) -> str:
-            column = columns.get(field)
-            return (row.get(column) or "").strip() if column else ""
-
-        if not any((v or "").strip() for v in row.values()):
+        if len(row) > width:
+            raise FileRejected(where, f"has {len(row)} fields, the header {width}")
+        if not any(cell.strip() for cell in row):
             continue
-        currency = get("currency").upper() or default_currency
-        try:
-            validate_currency(currency)
-        except MoneyError as exc:
-            raise FileRejected(f"{where} column {columns.get('currency')}", str(exc)) from exc
-        amount = _amount(get("amount"), separator, currency, f"{where} column {columns['amount']}")
-        try:
-            value_date = datetime.strptime(get("value_date"), date_format).date()
-        except ValueError as exc:
-            raise FileRejected(f"{where} column {columns['value_date']}",
-                               f"{get('value_date')!r} is not a date in the format {date_format}") from exc
-        direction = (get("direction") or "credit").lower()
+        n = len(row)
+        (receipt_id, value_date_text, amount_text, currency, payer_name, payer_account, customer_id,
+         invoice_reference, invoice_amount_text, reason_code, line_text, bank_account, direction,
+         return_code) = [row[i].strip() if 0 <= i < n else "" for i in positions]
+        currency = currency.upper() or default_currency
+        if currency not in currencies:
+            try:
+                validate_currency(currency)
+            except MoneyError as exc:
+                raise FileRejected(f"{where} column {columns.get('currency')}", str(exc)) from exc
+            currencies.add(currency)
+        amount = _amount(amount_text, separator, currency, f"{where} column {columns['amount']}")
+        value_date = dates.get(value_date_text)
+        if value_date is None:
+            try:
+                value_date = dates[value_date_text] = datetime.strptime(value_date_text, date_format).date()
+            except ValueError as exc:
+                raise FileRejected(f"{where} column {columns['value_date']}",
+                                   f"{value_date_text!r} is not a date in the format {date_format}") from exc
+        direction = (direction or "credit").lower()
         if direction in ("c", "cr", "crdt"):
             direction = "credit"
         if direction in ("d", "dr", "dbit"):
@@ -70,27 +82,25 @@ def parse(text: str, profile: dict, default_currency: str = "USD") -> ParsedFile
             raise FileRejected(f"{where} column {columns.get('direction')}", f"{direction!r} is not credit or debit")
         if amount < 0:
             amount, direction = -amount, "debit"
-        key = get("receipt_id") or f"row-{lineno}"
+        key = receipt_id or f"row-{lineno}"
         group = groups.get(key)
         if group is None:
             group = groups[key] = {"where": where, "amount": Decimal(0), "date": value_date, "currency": currency,
-                                   "payer": get("payer_name"), "account": get("payer_account"),
-                                   "hint": get("customer_id"), "items": [], "text": [], "direction": direction,
-                                   "return_code": get("return_code"), "bank_account": get("account"),
-                                   "receipt_id": get("receipt_id")}
+                                   "payer": payer_name, "account": payer_account, "hint": customer_id,
+                                   "items": [], "text": [], "direction": direction, "return_code": return_code,
+                                   "bank_account": bank_account, "receipt_id": receipt_id, "rows": 0}
             order.append(key)
         elif group["currency"] != currency or group["date"] != value_date:
             raise FileRejected(where, f"receipt {key} has rows with different dates or currencies")
-        group["rows"] = group.get("rows", 0) + 1
+        group["rows"] += 1
         group["amount"] += amount
-        if get("invoice_reference"):
-            invoice_amount = (_amount(get("invoice_amount"), separator, currency,
-                                      f"{where} column {columns.get('invoice_amount')}") if get("invoice_amount") else None)
-            group["items"].append(RemittanceItem(reference=get("invoice_reference"), paid_amount=amount,
-                                                 invoice_amount=invoice_amount,
-                                                 reason_code=get("reason_code") or None))
-        if get("text"):
-            group["text"].append(get("text"))
+        if invoice_reference:
+            invoice_amount = (_amount(invoice_amount_text, separator, currency,
+                                      f"{where} column {columns.get('invoice_amount')}") if invoice_amount_text else None)
+            group["items"].append(RemittanceItem(reference=invoice_reference, paid_amount=amount,
+                                                 invoice_amount=invoice_amount, reason_code=reason_code or None))
+        if line_text:
+            group["text"].append(line_text)
     if not order:
         raise FileRejected("file", "holds no rows")
     by_statement: dict[tuple, list[BankLine]] = {}
