@@ -754,6 +754,15 @@ async def posted_line_keys(conn: AsyncConnection, references: Sequence[str],
     return {(r.account, r.bank_reference, Decimal(r.amount).normalize(), r.direction, r.value_date) for r in rows}
 
 
+async def record_import_result(conn: AsyncConnection, import_id: str, encoded: str, result: dict[str, Any]) -> None:
+    """A finished import's result: the JSON text its POST answered (`encoded`, kept as it is: json,
+    migration 0016), and the result without its payments for the list of imports."""
+    summary = {key: value for key, value in result.items() if key != "payments"}
+    await conn.execute(text("UPDATE bank_imports SET result = CAST(:r AS json), summary = CAST(:s AS jsonb)"
+                            " WHERE import_id = :i"),
+                       {"r": encoded, "s": json.dumps(summary, default=str), "i": import_id})
+
+
 async def get_import_result(conn: AsyncConnection, import_id: str) -> dict[str, Any] | None:
     """A finished import's result (what its POST answered), or None."""
     row = (await conn.execute(text("SELECT result FROM bank_imports WHERE import_id = :i AND result IS NOT NULL"),
@@ -764,14 +773,15 @@ async def get_import_result(conn: AsyncConnection, import_id: str) -> dict[str, 
 
 
 async def list_imports(conn: AsyncConnection, *, before: str | None, limit: int) -> list[dict[str, Any]]:
-    """Finished imports, newest first; `before` is the cursor "<imported_at>|<import_id>". A file
-    whose statements had all come before answers that import and is not listed again."""
+    """Finished imports, newest first, each with its result without the payments; `before` is the
+    cursor "<imported_at>|<import_id>". A file whose statements had all come before answers that
+    import and is not listed again."""
     rows = await conn.execute(
-        text("SELECT import_id, imported_at, result FROM bank_imports WHERE result->>'import_id' = import_id"
+        text("SELECT import_id, imported_at, summary FROM bank_imports WHERE summary->>'import_id' = import_id"
              " AND (CAST(:before AS text) IS NULL"
              "      OR (imported_at, import_id) < (CAST(split_part(:before, '|', 1) AS timestamptz),"
              "                                     split_part(:before, '|', 2)))"
              " ORDER BY imported_at DESC, import_id DESC LIMIT :limit"),
         {"before": before, "limit": limit})
     return [{"import_id": r.import_id, "imported_at": r.imported_at,
-             "result": r.result if isinstance(r.result, dict) else json.loads(r.result)} for r in rows]
+             "result": r.summary if isinstance(r.summary, dict) else json.loads(r.summary)} for r in rows]

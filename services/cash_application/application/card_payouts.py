@@ -200,8 +200,7 @@ async def import_card_report(conn: AsyncConnection, cmd: ImportCardReport, parse
     result = {"import_id": import_id, "file_format": f"card:{processor}", "file_name": cmd.file_name,
               "processor": processor, "payouts": payouts_out, "duplicate_payouts": duplicates, **counts, **out,
               "replayed": False}
-    await conn.execute(text("UPDATE bank_imports SET result = CAST(:r AS jsonb) WHERE import_id = :i"),
-                       {"r": json.dumps(result, default=str), "i": import_id})
+    await repo.record_import_result(conn, import_id, json.dumps(result, default=str), result)
     return result
 
 

@@ -97,6 +97,8 @@ class ChunkWork:
         if receipts >= settings.import_parallel_min_receipts:
             self.extra = [_match_process(settings) for _ in range(settings.import_match_processes - 1)]
             self.lanes += self.extra
+            for pool in self.extra:  # started now: its interpreter and imports while the receipts are grouped
+                pool.submit(chunk_worker.started)
 
     def lane(self, index: int) -> int:
         """The lane of the index-th chunk this import posts."""
@@ -201,15 +203,19 @@ async def _run(engine: AsyncEngine, holder: AsyncConnection, import_id: str, cmd
     fresh, already = await asyncio.to_thread(drop_posted, fresh, posted)  # every line: off the event loop
     async with engine.begin() as conn:  # credits that carry a card payout already imported: no receipts
         payout_lines = await claim_payout_lines(conn, fresh)
+    set_aside = time.monotonic()
     async with engine.connect() as conn:
         base = await customer_matcher(conn, policy_of(settings))  # the customer side, shared by the chunks
+    customer_side_read = time.monotonic()
     receipts = await asyncio.to_thread(lambda: [(statement, line) for statement in fresh for line in statement.lines
                                                 if line.is_receipt and id(line) not in payout_lines])
     work = ChunkWork(settings, len(receipts) - resumed_from)
     order = await _receipt_order(engine, import_id, base, receipts, resumed_from, workers=len(work.lanes))
-    log.info("import %s: %d receipts to post%s, ready after %.2f s (statements claimed, lines posted before set"
-             " aside, receipts grouped by payer)", import_id, len(receipts),
-             f" (resuming after {resumed_from})" if resumed_from else "", time.monotonic() - started)
+    ready = time.monotonic()
+    log.info("import %s: %d receipts to post%s, ready after %.2f s (statements claimed and lines posted before"
+             " set aside %.2f s, the customer side read %.2f s, receipts grouped by payer %.2f s)", import_id,
+             len(receipts), f" (resuming after {resumed_from})" if resumed_from else "", ready - started,
+             set_aside - started, customer_side_read - set_aside, ready - customer_side_read)
     chunks_began = time.monotonic()
 
     size = max(1, settings.import_chunk_receipts)
@@ -228,6 +234,8 @@ async def _run(engine: AsyncEngine, holder: AsyncConnection, import_id: str, cmd
         await work.each(chunk_worker.begin, token, customer_side, import_id, settings.auto_apply_threshold, meta,
                         settings.database_url)
         del customer_side
+        log.info("import %s: the customer side in %d matching process(es) after %.2f s", import_id,
+                 len(work.lanes), time.monotonic() - ready)
 
         def prepare(index: int) -> asyncio.Task:
             """The index-th chunk's receipts to its matching process, which reads the open items
@@ -322,8 +330,7 @@ async def _run(engine: AsyncEngine, holder: AsyncConnection, import_id: str, cmd
                 "resumed_after_receipt": resumed_from or None, "replayed": False}
         encoded = await asyncio.to_thread(_encoded_result, head, summaries)
         del summaries
-        await conn.execute(text("UPDATE bank_imports SET result = CAST(:r AS jsonb) WHERE import_id = :i"),
-                           {"r": encoded, "i": import_id})
+        await repo.record_import_result(conn, import_id, encoded, head)
     log.info("import %s done: chunks in %.2f s, then the other lines and the result in %.2f s", import_id,
              chunks_done - chunks_began, time.monotonic() - chunks_done)
     return EncodedResult(head, encoded)
@@ -381,7 +388,7 @@ async def _post_chunk(conn: AsyncConnection, import_id: str, chunk: int, start: 
         await repo.insert_statement_lines(conn, part.lines)
     await conn.execute(
         text("INSERT INTO bank_import_chunks (import_id, chunk, first_receipt, last_receipt, counts, payments)"
-             " VALUES (:i, :c, :f, :l, CAST(:counts AS jsonb), CAST(:p AS jsonb))"),
+             " VALUES (:i, :c, :f, :l, CAST(:counts AS jsonb), CAST(:p AS json))"),
         {"i": import_id, "c": chunk, "f": start + 1, "l": end, "counts": json.dumps(posted.counts),
          "p": "[" + ",".join(posted.summaries) + "]"})
     await conn.execute(text("UPDATE bank_imports SET receipts_done = :d WHERE import_id = :i"),

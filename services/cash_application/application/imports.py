@@ -305,8 +305,7 @@ async def import_file(conn: AsyncConnection, cmd: ImportFile, parsed: ParsedFile
         first = (await conn.execute(text("SELECT result FROM bank_imports WHERE import_id = :i"),
                                     {"i": duplicates[0]["imported_by"]})).scalar_one()
         result = {**_json(first), "replayed": True}
-        await conn.execute(text("UPDATE bank_imports SET result = CAST(:r AS jsonb) WHERE import_id = :i"),
-                           {"r": json.dumps(result, default=str), "i": import_id})
+        await repo.record_import_result(conn, import_id, json.dumps(result, default=str), result)
         return result
 
     fresh, already = await _without_posted_lines(conn, fresh)
@@ -372,8 +371,7 @@ async def import_file(conn: AsyncConnection, cmd: ImportFile, parsed: ParsedFile
         "lines_already_imported": already,
         **counts, "payments": payments_out, "replayed": False,
     }
-    await conn.execute(text("UPDATE bank_imports SET result = CAST(:r AS jsonb) WHERE import_id = :i"),
-                       {"r": json.dumps(result, default=str), "i": import_id})
+    await repo.record_import_result(conn, import_id, json.dumps(result, default=str), result)
     return result
 
 

@@ -349,11 +349,7 @@ class Matcher:
         """What matching the receipt can read, found without any open item: the customers whose
         open invoices it can be matched against or suggested from (the payer identified, else the
         runners-up; and their families), and the normalised keys its references name."""
-        identified, runners = self.identify(receipt)
-        customers: set[str] = set()
-        # The runners-up are suggested from only when no one is identified (match()).
-        for customer_id in [identified.customer_id] if identified else [r[0] for r in runners]:
-            customers |= self.family(customer_id)
+        customers = self.customers_concerned(receipt)
         keys: set[str] = set()
         for reference, _ in self.references_of(receipt):
             keys.add(normalise_reference(reference))
@@ -361,13 +357,22 @@ class Matcher:
                 keys.add(normalise_reference(body))
         return customers, keys
 
+    def customers_concerned(self, receipt: Receipt) -> set[str]:
+        """The customers whose open invoices the receipt can be matched against or suggested from:
+        the payer identified, else the runners-up; and their families (concerns() without the keys)."""
+        identified, runners = self.identify(receipt)
+        customers: set[str] = set()
+        # The runners-up are suggested from only when no one is identified (match()).
+        for customer_id in [identified.customer_id] if identified else [r[0] for r in runners]:
+            customers |= self.family(customer_id)
+        return customers
+
     def payer_group(self, receipt: Receipt) -> str:
         """A key that receipts reading the same customers' open items share: the smallest id among
         the customers the receipt concerns (the payer's family, else its runners-up'), "" when it
         concerns none. A large file's chunks are cut from receipts ordered by it, so each reads its
         customers' open items once rather than in every chunk one of their receipts falls in."""
-        customers, _ = self.concerns(receipt)
-        return min(customers, default="")
+        return min(self.customers_concerned(receipt), default="")
 
     def neighbours_needed(self, receipt: Receipt) -> set[tuple[str, Decimal]]:
         """Where matching the receipt may look one edit away (a typo) beyond the customers' and
