@@ -88,6 +88,9 @@ class ServiceDefinition:
     commands: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[["Runtime", argparse.Namespace], Awaitable[int]]]] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)  # service-specific objects (clock, ...)
     periodic: Sequence[PeriodicTask] = ()  # run by worker processes (role worker or all)
+    # run when the process stops, after its workers: what the service started of its own (its
+    # worker processes) ends with it, in order
+    on_stop: Sequence[Callable[[], Awaitable[None]]] = ()
 
 
 class Runtime:
@@ -412,6 +415,11 @@ def build_app(definition: ServiceDefinition, *, freeze_heap: bool = False) -> Fa
             yield
         finally:
             await runtime.stop_workers()
+            for stop in definition.on_stop:
+                try:
+                    await stop()
+                except Exception:  # the others still run, and the engine is still disposed
+                    log.exception("%s: a stop hook failed", definition.context)
             await runtime.dispose()
 
     # FastAPI's own OpenTelemetry instrumentation is off: the `observe` middleware below makes

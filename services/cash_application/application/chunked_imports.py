@@ -64,7 +64,8 @@ from services.cash_application.application import chunk_worker, posting
 from services.cash_application.application.card_payouts import claim_payout_lines
 from services.cash_application.application.imports import (
     COUNTS, FileRejectedProblem, ImportFile, _json, _other_line_rows, _parse_pool, _statement_out,
-    EncodedResult, _worker_start, customer_matcher, drop_posted, policy_of, receipt_of, reset_parse_pool, statement_keys)
+    EncodedResult, _worker_start, customer_matcher, drop_posted, policy_of, receipt_of, reset_parse_pool, statement_keys,
+    stop_parse_pool)
 from services.cash_application.domain.model import BankImport
 from services.cash_application.domain.receipts import BankStatement, ParsedFile
 from services.cash_application.projections import payments as payments_projection
@@ -127,6 +128,16 @@ class ChunkWork:
         """The import's own processes end (their memory goes back); the others stay for the next."""
         for pool in self.extra:
             await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+
+
+async def stop_worker_processes() -> None:
+    """The service stops: the matching process kept between imports and the parse worker end
+    with it (main.definition's on_stop)."""
+    global _MATCH_POOL
+    pool, _MATCH_POOL = _MATCH_POOL, None
+    if pool is not None:
+        await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+    await stop_parse_pool()
 
 
 def _match_process(settings: CashApplicationSettings) -> ProcessPoolExecutor:

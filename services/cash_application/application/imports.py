@@ -94,6 +94,16 @@ def _parse_pool(workers: int, nice: int = 0) -> ProcessPoolExecutor:
     return _POOL
 
 
+async def stop_parse_pool() -> None:
+    """The parse worker ends (the service stops): its process exits and its queues' semaphores
+    are released, instead of the process dying with the service and the semaphores left to
+    multiprocessing's resource tracker ("leaked semaphore objects" at shutdown)."""
+    global _POOL
+    pool, _POOL = _POOL, None
+    if pool is not None:
+        await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+
+
 def reset_parse_pool(pool: ProcessPoolExecutor) -> None:
     """Forget a pool whose process died (BrokenProcessPool), so the next file gets a new one."""
     global _POOL
