@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+from shared.money import money_str
+
 CUSTOMER = "customer"
 PARENT = "parent"
 
@@ -41,9 +43,11 @@ class CreditBreach:
     def describe(self, invoiced_customer: str, currency: str) -> str:
         whose = (f"customer {self.customer_id}'s" if self.level == CUSTOMER
                  else f"parent account {self.customer_id}'s (which pays for {invoiced_customer})")
-        return (f"issuing {self.amount} {currency} would take {whose} open exposure of {self.exposure} over its credit"
-                f" limit of {self.credit_limit} (available {self.available}); a credit override (approved_by, reason)"
-                " lets it through")
+        # At the currency's minor unit, as the problem's fields give them ("0.00", not "0", for no exposure).
+        amount, exposure, limit, available = (money_str(value, currency) for value in (
+            self.amount, self.exposure, self.credit_limit, self.available))
+        return (f"issuing {amount} {currency} would take {whose} open exposure of {exposure} over its credit"
+                f" limit of {limit} (available {available}); a credit override (approved_by, reason) lets it through")
 
 
 @dataclass(frozen=True)

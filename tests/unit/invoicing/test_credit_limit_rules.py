@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from services.invoicing.domain.credit import (
-    CUSTOMER, PARENT, CreditOverride, LimitLevel, breaches, check_override, levels_for)
+    CUSTOMER, PARENT, CreditBreach, CreditOverride, LimitLevel, breaches, check_override, levels_for)
 from services.invoicing.domain.model import CreditLimitRefused, Customer, Invoice
 from services.invoicing.domain.terms import PaymentTerms
 
@@ -94,3 +94,13 @@ def test_the_limit_in_force_on_the_issue_date_applies():
     c.change_profile(effective_on=date(2024, 2, 1), changed_by="ann", at=AT, credit_limit=D("100.00"))
     assert c.profile_as_of(date(2024, 1, 15)).credit_limit is None
     assert c.profile_as_of(date(2024, 3, 1)).credit_limit == D("100.00")
+
+
+def test_the_refusal_states_every_figure_at_the_currency_minor_unit() -> None:
+    breach = CreditBreach(level=CUSTOMER, customer_id="C1", credit_limit=Decimal("100"), exposure=Decimal(0),
+                          amount=Decimal("150.5"))
+    text = breach.describe("C1", "USD")
+    assert ("issuing 150.50 USD would take customer C1's open exposure of 0.00 over its credit limit of 100.00"
+            " (available 100.00)") in text
+    assert "issuing 1.500 KWD" in CreditBreach(level=CUSTOMER, customer_id="K", credit_limit=Decimal(1),
+                                               exposure=Decimal(0), amount=Decimal("1.5")).describe("K", "KWD")
