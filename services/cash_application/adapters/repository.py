@@ -763,13 +763,10 @@ async def record_import_result(conn: AsyncConnection, import_id: str, encoded: s
                        {"r": encoded, "s": json.dumps(summary, default=str), "i": import_id})
 
 
-async def get_import_result(conn: AsyncConnection, import_id: str) -> dict[str, Any] | None:
-    """A finished import's result (what its POST answered), or None."""
-    row = (await conn.execute(text("SELECT result FROM bank_imports WHERE import_id = :i AND result IS NOT NULL"),
-                              {"i": import_id})).scalar()
-    if row is None:
-        return None
-    return row if isinstance(row, dict) else json.loads(row)
+async def get_import_result(conn: AsyncConnection, import_id: str) -> str | None:
+    """A finished import's result as the JSON text its POST answered, or None."""
+    return (await conn.execute(text("SELECT result::text FROM bank_imports WHERE import_id = :i AND result IS NOT NULL"),
+                               {"i": import_id})).scalar()
 
 
 async def list_imports(conn: AsyncConnection, *, before: str | None, limit: int) -> list[dict[str, Any]]:

@@ -221,7 +221,11 @@ async def _run(engine: AsyncEngine, holder: AsyncConnection, import_id: str, cmd
     receipts = await asyncio.to_thread(lambda: [(statement, line) for statement in fresh for line in statement.lines
                                                 if line.is_receipt and id(line) not in payout_lines])
     work = ChunkWork(settings, len(receipts) - resumed_from)
-    order = await _receipt_order(engine, import_id, base, receipts, resumed_from, workers=len(work.lanes))
+    try:
+        order = await _receipt_order(engine, import_id, base, receipts, resumed_from, workers=len(work.lanes))
+    except BaseException:  # a resume refused (409), a database error: the processes started for it end
+        await work.close()
+        raise
     ready = time.monotonic()
     log.info("import %s: %d receipts to post%s, ready after %.2f s (statements claimed and lines posted before"
              " set aside %.2f s, the customer side read %.2f s, receipts grouped by payer %.2f s)", import_id,

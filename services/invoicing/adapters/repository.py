@@ -93,6 +93,22 @@ async def insert_issued_invoice(conn: AsyncConnection, inv: Any, lines: list[dic
     return _invoice_row(row)
 
 
+async def next_invoice_numbers(conn: AsyncConnection, count: int) -> list[str]:
+    """`count` invoice numbers of the default series (migration 0011), in order: INV- and the
+    sequence's next values (eight digits or more), passing over any a caller had given explicitly."""
+    driver = await driver_connection(conn)
+    numbers: list[str] = []
+    for _ in range(1_000):
+        if len(numbers) >= count:
+            return numbers
+        rows = await driver.fetch(
+            "SELECT 'INV-' || lpad(v::text, 8, '0') FROM (SELECT nextval('invoice_number_seq') AS v"
+            " FROM generate_series(1, $1)) AS s WHERE NOT EXISTS (SELECT 1 FROM invoices"
+            " WHERE invoice_number = 'INV-' || lpad(s.v::text, 8, '0')) ORDER BY v", count - len(numbers))
+        numbers += [r[0] for r in rows]
+    raise RuntimeError("the default invoice number series is taken by numbers callers gave: send invoice numbers")
+
+
 async def invoice_numbers_taken(conn: AsyncConnection, numbers: list[str]) -> set[str]:
     rows = await (await driver_connection(conn)).fetch(
         "SELECT invoice_number FROM invoices WHERE invoice_number = ANY($1::text[])", numbers)

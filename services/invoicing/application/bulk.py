@@ -98,7 +98,16 @@ async def _issue_set(conn: AsyncConnection, raw_items: list[Any], meta: dict[str
             items.append((index, outcome))
     ids = list({item.invoice_id for _, item in items})
     existing = await repo.get_invoices(conn, ids) if ids else {}
-    numbers = list({_number(item) for _, item in items})
+    # Items without a number get the default series' next ones (not those already issued: they
+    # answer as they were), in batch order.
+    unnumbered = [item for _, item in items if item.invoice_number is None and item.invoice_id not in existing]
+    series = iter(await repo.next_invoice_numbers(conn, len(unnumbered)))
+    assigned = {id(item): next(series) for item in unnumbered}
+
+    def _number(item: Any) -> str:
+        return item.invoice_number or assigned[id(item)]
+
+    numbers = list({_number(item) for _, item in items if item.invoice_id not in existing})
     taken = await repo.invoice_numbers_taken(conn, numbers) if numbers else set()
     chains, customers, exposures = await handlers.credit_chains(conn, sorted({item.customer_id for _, item in items}))
     issued: dict[str, tuple[int, Any, Invoice]] = {}  # invoice_id -> (index, item, invoice) of this batch
@@ -166,10 +175,6 @@ async def _issue_set(conn: AsyncConnection, raw_items: list[Any], meta: dict[str
             results[index] = (_existing_result(first, item, invoice_out) if first is not None
                               else _error(item, "invoice_id", f"invoice {item.invoice_id} appears twice in the batch"))
     return [{"index": index, **result} for index, result in enumerate(results)]  # type: ignore[dict-item]
-
-
-def _number(item: Any) -> str:
-    return item.invoice_number or f"INV-{item.invoice_id[:8].upper()}"
 
 
 def _error(item: Any, field: str, reason: str) -> dict[str, Any]:

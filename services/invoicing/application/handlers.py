@@ -127,7 +127,7 @@ def limit_levels(chain: list[str], customers: dict[str, Customer], exposures: di
 
 
 async def issue_invoice(conn: AsyncConnection, cmd: IssueInvoice, meta: dict[str, Any]) -> dict[str, Any]:
-    number = cmd.invoice_number or f"INV-{cmd.invoice_id[:8].upper()}"
+    number = cmd.invoice_number or (await repo.next_invoice_numbers(conn, 1))[0]
     # The invoice id and number are checked in the statement that reads the customers after the
     # lock: the invoices read model is written in the same transaction as every invoice stream's
     # first event, so an invoice_id absent from it has no stream (and a concurrent twin still

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from services.cash_application.application import chunked_imports, imports
 from services.cash_application.main import definition
 from services.cash_application.projections.open_items import on_invoicing_event
 from services.cash_application.settings import CashApplicationSettings
@@ -103,6 +104,12 @@ async def test_a_large_file_commits_in_chunks_with_the_same_result(cash):
     posted = await _posted(app, result["import_id"])
     assert (len(posted["ids"]), posted["received"], posted["lines"]) == (600, 600, 600)
     assert posted["applied"] == posted["items_applied"] == sum(Decimal(_amount(i)) for i in range(1, 301))
+    # The import's record keeps the answer's text as it was sent (json, migration 0016), and the
+    # list shows the import without its payments.
+    stored = await client.get(f"/v1/bank-files/{result['import_id']}")
+    assert stored.status_code == 200 and stored.text == r.text
+    listed = (await client.get("/v1/bank-files")).json()["data"]
+    assert [(i["import_id"], i["receipts"], "payments" in i) for i in listed] == [(result["import_id"], 600, False)]
     again = await client.post("/v1/bank-files", params={"format": "csv"}, content=_file(), headers=idem())
     assert again.status_code == 200 and again.json()["replayed"] is True
     assert (await _posted(app, result["import_id"]))["received"] == 600
@@ -247,3 +254,27 @@ async def test_one_invoice_paid_again_in_later_chunks_is_applied_once(cash):
     async with app.state.runtime.engine.connect() as conn:
         paid_by = (await conn.execute(text("SELECT payment_id FROM payment_applications WHERE invoice_id = 'inv-30'"))).scalars().all()
     assert paid_by == [f"{result['import_id']}.1"]
+
+
+async def test_a_resume_refused_for_a_changed_file_leaves_no_process_started_for_it(cash):
+    """An import record (crashed after 100 receipts) whose kept posting order no longer fits the
+    file: sending it again is refused with 409 naming the file, nothing is posted, and the matching
+    process a large import starts for itself (two in turn) is stopped again, not left running."""
+    client, app = cash
+    content = _file()
+    content_hash = hashlib.sha256(content).hexdigest()
+    import_id = f"imp_{content_hash[:20]}"
+    async with app.state.runtime.engine.begin() as conn:
+        await conn.execute(text(
+            "INSERT INTO bank_imports (import_id, content_hash, file_format, receipts_done, receipts_total,"
+            " receipt_order) VALUES (:i, :h, 'csv', 100, 10, CAST(:o AS integer[]))"),
+            {"i": import_id, "h": content_hash, "o": list(range(10))})
+    before = {p.pid for p in multiprocessing.active_children()}
+    r = await client.post("/v1/bank-files", params={"format": "csv"}, content=content, headers=idem())
+    assert r.status_code == 409, r.text
+    assert r.json()["errors"][0]["field"] == "file" and "cannot resume" in r.json()["detail"]
+    kept = {pid for pool in (imports._POOL, chunked_imports._MATCH_POOL) if pool is not None
+            for pid in pool._processes}  # the parse worker and matching process the service keeps
+    started = [p for p in multiprocessing.active_children() if p.pid not in before and p.pid not in kept]
+    assert started == [], [p.pid for p in started]
+    assert (await _posted(app, import_id))["received"] == 0

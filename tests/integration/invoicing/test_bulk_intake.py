@@ -84,3 +84,29 @@ async def test_csv_import_with_a_validation_report(invoicing):
     bad = await client.post("/v1/invoice-imports", params={"format": "csv"}, content="a,b\n1,2\n",
                             headers={**idem(), "Content-Type": "text/csv"})
     assert bad.status_code == 422
+
+
+async def test_invoices_sent_without_a_number_get_the_next_free_numbers_of_the_default_series(invoicing):
+    """Ids sharing their first eight characters (an ERP's "2024-00012x") no longer collide; a
+    number a caller gave explicitly is passed over; one by one and in a batch alike."""
+    client, app = invoicing
+    explicit = {k: v for k, v in _item(1).items() if k != "invoice_id"} | {"invoice_number": "INV-00000002"}
+    r = await client.post("/v1/invoices", json=explicit, headers=idem())
+    assert r.status_code == 201, r.text
+    numbers = []
+    for invoice_id in ("2024-000123", "2024-000124"):
+        r = await client.post("/v1/invoices", headers=idem(), json={
+            k: v for k, v in _item(5).items() if k != "invoice_number"} | {"invoice_id": invoice_id})
+        assert r.status_code == 201, r.text
+        numbers.append(r.json()["invoice_number"])
+    assert numbers == ["INV-00000001", "INV-00000003"]
+    batch = [{k: v for k, v in _item(n).items() if k != "invoice_number"} | {"invoice_id": f"2024-00013{n}"}
+             for n in range(1, 4)]
+    r = await client.post("/v1/invoice-batches", json={"invoices": batch}, headers=idem())
+    assert r.status_code == 201 and r.json()["issued"] == 3, r.text
+    assert [res["invoice"]["invoice_number"] for res in r.json()["results"]] == [
+        "INV-00000004", "INV-00000005", "INV-00000006"]
+    again = (await client.post("/v1/invoice-batches", json={"invoices": batch}, headers=idem())).json()
+    assert [res["status"] for res in again["results"]] == ["already_issued"] * 3
+    assert [res["invoice"]["invoice_number"] for res in again["results"]] == [
+        "INV-00000004", "INV-00000005", "INV-00000006"]
