@@ -65,7 +65,7 @@ from services.cash_application.application.card_payouts import claim_payout_line
 from services.cash_application.application.imports import (
     COUNTS, FileRejectedProblem, ImportFile, _json, _other_line_rows, _parse_pool, _statement_out,
     EncodedResult, _worker_start, customer_matcher, drop_posted, policy_of, receipt_of, reset_parse_pool, statement_keys,
-    stop_parse_pool)
+    shut_down, stop_parse_pool)
 from services.cash_application.domain.model import BankImport
 from services.cash_application.domain.receipts import BankStatement, ParsedFile
 from services.cash_application.projections import payments as payments_projection
@@ -127,7 +127,7 @@ class ChunkWork:
     async def close(self) -> None:
         """The import's own processes end (their memory goes back); the others stay for the next."""
         for pool in self.extra:
-            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+            await shut_down(pool)
 
 
 async def stop_worker_processes() -> None:
@@ -135,8 +135,7 @@ async def stop_worker_processes() -> None:
     with it (main.definition's on_stop)."""
     global _MATCH_POOL
     pool, _MATCH_POOL = _MATCH_POOL, None
-    if pool is not None:
-        await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+    await shut_down(pool)
     await stop_parse_pool()
 
 

@@ -100,6 +100,11 @@ async def stop_parse_pool() -> None:
     multiprocessing's resource tracker ("leaked semaphore objects" at shutdown)."""
     global _POOL
     pool, _POOL = _POOL, None
+    await shut_down(pool)
+
+
+async def shut_down(pool: ProcessPoolExecutor | None) -> None:
+    """A worker pool's processes end (queued work cancelled), waited for in a thread, not on the event loop."""
     if pool is not None:
         await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
 
