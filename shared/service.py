@@ -91,6 +91,9 @@ class ServiceDefinition:
     # run when the process stops, after its workers: what the service started of its own (its
     # worker processes) ends with it, in order
     on_stop: Sequence[Callable[[], Awaitable[None]]] = ()
+    # run with the settings once a serving process (`serve`; not an app a test builds) has
+    # started: what it should have ready before its first request asks for it (worker processes)
+    on_serve: Sequence[Callable[[Any], Awaitable[None]]] = ()
 
 
 class Runtime:
@@ -410,6 +413,11 @@ def build_app(definition: ServiceDefinition, *, freeze_heap: bool = False) -> Fa
         if settings.role in ("all", "worker"):
             runtime.start_workers()
         if freeze_heap:
+            for start in definition.on_serve:
+                try:
+                    await start(settings)
+                except Exception:  # what it readies is then made on first use
+                    log.exception("%s: a serve hook failed", definition.context)
             heap.freeze_long_lived()
         try:
             yield

@@ -7,7 +7,7 @@ from shared.service import ConsumerSpec, ServiceDefinition, build_app
 from services.cash_application.api.card_payout_routes import router as card_payout_router
 from services.cash_application.api.refund_routes import router as refund_router
 from services.cash_application.api.routes import router
-from services.cash_application.application.chunked_imports import stop_worker_processes
+from services.cash_application.application.chunked_imports import start_worker_processes, stop_worker_processes
 from services.cash_application.projections.open_items import on_collections_event, on_invoicing_event
 from services.cash_application.cli import COMMANDS
 from services.cash_application.settings import CashApplicationSettings
@@ -26,6 +26,7 @@ def definition(settings: CashApplicationSettings | None = None) -> ServiceDefini
         commands=COMMANDS,
         state={"clock": SystemClock()},
         on_stop=[stop_worker_processes],
+        on_serve=[start_worker_processes],
     )
 
 

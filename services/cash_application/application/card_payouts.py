@@ -72,7 +72,7 @@ async def parse(cmd: ImportCardReport, settings: CashApplicationSettings) -> Par
     work = functools.partial(parse_card_report, cmd.content, cmd.processor, invoice_column=column)
     try:
         if settings.parse_workers > 0:
-            return await asyncio.get_running_loop().run_in_executor(_parse_pool(settings.parse_workers), work)
+            return await asyncio.get_running_loop().run_in_executor(_parse_pool(settings.parse_workers, settings.import_worker_nice), work)
         return work()
     except FileRejected as exc:
         raise FileRejectedProblem(str(exc), extra={"errors": [{"field": exc.where, "reason": exc.reason}]}) from exc

@@ -22,10 +22,12 @@ held every invoice's row lock and every new payment in memory for the whole file
    chunk_worker.post_chunk). Its payments are
    appended and projected, its statement lines and sources recorded, and the import's progress
    (`receipts_done`, a count of receipts in that order) and the chunk's summary written, all in
-   the chunk's transaction. A chunk is therefore posted exactly once: either it committed with
-   its progress, or nothing of it did. The next chunk is read, matched and built (in the matching
-   process, on its own connection, no locks) while one is written; a balance the written chunk
-   moves is then seen under the locks, and that chunk posted again.
+   the chunk's transaction, which moves the progress only from where the chunk begins. A chunk
+   is therefore posted exactly once: either it committed with its progress, or nothing of it did.
+   The next chunk is read, matched and built (in the matching process, on its own connection, no
+   locks) while one is written; a balance the written chunk moves is then seen under the locks,
+   and that chunk posted again. With one matching process this process writes the chunks; with
+   two or more each process commits those it prepared (chunk_worker.chunk_commit), in turn.
 4. A last transaction books the returns and other lines, checks that every line read was
    recorded, records BankStatementImported and the result.
 
@@ -55,12 +57,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared import aggregate
 from shared.db import allow_long_idle
-from shared import eventstore
 from shared.eventstore import utc_midnight
 from shared.problems import Conflict, ServiceUnavailable
 from services.cash_application.adapters import card_payout_store
 from services.cash_application.adapters import repository as repo
-from services.cash_application.application import chunk_worker, posting
+from services.cash_application.application import chunk_worker
 from services.cash_application.application.card_payouts import claim_payout_lines
 from services.cash_application.application.imports import (
     COUNTS, FileRejectedProblem, ImportFile, _json, _other_line_rows, _parse_pool, _statement_out,
@@ -68,7 +69,6 @@ from services.cash_application.application.imports import (
     shut_down, stop_parse_pool)
 from services.cash_application.domain.model import BankImport
 from services.cash_application.domain.receipts import BankStatement, ParsedFile
-from services.cash_application.projections import payments as payments_projection
 from services.cash_application.settings import CashApplicationSettings
 
 _MATCH_POOL: ProcessPoolExecutor | None = None
@@ -101,6 +101,13 @@ class ChunkWork:
             for pool in self.extra:  # started now: its interpreter and imports while the receipts are grouped
                 pool.submit(chunk_worker.started)
 
+    @property
+    def commits_in_lanes(self) -> bool:
+        """Whether each matching process commits the chunks it prepares (two processes or more)
+        rather than handing their rows to this process to write (one: it prepares the next chunk
+        while this process writes, which a lone process committing would not overlap)."""
+        return len(self.lanes) > 1 and all(pool is not None for pool in self.lanes)
+
     def lane(self, index: int) -> int:
         """The lane of the index-th chunk this import posts."""
         return index % len(self.lanes)
@@ -128,6 +135,20 @@ class ChunkWork:
         """The import's own processes end (their memory goes back); the others stay for the next."""
         for pool in self.extra:
             await shut_down(pool)
+
+
+async def start_worker_processes(settings: CashApplicationSettings) -> None:
+    """A serving process that takes bank files starts the process that parses them (and, with
+    `parse_workers` 1, matches their chunks) when it starts, not when the first file arrives: its
+    interpreter and modules (about 1.5 s of CPU) are then ready before the first import needs them.
+    Not awaited: the process readies itself while the service answers."""
+    global _MATCH_POOL
+    if settings.parse_workers > 0 and settings.role in ("all", "api"):
+        _parse_pool(settings.parse_workers, settings.import_worker_nice).submit(chunk_worker.started)
+        if settings.parse_workers > 1:  # the matching process kept for the service's life (ChunkWork)
+            if _MATCH_POOL is None:
+                _MATCH_POOL = _match_process(settings)
+            _MATCH_POOL.submit(chunk_worker.started)
 
 
 async def stop_worker_processes() -> None:
@@ -251,45 +272,62 @@ async def _run(engine: AsyncEngine, holder: AsyncConnection, import_id: str, cmd
         log.info("import %s: the customer side in %d matching process(es) after %.2f s", import_id,
                  len(work.lanes), time.monotonic() - ready)
 
+        in_lanes = work.commits_in_lanes
+
         def prepare(index: int) -> asyncio.Task:
             """The index-th chunk's receipts to its matching process, which reads the open items
             they can concern (a snapshot, no locks), matches them and posts them on it: the
-            invoices to lock, as the snapshot had them, and the rows built against them."""
+            invoices to lock, as the snapshot had them, and the rows built against them (kept
+            there when the lanes commit)."""
             chunk, start, end = chunks[index]
             part = [(n + 1, bare[id(receipts[n][0])], receipts[n][1]) for n in order[start:end]]
-            return asyncio.create_task(work(work.lane(index), chunk_worker.chunk_prepare, token, chunk, part))
+            return asyncio.create_task(work(work.lane(index), chunk_worker.chunk_prepare, token, chunk, part,
+                                            in_lanes))
 
         # Each chunk is read, matched and posted in its matching process while the one before is
-        # written here (the chunks concern mostly different customers, being grouped by payer);
-        # with two processes, the next two are. A snapshot read before an earlier chunk committed
-        # may hold balances it then moved: the locks find them, and the chunk is posted again
-        # against the locked balances, in the process that prepared it.
+        # written (the chunks concern mostly different customers, being grouped by payer); with
+        # two processes, each commits the chunk it prepared while the other prepares the next. A
+        # snapshot read before an earlier chunk committed may hold balances it then moved: the
+        # locks find them, and the chunk is posted again against the locked balances, in the
+        # process that prepared it.
         for index in range(min(len(work.lanes), len(chunks))):
             ahead[index] = prepare(index)
         for index, (chunk, start, end) in enumerate(chunks):
             began = time.monotonic()
             prepared = await ahead.pop(index)
             matched = time.monotonic()
-            async with engine.begin() as conn:
-                await allow_long_idle(conn)
-                locked = await repo.lock_open_items_by_id(conn, prepared.touched)
-                lock_done = time.monotonic()
-                posted = prepared.rows_for(locked)
-                if posted is None:  # a balance moved, an invoice went: posted again under the locks
-                    posted = await work(work.lane(index), chunk_worker.chunk_posting, token, chunk, locked)
-                built = time.monotonic()
-                following = index + len(work.lanes)  # its lane is free now
+            following = index + len(work.lanes)  # the next chunk of this chunk's lane
+            if in_lanes:
+                committed = await work(work.lane(index), chunk_worker.chunk_commit, token, chunk, start, end)
                 if following < len(chunks):
                     ahead[following] = prepare(following)
-                await _post_chunk(conn, import_id, chunk, start, end, posted)
-            summaries.extend(zip((n + 1 for n in order[start:end]), posted.summaries))
+                chunk_summaries = committed.summaries
+                touched, lock_s, reposted_s, write_s = (committed.locked, committed.lock_s, committed.reposted_s,
+                                                        committed.write_s)
+            else:
+                async with engine.begin() as conn:
+                    await allow_long_idle(conn)
+                    locked = await repo.lock_open_items_by_id(conn, prepared.touched)
+                    lock_done = time.monotonic()
+                    posted = prepared.rows_for(locked)
+                    if posted is None:  # a balance moved, an invoice went: posted again under the locks
+                        posted = await work(work.lane(index), chunk_worker.chunk_posting, token, chunk, locked)
+                    built = time.monotonic()
+                    if following < len(chunks):  # its lane is free now
+                        ahead[following] = prepare(following)
+                    await chunk_worker.write_chunk(conn, import_id, chunk, start, end, posted)
+                chunk_summaries = posted.summaries
+                touched, lock_s, write_s = len(prepared.touched), lock_done - matched, time.monotonic() - built
+                reposted_s = None if posted is prepared.built else built - lock_done
+            summaries.extend(zip((n + 1 for n in order[start:end]), chunk_summaries))
             # Where a large import's time goes, chunk by chunk: an operator sees its progress, and
             # which side (the matching process, the locks, the writes) holds it up.
             log.info("import %s chunk %d/%d (receipts %d-%d): matching waited for %.2f s, %d invoices locked in"
-                     " %.2f s, %s, written and committed in %.2f s", import_id, chunk + 1,
-                     -(-len(receipts) // size), start + 1, end, matched - began, len(prepared.touched),
-                     lock_done - matched, "rows built before the locks kept" if posted is prepared.built else
-                     f"posted again under the locks in {built - lock_done:.2f} s", time.monotonic() - built)
+                     " %.2f s, %s, written and committed in %.2f s%s", import_id, chunk + 1,
+                     -(-len(receipts) // size), start + 1, end, matched - began, touched, lock_s,
+                     "rows built before the locks kept" if reposted_s is None else
+                     f"posted again under the locks in {reposted_s:.2f} s", write_s,
+                     " by its matching process" if in_lanes else "")
     finally:
         for task in ahead.values():
             task.cancel()
@@ -380,7 +418,17 @@ async def _receipt_order(engine: AsyncEngine, import_id: str, base: Any, receipt
     def groups() -> list[str]:
         # file order: each name as first seen; with as many threads as the import has matching processes
         base.identify_payer_names((line.payer_name for _, line in receipts), workers=workers)
-        return [base.payer_group(receipt_of(line, statement.currency)) for statement, line in receipts]
+        # A receipt's group follows from what identifies its payer (Matcher.identify: the customer
+        # hint, the payer's account and name), which a payer's receipts repeat: each once.
+        known: dict[tuple[Any, ...], str] = {}
+        out = []
+        for statement, line in receipts:
+            payer = (line.customer_hint, line.payer_account, line.payer_name)
+            group = known.get(payer)
+            if group is None:
+                group = known[payer] = base.payer_group(receipt_of(line, statement.currency))
+            out.append(group)
+        return out
 
     group = await asyncio.to_thread(groups)
     order = sorted(range(len(receipts)), key=group.__getitem__)
@@ -388,22 +436,3 @@ async def _receipt_order(engine: AsyncEngine, import_id: str, base: Any, receipt
         await conn.execute(text("UPDATE bank_imports SET receipts_total = :t, receipt_order = CAST(:o AS integer[])"
                                 " WHERE import_id = :i"), {"t": len(receipts), "o": order, "i": import_id})
     return order
-
-
-async def _post_chunk(conn: AsyncConnection, import_id: str, chunk: int, start: int, end: int,
-                      posted: chunk_worker.PostedChunk) -> None:
-    """Insert a chunk's rows with its summary and the import's progress, in its transaction (under
-    its locks). In slices: what runs on the event loop between two statements (the statements'
-    parameters) stays short, so it keeps answering."""
-    for part in posted.slices:
-        await eventstore.insert_new_streams(conn, part.events)
-        await payments_projection.write_new_payment_rows(conn, part.read_model)
-        await posting.record_sources(conn, part.sources)
-        await repo.insert_statement_lines(conn, part.lines)
-    await conn.execute(
-        text("INSERT INTO bank_import_chunks (import_id, chunk, first_receipt, last_receipt, counts, payments)"
-             " VALUES (:i, :c, :f, :l, CAST(:counts AS jsonb), CAST(:p AS json))"),
-        {"i": import_id, "c": chunk, "f": start + 1, "l": end, "counts": json.dumps(posted.counts),
-         "p": "[" + ",".join(posted.summaries) + "]"})
-    await conn.execute(text("UPDATE bank_imports SET receipts_done = :d WHERE import_id = :i"),
-                       {"d": end, "i": import_id})
