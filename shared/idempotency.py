@@ -112,7 +112,7 @@ async def run_idempotent(
                     "resource or body); use a new key for each intended operation",
                     field="Idempotency-Key",
                 )
-            stored = row["response_body"]
+            stored = row["response_text"] if row["response_text"] is not None else row["response_body"]
             if isinstance(stored, str):
                 stored = json.loads(stored)
             return row["response_status"], stored, True
@@ -125,8 +125,11 @@ async def run_idempotent(
 
 _CLAIM = ("INSERT INTO idempotency_keys (scope, key, request_hash) VALUES ($1, $2, $3)"
           " ON CONFLICT (scope, key) DO NOTHING RETURNING 1")
-_STORED = "SELECT request_hash, response_status, response_body FROM idempotency_keys WHERE scope = $1 AND key = $2"
-_ANSWER = ("UPDATE idempotency_keys SET response_status = $1, response_body = CAST($2::text AS jsonb)"
+_STORED = ("SELECT request_hash, response_status, response_text, response_body FROM idempotency_keys"
+           " WHERE scope = $1 AND key = $2")
+# The answer as the text sent (migration 0005: converting it to jsonb cost more than storing it);
+# answers stored before it stay in response_body.
+_ANSWER = ("UPDATE idempotency_keys SET response_status = $1, response_text = $2"
            " WHERE scope = $3 AND key = $4")
 
 
