@@ -278,3 +278,26 @@ async def test_a_resume_refused_for_a_changed_file_leaves_no_process_started_for
     started = [p for p in multiprocessing.active_children() if p.pid not in before and p.pid not in kept]
     assert started == [], [p.pid for p in started]
     assert (await _posted(app, import_id))["received"] == 0
+
+
+async def test_a_chunk_whose_start_is_not_the_imports_progress_is_refused_and_keeps_nothing(cash):
+    """chunk_worker.write_chunk moves receipts_done only from the chunk's own start: a second run
+    of the same import (a process that outlived its service) finding the progress elsewhere fails
+    that chunk and rolls it back, instead of posting its receipts twice."""
+    from services.cash_application.application import chunk_worker
+    from shared.problems import Conflict
+
+    _, app = cash
+    empty = chunk_worker.PostedChunk(slices=[], summaries=['{"n":1}'], counts={"receipts": 1})
+    async with app.state.runtime.engine.begin() as conn:
+        await conn.execute(text("INSERT INTO bank_imports (import_id, content_hash, file_format, receipts_done)"
+                                " VALUES ('imp_guard', 'guard-hash', 'csv', 100)"))
+    with pytest.raises(Conflict):
+        async with app.state.runtime.engine.begin() as conn:
+            await chunk_worker.write_chunk(conn, "imp_guard", 0, 0, 100, empty)
+    async with app.state.runtime.engine.begin() as conn:
+        await chunk_worker.write_chunk(conn, "imp_guard", 1, 100, 200, empty)
+    async with app.state.runtime.engine.connect() as conn:
+        done = (await conn.execute(text("SELECT receipts_done FROM bank_imports WHERE import_id = 'imp_guard'"))).scalar_one()
+        chunks = list((await conn.execute(text("SELECT chunk FROM bank_import_chunks WHERE import_id = 'imp_guard'"))).scalars())
+    assert (done, chunks) == (200, [1])

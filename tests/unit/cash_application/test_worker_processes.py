@@ -20,3 +20,21 @@ async def test_the_parse_worker_and_the_matching_process_exit_when_the_service_s
 
 def test_the_service_stops_its_worker_processes() -> None:
     assert chunked_imports.stop_worker_processes in definition().on_stop
+
+
+async def test_a_serving_process_starts_its_parse_worker_before_the_first_file() -> None:
+    """main.definition's on_serve: the worker process is running (its modules imported) when the
+    service starts serving, not when the first file arrives; an API-less role starts none."""
+    from services.cash_application.settings import CashApplicationSettings
+
+    assert chunked_imports.start_worker_processes in definition().on_serve
+    await chunked_imports.start_worker_processes(CashApplicationSettings(database_url="x", role="worker"))
+    assert imports._POOL is None
+    try:
+        await chunked_imports.start_worker_processes(CashApplicationSettings(database_url="x"))
+        pool = imports._POOL
+        assert pool is not None and len(pool._processes) == 1  # started, before any file asked for it
+        assert pool.submit(os.getpid).result(timeout=60) != os.getpid()
+        assert len(pool._processes) == 1  # the same process answers
+    finally:
+        await chunked_imports.stop_worker_processes()
