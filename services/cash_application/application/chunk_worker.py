@@ -14,21 +14,24 @@ Every function here is called with plain values (pickled to the process) and kee
 this module, by import token and chunk number: ChunkWork calls them in the order the import
 needs, in one process (max_workers=1), or in threads of the service when `parse_workers` is 0.
 The open items a chunk concerns are read here, on a connection of this process (sending them
-from the service cost more than reading them: pickling some 70,000 rows per chunk). With one
-matching process the locks, the writes and the transactions they belong to stay in the service's
-process, which writes a chunk while this process prepares the next; with two or more, each
-process also commits the chunks it prepared (chunk_commit), one at a time in the chunks' order,
-while the other prepares, and the rows never cross between processes."""
+from the service cost more than reading them: pickling some 70,000 rows per chunk). The process
+also commits the chunks it prepared, in a writer thread with a connection of its own
+(chunk_commit_start / chunk_commit_wait), one chunk at a time in the chunks' order as the service
+calls them: with one process the next chunk is prepared while the writer commits, with two the
+other process prepares meanwhile; the rows never cross between processes. When the work runs in
+threads of the service (`parse_workers` 0) the service writes (chunk_posting, write_chunk)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import pickle
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -110,16 +113,40 @@ class _Import:
     def __init__(self, base: Matcher, import_id: str, threshold: Decimal, meta: dict[str, Any],
                  database_url: str) -> None:
         self.base, self.import_id, self.threshold, self.meta = base, import_id, threshold, meta
+        self.database_url = database_url
         self.chunks: dict[int, MatchedChunk] = {}
         self.loop = asyncio.new_event_loop()
         self.engine = make_engine(database_url, pool_size=1, max_overflow=0,
                                   application_name="ledgerline-cash_application-import")
+        # The chunks' transactions, when this process commits them: a thread of their own with
+        # its own event loop and connection, so one chunk commits while the next is prepared here.
+        self.writer: ThreadPoolExecutor | None = None
+        self.writer_loop: asyncio.AbstractEventLoop | None = None
+        self.writer_engine: Any = None
+        self.committing: dict[int, Future] = {}
+
+    def write(self, work: Callable[[], Awaitable[Any]]) -> Future:
+        if self.writer is None:
+            self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunk-writer")
+            self.writer_loop = asyncio.new_event_loop()
+            self.writer_engine = make_engine(self.database_url, pool_size=1, max_overflow=0,
+                                             application_name="ledgerline-cash_application-import")
+        return self.writer.submit(lambda: self.writer_loop.run_until_complete(work()))
 
     def close(self) -> None:
         try:
-            self.loop.run_until_complete(self.engine.dispose())
+            if self.writer is not None:
+                for pending in self.committing.values():  # a commit under way ends first (cancelled import)
+                    with contextlib.suppress(BaseException):
+                        pending.result()
+                self.write(self.writer_engine.dispose).result()
+                self.writer.shutdown(wait=True)
+                self.writer_loop.close()
         finally:
-            self.loop.close()
+            try:
+                self.loop.run_until_complete(self.engine.dispose())
+            finally:
+                self.loop.close()
 
 
 _IMPORTS: dict[str, _Import] = {}
@@ -239,30 +266,39 @@ class Committed:
     write_s: float
 
 
-def chunk_commit(token: str, chunk: int, start: int, end: int) -> Committed:
-    """The chunk's transaction, on this process's connection: its invoices locked, its rows (built
-    before the locks, or posted again against the locked balances) inserted with its progress, and
-    committed. Run here when the import has two matching processes or more: the rows then never
-    cross to the service's process (pickling and unpickling a chunk's 2 MB of rows cost about a
-    tenth of a second of CPU per 1,000 receipts), and the service's process only orders the
-    chunks. The service commits the chunks in order: one chunk's transaction at a time."""
+def chunk_commit_start(token: str, chunk: int, start: int, end: int) -> None:
+    """The chunk's transaction begins in this process's writer thread, on a connection of its own:
+    its invoices locked, its rows (built before the locks, or posted again against the locked
+    balances) inserted with its progress, and committed (chunk_commit_wait answers how it went).
+    The rows never cross to the service's process (pickling and unpickling a chunk's 2 MB of rows
+    cost about a tenth of a second of CPU per 1,000 receipts), and the next chunk can be prepared
+    here meanwhile. The service commits the chunks in order: one chunk's transaction at a time."""
     imp = _IMPORTS[token]
-    c = imp.chunks.pop(chunk)
+    c = imp.chunks.pop(chunk)  # taken now: preparing the next chunk forgets the earlier ones
 
     async def run() -> Committed:
         began = time.monotonic()
-        async with imp.engine.begin() as conn:
+        async with imp.writer_engine.begin() as conn:
             await allow_long_idle(conn)
             locked = await repo.lock_open_items_by_id(conn, c.prepared.touched)
             locked_at = time.monotonic()
-            with heap.fewer_collections():
-                posted = post_chunk(imp.import_id, imp.threshold, imp.meta, c, locked)
+            posted = post_chunk(imp.import_id, imp.threshold, imp.meta, c, locked)
             built_at = time.monotonic()
             await write_chunk(conn, imp.import_id, chunk, start, end, posted)
         return Committed(posted.summaries, len(c.prepared.touched), locked_at - began,
                          None if posted is c.prepared.built else built_at - locked_at, time.monotonic() - built_at)
 
-    return imp.loop.run_until_complete(run())
+    imp.committing[chunk] = imp.write(run)
+
+
+def chunk_commit_wait(token: str, chunk: int) -> Committed:
+    """How the chunk's transaction went, once it has: its summaries, or what failed it."""
+    imp = _IMPORTS[token]
+    pending = imp.committing[chunk]
+    try:
+        return pending.result()
+    finally:
+        del imp.committing[chunk]
 
 
 async def write_chunk(conn: AsyncConnection, import_id: str, chunk: int, start: int, end: int,

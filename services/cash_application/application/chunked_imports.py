@@ -26,8 +26,9 @@ held every invoice's row lock and every new payment in memory for the whole file
    is therefore posted exactly once: either it committed with its progress, or nothing of it did.
    The next chunk is read, matched and built (in the matching process, on its own connection, no
    locks) while one is written; a balance the written chunk moves is then seen under the locks,
-   and that chunk posted again. With one matching process this process writes the chunks; with
-   two or more each process commits those it prepared (chunk_worker.chunk_commit), in turn.
+   and that chunk posted again. Each matching process commits the chunks it prepared
+   (chunk_worker.chunk_commit_start, in a writer thread of its own), one chunk at a time in order;
+   with `parse_workers` 0 (threads, no processes) this process writes them.
 4. A last transaction books the returns and other lines, checks that every line read was
    recorded, records BankStatementImported and the result.
 
@@ -103,22 +104,34 @@ class ChunkWork:
 
     @property
     def commits_in_lanes(self) -> bool:
-        """Whether each matching process commits the chunks it prepares (two processes or more)
-        rather than handing their rows to this process to write (one: it prepares the next chunk
-        while this process writes, which a lone process committing would not overlap)."""
-        return len(self.lanes) > 1 and all(pool is not None for pool in self.lanes)
+        """Whether the matching processes commit the chunks they prepare (in a writer thread of
+        theirs, chunk_worker.chunk_commit_start) rather than handing their rows to this process
+        to write: always, unless the chunks' work runs in threads of this process (`parse_workers`
+        0). This process then only orders the chunks, and an import's Python work all runs at the
+        matching processes' priority (`import_worker_nice`), below the service's requests."""
+        return all(pool is not None for pool in self.lanes)
 
     def lane(self, index: int) -> int:
         """The lane of the index-th chunk this import posts."""
         return index % len(self.lanes)
 
     async def __call__(self, lane: int, fn: Callable[..., Any], *args: Any) -> Any:
-        global _MATCH_POOL
+        return await self.submit(lane, fn, *args)
+
+    def submit(self, lane: int, fn: Callable[..., Any], *args: Any) -> "asyncio.Future[Any]":
+        """fn queued in its lane now (a lane runs its calls in the order they were submitted),
+        its outcome awaited later."""
         pool = self.lanes[lane]
         if pool is None:
-            return await asyncio.to_thread(fn, *args)
+            return asyncio.ensure_future(asyncio.to_thread(fn, *args))
+        return asyncio.ensure_future(self._outcome(
+            pool, asyncio.get_running_loop().run_in_executor(pool, functools.partial(fn, *args))))
+
+    @staticmethod
+    async def _outcome(pool: ProcessPoolExecutor, running: "asyncio.Future[Any]") -> Any:
+        global _MATCH_POOL
         try:
-            return await asyncio.get_running_loop().run_in_executor(pool, functools.partial(fn, *args))
+            return await running
         except BrokenProcessPool as exc:
             if _MATCH_POOL is pool:  # the process died (killed, out of memory): a new one next time
                 _MATCH_POOL = None
@@ -281,8 +294,7 @@ async def _run(engine: AsyncEngine, holder: AsyncConnection, import_id: str, cmd
             there when the lanes commit)."""
             chunk, start, end = chunks[index]
             part = [(n + 1, bare[id(receipts[n][0])], receipts[n][1]) for n in order[start:end]]
-            return asyncio.create_task(work(work.lane(index), chunk_worker.chunk_prepare, token, chunk, part,
-                                            in_lanes))
+            return work.submit(work.lane(index), chunk_worker.chunk_prepare, token, chunk, part, in_lanes)
 
         # Each chunk is read, matched and posted in its matching process while the one before is
         # written (the chunks concern mostly different customers, being grouped by payer); with
@@ -298,8 +310,16 @@ async def _run(engine: AsyncEngine, holder: AsyncConnection, import_id: str, cmd
             matched = time.monotonic()
             following = index + len(work.lanes)  # the next chunk of this chunk's lane
             if in_lanes:
-                committed = await work(work.lane(index), chunk_worker.chunk_commit, token, chunk, start, end)
-                if following < len(chunks):
+                lane = work.lane(index)
+                await work(lane, chunk_worker.chunk_commit_start, token, chunk, start, end)
+                if len(work.lanes) == 1 and following < len(chunks):
+                    # One process: it prepares the next chunk (queued before the wait below) while
+                    # its writer thread commits this one.
+                    ahead[following] = prepare(following)
+                committed = await work(lane, chunk_worker.chunk_commit_wait, token, chunk)
+                if len(work.lanes) > 1 and following < len(chunks):
+                    # Two or more: the next chunk waits for nothing but its process; preparing it
+                    # ahead of the wait would hold back the answer the next lane's commit waits for.
                     ahead[following] = prepare(following)
                 chunk_summaries = committed.summaries
                 touched, lock_s, reposted_s, write_s = (committed.locked, committed.lock_s, committed.reposted_s,
