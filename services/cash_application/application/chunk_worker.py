@@ -1,7 +1,7 @@
 """The CPU work of a chunked bank import, run in a matching process of its own (issue 10).
 
-The service's process keeps the transactions and the I/O; this process holds the import's
-customer side (the matching engine without open items) and, per chunk, the engine over the open
+The service's process keeps the import record and the order of the chunks; this process holds
+the import's customer side (the matching engine without open items) and, per chunk, the engine over the open
 items the chunk can concern, and does everything between two reads or writes: which customers
 and keys a chunk concerns, indexing the open items read for it, the first matching on that
 snapshot, and, under the locks, the payments with their events' rows, the read model's rows,
@@ -18,8 +18,8 @@ from the service cost more than reading them: pickling some 70,000 rows per chun
 also commits the chunks it prepared, in a writer thread with a connection of its own
 (chunk_commit_start / chunk_commit_wait), one chunk at a time in the chunks' order as the service
 calls them: with one process the next chunk is prepared while the writer commits, with two the
-other process prepares meanwhile; the rows never cross between processes. When the work runs in
-threads of the service (`parse_workers` 0) the service writes (chunk_posting, write_chunk)."""
+other process prepares meanwhile; the rows never cross between processes. With `parse_workers` 0
+the same functions run in threads of the service."""
 from __future__ import annotations
 
 import asyncio
@@ -194,11 +194,10 @@ async def _in_place(fn: Any, *args: Any) -> Any:
 
 @dataclass(frozen=True)
 class Prepared:
-    """What the service's transaction needs of a chunk before its locks: the invoices to lock,
-    as the snapshot had them, and the rows posted against them. When the locks find exactly these
-    (the usual case) the rows are inserted as they are, with no call here in the transaction, and
-    their transfer from this process overlaps the previous chunk's writes; else chunk_posting
-    posts the chunk again against the locked balances."""
+    """What a chunk's transaction needs before its locks: the invoices to lock, as the snapshot
+    had them, and the rows posted against them. When the locks find exactly these (the usual case)
+    the rows are inserted as they are; else post_chunk posts the chunk again against the locked
+    balances."""
     touched: list[str]
     snapshot: dict[str, OpenItem]
     built: "PostedChunk | None"
@@ -207,19 +206,17 @@ class Prepared:
         return self.built if self.built is not None and locked == self.snapshot else None
 
 
-def chunk_prepare(token: str, chunk: int, part: list, keep: bool = False) -> "Prepared | int":
+def chunk_prepare(token: str, chunk: int, part: list) -> None:
     """A chunk's receipts arrive: the open items they can concern are read (imports.scoped_matcher)
-    and the chunk matched and posted on that snapshot. Earlier chunks are done with by then (the
-    service prepares a chunk once the previous one's rows are settled). With `keep`, the rows stay
-    here for chunk_commit and only the number of invoices to lock goes back."""
+    and the chunk matched and posted on that snapshot, kept here for its commit (chunk_commit_start).
+    Earlier chunks are done with by then (their commits took them)."""
     imp = _IMPORTS[token]
     imp.chunks.clear()
     with heap.fewer_collections():
-        prepared = _prepare(imp, chunk, part)
-    return len(prepared.touched) if keep else prepared
+        _prepare(imp, chunk, part)
 
 
-def _prepare(imp: _Import, chunk: int, part: list) -> Prepared:
+def _prepare(imp: _Import, chunk: int, part: list) -> None:
     async def read() -> Matcher:
         async with imp.engine.begin() as conn:
             await allow_long_idle(conn)
@@ -228,7 +225,6 @@ def _prepare(imp: _Import, chunk: int, part: list) -> Prepared:
 
     matcher = imp.loop.run_until_complete(read())
     imp.chunks[chunk] = match_chunk(imp.import_id, imp.threshold, imp.meta, part, matcher)
-    return imp.chunks[chunk].prepared
 
 
 def match_chunk(import_id: str, threshold: Decimal, meta: dict[str, Any], part: list, matcher: Matcher) -> MatchedChunk:
@@ -245,14 +241,6 @@ def match_chunk(import_id: str, threshold: Decimal, meta: dict[str, Any], part: 
     posted = post_receipts(import_id, part, matcher, dict(snapshot), threshold, first.results)
     return MatchedChunk(part, matcher, first, Prepared(sorted(first.touched), snapshot,
                                                        None if posted is None else _rows(meta, *posted)))
-
-
-def chunk_posting(token: str, chunk: int, locked: dict[str, Any]) -> PostedChunk:
-    """The chunk under its locks (the balances the service's transaction locked and read) when
-    they are not the snapshot's: what that transaction inserts, in slices."""
-    imp = _IMPORTS[token]
-    with heap.fewer_collections():
-        return post_chunk(imp.import_id, imp.threshold, imp.meta, imp.chunks.pop(chunk), locked)
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,8 @@ held every invoice's row lock and every new payment in memory for the whole file
    is therefore posted exactly once: either it committed with its progress, or nothing of it did.
    The next chunk is read, matched and built (in the matching process, on its own connection, no
    locks) while one is written; a balance the written chunk moves is then seen under the locks,
-   and that chunk posted again. Each matching process commits the chunks it prepared
-   (chunk_worker.chunk_commit_start, in a writer thread of its own), one chunk at a time in order;
-   with `parse_workers` 0 (threads, no processes) this process writes them.
+   and that chunk posted again. The matching process that prepared a chunk commits it
+   (chunk_worker.chunk_commit_start, in a writer thread of its own), one chunk at a time in order.
 4. A last transaction books the returns and other lines, checks that every line read was
    recorded, records BankStatementImported and the result.
 
@@ -78,7 +77,7 @@ log = logging.getLogger("ledgerline.cash_application.imports")
 
 class ChunkWork:
     """Runs chunk_worker's functions in the matching processes (lanes), or in threads of this
-    process when `parse_workers` is 0. A chunk is prepared, and posted again if need be, in one
+    process when `parse_workers` is 0. A chunk is prepared and committed (posted again if need be) in one
     lane (chunk_worker keeps its state there between the calls); the chunks go to the lanes in
     turn. The first lane is the parse worker when `parse_workers` is 1 (one process parses and
     matches), else a matching process kept for the service's life; the others are started for one
@@ -101,15 +100,6 @@ class ChunkWork:
             self.lanes += self.extra
             for pool in self.extra:  # started now: its interpreter and imports while the receipts are grouped
                 pool.submit(chunk_worker.started)
-
-    @property
-    def commits_in_lanes(self) -> bool:
-        """Whether the matching processes commit the chunks they prepare (in a writer thread of
-        theirs, chunk_worker.chunk_commit_start) rather than handing their rows to this process
-        to write: always, unless the chunks' work runs in threads of this process (`parse_workers`
-        0). This process then only orders the chunks, and an import's Python work all runs at the
-        matching processes' priority (`import_worker_nice`), below the service's requests."""
-        return all(pool is not None for pool in self.lanes)
 
     def lane(self, index: int) -> int:
         """The lane of the index-th chunk this import posts."""
@@ -285,16 +275,14 @@ async def _run(engine: AsyncEngine, holder: AsyncConnection, import_id: str, cmd
         log.info("import %s: the customer side in %d matching process(es) after %.2f s", import_id,
                  len(work.lanes), time.monotonic() - ready)
 
-        in_lanes = work.commits_in_lanes
-
         def prepare(index: int) -> asyncio.Task:
             """The index-th chunk's receipts to its matching process, which reads the open items
             they can concern (a snapshot, no locks), matches them and posts them on it: the
-            invoices to lock, as the snapshot had them, and the rows built against them (kept
-            there when the lanes commit)."""
+            invoices to lock, as the snapshot had them, and the rows built against them, kept
+            there for its commit."""
             chunk, start, end = chunks[index]
             part = [(n + 1, bare[id(receipts[n][0])], receipts[n][1]) for n in order[start:end]]
-            return work.submit(work.lane(index), chunk_worker.chunk_prepare, token, chunk, part, in_lanes)
+            return work.submit(work.lane(index), chunk_worker.chunk_prepare, token, chunk, part)
 
         # Each chunk is read, matched and posted in its matching process while the one before is
         # written (the chunks concern mostly different customers, being grouped by payer); with
@@ -306,48 +294,29 @@ async def _run(engine: AsyncEngine, holder: AsyncConnection, import_id: str, cmd
             ahead[index] = prepare(index)
         for index, (chunk, start, end) in enumerate(chunks):
             began = time.monotonic()
-            prepared = await ahead.pop(index)
+            await ahead.pop(index)
             matched = time.monotonic()
             following = index + len(work.lanes)  # the next chunk of this chunk's lane
-            if in_lanes:
-                lane = work.lane(index)
-                await work(lane, chunk_worker.chunk_commit_start, token, chunk, start, end)
-                if len(work.lanes) == 1 and following < len(chunks):
-                    # One process: it prepares the next chunk (queued before the wait below) while
-                    # its writer thread commits this one.
-                    ahead[following] = prepare(following)
-                committed = await work(lane, chunk_worker.chunk_commit_wait, token, chunk)
-                if len(work.lanes) > 1 and following < len(chunks):
-                    # Two or more: the next chunk waits for nothing but its process; preparing it
-                    # ahead of the wait would hold back the answer the next lane's commit waits for.
-                    ahead[following] = prepare(following)
-                chunk_summaries = committed.summaries
-                touched, lock_s, reposted_s, write_s = (committed.locked, committed.lock_s, committed.reposted_s,
-                                                        committed.write_s)
-            else:
-                async with engine.begin() as conn:
-                    await allow_long_idle(conn)
-                    locked = await repo.lock_open_items_by_id(conn, prepared.touched)
-                    lock_done = time.monotonic()
-                    posted = prepared.rows_for(locked)
-                    if posted is None:  # a balance moved, an invoice went: posted again under the locks
-                        posted = await work(work.lane(index), chunk_worker.chunk_posting, token, chunk, locked)
-                    built = time.monotonic()
-                    if following < len(chunks):  # its lane is free now
-                        ahead[following] = prepare(following)
-                    await chunk_worker.write_chunk(conn, import_id, chunk, start, end, posted)
-                chunk_summaries = posted.summaries
-                touched, lock_s, write_s = len(prepared.touched), lock_done - matched, time.monotonic() - built
-                reposted_s = None if posted is prepared.built else built - lock_done
+            lane = work.lane(index)
+            await work(lane, chunk_worker.chunk_commit_start, token, chunk, start, end)
+            if len(work.lanes) == 1 and following < len(chunks):
+                # One process: it prepares the next chunk (queued before the wait below) while its
+                # writer thread commits this one.
+                ahead[following] = prepare(following)
+            committed = await work(lane, chunk_worker.chunk_commit_wait, token, chunk)
+            if len(work.lanes) > 1 and following < len(chunks):
+                # Two or more: the next chunk waits for nothing but its process; preparing it ahead
+                # of the wait would hold back the answer the next lane's commit waits for.
+                ahead[following] = prepare(following)
+            chunk_summaries = committed.summaries
             summaries.extend(zip((n + 1 for n in order[start:end]), chunk_summaries))
             # Where a large import's time goes, chunk by chunk: an operator sees its progress, and
             # which side (the matching process, the locks, the writes) holds it up.
             log.info("import %s chunk %d/%d (receipts %d-%d): matching waited for %.2f s, %d invoices locked in"
-                     " %.2f s, %s, written and committed in %.2f s%s", import_id, chunk + 1,
-                     -(-len(receipts) // size), start + 1, end, matched - began, touched, lock_s,
-                     "rows built before the locks kept" if reposted_s is None else
-                     f"posted again under the locks in {reposted_s:.2f} s", write_s,
-                     " by its matching process" if in_lanes else "")
+                     " %.2f s, %s, written and committed in %.2f s", import_id, chunk + 1,
+                     -(-len(receipts) // size), start + 1, end, matched - began, committed.locked, committed.lock_s,
+                     "rows built before the locks kept" if committed.reposted_s is None else
+                     f"posted again under the locks in {committed.reposted_s:.2f} s", committed.write_s)
     finally:
         for task in ahead.values():
             task.cancel()
