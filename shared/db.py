@@ -9,10 +9,11 @@ import hashlib
 import logging
 import os
 import re
+import time
 from importlib import resources
 from typing import Any, Iterable, Mapping, Sequence
 
-from sqlalchemy import text
+from sqlalchemy import event, exc, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.util import await_only
 
@@ -45,30 +46,47 @@ def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10,
         url,
         pool_size=pool_size,
         max_overflow=max_overflow,
-        pool_pre_ping=True,
+        # The pool tests a connection on checkout itself (_check_on_checkout), not SQLAlchemy's
+        # pre-ping on every checkout.
+        pool_pre_ping=False,
         connect_args=connect_args,
         # Transactions are short; READ COMMITTED is the PostgreSQL default and what the
         # event store's visibility rule (pg_snapshot_xmin) is written for.
     )
     if engine.dialect.driver == "asyncpg":
-        engine.sync_engine.dialect.do_ping = _ping_once  # type: ignore[method-assign]
+        event.listen(engine.sync_engine.pool, "connect", _mark_used)
+        event.listen(engine.sync_engine.pool, "checkin", _mark_used)
+        event.listen(engine.sync_engine.pool, "checkout", _check_on_checkout)
     return engine
 
 
-def _ping_once(dbapi_connection) -> bool:
-    """The pool's pre-ping in one round trip. SQLAlchemy's asyncpg ping is three (BEGIN, a
-    prepared `;`, ROLLBACK: the transaction is there for pgbouncer's transaction mode, where a
-    prepared statement outside one may land on another server); a simple-protocol query has no
-    prepared statement and is its own transaction, so it is safe there too (`SELECT 1`: asyncpg
-    cannot read the answer to an empty query). It reached the
-    server or it failed: a failure goes through the adapter's own translation, so the pool
-    sees the same disconnect error (and invalidates the same connections) as with SQLAlchemy's
-    ping. One append transaction was six round trips with the old ping, four with this one."""
+# A connection back in the pool for less than this is handed out without a round trip (HikariCP's
+# aliveBypassWindowMs, 500 ms by default, is the same trade): under load every connection is
+# reused within milliseconds, and the ping was one round trip in four of an event append and one
+# in ten of an invoice's issue. A session the server ended meanwhile is still caught without one:
+# PostgreSQL says so and closes the socket (a restart, pg_terminate_backend, the idle-in-
+# transaction limit), the event loop sees the close, and the driver marks the connection closed.
+PING_AFTER_IDLE_S = 0.5
+
+
+def _mark_used(_dbapi_connection, record) -> None:
+    record.info["ledgerline_used_at"] = time.monotonic()
+
+
+def _check_on_checkout(dbapi_connection, record, _proxy) -> None:
+    """A connection known closed, or idle longer than PING_AFTER_IDLE_S and not answering one
+    simple-protocol `SELECT 1` (no prepared statement, its own transaction: safe behind
+    pgbouncer's transaction mode), is not handed out: the pool drops it, and every connection
+    opened before it (a dead one is most often a server restart), and connects anew."""
+    driver = dbapi_connection.driver_connection
+    if driver.is_closed():
+        raise exc.InvalidatePoolError("the server closed this pooled connection")
+    if time.monotonic() - record.info.get("ledgerline_used_at", 0.0) < PING_AFTER_IDLE_S:
+        return
     try:
-        await_only(dbapi_connection.driver_connection.execute("SELECT 1"))
-    except Exception as error:  # translated to the DB-API error the pool expects
-        dbapi_connection._handle_exception(error)
-    return True
+        await_only(driver.execute("SELECT 1"))
+    except Exception as error:
+        raise exc.InvalidatePoolError(f"a pooled connection did not answer: {type(error).__name__}") from error
 
 
 async def driver_connection(conn: AsyncConnection) -> Any:

@@ -58,7 +58,7 @@ import asyncpg
 import httpx
 
 from bench.platform import backlog, loadgen
-from bench.platform.probe import READ_MODELS, MemorySampler, VisibilityProbe, WaitSampler, read_model_totals
+from bench.platform.probe import READ_MODELS, CpuAccount, MemorySampler, VisibilityProbe, WaitSampler, read_model_totals
 from bench.platform.stats import percentile, summary_ms
 from tests.support.infra import LOCAL
 from tests.support.platform import CONTEXTS, ROOT, _die_with_parent, free_port, running_platform
@@ -346,8 +346,12 @@ class Bench:
         show("raw, open loop", raw_open)
 
         step(f"platform: {cfg.clients} clients, one invoice per request")
+        cpu = CpuAccount({i.name: i.pid for c in CONTEXTS for i in platform.instances[c]}, platform.databases)
+        cpu_before, started = cpu.snapshot(), time.monotonic()
         closed = await generator.run(invoicing, "/v1/invoices", "closed", cfg.closed_seconds, "c-", customers,
                                      concurrency=cfg.clients)
+        self.cpu_note("the closed loop", cpu.spent(cpu_before, cpu.snapshot()), time.monotonic() - started,
+                      sum(1 for s in closed.status if s == 201), "accepted invoice")
         self.expect_load(closed, "c-", customers)
         platform_closed = load_figures(closed)
         f.data["platform_closed"] = platform_closed
@@ -426,11 +430,15 @@ class Bench:
                                                      customers, rate=import_rate, workers=1))
             await asyncio.sleep(4.0)
             import_window["start"] = time.monotonic()
+            cpu_before = cpu.snapshot()
             async with httpx.AsyncClient(timeout=300) as client:
                 r = await client.post(f"{urls['cash_application'][0]}/v1/bank-files",
                                       params={"format": "csv", "file_name": "bench-platform.csv"}, content=csv_bytes,
                                       headers={"Idempotency-Key": str(uuid.uuid4()), "X-Actor": "bench"})
             import_window["end"] = time.monotonic()
+            self.cpu_note("the bank import (its receipts, their events' fan-out, invoices at the import's rate)",
+                          cpu.spent(cpu_before, cpu.snapshot()), import_window["end"] - import_window["start"],
+                          cfg.receipts, "receipt")
             if r.status_code != 201:
                 raise RuntimeError(f"bank import answered {r.status_code}: {r.text[:500]}")
             import_window["receipts"] = r.json().get("receipts", 0)
@@ -668,6 +676,19 @@ class Bench:
         return procs
 
     # ------------------------------------------------------------------------------- output
+
+    def cpu_note(self, phase: str, spent: dict[str, float], wall: float, units: int, unit: str) -> None:
+        """Where the CPU went during a phase: CPU seconds by part of the platform, share of one
+        core, and per `unit` (what the phase produced), the total against the host's cores."""
+        f = self.figures
+        total = sum(spent.values())
+        f.data.setdefault("cpu", {})[phase] = {"wall_s": wall, "units": units, "cpu_s": spent}
+        f.notes.append(f"CPU during {phase}: {total:.1f} CPU-seconds in {wall:.1f} s ({total / wall:.2f} of"
+                       f" {os.cpu_count()} cores), {1000 * total / max(1, units):.2f} ms per {unit}:")
+        for name, seconds in spent.items():
+            if seconds >= 0.05:
+                f.notes.append(f"  {name:48} {seconds:6.2f} s  {100 * seconds / wall:5.1f}% of a core"
+                               f"  {1000 * seconds / max(1, units):6.2f} ms per {unit}")
 
     def wait_notes(self, waits: WaitSampler) -> None:
         f = self.figures

@@ -197,6 +197,74 @@ class MemorySampler:
                 pass
 
 
+# ------------------------------------------------------------------------------- CPU by process
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: str) -> tuple[int, float] | None:
+    """(parent pid, user + system CPU seconds) of a process, None when it is gone."""
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        return open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+class CpuAccount:
+    """CPU seconds (user + system, from /proc) spent by each part of the platform between two
+    snapshots: each service's process tree (its matching or parse workers included), each
+    service's PostgreSQL sessions (by database), PostgreSQL's own processes, Kafka, and this
+    benchmark with its load generator; anything else on the host apart. Processes that ended
+    between the snapshots are not counted (the services' pooled sessions live throughout)."""
+
+    def __init__(self, services: dict[str, int], databases: dict[str, str]) -> None:
+        self.services = services                       # name (invoicing#1) -> pid
+        self.databases = {db: context for context, db in databases.items()}
+        self.bench = os.getpid()
+
+    def _group(self, pid: str, parents: dict[str, int], cmd: str) -> str:
+        if cmd.startswith("postgres: "):
+            words = cmd.split()
+            context = self.databases.get(words[2]) if len(words) > 2 else None
+            return f"PostgreSQL sessions of {context}" if context else "PostgreSQL (its own processes, other sessions)"
+        if "kafka" in cmd and "java" in cmd:
+            return "Kafka"
+        seen, p = 0, int(pid)
+        while p > 1 and seen < 64:
+            for name, service_pid in self.services.items():
+                if p == service_pid:
+                    return name
+            if p == self.bench:
+                return "the benchmark and its load generator"
+            p = parents.get(str(p), 0)
+            seen += 1
+        return "other processes on the host"
+
+    def snapshot(self) -> dict[tuple[str, str], float]:
+        stats = {pid: _stat(pid) for pid in os.listdir("/proc") if pid.isdigit()}
+        parents = {pid: s[0] for pid, s in stats.items() if s}
+        out = {}
+        for pid, s in stats.items():
+            if s:
+                out[(pid, self._group(pid, parents, _cmdline(pid)))] = s[1]
+        return out
+
+    @staticmethod
+    def spent(before: dict[tuple[str, str], float], after: dict[tuple[str, str], float]) -> dict[str, float]:
+        groups: dict[str, float] = {}
+        for key, seconds in after.items():
+            groups[key[1]] = groups.get(key[1], 0.0) + seconds - before.get(key, 0.0)
+        return dict(sorted(groups.items(), key=lambda kv: -kv[1]))
+
+
 # ------------------------------------------------------------------------- database wait events
 
 class WaitSampler:
