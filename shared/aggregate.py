@@ -92,22 +92,26 @@ def _new_events(aggregate: Aggregate, metadata: dict[str, Any]) -> list[eventsto
     ]
 
 
-def new_streams(aggregates: Sequence[Aggregate], metadata: dict[str, Any]
+def new_streams(aggregates: Sequence[Aggregate], metadata: dict[str, Any] | Sequence[dict[str, Any]]
                 ) -> list[tuple[str, str, list[eventstore.NewEvent]]]:
     """New aggregates' streams as eventstore.append_new_streams takes them, (stream_id,
     stream_type, events) each (pure: no I/O; the aggregates keep their pending events), for a
     caller that builds the rows in one process and inserts them in another (a bank import's
-    worker)."""
+    worker). `metadata`: one for all, or one per aggregate (each caused by its own event)."""
     loaded = [a.stream_id for a in aggregates if a.version != 0]
     if loaded:
         raise ValueError(f"save_new takes new aggregates only; {loaded[0]} is at a version")
-    return [(a.stream_id, a.stream_type, _new_events(a, metadata)) for a in aggregates]
+    each = [metadata] * len(aggregates) if isinstance(metadata, dict) else list(metadata)
+    if len(each) != len(aggregates):
+        raise ValueError(f"{len(each)} metadata for {len(aggregates)} aggregates")
+    return [(a.stream_id, a.stream_type, _new_events(a, m)) for a, m in zip(aggregates, each)]
 
 
 async def save_new(conn: AsyncConnection, aggregates: Sequence[Aggregate],
-                   metadata: dict[str, Any]) -> list[list[eventstore.NewEvent]]:
+                   metadata: dict[str, Any] | Sequence[dict[str, Any]]) -> list[list[eventstore.NewEvent]]:
     """Save many aggregates created in this command (none loaded from a stream) in one batch:
-    eventstore.append_new_streams. Returns each one's new events, in order."""
+    eventstore.append_new_streams. Returns each one's new events, in order. `metadata`: one for
+    all, or one per aggregate."""
     streams = new_streams(aggregates, metadata)
     await eventstore.append_new_streams(conn, streams)
     for a, (_, _, events) in zip(aggregates, streams):

@@ -7,6 +7,7 @@ with every report compared, is tests/integration/reporting/test_order_independen
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 from typing import Any, Callable
 
 import pytest
@@ -24,7 +25,9 @@ from shared.contracts import (
     InvoiceIssued,
     InvoiceLine,
     PaymentApplied,
+    PaymentReturned,
     PaymentUnapplied,
+    ShortPayDetected,
     SmallBalanceWrittenOff,
     WriteOffApproved,
     topic_for,
@@ -89,11 +92,35 @@ def _cash_application_events() -> list[ReceivedEvent]:
     ]]
 
 
+def _short(payment: str, invoice_id: str, shortfall: str, reason: str | None = None) -> ShortPayDetected:
+    return ShortPayDetected(payment_id=payment, invoice_id=invoice_id, customer_id="C1", currency="USD",
+                            open_amount="1000.00", paid_amount=str(Decimal("1000.00") - Decimal(shortfall)),
+                            shortfall=shortfall, value_date="2024-03-10", reason_code=reason)
+
+
+def _returned(payment: str) -> PaymentReturned:
+    return PaymentReturned(payment_id=payment, customer_id="C1", amount="900.00", currency="USD",
+                           returned_on="2024-03-15", reason_code="R01")
+
+
 def _disputes_events() -> list[ReceivedEvent]:
     return [_event(c) for c in [
         _applied("A-1", "INV-1", "40.00"),  # cash before the invoice is known
         _invoice("INV-1", "1000.00"),
         _applied("A-2", "INV-1", "60.00"),
+        # Short pays of a bank file, opened together in a batch: one payment short on two
+        # invoices, one short pay delivered again under a new event id, cash between them.
+        _short("P-1", "INV-1", "100.00", "DAMAGED"),
+        _short("P-1", "INV-2", "20.00"),
+        _applied("A-3", "INV-2", "5.00"),
+        _short("P-2", "INV-1", "35.50", "PRICING"),
+        _short("P-1", "INV-1", "100.00", "DAMAGED"),
+        # A payment returned before its short pay is seen (nothing owed on it), and one returned
+        # after (its deduction withdrawn).
+        _returned("P-3"),
+        _short("P-3", "INV-1", "50.00"),
+        _short("P-4", "INV-2", "12.00"),
+        _returned("P-4"),
         _unapplied("A-1", "INV-1", "40.00"),
         _applied("A-2", "INV-1", "60.00"),  # the same application under a new event id
         _invoice("INV-1", "1000.00"),
@@ -192,7 +219,7 @@ def _disputes():
     from services.disputes.main import definition
     from services.disputes.settings import DisputesSettings
     return (lambda url: definition(DisputesSettings(database_url=url)), on_external_event,
-            ("invoice_references", "rebill_collections", "disputes"), _disputes_events)
+            ("invoice_references", "rebill_collections", "disputes", "returned_payments"), _disputes_events)
 
 
 def _invoicing():
@@ -244,3 +271,25 @@ async def test_a_batch_leaves_the_read_model_of_the_events_one_by_one(service):
     # Small batches, the first event delivered twice within its batch, the second batch delivered again.
     batches = [[events[0], events[0], events[1]], events[2:5], events[2:5], events[5:]]
     assert await _model(make_definition, projection, tables, batches, one_by_one=False) == expected
+
+
+async def test_a_batch_of_short_pays_opens_each_deduction_once_and_none_for_a_returned_payment():
+    make_definition, projection, _, events_of = _disputes()
+    async with fresh_database("batchproj") as name:
+        runtime = Runtime(make_definition(sqlalchemy_url(name)))
+        await runtime.migrate()
+        try:
+            async with runtime.engine.begin() as conn:
+                await projection.apply_batch(conn, events_of())
+            async with runtime.engine.connect() as conn:
+                rows = (await conn.execute(text(
+                    "SELECT payment_id, invoice_id, amount, reason_code, status, version FROM disputes"
+                    " WHERE kind = 'deduction' ORDER BY payment_id, invoice_id"))).all()
+                streams = (await conn.execute(text(
+                    "SELECT count(DISTINCT stream_id) FROM events WHERE event_type = 'DeductionOpened'"))).scalar()
+        finally:
+            await runtime.dispose()
+    assert [(r.payment_id, r.invoice_id, str(r.amount), r.status) for r in rows] == [
+        ("P-1", "INV-1", "100.0000", "open"), ("P-1", "INV-2", "20.0000", "open"),
+        ("P-2", "INV-1", "35.5000", "open"), ("P-4", "INV-2", "12.0000", "resolved")]
+    assert streams == 4

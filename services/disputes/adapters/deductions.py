@@ -18,6 +18,16 @@ async def code_mapping(conn: AsyncConnection, customer_id: str) -> dict[str, str
     return {r.customer_reason_code: r.reason_code for r in rows}
 
 
+async def code_mappings(conn: AsyncConnection, customer_ids: list[str]) -> dict[str, dict[str, str]]:
+    """code_mapping for many customers: {customer_id: mapping}; a customer without one is absent."""
+    rows = await conn.execute(text("SELECT customer_id, customer_reason_code, reason_code FROM customer_deduction_codes"
+                                   " WHERE customer_id = ANY(CAST(:cs AS text[]))"), {"cs": list(customer_ids)})
+    mappings: dict[str, dict[str, str]] = {}
+    for r in rows:
+        mappings.setdefault(r.customer_id, {})[r.customer_reason_code] = r.reason_code
+    return mappings
+
+
 async def replace_code_mapping(conn: AsyncConnection, customer_id: str, mapping: dict[str, str]) -> None:
     await conn.execute(text("DELETE FROM customer_deduction_codes WHERE customer_id = :c"), {"c": customer_id})
     if mapping:

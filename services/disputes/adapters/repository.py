@@ -57,14 +57,22 @@ async def amount_in_dispute(conn: AsyncConnection, invoice_id: str) -> Decimal:
 
 
 async def insert_dispute(conn: AsyncConnection, row: dict[str, Any]) -> None:
+    await insert_disputes(conn, [row])
+
+
+async def insert_disputes(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """Open disputes' rows (one statement; executemany for several)."""
+    if not rows:
+        return
+    defaults = {"team": None, "customer_reason_code": None, "external_reference": None, "due_on": None,
+                "line_number": None, "description": None, "payment_id": None}
     await conn.execute(
         text("INSERT INTO disputes (dispute_id, kind, invoice_id, customer_id, payment_id, currency, amount,"
              " reason_code, description, opened_on, status, version, team, customer_reason_code, external_reference,"
              " due_on, line_number) VALUES (:dispute_id, :kind, :invoice_id, :customer_id, :payment_id, :currency,"
              " :amount, :reason_code, :description, :opened_on, 'open', :version, :team, :customer_reason_code,"
              " :external_reference, :due_on, :line_number)"),
-        {"team": None, "customer_reason_code": None, "external_reference": None, "due_on": None, "line_number": None,
-         **row},
+        [{**defaults, **row} for row in rows],
     )
 
 
@@ -91,9 +99,19 @@ async def record_returned_payment(conn: AsyncConnection, payment_id: str, reason
                        {"p": payment_id, "r": reason_code, "d": returned_on})
 
 
-async def payment_returned(conn: AsyncConnection, payment_id: str) -> bool:
-    return (await conn.execute(text("SELECT 1 FROM returned_payments WHERE payment_id = :p"),
-                               {"p": payment_id})).first() is not None
+async def lock_payments(conn: AsyncConnection, payment_ids: list[str]) -> None:
+    """lock_payment for many, in one statement, in one order for every caller (the locks' keys
+    sorted), so two transactions locking overlapping payments queue up instead of deadlocking."""
+    await conn.execute(text(
+        "SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT DISTINCT hashtextextended('disputes:payment:' || p, 0) AS k"
+        " FROM unnest(CAST(:ps AS text[])) AS p ORDER BY k) AS keys"), {"ps": list(payment_ids)})
+
+
+async def returned_payments(conn: AsyncConnection, payment_ids: list[str]) -> set[str]:
+    """Which of these payments the bank returned."""
+    rows = await conn.execute(text("SELECT payment_id FROM returned_payments WHERE payment_id = ANY(CAST(:ps AS text[]))"),
+                              {"ps": list(payment_ids)})
+    return set(rows.scalars())
 
 
 async def open_deductions_of_payment(conn: AsyncConnection, payment_id: str) -> list[str]:

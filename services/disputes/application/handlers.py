@@ -117,33 +117,50 @@ async def resolve_dispute(conn: AsyncConnection, cmd: ResolveDispute, meta: dict
 async def open_deduction(conn: AsyncConnection, short_pay: ShortPayDetected, meta: dict[str, Any]) -> bool:
     """Open the deduction for a short pay; returns False when it was already open (redelivery) or
     the payment was returned (a PaymentReturned handled first: nothing is owed on it)."""
-    await repo.lock_payment(conn, short_pay.payment_id)
-    if await repo.payment_returned(conn, short_pay.payment_id):
-        log.info("short pay of payment %s on invoice %s ignored: the payment was returned",
-                 short_pay.payment_id, short_pay.invoice_id)
-        return False
-    dispute = await aggregate.load(conn, Dispute, deduction_id(short_pay.payment_id, short_pay.invoice_id))
-    if dispute.exists:
-        return False
-    # The retailer's own code through the customer's mapping (kept on the event beside it).
-    reason_code = mapped_reason_code(short_pay.reason_code,
-                                     await deductions.code_mapping(conn, short_pay.customer_id))
-    if short_pay.reason_code and reason_code != short_pay.reason_code:
-        meta = {**meta, "remittance_reason_code": short_pay.reason_code}
-    try:
-        dispute.open_deduction(invoice_id=short_pay.invoice_id, customer_id=short_pay.customer_id,
-                               payment_id=short_pay.payment_id, currency=short_pay.currency,
-                               shortfall=short_pay.shortfall, reason_code=reason_code,
-                               opened_on=short_pay.value_date, at=utc_midnight(short_pay.value_date),
-                               customer_reason_code=normalise_customer_code(short_pay.reason_code) or None)
-    except DisputeRuleViolation as exc:
-        # A malformed short pay (no shortfall) is parked by the runner: worth an alert.
-        raise ValueError(f"ShortPayDetected for payment {short_pay.payment_id} cannot open a deduction: {exc}") from exc
-    # A concurrent twin loses on the stream version (ConcurrencyError); the runner retries it
-    # and the retry finds the deduction open.
-    await aggregate.save(conn, dispute, meta)
-    await repo.insert_dispute(conn, _row(dispute, payment_id=short_pay.payment_id))
-    return True
+    return await open_deductions(conn, [(short_pay, meta)]) == 1
+
+
+async def open_deductions(conn: AsyncConnection, short_pays: Sequence[tuple[ShortPayDetected, dict[str, Any]]]) -> int:
+    """open_deduction for a run of short pays (each with its event's metadata), in a fixed number
+    of statements however many there are (a bank file's short pays arrive by the hundred): their
+    payments locked, then which were returned, the deductions' streams, the customers' code
+    mappings read at once; the new deductions' events and rows written with one statement each.
+    A short pay delivered twice in the run opens one deduction. Returns how many were opened."""
+    if not short_pays:
+        return 0
+    await repo.lock_payments(conn, sorted({s.payment_id for s, _ in short_pays}))
+    returned = await repo.returned_payments(conn, sorted({s.payment_id for s, _ in short_pays}))
+    disputes = await aggregate.load_many(conn, Dispute, sorted({deduction_id(s.payment_id, s.invoice_id)
+                                                                 for s, _ in short_pays}))
+    mappings = await deductions.code_mappings(conn, sorted({s.customer_id for s, _ in short_pays}))
+    opened: list[tuple[Dispute, dict[str, Any], str]] = []
+    for short_pay, meta in short_pays:
+        if short_pay.payment_id in returned:
+            log.info("short pay of payment %s on invoice %s ignored: the payment was returned",
+                     short_pay.payment_id, short_pay.invoice_id)
+            continue
+        dispute = disputes[deduction_id(short_pay.payment_id, short_pay.invoice_id)]
+        if dispute.exists:  # opened before, or earlier in this run
+            continue
+        # The retailer's own code through the customer's mapping (kept on the event beside it).
+        reason_code = mapped_reason_code(short_pay.reason_code, mappings.get(short_pay.customer_id, {}))
+        if short_pay.reason_code and reason_code != short_pay.reason_code:
+            meta = {**meta, "remittance_reason_code": short_pay.reason_code}
+        try:
+            dispute.open_deduction(invoice_id=short_pay.invoice_id, customer_id=short_pay.customer_id,
+                                   payment_id=short_pay.payment_id, currency=short_pay.currency,
+                                   shortfall=short_pay.shortfall, reason_code=reason_code,
+                                   opened_on=short_pay.value_date, at=utc_midnight(short_pay.value_date),
+                                   customer_reason_code=normalise_customer_code(short_pay.reason_code) or None)
+        except DisputeRuleViolation as exc:
+            # A malformed short pay (no shortfall) is parked by the runner: worth an alert.
+            raise ValueError(f"ShortPayDetected for payment {short_pay.payment_id} cannot open a deduction: {exc}") from exc
+        opened.append((dispute, meta, short_pay.payment_id))
+    # A concurrent twin makes one of the streams exist (ConcurrencyError, nothing written); the
+    # runner retries the batch and the retry finds its deduction open.
+    await aggregate.save_new(conn, [d for d, _, _ in opened], [m for _, m, _ in opened])
+    await repo.insert_disputes(conn, [_row(d, payment_id=p) for d, _, p in opened])
+    return len(opened)
 
 
 CHARGEBACK_REFERENCE = "chargeback:"
@@ -221,12 +238,16 @@ async def _on_external_event(conn: AsyncConnection, event: ReceivedEvent) -> Non
 
 
 async def _apply_external_batch(conn: AsyncConnection, events: Sequence[ReceivedEvent]) -> None:
-    """The same, for a batch in offset order: invoice references and cash collected are written
-    with one statement each per run of them; anything else (a re-bill, a short pay, a returned
-    payment: process-manager work) first writes what is pending, then runs on its own, so it
-    sees everything before it."""
+    """The same, for a batch in offset order: invoice references, cash collected and short pays'
+    deductions are written with a fixed number of statements per run of them; anything else (a
+    re-bill, a chargeback, a returned payment: process-manager work) first writes what is
+    pending, then runs on its own, so it sees everything before it."""
     references: list[dict[str, Any]] = []
     collected: list[dict[str, Any]] = []
+    # Short pays commute with references and cash collected (a deduction opened from one reads
+    # neither, and cash collected only moves re-bills' recovered amounts, which a new deduction
+    # has none of): a run of them is opened at once.
+    short_pays: list[tuple[ShortPayDetected, dict[str, Any]]] = []
 
     async def flush() -> None:
         if references:
@@ -235,6 +256,9 @@ async def _apply_external_batch(conn: AsyncConnection, events: Sequence[Received
         if collected:
             await deductions.record_collections(conn, collected)
             collected.clear()
+        if short_pays:
+            await open_deductions(conn, short_pays)
+            short_pays.clear()
 
     for event in events:
         try:
@@ -253,7 +277,9 @@ async def _apply_external_batch(conn: AsyncConnection, events: Sequence[Received
         elif isinstance(contract, PaymentUnapplied):
             collected.append({"a": f"{contract.application_id}:reversed", "i": contract.invoice_id,
                               "amt": -contract.amount, "d": contract.unapplied_on})
-        elif isinstance(contract, (InvoiceIssued, ShortPayDetected, ChargebackReceived, PaymentReturned)):
+        elif isinstance(contract, ShortPayDetected):
+            short_pays.append((contract, event.causation_metadata("disputes:short-pay")))
+        elif isinstance(contract, (InvoiceIssued, ChargebackReceived, PaymentReturned)):
             await flush()
             await _on_contract(conn, event, contract)
         # any other event (payments received, credit memos, ...) changes nothing here
