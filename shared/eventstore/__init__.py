@@ -8,15 +8,21 @@ How reading is safe (the reasoning; docs/architecture.md repeats it):
 
 Every row carries commit_order = greatest(pg_current_xact_id(), commit_order of the stream's
 previous version) (a new stream's first rows: the transaction's own id). A reader takes only
-rows with commit_order < pg_snapshot_xmin(pg_current_snapshot()), in (commit_order,
-global_position) order, and keeps the last (commit_order, global_position) it read.
+rows with commit_order below the horizon H of its statement's snapshot: the smallest id among the
+snapshot's running transactions, leaving out those pg_stat_activity shows belong to a session of
+another database, or else the snapshot's xmax (the first id not yet assigned). It reads them in
+(commit_order, global_position) order and keeps the last (commit_order, global_position) it read.
 
 1. Nothing is skipped. commit_order >= the id of the transaction that wrote the row. A row not
-   yet visible to the reader belongs to a transaction still running (its id >= xmin) or not
-   started yet (its id will be >= the next id > xmin), so its commit_order >= xmin: it is not
-   in the set the reader reads now, and it sorts after everything the reader has read (all of
-   which is < xmin). Rows with commit_order < xmin were written by transactions that have ended:
-   that set can never grow, so reading it in order and keeping the last position skips nothing.
+   yet visible to the reader belongs to a transaction still running or not started yet. One
+   running in this database has an id >= H (only other databases' transactions are left out,
+   and no session writes another database's tables); one not started yet will get an id >= xmax
+   >= H. Either way its commit_order >= H: it is not in the set the reader reads now, and it
+   sorts after everything the reader has read (all of which is < H). Rows with commit_order < H
+   were written by transactions of this database that have ended: that set can never grow, so
+   reading it in order and keeping the last position skips nothing. (Before, H was the
+   snapshot's xmin, the whole cluster's oldest running transaction: a long transaction in any
+   database on the server held back every reader.)
 2. Each stream is read in version order. Version n+1 is inserted only after version n committed
    (the unique (stream_id, version) and READ COMMITTED: the appender saw n committed, or it
    wrote n itself), so global_position(n+1) > global_position(n), and commit_order(n+1) >=
@@ -321,9 +327,25 @@ async def read_streams(conn: AsyncConnection, stream_ids: Sequence[str]) -> dict
 # output columns first), which no index has, so every read sorted the whole table (a sequential
 # scan and a top-N sort: 67 ms for a batch of 2,000 out of 20,000 events, growing with the table)
 # instead of walking the (commit_order, global_position) index from the reader's position.
+# The horizon: the oldest transaction still running that could write this database's events, or
+# the first id not yet assigned. Transaction ids are the whole cluster's, and so is
+# pg_snapshot_xmin: with every context's database on one server (docker compose, a small
+# deployment, this repository's own cluster) a bank import's chunk transaction in cash
+# application's database held back invoicing's relay until it committed, and every invoice
+# issued meanwhile waited for it (seconds of lag in every read model during an import). A
+# running transaction is passed over only when pg_stat_activity shows it belongs to a session of
+# another database: no session writes another database's tables, and a session's database never
+# changes, so a transaction seen there is never one of ours. One not seen (its session's row not
+# visible to this role, or the row not read yet) counts as ours, as before.
+_HORIZON = (
+    "(SELECT coalesce(min(x), pg_snapshot_xmax(pg_current_snapshot()))"
+    " FROM pg_snapshot_xip(pg_current_snapshot()) AS x"
+    " WHERE x::text::bigint % 4294967296 NOT IN (SELECT a.backend_xid::text::bigint FROM pg_stat_activity a"
+    "  WHERE a.backend_xid IS NOT NULL AND a.datname IS NOT NULL AND a.datname <> current_database()))"
+)
 _COMMITTED_AFTER = (
     " WHERE (events.commit_order, events.global_position) > (CAST({tx} AS text)::xid8, {pos})"
-    " AND events.commit_order < pg_snapshot_xmin(pg_current_snapshot())"
+    " AND events.commit_order < " + _HORIZON +
     " ORDER BY events.commit_order, events.global_position LIMIT {limit}"
 )
 

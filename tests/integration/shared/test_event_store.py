@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from shared import eventstore
 from shared.eventstore import ConcurrencyError, NewEvent
+from tests.support.infra import asyncpg_dsn, fresh_database
 
 NOW = datetime(2024, 1, 1, tzinfo=timezone.utc)
 
@@ -146,6 +147,45 @@ async def test_tailing_reader_never_skips_an_event_that_commits_late(platform_db
     for stream in {e.stream_id for e in seen}:
         versions = [e.version for e in seen if e.stream_id == stream]
         assert versions == sorted(versions) == list(range(1, len(versions) + 1))
+
+
+async def test_a_transaction_open_in_another_database_does_not_hold_back_the_reader(platform_db):
+    """Transaction ids are the cluster's: a write transaction running in another database (a
+    bank import in another context's database on the same server) must not keep this
+    database's committed events from its readers; one running in this database, started before
+    them, must (it may yet write events ordered before them)."""
+    import asyncpg
+
+    engine, url = platform_db
+    async with fresh_database("otherdb") as other_name:
+        other = await asyncpg.connect(asyncpg_dsn(other_name))
+        ours = await asyncpg.connect(asyncpg_dsn(url.rsplit("/", 1)[1]))
+        try:
+            await other.execute("CREATE TABLE t (v int)")
+            other_tx = other.transaction()
+            await other_tx.start()
+            await other.execute("INSERT INTO t VALUES (1)")  # an id assigned, running
+            async with engine.begin() as conn:
+                await eventstore.append(conn, "x-1", "s", 0, [ev(1)])
+            async with engine.connect() as conn:
+                assert [e.stream_id for e in await eventstore.read_all(conn)] == ["x-1"]
+                assert [e.stream_id for e in await eventstore.read_outbox(conn)] == ["x-1"]
+            # Now one of this database's own: started (an id taken) before the next append.
+            ours_tx = ours.transaction()
+            await ours_tx.start()
+            await ours.execute("INSERT INTO event_checkpoints (name, transaction_id, global_position)"
+                               " VALUES ('held', '1', 0)")
+            async with engine.begin() as conn:
+                await eventstore.append(conn, "x-2", "s", 0, [ev(2)])
+            async with engine.connect() as conn:
+                assert [e.stream_id for e in await eventstore.read_all(conn)] == ["x-1"]
+            await ours_tx.rollback()
+            async with engine.connect() as conn:
+                assert [e.stream_id for e in await eventstore.read_all(conn)] == ["x-1", "x-2"]
+            await other_tx.rollback()
+        finally:
+            await other.close()
+            await ours.close()
 
 
 async def test_checkpoint_round_trip(platform_db):
