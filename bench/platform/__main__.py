@@ -25,7 +25,10 @@ Phases (about 9 minutes with the defaults):
     inserts of the same rows, the outbox relay beside a plain aiokafka producer, and every
     service's live projection draining a backlog of --backlog-events events with its real
     consumers beside a plain consumer COPYing the same events;
- each service's RSS sampled from /proc every 0.5 s throughout.
+ each service's RSS sampled from /proc every 0.5 s throughout; during phases 3 and 6 the CPU
+ time of every part of the platform (each service's process tree, its database's sessions,
+ PostgreSQL's own processes, Kafka, the generator), from /proc, per accepted invoice / receipt:
+ what a figure costs, and how far the host's two cores go at that cost.
 
 Options (or BENCH_PLATFORM_* variables): --instances 2 runs two processes of every service (the
 generator spreads requests over both; consumers share partitions; one relay leader per context);
