@@ -51,7 +51,7 @@ def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10,
         pool_pre_ping=False,
         connect_args=connect_args,
         # Transactions are short; READ COMMITTED is the PostgreSQL default and what the
-        # event store's visibility rule (pg_snapshot_xmin) is written for.
+        # event store's visibility rule (its readers' horizon, shared.eventstore) is written for.
     )
     if engine.dialect.driver == "asyncpg":
         event.listen(engine.sync_engine.pool, "connect", _mark_used)

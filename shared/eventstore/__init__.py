@@ -320,13 +320,6 @@ async def read_streams(conn: AsyncConnection, stream_ids: Sequence[str]) -> dict
     return streams
 
 
-# The commit-safe window (the module's docstring says why it skips nothing and keeps each stream
-# in version order): rows after the reader's position, written by transactions that have ended.
-# The ORDER BY names the table's columns (events.commit_order): a bare `commit_order` there means
-# the select list's `commit_order::text::bigint` (PostgreSQL resolves an ORDER BY name against the
-# output columns first), which no index has, so every read sorted the whole table (a sequential
-# scan and a top-N sort: 67 ms for a batch of 2,000 out of 20,000 events, growing with the table)
-# instead of walking the (commit_order, global_position) index from the reader's position.
 # The horizon: the oldest transaction still running that could write this database's events, or
 # the first id not yet assigned. Transaction ids are the whole cluster's, and so is
 # pg_snapshot_xmin: with every context's database on one server (docker compose, a small
@@ -343,6 +336,14 @@ _HORIZON = (
     " WHERE x::text::bigint % 4294967296 NOT IN (SELECT a.backend_xid::text::bigint FROM pg_stat_activity a"
     "  WHERE a.backend_xid IS NOT NULL AND a.datname IS NOT NULL AND a.datname <> current_database()))"
 )
+
+# The commit-safe window (the module's docstring says why it skips nothing and keeps each stream
+# in version order): rows after the reader's position, written by transactions that have ended.
+# The ORDER BY names the table's columns (events.commit_order): a bare `commit_order` there means
+# the select list's `commit_order::text::bigint` (PostgreSQL resolves an ORDER BY name against the
+# output columns first), which no index has, so every read sorted the whole table (a sequential
+# scan and a top-N sort: 67 ms for a batch of 2,000 out of 20,000 events, growing with the table)
+# instead of walking the (commit_order, global_position) index from the reader's position.
 _COMMITTED_AFTER = (
     " WHERE (events.commit_order, events.global_position) > (CAST({tx} AS text)::xid8, {pos})"
     " AND events.commit_order < " + _HORIZON +

@@ -128,8 +128,9 @@ async def open_deductions(conn: AsyncConnection, short_pays: Sequence[tuple[Shor
     A short pay delivered twice in the run opens one deduction. Returns how many were opened."""
     if not short_pays:
         return 0
-    await repo.lock_payments(conn, sorted({s.payment_id for s, _ in short_pays}))
-    returned = await repo.returned_payments(conn, sorted({s.payment_id for s, _ in short_pays}))
+    payments = sorted({s.payment_id for s, _ in short_pays})
+    await repo.lock_payments(conn, payments)
+    returned = await repo.returned_payments(conn, payments)
     disputes = await aggregate.load_many(conn, Dispute, sorted({deduction_id(s.payment_id, s.invoice_id)
                                                                  for s, _ in short_pays}))
     mappings = await deductions.code_mappings(conn, sorted({s.customer_id for s, _ in short_pays}))
