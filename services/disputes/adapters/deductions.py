@@ -13,9 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 
 async def code_mapping(conn: AsyncConnection, customer_id: str) -> dict[str, str]:
-    rows = await conn.execute(text("SELECT customer_reason_code, reason_code FROM customer_deduction_codes"
-                                   " WHERE customer_id = :c"), {"c": customer_id})
-    return {r.customer_reason_code: r.reason_code for r in rows}
+    return (await code_mappings(conn, [customer_id])).get(customer_id, {})
 
 
 async def code_mappings(conn: AsyncConnection, customer_ids: list[str]) -> dict[str, dict[str, str]]:

@@ -89,8 +89,7 @@ async def record_resolution(conn: AsyncConnection, *, dispute_id: str, resolutio
 async def lock_payment(conn: AsyncConnection, payment_id: str) -> None:
     """Serialise a payment's short pays with its return (transaction-scoped lock), so a
     deduction opened concurrently with the return is seen and withdrawn by it."""
-    await conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended('disputes:payment:' || :p, 0))"),
-                       {"p": payment_id})
+    await lock_payments(conn, [payment_id])
 
 
 async def record_returned_payment(conn: AsyncConnection, payment_id: str, reason_code: str, returned_on) -> None:
